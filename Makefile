@@ -1,0 +1,55 @@
+# Coreboard: `make run` starts everything, `make test` runs the whole suite.
+SHELL := /bin/bash
+.DEFAULT_GOAL := run
+
+UV_VERSION := 0.13.8
+UV := var/bootstrap/bin/uv
+PY := .venv/bin/python
+export UV_PYTHON_DOWNLOADS := never
+export UV_LINK_MODE := copy
+
+# Debian packages the project needs, installed with apt only where missing.
+RUN_PACKAGES := redis-server postgresql acl
+TEST_PACKAGES := $(RUN_PACKAGES) chromium
+
+.PHONY: run test bench lint format typecheck screenshots system-packages test-system-packages
+
+run: system-packages .venv/.synced
+	$(PY) -m project.run
+
+test: test-system-packages .venv/.synced
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy .
+	$(PY) -m pytest
+
+bench: system-packages .venv/.synced
+	$(PY) -m tests.benchmarks.speedup
+
+screenshots: test-system-packages .venv/.synced
+	COREBOARD_SCREENSHOT_DIR=docs $(PY) -m pytest tests/test_browser.py
+
+lint: .venv/.synced
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: .venv/.synced
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+typecheck: .venv/.synced
+	$(PY) -m mypy .
+
+system-packages:
+	@bash .ci/system-packages $(RUN_PACKAGES)
+
+test-system-packages:
+	@bash .ci/system-packages $(TEST_PACKAGES)
+
+$(UV):
+	python3 -m venv var/bootstrap
+	var/bootstrap/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+.venv/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --python python3
+	touch $@

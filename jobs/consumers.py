@@ -1,0 +1,99 @@
+"""Websocket consumers: authorise, join the job's group, send a snapshot, relay deltas."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from jobs import events, selectors
+
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_NOT_FOUND = 4404
+MAX_MESSAGE_BYTES = 1024
+MIN_RESYNC_INTERVAL_S = 1.0
+
+
+class JobConsumer(AsyncJsonWebsocketConsumer):
+    """Live state of one job: `job.snapshot` first, then `job.progress` deltas.
+
+    Every delta carries the job's sequence number; on a gap (the channel layer dropped
+    something) the consumer sends a fresh snapshot instead, at most once a second.
+    The client may send `{"type": "resync"}` to ask for a snapshot.
+    """
+
+    job_id: int
+    group: str | None = None
+    last_seq = 0
+    last_snapshot_at = 0.0
+
+    async def connect(self) -> None:
+        await self.accept()
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        self.job_id = int(self.scope["url_route"]["kwargs"]["job_id"])
+        job = await database_sync_to_async(selectors.job_get_for_user)(
+            user=user, job_id=self.job_id
+        )
+        if job is None:
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        self.group = events.job_group(self.job_id)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.send_snapshot()
+
+    async def disconnect(self, code: int) -> None:
+        if self.group is not None:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def send_snapshot(self) -> None:
+        # Read the counter before the database: deltas numbered after it are newer.
+        seq = await events.current_seq(self.job_id)
+        snapshot = await database_sync_to_async(selectors.job_snapshot)(job_id=self.job_id)
+        if snapshot is None:
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        self.last_seq = seq
+        self.last_snapshot_at = time.monotonic()
+        await self.send_json({"type": "job.snapshot", "seq": seq, **snapshot})
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if text_data is None or len(text_data) > MAX_MESSAGE_BYTES:
+            await self._reply_error(
+                f"Send a JSON text message of at most {MAX_MESSAGE_BYTES} bytes."
+            )
+            return
+        try:
+            content = json.loads(text_data)
+        except json.JSONDecodeError:
+            await self._reply_error("Message is not valid JSON.")
+            return
+        await self.receive_json(content)
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        if isinstance(content, dict) and content.get("type") == "resync":
+            if self.group is not None:
+                await self.send_snapshot()
+            return
+        await self._reply_error('Unknown message: "type" must be "resync".')
+
+    async def _reply_error(self, message: str) -> None:
+        await self.send_json({"type": "error", "error": message})
+
+    async def job_progress(self, event: dict[str, Any]) -> None:
+        seq = event["seq"]
+        if seq <= self.last_seq:
+            return  # older than the snapshot already sent
+        gap = seq > self.last_seq + 1
+        if gap and time.monotonic() - self.last_snapshot_at >= MIN_RESYNC_INTERVAL_S:
+            await self.send_snapshot()
+            return
+        self.last_seq = seq
+        await self.send_json(
+            {"type": "job.progress", "seq": seq, "job": event["job"], "chunks": event["chunks"]}
+        )

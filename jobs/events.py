@@ -1,0 +1,137 @@
+"""Publishing live progress to channel-layer groups, throttled and coalesced per job.
+
+Each process gets one publisher thread with its own event loop and a long-lived Redis
+connection: `async_to_sync(group_send)` per event would open a connection per call
+(~150 events/s). Events carry absolute state, so a dropped one is repaired by the next,
+and a per-job sequence number (a Redis counter) lets consumers detect gaps and resync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from typing import Any
+
+import redis.asyncio as aioredis
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+SEQ_TTL_SECONDS = 7 * 24 * 3600
+
+
+def job_group(job_id: int) -> str:
+    return f"job-{job_id}"
+
+
+def seq_key(job_id: int) -> str:
+    return f"coreboard:job:{job_id}:seq"
+
+
+def redis_client() -> aioredis.Redis:
+    return aioredis.from_url(settings.CHANNEL_LAYER_REDIS_URL)
+
+
+async def current_seq(job_id: int) -> int:
+    client = redis_client()
+    try:
+        value = await client.get(seq_key(job_id))
+    finally:
+        await client.aclose()
+    return int(value or 0)
+
+
+class _Publisher:
+    def __init__(self) -> None:
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._pending: dict[int, dict[str, Any]] = {}
+        self._ready = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._kick: asyncio.Event | None = None
+        threading.Thread(target=self._thread_main, name="coreboard-events", daemon=True).start()
+        self._ready.wait(timeout=5)
+
+    @property
+    def owned_by_this_process(self) -> bool:
+        return self._pid == os.getpid()
+
+    def publish(
+        self, job_id: int, *, job: dict[str, Any] | None, chunk: dict[str, Any] | None
+    ) -> None:
+        with self._lock:
+            entry = self._pending.setdefault(job_id, {"job": None, "chunks": {}})
+            if job is not None:
+                entry["job"] = job
+            if chunk is not None:
+                merged = entry["chunks"].setdefault(chunk["index"], {})
+                merged.update(chunk)
+        if self._loop is not None and self._kick is not None:
+            self._loop.call_soon_threadsafe(self._kick.set)
+
+    def _drain(self) -> dict[int, dict[str, Any]]:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        return pending
+
+    def _thread_main(self) -> None:
+        asyncio.run(self._run())
+
+    async def _run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._kick = asyncio.Event()
+        self._ready.set()
+        layer = get_channel_layer()
+        client = redis_client()
+        interval = settings.COREBOARD_PUBLISH_INTERVAL_SECONDS
+        while True:
+            await self._kick.wait()
+            self._kick.clear()
+            for job_id, entry in self._drain().items():
+                try:
+                    seq = await client.incr(seq_key(job_id))
+                    await client.expire(seq_key(job_id), SEQ_TTL_SECONDS)
+                    await layer.group_send(
+                        job_group(job_id),
+                        {
+                            "type": "job.progress",
+                            "job_id": job_id,
+                            "seq": seq,
+                            "job": entry["job"],
+                            "chunks": list(entry["chunks"].values()),
+                        },
+                    )
+                except Exception:
+                    # Live progress is best effort: the database stays the truth and pages
+                    # resync from it, so a Redis hiccup must never fail a chunk.
+                    logger.exception("could not publish progress of job %s", job_id)
+            await asyncio.sleep(interval)
+
+
+_publisher: _Publisher | None = None
+_publisher_lock = threading.Lock()
+
+
+def _get_publisher() -> _Publisher:
+    global _publisher
+    with _publisher_lock:
+        # A prefork child inherits the parent's object but not its thread.
+        if _publisher is None or not _publisher.owned_by_this_process:
+            _publisher = _Publisher()
+        return _publisher
+
+
+def job_changed(job_state: dict[str, Any], chunk_state: dict[str, Any] | None = None) -> None:
+    """Publish a job's absolute state (and optionally one chunk's) to its group."""
+    _get_publisher().publish(job_state["id"], job=job_state, chunk=chunk_state)
+
+
+def chunk_progressed(job_id: int, index: int, fraction: float) -> None:
+    _get_publisher().publish(
+        job_id,
+        job=None,
+        chunk={"index": index, "status": "running", "progress": round(fraction, 4)},
+    )

@@ -1,0 +1,29 @@
+"""Create the admin account once, with a generated password kept under var/secrets."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+
+from project import stack
+
+
+class Command(BaseCommand):
+    help = "Ensure an admin account exists and print how to log in."
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        username = os.environ.get("COREBOARD_ADMIN_USER", "admin")
+        password = os.environ.get("COREBOARD_ADMIN_PASSWORD") or stack.read_or_create_secret(
+            "admin-password"
+        )
+        users = get_user_model().objects
+        user = users.filter(username=username).first()
+        if user is None:
+            users.create_superuser(username=username, email="", password=password)
+        elif "COREBOARD_ADMIN_PASSWORD" in os.environ and not user.check_password(password):
+            user.set_password(password)
+            user.save(update_fields=["password"])
+        self.stdout.write(f"Log in as {username!r} with password {password!r}")

@@ -1,0 +1,321 @@
+"""Every write and state transition of jobs and chunks.
+
+Chunks run at least once (Celery acks late and requeues on a lost worker) but are
+accounted exactly once: each transition is a conditional update, so a chunk that
+completes twice moves the job's counters once, and only the transaction that sees the
+last completion (under the job's row lock) runs `combine`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+import traceback
+from collections.abc import Mapping
+from functools import partial
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from jobs import events, kinds, selectors
+from jobs.models import Chunk, Job
+
+
+class JobRejected(ValueError):
+    """Invalid job input. `errors` is JSON by field; `params` errors are keyed by parameter."""
+
+    def __init__(self, errors: dict[str, Any]) -> None:
+        super().__init__(json.dumps(errors))
+        self.errors = errors
+
+
+class ChunkCancelled(Exception):
+    """Raised from a progress call when the chunk's job is no longer running."""
+
+
+class ChunkFailed(Exception):
+    """A chunk's `run` raised; carries the formatted traceback."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__(error.strip().splitlines()[-1] if error.strip() else "chunk failed")
+        self.error = error
+
+
+# --- creating and dispatching ----------------------------------------------------------------
+
+
+def job_create(
+    *,
+    owner: Any,
+    kind: str,
+    params: Mapping[str, Any],
+    parallelism: int | None = None,
+    rerun_of: Job | None = None,
+) -> Job:
+    """Validate, store the job and its chunks, and dispatch the first window after commit.
+
+    Raises JobRejected naming the field (`kind`, `parallelism`, or `params` by parameter);
+    nothing is stored or queued then.
+    """
+    try:
+        spec = kinds.get(kind)
+    except kinds.UnknownKind:
+        names = ", ".join(k.name for k in kinds.all_kinds())
+        raise JobRejected({"kind": [f"Unknown kind {kind!r}; choose one of: {names}."]}) from None
+    limit = settings.COREBOARD_MAX_PARALLELISM
+    if parallelism is None:
+        parallelism = min(settings.COREBOARD_DEFAULT_PARALLELISM, limit)
+    elif isinstance(parallelism, bool) or not isinstance(parallelism, int):
+        raise JobRejected({"parallelism": ["Must be an integer."]})
+    elif not 1 <= parallelism <= limit:
+        raise JobRejected({"parallelism": [f"Must be between 1 and {limit}."]})
+    try:
+        clean = spec.clean_params(params)
+    except ValidationError as exc:
+        raise JobRejected({"params": exc.message_dict}) from None
+    specs = list(spec.split(clean))
+    with transaction.atomic():
+        job = Job.objects.create(
+            owner=owner,
+            kind=kind,
+            params=clean,
+            parallelism=parallelism,
+            total_chunks=len(specs),
+            rerun_of=rerun_of,
+        )
+        Chunk.objects.bulk_create(
+            (Chunk(job=job, index=i, spec=s) for i, s in enumerate(specs)), batch_size=1000
+        )
+        transaction.on_commit(partial(job_dispatch, job_id=job.pk))
+    return job
+
+
+def job_dispatch(*, job_id: int) -> None:
+    """Queue pending chunks until `parallelism` chunks of the job are in flight."""
+    from jobs import tasks
+
+    with transaction.atomic():
+        job = Job.objects.select_for_update().filter(pk=job_id).first()
+        if job is None or not job.is_active:
+            return
+        in_flight = job.chunks.filter(status__in=Chunk.IN_FLIGHT_STATUSES).count()
+        slots = job.parallelism - in_flight
+        if slots <= 0:
+            return
+        chunk_ids = list(
+            job.chunks.filter(status=Chunk.Status.PENDING)
+            .order_by("index")
+            .values_list("id", flat=True)[:slots]
+        )
+        now = timezone.now()
+        Chunk.objects.filter(id__in=chunk_ids).update(status=Chunk.Status.QUEUED, queued_at=now)
+        if job.status == Job.Status.PENDING:
+            job.status = Job.Status.RUNNING
+            job.started_at = now
+            job.save(update_fields=["status", "started_at"])
+            _publish_after_commit(job)
+        for chunk_id in chunk_ids:
+            transaction.on_commit(partial(tasks.chunk_run.delay, chunk_id))
+
+
+def _publish_after_commit(job: Job, chunk: Chunk | None = None) -> None:
+    job_state = selectors.job_as_dict(job)
+    chunk_state = selectors.chunk_as_dict(chunk) if chunk is not None else None
+    transaction.on_commit(partial(events.job_changed, job_state, chunk_state))
+
+
+# --- running one chunk (in a worker process) --------------------------------------------------
+
+
+class ChunkProgress:
+    """The `progress(done, total)` callable handed to a kind's `run`.
+
+    Publishes at most every COREBOARD_PUBLISH_INTERVAL_SECONDS and looks at the job's
+    status at most every COREBOARD_CANCEL_POLL_SECONDS, raising ChunkCancelled once the
+    job is no longer running: cancellation lives in the database, not in Celery revokes.
+    """
+
+    def __init__(self, chunk: Chunk) -> None:
+        self.job_id = chunk.job_id
+        self.index = chunk.index
+        self._next_publish = 0.0
+        self._next_check = time.monotonic() + settings.COREBOARD_CANCEL_POLL_SECONDS
+
+    def __call__(self, done: float, total: float) -> None:
+        now = time.monotonic()
+        if now >= self._next_check:
+            self._next_check = now + settings.COREBOARD_CANCEL_POLL_SECONDS
+            status = Job.objects.filter(pk=self.job_id).values_list("status", flat=True).first()
+            if status != Job.Status.RUNNING:
+                raise ChunkCancelled
+        if now >= self._next_publish:
+            self._next_publish = now + settings.COREBOARD_PUBLISH_INTERVAL_SECONDS
+            fraction = min(max(done / total, 0.0), 1.0) if total else 0.0
+            events.chunk_progressed(self.job_id, self.index, fraction)
+
+
+def chunk_start(*, chunk_id: int, worker: str, pid: int) -> Chunk | None:
+    """Claim a delivered chunk; None if it must not run (cancelled, done, job over)."""
+    with transaction.atomic():
+        chunk = (
+            Chunk.objects.select_for_update(of=("self",))
+            .select_related("job")
+            .filter(pk=chunk_id)
+            .first()
+        )
+        if chunk is None or chunk.status not in Chunk.IN_FLIGHT_STATUSES:
+            return None
+        if chunk.job.status != Job.Status.RUNNING:
+            return None
+        if chunk.attempts >= settings.COREBOARD_CHUNK_MAX_ATTEMPTS:
+            error = (
+                f"Chunk {chunk.index} was delivered {chunk.attempts} times without finishing "
+                "(its worker process was lost each time); giving up."
+            )
+            transaction.on_commit(partial(chunk_fail, chunk_id=chunk_id, error=error))
+            return None
+        chunk.status = Chunk.Status.RUNNING
+        chunk.attempts += 1
+        chunk.started_at = timezone.now()
+        chunk.finished_at = None
+        chunk.worker = worker
+        chunk.pid = pid
+        chunk.save(
+            update_fields=["status", "attempts", "started_at", "finished_at", "worker", "pid"]
+        )
+        _publish_after_commit(chunk.job, chunk)
+    return chunk
+
+
+def chunk_run(*, chunk_id: int) -> None:
+    """Run one chunk in this process and record the outcome.
+
+    Raises ChunkFailed when the kind raised, so the Celery task can retry or give up.
+    """
+    chunk = chunk_start(chunk_id=chunk_id, worker=socket.gethostname(), pid=os.getpid())
+    if chunk is None:
+        return
+    kind = kinds.get(chunk.job.kind)
+    cpu_before = time.process_time()
+    try:
+        result = kind.run(chunk.spec, ChunkProgress(chunk))
+        json.dumps(result)
+    except ChunkCancelled:
+        chunk_cancel(chunk_id=chunk_id)
+        return
+    except Exception:
+        raise ChunkFailed(traceback.format_exc()) from None
+    chunk_complete(chunk_id=chunk_id, result=result, cpu_seconds=time.process_time() - cpu_before)
+
+
+def chunk_complete(*, chunk_id: int, result: Any, cpu_seconds: float) -> None:
+    """Record a chunk's result; the completion that finishes the job runs `combine`."""
+    with transaction.atomic():
+        # A redelivered chunk may finish twice; only the first completion counts.
+        updated = Chunk.objects.filter(pk=chunk_id, status__in=Chunk.IN_FLIGHT_STATUSES).update(
+            status=Chunk.Status.DONE,
+            result=result,
+            cpu_seconds=cpu_seconds,
+            finished_at=timezone.now(),
+            error="",
+        )
+        if not updated:
+            return
+        chunk = Chunk.objects.get(pk=chunk_id)
+        job = Job.objects.select_for_update().get(pk=chunk.job_id)
+        job.done_chunks += 1
+        job.cpu_seconds += cpu_seconds
+        fields = ["done_chunks", "cpu_seconds"]
+        if job.status == Job.Status.RUNNING and job.done_chunks == job.total_chunks:
+            _job_finish(job)
+            fields += ["status", "result", "error", "finished_at"]
+        job.save(update_fields=fields)
+        if job.status == Job.Status.RUNNING:
+            transaction.on_commit(partial(job_dispatch, job_id=job.pk))
+        _publish_after_commit(job, chunk)
+
+
+def _job_finish(job: Job) -> None:
+    partials = list(job.chunks.order_by("index").values_list("result", flat=True))
+    try:
+        job.result = kinds.get(job.kind).combine(job.params, partials)
+        json.dumps(job.result)
+        job.status = Job.Status.SUCCEEDED
+    except Exception:
+        job.result = None
+        job.status = Job.Status.FAILED
+        job.error = "combine failed:\n" + traceback.format_exc()
+    job.finished_at = timezone.now()
+
+
+def chunk_retry_scheduled(*, chunk_id: int, error: str) -> None:
+    """A chunk raised and will be retried: back to queued, keeping its slot and its error."""
+    with transaction.atomic():
+        updated = Chunk.objects.filter(pk=chunk_id, status=Chunk.Status.RUNNING).update(
+            status=Chunk.Status.QUEUED, error=error, finished_at=timezone.now()
+        )
+        if updated:
+            chunk = Chunk.objects.select_related("job").get(pk=chunk_id)
+            _publish_after_commit(chunk.job, chunk)
+
+
+def chunk_fail(*, chunk_id: int, error: str) -> None:
+    """A chunk ran out of attempts: it fails, and so does its job."""
+    with transaction.atomic():
+        updated = Chunk.objects.filter(pk=chunk_id, status__in=Chunk.IN_FLIGHT_STATUSES).update(
+            status=Chunk.Status.FAILED, error=error, finished_at=timezone.now()
+        )
+        if not updated:
+            return
+        chunk = Chunk.objects.get(pk=chunk_id)
+        job = Job.objects.select_for_update().get(pk=chunk.job_id)
+        job.failed_chunks += 1
+        fields = ["failed_chunks"]
+        if job.is_active:
+            job.status = Job.Status.FAILED
+            job.error = f"Chunk {chunk.index} failed after {chunk.attempts} attempt(s):\n{error}"
+            job.finished_at = timezone.now()
+            fields += ["status", "error", "finished_at"]
+            _chunks_cancel_unstarted(job)
+        job.save(update_fields=fields)
+        _publish_after_commit(job, chunk)
+
+
+def chunk_cancel(*, chunk_id: int) -> None:
+    """A running chunk noticed its job stopped and gave up."""
+    with transaction.atomic():
+        updated = Chunk.objects.filter(pk=chunk_id, status=Chunk.Status.RUNNING).update(
+            status=Chunk.Status.CANCELLED, finished_at=timezone.now()
+        )
+        if updated:
+            chunk = Chunk.objects.select_related("job").get(pk=chunk_id)
+            _publish_after_commit(chunk.job, chunk)
+
+
+def _chunks_cancel_unstarted(job: Job) -> None:
+    job.chunks.filter(status__in=(Chunk.Status.PENDING, Chunk.Status.QUEUED)).update(
+        status=Chunk.Status.CANCELLED, finished_at=timezone.now()
+    )
+
+
+# --- actions by people -------------------------------------------------------------------------
+
+
+def job_cancel(*, job: Job) -> bool:
+    """Cancel an active job. Queued chunks will not start; running ones stop at their next
+    progress call. Returns False if the job had already ended."""
+    with transaction.atomic():
+        updated = Job.objects.filter(pk=job.pk, status__in=Job.ACTIVE_STATUSES).update(
+            status=Job.Status.CANCELLED, finished_at=timezone.now()
+        )
+        if not updated:
+            return False
+        job.refresh_from_db()
+        _chunks_cancel_unstarted(job)
+        _publish_after_commit(job)
+    return True

@@ -1,0 +1,102 @@
+"""HTML pages (login required by LoginRequiredMiddleware): parse, call, render."""
+
+from __future__ import annotations
+
+import json
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from jobs import kinds, selectors, services
+from jobs.forms import PARAMS_PREFIX, HistoryFilterForm, JobOptionsForm
+from jobs.models import Job
+
+PAGE_SIZE = 25
+
+
+def _job_or_404(request: HttpRequest, job_id: int) -> Job:
+    job = selectors.job_get_for_user(user=request.user, job_id=job_id)
+    if job is None:
+        raise Http404("No such job.")
+    return job
+
+
+def job_list(request: HttpRequest) -> HttpResponse:
+    filters = HistoryFilterForm(request.GET or None, kind_names=[k.name for k in kinds.all_kinds()])
+    status = kind = None
+    if filters.is_valid():
+        status = filters.cleaned_data["status"] or None
+        kind = filters.cleaned_data["kind"] or None
+    jobs = selectors.job_history(user=request.user, status=status, kind=kind)
+    page = Paginator(jobs, PAGE_SIZE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        "jobs/job_list.html",
+        {"page": page, "filters": filters, "query": query.urlencode()},
+    )
+
+
+def job_new(request: HttpRequest) -> HttpResponse:
+    available = kinds.all_kinds()
+    name = request.POST.get("kind") or request.GET.get("kind") or available[0].name
+    try:
+        kind = kinds.get(name)
+    except kinds.UnknownKind:
+        raise Http404(f"Unknown job kind {name!r}.") from None
+    data = request.POST if request.method == "POST" else None
+    params_form = kind.form_class(data, prefix=PARAMS_PREFIX)
+    options_form = JobOptionsForm(data)
+    if request.method == "POST" and params_form.is_valid() and options_form.is_valid():
+        try:
+            job = services.job_create(
+                owner=request.user,
+                kind=kind.name,
+                params=params_form.cleaned_data,
+                parallelism=options_form.cleaned_data["parallelism"],
+            )
+        except services.JobRejected as rejected:
+            for field, errors in rejected.errors.get("params", {}).items():
+                params_form.add_error(None if field == "__all__" else field, errors)
+            if "parallelism" in rejected.errors:
+                options_form.add_error("parallelism", rejected.errors["parallelism"])
+        else:
+            return redirect("jobs:detail", job_id=job.pk)
+    return render(
+        request,
+        "jobs/job_new.html",
+        {
+            "kinds": available,
+            "kind": kind,
+            "params_form": params_form,
+            "options_form": options_form,
+        },
+        status=400 if request.method == "POST" else 200,
+    )
+
+
+def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
+    job = _job_or_404(request, job_id)
+    return render(
+        request,
+        "jobs/job_detail.html",
+        {
+            "job": job,
+            "params_json": json.dumps(job.params, indent=2),
+            "snapshot": selectors.job_snapshot(job_id=job.pk),
+        },
+    )
+
+
+@require_POST
+def job_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
+    job = _job_or_404(request, job_id)
+    if services.job_cancel(job=job):
+        messages.success(request, f"Job {job.pk} cancelled.")
+    else:
+        messages.info(request, f"Job {job.pk} had already ended ({job.status}).")
+    return redirect("jobs:detail", job_id=job.pk)

@@ -1,0 +1,216 @@
+"""The one settings module. Every knob is an environment variable (see README: Configuration)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import dj_database_url
+
+from project import stack
+
+BASE_DIR = stack.BASE_DIR
+
+
+def env_str(name: str, default: str | None = None) -> str:
+    value = os.environ.get(name, default)
+    if value is None:
+        raise RuntimeError(f"environment variable {name} is required")
+    return value
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    if value.lower() in {"1", "true", "yes", "on"}:
+        return True
+    if value.lower() in {"0", "false", "no", "off", ""}:
+        return False
+    raise RuntimeError(f"environment variable {name} must be a boolean, got {value!r}")
+
+
+def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise RuntimeError(
+            f"environment variable {name} must be an integer, got {value!r}"
+        ) from None
+    if minimum is not None and number < minimum:
+        raise RuntimeError(f"environment variable {name} must be >= {minimum}, got {number}")
+    return number
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = os.environ.get("SECRET_KEY") or stack.read_or_create_secret("django-secret-key")
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "channels",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "jobs",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "project.urls"
+ASGI_APPLICATION = "project.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Data stores: DATABASE_URL / REDIS_URL, or the embedded default under ./var -------------
+
+EMBEDDED_POSTGRES = "DATABASE_URL" not in os.environ
+EMBEDDED_REDIS = "REDIS_URL" not in os.environ
+DATABASE_URL = env_str("DATABASE_URL", stack.EmbeddedPostgres.default().url())
+REDIS_URL = env_str("REDIS_URL", stack.EmbeddedRedis.default().url()).rstrip("/")
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60), conn_health_checks=True
+    )
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+
+def _redis_db_url(db: int) -> str:
+    """REDIS_URL with its database number replaced, so broker and channel layer stay apart."""
+    head, _, tail = REDIS_URL.rpartition("/")
+    return f"{head}/{db}" if tail.isdigit() and head.count("/") >= 2 else f"{REDIS_URL}/{db}"
+
+
+CHANNEL_LAYER_REDIS_URL = _redis_db_url(1)
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {
+            # redis-py 8 defaults to a 5 s socket timeout, equal to channels-redis' blocking
+            # read: idle consumers would die after ~5 s. None disables it.
+            "hosts": [{"address": CHANNEL_LAYER_REDIS_URL, "socket_timeout": None}],
+            "capacity": 1000,
+            "expiry": 60,
+        },
+    }
+}
+
+# --- Celery (namespace CELERY_) ------------------------------------------------------------
+
+CHUNK_SOFT_TIME_LIMIT = env_int("COREBOARD_CHUNK_TIME_LIMIT", 600, minimum=1)
+CELERY_BROKER_URL = _redis_db_url(0)
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# The visibility timeout must exceed the longest chunk, or Redis redelivers running chunks.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": max(3600, CHUNK_SOFT_TIME_LIMIT * 3)}
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SOFT_TIME_LIMIT = CHUNK_SOFT_TIME_LIMIT
+CELERY_TASK_TIME_LIMIT = CHUNK_SOFT_TIME_LIMIT + 30
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+CELERY_TASK_DEFAULT_QUEUE = "coreboard"
+
+# --- Coreboard ------------------------------------------------------------------------------
+
+# Modules that register job kinds; a deployment appends its own (comma-separated env var).
+COREBOARD_JOB_KINDS = ["jobs.kinds.primes", "jobs.kinds.burn", *env_list("COREBOARD_JOB_KINDS", [])]
+COREBOARD_DEFAULT_PARALLELISM = env_int(
+    "COREBOARD_DEFAULT_PARALLELISM", os.cpu_count() or 1, minimum=1
+)
+COREBOARD_MAX_PARALLELISM = env_int("COREBOARD_MAX_PARALLELISM", 1024, minimum=1)
+# Retries after a chunk raised; then the job fails.
+COREBOARD_CHUNK_MAX_RETRIES = env_int("COREBOARD_CHUNK_MAX_RETRIES", 2, minimum=0)
+# Deliveries of one chunk (retries and redeliveries after a lost worker) before it is failed,
+# so a chunk that kills its process cannot loop forever.
+COREBOARD_CHUNK_MAX_ATTEMPTS = env_int("COREBOARD_CHUNK_MAX_ATTEMPTS", 5, minimum=1)
+# How often a running chunk looks for a cancellation, and how often progress is published.
+COREBOARD_CANCEL_POLL_SECONDS = 0.5
+COREBOARD_PUBLISH_INTERVAL_SECONDS = 0.1
+
+# --- Auth, API, i18n, static ----------------------------------------------------------------
+
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "jobs:list"
+LOGOUT_REDIRECT_URL = "login"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+REST_FRAMEWORK: dict[str, Any] = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 25,
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+}
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_str("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+MEDIA_ROOT = BASE_DIR / "var" / "media"
+# WhiteNoise serves straight from the finders, so no collectstatic step is needed to run.
+WHITENOISE_USE_FINDERS = True
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+}

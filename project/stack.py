@@ -1,0 +1,312 @@
+"""The embedded default: a private PostgreSQL cluster and Redis server under ./var.
+
+Used by `make run` (project.run), by the test suite (tests.services_plugin) and by
+settings (for the default connection URLs). Nothing here imports Django, so it can
+run before settings are configured.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import secrets
+import shutil
+import socket
+import stat
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = BASE_DIR / "var"
+SECRETS_DIR = VAR_DIR / "secrets"
+
+DEFAULT_PG_PORT = 54329
+DEFAULT_REDIS_PORT = 56379
+STARTUP_TIMEOUT_S = 30.0
+
+
+class StackError(RuntimeError):
+    """An embedded service could not be prepared or started."""
+
+
+def secret_file(name: str) -> Path:
+    return SECRETS_DIR / name
+
+
+def read_or_create_secret(name: str) -> str:
+    """Return the secret stored under var/secrets/<name>, creating it (0600) if missing."""
+    path = secret_file(name)
+    if path.exists():
+        return path.read_text().strip()
+    SECRETS_DIR.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(24)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value + "\n")
+    return value
+
+
+def read_secret(name: str) -> str:
+    path = secret_file(name)
+    return path.read_text().strip() if path.exists() else ""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_is_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex((host, port)) == 0
+
+
+def wait_for_port(port: int, *, timeout: float = STARTUP_TIMEOUT_S, what: str = "server") -> None:
+    deadline = time.monotonic() + timeout
+    while not port_is_open(port):
+        if time.monotonic() > deadline:
+            raise StackError(f"{what} did not open 127.0.0.1:{port} within {timeout:.0f} s")
+        time.sleep(0.05)
+
+
+def postgres_bin_dir() -> Path:
+    configured = os.environ.get("COREBOARD_PG_BIN")
+    if configured:
+        return Path(configured)
+    candidates = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+        key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
+    )
+    if candidates:
+        return candidates[-1].parent
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).parent
+    raise StackError("PostgreSQL server binaries not found (apt-get install postgresql)")
+
+
+def _grant_traverse(path: Path, user: str) -> None:
+    # PostgreSQL refuses to run as root, so it runs as an unprivileged user that must be
+    # able to reach ./var/pg. Grant that one user traverse-only access to each ancestor
+    # directory that others cannot already traverse (e.g. /root is 0700 on Debian).
+    for ancestor in reversed(path.parents):
+        mode = ancestor.stat().st_mode
+        if mode & stat.S_IXOTH:
+            continue
+        if shutil.which("setfacl") is None:
+            raise StackError(
+                f"user {user!r} cannot reach {ancestor}; install 'acl' or run "
+                f"'chmod o+x {ancestor}'"
+            )
+        subprocess.run(["setfacl", "-m", f"u:{user}:x", str(ancestor)], check=True)
+
+
+@dataclass(frozen=True)
+class EmbeddedPostgres:
+    """A private PostgreSQL cluster listening on 127.0.0.1 only, data under `root`."""
+
+    root: Path
+    port: int
+    user: str = "coreboard"
+    database: str = "coreboard"
+    secret_name: str = "pg-password"  # noqa: S105 - the name of a file under var/secrets
+
+    @classmethod
+    def default(cls) -> EmbeddedPostgres:
+        return cls(
+            root=VAR_DIR / "pg", port=int(os.environ.get("COREBOARD_PG_PORT", DEFAULT_PG_PORT))
+        )
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def log_file(self) -> Path:
+        return self.root / "postgres.log"
+
+    def url(self, database: str | None = None) -> str:
+        password = read_secret(self.secret_name)
+        return (
+            f"postgresql://{self.user}:{password}@127.0.0.1:{self.port}/{database or self.database}"
+        )
+
+    # -- running as the unprivileged owner of the cluster ---------------------------------
+
+    @staticmethod
+    def os_user() -> str | None:
+        if os.geteuid() != 0:
+            return None
+        user = os.environ.get("COREBOARD_PG_OS_USER", "postgres")
+        try:
+            pwd.getpwnam(user)
+        except KeyError:
+            subprocess.run(
+                ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", user],
+                check=True,
+            )
+        return user
+
+    def _run(self, args: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+        user = self.os_user()
+        command = ["runuser", "-u", user, "--", *args] if user else args
+        return subprocess.run(command, text=True, capture_output=True, check=False, **kwargs)  # type: ignore[call-overload]
+
+    def _prepare_root(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        user = self.os_user()
+        if user:
+            entry = pwd.getpwnam(user)
+            os.chown(self.root, entry.pw_uid, entry.pw_gid)
+            _grant_traverse(self.root, user)
+
+    def ensure_initialised(self) -> None:
+        if (self.data_dir / "PG_VERSION").exists():
+            return
+        self._prepare_root()
+        password = read_or_create_secret(self.secret_name)
+        pwfile = self.root / "initdb-password"
+        pwfile.write_text(password + "\n")
+        user = self.os_user()
+        if user:
+            entry = pwd.getpwnam(user)
+            os.chown(pwfile, entry.pw_uid, entry.pw_gid)
+        pwfile.chmod(0o600)
+        try:
+            result = self._run(
+                [
+                    str(postgres_bin_dir() / "initdb"),
+                    "--pgdata",
+                    str(self.data_dir),
+                    "--username",
+                    self.user,
+                    "--pwfile",
+                    str(pwfile),
+                    "--auth",
+                    "scram-sha-256",
+                    "--encoding",
+                    "UTF8",
+                    "--locale",
+                    "C",
+                ]
+            )
+        finally:
+            pwfile.unlink(missing_ok=True)
+        if result.returncode != 0:
+            raise StackError(f"initdb failed:\n{result.stdout}{result.stderr}")
+
+    def is_running(self) -> bool:
+        result = self._run([str(postgres_bin_dir() / "pg_ctl"), "status", "-D", str(self.data_dir)])
+        return result.returncode == 0
+
+    def start(self) -> None:
+        self.ensure_initialised()
+        if self.is_running():
+            raise StackError(
+                f"a PostgreSQL server already runs on {self.data_dir}; is another "
+                "'make run' or test run using this checkout?"
+            )
+        if port_is_open(self.port):
+            raise StackError(f"port {self.port} is taken; set COREBOARD_PG_PORT to a free port")
+        options = f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories=''"
+        result = self._run(
+            [
+                str(postgres_bin_dir() / "pg_ctl"),
+                "start",
+                "--wait",
+                f"--timeout={int(STARTUP_TIMEOUT_S)}",
+                "-D",
+                str(self.data_dir),
+                "-l",
+                str(self.log_file),
+                "-o",
+                options,
+            ]
+        )
+        if result.returncode != 0:
+            log = self.log_file.read_text()[-2000:] if self.log_file.exists() else ""
+            raise StackError(f"PostgreSQL did not start:\n{result.stdout}{result.stderr}{log}")
+        self._ensure_database()
+
+    def _ensure_database(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
+            exists = conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", [self.database]
+            ).fetchone()
+            if not exists:
+                conn.execute(f'CREATE DATABASE "{self.database}"')
+
+    def stop(self) -> None:
+        self._run(
+            [str(postgres_bin_dir() / "pg_ctl"), "stop", "--mode=fast", "-D", str(self.data_dir)]
+        )
+
+
+@dataclass
+class EmbeddedRedis:
+    """A private redis-server on 127.0.0.1, data under `root`, run as our child process."""
+
+    root: Path
+    port: int
+    process: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def default(cls) -> EmbeddedRedis:
+        port = int(os.environ.get("COREBOARD_REDIS_PORT", DEFAULT_REDIS_PORT))
+        return cls(root=VAR_DIR / "redis", port=port)
+
+    def url(self, db: int = 0) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def start(self) -> None:
+        server = shutil.which("redis-server") or "/usr/bin/redis-server"
+        if not Path(server).exists():
+            raise StackError("redis-server not found (apt-get install redis-server)")
+        if port_is_open(self.port):
+            raise StackError(f"port {self.port} is taken; set COREBOARD_REDIS_PORT to a free port")
+        self.root.mkdir(parents=True, exist_ok=True)
+        log = (self.root / "redis.log").open("ab")
+        self.process = subprocess.Popen(
+            [
+                server,
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--dir",
+                str(self.root),
+                "--save",
+                "60 1",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "yes",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            wait_for_port(self.port, what="redis-server")
+        except StackError:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None

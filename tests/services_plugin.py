@@ -1,0 +1,36 @@
+"""Starts the services the suite needs before Django is configured, and stops them after.
+
+Loaded with `-p tests.services_plugin` (see pyproject.toml) so its hook runs before
+pytest-django imports settings. Without DATABASE_URL / REDIS_URL the suite gets its own
+PostgreSQL cluster (var/test/pg, kept between runs) and Redis on free ports, so it never
+touches the data of a `make run` beside it.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from project import stack
+
+TEST_VAR = stack.VAR_DIR / "test"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
+    # Persistent connections held by asgiref's worker threads would keep pytest-django
+    # from dropping the test database at the end.
+    os.environ.setdefault("DB_CONN_MAX_AGE", "0")
+    if "DATABASE_URL" not in os.environ:
+        postgres = stack.EmbeddedPostgres(
+            root=TEST_VAR / "pg", port=stack.free_port(), secret_name="test-pg-password"
+        )
+        postgres.start()
+        early_config.add_cleanup(postgres.stop)
+        os.environ["DATABASE_URL"] = postgres.url()
+    if "REDIS_URL" not in os.environ:
+        redis = stack.EmbeddedRedis(root=TEST_VAR / "redis", port=stack.free_port())
+        redis.start()
+        early_config.add_cleanup(redis.stop)
+        os.environ["REDIS_URL"] = redis.url()

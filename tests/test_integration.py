@@ -1,0 +1,114 @@
+"""End to end with real PostgreSQL, Redis and a `celery worker --pool=prefork` (2 processes)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+from asgiref.sync import async_to_sync
+from django.contrib.auth.models import User
+from django.db import transaction
+
+from jobs import services
+from jobs.models import Chunk, Job
+from tests.conftest import ServerProcess, wait_for_job, wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture(autouse=True)
+def _worker(celery_worker: ServerProcess) -> ServerProcess:
+    return celery_worker
+
+
+def create(owner: User, kind: str, params: dict, parallelism: int = 2) -> Job:
+    with transaction.atomic():
+        return services.job_create(owner=owner, kind=kind, params=params, parallelism=parallelism)
+
+
+def test_primes_job_counts_right_on_several_processes(alice: User) -> None:
+    job = create(alice, "primes", {"start": 0, "stop": 10_000_000, "chunks": 8})
+    job = wait_for_job(job.pk, until={"succeeded", "failed"})
+    assert job.status == Job.Status.SUCCEEDED, job.error
+    assert job.result == {"count": 664_579}
+    assert job.done_chunks == 8
+    chunks = list(job.chunks.all())
+    assert len({c.pid for c in chunks}) >= 2
+    assert all(c.attempts == 1 and c.cpu_seconds and c.worker for c in chunks)
+    assert job.wall_seconds
+    assert job.cpu_seconds > 0
+    assert job.speedup is not None
+
+
+def test_killed_worker_process_mid_chunk_still_succeeds(alice: User) -> None:
+    job = create(alice, "burn", {"chunks": 4, "ms": 1500}, parallelism=2)
+    running = wait_until(
+        job.pk, lambda: Chunk.objects.filter(job_id=job.pk, status="running", index=0).first()
+    )
+    os.kill(running.pid, signal.SIGKILL)
+    job = wait_for_job(job.pk, until={"succeeded", "failed"})
+    assert job.status == Job.Status.SUCCEEDED, job.error
+    assert job.done_chunks == 4
+    assert job.result["chunks"] == 4
+    redone = job.chunks.get(index=0)
+    assert redone.attempts == 2
+    assert redone.pid != running.pid
+
+
+def test_cancel_stops_running_and_queued_chunks(alice: User) -> None:
+    job = create(alice, "burn", {"chunks": 10, "ms": 30_000}, parallelism=2)
+    wait_until(job.pk, lambda: Chunk.objects.filter(job_id=job.pk, status="running").count() == 2)
+    requested = time.monotonic()
+    assert services.job_cancel(job=job)
+    wait_until(
+        job.pk,
+        lambda: (
+            not Chunk.objects.filter(job_id=job.pk, status__in=Chunk.IN_FLIGHT_STATUSES).exists()
+        ),
+        timeout=10,
+    )
+    assert time.monotonic() - requested < 2.5
+    job.refresh_from_db()
+    assert job.status == Job.Status.CANCELLED
+    assert set(job.chunks.values_list("status", flat=True)) == {"cancelled"}
+    assert not job.chunks.filter(started_at__gt=job.finished_at).exists()
+
+
+def test_failing_chunk_is_retried_then_fails_the_job(alice: User) -> None:
+    job = create(alice, "burn", {"chunks": 2, "ms": 50, "fail_rate": 1}, parallelism=1)
+    job = wait_for_job(job.pk, until={"succeeded", "failed"})
+    assert job.status == Job.Status.FAILED
+    assert "Traceback (most recent call last)" in job.error
+    assert "InjectedFailure: burn: injected failure in chunk 0" in job.error
+    failed = job.chunks.get(index=0)
+    assert failed.status == Chunk.Status.FAILED
+    assert failed.attempts == 3  # the first run and COREBOARD_CHUNK_MAX_RETRIES=2 retries
+    assert job.chunks.get(index=1).status == Chunk.Status.CANCELLED
+
+
+def test_websocket_follows_a_real_job_to_completion(alice: User) -> None:
+    from tests.test_consumers import communicator_for
+
+    job = create(alice, "burn", {"chunks": 4, "ms": 400}, parallelism=2)
+
+    async def follow() -> list[dict]:
+        communicator = await communicator_for(job.pk, alice)
+        connected, _ = await communicator.connect()
+        assert connected
+        messages = [await communicator.receive_json_from(timeout=10)]
+        while not (messages[-1]["job"] and messages[-1]["job"]["status"] == "succeeded"):
+            messages.append(await communicator.receive_json_from(timeout=30))
+        await communicator.disconnect()
+        return messages
+
+    messages = async_to_sync(follow)()
+    assert messages[0]["type"] == "job.snapshot"
+    progress = [m for m in messages[1:] if m["type"] == "job.progress"]
+    assert progress
+    assert [m["seq"] for m in progress] == sorted(m["seq"] for m in progress)
+    partial = [c["progress"] for m in progress for c in m["chunks"] if "progress" in c]
+    assert any(0 < p < 1 for p in partial)
+    assert messages[-1]["job"]["progress"] == 1.0
+    assert messages[-1]["job"]["done_chunks"] == 4

@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+
+from jobs import services
+from jobs.models import Job
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def alice_client(alice: User) -> Client:
+    client = Client()
+    client.force_login(alice)
+    return client
+
+
+@pytest.fixture
+def alice_job(alice: User) -> Job:
+    return services.job_create(owner=alice, kind="burn", params={"chunks": 3, "ms": 1})
+
+
+def test_pages_require_login(client: Client, alice_job: Job) -> None:
+    for url in ("/", "/jobs/new/", f"/jobs/{alice_job.pk}/"):
+        response = client.get(url)
+        assert response.status_code == 302
+        assert response["Location"].startswith("/accounts/login/")
+
+
+def test_login_page_logs_in(client: Client, alice: User) -> None:
+    response = client.post(
+        "/accounts/login/", {"username": "alice", "password": "alice-password-1"}
+    )
+    assert response.status_code == 302
+    assert client.get("/").status_code == 200
+
+
+def test_history_lists_my_jobs_with_filters(alice_client: Client, alice: User, bob: User) -> None:
+    burn = services.job_create(owner=alice, kind="burn", params={"chunks": 1, "ms": 1})
+    primes = services.job_create(
+        owner=alice, kind="primes", params={"start": 0, "stop": 10, "chunks": 1}
+    )
+    services.job_cancel(job=primes)
+    bobs = services.job_create(owner=bob, kind="burn", params={"chunks": 1, "ms": 1})
+    page = alice_client.get("/").content.decode()
+    assert f'data-job-id="{burn.pk}"' in page
+    assert f'data-job-id="{primes.pk}"' in page
+    assert f'data-job-id="{bobs.pk}"' not in page
+    filtered = alice_client.get("/", {"status": "cancelled"}).content.decode()
+    assert f'data-job-id="{primes.pk}"' in filtered
+    assert f'data-job-id="{burn.pk}"' not in filtered
+    by_kind = alice_client.get("/", {"kind": "burn"}).content.decode()
+    assert f'data-job-id="{burn.pk}"' in by_kind
+    assert f'data-job-id="{primes.pk}"' not in by_kind
+
+
+def test_new_job_form_shows_defaults_and_creates_the_job(alice_client: Client) -> None:
+    form = alice_client.get("/jobs/new/", {"kind": "primes"}).content.decode()
+    assert 'name="params-stop"' in form
+    assert 'value="10000000"' in form
+    response = alice_client.post(
+        "/jobs/new/",
+        {"kind": "primes", "params-start": "0", "params-stop": "1000", "params-chunks": "4"},
+    )
+    job = Job.objects.get()
+    assert response.status_code == 302
+    assert response["Location"] == f"/jobs/{job.pk}/"
+    assert job.params == {"start": 0, "stop": 1000, "chunks": 4}
+
+
+def test_new_job_form_shows_field_errors_and_creates_nothing(alice_client: Client) -> None:
+    response = alice_client.post(
+        "/jobs/new/",
+        {"kind": "primes", "params-start": "50", "params-stop": "10", "params-chunks": "0",
+         "parallelism": "0"},
+    )  # fmt: skip
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert "Must be greater than start (50)." in page
+    assert "Ensure this value is greater than or equal to 1." in page
+    assert not Job.objects.exists()
+
+
+def test_unknown_kind_page_is_404(alice_client: Client) -> None:
+    assert alice_client.get("/jobs/new/", {"kind": "nope"}).status_code == 404
+
+
+def test_detail_shows_progressbar_and_snapshot(alice_client: Client, alice_job: Job) -> None:
+    page = alice_client.get(f"/jobs/{alice_job.pk}/").content.decode()
+    assert 'role="progressbar"' in page
+    assert 'aria-valuenow="0"' in page
+    assert 'id="job-snapshot"' in page
+
+
+def test_another_users_job_page_is_404(alice_job: Job, mallory: User) -> None:
+    client = Client()
+    client.force_login(mallory)
+    assert client.get(f"/jobs/{alice_job.pk}/").status_code == 404
+    assert client.post(f"/jobs/{alice_job.pk}/cancel/").status_code == 404
+    alice_job.refresh_from_db()
+    assert alice_job.status == Job.Status.PENDING
+
+
+def test_cancel_button_cancels(alice_client: Client, alice_job: Job) -> None:
+    response = alice_client.post(f"/jobs/{alice_job.pk}/cancel/")
+    assert response.status_code == 302
+    alice_job.refresh_from_db()
+    assert alice_job.status == Job.Status.CANCELLED
+    assert alice_client.get(f"/jobs/{alice_job.pk}/cancel/").status_code == 405
