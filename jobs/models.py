@@ -30,6 +30,9 @@ class Job(models.Model):
     result = models.JSONField(null=True, blank=True)
     error = models.TextField(blank=True)
     cpu_seconds = models.FloatField(default=0.0)
+    # Bumped by every change of the job row (under its lock), so live views can drop
+    # states that reach them out of order from different worker processes.
+    version = models.PositiveBigIntegerField(default=0)
     rerun_of = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reruns"
     )

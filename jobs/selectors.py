@@ -62,6 +62,7 @@ def job_as_dict(job: Job) -> dict[str, Any]:
         "cpu_seconds": _rounded(job.cpu_seconds),
         "speedup": _rounded(job.speedup),
         "efficiency": _rounded(job.efficiency),
+        "version": job.version,
     }
 
 

@@ -20,6 +20,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from jobs import events, kinds, selectors
@@ -117,10 +118,16 @@ def job_dispatch(*, job_id: int) -> None:
         if job.status == Job.Status.PENDING:
             job.status = Job.Status.RUNNING
             job.started_at = now
-            job.save(update_fields=["status", "started_at"])
+            _job_save(job, ["status", "started_at"])
             _publish_after_commit(job)
         for chunk_id in chunk_ids:
             transaction.on_commit(partial(tasks.chunk_run.delay, chunk_id))
+
+
+def _job_save(job: Job, fields: list[str]) -> None:
+    """Save a job locked by select_for_update, bumping its version."""
+    job.version += 1
+    job.save(update_fields=[*fields, "version"])
 
 
 def _publish_after_commit(job: Job, chunk: Chunk | None = None) -> None:
@@ -234,7 +241,7 @@ def chunk_complete(*, chunk_id: int, result: Any, cpu_seconds: float) -> None:
         if job.status == Job.Status.RUNNING and job.done_chunks == job.total_chunks:
             _job_finish(job)
             fields += ["status", "result", "error", "finished_at"]
-        job.save(update_fields=fields)
+        _job_save(job, fields)
         if job.status == Job.Status.RUNNING:
             transaction.on_commit(partial(job_dispatch, job_id=job.pk))
         _publish_after_commit(job, chunk)
@@ -282,7 +289,7 @@ def chunk_fail(*, chunk_id: int, error: str) -> None:
             job.finished_at = timezone.now()
             fields += ["status", "error", "finished_at"]
             _chunks_cancel_unstarted(job)
-        job.save(update_fields=fields)
+        _job_save(job, fields)
         _publish_after_commit(job, chunk)
 
 
@@ -311,7 +318,7 @@ def job_cancel(*, job: Job) -> bool:
     progress call. Returns False if the job had already ended."""
     with transaction.atomic():
         updated = Job.objects.filter(pk=job.pk, status__in=Job.ACTIVE_STATUSES).update(
-            status=Job.Status.CANCELLED, finished_at=timezone.now()
+            status=Job.Status.CANCELLED, finished_at=timezone.now(), version=F("version") + 1
         )
         if not updated:
             return False

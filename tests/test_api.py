@@ -13,7 +13,7 @@ pytestmark = pytest.mark.django_db
 JOB_FIELDS = {
     "id", "kind", "params", "status", "progress", "total_chunks", "done_chunks",
     "failed_chunks", "parallelism", "result", "error", "created_at", "started_at",
-    "finished_at", "wall_seconds", "cpu_seconds", "speedup", "efficiency",
+    "finished_at", "wall_seconds", "cpu_seconds", "speedup", "efficiency", "version",
 }  # fmt: skip
 CHUNK_FIELDS = {
     "index", "status", "attempts", "worker", "pid", "started_at", "finished_at",

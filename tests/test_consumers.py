@@ -17,6 +17,12 @@ from project.asgi import application
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+@pytest.fixture(autouse=True)
+def _no_dispatch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Jobs here only feed the consumer: keep a live worker (if any) from running them."""
+    monkeypatch.setattr(services, "job_dispatch", lambda *, job_id: None)
+
+
 @database_sync_to_async
 def session_cookie(user: User) -> bytes:
     client = Client()

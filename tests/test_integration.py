@@ -13,7 +13,8 @@ from django.db import transaction
 
 from jobs import services
 from jobs.models import Chunk, Job
-from tests.conftest import ServerProcess, wait_for_job, wait_until
+from tests.processes import ServerProcess
+from tests.waiting import wait_for_job, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

@@ -209,3 +209,18 @@ def test_chunk_run_turns_an_exception_into_chunk_failed(alice: User, dispatched:
         services.chunk_run(chunk_id=job.chunks.get().pk)
     assert "InjectedFailure: burn: injected failure in chunk 0" in caught.value.error
     assert "Traceback" in caught.value.error
+
+
+def test_every_job_change_bumps_its_version(alice: User, dispatched: list[int]) -> None:
+    job = create_burn_job(alice, chunks=2, parallelism=1)
+    versions = [job.version]
+    services.job_dispatch(job_id=job.pk)
+    job.refresh_from_db()
+    versions.append(job.version)
+    run_to_completion(job.chunks.get(index=0))
+    job.refresh_from_db()
+    versions.append(job.version)
+    services.job_cancel(job=job)
+    job.refresh_from_db()
+    versions.append(job.version)
+    assert versions == sorted(set(versions))

@@ -112,7 +112,13 @@
   }
 
   function applyProgress(message) {
-    if (message.job) job = message.job;
+    // Worker processes publish independently, so an older job state can arrive late.
+    if (message.job && message.job.version >= job.version) {
+      const ended = ACTIVE.has(job.status) && !ACTIVE.has(message.job.status);
+      job = message.job;
+      // Ending a job changes chunks in bulk (cancelled, failed): fetch them all.
+      if (ended) requestResync();
+    }
     for (const delta of message.chunks) {
       const known = chunks.get(delta.index) || { index: delta.index };
       const merged = Object.assign({}, known, delta);
@@ -120,6 +126,12 @@
       chunks.set(delta.index, merged);
     }
     scheduleRender();
+  }
+
+  function requestResync() {
+    if (socket && socket.readyState === WebSocket.OPEN) {
+      socket.send(JSON.stringify({ type: "resync" }));
+    }
   }
 
   function setConnection(text, state) {

@@ -1,0 +1,101 @@
+"""Real server processes for tests and benchmarks: started, awaited by a log line, stopped."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import uuid
+from collections import deque
+from pathlib import Path
+
+from project import stack
+
+VENV_BIN = Path(sys.executable).parent
+
+
+class ServerProcess:
+    """A child process whose output is collected, so callers can await a line from it."""
+
+    def __init__(self, args: list[str], env: dict[str, str], name: str) -> None:
+        self.name = name
+        self.lines: deque[str] = deque(maxlen=2000)
+        self._seen = threading.Condition()
+        self.process = subprocess.Popen(
+            args,
+            cwd=stack.BASE_DIR,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            with self._seen:
+                self.lines.append(line.rstrip())
+                self._seen.notify_all()
+        with self._seen:
+            self._seen.notify_all()
+
+    def wait_for_line(self, needle: str, timeout: float = 60) -> None:
+        with self._seen:
+            found = self._seen.wait_for(
+                lambda: (
+                    any(needle in line for line in self.lines) or self.process.poll() is not None
+                ),
+                timeout=timeout,
+            )
+        if not found or self.process.poll() is not None:
+            self.stop()
+            raise RuntimeError(f"{self.name} never printed {needle!r}:\n" + self.output())
+
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_celery_worker(env: dict[str, str], concurrency: int) -> ServerProcess:
+    """A real `celery worker --pool=prefork`, returned once it says it is ready."""
+    worker = ServerProcess(
+        [
+            str(VENV_BIN / "celery"),
+            "-A",
+            "project",
+            "worker",
+            "--pool=prefork",
+            f"--concurrency={concurrency}",
+            "--loglevel=INFO",
+            "--without-gossip",
+            "--without-mingle",
+            "-n",
+            f"test-{uuid.uuid4().hex[:8]}@%h",
+        ],
+        env,
+        "celery worker",
+    )
+    worker.wait_for_line("ready.")
+    return worker
+
+
+def start_daphne(env: dict[str, str]) -> tuple[ServerProcess, str]:
+    """A real daphne serving project.asgi on a free loopback port, and its base URL."""
+    port = stack.free_port()
+    server = ServerProcess(
+        [str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "project.asgi:application"],
+        env,
+        "daphne",
+    )
+    server.wait_for_line("Listening on TCP address")
+    return server, f"http://127.0.0.1:{port}"

@@ -1,0 +1,47 @@
+"""Awaiting job states in tests and benchmarks, woken by the job's channel-layer events."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+
+from jobs import events
+from jobs.models import Job
+
+
+def wait_until(job_id: int, check: Callable[[], Any], *, timeout: float = 90) -> Any:
+    """Block until `check()` (run against the database) returns something truthy.
+
+    Woken by the job's progress events on the channel layer; since events may be
+    coalesced or dropped, the database is re-read at least every second either way.
+    """
+
+    async def _wait() -> Any:
+        layer = get_channel_layer()
+        channel = await layer.new_channel()
+        await layer.group_add(events.job_group(job_id), channel)
+        try:
+            async with asyncio.timeout(timeout):
+                while not (value := await database_sync_to_async(check)()):
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(1):
+                            await layer.receive(channel)
+                return value
+        finally:
+            await layer.group_discard(events.job_group(job_id), channel)
+
+    return async_to_sync(_wait)()
+
+
+def wait_for_job(job_id: int, *, until: set[str], timeout: float = 90) -> Job:
+    def check() -> Job | None:
+        job = Job.objects.get(pk=job_id)
+        return job if job.status in until else None
+
+    return wait_until(job_id, check, timeout=timeout)
