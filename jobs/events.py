@@ -92,8 +92,12 @@ class _Publisher:
             self._kick.clear()
             for job_id, entry in self._drain().items():
                 try:
-                    seq = await client.incr(seq_key(job_id))
-                    await client.expire(seq_key(job_id), SEQ_TTL_SECONDS)
+                    async with client.pipeline(transaction=False) as pipe:
+                        seq, _ = (
+                            await pipe.incr(seq_key(job_id))
+                            .expire(seq_key(job_id), SEQ_TTL_SECONDS)
+                            .execute()
+                        )
                     await layer.group_send(
                         job_group(job_id),
                         {

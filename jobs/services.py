@@ -97,31 +97,39 @@ def job_create(
 
 
 def job_dispatch(*, job_id: int) -> None:
-    """Queue pending chunks until `parallelism` chunks of the job are in flight."""
-    from jobs import tasks
-
+    """Start a pending job: queue its first window of chunks."""
     with transaction.atomic():
         job = Job.objects.select_for_update().filter(pk=job_id).first()
         if job is None or not job.is_active:
             return
-        in_flight = job.chunks.filter(status__in=Chunk.IN_FLIGHT_STATUSES).count()
-        slots = job.parallelism - in_flight
-        if slots <= 0:
-            return
-        chunk_ids = list(
-            job.chunks.filter(status=Chunk.Status.PENDING)
-            .order_by("index")
-            .values_list("id", flat=True)[:slots]
-        )
-        now = timezone.now()
-        Chunk.objects.filter(id__in=chunk_ids).update(status=Chunk.Status.QUEUED, queued_at=now)
         if job.status == Job.Status.PENDING:
             job.status = Job.Status.RUNNING
-            job.started_at = now
+            job.started_at = timezone.now()
             _job_save(job, ["status", "started_at"])
             _publish_after_commit(job)
-        for chunk_id in chunk_ids:
-            transaction.on_commit(partial(tasks.chunk_run.delay, chunk_id))
+        _dispatch_window(job)
+
+
+def _dispatch_window(job: Job) -> None:
+    """Queue pending chunks until `parallelism` chunks are in flight; the job must be locked."""
+    from jobs import tasks
+
+    in_flight = job.chunks.filter(status__in=Chunk.IN_FLIGHT_STATUSES).count()
+    slots = job.parallelism - in_flight
+    if slots <= 0:
+        return
+    chunk_ids = list(
+        job.chunks.filter(status=Chunk.Status.PENDING)
+        .order_by("index")
+        .values_list("id", flat=True)[:slots]
+    )
+    if not chunk_ids:
+        return
+    Chunk.objects.filter(id__in=chunk_ids).update(
+        status=Chunk.Status.QUEUED, queued_at=timezone.now()
+    )
+    for chunk_id in chunk_ids:
+        transaction.on_commit(partial(tasks.chunk_run.delay, chunk_id))
 
 
 def _job_save(job: Job, fields: list[str]) -> None:
@@ -142,7 +150,7 @@ def _publish_after_commit(job: Job, chunk: Chunk | None = None) -> None:
 class ChunkProgress:
     """The `progress(done, total)` callable handed to a kind's `run`.
 
-    Publishes at most every COREBOARD_PUBLISH_INTERVAL_SECONDS and looks at the job's
+    Publishes at most every COREBOARD_PROGRESS_INTERVAL_SECONDS and looks at the job's
     status at most every COREBOARD_CANCEL_POLL_SECONDS, raising ChunkCancelled once the
     job is no longer running: cancellation lives in the database, not in Celery revokes.
     """
@@ -161,7 +169,7 @@ class ChunkProgress:
             if status != Job.Status.RUNNING:
                 raise ChunkCancelled
         if now >= self._next_publish:
-            self._next_publish = now + settings.COREBOARD_PUBLISH_INTERVAL_SECONDS
+            self._next_publish = now + settings.COREBOARD_PROGRESS_INTERVAL_SECONDS
             fraction = min(max(done / total, 0.0), 1.0) if total else 0.0
             events.chunk_progressed(self.job_id, self.index, fraction)
 
@@ -223,18 +231,17 @@ def chunk_run(*, chunk_id: int) -> None:
 def chunk_complete(*, chunk_id: int, result: Any, cpu_seconds: float) -> None:
     """Record a chunk's result; the completion that finishes the job runs `combine`."""
     with transaction.atomic():
+        chunk = _chunk_lock_with_job(chunk_id)
         # A redelivered chunk may finish twice; only the first completion counts.
-        updated = Chunk.objects.filter(pk=chunk_id, status__in=Chunk.IN_FLIGHT_STATUSES).update(
-            status=Chunk.Status.DONE,
-            result=result,
-            cpu_seconds=cpu_seconds,
-            finished_at=timezone.now(),
-            error="",
-        )
-        if not updated:
+        if chunk is None or chunk.status not in Chunk.IN_FLIGHT_STATUSES:
             return
-        chunk = Chunk.objects.get(pk=chunk_id)
-        job = Job.objects.select_for_update().get(pk=chunk.job_id)
+        chunk.status = Chunk.Status.DONE
+        chunk.result = result
+        chunk.cpu_seconds = cpu_seconds
+        chunk.finished_at = timezone.now()
+        chunk.error = ""
+        chunk.save(update_fields=["status", "result", "cpu_seconds", "finished_at", "error"])
+        job = chunk.job
         job.done_chunks += 1
         job.cpu_seconds += cpu_seconds
         fields = ["done_chunks", "cpu_seconds"]
@@ -243,8 +250,13 @@ def chunk_complete(*, chunk_id: int, result: Any, cpu_seconds: float) -> None:
             fields += ["status", "result", "error", "finished_at"]
         _job_save(job, fields)
         if job.status == Job.Status.RUNNING:
-            transaction.on_commit(partial(job_dispatch, job_id=job.pk))
+            _dispatch_window(job)
         _publish_after_commit(job, chunk)
+
+
+def _chunk_lock_with_job(chunk_id: int) -> Chunk | None:
+    """Lock a chunk and its job's row in one query: writers of a job's counters hold both."""
+    return Chunk.objects.select_for_update().select_related("job").filter(pk=chunk_id).first()
 
 
 def _job_finish(job: Job) -> None:
@@ -274,13 +286,14 @@ def chunk_retry_scheduled(*, chunk_id: int, error: str) -> None:
 def chunk_fail(*, chunk_id: int, error: str) -> None:
     """A chunk ran out of attempts: it fails, and so does its job."""
     with transaction.atomic():
-        updated = Chunk.objects.filter(pk=chunk_id, status__in=Chunk.IN_FLIGHT_STATUSES).update(
-            status=Chunk.Status.FAILED, error=error, finished_at=timezone.now()
-        )
-        if not updated:
+        chunk = _chunk_lock_with_job(chunk_id)
+        if chunk is None or chunk.status not in Chunk.IN_FLIGHT_STATUSES:
             return
-        chunk = Chunk.objects.get(pk=chunk_id)
-        job = Job.objects.select_for_update().get(pk=chunk.job_id)
+        chunk.status = Chunk.Status.FAILED
+        chunk.error = error
+        chunk.finished_at = timezone.now()
+        chunk.save(update_fields=["status", "error", "finished_at"])
+        job = chunk.job
         job.failed_chunks += 1
         fields = ["failed_chunks"]
         if job.is_active:

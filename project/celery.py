@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
-from celery import Celery
+from celery import Celery, signals
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
 app = Celery("coreboard")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@signals.task_prerun.connect
+@signals.task_postrun.connect
+def close_old_db_connections(**kwargs: Any) -> None:
+    """Treat each task like a request: drop broken or expired connections, keep the rest.
+
+    With CELERY_DB_REUSE_MAX set, Celery no longer closes connections around tasks; this
+    keeps CONN_MAX_AGE and the health checks working as they do for HTTP requests.
+    """
+    from django.db import close_old_connections
+
+    close_old_connections()
