@@ -93,11 +93,9 @@ class _Publisher:
             for job_id, entry in self._drain().items():
                 try:
                     async with client.pipeline(transaction=False) as pipe:
-                        seq, _ = (
-                            await pipe.incr(seq_key(job_id))
-                            .expire(seq_key(job_id), SEQ_TTL_SECONDS)
-                            .execute()
-                        )
+                        pipe.incr(seq_key(job_id))
+                        pipe.expire(seq_key(job_id), SEQ_TTL_SECONDS)
+                        seq, _ = await pipe.execute()
                     await layer.group_send(
                         job_group(job_id),
                         {
