@@ -12,10 +12,15 @@ export UV_LINK_MODE := copy
 RUN_PACKAGES := redis-server postgresql acl
 TEST_PACKAGES := $(RUN_PACKAGES) chromium
 
-.PHONY: run test bench lint format typecheck screenshots system-packages test-system-packages
+.PHONY: run worker test bench lint format typecheck screenshots system-packages test-system-packages
 
 run: system-packages .venv/.synced
 	$(PY) -m project.run
+
+# A worker only, for more machines: point DATABASE_URL and REDIS_URL at the shared servers.
+worker: .venv/.synced
+	.venv/bin/celery -A project worker --pool=prefork \
+		--concurrency=$${COREBOARD_WORKER_CONCURRENCY:-$$(nproc)} --loglevel=INFO
 
 test: test-system-packages .venv/.synced
 	$(PY) -m ruff check .
