@@ -7,6 +7,8 @@ UV := var/bootstrap/bin/uv
 PY := .venv/bin/python
 export UV_PYTHON_DOWNLOADS := never
 export UV_LINK_MODE := copy
+# Trust the system CA store (it may hold a proxy's CA) rather than only uv's bundled roots.
+export UV_SYSTEM_CERTS := 1
 
 # Debian packages the project needs, installed with apt only where missing.
 RUN_PACKAGES := redis-server postgresql acl
