@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from django.http import Http404
+from django.core.exceptions import ValidationError
+from django.http import FileResponse, Http404, HttpResponse
 from rest_framework import serializers, status
 from rest_framework.generics import GenericAPIView
+from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from jobs import selectors, services
 from jobs.models import Job
@@ -75,3 +79,46 @@ class JobChunks(_OwnJobView):
         chunks = selectors.job_chunks(self.get_job(job_id))
         page = self.paginate_queryset(chunks) or []
         return self.get_paginated_response([selectors.chunk_as_dict(c) for c in page])
+
+
+class JobResultFile(_OwnJobView):
+    def get(self, request: Request, job_id: int) -> FileResponse:
+        job = self.get_job(job_id)
+        if not job.result_file:
+            raise Http404("This job has no result file.")
+        return FileResponse(
+            job.result_file.open("rb"),
+            as_attachment="download" in request.query_params,
+            filename=Path(job.result_file.name).name,
+        )
+
+
+class ChunkPreview(_OwnJobView):
+    def get(self, request: Request, job_id: int, index: int) -> HttpResponse:
+        job = self.get_job(job_id)
+        preview = selectors.chunk_preview(job=job, index=index)
+        if preview is None:
+            raise Http404("No preview for this chunk (yet).")
+        response = HttpResponse(preview.data, content_type=preview.content_type)
+        response["Cache-Control"] = "private, max-age=3600"
+        return response
+
+
+class UploadCreate(APIView):
+    parser_classes = [MultiPartParser]
+
+    def post(self, request: Request) -> Response:
+        file = request.FILES.get("file")
+        if file is None:
+            return Response(
+                {"file": ["Send the file as multipart form data in the field `file`."]},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        try:
+            upload = services.upload_create(owner=request.user, file=file)
+        except ValidationError as error:
+            return Response(error.message_dict, status=status.HTTP_400_BAD_REQUEST)
+        return Response(
+            {"id": upload.pk, "name": upload.name, "size": upload.size},
+            status=status.HTTP_201_CREATED,
+        )

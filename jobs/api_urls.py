@@ -9,4 +9,11 @@ urlpatterns = [
     path("jobs/<int:job_id>/", api.JobDetail.as_view(), name="api-job"),
     path("jobs/<int:job_id>/cancel/", api.JobCancel.as_view(), name="api-job-cancel"),
     path("jobs/<int:job_id>/chunks/", api.JobChunks.as_view(), name="api-job-chunks"),
+    path(
+        "jobs/<int:job_id>/chunks/<int:index>/preview/",
+        api.ChunkPreview.as_view(),
+        name="api-chunk-preview",
+    ),
+    path("jobs/<int:job_id>/result-file/", api.JobResultFile.as_view(), name="api-job-result-file"),
+    path("uploads/", api.UploadCreate.as_view(), name="api-uploads"),
 ]

@@ -20,14 +20,17 @@ MIN_RESYNC_INTERVAL_S = 1.0
 class JobConsumer(AsyncJsonWebsocketConsumer):
     """Live state of one job: `job.snapshot` first, then `job.progress` deltas.
 
-    Every delta carries the job's sequence number; on a gap (the channel layer dropped
-    something) the consumer sends a fresh snapshot instead, at most once a second.
-    The client may send `{"type": "resync"}` to ask for a snapshot.
+    Every delta carries the job's sequence number. Deltas numbered up to the snapshot's
+    are already in it and are dropped; later ones are relayed even when they arrive out of
+    order (worker processes publish independently, and each carries different chunks).
+    On a gap (the channel layer may drop messages) the consumer sends a fresh snapshot
+    instead, at most once a second. The client may send `{"type": "resync"}` too.
     """
 
     job_id: int
     group: str | None = None
-    last_seq = 0
+    snapshot_seq = 0
+    max_seq = 0
     last_snapshot_at = 0.0
 
     async def connect(self) -> None:
@@ -58,7 +61,8 @@ class JobConsumer(AsyncJsonWebsocketConsumer):
         if snapshot is None:
             await self.close(code=CLOSE_NOT_FOUND)
             return
-        self.last_seq = seq
+        self.snapshot_seq = seq
+        self.max_seq = max(self.max_seq, seq)
         self.last_snapshot_at = time.monotonic()
         await self.send_json({"type": "job.snapshot", "seq": seq, **snapshot})
 
@@ -87,13 +91,13 @@ class JobConsumer(AsyncJsonWebsocketConsumer):
 
     async def job_progress(self, event: dict[str, Any]) -> None:
         seq = event["seq"]
-        if seq <= self.last_seq:
-            return  # older than the snapshot already sent
-        gap = seq > self.last_seq + 1
+        if seq <= self.snapshot_seq:
+            return  # published before the snapshot was read, so already in it
+        gap = seq > self.max_seq + 1
+        self.max_seq = max(self.max_seq, seq)
         if gap and time.monotonic() - self.last_snapshot_at >= MIN_RESYNC_INTERVAL_S:
             await self.send_snapshot()
             return
-        self.last_seq = seq
         await self.send_json(
             {"type": "job.progress", "seq": seq, "job": event["job"], "chunks": event["chunks"]}
         )

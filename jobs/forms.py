@@ -10,6 +10,16 @@ from jobs.models import Job
 PARAMS_PREFIX = "params"
 
 
+class UploadWidget(forms.ClearableFileInput):
+    """A file input for an upload parameter; the view stores the file and posts its id."""
+
+    def value_from_datadict(self, data: Any, files: Any, name: str) -> Any:
+        return data.get(name)
+
+    def format_value(self, value: Any) -> None:
+        return None
+
+
 class JobOptionsForm(forms.Form):
     """Options every job has, shown beside the kind's own parameter form."""
 

@@ -30,6 +30,7 @@ class Job(models.Model):
     result = models.JSONField(null=True, blank=True)
     error = models.TextField(blank=True)
     cpu_seconds = models.FloatField(default=0.0)
+    result_file = models.FileField(upload_to="results/%Y/%m/", blank=True)
     # Bumped by every change of the job row (under its lock), so live views can drop
     # states that reach them out of order from different worker processes.
     version = models.PositiveBigIntegerField(default=0)
@@ -112,3 +113,21 @@ class Chunk(models.Model):
 
     def __str__(self) -> str:
         return f"Chunk {self.job_id}/{self.index} ({self.status})"
+
+
+class Upload(models.Model):
+    """A file a person uploaded for a job kind to read (e.g. wordcount's text)."""
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="uploads"
+    )
+    file = models.FileField(upload_to="uploads/%Y/%m/")
+    name = models.CharField(max_length=255)
+    size = models.PositiveBigIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Upload {self.pk} ({self.name})"

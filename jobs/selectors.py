@@ -7,7 +7,10 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import QuerySet
+from django.urls import reverse
 
+from jobs import kinds
+from jobs.kinds.base import File
 from jobs.models import Chunk, Job
 
 User = AbstractBaseUser | AnonymousUser
@@ -63,6 +66,7 @@ def job_as_dict(job: Job) -> dict[str, Any]:
         "speedup": _rounded(job.speedup),
         "efficiency": _rounded(job.efficiency),
         "version": job.version,
+        "result_file": (reverse("api-job-result-file", args=[job.pk]) if job.result_file else None),
     }
 
 
@@ -90,3 +94,15 @@ def job_snapshot(*, job_id: int) -> dict[str, Any] | None:
     if job is None:
         return None
     return {"job": job_as_dict(job), "chunks": [chunk_as_dict(c) for c in job_chunks(job)]}
+
+
+def chunk_preview(*, job: Job, index: int) -> File | None:
+    """The kind's picture of one finished chunk, if the kind draws one."""
+    chunk = job.chunks.filter(index=index, status=Chunk.Status.DONE).first()
+    if chunk is None:
+        return None
+    try:
+        kind = kinds.get(job.kind)
+    except kinds.UnknownKind:
+        return None
+    return kind.preview(job.params, chunk.spec, chunk.result)

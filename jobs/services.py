@@ -8,6 +8,7 @@ last completion (under the job's row lock) runs `combine`.
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 import socket
@@ -19,12 +20,15 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.files.base import ContentFile
+from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
 from jobs import events, kinds, selectors
-from jobs.models import Chunk, Job
+from jobs.kinds.base import Params
+from jobs.models import Chunk, Job, Upload
 
 
 class JobRejected(ValueError):
@@ -76,10 +80,10 @@ def job_create(
     elif not 1 <= parallelism <= limit:
         raise JobRejected({"parallelism": [f"Must be between 1 and {limit}."]})
     try:
-        clean = spec.clean_params(params)
+        clean = _uploads_resolve(owner=owner, kind=spec, params=spec.clean_params(params))
+        specs = list(spec.split(clean))
     except ValidationError as exc:
         raise JobRejected({"params": exc.message_dict}) from None
-    specs = list(spec.split(clean))
     with transaction.atomic():
         job = Job.objects.create(
             owner=owner,
@@ -94,6 +98,24 @@ def job_create(
         )
         transaction.on_commit(partial(job_dispatch, job_id=job.pk))
     return job
+
+
+def _uploads_resolve(*, owner: Any, kind: kinds.JobKind, params: Params) -> Params:
+    """Swap upload ids for what a kind needs to read the file, if the owner may."""
+    resolved = dict(params)
+    for name in kind.upload_fields():
+        upload = Upload.objects.filter(pk=params[name], owner=owner).first()
+        if upload is None:
+            raise ValidationError(
+                {name: f"No upload with id {params[name]}; upload the file first."}
+            )
+        resolved[name] = {
+            "id": upload.pk,
+            "name": upload.name,
+            "size": upload.size,
+            "storage_name": upload.file.name,
+        }
+    return resolved
 
 
 def job_dispatch(*, job_id: int) -> None:
@@ -215,14 +237,19 @@ def chunk_run(*, chunk_id: int) -> None:
     chunk = chunk_start(chunk_id=chunk_id, worker=socket.gethostname(), pid=os.getpid())
     if chunk is None:
         return
-    kind = kinds.get(chunk.job.kind)
     cpu_before = time.process_time()
     try:
+        kind = kinds.get(chunk.job.kind)
         result = kind.run(chunk.spec, ChunkProgress(chunk))
         json.dumps(result)
     except ChunkCancelled:
         chunk_cancel(chunk_id=chunk_id)
         return
+    except kinds.UnknownKind:
+        raise ChunkFailed(
+            f"Job kind {chunk.job.kind!r} is not installed on worker {socket.gethostname()}; "
+            "add its module to COREBOARD_JOB_KINDS there."
+        ) from None
     except Exception:
         raise ChunkFailed(traceback.format_exc()) from None
     chunk_complete(chunk_id=chunk_id, result=result, cpu_seconds=time.process_time() - cpu_before)
@@ -245,9 +272,12 @@ def chunk_complete(*, chunk_id: int, result: Any, cpu_seconds: float) -> None:
         job.done_chunks += 1
         job.cpu_seconds += cpu_seconds
         fields = ["done_chunks", "cpu_seconds"]
-        if job.status == Job.Status.RUNNING and job.done_chunks == job.total_chunks:
+        if job.status == Job.Status.RUNNING and (
+            job.done_chunks == job.total_chunks or kinds.get(job.kind).finishes_job(result)
+        ):
             _job_finish(job)
-            fields += ["status", "result", "error", "finished_at"]
+            fields += ["status", "result", "result_file", "error", "finished_at"]
+            _chunks_cancel_unstarted(job)
         _job_save(job, fields)
         if job.status == Job.Status.RUNNING:
             _dispatch_window(job)
@@ -260,10 +290,19 @@ def _chunk_lock_with_job(chunk_id: int) -> Chunk | None:
 
 
 def _job_finish(job: Job) -> None:
-    partials = list(job.chunks.order_by("index").values_list("result", flat=True))
+    """Combine the finished chunks' results (all of them, or fewer on an early exit)."""
+    partials = list(
+        job.chunks.filter(status=Chunk.Status.DONE)
+        .order_by("index")
+        .values_list("result", flat=True)
+    )
     try:
-        job.result = kinds.get(job.kind).combine(job.params, partials)
+        kind = kinds.get(job.kind)
+        job.result = kind.combine(job.params, partials)
         json.dumps(job.result)
+        produced = kind.result_file(job.params, partials)
+        if produced is not None:
+            job.result_file.save(produced.name, ContentFile(produced.data), save=False)
         job.status = Job.Status.SUCCEEDED
     except Exception:
         job.result = None
@@ -339,3 +378,36 @@ def job_cancel(*, job: Job) -> bool:
         _chunks_cancel_unstarted(job)
         _publish_after_commit(job)
     return True
+
+
+# --- uploads -------------------------------------------------------------------------------------
+
+
+def upload_create(*, owner: Any, file: UploadedFile) -> Upload:
+    """Store an uploaded UTF-8 text file for a job to read.
+
+    Raises ValidationError on the `file` field (empty, too large, binary or not UTF-8);
+    nothing is stored then.
+    """
+    limit = settings.COREBOARD_UPLOAD_MAX_BYTES
+    if not file.size:
+        raise ValidationError({"file": "The file is empty."})
+    if file.size > limit:
+        raise ValidationError({"file": f"The file is larger than the limit of {limit:,} bytes."})
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        for piece in file.chunks():
+            if b"\x00" in piece:
+                raise ValidationError({"file": "The file looks binary (it contains NUL bytes)."})
+            decoder.decode(piece)
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError as error:
+        raise ValidationError(
+            {"file": f"The file is not valid UTF-8 text ({error.reason})."}
+        ) from None
+    file.seek(0)
+    name = (file.name or "upload.txt")[-255:]
+    upload = Upload(owner=owner, name=name, size=file.size)
+    upload.file.save(name, file, save=False)
+    upload.save()
+    return upload

@@ -163,7 +163,17 @@ CELERY_DB_REUSE_MAX = 10_000
 # --- Coreboard ------------------------------------------------------------------------------
 
 # Modules that register job kinds; a deployment appends its own (comma-separated env var).
-COREBOARD_JOB_KINDS = ["jobs.kinds.primes", "jobs.kinds.burn", *env_list("COREBOARD_JOB_KINDS", [])]
+BUILTIN_JOB_KINDS = [
+    "jobs.kinds.primes",
+    "jobs.kinds.montecarlo_pi",
+    "jobs.kinds.mandelbrot",
+    "jobs.kinds.wordcount",
+    "jobs.kinds.hash_search",
+    "jobs.kinds.burn",
+]
+COREBOARD_JOB_KINDS = [*BUILTIN_JOB_KINDS, *env_list("COREBOARD_JOB_KINDS", [])]
+# Largest file a person may upload for a job (bytes); enforced while the body streams in.
+COREBOARD_UPLOAD_MAX_BYTES = env_int("COREBOARD_UPLOAD_MAX_BYTES", 200 * 1024 * 1024, minimum=1)
 COREBOARD_DEFAULT_PARALLELISM = env_int(
     "COREBOARD_DEFAULT_PARALLELISM", os.cpu_count() or 1, minimum=1
 )
@@ -214,7 +224,9 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-MEDIA_ROOT = BASE_DIR / "var" / "media"
+# Uploads and result files. With workers on several machines this must be shared storage
+# (a network file system, or another Django storage backend).
+MEDIA_ROOT = env_str("MEDIA_ROOT", str(BASE_DIR / "var" / "media"))
 # WhiteNoise serves straight from the finders, so no collectstatic step is needed to run.
 WHITENOISE_USE_FINDERS = True
 

@@ -1,14 +1,30 @@
 from __future__ import annotations
 
+import importlib
 import os
+import re
+import sys
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
 from django.db import connection
 from rest_framework.test import APIClient
 
+from project import stack
 from tests.processes import ServerProcess, start_celery_worker, start_daphne
+
+DOCS_KINDS_DIR = stack.VAR_DIR / "test" / "docs-kinds"
+TEST_MEDIA_ROOT = stack.VAR_DIR / "test" / "media"
+# Small, so tests can send a body over the limit to the real daphne cheaply.
+CHILD_UPLOAD_MAX_BYTES = 256 * 1024
+
+
+@pytest.fixture(autouse=True)
+def _media_root(settings: Any) -> None:
+    settings.MEDIA_ROOT = TEST_MEDIA_ROOT
+
 
 # --- people ------------------------------------------------------------------------------------
 
@@ -57,11 +73,31 @@ def _test_database_url() -> str:
 
 
 @pytest.fixture(scope="session")
-def child_env(django_db_setup: None) -> dict[str, str]:
+def docs_example_kind() -> str:
+    """The worked example of docs/job-kinds.md as an importable module; its name."""
+    page = (stack.BASE_DIR / "docs" / "job-kinds.md").read_text()
+    marker = re.search(r"<!-- example-module: (\w+) -->\s*```python\n(.*?)```", page, re.S)
+    assert marker, "docs/job-kinds.md lost its example module"
+    name, source = marker.groups()
+    DOCS_KINDS_DIR.mkdir(parents=True, exist_ok=True)
+    (DOCS_KINDS_DIR / f"{name}.py").write_text(source)
+    if str(DOCS_KINDS_DIR) not in sys.path:
+        sys.path.insert(0, str(DOCS_KINDS_DIR))
+    importlib.import_module(name)
+    return name
+
+
+@pytest.fixture(scope="session")
+def child_env(django_db_setup: None, docs_example_kind: str) -> dict[str, str]:
+    """Environment of the worker and daphne processes the suite starts."""
     env = dict(os.environ)
     env["DATABASE_URL"] = _test_database_url()
     env["PYTHONUNBUFFERED"] = "1"
     env["COREBOARD_CHUNK_MAX_RETRIES"] = "2"
+    env["COREBOARD_UPLOAD_MAX_BYTES"] = str(CHILD_UPLOAD_MAX_BYTES)
+    env["COREBOARD_JOB_KINDS"] = docs_example_kind
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(DOCS_KINDS_DIR), env.get("PYTHONPATH")]))
+    env["MEDIA_ROOT"] = str(TEST_MEDIA_ROOT)
     return env
 
 

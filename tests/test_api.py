@@ -2,11 +2,13 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth.models import User
+from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from jobs import services
-from jobs.models import Chunk, Job
+from jobs.middleware import ENVELOPE_BYTES, RequestBodyLimit
+from jobs.models import Chunk, Job, Upload
 
 pytestmark = pytest.mark.django_db
 
@@ -14,6 +16,7 @@ JOB_FIELDS = {
     "id", "kind", "params", "status", "progress", "total_chunks", "done_chunks",
     "failed_chunks", "parallelism", "result", "error", "created_at", "started_at",
     "finished_at", "wall_seconds", "cpu_seconds", "speedup", "efficiency", "version",
+    "result_file",
 }  # fmt: skip
 CHUNK_FIELDS = {
     "index", "status", "attempts", "worker", "pid", "started_at", "finished_at",
@@ -153,3 +156,85 @@ def test_staff_see_every_job(staff: User, alice_job: Job) -> None:
     client = APIClient()
     client.force_authenticate(staff)
     assert client.get(f"/api/jobs/{alice_job.pk}/").status_code == 200
+
+
+def test_upload_then_wordcount_job(alice_api: APIClient) -> None:
+    response = alice_api.post(
+        "/api/uploads/",
+        {"file": SimpleUploadedFile("words.txt", b"to be or not to be\n")},
+        format="multipart",
+    )
+    assert response.status_code == 201
+    body = response.json()
+    assert set(body) == {"id", "name", "size"}
+    assert body["name"] == "words.txt"
+    assert body["size"] == 19
+    created = alice_api.post(
+        "/api/jobs/",
+        {"kind": "wordcount", "params": {"upload": body["id"], "chunks": 2, "top": 2}},
+        format="json",
+    )
+    assert created.status_code == 201
+    assert created.json()["params"]["upload"]["id"] == body["id"]
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ({}, "multipart form data in the field `file`"),
+        ({"file": SimpleUploadedFile("e.txt", b"")}, "empty"),
+        ({"file": SimpleUploadedFile("b.bin", b"\x89PNG\x00\x01")}, "binary"),
+        ({"file": SimpleUploadedFile("l.txt", b"na\xefve")}, "not valid UTF-8"),
+    ],
+)
+def test_bad_uploads_are_rejected(alice_api: APIClient, payload: dict, message: str) -> None:
+    response = alice_api.post("/api/uploads/", payload, format="multipart")
+    assert response.status_code == 400
+    assert message in response.json()["file"][0]
+    assert not Upload.objects.exists()
+
+
+def test_someone_elses_upload_cannot_be_used(alice: User, mallory_api: APIClient) -> None:
+    upload = services.upload_create(
+        owner=alice, file=SimpleUploadedFile("secret.txt", b"alice's words")
+    )
+    response = mallory_api.post(
+        "/api/jobs/",
+        {"kind": "wordcount", "params": {"upload": upload.pk, "chunks": 1, "top": 1}},
+        format="json",
+    )
+    assert response.status_code == 400
+    assert f"No upload with id {upload.pk}" in response.json()["params"]["upload"][0]
+    assert not Job.objects.exists()
+
+
+def test_result_file_and_preview_of_another_users_job_are_not_found(
+    mallory_api: APIClient, alice_job: Job
+) -> None:
+    assert mallory_api.get(f"/api/jobs/{alice_job.pk}/result-file/").status_code == 404
+    assert mallory_api.get(f"/api/jobs/{alice_job.pk}/chunks/0/preview/").status_code == 404
+
+
+async def test_body_limit_refuses_oversized_requests_before_reading_them() -> None:
+    calls: list[str] = []
+
+    async def app(scope: dict, receive: object, send: object) -> None:
+        calls.append("app")
+
+    sent: list[dict] = []
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    async def receive() -> dict:
+        raise AssertionError("the body must not be read")
+
+    limited = RequestBodyLimit(app, max_bytes=10)
+    scope = {
+        "type": "http",
+        "headers": [(b"content-length", str(10 + ENVELOPE_BYTES + 1).encode())],
+    }
+    await limited(scope, receive, send)
+    assert calls == []
+    assert sent[0]["status"] == 413
+    assert b"larger than the limit of 10 bytes" in sent[1]["body"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -117,3 +118,50 @@ def test_cancel_a_running_job_from_its_page(page: Page, daphne_server: str, alic
     page.get_by_role("button", name="Cancel job").click()
     expect(page.locator("#job-status")).to_have_text("cancelled")
     expect(page.locator(".cell.chunk-cancelled")).to_have_count(4, timeout=10_000)
+
+
+def test_mandelbrot_fills_in_band_by_band(page: Page, daphne_server: str, alice: User) -> None:
+    log_in(page, daphne_server, "alice", "alice-password-1")
+    page.goto(f"{daphne_server}/jobs/new/?kind=mandelbrot")
+    page.get_by_label("Width").fill("360")
+    page.get_by_label("Height").fill("240")
+    page.get_by_label("Max iter").fill("400")
+    page.get_by_label("Chunks").fill("12")
+    page.get_by_role("button", name="Start job").click()
+    expect(page.locator("#preview img").first).to_be_visible()
+    screenshot(page, "mandelbrot-running.png")
+    expect(page.locator("#preview img")).to_have_count(12, timeout=60_000)
+    result = page.get_by_role("img", name="Result of job")
+    expect(result).to_be_visible()
+    page.wait_for_function("document.getElementById('result-file-image').naturalWidth === 360")
+    expect(page.get_by_role("link", name="Download")).to_have_attribute(
+        "href", re.compile(r"/api/jobs/\d+/result-file/\?download=1")
+    )
+    screenshot(page, "mandelbrot-finished.png")
+
+
+def test_wordcount_with_a_file_from_the_form(
+    page: Page, daphne_server: str, alice: User, tmp_path: Path
+) -> None:
+    text = tmp_path / "poem.txt"
+    text.write_text("the cat and the hat\nthe end\n")
+    log_in(page, daphne_server, "alice", "alice-password-1")
+    page.goto(f"{daphne_server}/jobs/new/?kind=wordcount")
+    page.get_by_label("Upload").set_input_files(str(text))
+    page.get_by_label("Chunks").fill("3")
+    page.get_by_role("button", name="Start job").click()
+    expect(page.locator("#job-status")).to_have_text("succeeded", timeout=60_000)
+    expect(page.locator("#result")).to_contain_text('"total_words": 7')
+    expect(page.locator("#result")).to_contain_text('"the",\n      3')
+
+
+def test_wordcount_form_rejects_a_binary_file(
+    page: Page, daphne_server: str, alice: User, tmp_path: Path
+) -> None:
+    binary = tmp_path / "image.bin"
+    binary.write_bytes(b"\x89PNG\x00\x00")
+    log_in(page, daphne_server, "alice", "alice-password-1")
+    page.goto(f"{daphne_server}/jobs/new/?kind=wordcount")
+    page.get_by_label("Upload").set_input_files(str(binary))
+    page.get_by_role("button", name="Start job").click()
+    expect(page.get_by_text("The file looks binary")).to_be_visible()

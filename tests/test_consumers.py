@@ -142,3 +142,21 @@ async def test_idle_socket_still_receives_after_ten_seconds(alice: User) -> None
     delta = await communicator.receive_json_from(timeout=5)
     assert delta["chunks"] == [{"index": 2, "status": "done"}]
     await communicator.disconnect()
+
+
+async def test_out_of_order_deltas_are_all_relayed(
+    alice: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(consumers, "MIN_RESYNC_INTERVAL_S", 3600)  # relay, do not resync
+    job = await create_job(alice)
+    communicator = await communicator_for(job.pk, alice)
+    await communicator.connect()
+    snapshot = await communicator.receive_json_from(timeout=5)
+    # Two worker processes numbered their events n+1 and n+2 but sent them the other way
+    # round; each carries a different chunk, so both must reach the page.
+    await publish(job.pk, snapshot["seq"] + 2, chunks=[{"index": 1, "status": "cancelled"}])
+    await publish(job.pk, snapshot["seq"] + 1, chunks=[{"index": 0, "status": "cancelled"}])
+    received = [await communicator.receive_json_from(timeout=5) for _ in range(2)]
+    assert [m["type"] for m in received] == ["job.progress", "job.progress"]
+    assert [m["chunks"][0]["index"] for m in received] == [1, 0]
+    await communicator.disconnect()

@@ -4,9 +4,11 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
+from django.core.files.uploadedfile import SimpleUploadedFile
 
 from jobs import kinds, services
-from jobs.models import Chunk, Job
+from jobs.models import Chunk, Job, Upload
 
 pytestmark = pytest.mark.django_db
 
@@ -224,3 +226,73 @@ def test_every_job_change_bumps_its_version(alice: User, dispatched: list[int]) 
     job.refresh_from_db()
     versions.append(job.version)
     assert versions == sorted(set(versions))
+
+
+def test_first_find_finishes_the_job_and_cancels_the_rest(
+    alice: User, dispatched: list[int]
+) -> None:
+    job = services.job_create(
+        owner=alice,
+        kind="hash_search",
+        params={"prefix": "x", "difficulty": 2, "chunks": 4},
+        parallelism=2,
+    )
+    services.job_dispatch(job_id=job.pk)
+    first, second = job.chunks.filter(index__in=[0, 1]).order_by("index")
+    services.chunk_start(chunk_id=first.pk, worker="test", pid=1)
+    services.chunk_start(chunk_id=second.pk, worker="test", pid=2)
+    services.chunk_complete(chunk_id=second.pk, result={"nonce": 7, "hash": "00ab"}, cpu_seconds=1)
+    job.refresh_from_db()
+    assert job.status == Job.Status.SUCCEEDED
+    assert job.result == {"nonce": 7, "hash": "00ab"}
+    statuses = dict(job.chunks.values_list("index", "status"))
+    assert statuses == {0: "running", 1: "done", 2: "cancelled", 3: "cancelled"}
+    # The chunk still running stops at its next progress call.
+    assert services.chunk_start(chunk_id=job.chunks.get(index=2).pk, worker="t", pid=3) is None
+
+
+def text_file(content: bytes, name: str = "book.txt") -> SimpleUploadedFile:
+    return SimpleUploadedFile(name, content, content_type="text/plain")
+
+
+def test_upload_create_stores_a_utf8_text(alice: User) -> None:
+    upload = services.upload_create(owner=alice, file=text_file("déjà vu\n".encode()))
+    assert upload.size == len("déjà vu\n".encode())
+    assert upload.name == "book.txt"
+    with upload.file.open("rb") as handle:
+        assert handle.read() == "déjà vu\n".encode()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "empty"),
+        (b"text\x00with a NUL", "binary"),
+        (b"caf\xe9 latin-1", "not valid UTF-8"),
+        (b"x" * 2048, "larger than the limit of 1,024 bytes"),
+    ],
+)
+def test_upload_create_rejects_bad_files(
+    alice: User, settings: Any, content: bytes, message: str
+) -> None:
+    settings.COREBOARD_UPLOAD_MAX_BYTES = 1024
+    with pytest.raises(ValidationError) as caught:
+        services.upload_create(owner=alice, file=text_file(content))
+    assert message in caught.value.message_dict["file"][0]
+    assert not Upload.objects.exists()
+
+
+def test_wordcount_needs_an_upload_of_the_owner(alice: User, mallory: User) -> None:
+    upload = services.upload_create(owner=alice, file=text_file(b"one two two"))
+    for owner, upload_id in ((mallory, upload.pk), (alice, upload.pk + 1000)):
+        with pytest.raises(services.JobRejected) as caught:
+            services.job_create(
+                owner=owner, kind="wordcount", params={"upload": upload_id, "chunks": 2, "top": 3}
+            )
+        assert f"No upload with id {upload_id}" in caught.value.errors["params"]["upload"][0]
+    assert not Job.objects.exists()
+    job = services.job_create(
+        owner=alice, kind="wordcount", params={"upload": upload.pk, "chunks": 2, "top": 3}
+    )
+    assert job.params["upload"]["name"] == "book.txt"
+    assert job.total_chunks == 2

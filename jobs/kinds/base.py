@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from django import forms
@@ -13,19 +14,49 @@ Spec = dict[str, Any]
 Progress = Callable[[float, float], None]
 
 
+class UploadField(forms.IntegerField):
+    """A parameter that names a file uploaded through `POST /api/uploads/`.
+
+    The form sees the upload's id; before `split` runs, Coreboard checks that the upload
+    belongs to the job's owner and replaces the id with `{"id", "name", "size",
+    "storage_name"}`. Kinds read the file with Django's storage API
+    (`default_storage.open(storage_name)`), so workers on other machines can too.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("min_value", 1)
+        kwargs.setdefault("help_text", "A UTF-8 text file.")
+        super().__init__(**kwargs)
+
+
+@dataclass(frozen=True)
+class File:
+    """A file a kind produces: a job's result file, or a chunk's live preview."""
+
+    name: str
+    content_type: str
+    data: bytes
+
+
 class JobKind:
     """Base class for a job kind.
 
     A kind turns validated parameters into chunk specs (`split`), runs one chunk in a
     worker process (`run`, calling `progress(done, total)` as it goes; that call is also
     where a cancelled chunk stops) and folds the partial results into the job result
-    (`combine`). Results must be JSON-serialisable.
+    (`combine`). Specs, partial results and results must be JSON-serialisable.
+
+    Optional: `preview` (a picture of one finished chunk, shown while the job runs),
+    `result_file` (a file kept with the job, e.g. a PNG) and `finishes_job` (early exit:
+    the first partial for which it is true ends the job successfully).
     """
 
     name: ClassVar[str]
     label: ClassVar[str]
     description: ClassVar[str] = ""
     form_class: ClassVar[type[forms.Form]]
+    #: Media type of `preview`, or None when the kind has no live preview.
+    preview_type: ClassVar[str | None] = None
 
     def clean_params(self, data: Mapping[str, Any]) -> Params:
         """Validate raw parameters with the kind's form; raise ValidationError by field."""
@@ -42,6 +73,13 @@ class JobKind:
             raise ValidationError(form.errors.as_data())
         return dict(form.cleaned_data)
 
+    def upload_fields(self) -> list[str]:
+        return [
+            name
+            for name, field in self.form_class.base_fields.items()
+            if isinstance(field, UploadField)
+        ]
+
     def split(self, params: Params) -> Sequence[Spec]:
         raise NotImplementedError
 
@@ -50,3 +88,12 @@ class JobKind:
 
     def combine(self, params: Params, partials: Sequence[Any]) -> Any:
         raise NotImplementedError
+
+    def finishes_job(self, partial: Any) -> bool:
+        return False
+
+    def preview(self, params: Params, spec: Spec, partial: Any) -> File | None:
+        return None
+
+    def result_file(self, params: Params, partials: Sequence[Any]) -> File | None:
+        return None

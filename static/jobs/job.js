@@ -4,6 +4,7 @@
 (function () {
   const ACTIVE = new Set(["pending", "running"]);
   const STOP_CODES = new Set([4401, 4404]);
+  const FINAL = new Set(["done", "failed", "cancelled"]);
   const snapshot = JSON.parse(document.getElementById("job-snapshot").textContent);
   let job = snapshot.job;
   const chunks = new Map(snapshot.chunks.map((c) => [c.index, c]));
@@ -53,6 +54,8 @@
 
     $("result-section").hidden = job.result === null;
     if (job.result !== null) $("result").textContent = JSON.stringify(job.result, null, 2);
+    renderPreview();
+    renderResultFile();
     $("error-section").hidden = !job.error;
     $("error").textContent = job.error || "";
   }
@@ -75,6 +78,37 @@
         cell.setAttribute("aria-label", label);
       }
     });
+  }
+
+  function renderPreview() {
+    const section = $("preview-section");
+    if (!section) return;
+    // Once the whole picture exists, the bands would only repeat it.
+    section.hidden = Boolean(job.result_file);
+    const holder = $("preview");
+    const template = section.dataset.urlTemplate;
+    const done = [...chunks.values()].filter((c) => c.status === "done").sort((a, b) => a.index - b.index);
+    for (const c of done) {
+      const id = "preview-" + c.index;
+      if (document.getElementById(id)) continue;
+      const img = document.createElement("img");
+      img.id = id;
+      img.dataset.index = String(c.index);
+      img.alt = `Chunk ${c.index}`;
+      img.src = template.replace("{index}", String(c.index));
+      const after = [...holder.children].find((el) => Number(el.dataset.index) > c.index);
+      holder.insertBefore(img, after || null);
+    }
+  }
+
+  function renderResultFile() {
+    const url = job.result_file;
+    $("result-file-section").hidden = !url;
+    if (!url) return;
+    $("result-file-download").href = url + "?download=1";
+    const img = $("result-file-image");
+    if (img.getAttribute("src") !== url) img.src = url;
+    img.hidden = false;
   }
 
   function renderTimings() {
@@ -121,6 +155,10 @@
     }
     for (const delta of message.chunks) {
       const known = chunks.get(delta.index) || { index: delta.index };
+      // A late report from an earlier run of a chunk must not undo its final state;
+      // a retry shows up with more attempts.
+      const newerAttempt = (delta.attempts || 0) > (known.attempts || 0);
+      if (FINAL.has(known.status) && !FINAL.has(delta.status) && !newerAttempt) continue;
       const merged = Object.assign({}, known, delta);
       if (merged.status !== "running") delete merged.progress;
       chunks.set(delta.index, merged);

@@ -1,0 +1,72 @@
+"""ASGI middleware that caps request bodies before Django spools them to disk."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[..., Awaitable[None]]
+
+# Room for multipart boundaries and the other form fields around the file itself.
+ENVELOPE_BYTES = 1024 * 1024
+
+
+class RequestBodyLimit:
+    """Refuse HTTP bodies over `max_bytes` with 413 as soon as that is known.
+
+    Django's ASGI handler reads a whole body into a temporary file before any view or
+    upload handler sees it, so the limit is enforced in front of it: from the
+    Content-Length header when there is one, else while the body streams in. (daphne's
+    Twisted layer buffers a body before the application runs at all; to stop an oversized
+    upload at the network edge, put a proxy with a body limit in front.)
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.limit = max_bytes + ENVELOPE_BYTES
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers", []))
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await self._refuse(send)
+            return
+        received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    # Django treats a disconnect as an aborted request and stops reading.
+                    return {"type": "http.disconnect"}
+            return message
+
+        await self.app(scope, counting_receive, send)
+
+    async def _refuse(self, send: Send) -> None:
+        body = json.dumps(
+            {"file": [f"The upload is larger than the limit of {self.max_bytes:,} bytes."]}
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
