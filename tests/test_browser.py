@@ -137,7 +137,6 @@ def test_mandelbrot_fills_in_band_by_band(page: Page, daphne_server: str, alice:
     expect(page.get_by_role("link", name="Download")).to_have_attribute(
         "href", re.compile(r"/api/jobs/\d+/result-file/\?download=1")
     )
-    screenshot(page, "mandelbrot-finished.png")
 
 
 def test_wordcount_with_a_file_from_the_form(

@@ -8,8 +8,9 @@ from collections.abc import Callable
 from typing import Any
 
 from asgiref.sync import async_to_sync
+from channels import DEFAULT_CHANNEL_LAYER
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
+from channels.layers import channel_layers
 
 from jobs import events
 from jobs.models import Job
@@ -23,7 +24,9 @@ def wait_until(job_id: int, check: Callable[[], Any], *, timeout: float = 90) ->
     """
 
     async def _wait() -> Any:
-        layer = get_channel_layer()
+        # A layer of its own: channels-redis keeps per-loop state (receive locks) that a
+        # shared instance would carry into the next call's new event loop.
+        layer = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
         channel = await layer.new_channel()
         await layer.group_add(events.job_group(job_id), channel)
         try:
@@ -35,6 +38,7 @@ def wait_until(job_id: int, check: Callable[[], Any], *, timeout: float = 90) ->
                 return value
         finally:
             await layer.group_discard(events.job_group(job_id), channel)
+            await layer.close_pools()
 
     return async_to_sync(_wait)()
 
