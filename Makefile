@@ -11,12 +11,12 @@ export UV_LINK_MODE := copy
 export UV_SYSTEM_CERTS := 1
 
 # Debian packages the project needs, installed with apt only where missing.
-RUN_PACKAGES := redis-server postgresql acl
+RUN_PACKAGES := redis-server postgresql acl npm
 TEST_PACKAGES := $(RUN_PACKAGES) chromium
 
 .PHONY: run worker test bench lint format typecheck screenshots system-packages test-system-packages
 
-run: system-packages .venv/.synced
+run: system-packages .venv/.synced node_modules/.installed
 	$(PY) -m project.run
 
 # A worker only, for more machines: point DATABASE_URL and REDIS_URL at the shared servers.
@@ -24,16 +24,16 @@ worker: .venv/.synced
 	.venv/bin/celery -A project worker --pool=prefork \
 		--concurrency=$${COREBOARD_WORKER_CONCURRENCY:-$$(nproc)} --loglevel=INFO
 
-test: test-system-packages .venv/.synced
+test: test-system-packages .venv/.synced node_modules/.installed
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy .
 	$(PY) -m pytest
 
-bench: system-packages .venv/.synced
+bench: system-packages .venv/.synced node_modules/.installed
 	$(PY) -m tests.benchmarks.speedup
 
-screenshots: test-system-packages .venv/.synced
+screenshots: test-system-packages .venv/.synced node_modules/.installed
 	COREBOARD_SCREENSHOT_DIR=docs $(PY) -m pytest tests/test_browser.py
 
 lint: .venv/.synced
@@ -59,4 +59,9 @@ $(UV):
 
 .venv/.synced: pyproject.toml uv.lock | $(UV)
 	$(UV) sync --frozen --python python3
+	touch $@
+
+# Front-end packages (chart.js), from package-lock.json; served from node_modules.
+node_modules/.installed: package.json package-lock.json
+	NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt npm ci --no-audit --no-fund
 	touch $@

@@ -106,3 +106,14 @@ def chunk_preview(*, job: Job, index: int) -> File | None:
     except kinds.UnknownKind:
         return None
     return kind.preview(job.params, chunk.spec, chunk.result)
+
+
+def overview(*, user: Any, recent: int = 10) -> dict[str, list[dict[str, Any]]]:
+    """Active jobs (oldest first) and the most recently finished ones."""
+    jobs = jobs_visible_to(user)
+    active = jobs.filter(status__in=Job.ACTIVE_STATUSES).order_by("created_at", "id")
+    finished = jobs.exclude(status__in=Job.ACTIVE_STATUSES).order_by("-finished_at", "-id")
+    return {
+        "active": [job_as_dict(job) for job in active],
+        "recent": [job_as_dict(job) for job in finished[:recent]],
+    }

@@ -196,7 +196,7 @@ COREBOARD_PUBLISH_INTERVAL_SECONDS = (
 # --- Auth, API, i18n, static ----------------------------------------------------------------
 
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "jobs:list"
+LOGIN_REDIRECT_URL = "jobs:overview"
 LOGOUT_REDIRECT_URL = "login"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -223,7 +223,11 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATICFILES_DIRS = [BASE_DIR / "static"]
+# Front-end packages come from npm (package-lock.json) at setup time, never from the repo.
+STATICFILES_DIRS = [
+    BASE_DIR / "static",
+    ("vendor/chart.js", BASE_DIR / "node_modules" / "chart.js" / "dist"),
+]
 # Uploads and result files. With workers on several machines this must be shared storage
 # (a network file system, or another Django storage backend).
 MEDIA_ROOT = env_str("MEDIA_ROOT", str(BASE_DIR / "var" / "media"))

@@ -9,12 +9,14 @@ touches the data of a `make run` beside it.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
 from project import stack
 
-TEST_VAR = stack.VAR_DIR / "test"
+# COREBOARD_TEST_VAR lets two suites run side by side (each needs its own cluster).
+TEST_VAR = Path(os.environ.get("COREBOARD_TEST_VAR", str(stack.VAR_DIR / "test")))
 
 
 @pytest.hookimpl(tryfirst=True)

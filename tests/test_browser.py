@@ -67,7 +67,7 @@ def log_in(page: Page, base_url: str, username: str, password: str) -> None:
     page.get_by_label("Username").fill(username)
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("heading", name="Jobs")).to_be_visible()
+    expect(page.get_by_role("heading", name="Overview")).to_be_visible()
 
 
 def test_create_a_job_and_watch_it_finish(page: Page, daphne_server: str, alice: User) -> None:

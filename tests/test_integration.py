@@ -108,7 +108,11 @@ def test_websocket_follows_a_real_job_to_completion(alice: User) -> None:
     assert messages[0]["type"] == "job.snapshot"
     progress = [m for m in messages[1:] if m["type"] == "job.progress"]
     assert progress
-    assert [m["seq"] for m in progress] == sorted(m["seq"] for m in progress)
+    seqs = [m["seq"] for m in progress]
+    # Worker processes publish independently, so deltas may arrive out of order; each is
+    # relayed once and all are newer than the snapshot.
+    assert len(set(seqs)) == len(seqs)
+    assert min(seqs) > messages[0]["seq"]
     partial = [c["progress"] for m in progress for c in m["chunks"] if "progress" in c]
     assert any(0 < p < 1 for p in partial)
     assert messages[-1]["job"]["progress"] == 1.0

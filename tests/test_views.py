@@ -23,7 +23,7 @@ def alice_job(alice: User) -> Job:
 
 
 def test_pages_require_login(client: Client, alice_job: Job) -> None:
-    for url in ("/", "/jobs/new/", f"/jobs/{alice_job.pk}/"):
+    for url in ("/", "/history/", "/jobs/new/", f"/jobs/{alice_job.pk}/"):
         response = client.get(url)
         assert response.status_code == 302
         assert response["Location"].startswith("/accounts/login/")
@@ -34,7 +34,7 @@ def test_login_page_logs_in(client: Client, alice: User) -> None:
         "/accounts/login/", {"username": "alice", "password": "alice-password-1"}
     )
     assert response.status_code == 302
-    assert client.get("/").status_code == 200
+    assert client.get("/history/").status_code == 200
 
 
 def test_history_lists_my_jobs_with_filters(alice_client: Client, alice: User, bob: User) -> None:
@@ -44,14 +44,14 @@ def test_history_lists_my_jobs_with_filters(alice_client: Client, alice: User, b
     )
     services.job_cancel(job=primes)
     bobs = services.job_create(owner=bob, kind="burn", params={"chunks": 1, "ms": 1})
-    page = alice_client.get("/").content.decode()
+    page = alice_client.get("/history/").content.decode()
     assert f'data-job-id="{burn.pk}"' in page
     assert f'data-job-id="{primes.pk}"' in page
     assert f'data-job-id="{bobs.pk}"' not in page
-    filtered = alice_client.get("/", {"status": "cancelled"}).content.decode()
+    filtered = alice_client.get("/history/", {"status": "cancelled"}).content.decode()
     assert f'data-job-id="{primes.pk}"' in filtered
     assert f'data-job-id="{burn.pk}"' not in filtered
-    by_kind = alice_client.get("/", {"kind": "burn"}).content.decode()
+    by_kind = alice_client.get("/history/", {"kind": "burn"}).content.decode()
     assert f'data-job-id="{burn.pk}"' in by_kind
     assert f'data-job-id="{primes.pk}"' not in by_kind
 

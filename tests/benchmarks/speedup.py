@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from project import stack
+from tests.benchmarks import report
 
 BENCH_VAR = stack.VAR_DIR / "bench"
-REPORT = stack.BASE_DIR / "BENCHMARKS.md"
 
 
 def _start_services() -> list[Any]:
@@ -220,12 +220,9 @@ def _write_report(
     overhead_rows = "\n".join(
         f"| {name} | {statistics.median(o[name] for o in overheads):.1f} |" for name in overheads[0]
     )
-    REPORT.write_text(
-        f"""# Benchmarks
-
-Written by `make bench` ({Path(__file__).relative_to(stack.BASE_DIR)}); do not edit by hand.
-
-Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node()}: {_cpu_model()},
+    report.write_section(
+        "speedup",
+        f"""Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node()}: {_cpu_model()},
 {cores} cores, Python {platform.python_version()}, {platform.system()} {platform.release()}.
 
 ## primes: serial vs multiprocessing.Pool vs Coreboard
@@ -251,9 +248,9 @@ Where Coreboard's extra time goes (from the chunks' recorded timestamps, median 
 
 Absolute times on shared machines are noise; the ratios, measured side by side in one
 run, are the figures to quote.
-"""
+""",
     )
-    print(f"speedup (a)/(c) = {speedup:.2f}x, ratio (c)/(b) = {ratio:.3f}; wrote {REPORT.name}")
+    print(f"speedup (a)/(c) = {speedup:.2f}x, ratio (c)/(b) = {ratio:.3f}; wrote BENCHMARKS.md")
 
 
 if __name__ == "__main__":

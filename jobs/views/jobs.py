@@ -1,4 +1,4 @@
-"""HTML pages (login required by LoginRequiredMiddleware): parse, call, render."""
+"""Job pages: create, watch, cancel (login required by LoginRequiredMiddleware)."""
 
 from __future__ import annotations
 
@@ -6,41 +6,21 @@ import json
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from jobs import kinds, selectors, services
-from jobs.forms import PARAMS_PREFIX, HistoryFilterForm, JobOptionsForm, UploadWidget
+from jobs.forms import PARAMS_PREFIX, JobOptionsForm, UploadWidget
 from jobs.models import Job
 
-PAGE_SIZE = 25
 
-
-def _job_or_404(request: HttpRequest, job_id: int) -> Job:
+def job_or_404(request: HttpRequest, job_id: int) -> Job:
     job = selectors.job_get_for_user(user=request.user, job_id=job_id)
     if job is None:
         raise Http404("No such job.")
     return job
-
-
-def job_list(request: HttpRequest) -> HttpResponse:
-    filters = HistoryFilterForm(request.GET or None, kind_names=[k.name for k in kinds.all_kinds()])
-    status = kind = None
-    if filters.is_valid():
-        status = filters.cleaned_data["status"] or None
-        kind = filters.cleaned_data["kind"] or None
-    jobs = selectors.job_history(user=request.user, status=status, kind=kind)
-    page = Paginator(jobs, PAGE_SIZE).get_page(request.GET.get("page"))
-    query = request.GET.copy()
-    query.pop("page", None)
-    return render(
-        request,
-        "jobs/job_list.html",
-        {"page": page, "filters": filters, "query": query.urlencode()},
-    )
 
 
 def job_new(request: HttpRequest) -> HttpResponse:
@@ -130,7 +110,7 @@ def _uploads_from_form(
 
 
 def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
-    job = _job_or_404(request, job_id)
+    job = job_or_404(request, job_id)
     return render(
         request,
         "jobs/job_detail.html",
@@ -145,7 +125,7 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
 
 @require_POST
 def job_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
-    job = _job_or_404(request, job_id)
+    job = job_or_404(request, job_id)
     if services.job_cancel(job=job):
         messages.success(request, f"Job {job.pk} cancelled.")
     else:

@@ -1,0 +1,1 @@
+"""HTML adapters, one module per page family."""
