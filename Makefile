@@ -30,8 +30,10 @@ test: test-system-packages .venv/.synced node_modules/.installed
 	$(PY) -m mypy .
 	$(PY) -m pytest
 
-bench: system-packages .venv/.synced node_modules/.installed
+bench: test-system-packages .venv/.synced node_modules/.installed
 	$(PY) -m tests.benchmarks.speedup
+	$(PY) -m tests.benchmarks.history
+	$(PY) -m tests.benchmarks.frontend
 
 screenshots: test-system-packages .venv/.synced node_modules/.installed
 	COREBOARD_SCREENSHOT_DIR=docs $(PY) -m pytest tests/test_browser.py

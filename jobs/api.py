@@ -49,6 +49,19 @@ class JobListCreate(GenericAPIView):
         return Response(selectors.job_as_dict(job), status=status.HTTP_201_CREATED)
 
 
+class JobPreview(APIView):
+    """How many chunks a job would have: the body of a creation, validated, nothing stored."""
+
+    def post(self, request: Request) -> Response:
+        incoming = JobCreateSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        try:
+            plan = services.job_plan(owner=request.user, **incoming.validated_data)
+        except services.JobRejected as rejected:
+            return Response(rejected.errors, status=status.HTTP_400_BAD_REQUEST)
+        return Response({"chunks": len(plan.specs)})
+
+
 class _OwnJobView(GenericAPIView):
     def get_job(self, job_id: int) -> Job:
         job = selectors.job_get_for_user(user=self.request.user, job_id=job_id)
@@ -61,6 +74,15 @@ class JobDetail(_OwnJobView):
     def get(self, request: Request, job_id: int) -> Response:
         return Response(selectors.job_as_dict(self.get_job(job_id)))
 
+    def delete(self, request: Request, job_id: int) -> Response:
+        job = self.get_job(job_id)
+        if not services.job_delete(job=job):
+            return Response(
+                {"status": [f"Job {job.pk} is still {job.status}; cancel it first."]},
+                status=status.HTTP_409_CONFLICT,
+            )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
 
 class JobCancel(_OwnJobView):
     def post(self, request: Request, job_id: int) -> Response:
@@ -72,6 +94,26 @@ class JobCancel(_OwnJobView):
             )
         job.refresh_from_db()
         return Response(selectors.job_as_dict(job))
+
+
+class JobRetry(_OwnJobView):
+    def post(self, request: Request, job_id: int) -> Response:
+        job = self.get_job(job_id)
+        if not services.job_retry_failed(job=job):
+            return Response(
+                {"status": [f"Job {job.pk} has no failed chunks to retry ({job.status})."]},
+                status=status.HTTP_409_CONFLICT,
+            )
+        return Response(selectors.job_as_dict(job))
+
+
+class JobRerun(_OwnJobView):
+    def post(self, request: Request, job_id: int) -> Response:
+        try:
+            job = services.job_rerun(job=self.get_job(job_id), owner=request.user)
+        except services.JobRejected as rejected:
+            return Response(rejected.errors, status=status.HTTP_400_BAD_REQUEST)
+        return Response(selectors.job_as_dict(job), status=status.HTTP_201_CREATED)
 
 
 class JobChunks(_OwnJobView):

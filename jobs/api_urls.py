@@ -6,8 +6,11 @@ from jobs import api
 
 urlpatterns = [
     path("jobs/", api.JobListCreate.as_view(), name="api-jobs"),
+    path("jobs/preview/", api.JobPreview.as_view(), name="api-job-preview"),
     path("jobs/<int:job_id>/", api.JobDetail.as_view(), name="api-job"),
     path("jobs/<int:job_id>/cancel/", api.JobCancel.as_view(), name="api-job-cancel"),
+    path("jobs/<int:job_id>/retry/", api.JobRetry.as_view(), name="api-job-retry"),
+    path("jobs/<int:job_id>/rerun/", api.JobRerun.as_view(), name="api-job-rerun"),
     path("jobs/<int:job_id>/chunks/", api.JobChunks.as_view(), name="api-job-chunks"),
     path(
         "jobs/<int:job_id>/chunks/<int:index>/preview/",

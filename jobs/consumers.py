@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from jobs import events, selectors
+from jobs import cluster, events, selectors
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
 MAX_MESSAGE_BYTES = 1024
 MIN_RESYNC_INTERVAL_S = 1.0
+OVERVIEW_INTERVAL_S = 1.0
 
 
 class JobConsumer(AsyncJsonWebsocketConsumer):
@@ -101,3 +104,34 @@ class JobConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json(
             {"type": "job.progress", "seq": seq, "job": event["job"], "chunks": event["chunks"]}
         )
+
+
+class OverviewConsumer(AsyncJsonWebsocketConsumer):
+    """The overview's live state, pushed once a second: the person's running, queued and
+    recently finished jobs, and the cluster (nodes, per-core CPU, worker processes,
+    chunk throughput). Each push is complete, so nothing is lost between pushes and a
+    reconnecting page is in sync with its first message."""
+
+    ticker: asyncio.Task[None] | None = None
+
+    async def connect(self) -> None:
+        await self.accept()
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        self.ticker = asyncio.create_task(self._tick(user))
+
+    async def disconnect(self, code: int) -> None:
+        if self.ticker is not None:
+            self.ticker.cancel()
+
+    async def _tick(self, user: Any) -> None:
+        while True:
+            jobs = await database_sync_to_async(selectors.overview)(user=user)
+            state = await sync_to_async(cluster.cluster_state, thread_sensitive=False)()
+            await self.send_json({"type": "overview.state", **jobs, "cluster": state})
+            await asyncio.sleep(OVERVIEW_INTERVAL_S)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        await self.send_json({"type": "error", "error": "This socket takes no messages."})

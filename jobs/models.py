@@ -45,6 +45,10 @@ class Job(models.Model):
             models.Index(fields=["status", "-created_at"], name="job_status_created"),
             models.Index(fields=["kind", "-created_at"], name="job_kind_created"),
             models.Index(fields=["-created_at"], name="job_created"),
+            # History pages order by (created, id); with id in the index a deep page is an
+            # index walk, not an incremental sort (tests/benchmarks/history.py).
+            models.Index(fields=["owner", "-created_at", "-id"], name="job_owner_created_id"),
+            models.Index(fields=["-created_at", "-id"], name="job_created_id"),
         ]
 
     def __str__(self) -> str:

@@ -15,6 +15,7 @@ import socket
 import time
 import traceback
 from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -26,8 +27,8 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from jobs import events, kinds, selectors
-from jobs.kinds.base import Params
+from jobs import cluster, events, kinds, selectors
+from jobs.kinds.base import Params, Spec
 from jobs.models import Chunk, Job, Upload
 
 
@@ -54,18 +55,24 @@ class ChunkFailed(Exception):
 # --- creating and dispatching ----------------------------------------------------------------
 
 
-def job_create(
-    *,
-    owner: Any,
-    kind: str,
-    params: Mapping[str, Any],
-    parallelism: int | None = None,
-    rerun_of: Job | None = None,
-) -> Job:
-    """Validate, store the job and its chunks, and dispatch the first window after commit.
+@dataclass(frozen=True)
+class JobPlan:
+    """A validated job, not stored yet: what `job_create` would store."""
 
-    Raises JobRejected naming the field (`kind`, `parallelism`, or `params` by parameter);
-    nothing is stored or queued then.
+    kind: str
+    params: Params
+    specs: list[Spec]
+    parallelism: int
+
+
+def job_plan(
+    *, owner: Any, kind: str, params: Mapping[str, Any], parallelism: int | None = None
+) -> JobPlan:
+    """Validate a job's input and split it into chunk specs, writing nothing.
+
+    Raises JobRejected naming the field (`kind`, `parallelism`, or `params` by parameter).
+    Upload ids are resolved (and their ownership checked) as for a real job, so a preview
+    and a creation reject the same input with the same errors.
     """
     try:
         spec = kinds.get(kind)
@@ -84,17 +91,34 @@ def job_create(
         specs = list(spec.split(clean))
     except ValidationError as exc:
         raise JobRejected({"params": exc.message_dict}) from None
+    return JobPlan(kind=kind, params=clean, specs=specs, parallelism=parallelism)
+
+
+def job_create(
+    *,
+    owner: Any,
+    kind: str,
+    params: Mapping[str, Any],
+    parallelism: int | None = None,
+    rerun_of: Job | None = None,
+) -> Job:
+    """Validate, store the job and its chunks, and dispatch the first window after commit.
+
+    Raises JobRejected naming the field (`kind`, `parallelism`, or `params` by parameter);
+    nothing is stored or queued then.
+    """
+    plan = job_plan(owner=owner, kind=kind, params=params, parallelism=parallelism)
     with transaction.atomic():
         job = Job.objects.create(
             owner=owner,
-            kind=kind,
-            params=clean,
-            parallelism=parallelism,
-            total_chunks=len(specs),
+            kind=plan.kind,
+            params=plan.params,
+            parallelism=plan.parallelism,
+            total_chunks=len(plan.specs),
             rerun_of=rerun_of,
         )
         Chunk.objects.bulk_create(
-            (Chunk(job=job, index=i, spec=s) for i, s in enumerate(specs)), batch_size=1000
+            (Chunk(job=job, index=i, spec=s) for i, s in enumerate(plan.specs)), batch_size=1000
         )
         transaction.on_commit(partial(job_dispatch, job_id=job.pk))
     return job
@@ -237,6 +261,15 @@ def chunk_run(*, chunk_id: int) -> None:
     chunk = chunk_start(chunk_id=chunk_id, worker=socket.gethostname(), pid=os.getpid())
     if chunk is None:
         return
+    cluster.process_running(chunk.job_id, chunk.index)
+    try:
+        _chunk_execute(chunk)
+    finally:
+        cluster.process_idle()
+
+
+def _chunk_execute(chunk: Chunk) -> None:
+    chunk_id = chunk.pk
     cpu_before = time.process_time()
     try:
         kind = kinds.get(chunk.job.kind)
@@ -253,6 +286,7 @@ def chunk_run(*, chunk_id: int) -> None:
     except Exception:
         raise ChunkFailed(traceback.format_exc()) from None
     chunk_complete(chunk_id=chunk_id, result=result, cpu_seconds=time.process_time() - cpu_before)
+    cluster.chunk_finished()
 
 
 def chunk_complete(*, chunk_id: int, result: Any, cpu_seconds: float) -> None:
@@ -346,10 +380,16 @@ def chunk_fail(*, chunk_id: int, error: str) -> None:
 
 
 def chunk_cancel(*, chunk_id: int) -> None:
-    """A running chunk noticed its job stopped and gave up."""
+    """A running chunk noticed its job stopped and gave up.
+
+    Only while the job is still stopped: if it was retried meanwhile, the chunk belongs to
+    the new run and must stay as that run left it.
+    """
     with transaction.atomic():
-        updated = Chunk.objects.filter(pk=chunk_id, status=Chunk.Status.RUNNING).update(
-            status=Chunk.Status.CANCELLED, finished_at=timezone.now()
+        updated = (
+            Chunk.objects.filter(pk=chunk_id, status=Chunk.Status.RUNNING)
+            .exclude(job__status=Job.Status.RUNNING)
+            .update(status=Chunk.Status.CANCELLED, finished_at=timezone.now())
         )
         if updated:
             chunk = Chunk.objects.select_related("job").get(pk=chunk_id)
@@ -377,6 +417,102 @@ def job_cancel(*, job: Job) -> bool:
         job.refresh_from_db()
         _chunks_cancel_unstarted(job)
         _publish_after_commit(job)
+    return True
+
+
+def job_retry_failed(*, job: Job) -> bool:
+    """Run a failed job's unfinished chunks again; False if there is nothing to retry.
+
+    Only a job that ended `failed` with at least one failed chunk qualifies. A cancelled job
+    does not: somebody stopped it on purpose, and "run again" starts it afresh. A job whose
+    `combine` failed has no failed chunk, and running its done chunks again would not help.
+
+    Every chunk not done goes back to pending (the failed ones, the ones cancelled when the
+    job failed, and any the ended run still shows queued or running), so only the missing
+    work runs; done chunks keep their results and `done_chunks` and `cpu_seconds` keep
+    counting them. Accounting stays exactly-once because counters move only when a chunk
+    leaves queued/running under its row lock: a message of the old run still in the broker
+    finds its chunk pending and does nothing (`chunk_start` claims only queued/running
+    chunks), and one that arrives after the chunk was queued again at worst runs it twice,
+    the second completion finding it done.
+
+    Attempts start again from zero: `chunk_start` gives up on a chunk after
+    COREBOARD_CHUNK_MAX_ATTEMPTS deliveries (meant for chunks that keep killing their
+    worker), so carrying the old count over would fail a retried chunk after a delivery or
+    two, blaming lost workers. Each chunk keeps its last error until it runs again.
+    `started_at` is kept, so wall time (and speedup) covers the whole job, pause included.
+    """
+    with transaction.atomic():
+        locked = Job.objects.select_for_update().filter(pk=job.pk).first()
+        if locked is None or locked.status != Job.Status.FAILED:
+            return False
+        if not locked.chunks.filter(status=Chunk.Status.FAILED).exists():
+            return False
+        locked.chunks.exclude(status=Chunk.Status.DONE).update(
+            status=Chunk.Status.PENDING,
+            attempts=0,
+            queued_at=None,
+            started_at=None,
+            finished_at=None,
+        )
+        locked.status = Job.Status.RUNNING
+        locked.failed_chunks = 0
+        locked.finished_at = None
+        locked.error = ""
+        locked.result = None
+        _job_save(locked, ["status", "failed_chunks", "finished_at", "error", "result"])
+        _dispatch_window(locked)
+        _publish_after_commit(locked)
+    job.refresh_from_db()
+    return True
+
+
+def job_rerun_params(job: Job) -> Params:
+    """A job's stored parameters as its kind's form takes them (upload fields as ids)."""
+    params = dict(job.params)
+    try:
+        upload_fields = kinds.get(job.kind).upload_fields()
+    except kinds.UnknownKind:
+        return params
+    for name in upload_fields:
+        if isinstance(params.get(name), Mapping):
+            params[name] = params[name].get("id")
+    return params
+
+
+def job_rerun(*, job: Job, owner: Any) -> Job:
+    """Create a new job with `job`'s kind, parameters and parallelism, owned by `owner`.
+
+    Validated afresh like any new job (JobRejected by field): an upload must still exist and
+    belong to `owner`, and the parallelism must be within today's limit.
+    """
+    return job_create(
+        owner=owner,
+        kind=job.kind,
+        params=job_rerun_params(job),
+        parallelism=job.parallelism,
+        rerun_of=job,
+    )
+
+
+def job_delete(*, job: Job) -> bool:
+    """Delete an ended job, its chunks and its result file; False while the job is active.
+
+    An active job is refused rather than cancelled on the way: deleting cannot be undone,
+    so stopping the work stays a separate, visible step. Uploads the job read are kept
+    (they belong to their owner, and reruns may read them); reruns of the job stay, with
+    `rerun_of` cleared. The result file goes after commit, so a rollback keeps it.
+    """
+    with transaction.atomic():
+        locked = Job.objects.select_for_update().filter(pk=job.pk).first()
+        if locked is None:
+            return True
+        if locked.is_active:
+            return False
+        if locked.result_file:
+            storage, name = locked.result_file.storage, locked.result_file.name
+            transaction.on_commit(partial(storage.delete, name))
+        locked.delete()
     return True
 
 

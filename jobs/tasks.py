@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from celery import Task, shared_task
+from celery import Task, shared_task, signals
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
-from jobs import services
+from jobs import cluster, services
 
 RETRY_BACKOFF_BASE_S = 1.0
 RETRY_BACKOFF_MAX_S = 30.0
@@ -30,3 +30,25 @@ def chunk_run(self: Task, chunk_id: int) -> None:
             countdown = min(RETRY_BACKOFF_BASE_S * 2**self.request.retries, RETRY_BACKOFF_MAX_S)
             raise self.retry(countdown=countdown, exc=failure) from None
         services.chunk_fail(chunk_id=chunk_id, error=failure.error)
+
+
+@signals.worker_process_init.connect
+def start_process_heartbeat(**kwargs: object) -> None:
+    """Each prefork child reports itself (idle/busy, current chunk) once a second."""
+    cluster.start_heartbeat()
+
+
+@signals.worker_ready.connect
+def start_cpu_sampler(**kwargs: object) -> None:
+    """Each worker machine's main process samples per-core CPU use once a second."""
+    cluster.start_node_sampler()
+
+
+@signals.worker_process_shutdown.connect
+def forget_process(**kwargs: object) -> None:
+    cluster.process_forget()
+
+
+@signals.worker_shutdown.connect
+def forget_node(**kwargs: object) -> None:
+    cluster.node_forget()

@@ -9,7 +9,11 @@ app_name = "jobs"
 urlpatterns = [
     path("", overview.overview, name="overview"),
     path("history/", history.job_list, name="list"),
+    path("history/export.csv", history.job_export_csv, name="export"),
+    path("history/compare/", history.job_compare, name="compare"),
     path("jobs/new/", jobs.job_new, name="new"),
     path("jobs/<int:job_id>/", jobs.job_detail, name="detail"),
     path("jobs/<int:job_id>/cancel/", jobs.job_cancel, name="cancel"),
+    path("jobs/<int:job_id>/retry/", jobs.job_retry, name="retry"),
+    path("jobs/<int:job_id>/delete/", jobs.job_delete, name="delete"),
 ]

@@ -255,6 +255,7 @@ class EmbeddedRedis:
 
     root: Path
     port: int
+    persist: bool = True
     process: subprocess.Popen[bytes] | None = None
 
     @classmethod
@@ -283,7 +284,7 @@ class EmbeddedRedis:
                 "--dir",
                 str(self.root),
                 "--save",
-                "60 1",
+                "60 1" if self.persist else "",
                 "--appendonly",
                 "no",
                 "--protected-mode",

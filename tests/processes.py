@@ -89,9 +89,9 @@ def start_celery_worker(env: dict[str, str], concurrency: int) -> ServerProcess:
     return worker
 
 
-def start_daphne(env: dict[str, str]) -> tuple[ServerProcess, str]:
-    """A real daphne serving project.asgi on a free loopback port, and its base URL."""
-    port = stack.free_port()
+def start_daphne(env: dict[str, str], port: int | None = None) -> tuple[ServerProcess, str]:
+    """A real daphne serving project.asgi on a loopback port (a free one by default)."""
+    port = port or stack.free_port()
     server = ServerProcess(
         [str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "project.asgi:application"],
         env,

@@ -32,7 +32,7 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
         early_config.add_cleanup(postgres.stop)
         os.environ["DATABASE_URL"] = postgres.url()
     if "REDIS_URL" not in os.environ:
-        redis = stack.EmbeddedRedis(root=TEST_VAR / "redis", port=stack.free_port())
+        redis = stack.EmbeddedRedis(root=TEST_VAR / "redis", port=stack.free_port(), persist=False)
         redis.start()
         early_config.add_cleanup(redis.stop)
         os.environ["REDIS_URL"] = redis.url()

@@ -19,7 +19,7 @@ JOB_FIELDS = {
     "result_file",
 }  # fmt: skip
 CHUNK_FIELDS = {
-    "index", "status", "attempts", "worker", "pid", "started_at", "finished_at",
+    "index", "status", "attempts", "worker", "pid", "queued_at", "started_at", "finished_at",
     "cpu_seconds", "error",
 }  # fmt: skip
 

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
+from django.db import transaction
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.processes import ServerProcess
+from jobs import services
+from tests.processes import ServerProcess, start_daphne
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -89,6 +91,10 @@ def test_create_a_job_and_watch_it_finish(page: Page, daphne_server: str, alice:
     expect(page.locator("#result")).to_contain_text('"chunks": 6')
     expect(page.locator("#timings")).to_contain_text("Speedup")
     expect(page.locator("#cancel-button")).to_be_hidden()
+    timeline = page.get_by_role(
+        "img", name=re.compile("Timeline of 6 chunks on 2 worker processes")
+    )
+    expect(timeline).to_have_attribute("data-running", "0")
     expect(page.locator(".cell.chunk-done")).to_have_count(6)
     screenshot(page, "job-finished.png")
 
@@ -164,3 +170,139 @@ def test_wordcount_form_rejects_a_binary_file(
     page.get_by_label("Upload").set_input_files(str(binary))
     page.get_by_role("button", name="Start job").click()
     expect(page.get_by_text("The file looks binary")).to_be_visible()
+
+
+def test_overview_shows_running_jobs_and_the_cluster(
+    page: Page, daphne_server: str, alice: User
+) -> None:
+    with transaction.atomic():
+        job = services.job_create(
+            owner=alice, kind="burn", params={"chunks": 6, "ms": 1500}, parallelism=2
+        )
+    log_in(page, daphne_server, "alice", "alice-password-1")
+    card = page.locator(f'#active-jobs li[data-job-id="{job.pk}"]')
+    expect(card).to_be_visible()
+    expect(card.get_by_role("progressbar")).to_be_visible()
+    expect(page.locator("#processes .proc-busy")).to_have_count(2, timeout=15_000)
+    expect(page.locator("#nodes canvas")).to_have_count(1)
+    expect(card).to_contain_text("chunks/s", timeout=15_000)
+    screenshot(page, "overview.png")
+    expect(page.locator(f'#recent-jobs tr[data-job-id="{job.pk}"]')).to_be_visible(timeout=60_000)
+    expect(card).to_have_count(0)
+
+
+def test_job_page_reconnects_after_daphne_restarts(
+    page: Page, child_env: dict[str, str], alice: User
+) -> None:
+    server, base_url = start_daphne(child_env)
+    port = int(base_url.rsplit(":", 1)[1])
+    try:
+        with transaction.atomic():
+            job = services.job_create(
+                owner=alice, kind="burn", params={"chunks": 8, "ms": 1500}, parallelism=2
+            )
+        log_in(page, base_url, "alice", "alice-password-1")
+        page.goto(f"{base_url}/jobs/{job.pk}/")
+        connection = page.locator("#connection")
+        expect(connection).to_have_text("live")
+        server.stop()
+        expect(connection).to_contain_text("disconnected — reconnecting")
+        expect(page.locator("#connection[data-state=reconnecting]")).to_be_visible()
+        server, _ = start_daphne(child_env, port=port)
+        expect(connection).to_have_text("live", timeout=20_000)
+        progress = page.get_by_role("progressbar", name="Job progress")
+        expect(progress).to_have_attribute("aria-valuenow", "100", timeout=60_000)
+        expect(page.locator("#job-status")).to_have_text("succeeded")
+        expect(page.locator(".cell.chunk-done")).to_have_count(8)
+    finally:
+        server.stop()
+
+
+def test_new_job_form_previews_the_chunk_count(page: Page, daphne_server: str, alice: User) -> None:
+    log_in(page, daphne_server, "alice", "alice-password-1")
+    page.goto(f"{daphne_server}/jobs/new/?kind=burn")
+    preview = page.locator("#chunk-preview")
+    expect(preview).to_have_attribute("aria-live", "polite")
+    expect(preview).to_have_text("This job will have 8 chunks")
+    page.get_by_label("Chunks").fill("6")
+    expect(preview).to_have_text("This job will have 6 chunks")
+    page.get_by_label("Chunks").fill("0")
+    expect(preview).to_have_text("Chunks: Ensure this value is greater than or equal to 1.")
+    page.goto(f"{daphne_server}/jobs/new/?kind=wordcount")
+    page.get_by_label("Chunks").fill("3")
+    page.wait_for_timeout(600)
+    expect(page.locator("#chunk-preview")).to_have_text("")
+
+
+def test_retry_the_failed_chunks_of_a_job(page: Page, daphne_server: str, alice: User) -> None:
+    log_in(page, daphne_server, "alice", "alice-password-1")
+    page.goto(f"{daphne_server}/jobs/new/?kind=burn")
+    page.get_by_label("Chunks").fill("2")
+    page.get_by_label("Milliseconds per chunk").fill("200")
+    page.get_by_label("Fail rate").fill("1")
+    page.get_by_role("button", name="Start job").click()
+    retry = page.get_by_role("button", name="Retry failed chunks")
+    expect(retry).to_be_hidden()
+    expect(page.locator("#job-status")).to_have_text("failed", timeout=60_000)
+    # The button appears when the job ends, without a reload.
+    expect(retry).to_be_visible()
+    expect(page.get_by_role("link", name="Delete")).to_be_visible()
+    retry.focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_text("retrying its failed chunks")).to_be_visible()
+    expect(page.locator("#job-status")).to_have_text("failed", timeout=60_000)
+    expect(page.locator(".cell.chunk-failed").first).to_have_attribute(
+        "title", re.compile(r"attempts 3\b")
+    )
+
+
+def test_run_again_then_delete_with_confirmation(
+    page: Page, daphne_server: str, alice: User
+) -> None:
+    log_in(page, daphne_server, "alice", "alice-password-1")
+    page.goto(f"{daphne_server}/jobs/new/?kind=burn")
+    page.get_by_label("Chunks").fill("2")
+    page.get_by_label("Milliseconds per chunk").fill("50")
+    page.get_by_role("button", name="Start job").click()
+    expect(page.locator("#job-status")).to_have_text("succeeded", timeout=60_000)
+    first_url = page.url
+
+    page.get_by_role("link", name="Run again").click()
+    expect(page.get_by_text("again, with its parameters")).to_be_visible()
+    expect(page.get_by_label("Chunks")).to_have_value("2")
+    expect(page.get_by_label("Milliseconds per chunk")).to_have_value("50")
+    expect(page.locator("#chunk-preview")).to_have_text("This job will have 2 chunks")
+    page.get_by_label("Chunks").fill("3")
+    expect(page.locator("#chunk-preview")).to_have_text("This job will have 3 chunks")
+    page.get_by_role("button", name="Start job").click()
+    expect(page.locator("#job-status")).to_have_text("succeeded", timeout=60_000)
+    expect(page.locator(".cell.chunk-done")).to_have_count(3)
+    assert page.url != first_url
+
+    page.get_by_role("link", name="Delete").click()
+    heading = page.get_by_role("heading", name=re.compile(r"Delete job #\d+\?"))
+    expect(heading).to_be_visible()
+    page.get_by_role("link", name="Cancel").click()
+    expect(page.locator("#job-status")).to_have_text("succeeded")
+    page.get_by_role("link", name="Delete").click()
+    page.get_by_role("button", name=re.compile(r"Delete job #\d+")).click()
+    expect(page).to_have_url(re.compile(r"/history/$"))
+    expect(page.get_by_text(re.compile(r"Job \d+ deleted\."))).to_be_visible()
+    expect(page.locator("tbody tr[data-job-id]")).to_have_count(1)
+
+
+def test_failed_chunks_show_their_tracebacks(page: Page, daphne_server: str, alice: User) -> None:
+    with transaction.atomic():
+        job = services.job_create(
+            owner=alice, kind="burn", params={"chunks": 2, "ms": 20, "fail_rate": 1}, parallelism=1
+        )
+    log_in(page, daphne_server, "alice", "alice-password-1")
+    page.goto(f"{daphne_server}/jobs/{job.pk}/")
+    expect(page.locator("#job-status")).to_have_text("failed", timeout=60_000)
+    failure = page.locator("#failures details").first
+    expect(failure).to_contain_text("Chunk 0: failed after 3 attempt(s)")
+    failure.locator("summary").click()
+    expect(failure.locator("pre")).to_contain_text("Traceback (most recent call last)")
+    expect(page.locator(".cell.retried")).to_have_count(1)
+    page.locator(".cell").first.focus()
+    expect(page.locator("#chunk-details")).to_contain_text("attempts 3")

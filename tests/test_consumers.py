@@ -160,3 +160,32 @@ async def test_out_of_order_deltas_are_all_relayed(
     assert [m["type"] for m in received] == ["job.progress", "job.progress"]
     assert [m["chunks"][0]["index"] for m in received] == [1, 0]
     await communicator.disconnect()
+
+
+async def test_overview_pushes_my_jobs_and_the_cluster(alice: User, mallory: User) -> None:
+    mine = await create_job(alice)
+    theirs = await create_job(mallory)
+    headers = [(b"origin", b"http://127.0.0.1"), (b"cookie", await session_cookie(alice))]
+    communicator = WebsocketCommunicator(application, "/ws/overview/", headers=headers)
+    connected, _ = await communicator.connect()
+    assert connected
+    first = await communicator.receive_json_from(timeout=5)
+    assert first["type"] == "overview.state"
+    assert [job["id"] for job in first["active"]] == [mine.pk]
+    assert theirs.pk not in [job["id"] for job in first["active"] + first["recent"]]
+    assert set(first["cluster"]) == {"now", "nodes", "processes", "throughput"}
+    second = await communicator.receive_json_from(timeout=5)  # pushed again a second later
+    assert second["cluster"]["now"] > first["cluster"]["now"]
+    await communicator.send_to(text_data='{"type": "resync"}')
+    while (reply := await communicator.receive_json_from(timeout=5))["type"] != "error":
+        assert reply["type"] == "overview.state"
+    assert "takes no messages" in reply["error"]
+    await communicator.disconnect()
+
+
+async def test_overview_refuses_anonymous_sockets() -> None:
+    communicator = WebsocketCommunicator(
+        application, "/ws/overview/", headers=[(b"origin", b"http://127.0.0.1")]
+    )
+    await communicator.connect()
+    assert await communicator.receive_output(timeout=5) == {"type": "websocket.close", "code": 4401}

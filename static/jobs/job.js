@@ -2,15 +2,12 @@
 "use strict";
 
 (function () {
+  const C = window.Coreboard;
   const ACTIVE = new Set(["pending", "running"]);
-  const STOP_CODES = new Set([4401, 4404]);
   const FINAL = new Set(["done", "failed", "cancelled"]);
   const snapshot = JSON.parse(document.getElementById("job-snapshot").textContent);
   let job = snapshot.job;
   const chunks = new Map(snapshot.chunks.map((c) => [c.index, c]));
-  let renderQueued = false;
-  let retryDelay = 500;
-  let socket = null;
 
   const $ = (id) => document.getElementById(id);
 
@@ -29,7 +26,6 @@
   }
 
   function render() {
-    renderQueued = false;
     const percent = Math.round(progressFraction() * 1000) / 10;
     const bar = $("progress");
     bar.setAttribute("aria-valuenow", String(percent));
@@ -50,7 +46,9 @@
       `${counts.cancelled} cancelled`;
 
     renderGrid();
+    renderPace();
     renderTimings();
+    renderHeavy();
 
     $("result-section").hidden = job.result === null;
     if (job.result !== null) $("result").textContent = JSON.stringify(job.result, null, 2);
@@ -60,24 +58,119 @@
     $("error").textContent = job.error || "";
   }
 
+  function seconds(from, to) {
+    return from && to ? (Date.parse(to) - Date.parse(from)) / 1000 : null;
+  }
+
+  function chunkLabel(c) {
+    const where = c.pid ? ` on ${c.worker} pid ${c.pid}` : "";
+    const took = seconds(c.started_at, c.finished_at);
+    const duration = took === null ? "" : `, ${took.toFixed(2)} s`;
+    const error = c.error ? `, error: ${c.error.trim().split("\n").pop()}` : "";
+    return `Chunk ${c.index}: ${c.status}${where}, attempts ${c.attempts}${duration}${error}`;
+  }
+
+  // Cells are indexed by chunk index; only chunks that changed since the last frame are
+  // touched, so a 10,000-chunk grid costs nothing between events.
+  let dirty = null; // null: everything
   function renderGrid() {
     const grid = $("chunk-grid");
-    const ordered = [...chunks.values()].sort((a, b) => a.index - b.index);
-    while (grid.children.length < ordered.length) {
-      const cell = document.createElement("span");
-      cell.tabIndex = 0;
-      grid.appendChild(cell);
+    if (grid.children.length !== chunks.size) {
+      const cells = [];
+      for (let i = 0; i < chunks.size; i++) {
+        const cell = document.createElement("span");
+        cell.tabIndex = 0;
+        cells.push(cell);
+      }
+      grid.replaceChildren(...cells);
+      dirty = null;
     }
-    ordered.forEach((c, i) => {
-      const cell = grid.children[i];
-      cell.className = "cell chunk-" + c.status;
-      const where = c.pid ? ` on ${c.worker} pid ${c.pid}` : "";
-      const label = `Chunk ${c.index}: ${c.status}${where}, attempts ${c.attempts}`;
-      if (cell.title !== label) {
+    const todo = dirty === null ? [...chunks.values()] : [...dirty].map((i) => chunks.get(i)).filter(Boolean);
+    dirty = new Set();
+    for (const c of todo) {
+      const cell = grid.children[c.index];
+      if (!cell) continue;
+      const className = "cell chunk-" + c.status + (c.attempts > 1 ? " retried" : "");
+      if (cell.className !== className) cell.className = className;
+      cell.dataset.index = String(c.index);
+      const label = chunkLabel(c);
+      if (cell.getAttribute("aria-label") !== label) {
         cell.title = label;
         cell.setAttribute("aria-label", label);
       }
-    });
+    }
+  }
+
+  function showChunkDetails(event) {
+    const cell = event.target.closest(".cell");
+    if (!cell) return;
+    const c = chunks.get(Number(cell.dataset.index));
+    if (c) $("chunk-details").textContent = chunkLabel(c);
+  }
+
+  function renderPace() {
+    const pace = $("pace");
+    if (!ACTIVE.has(job.status) || !job.started_at || !job.done_chunks) {
+      pace.textContent = "";
+      return;
+    }
+    const elapsed = (Date.now() - Date.parse(job.started_at)) / 1000;
+    const rate = job.done_chunks / Math.max(elapsed, 0.001);
+    const left = (job.total_chunks - job.done_chunks) / rate;
+    pace.textContent = `${rate.toFixed(2)} chunks/s · about ${C.formatSeconds(left)} left`;
+  }
+
+  function processesUsed() {
+    return new Set([...chunks.values()].filter((c) => c.pid).map((c) => `${c.worker}|${c.pid}`)).size;
+  }
+
+  // Share of the wall time after the first worker process ran out of work for good: the
+  // time lost to the slowest chunks at the end.
+  function tailShare() {
+    if (!job.started_at || !job.finished_at) return null;
+    const lanes = new Map();
+    for (const c of chunks.values()) {
+      if (!c.finished_at || !c.pid) continue;
+      const key = `${c.worker}|${c.pid}`;
+      lanes.set(key, Math.max(lanes.get(key) || 0, Date.parse(c.finished_at)));
+    }
+    if (lanes.size < 2) return null;
+    const firstIdle = Math.min(...lanes.values());
+    const wall = Date.parse(job.finished_at) - Date.parse(job.started_at);
+    return wall > 0 ? Math.max(0, (Date.parse(job.finished_at) - firstIdle) / wall) : null;
+  }
+
+  function renderMeter(used) {
+    const meter = $("speedup-meter");
+    meter.hidden = job.speedup === null;
+    if (job.speedup === null) return;
+    const ideal = Math.max(1, Math.min(used || job.parallelism, job.parallelism));
+    const scale = Math.max(ideal, job.speedup) * 1.1;
+    meter.querySelector(".speedup-fill").style.width = (job.speedup / scale) * 100 + "%";
+    meter.querySelector(".speedup-ideal").style.left = (ideal / scale) * 100 + "%";
+    $("speedup-caption").textContent =
+      `Speedup ${job.speedup.toFixed(2)}× of an ideal ${ideal}× (${ideal} process${ideal === 1 ? "" : "es"} used)`;
+  }
+
+  function renderFailures() {
+    const failing = [...chunks.values()].filter((c) => c.error).sort((a, b) => a.index - b.index);
+    $("failures-section").hidden = failing.length === 0;
+    const holder = $("failures");
+    const key = failing.map((c) => `${c.index}:${c.status}:${c.attempts}`).join(",");
+    if (holder.dataset.key === key) return;
+    holder.dataset.key = key;
+    holder.replaceChildren(
+      ...failing.slice(0, 200).map((c) => {
+        const details = document.createElement("details");
+        const summary = document.createElement("summary");
+        summary.textContent = `Chunk ${c.index}: ${c.status} after ${c.attempts} attempt(s) — ${c.error.trim().split("\n").pop()}`;
+        const pre = document.createElement("pre");
+        pre.className = "error";
+        pre.textContent = c.error;
+        details.append(summary, pre);
+        return details;
+      })
+    );
   }
 
   function renderPreview() {
@@ -112,12 +205,15 @@
   }
 
   function renderTimings() {
+    const used = processesUsed();
+    const tail = tailShare();
     const rows = [
       ["Wall time", fmt(job.wall_seconds, 2, " s")],
       ["CPU time", fmt(job.cpu_seconds, 2, " s")],
       ["Speedup", fmt(job.speedup, 2, "×")],
       ["Parallel efficiency", job.efficiency === null ? "—" : Math.round(job.efficiency * 100) + "%"],
-      ["Parallelism", String(job.parallelism)],
+      ["Parallelism", `${job.parallelism} (${used} worker process${used === 1 ? "" : "es"} used)`],
+      ["Tail", tail === null ? "—" : `${Math.round(tail * 100)}% of the wall time after the first process ran out of work`],
     ];
     const dl = $("timings");
     dl.replaceChildren(
@@ -129,29 +225,131 @@
         return [dt, dd];
       })
     );
+    renderMeter(used);
   }
 
-  function scheduleRender() {
-    if (!renderQueued) {
-      renderQueued = true;
-      requestAnimationFrame(render);
+  const STATUS_COLOURS = {
+    queued: "#a9bde8", running: "#2457c5", done: "#1f8a4c", failed: "#c23a3a", cancelled: "#b7791f",
+  };
+  let timeline = null;
+
+  const AGGREGATE_ABOVE = 300;
+
+  function aggregate(runs, gap) {
+    runs.sort((a, b) => (a.y < b.y ? -1 : a.y > b.y ? 1 : a.x[0] - b.x[0]));
+    const merged = [];
+    for (const run of runs) {
+      const last = merged[merged.length - 1];
+      const plain = run.chunk.status === "done" && run.chunk.attempts <= 1;
+      if (last && plain && last.plain && last.y === run.y && run.x[0] - last.x[1] <= gap) {
+        last.x = [last.x[0], Math.max(last.x[1], run.x[1])];
+        last.count += 1;
+      } else {
+        merged.push({ ...run, x: [...run.x], plain, count: 1 });
+      }
     }
+    for (const bar of merged) {
+      if (bar.count > 1) bar.chunk = { ...bar.chunk, aggregated: bar.count };
+    }
+    return merged;
   }
+
+  // One lane per worker process; a light bar for the wait in the queue, a coloured one for
+  // the run. Running chunks grow until now.
+  function renderTimeline() {
+    const origin = job.started_at ? Date.parse(job.started_at) : null;
+    if (origin === null) return;
+    const now = job.finished_at ? Date.parse(job.finished_at) : Date.now();
+    const started = [...chunks.values()].filter((c) => c.started_at && c.pid);
+    const lanes = [...new Set(started.map((c) => `${c.worker} · pid ${c.pid}`))].sort();
+    let waits = [];
+    let runs = [];
+    for (const c of started) {
+      const lane = `${c.worker} · pid ${c.pid}`;
+      const begin = (Date.parse(c.started_at) - origin) / 1000;
+      const end = ((c.finished_at ? Date.parse(c.finished_at) : now) - origin) / 1000;
+      if (c.queued_at) waits.push({ x: [Math.max(0, (Date.parse(c.queued_at) - origin) / 1000), begin], y: lane, chunk: c });
+      runs.push({ x: [begin, Math.max(end, begin)], y: lane, chunk: c });
+    }
+    const drawn = runs.length;
+    if (runs.length > AGGREGATE_ABOVE) {
+      // Too many bars to draw one by one: merge neighbouring finished chunks of a lane.
+      runs = aggregate(runs, (now - origin) / 1000 / 400);
+      waits = [];
+    }
+    const datasets = [
+      { label: "queued", data: waits, backgroundColor: "rgba(169,189,232,0.45)", grouped: false, barPercentage: 0.5 },
+      {
+        label: "run", data: runs, grouped: false, barPercentage: 0.9,
+        backgroundColor: runs.map((r) => STATUS_COLOURS[r.chunk.status] || "#9aa3b2"),
+        borderColor: runs.map((r) => (r.chunk.attempts > 1 ? "#c23a3a" : "rgba(0,0,0,0)")),
+        borderWidth: runs.map((r) => (r.chunk.attempts > 1 ? 2 : 0)),
+        borderSkipped: false,
+      },
+    ];
+    const box = $("timeline").parentElement;
+    box.style.height = Math.max(120, 40 + lanes.length * 28) + "px";
+    if (!timeline) {
+      timeline = new Chart($("timeline"), {
+        type: "bar",
+        data: { labels: lanes, datasets },
+        options: {
+          indexAxis: "y", animation: false, maintainAspectRatio: false, parsing: { xAxisKey: "x", yAxisKey: "y" },
+          scales: { x: { type: "linear", min: 0, title: { display: true, text: "seconds since the job started" } } },
+          plugins: {
+            legend: { display: false },
+            tooltip: {
+              callbacks: {
+                label: (item) => (item.raw.chunk.aggregated
+                  ? `${item.raw.chunk.aggregated} chunks done, ${item.raw.x[0].toFixed(1)}–${item.raw.x[1].toFixed(1)} s`
+                  : chunkLabel(item.raw.chunk)),
+              },
+            },
+          },
+        },
+      });
+    } else {
+      timeline.data.labels = lanes;
+      timeline.data.datasets = datasets;
+      timeline.update("none");
+    }
+    const canvas = $("timeline");
+    canvas.setAttribute("aria-label", `Timeline of ${drawn} chunks on ${lanes.length} worker processes`);
+    canvas.dataset.bars = String(runs.length);
+    canvas.dataset.running = String(runs.filter((r) => r.chunk.status === "running").length);
+  }
+
+  // The heavy parts (timeline, failures) redraw at most twice a second.
+  let lastHeavy = 0;
+  let heavyTimer = null;
+  function renderHeavy() {
+    const wait = ACTIVE.has(job.status) ? 500 - (Date.now() - lastHeavy) : 0;
+    if (wait > 0) {
+      if (!heavyTimer) heavyTimer = setTimeout(() => { heavyTimer = null; renderHeavy(); }, wait);
+      return;
+    }
+    lastHeavy = Date.now();
+    renderTimeline();
+    renderFailures();
+  }
+
+  const scheduleRender = window.Coreboard.coalesced(render);
 
   function applySnapshot(message) {
     job = message.job;
     chunks.clear();
     for (const c of message.chunks) chunks.set(c.index, c);
+    dirty = null;
     scheduleRender();
   }
 
   function applyProgress(message) {
     // Worker processes publish independently, so an older job state can arrive late.
     if (message.job && message.job.version >= job.version) {
-      const ended = ACTIVE.has(job.status) && !ACTIVE.has(message.job.status);
+      const changedPhase = ACTIVE.has(job.status) !== ACTIVE.has(message.job.status);
       job = message.job;
-      // Ending a job changes chunks in bulk (cancelled, failed): fetch them all.
-      if (ended) requestResync();
+      // Ending a job (cancelled, failed) or retrying it changes chunks in bulk: fetch them all.
+      if (changedPhase) requestResync();
     }
     for (const delta of message.chunks) {
       const known = chunks.get(delta.index) || { index: delta.index };
@@ -162,46 +360,25 @@
       const merged = Object.assign({}, known, delta);
       if (merged.status !== "running") delete merged.progress;
       chunks.set(delta.index, merged);
+      if (dirty !== null) dirty.add(delta.index);
     }
     scheduleRender();
   }
 
   function requestResync() {
-    if (socket && socket.readyState === WebSocket.OPEN) {
-      socket.send(JSON.stringify({ type: "resync" }));
-    }
+    live.send({ type: "resync" });
   }
 
-  function setConnection(text, state) {
-    const el = $("connection");
-    el.textContent = text;
-    el.dataset.state = state;
-  }
-
-  function connect() {
-    const scheme = location.protocol === "https:" ? "wss" : "ws";
-    socket = new WebSocket(`${scheme}://${location.host}/ws/jobs/${job.id}/`);
-    socket.onopen = () => {
-      retryDelay = 500;
-      setConnection("live", "live");
-    };
-    socket.onmessage = (event) => {
-      const message = JSON.parse(event.data);
+  $("chunk-grid").addEventListener("mouseover", showChunkDetails);
+  $("chunk-grid").addEventListener("focusin", showChunkDetails);
+  // Running bars and the ETA move with the clock, not only with events.
+  setInterval(() => { if (ACTIVE.has(job.status)) scheduleRender(); }, 1000);
+  render();
+  const live = window.Coreboard.liveSocket(`/ws/jobs/${job.id}/`, {
+    status: $("connection"),
+    onMessage(message) {
       if (message.type === "job.snapshot") applySnapshot(message);
       else if (message.type === "job.progress") applyProgress(message);
-    };
-    socket.onclose = (event) => {
-      if (STOP_CODES.has(event.code)) {
-        setConnection("not available", "closed");
-        return;
-      }
-      const delay = retryDelay * (0.75 + Math.random() / 2);
-      retryDelay = Math.min(retryDelay * 2, 10000);
-      setConnection(`disconnected — reconnecting in ${Math.ceil(delay / 1000)} s`, "reconnecting");
-      setTimeout(connect, delay);
-    };
-  }
-
-  render();
-  connect();
+    },
+  });
 })();

@@ -1,0 +1,121 @@
+// New-job form: says how many chunks the job will have, asking the API as the person types.
+"use strict";
+
+(function () {
+  const form = document.getElementById("job-form");
+  const output = document.getElementById("chunk-preview");
+  if (!form || !output || !form.dataset.previewUrl) return;
+  const DELAY_MS = 300;
+  const PREFIX = "params-";
+  const csrfToken = form.elements.namedItem("csrfmiddlewaretoken").value;
+  let timer = null;
+  let latest = 0;
+  let controller = null;
+
+  function show(text, state) {
+    output.textContent = text;
+    output.className = "chunk-preview " + (state === "error" ? "errorlist" : "helptext");
+  }
+
+  // A picked file only gets its upload id when the form is sent, so the count can be
+  // asked for only while the form carries a known id (a rerun's or a returned form's).
+  function uploadIds() {
+    const ids = {};
+    for (const input of form.querySelectorAll(`input[type="file"][name^="${PREFIX}"]`)) {
+      if (input.files && input.files.length) return null;
+      const kept = form.querySelector(`input[type="hidden"][name="${input.name}"]`);
+      if (!kept || !kept.value) return null;
+      ids[input.name] = kept.value;
+    }
+    return ids;
+  }
+
+  function payload() {
+    const uploads = uploadIds();
+    if (uploads === null) return null;
+    const params = {};
+    for (const el of form.elements) {
+      if (!el.name || !el.name.startsWith(PREFIX) || el.disabled) continue;
+      if (el.name in uploads) continue;
+      const key = el.name.slice(PREFIX.length);
+      if (el.type === "checkbox") params[key] = el.checked;
+      else if (el.type === "radio") {
+        if (el.checked) params[key] = el.value;
+      } else if (el.tagName === "SELECT" && el.multiple) {
+        params[key] = [...el.selectedOptions].map((option) => option.value);
+      } else params[key] = el.value;
+    }
+    for (const [name, id] of Object.entries(uploads)) params[name.slice(PREFIX.length)] = id;
+    const parallelism = form.elements.namedItem("parallelism");
+    return {
+      kind: form.elements.namedItem("kind").value,
+      params,
+      parallelism: parallelism && parallelism.value !== "" ? parallelism.value : null,
+    };
+  }
+
+  function describe(htmlName, messages) {
+    const message = Array.isArray(messages) ? messages[0] : String(messages);
+    const label = htmlName && form.querySelector(`label[for="id_${htmlName}"]`);
+    const name = label ? label.textContent.replace(/:\s*$/, "").trim() : "";
+    return name ? `${name}: ${message}` : message;
+  }
+
+  function firstError(errors) {
+    for (const [field, value] of Object.entries(errors || {})) {
+      if (field === "params" && value && !Array.isArray(value) && typeof value === "object") {
+        for (const [name, messages] of Object.entries(value)) {
+          return describe(name === "__all__" ? null : PREFIX + name, messages);
+        }
+      }
+      return describe(field, value);
+    }
+    return "These parameters are not valid.";
+  }
+
+  async function preview() {
+    const body = payload();
+    if (controller) controller.abort();
+    const request = ++latest;
+    if (body === null) {
+      show("", "");
+      return;
+    }
+    controller = new AbortController();
+    try {
+      const response = await fetch(form.dataset.previewUrl, {
+        method: "POST",
+        credentials: "same-origin",
+        headers: {
+          "Content-Type": "application/json",
+          Accept: "application/json",
+          "X-CSRFToken": csrfToken,
+        },
+        body: JSON.stringify(body),
+        signal: controller.signal,
+      });
+      const answer = await response.json().catch(() => null);
+      if (request !== latest) return;
+      if (response.ok && answer) {
+        const n = answer.chunks;
+        show(`This job will have ${n} chunk${n === 1 ? "" : "s"}`, "ok");
+      } else if (response.status === 400) {
+        show(firstError(answer), "error");
+      } else {
+        // Logged out, server trouble: sending the form will say what is wrong.
+        show("", "");
+      }
+    } catch (error) {
+      if (error.name !== "AbortError" && request === latest) show("", "");
+    }
+  }
+
+  function schedule() {
+    clearTimeout(timer);
+    timer = setTimeout(preview, DELAY_MS);
+  }
+
+  form.addEventListener("input", schedule);
+  form.addEventListener("change", schedule);
+  preview();
+})();

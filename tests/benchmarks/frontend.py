@@ -1,0 +1,157 @@
+"""`make bench`, front end: do the live pages stay smooth under load?
+
+Load: 20 running jobs and one 10,000-chunk job (short chunks, so the page gets a stream of
+events), on real prefork workers. In Debian's Chromium (Playwright), the 10,000-chunk
+job page and the overview are each watched for WATCH_SECONDS: animation frames per second,
+long tasks (> 50 ms, the browser's own PerformanceObserver), and the time to first render
+of the job page's snapshot. Writes the "frontend" section of BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+from typing import Any
+
+from tests.benchmarks import report
+from tests.benchmarks.speedup import _cpu_model, _start_services
+
+WATCH_SECONDS = int(os.environ.get("BENCH_WATCH_SECONDS", "15"))
+BIG_JOB_CHUNKS = 10_000
+RUNNING_JOBS = 20
+
+PROBE = """
+window.__bench = { frames: 0, longTasks: [], start: performance.now() };
+new PerformanceObserver((list) => {
+  for (const entry of list.getEntries()) window.__bench.longTasks.push(entry.duration);
+}).observe({ type: "longtask", buffered: false });
+(function tick() { window.__bench.frames++; requestAnimationFrame(tick); })();
+"""
+RESULT = """
+(() => {
+  const b = window.__bench;
+  const seconds = (performance.now() - b.start) / 1000;
+  return { fps: b.frames / seconds, long: b.longTasks, seconds };
+})()
+"""
+
+
+def _watch(page: Any, url: str, ready: str) -> dict[str, Any]:
+    began = time.perf_counter()
+    page.goto(url)
+    page.wait_for_selector(ready, timeout=60_000)
+    first_render = time.perf_counter() - began
+    page.evaluate(PROBE)
+    page.wait_for_timeout(WATCH_SECONDS * 1000)
+    measured = page.evaluate(RESULT)
+    long_tasks = measured["long"]
+    return {
+        "first_render_s": first_render,
+        "fps": measured["fps"],
+        "long_tasks": len(long_tasks),
+        "long_task_ms": sum(long_tasks),
+        "worst_ms": max(long_tasks, default=0.0),
+        "seconds": measured["seconds"],
+    }
+
+
+def main() -> int:
+    cleanups = _start_services()
+    processes: list[Any] = []
+    try:
+        import django
+
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+        django.setup()
+        from django.contrib.auth import get_user_model
+        from django.core.management import call_command
+        from django.db import transaction
+        from playwright.sync_api import sync_playwright
+
+        from jobs import services
+        from tests.processes import start_celery_worker, start_daphne
+
+        call_command("migrate", "--noinput", verbosity=0)
+        user, _ = get_user_model().objects.get_or_create(username="bench")
+        user.set_password("bench-password-1")
+        user.save()
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        processes.append(start_celery_worker(env, concurrency=os.cpu_count() or 1))
+        daphne, base_url = start_daphne(env)
+        processes.append(daphne)
+
+        with transaction.atomic():
+            # Short chunks, one in flight per job: the broker's queue interleaves every job,
+            # so all of them progress (and publish) at once, as on a busy shared cluster.
+            for _ in range(RUNNING_JOBS):
+                services.job_create(
+                    owner=user, kind="burn", params={"chunks": 10_000, "ms": 1}, parallelism=1
+                )
+            big = services.job_create(
+                owner=user,
+                kind="burn",
+                params={"chunks": BIG_JOB_CHUNKS, "ms": 1},
+                parallelism=16,
+            )
+
+        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # Playwright's loop on this thread
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path="/usr/bin/chromium",
+                headless=True,
+                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+            )
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(f"{base_url}/accounts/login/")
+            page.get_by_label("Username").fill("bench")
+            page.get_by_label("Password").fill("bench-password-1")
+            page.get_by_role("button", name="Log in").click()
+            page.wait_for_url(f"{base_url}/")
+            job_page = _watch(page, f"{base_url}/jobs/{big.pk}/", "#connection[data-state=live]")
+            big.refresh_from_db()
+            done_during = big.done_chunks
+            overview = _watch(page, f"{base_url}/", "#connection[data-state=live]")
+            browser.close()
+        with transaction.atomic():
+            for job in user.jobs.filter(status__in=("pending", "running")):
+                services.job_cancel(job=job)
+        _write(job_page, overview, done_during)
+        return 0
+    finally:
+        for process in reversed(processes):
+            process.stop()
+        for cleanup in reversed(cleanups):
+            cleanup()
+
+
+def _write(job_page: dict[str, Any], overview: dict[str, Any], done: int) -> None:
+    def row(name: str, m: dict[str, Any]) -> str:
+        return (
+            f"| {name} | {m['first_render_s']:.2f} | {m['fps']:.0f} | {m['long_tasks']} | "
+            f"{m['long_task_ms']:.0f} | {m['worst_ms']:.0f} |"
+        )
+
+    report.write_section(
+        "frontend",
+        f"""## Live pages under load (Chromium)
+
+Measured on {platform.node()}: {_cpu_model()}, {os.cpu_count()} cores; Chromium headless,
+software rendering, on the same 2 cores as the workers, daphne, PostgreSQL and Redis.
+Load: {RUNNING_JOBS} running `burn` jobs plus one {BIG_JOB_CHUNKS:,}-chunk `burn` job, all
+with 1 ms chunks and all progressing at once ({done:,} chunks of the big job had finished
+when its page had been watched). Each page watched for
+{WATCH_SECONDS} s. Long tasks are the browser's own (> 50 ms on the main thread).
+
+| page | first render (s) | frames/s | long tasks | long-task time (ms) | worst (ms) |
+|---|---|---|---|---|---|
+{row(f"job page, {BIG_JOB_CHUNKS:,} chunks", job_page)}
+{row(f"overview, {RUNNING_JOBS + 1} running jobs", overview)}
+""",
+    )
+    print(f"job page {job_page}\noverview {overview}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
