@@ -46,6 +46,10 @@ def _throughput_key(second: int) -> str:
 _client: redis.Redis | None = None
 _client_pid = 0
 _state: dict[str, Any] = {}
+_finished: dict[int, int] = {}
+_lock = threading.Lock()
+_wake = threading.Event()
+_heartbeat_started = threading.Event()
 
 
 def client() -> redis.Redis:
@@ -74,46 +78,55 @@ def _pinned_core() -> int | None:
 # --- written by worker processes ---------------------------------------------------------------
 
 
-def _write_process_state() -> None:
+def _write_heartbeat() -> None:
+    """One round trip: this process's state, its heartbeat, and the chunks it finished."""
+    with _lock:
+        finished = dict(_finished)
+        _finished.clear()
+    state = dict(_state)
     member = _member()
     core = _pinned_core()
     fields: dict[Any, Any] = {
         "host": socket.gethostname(),
         "pid": os.getpid(),
-        "state": _state.get("state", "idle"),
-        "job_id": _state.get("job_id", ""),
-        "chunk_index": _state.get("chunk_index", ""),
-        "since": _state.get("since", time.time()),
+        "state": state.get("state", "idle"),
+        "job_id": state.get("job_id", ""),
+        "chunk_index": state.get("chunk_index", ""),
+        "since": state.get("since", time.time()),
         "core": "" if core is None else core,
     }
     pipe = client().pipeline(transaction=False)
     pipe.hset(_proc_key(member), mapping=fields)
     pipe.expire(_proc_key(member), FORGET_AFTER_S)
     pipe.zadd(PROCS, {member: time.time()})
+    for second, count in finished.items():
+        pipe.incrby(_throughput_key(second), count)
+        pipe.expire(_throughput_key(second), THROUGHPUT_TTL_S)
     pipe.execute()
+
+
+# The calls below sit on a chunk's path, so they only touch memory and wake the heartbeat
+# thread, which writes to Redis; in a process without one (not a worker), they do nothing.
 
 
 def process_running(job_id: int, chunk_index: int) -> None:
     _state.update(state="busy", job_id=job_id, chunk_index=chunk_index, since=time.time())
-    _safely(_write_process_state)
+    _wake.set()
 
 
 def process_idle() -> None:
     _state.update(state="idle", job_id="", chunk_index="", since=time.time())
-    _safely(_write_process_state)
+    _wake.set()
 
 
 def chunk_finished() -> None:
     """Count one finished chunk in the current second, for the throughput chart."""
-
-    def count() -> None:
-        key = _throughput_key(int(time.time()))
-        pipe = client().pipeline(transaction=False)
-        pipe.incr(key)
-        pipe.expire(key, THROUGHPUT_TTL_S)
-        pipe.execute()
-
-    _safely(count)
+    if not _heartbeat_started.is_set():
+        return
+    second = int(time.time())
+    with _lock:
+        _finished[second] = _finished.get(second, 0) + 1
+    _wake.set()
 
 
 def process_forget() -> None:
@@ -158,9 +171,18 @@ def _loop(every: float, step: Any, name: str) -> None:
 
 
 def start_heartbeat() -> None:
-    """In each worker child process: refresh this process's heartbeat every second."""
+    """In each worker child process: write its state when it changes, and at least every
+    second as a heartbeat."""
     process_idle()
-    _loop(HEARTBEAT_S, _write_process_state, "coreboard-heartbeat")
+    _heartbeat_started.set()
+
+    def run() -> None:
+        while True:
+            _wake.clear()
+            _safely(_write_heartbeat)
+            _wake.wait(HEARTBEAT_S)
+
+    threading.Thread(target=run, name="coreboard-heartbeat", daemon=True).start()
 
 
 def start_node_sampler() -> None:
@@ -195,7 +217,7 @@ def cluster_state(conn: redis.Redis | None = None) -> dict[str, Any]:
         pipe.hgetall(_proc_key(member))
     for host, _ in nodes:
         pipe.hgetall(_node_key(host))
-    seconds = list(range(int(now) - THROUGHPUT_WINDOW_S, int(now)))
+    seconds = list(range(int(now) - THROUGHPUT_WINDOW_S + 1, int(now) + 1))
     pipe.mget([_throughput_key(s) for s in seconds])
     results = pipe.execute()
     proc_hashes = results[: len(procs)]

@@ -111,7 +111,7 @@ def test_invalid_form_shows_field_errors(page: Page, daphne_server: str, alice: 
     page.get_by_label("Start").fill("100")
     page.get_by_label("Stop").fill("10")
     page.get_by_role("button", name="Start job").click()
-    expect(page.get_by_text("Must be greater than start (100).")).to_be_visible()
+    expect(page.get_by_text("Must be greater than start (100).", exact=True)).to_be_visible()
 
 
 def test_cancel_a_running_job_from_its_page(page: Page, daphne_server: str, alice: User) -> None:

@@ -5,7 +5,7 @@ BENCHMARKS.md gets the medians and the ratios between them. Coreboard's time is 
 API request leaving the client to the job's recorded finish (`finished_at`, same clock):
 the whole path through daphne, PostgreSQL, the Redis broker and the prefork workers.
 
-Environment: BENCH_RUNS (default 5), BENCH_SERIAL_SECONDS (about 4), BENCH_CHUNKS (12).
+Environment: BENCH_RUNS (default 7), BENCH_SERIAL_SECONDS (about 4), BENCH_CHUNKS (12).
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def _overheads(job: Any, sent: datetime) -> dict[str, float]:
 
 
 def main() -> int:
-    runs = int(os.environ.get("BENCH_RUNS", "5"))
+    runs = int(os.environ.get("BENCH_RUNS", "7"))
     target = float(os.environ.get("BENCH_SERIAL_SECONDS", "4"))
     chunk_count = int(os.environ.get("BENCH_CHUNKS", "12"))
     cores = os.cpu_count() or 1
