@@ -20,6 +20,19 @@ MIN_RESYNC_INTERVAL_S = 1.0
 OVERVIEW_INTERVAL_S = 1.0
 
 
+async def accept_authenticated(consumer: AsyncJsonWebsocketConsumer) -> Any | None:
+    """Accept the socket and return its user, or close it with 4401 when not logged in.
+
+    Accepting first lets the page see the code and stop reconnecting.
+    """
+    await consumer.accept()
+    user = consumer.scope.get("user")
+    if user is None or not user.is_authenticated:
+        await consumer.close(code=CLOSE_UNAUTHENTICATED)
+        return None
+    return user
+
+
 class JobConsumer(AsyncJsonWebsocketConsumer):
     """Live state of one job: `job.snapshot` first, then `job.progress` deltas.
 
@@ -37,10 +50,8 @@ class JobConsumer(AsyncJsonWebsocketConsumer):
     last_snapshot_at = 0.0
 
     async def connect(self) -> None:
-        await self.accept()
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
-            await self.close(code=CLOSE_UNAUTHENTICATED)
+        user = await accept_authenticated(self)
+        if user is None:
             return
         self.job_id = int(self.scope["url_route"]["kwargs"]["job_id"])
         job = await database_sync_to_async(selectors.job_get_for_user)(
@@ -115,10 +126,8 @@ class OverviewConsumer(AsyncJsonWebsocketConsumer):
     ticker: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
-        await self.accept()
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
-            await self.close(code=CLOSE_UNAUTHENTICATED)
+        user = await accept_authenticated(self)
+        if user is None:
             return
         self.ticker = asyncio.create_task(self._tick(user))
 

@@ -19,6 +19,31 @@ from project import stack
 VENV_BIN = Path(sys.executable).parent
 
 
+def worker_command(concurrency: int, *extra: str) -> list[str]:
+    """The Celery worker Coreboard runs: prefork, one process per core by default."""
+    return [
+        str(VENV_BIN / "celery"),
+        "-A",
+        "project",
+        "worker",
+        "--pool=prefork",
+        f"--concurrency={concurrency}",
+        "--loglevel=INFO",
+        *extra,
+    ]
+
+
+def daphne_command(port: int) -> list[str]:
+    return [
+        str(VENV_BIN / "daphne"),
+        "-b",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "project.asgi:application",
+    ]
+
+
 def _manage(*args: str) -> str:
     return subprocess.run(
         [sys.executable, str(stack.BASE_DIR / "manage.py"), *args],
@@ -70,27 +95,8 @@ def main() -> int:
             print(f"Redis (embedded) on 127.0.0.1:{redis.port}, data in {redis.root}")
         _manage("migrate", "--noinput", "-v", "0")
         login = _manage("ensure_admin")
-        children["celery worker"] = _spawn(
-            [
-                str(VENV_BIN / "celery"),
-                "-A",
-                "project",
-                "worker",
-                "--pool=prefork",
-                f"--concurrency={concurrency}",
-                "--loglevel=INFO",
-            ]
-        )
-        children["daphne"] = _spawn(
-            [
-                str(VENV_BIN / "daphne"),
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "project.asgi:application",
-            ]
-        )
+        children["celery worker"] = _spawn(worker_command(concurrency))
+        children["daphne"] = _spawn(daphne_command(port))
         stack.wait_for_port(port, what="daphne")
         print(
             f"\nCoreboard is running at http://127.0.0.1:{port}/ "

@@ -16,6 +16,7 @@ import socket
 import stat
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -311,3 +312,30 @@ class EmbeddedRedis:
             self.process.kill()
             self.process.wait()
         self.process = None
+
+
+def start_private_services(
+    root: Path, *, secret_name: str, persist: bool = True
+) -> list[Callable[[], None]]:
+    """A private PostgreSQL and Redis under `root` on free ports, for tests and benchmarks.
+
+    Skips each one whose URL (DATABASE_URL / REDIS_URL) is already set, exports the URLs of
+    those it starts, and returns the functions that stop them, in starting order.
+    """
+    stops: list[Callable[[], None]] = []
+    try:
+        if "DATABASE_URL" not in os.environ:
+            postgres = EmbeddedPostgres(root=root / "pg", port=free_port(), secret_name=secret_name)
+            postgres.start()
+            stops.append(postgres.stop)
+            os.environ["DATABASE_URL"] = postgres.url()
+        if "REDIS_URL" not in os.environ:
+            redis = EmbeddedRedis(root=root / "redis", port=free_port(), persist=persist)
+            redis.start()
+            stops.append(redis.stop)
+            os.environ["REDIS_URL"] = redis.url()
+    except BaseException:
+        for stop in reversed(stops):
+            stop()
+        raise
+    return stops

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 from django.db import connection
+from django.test import Client
 from rest_framework.test import APIClient
 
 from project import stack
@@ -48,6 +49,38 @@ def mallory(django_user_model: type[User]) -> User:
 @pytest.fixture
 def staff(django_user_model: type[User]) -> User:
     return django_user_model.objects.create_user("sam", password="sam-password-1", is_staff=True)
+
+
+def client_for(user: User) -> Client:
+    """A page client logged in as `user`."""
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def alice_client(alice: User) -> Client:
+    return client_for(alice)
+
+
+@pytest.fixture
+def mallory_client(mallory: User) -> Client:
+    return client_for(mallory)
+
+
+@pytest.fixture
+def staff_client(staff: User) -> Client:
+    return client_for(staff)
+
+
+@pytest.fixture
+def dispatched(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Chunk ids handed to Celery, without a broker: services are tested directly."""
+    from jobs import tasks
+
+    sent: list[int] = []
+    monkeypatch.setattr(tasks.chunk_run, "delay", sent.append)
+    return sent
 
 
 @pytest.fixture

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 import threading
 import uuid
 from collections import deque
-from pathlib import Path
 
 from project import stack
-
-VENV_BIN = Path(sys.executable).parent
+from project.run import daphne_command, worker_command
 
 
 class ServerProcess:
@@ -69,19 +66,13 @@ class ServerProcess:
 def start_celery_worker(env: dict[str, str], concurrency: int) -> ServerProcess:
     """A real `celery worker --pool=prefork`, returned once it says it is ready."""
     worker = ServerProcess(
-        [
-            str(VENV_BIN / "celery"),
-            "-A",
-            "project",
-            "worker",
-            "--pool=prefork",
-            f"--concurrency={concurrency}",
-            "--loglevel=INFO",
+        worker_command(
+            concurrency,
             "--without-gossip",
             "--without-mingle",
             "-n",
             f"test-{uuid.uuid4().hex[:8]}@%h",
-        ],
+        ),
         env,
         "celery worker",
     )
@@ -93,7 +84,7 @@ def start_daphne(env: dict[str, str], port: int | None = None) -> tuple[ServerPr
     """A real daphne serving project.asgi on a loopback port (a free one by default)."""
     port = port or stack.free_port()
     server = ServerProcess(
-        [str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "project.asgi:application"],
+        daphne_command(port),
         env,
         "daphne",
     )

@@ -24,15 +24,6 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
     # Persistent connections held by asgiref's worker threads would keep pytest-django
     # from dropping the test database at the end.
     os.environ.setdefault("DB_CONN_MAX_AGE", "0")
-    if "DATABASE_URL" not in os.environ:
-        postgres = stack.EmbeddedPostgres(
-            root=TEST_VAR / "pg", port=stack.free_port(), secret_name="test-pg-password"
-        )
-        postgres.start()
-        early_config.add_cleanup(postgres.stop)
-        os.environ["DATABASE_URL"] = postgres.url()
-    if "REDIS_URL" not in os.environ:
-        redis = stack.EmbeddedRedis(root=TEST_VAR / "redis", port=stack.free_port(), persist=False)
-        redis.start()
-        early_config.add_cleanup(redis.stop)
-        os.environ["REDIS_URL"] = redis.url()
+    stops = stack.start_private_services(TEST_VAR, secret_name="test-pg-password", persist=False)
+    for stop in stops:
+        early_config.add_cleanup(stop)

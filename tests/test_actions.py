@@ -15,6 +15,7 @@ from rest_framework.test import APIClient
 
 from jobs import kinds, services
 from jobs.models import Chunk, Job, Upload
+from tests.test_api import BAD_JOB_INPUT
 
 pytestmark = pytest.mark.django_db
 
@@ -25,30 +26,6 @@ JOB_FIELDS = {
     "result_file",
 }  # fmt: skip
 BURN = {"chunks": 4, "ms": 1, "fail_rate": 0.0}
-
-
-@pytest.fixture
-def dispatched(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Chunk ids handed to Celery, without a broker: services are tested directly."""
-    sent: list[int] = []
-    from jobs import tasks
-
-    monkeypatch.setattr(tasks.chunk_run, "delay", sent.append)
-    return sent
-
-
-@pytest.fixture
-def alice_client(alice: User) -> Client:
-    client = Client()
-    client.force_login(alice)
-    return client
-
-
-@pytest.fixture
-def mallory_client(mallory: User) -> Client:
-    client = Client()
-    client.force_login(mallory)
-    return client
 
 
 def burn_job(owner: User, *, chunks: int = 4, parallelism: int = 2) -> Job:
@@ -403,24 +380,7 @@ def test_api_preview_counts_chunks_and_creates_nothing(alice_api: APIClient) -> 
     assert not Chunk.objects.exists()
 
 
-@pytest.mark.parametrize(
-    ("payload", "path", "message"),
-    [
-        ({"kind": "nope", "params": {}}, ["kind"], "Unknown kind 'nope'"),
-        ({"params": {}}, ["kind"], "required"),
-        (
-            {"kind": "primes", "params": {"start": 9, "stop": 3, "chunks": 1}},
-            ["params", "stop"],
-            "greater than start",
-        ),
-        ({"kind": "burn", "params": {"chunks": "", "ms": 1}}, ["params", "chunks"], "required"),
-        (
-            {"kind": "burn", "params": {"chunks": 1, "ms": 1}, "parallelism": 0},
-            ["parallelism"],
-            "between 1 and",
-        ),
-    ],
-)
+@pytest.mark.parametrize(("payload", "path", "message"), BAD_JOB_INPUT)
 def test_api_preview_rejects_like_creation(
     alice_api: APIClient, payload: dict, path: list[str], message: str
 ) -> None:

@@ -46,39 +46,40 @@ def test_create_returns_the_job(alice_api: APIClient) -> None:
     assert body["params"] == {"start": 0, "stop": 100, "chunks": 2}
 
 
-@pytest.mark.parametrize(
-    ("payload", "path", "message"),
-    [
-        ({"kind": "nope", "params": {}}, ["kind"], "Unknown kind 'nope'"),
-        ({"params": {}}, ["kind"], "required"),
-        (
-            {"kind": "primes", "params": {"start": 9, "stop": 3, "chunks": 1}},
-            ["params", "stop"],
-            "greater than start",
-        ),
-        (
-            {"kind": "primes", "params": {"start": 0, "stop": 10, "chunks": 0}},
-            ["params", "chunks"],
-            "greater than or equal to 1",
-        ),
-        (
-            {"kind": "primes", "params": {"start": 0, "stop": 10, "chunks": 1, "x": 1}},
-            ["params", "x"],
-            "Unknown parameter",
-        ),
-        ({"kind": "primes", "params": [1, 2]}, ["params"], "dictionary"),
-        (
-            {"kind": "burn", "params": {"chunks": 1, "ms": 1}, "parallelism": 0},
-            ["parallelism"],
-            "between 1 and",
-        ),
-        (
-            {"kind": "burn", "params": {"chunks": 1, "ms": 1}, "parallelism": "many"},
-            ["parallelism"],
-            "valid integer",
-        ),
-    ],
-)
+# Bad job input and the error it must produce: (body, path into the errors, message).
+BAD_JOB_INPUT = [
+    ({"kind": "nope", "params": {}}, ["kind"], "Unknown kind 'nope'"),
+    ({"params": {}}, ["kind"], "required"),
+    (
+        {"kind": "primes", "params": {"start": 9, "stop": 3, "chunks": 1}},
+        ["params", "stop"],
+        "greater than start",
+    ),
+    (
+        {"kind": "primes", "params": {"start": 0, "stop": 10, "chunks": 0}},
+        ["params", "chunks"],
+        "greater than or equal to 1",
+    ),
+    (
+        {"kind": "primes", "params": {"start": 0, "stop": 10, "chunks": 1, "x": 1}},
+        ["params", "x"],
+        "Unknown parameter",
+    ),
+    ({"kind": "primes", "params": [1, 2]}, ["params"], "dictionary"),
+    (
+        {"kind": "burn", "params": {"chunks": 1, "ms": 1}, "parallelism": 0},
+        ["parallelism"],
+        "between 1 and",
+    ),
+    (
+        {"kind": "burn", "params": {"chunks": 1, "ms": 1}, "parallelism": "many"},
+        ["parallelism"],
+        "valid integer",
+    ),
+]
+
+
+@pytest.mark.parametrize(("payload", "path", "message"), BAD_JOB_INPUT)
 def test_bad_input_is_rejected_by_field_and_creates_nothing(
     alice_api: APIClient, payload: dict, path: list[str], message: str
 ) -> None:

@@ -15,26 +15,11 @@ from django.test import AsyncClient, Client
 
 from jobs import selectors, services
 from jobs.models import Job
+from tests.conftest import client_for
 
 pytestmark = pytest.mark.django_db
 
 T0 = datetime(2024, 3, 10, 12, 0, tzinfo=UTC)
-
-
-def client_for(user: User) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-@pytest.fixture
-def alice_client(alice: User) -> Client:
-    return client_for(alice)
-
-
-@pytest.fixture
-def staff_client(staff: User) -> Client:
-    return client_for(staff)
 
 
 def burn(owner: User) -> Job:

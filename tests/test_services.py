@@ -13,16 +13,6 @@ from jobs.models import Chunk, Job, Upload
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def dispatched(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Chunk ids handed to Celery, without a broker: services are tested directly."""
-    sent: list[int] = []
-    from jobs import tasks
-
-    monkeypatch.setattr(tasks.chunk_run, "delay", sent.append)
-    return sent
-
-
 def create_burn_job(owner: User, *, chunks: int = 4, parallelism: int = 2) -> Job:
     return services.job_create(
         owner=owner, kind="burn", params={"chunks": chunks, "ms": 1}, parallelism=parallelism

@@ -11,13 +11,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def alice_client(alice: User) -> Client:
-    client = Client()
-    client.force_login(alice)
-    return client
-
-
-@pytest.fixture
 def alice_job(alice: User) -> Job:
     return services.job_create(owner=alice, kind="burn", params={"chunks": 3, "ms": 1})
 
@@ -75,9 +68,8 @@ def test_detail_shows_progressbar_and_snapshot(alice_client: Client, alice_job: 
     assert 'id="job-snapshot"' in page
 
 
-def test_another_users_job_page_is_404(alice_job: Job, mallory: User) -> None:
-    client = Client()
-    client.force_login(mallory)
+def test_another_users_job_page_is_404(alice_job: Job, mallory_client: Client) -> None:
+    client = mallory_client
     assert client.get(f"/jobs/{alice_job.pk}/").status_code == 404
     assert client.post(f"/jobs/{alice_job.pk}/cancel/").status_code == 404
     alice_job.refresh_from_db()

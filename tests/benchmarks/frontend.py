@@ -10,13 +10,11 @@ of the job page's snapshot. Writes the "frontend" section of BENCHMARKS.md.
 from __future__ import annotations
 
 import os
-import platform
 import sys
 import time
 from typing import Any
 
-from tests.benchmarks import report
-from tests.benchmarks.speedup import _cpu_model, _start_services
+from tests.benchmarks import harness, report
 
 WATCH_SECONDS = int(os.environ.get("BENCH_WATCH_SECONDS", "15"))
 BIG_JOB_CHUNKS = 10_000
@@ -58,29 +56,16 @@ def _watch(page: Any, url: str, ready: str) -> dict[str, Any]:
 
 
 def main() -> int:
-    cleanups = _start_services()
-    processes: list[Any] = []
-    try:
-        import django
-
-        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
-        django.setup()
+    with harness.running_stack(workers=os.cpu_count() or 1) as base_url:
         from django.contrib.auth import get_user_model
-        from django.core.management import call_command
         from django.db import transaction
         from playwright.sync_api import sync_playwright
 
         from jobs import services
-        from tests.processes import start_celery_worker, start_daphne
 
-        call_command("migrate", "--noinput", verbosity=0)
         user, _ = get_user_model().objects.get_or_create(username="bench")
         user.set_password("bench-password-1")
         user.save()
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        processes.append(start_celery_worker(env, concurrency=os.cpu_count() or 1))
-        daphne, base_url = start_daphne(env)
-        processes.append(daphne)
 
         with transaction.atomic():
             # Short chunks, one in flight per job: the broker's queue interleaves every job,
@@ -118,12 +103,7 @@ def main() -> int:
             for job in user.jobs.filter(status__in=("pending", "running")):
                 services.job_cancel(job=job)
         _write(job_page, overview, done_during)
-        return 0
-    finally:
-        for process in reversed(processes):
-            process.stop()
-        for cleanup in reversed(cleanups):
-            cleanup()
+    return 0
 
 
 def _write(job_page: dict[str, Any], overview: dict[str, Any], done: int) -> None:
@@ -137,7 +117,7 @@ def _write(job_page: dict[str, Any], overview: dict[str, Any], done: int) -> Non
         "frontend",
         f"""## Live pages under load (Chromium)
 
-Measured on {platform.node()}: {_cpu_model()}, {os.cpu_count()} cores; Chromium headless,
+Measured on {harness.machine()}; Chromium headless,
 software rendering, on the same 2 cores as the workers, daphne, PostgreSQL and Redis.
 Load: {RUNNING_JOBS} running `burn` jobs plus one {BIG_JOB_CHUNKS:,}-chunk `burn` job, all
 with 1 ms chunks and all progressing at once ({done:,} chunks of the big job had finished

@@ -13,7 +13,6 @@ Environment: BENCH_HISTORY_JOBS (default 100000), BENCH_HISTORY_RUNS (7).
 from __future__ import annotations
 
 import os
-import platform
 import random
 import statistics
 import sys
@@ -23,8 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from project import stack
-from tests.benchmarks import report
-from tests.benchmarks.speedup import _cpu_model
+from tests.benchmarks import harness, report
 
 BENCH_VAR = stack.VAR_DIR / "bench-history"
 # Share of all jobs per person; staff own none but see every one.
@@ -131,12 +129,8 @@ def _median_ms(runs: int, call: Callable[[], Any]) -> tuple[float, list[float], 
 def main() -> int:
     count = int(os.environ.get("BENCH_HISTORY_JOBS", "100000"))
     runs = int(os.environ.get("BENCH_HISTORY_RUNS", "7"))
-    postgres = stack.EmbeddedPostgres(
-        root=BENCH_VAR / "pg", port=stack.free_port(), secret_name="bench-history-pg-password"
-    )
-    postgres.start()
+    stops = stack.start_private_services(BENCH_VAR, secret_name="bench-history-pg-password")
     try:
-        os.environ["DATABASE_URL"] = postgres.url()
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
         import django
 
@@ -227,7 +221,8 @@ def main() -> int:
         _write_report(count, runs, fill_seconds, pg_version, rows, exports, counts)
         return 0
     finally:
-        postgres.stop()
+        for stop in reversed(stops):
+            stop()
 
 
 def _write_report(
@@ -256,8 +251,8 @@ def _write_report(
         "history",
         f"""## History at {count:,} jobs
 
-Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node()}: {_cpu_model()},
-{os.cpu_count()} cores, Python {platform.python_version()}, PostgreSQL {pg_version.split()[0]}.
+Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {harness.machine()},
+PostgreSQL {pg_version.split()[0]}.
 `tests/benchmarks/history.py` inserts {count:,} jobs ({shares} of them; `{STAFF}` is staff
 and sees all) spread over a year, in {fill_seconds:.0f} s, then times whole requests through
 Django's test client (session, middleware, queries, template): one warm-up, then the median

@@ -14,52 +14,20 @@ import itertools
 import json
 import multiprocessing
 import os
-import platform
 import statistics
 import sys
 import time
 import urllib.request
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from project import stack
-from tests.benchmarks import report
-
-BENCH_VAR = stack.VAR_DIR / "bench"
-
-
-def _start_services() -> list[Any]:
-    stopped: list[Any] = []
-    if "DATABASE_URL" not in os.environ:
-        postgres = stack.EmbeddedPostgres(
-            root=BENCH_VAR / "pg", port=stack.free_port(), secret_name="bench-pg-password"
-        )
-        postgres.start()
-        stopped.append(postgres.stop)
-        os.environ["DATABASE_URL"] = postgres.url()
-    if "REDIS_URL" not in os.environ:
-        redis = stack.EmbeddedRedis(root=BENCH_VAR / "redis", port=stack.free_port())
-        redis.start()
-        stopped.append(redis.stop)
-        os.environ["REDIS_URL"] = redis.url()
-    return stopped
+from tests.benchmarks import harness, report
 
 
 def _run_spec(spec: dict[str, int]) -> dict[str, int]:
     from jobs.kinds.primes import count_primes
 
     return {"count": count_primes(spec["start"], spec["stop"])}
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def _calibrated_stop(target_seconds: float) -> int:
@@ -107,29 +75,15 @@ def main() -> int:
     target = float(os.environ.get("BENCH_SERIAL_SECONDS", "4"))
     chunk_count = int(os.environ.get("BENCH_CHUNKS", "12"))
     cores = os.cpu_count() or 1
-    cleanups = _start_services()
-    workers: list[Any] = []
-    try:
-        import django
-
-        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
-        django.setup()
+    with harness.running_stack(workers=cores) as base_url:
         from django.contrib.auth import get_user_model
-        from django.core.management import call_command
         from rest_framework.authtoken.models import Token
 
         from jobs import kinds
         from jobs.models import Job
-        from tests.processes import start_celery_worker, start_daphne
 
-        call_command("migrate", "--noinput", verbosity=0)
         user, _ = get_user_model().objects.get_or_create(username="bench")
         token, _ = Token.objects.get_or_create(user=user)
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        worker = start_celery_worker(env, concurrency=cores)
-        workers.append(worker)
-        daphne, base_url = start_daphne(env)
-        workers.append(daphne)
 
         primes = kinds.get("primes")
         params = {"start": 0, "stop": _calibrated_stop(target), "chunks": chunk_count}
@@ -188,12 +142,7 @@ def main() -> int:
                     flush=True,
                 )
         _write_report(params, cores, runs, times, expected, overheads)
-        return 0
-    finally:
-        for process in reversed(workers):
-            process.stop()
-        for cleanup in reversed(cleanups):
-            cleanup()
+    return 0
 
 
 def _write_report(
@@ -222,8 +171,7 @@ def _write_report(
     )
     report.write_section(
         "speedup",
-        f"""Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node()}: {_cpu_model()},
-{cores} cores, Python {platform.python_version()}, {platform.system()} {platform.release()}.
+        f"""Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {harness.machine()}.
 
 ## primes: serial vs multiprocessing.Pool vs Coreboard
 

@@ -1,0 +1,55 @@
+"""What the benchmarks share: private services, Django, real workers and daphne."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+from collections.abc import Iterator
+from pathlib import Path
+
+from project import stack
+
+BENCH_VAR = stack.VAR_DIR / "bench"
+
+
+def machine() -> str:
+    """The machine in words, for the report."""
+    model = platform.processor() or "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return (
+        f"{platform.node()}: {model}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}, {platform.system()} {platform.release()}"
+    )
+
+
+@contextlib.contextmanager
+def running_stack(*, workers: int) -> Iterator[str]:
+    """Private PostgreSQL and Redis, a migrated database, a prefork worker with `workers`
+    processes and daphne; yields daphne's base URL and stops everything afterwards."""
+    stops = stack.start_private_services(BENCH_VAR, secret_name="bench-pg-password")
+    processes = []
+    try:
+        import django
+
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+        django.setup()
+        from django.core.management import call_command
+
+        from tests.processes import start_celery_worker, start_daphne
+
+        call_command("migrate", "--noinput", verbosity=0)
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        processes.append(start_celery_worker(env, concurrency=workers))
+        daphne, base_url = start_daphne(env)
+        processes.append(daphne)
+        yield base_url
+    finally:
+        for process in reversed(processes):
+            process.stop()
+        for stop in reversed(stops):
+            stop()
