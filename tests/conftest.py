@@ -83,18 +83,21 @@ def dispatched(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return sent
 
 
+def api_client_for(user: User) -> APIClient:
+    """An API client authenticated as `user`."""
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
 @pytest.fixture
 def alice_api(alice: User) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(alice)
-    return client
+    return api_client_for(alice)
 
 
 @pytest.fixture
 def mallory_api(mallory: User) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(mallory)
-    return client
+    return api_client_for(mallory)
 
 
 # --- real processes -------------------------------------------------------------------------

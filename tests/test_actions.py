@@ -15,16 +15,10 @@ from rest_framework.test import APIClient
 
 from jobs import kinds, services
 from jobs.models import Chunk, Job, Upload
-from tests.test_api import BAD_JOB_INPUT
+from tests.test_api import BAD_JOB_INPUT, JOB_FIELDS
 
 pytestmark = pytest.mark.django_db
 
-JOB_FIELDS = {
-    "id", "kind", "params", "status", "progress", "total_chunks", "done_chunks",
-    "failed_chunks", "parallelism", "result", "error", "created_at", "started_at",
-    "finished_at", "wall_seconds", "cpu_seconds", "speedup", "efficiency", "version",
-    "result_file",
-}  # fmt: skip
 BURN = {"chunks": 4, "ms": 1, "fail_rate": 0.0}
 
 
