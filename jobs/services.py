@@ -319,8 +319,19 @@ def chunk_complete(*, chunk_id: int, result: Any, cpu_seconds: float) -> None:
 
 
 def _chunk_lock_with_job(chunk_id: int) -> Chunk | None:
-    """Lock a chunk and its job's row in one query: writers of a job's counters hold both."""
-    return Chunk.objects.select_for_update().select_related("job").filter(pk=chunk_id).first()
+    """Lock a chunk's job, then the chunk: writers of a job's counters hold both.
+
+    Always the job first, as dispatch, cancel and retry do (they lock the job, then update
+    its chunks): one order everywhere means no deadlocks between them.
+    """
+    job_id = Chunk.objects.filter(pk=chunk_id).values_list("job_id", flat=True).first()
+    if job_id is None:
+        return None
+    job = Job.objects.select_for_update().get(pk=job_id)
+    chunk = Chunk.objects.select_for_update().filter(pk=chunk_id).first()
+    if chunk is not None:
+        chunk.job = job
+    return chunk
 
 
 def _job_finish(job: Job) -> None:

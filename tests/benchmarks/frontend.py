@@ -99,9 +99,8 @@ def main() -> int:
             done_during = big.done_chunks
             overview = _watch(page, f"{base_url}/", "#connection[data-state=live]")
             browser.close()
-        with transaction.atomic():
-            for job in user.jobs.filter(status__in=("pending", "running")):
-                services.job_cancel(job=job)
+        for job in user.jobs.filter(status__in=("pending", "running")):
+            services.job_cancel(job=job)
         _write(job_page, overview, done_during)
     return 0
 

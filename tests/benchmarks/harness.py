@@ -27,11 +27,21 @@ def machine() -> str:
     )
 
 
+def _cancel_leftovers() -> None:
+    """Jobs an interrupted run left active would compete with the measured ones."""
+    from jobs import services
+    from jobs.models import Job
+
+    for job in Job.objects.filter(status__in=Job.ACTIVE_STATUSES):
+        services.job_cancel(job=job)
+
+
 @contextlib.contextmanager
 def running_stack(*, workers: int) -> Iterator[str]:
     """Private PostgreSQL and Redis, a migrated database, a prefork worker with `workers`
     processes and daphne; yields daphne's base URL and stops everything afterwards."""
-    stops = stack.start_private_services(BENCH_VAR, secret_name="bench-pg-password")
+    # Redis starts empty, so no message of an earlier, interrupted run is redelivered.
+    stops = stack.start_private_services(BENCH_VAR, secret_name="bench-pg-password", persist=False)
     processes = []
     try:
         import django
@@ -43,6 +53,7 @@ def running_stack(*, workers: int) -> Iterator[str]:
         from tests.processes import start_celery_worker, start_daphne
 
         call_command("migrate", "--noinput", verbosity=0)
+        _cancel_leftovers()
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         processes.append(start_celery_worker(env, concurrency=workers))
         daphne, base_url = start_daphne(env)
