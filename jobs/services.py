@@ -324,10 +324,9 @@ def _chunk_lock_with_job(chunk_id: int) -> Chunk | None:
     Always the job first, as dispatch, cancel and retry do (they lock the job, then update
     its chunks): one order everywhere means no deadlocks between them.
     """
-    job_id = Chunk.objects.filter(pk=chunk_id).values_list("job_id", flat=True).first()
-    if job_id is None:
+    job = Job.objects.select_for_update(of=("self",)).filter(chunks__pk=chunk_id).first()
+    if job is None:
         return None
-    job = Job.objects.select_for_update().get(pk=job_id)
     chunk = Chunk.objects.select_for_update().filter(pk=chunk_id).first()
     if chunk is not None:
         chunk.job = job
