@@ -196,6 +196,10 @@ def start_node_sampler() -> None:
         pipe.hset(_node_key(host), mapping={"cpus": json.dumps(cpus), "updated": time.time()})
         pipe.expire(_node_key(host), FORGET_AFTER_S)
         pipe.zadd(NODES, {host: time.time()})
+        # Forgetting silent processes and machines is done here, once a second per
+        # machine, rather than by every open overview.
+        pipe.zremrangebyscore(PROCS, 0, time.time() - FORGET_AFTER_S)
+        pipe.zremrangebyscore(NODES, 0, time.time() - FORGET_AFTER_S)
         pipe.execute()
 
     _loop(HEARTBEAT_S, sample, "coreboard-cpu-sampler")
@@ -208,8 +212,6 @@ def cluster_state(conn: redis.Redis | None = None) -> dict[str, Any]:
     """Nodes with per-core CPU, processes with their state, and chunks finished per second."""
     conn = conn or client()
     now = time.time()
-    conn.zremrangebyscore(PROCS, 0, now - FORGET_AFTER_S)
-    conn.zremrangebyscore(NODES, 0, now - FORGET_AFTER_S)
     procs: list[tuple[str, float]] = list(conn.zrange(PROCS, 0, -1, withscores=True))  # type: ignore[arg-type]
     nodes: list[tuple[str, float]] = list(conn.zrange(NODES, 0, -1, withscores=True))  # type: ignore[arg-type]
     pipe = conn.pipeline(transaction=False)

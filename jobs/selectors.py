@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import F, FloatField, Q, QuerySet, TextField, Value
 from django.db.models.functions import Cast, Extract, NullIf
 from django.urls import reverse
 from django.utils import timezone
 
 from jobs import kinds
-from jobs.kinds.base import File
+from jobs.kinds.base import File, Params
 from jobs.models import Chunk, Job
-
-User = AbstractBaseUser | AnonymousUser
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -310,3 +308,16 @@ def job_runs_compared(
         }
         for job in reversed(list(latest))
     ]
+
+
+def job_rerun_params(job: Job) -> Params:
+    """A job's stored parameters as its kind's form takes them (upload fields as ids)."""
+    params = dict(job.params)
+    try:
+        upload_fields = kinds.get(job.kind).upload_fields()
+    except kinds.UnknownKind:
+        return params
+    for name in upload_fields:
+        if isinstance(params.get(name), Mapping):
+            params[name] = params[name].get("id")
+    return params

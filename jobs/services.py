@@ -292,16 +292,11 @@ def _chunk_execute(chunk: Chunk) -> None:
 def chunk_complete(*, chunk_id: int, result: Any, cpu_seconds: float) -> None:
     """Record a chunk's result; the completion that finishes the job runs `combine`."""
     with transaction.atomic():
-        chunk = _chunk_lock_with_job(chunk_id)
-        # A redelivered chunk may finish twice; only the first completion counts.
-        if chunk is None or chunk.status not in Chunk.IN_FLIGHT_STATUSES:
+        chunk = _chunk_settle(
+            chunk_id, Chunk.Status.DONE, result=result, cpu_seconds=cpu_seconds, error=""
+        )
+        if chunk is None:
             return
-        chunk.status = Chunk.Status.DONE
-        chunk.result = result
-        chunk.cpu_seconds = cpu_seconds
-        chunk.finished_at = timezone.now()
-        chunk.error = ""
-        chunk.save(update_fields=["status", "result", "cpu_seconds", "finished_at", "error"])
         job = chunk.job
         job.done_chunks += 1
         job.cpu_seconds += cpu_seconds
@@ -316,6 +311,20 @@ def chunk_complete(*, chunk_id: int, result: Any, cpu_seconds: float) -> None:
         if job.status == Job.Status.RUNNING:
             _dispatch_window(job)
         _publish_after_commit(job, chunk)
+
+
+def _chunk_settle(chunk_id: int, status: str, **fields: Any) -> Chunk | None:
+    """Move an in-flight chunk to a final `status` under its job's lock; None if it is not
+    in flight any more. A redelivered chunk may finish twice: only the first one counts."""
+    chunk = _chunk_lock_with_job(chunk_id)
+    if chunk is None or chunk.status not in Chunk.IN_FLIGHT_STATUSES:
+        return None
+    chunk.status = status
+    chunk.finished_at = timezone.now()
+    for name, value in fields.items():
+        setattr(chunk, name, value)
+    chunk.save(update_fields=["status", "finished_at", *fields])
+    return chunk
 
 
 def _chunk_lock_with_job(chunk_id: int) -> Chunk | None:
@@ -369,13 +378,9 @@ def chunk_retry_scheduled(*, chunk_id: int, error: str) -> None:
 def chunk_fail(*, chunk_id: int, error: str) -> None:
     """A chunk ran out of attempts: it fails, and so does its job."""
     with transaction.atomic():
-        chunk = _chunk_lock_with_job(chunk_id)
-        if chunk is None or chunk.status not in Chunk.IN_FLIGHT_STATUSES:
+        chunk = _chunk_settle(chunk_id, Chunk.Status.FAILED, error=error)
+        if chunk is None:
             return
-        chunk.status = Chunk.Status.FAILED
-        chunk.error = error
-        chunk.finished_at = timezone.now()
-        chunk.save(update_fields=["status", "error", "finished_at"])
         job = chunk.job
         job.failed_chunks += 1
         fields = ["failed_chunks"]
@@ -477,19 +482,6 @@ def job_retry_failed(*, job: Job) -> bool:
     return True
 
 
-def job_rerun_params(job: Job) -> Params:
-    """A job's stored parameters as its kind's form takes them (upload fields as ids)."""
-    params = dict(job.params)
-    try:
-        upload_fields = kinds.get(job.kind).upload_fields()
-    except kinds.UnknownKind:
-        return params
-    for name in upload_fields:
-        if isinstance(params.get(name), Mapping):
-            params[name] = params[name].get("id")
-    return params
-
-
 def job_rerun(*, job: Job, owner: Any) -> Job:
     """Create a new job with `job`'s kind, parameters and parallelism, owned by `owner`.
 
@@ -499,7 +491,7 @@ def job_rerun(*, job: Job, owner: Any) -> Job:
     return job_create(
         owner=owner,
         kind=job.kind,
-        params=job_rerun_params(job),
+        params=selectors.job_rerun_params(job),
         parallelism=job.parallelism,
         rerun_of=job,
     )

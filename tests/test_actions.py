@@ -13,7 +13,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from rest_framework.test import APIClient
 
-from jobs import kinds, services
+from jobs import kinds, selectors, services
 from jobs.models import Chunk, Job, Upload
 from tests.test_api import BAD_JOB_INPUT, JOB_FIELDS
 
@@ -218,7 +218,7 @@ def test_rerun_of_a_wordcount_job_reads_the_same_upload(alice: User, mallory: Us
     job = services.job_create(
         owner=alice, kind="wordcount", params={"upload": upload.pk, "chunks": 2, "top": 3}
     )
-    assert services.job_rerun_params(job) == {"upload": upload.pk, "chunks": 2, "top": 3}
+    assert selectors.job_rerun_params(job) == {"upload": upload.pk, "chunks": 2, "top": 3}
     again = services.job_rerun(job=job, owner=alice)
     assert again.params == job.params
     # Somebody else (staff, say) cannot read alice's file through a rerun.

@@ -43,7 +43,7 @@ def job_new(request: HttpRequest) -> HttpResponse:
     upload_errors = _uploads_from_form(request, kind, data)
     params_initial = options_initial = None
     if rerun is not None and data is None:
-        params_initial = services.job_rerun_params(rerun)
+        params_initial = selectors.job_rerun_params(rerun)
         options_initial = {"parallelism": rerun.parallelism}
     params_form = kind.form_class(data, initial=params_initial, prefix=PARAMS_PREFIX)
     for name in kind.upload_fields():
