@@ -20,6 +20,8 @@ import psutil
 import redis
 from django.conf import settings
 
+from jobs import redis_clients
+
 logger = logging.getLogger(__name__)
 
 PROCS = "coreboard:procs"
@@ -43,8 +45,6 @@ def _throughput_key(second: int) -> str:
     return f"coreboard:throughput:{second}"
 
 
-_client: redis.Redis | None = None
-_client_pid = 0
 _state: dict[str, Any] = {}
 _finished: dict[int, int] = {}
 _lock = threading.Lock()
@@ -53,13 +53,7 @@ _heartbeat_started = threading.Event()
 
 
 def client() -> redis.Redis:
-    global _client, _client_pid
-    if _client is None or _client_pid != os.getpid():
-        _client = redis.Redis.from_url(
-            settings.CHANNEL_LAYER_REDIS_URL, socket_timeout=5, decode_responses=True
-        )
-        _client_pid = os.getpid()
-    return _client
+    return redis_clients.for_url(settings.CHANNEL_LAYER_REDIS_URL)
 
 
 def _member() -> str:
@@ -110,8 +104,13 @@ def _write_heartbeat() -> None:
 
 
 def process_running(job_id: int, chunk_index: int) -> None:
-    _state.update(state="busy", job_id=job_id, chunk_index=chunk_index, since=time.time())
-    _wake.set()
+    # A slot runs chunks back to back, some of them a millisecond long: only a change of
+    # job is written at once, the next chunk's index goes out with the next heartbeat.
+    changed = _state.get("state") != "busy" or _state.get("job_id") != job_id
+    _state.update(state="busy", job_id=job_id, chunk_index=chunk_index)
+    if changed:
+        _state["since"] = time.time()
+        _wake.set()
 
 
 def process_idle() -> None:
@@ -126,7 +125,6 @@ def chunk_finished() -> None:
     second = int(time.time())
     with _lock:
         _finished[second] = _finished.get(second, 0) + 1
-    _wake.set()
 
 
 def process_forget() -> None:

@@ -34,7 +34,8 @@ async def accept_authenticated(consumer: AsyncJsonWebsocketConsumer) -> Any | No
 
 
 class JobConsumer(AsyncJsonWebsocketConsumer):
-    """Live state of one job: `job.snapshot` first, then `job.progress` deltas.
+    """Live state of one job: `job.snapshot` (and `job.chunks` pages) first, then
+    `job.progress` deltas.
 
     Every delta carries the job's sequence number. Deltas numbered up to the snapshot's
     are already in it and are dropped; later ones are relayed even when they arrive out of
@@ -69,16 +70,29 @@ class JobConsumer(AsyncJsonWebsocketConsumer):
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
     async def send_snapshot(self) -> None:
+        """`job.snapshot` (the job and the first page of chunks, `chunk_pages` in all),
+        then one `job.chunks` message per further page, all with the snapshot's seq."""
         # Read the counter before the database: deltas numbered after it are newer.
         seq = await events.current_seq(self.job_id)
-        snapshot = await database_sync_to_async(selectors.job_snapshot)(job_id=self.job_id)
+        snapshot = await database_sync_to_async(selectors.job_snapshot_pages)(job_id=self.job_id)
         if snapshot is None:
             await self.close(code=CLOSE_NOT_FOUND)
             return
+        job, pages = snapshot
         self.snapshot_seq = seq
         self.max_seq = max(self.max_seq, seq)
         self.last_snapshot_at = time.monotonic()
-        await self.send_json({"type": "job.snapshot", "seq": seq, **snapshot})
+        await self.send_json(
+            {
+                "type": "job.snapshot",
+                "seq": seq,
+                "job": job,
+                "chunks": pages[0],
+                "chunk_pages": len(pages),
+            }
+        )
+        for number, page in enumerate(pages[1:], start=1):
+            await self.send_json({"type": "job.chunks", "seq": seq, "page": number, "chunks": page})
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if text_data is None or len(text_data) > MAX_MESSAGE_BYTES:

@@ -60,13 +60,13 @@ class _Publisher:
         return self._pid == os.getpid()
 
     def publish(
-        self, job_id: int, *, job: dict[str, Any] | None, chunk: dict[str, Any] | None
+        self, job_id: int, *, job: dict[str, Any] | None, chunks: list[dict[str, Any]]
     ) -> None:
         with self._lock:
             entry = self._pending.setdefault(job_id, {"job": None, "chunks": {}})
             if job is not None:
                 entry["job"] = job
-            if chunk is not None:
+            for chunk in chunks:
                 merged = entry["chunks"].setdefault(chunk["index"], {})
                 merged.update(chunk)
         if self._loop is not None and self._kick is not None:
@@ -126,14 +126,18 @@ def _get_publisher() -> _Publisher:
         return _publisher
 
 
-def job_changed(job_state: dict[str, Any], chunk_state: dict[str, Any] | None = None) -> None:
-    """Publish a job's absolute state (and optionally one chunk's) to its group."""
-    _get_publisher().publish(job_state["id"], job=job_state, chunk=chunk_state)
+def job_changed(job_state: dict[str, Any], chunk_states: list[dict[str, Any]]) -> None:
+    """Publish a job's absolute state (and some of its chunks') to its group."""
+    _get_publisher().publish(job_state["id"], job=job_state, chunks=chunk_states)
+
+
+def chunks_claimed(job_id: int, chunk_states: list[dict[str, Any]]) -> None:
+    _get_publisher().publish(job_id, job=None, chunks=chunk_states)
 
 
 def chunk_progressed(job_id: int, index: int, fraction: float) -> None:
     _get_publisher().publish(
         job_id,
         job=None,
-        chunk={"index": index, "status": "running", "progress": round(fraction, 4)},
+        chunks=[{"index": index, "status": "running", "progress": round(fraction, 4)}],
     )

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
 
 
 class Job(models.Model):
@@ -97,7 +98,16 @@ class Chunk(models.Model):
     index = models.PositiveIntegerField()
     spec = models.JSONField(default=dict)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    # Claims of this chunk by a worker process, and how many of those ended in an exception
+    # from the kind's `run`; the difference is runs whose process was lost.
     attempts = models.PositiveIntegerField(default=0)
+    failures = models.PositiveIntegerField(default=0)
+    # A claimed (running) chunk is leased to one process, which renews the lease while it
+    # lives; an expired lease returns the chunk to pending (see jobs.services.chunks).
+    lease_owner = models.CharField(max_length=255, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # A chunk that raised waits until then before it may be claimed again (backoff).
+    retry_at = models.DateTimeField(null=True, blank=True)
     worker = models.CharField(max_length=255, blank=True)
     pid = models.PositiveIntegerField(null=True, blank=True)
     core = models.PositiveIntegerField(null=True, blank=True)
@@ -113,7 +123,14 @@ class Chunk(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["job", "index"], name="chunk_unique_index_per_job")
         ]
-        indexes = [models.Index(fields=["job", "status", "index"], name="chunk_job_status_index")]
+        indexes = [
+            models.Index(fields=["job", "status", "index"], name="chunk_job_status_index"),
+            models.Index(
+                fields=["lease_expires_at"],
+                name="chunk_running_lease",
+                condition=Q(status="running"),
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"Chunk {self.job_id}/{self.index} ({self.status})"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -114,12 +115,28 @@ def job_chunks(job: Job) -> QuerySet[Chunk]:
     return job.chunks.order_by("index").defer("spec", "result")
 
 
-def job_snapshot(*, job_id: int) -> dict[str, Any] | None:
-    """The whole state of a job as a page or socket shows it when it (re)connects."""
+# The job's chunks travel in pages of at most this much JSON: daphne closes a websocket with
+# 1011 on a frame over 1 MiB, and a 100,000-chunk job is ~25 MB of chunk states.
+SNAPSHOT_PAGE_BYTES = 256 * 1024
+
+
+def job_snapshot_pages(*, job_id: int) -> tuple[dict[str, Any], list[list[dict[str, Any]]]] | None:
+    """The whole state of a job as a page or socket shows it when it (re)connects: the job,
+    and its chunks in index order, cut into pages of at most SNAPSHOT_PAGE_BYTES of JSON."""
     job = Job.objects.filter(pk=job_id).first()
     if job is None:
         return None
-    return {"job": job_as_dict(job), "chunks": [chunk_as_dict(c) for c in job_chunks(job)]}
+    pages: list[list[dict[str, Any]]] = [[]]
+    size = 0
+    for chunk in job_chunks(job).iterator(chunk_size=2000):
+        state = chunk_as_dict(chunk)
+        cost = len(json.dumps(state)) + 1
+        if pages[-1] and size + cost > SNAPSHOT_PAGE_BYTES:
+            pages.append([])
+            size = 0
+        pages[-1].append(state)
+        size += cost
+    return job_as_dict(job), pages
 
 
 def chunk_preview(*, job: Job, index: int) -> File | None:

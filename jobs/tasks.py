@@ -1,35 +1,69 @@
-"""Celery adapters: an id in, a service call; delivery and retry policy, no business rules."""
+"""Celery adapters: ids in, a service call; delivery policy and telemetry, no business rules."""
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 from celery import Task, shared_task, signals
-from django.conf import settings
-from django.db import InterfaceError, OperationalError
+from django.db import DatabaseError, connection
 
-from jobs import cluster, services
+from jobs import cluster
+from jobs.services import dispatch, slots
 
-RETRY_BACKOFF_BASE_S = 1.0
-RETRY_BACKOFF_MAX_S = 30.0
+logger = logging.getLogger(__name__)
 
 
-@shared_task(
-    bind=True,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    max_retries=settings.COREBOARD_CHUNK_MAX_RETRIES,
-    # A database blip is not the chunk's fault: Celery retries the whole delivery.
-    autoretry_for=(OperationalError, InterfaceError),
-    retry_backoff=True,
+# The worker's node name (`-n name@host`), known in the main process before it forks the
+# pool, so every child inherits it.
+class _Node:
+    name = ""
+    concurrency = 1
+
+
+TELEMETRY = slots.SlotHooks(
+    chunk_started=cluster.process_running,
+    chunk_finished=cluster.chunk_finished,
+    idle=cluster.process_idle,
 )
-def chunk_run(self: Task, chunk_id: int) -> None:
+
+
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def slot_run(self: Task, job_id: int, token: str) -> str:
+    """One execution slot of a job (jobs.services.slots).
+
+    A database or broker error ends the slot without touching any chunk's retry budget:
+    its leases expire or are handed back, and the reconciler sends a new slot once the
+    service answers again.
+    """
     try:
-        services.chunk_run(chunk_id=chunk_id)
-    except services.ChunkFailed as failure:
-        if self.request.retries < settings.COREBOARD_CHUNK_MAX_RETRIES:
-            services.chunk_retry_scheduled(chunk_id=chunk_id, error=failure.error)
-            countdown = min(RETRY_BACKOFF_BASE_S * 2**self.request.retries, RETRY_BACKOFF_MAX_S)
-            raise self.retry(countdown=countdown, exc=failure) from None
-        services.chunk_fail(chunk_id=chunk_id, error=failure.error)
+        return slots.slot_run(
+            job_id=job_id,
+            token=token,
+            node=_Node.name or self.request.hostname or "",
+            hooks=TELEMETRY,
+        )
+    except DatabaseError as error:
+        connection.close()
+        logger.warning("slot of job %s stopped by a database error: %s", job_id, error)
+        return "database-error"
+
+
+@signals.celeryd_init.connect
+def remember_node(sender: str | None = None, **kwargs: Any) -> None:
+    _Node.name = sender or ""
+
+
+@signals.task_received.connect
+def slot_reserved(request: Any = None, **kwargs: Any) -> None:
+    """A worker reserved a slot's message: it is alive while that worker beats."""
+    if request is None or request.name != dispatch.SLOT_TASK:
+        return
+    try:
+        job_id, token = request.args
+        dispatch.slot_reserved(int(job_id), str(token), _Node.name)
+    except Exception:
+        logger.warning("could not mark a slot reserved", exc_info=True)
 
 
 @signals.worker_process_init.connect
@@ -39,9 +73,12 @@ def start_process_heartbeat(**kwargs: object) -> None:
 
 
 @signals.worker_ready.connect
-def start_cpu_sampler(**kwargs: object) -> None:
-    """Each worker machine's main process samples per-core CPU use once a second."""
+def start_main_process_threads(sender: Any = None, **kwargs: object) -> None:
+    """Each worker's main process samples per-core CPU use and runs the reconciler."""
     cluster.start_node_sampler()
+    concurrency = getattr(getattr(sender, "controller", None), "concurrency", None) or 1
+    _Node.concurrency = int(concurrency)
+    dispatch.start_reconciler(_Node.name, _Node.concurrency)
 
 
 @signals.worker_process_shutdown.connect
@@ -52,3 +89,4 @@ def forget_process(**kwargs: object) -> None:
 @signals.worker_shutdown.connect
 def forget_node(**kwargs: object) -> None:
     cluster.node_forget()
+    dispatch.worker_forget(_Node.name)

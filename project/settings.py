@@ -140,6 +140,9 @@ CHANNEL_LAYERS = {
 # --- Celery (namespace CELERY_) ------------------------------------------------------------
 
 CHUNK_SOFT_TIME_LIMIT = env_int("COREBOARD_CHUNK_TIME_LIMIT", 600, minimum=1)
+# A slot gives up its process at least this often (and every COREBOARD_SLOT_SLICE_MS when
+# other messages wait), so Celery's task time limits bound one chunk plus this.
+COREBOARD_SLOT_MAX_SECONDS = env_int("COREBOARD_SLOT_MAX_SECONDS", 60, minimum=1)
 CELERY_BROKER_URL = _redis_db_url(0)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # The visibility timeout must exceed the longest chunk, or Redis redelivers running chunks.
@@ -151,9 +154,11 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_TASK_SOFT_TIME_LIMIT = CHUNK_SOFT_TIME_LIMIT
-CELERY_TASK_TIME_LIMIT = CHUNK_SOFT_TIME_LIMIT + 30
-CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+CELERY_TASK_SOFT_TIME_LIMIT = CHUNK_SOFT_TIME_LIMIT + COREBOARD_SLOT_MAX_SECONDS
+CELERY_TASK_TIME_LIMIT = CELERY_TASK_SOFT_TIME_LIMIT + 30
+# A broker blip must not kill running slots: their results go to PostgreSQL, accounted
+# exactly once, and their leases keep their chunks.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 CELERY_TASK_DEFAULT_QUEUE = "coreboard"
 # Celery's Django fixup closes the database connection around every task unless this is
 # set; reconnecting (SCRAM auth, a new backend) cost ~6 ms per chunk here. Connections are
@@ -178,10 +183,10 @@ COREBOARD_DEFAULT_PARALLELISM = env_int(
     "COREBOARD_DEFAULT_PARALLELISM", os.cpu_count() or 1, minimum=1
 )
 COREBOARD_MAX_PARALLELISM = env_int("COREBOARD_MAX_PARALLELISM", 1024, minimum=1)
-# Retries after a chunk raised; then the job fails.
+# Retries after a chunk raised (with backoff: 1 s, 2 s, 4 s, ... up to 30 s); then the job fails.
 COREBOARD_CHUNK_MAX_RETRIES = env_int("COREBOARD_CHUNK_MAX_RETRIES", 2, minimum=0)
-# Deliveries of one chunk (retries and redeliveries after a lost worker) before it is failed,
-# so a chunk that kills its process cannot loop forever.
+# Runs of one chunk whose worker process was lost before it is failed, so a chunk that
+# kills its process cannot loop forever.
 COREBOARD_CHUNK_MAX_ATTEMPTS = env_int("COREBOARD_CHUNK_MAX_ATTEMPTS", 5, minimum=1)
 # How often a running chunk looks for a cancellation and reports its own progress, and how
 # often each process flushes its coalesced events (state changes go out on the next flush).
@@ -192,6 +197,21 @@ COREBOARD_PROGRESS_INTERVAL_SECONDS = (
 COREBOARD_PUBLISH_INTERVAL_SECONDS = (
     env_int("COREBOARD_PUBLISH_INTERVAL_MS", 100, minimum=10) / 1000
 )
+
+# The execution engine (jobs.services: slots, leases, the reconciler; README: Architecture).
+# A claimed chunk's lease: renewed every second by its process; once expired (process or
+# machine gone) the chunk is claimed again.
+COREBOARD_LEASE_SECONDS = env_int("COREBOARD_LEASE_MS", 10_000, minimum=1000) / 1000
+# How often each worker's reconciler runs (one worker at a time does the global part).
+COREBOARD_RECONCILE_SECONDS = env_int("COREBOARD_RECONCILE_MS", 1000, minimum=100) / 1000
+# A slot yields its process to waiting messages after this much work (fair share).
+COREBOARD_SLOT_SLICE_SECONDS = env_int("COREBOARD_SLOT_SLICE_MS", 500, minimum=10) / 1000
+# Outcomes of a slot's chunks are written together at most this often while a batch runs.
+COREBOARD_FLUSH_SECONDS = env_int("COREBOARD_FLUSH_MS", 250, minimum=1) / 1000
+# A slot claims as many chunks at once as fit in about this much work.
+COREBOARD_BATCH_TARGET_SECONDS = env_int("COREBOARD_BATCH_TARGET_MS", 100, minimum=1) / 1000
+# Most slots (busy worker processes) one person's jobs may hold at once; 0: no limit.
+COREBOARD_OWNER_MAX_SLOTS = env_int("COREBOARD_OWNER_MAX_SLOTS", 0, minimum=0)
 
 # --- Auth, API, i18n, static ----------------------------------------------------------------
 

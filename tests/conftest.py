@@ -75,11 +75,12 @@ def staff_client(staff: User) -> Client:
 
 @pytest.fixture
 def dispatched(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Chunk ids handed to Celery, without a broker: services are tested directly."""
-    from jobs import tasks
+    """Ids of jobs handed to dispatch (after commit), which sends no slot here: services
+    are tested directly."""
+    from jobs.services import dispatch
 
     sent: list[int] = []
-    monkeypatch.setattr(tasks.chunk_run, "delay", sent.append)
+    monkeypatch.setattr(dispatch, "job_dispatch", lambda *, job_id: sent.append(job_id) or 0)
     return sent
 
 

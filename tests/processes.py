@@ -7,6 +7,8 @@ import threading
 import uuid
 from collections import deque
 
+import psutil
+
 from project import stack
 from project.run import daphne_command, worker_command
 
@@ -49,6 +51,9 @@ class ServerProcess:
         if not found or self.process.poll() is not None:
             self.stop()
             raise RuntimeError(f"{self.name} never printed {needle!r}:\n" + self.output())
+
+    def children(self) -> list[psutil.Process]:
+        return psutil.Process(self.process.pid).children(recursive=True)
 
     def output(self) -> str:
         return "\n".join(self.lines)

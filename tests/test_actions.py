@@ -15,30 +15,22 @@ from rest_framework.test import APIClient
 
 from jobs import kinds, selectors, services
 from jobs.models import Chunk, Job, Upload
+from jobs.services import chunks
+from tests.factories import (
+    TEST_OWNER,
+    burn_job,
+    claim_one,
+    complete,
+    complete_next,
+    fail_next,
+    start,
+)
 from tests.test_api import BAD_JOB_INPUT, JOB_FIELDS
 
 pytestmark = pytest.mark.django_db
 
+
 BURN = {"chunks": 4, "ms": 1, "fail_rate": 0.0}
-
-
-def burn_job(owner: User, *, chunks: int = 4, parallelism: int = 2) -> Job:
-    return services.job_create(
-        owner=owner,
-        kind="burn",
-        params={**BURN, "chunks": chunks},
-        parallelism=parallelism,
-    )
-
-
-def complete(chunk: Chunk, result: Any = None, *, pid: int = 1) -> None:
-    assert services.chunk_start(chunk_id=chunk.pk, worker="test", pid=pid) is not None
-    services.chunk_complete(chunk_id=chunk.pk, result=result or {"iterations": 1}, cpu_seconds=0.5)
-
-
-def fail(chunk: Chunk) -> None:
-    assert services.chunk_start(chunk_id=chunk.pk, worker="test", pid=2) is not None
-    services.chunk_fail(chunk_id=chunk.pk, error="Traceback...\nRuntimeError: boom")
 
 
 def statuses(job: Job) -> dict[int, str]:
@@ -49,9 +41,9 @@ def statuses(job: Job) -> dict[int, str]:
 def failed_job(alice: User, dispatched: list[int]) -> Job:
     """Chunk 0 done, chunk 1 failed, chunks 2 and 3 cancelled when the job failed."""
     job = burn_job(alice, chunks=4, parallelism=2)
-    services.job_dispatch(job_id=job.pk)
-    complete(job.chunks.get(index=0))
-    fail(job.chunks.get(index=1))
+    start(job)
+    complete_next(job)
+    fail_next(job)
     job.refresh_from_db()
     assert job.status == Job.Status.FAILED
     assert statuses(job) == {0: "done", 1: "failed", 2: "cancelled", 3: "cancelled"}
@@ -74,10 +66,8 @@ def test_retry_requeues_only_the_unfinished_chunks(
     assert failed_job.finished_at is None
     assert failed_job.error == ""
     assert failed_job.version > version
-    assert statuses(failed_job) == {0: "done", 1: "queued", 2: "queued", 3: "pending"}
-    assert dispatched == list(
-        failed_job.chunks.filter(index__in=[1, 2]).order_by("index").values_list("id", flat=True)
-    )
+    assert statuses(failed_job) == {0: "done", 1: "pending", 2: "pending", 3: "pending"}
+    assert dispatched == [failed_job.pk]
     retried = failed_job.chunks.get(index=1)
     assert retried.attempts == 0
     assert "RuntimeError: boom" in retried.error
@@ -91,11 +81,10 @@ def test_retried_chunks_complete_and_combine_runs_once(
         kinds.get("burn"), "combine", lambda params, partials: calls.append(partials) or {"ok": 1}
     )
     services.job_retry_failed(job=failed_job)
-    for index in (1, 2, 3):
-        complete(failed_job.chunks.get(index=index), {"iterations": index})
+    claimed = [complete_next(failed_job, {"iterations": index}) for index in (1, 2, 3)]
     # Late duplicates of every completion change nothing.
-    for chunk in failed_job.chunks.all():
-        services.chunk_complete(chunk_id=chunk.pk, result={"iterations": 99}, cpu_seconds=9)
+    for chunk in claimed:
+        complete(failed_job, chunk, {"iterations": 99}, 9)
     failed_job.refresh_from_db()
     assert failed_job.status == Job.Status.SUCCEEDED
     assert failed_job.result == {"ok": 1}
@@ -109,53 +98,39 @@ def test_stale_work_of_the_old_run_does_not_double_count(
     alice: User, dispatched: list[int]
 ) -> None:
     job = burn_job(alice, chunks=3, parallelism=2)
-    services.job_dispatch(job_id=job.pk)
-    slow, failing, cancelled = job.chunks.order_by("index")
+    start(job)
     # The old run: chunk 0 is still running on a worker when chunk 1 fails the job.
-    assert services.chunk_start(chunk_id=slow.pk, worker="old", pid=10) is not None
-    fail(failing)
-    dispatched.clear()
+    slow = claim_one(job, owner="old|10|boot")
+    fail_next(job)
     job.refresh_from_db()
     assert job.status == Job.Status.FAILED
     assert statuses(job) == {0: "running", 1: "failed", 2: "cancelled"}
 
     assert services.job_retry_failed(job=job) is True
-    assert statuses(job) == {0: "queued", 1: "queued", 2: "pending"}
-    # A message of the old run for a chunk not queued again yet does nothing.
-    assert services.chunk_start(chunk_id=cancelled.pk, worker="old", pid=11) is None
-    services.chunk_complete(chunk_id=cancelled.pk, result={"iterations": 5}, cpu_seconds=5)
-    assert job.chunks.get(index=2).status == Chunk.Status.PENDING
-    # The old worker finishes chunk 0: it counts once, then the new message finds it done.
-    services.chunk_complete(chunk_id=slow.pk, result={"iterations": 1}, cpu_seconds=0.5)
-    assert services.chunk_start(chunk_id=slow.pk, worker="new", pid=12) is None
-    services.chunk_complete(chunk_id=slow.pk, result={"iterations": 7}, cpu_seconds=7)
+    # Chunk 0 keeps its lease: the old worker's result now counts for the retried job.
+    assert statuses(job) == {0: "running", 1: "pending", 2: "pending"}
+    complete(job, slow)
+    complete(job, slow, {"iterations": 7}, 7)
     job.refresh_from_db()
     assert job.done_chunks == 1
     assert job.cpu_seconds == pytest.approx(0.5)
-    complete(job.chunks.get(index=1))
-    complete(job.chunks.get(index=2))
+    assert [complete_next(job).index for _ in range(2)] == [1, 2]
     job.refresh_from_db()
     assert job.status == Job.Status.SUCCEEDED
     assert job.done_chunks == 3
     assert job.cpu_seconds == pytest.approx(1.5)
 
 
-def test_a_retried_chunk_gets_its_attempts_afresh(
-    alice: User, dispatched: list[int], settings: Any, django_capture_on_commit_callbacks: Any
-) -> None:
-    settings.COREBOARD_CHUNK_MAX_ATTEMPTS = 2
+def test_a_retried_chunk_gets_its_attempts_afresh(alice: User, dispatched: list[int]) -> None:
     job = burn_job(alice, chunks=1, parallelism=1)
-    services.job_dispatch(job_id=job.pk)
-    chunk = job.chunks.get()
-    services.chunk_start(chunk_id=chunk.pk, worker="test", pid=1)
-    services.chunk_retry_scheduled(chunk_id=chunk.pk, error="RuntimeError: once")
-    services.chunk_start(chunk_id=chunk.pk, worker="test", pid=1)
-    services.chunk_fail(chunk_id=chunk.pk, error="RuntimeError: twice")
+    start(job)
+    claim_one(job)
+    chunks.leases_release(owner=TEST_OWNER)  # a lost run
+    fail_next(job)
+    assert job.chunks.get().attempts == 2
     assert services.job_retry_failed(job=job) is True
-    with django_capture_on_commit_callbacks(execute=True):
-        again = services.chunk_start(chunk_id=chunk.pk, worker="test", pid=2)
-    assert again is not None
-    assert again.attempts == 1
+    again = claim_one(job)
+    assert (again.attempts, again.runs_lost) == (1, 0)
     job.refresh_from_db()
     assert job.status == Job.Status.RUNNING
 
@@ -164,7 +139,7 @@ def test_retry_fails_the_job_again_when_the_chunk_fails_again(
     failed_job: Job, dispatched: list[int]
 ) -> None:
     services.job_retry_failed(job=failed_job)
-    fail(failed_job.chunks.get(index=1))
+    assert fail_next(failed_job).index == 1
     failed_job.refresh_from_db()
     assert failed_job.status == Job.Status.FAILED
     assert failed_job.failed_chunks == 1
@@ -176,16 +151,16 @@ def test_retry_refuses_jobs_without_failed_chunks(
     alice: User, dispatched: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     running = burn_job(alice, chunks=2)
-    services.job_dispatch(job_id=running.pk)
+    start(running)
     cancelled = burn_job(alice, chunks=2)
     services.job_cancel(job=cancelled)
     succeeded = burn_job(alice, chunks=1)
-    services.job_dispatch(job_id=succeeded.pk)
-    complete(succeeded.chunks.get())
+    start(succeeded)
+    complete_next(succeeded)
     monkeypatch.setattr(kinds.get("burn"), "combine", lambda params, partials: 1 / 0)
     combine_failed = burn_job(alice, chunks=1)
-    services.job_dispatch(job_id=combine_failed.pk)
-    complete(combine_failed.chunks.get())
+    start(combine_failed)
+    complete_next(combine_failed)
     combine_failed.refresh_from_db()
     assert combine_failed.status == Job.Status.FAILED
     for job in (running, cancelled, succeeded, combine_failed):
@@ -257,7 +232,7 @@ def test_delete_keeps_the_upload_the_job_read(alice: User) -> None:
 
 def test_delete_refuses_an_active_job(alice: User, dispatched: list[int]) -> None:
     job = burn_job(alice)
-    services.job_dispatch(job_id=job.pk)
+    start(job)
     assert services.job_delete(job=job) is False
     job.refresh_from_db()
     assert job.status == Job.Status.RUNNING
@@ -425,7 +400,7 @@ def test_action_buttons_show_only_when_they_apply(
     assert f'href="/jobs/{failed_job.pk}/delete/"' in page
 
     running = burn_job(alice)
-    services.job_dispatch(job_id=running.pk)
+    start(running)
     page = alice_client.get(f"/jobs/{running.pk}/").content.decode()
     assert not shown(page, "retry-form")
     assert not shown(page, "delete-link")

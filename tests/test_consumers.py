@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -17,12 +18,6 @@ from project.asgi import application
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture(autouse=True)
-def _no_dispatch(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Jobs here only feed the consumer: keep a live worker (if any) from running them."""
-    monkeypatch.setattr(services, "job_dispatch", lambda *, job_id: None)
-
-
 @database_sync_to_async
 def session_cookie(user: User) -> bytes:
     client = Client()
@@ -31,8 +26,18 @@ def session_cookie(user: User) -> bytes:
 
 
 @database_sync_to_async
-def create_job(owner: User) -> Job:
-    return services.job_create(owner=owner, kind="burn", params={"chunks": 3, "ms": 1})
+def create_job(owner: User, chunks: int = 3) -> Job:
+    """A job that only feeds the consumer: cancelled at once, so that the real workers the
+    integration tests run (their reconcilers see every active job) leave it alone."""
+    job = services.job_create(owner=owner, kind="burn", params={"chunks": chunks, "ms": 1})
+    services.job_cancel(job=job)
+    return job
+
+
+@database_sync_to_async
+def create_waiting_job(owner: User) -> Job:
+    """An active job that no worker will touch: pending, with nothing to claim yet."""
+    return Job.objects.create(owner=owner, kind="burn", params={}, parallelism=1)
 
 
 async def communicator_for(
@@ -49,6 +54,30 @@ async def publish(job_id: int, seq: int, **fields: Any) -> None:
         events.job_group(job_id),
         {"type": "job.progress", "job_id": job_id, "seq": seq, "job": None, "chunks": [], **fields},
     )
+
+
+async def test_a_big_jobs_snapshot_comes_in_pages_under_the_frame_limit(alice: User) -> None:
+    job = await create_job(alice, chunks=10_000)
+    await database_sync_to_async(
+        lambda: job.chunks.filter(index__lt=500).update(status="failed", error="x" * 4000)
+    )()
+    communicator = await communicator_for(job.pk, alice)
+    connected, _ = await communicator.connect()
+    assert connected
+    frames = [await communicator.receive_from(timeout=10)]
+    first = json.loads(frames[0])
+    assert first["type"] == "job.snapshot"
+    indexes = [c["index"] for c in first["chunks"]]
+    for _ in range(first["chunk_pages"] - 1):
+        frames.append(await communicator.receive_from(timeout=10))
+        page = json.loads(frames[-1])
+        assert page["type"] == "job.chunks"
+        assert page["seq"] == first["seq"]
+        indexes += [c["index"] for c in page["chunks"]]
+    assert indexes == list(range(10_000))
+    assert first["chunk_pages"] > 1
+    assert max(len(frame.encode()) for frame in frames) < 512 * 1024
+    await communicator.disconnect()
 
 
 async def test_owner_gets_a_snapshot_then_progress(alice: User) -> None:
@@ -163,8 +192,8 @@ async def test_out_of_order_deltas_are_all_relayed(
 
 
 async def test_overview_pushes_my_jobs_and_the_cluster(alice: User, mallory: User) -> None:
-    mine = await create_job(alice)
-    theirs = await create_job(mallory)
+    mine = await create_waiting_job(alice)
+    theirs = await create_waiting_job(mallory)
     headers = [(b"origin", b"http://127.0.0.1"), (b"cookie", await session_cookie(alice))]
     communicator = WebsocketCommunicator(application, "/ws/overview/", headers=headers)
     connected, _ = await communicator.connect()

@@ -9,28 +9,21 @@ import time
 import pytest
 from asgiref.sync import async_to_sync
 from django.contrib.auth.models import User
-from django.db import transaction
 
 from jobs import services
 from jobs.models import Chunk, Job
-from tests.processes import ServerProcess
+from tests.factories import create_committed
 from tests.waiting import wait_for_job, wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture(autouse=True)
-def _worker(celery_worker: ServerProcess) -> ServerProcess:
-    return celery_worker
-
-
-def create(owner: User, kind: str, params: dict, parallelism: int = 2) -> Job:
-    with transaction.atomic():
-        return services.job_create(owner=owner, kind=kind, params=params, parallelism=parallelism)
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("celery_worker"),
+]
 
 
 def test_primes_job_counts_right_on_several_processes(alice: User) -> None:
-    job = create(alice, "primes", {"start": 0, "stop": 10_000_000, "chunks": 8})
+    job = create_committed(alice, "primes", {"start": 0, "stop": 10_000_000, "chunks": 8})
     job = wait_for_job(job.pk, until={"succeeded", "failed"})
     assert job.status == Job.Status.SUCCEEDED, job.error
     assert job.result == {"count": 664_579}
@@ -44,7 +37,7 @@ def test_primes_job_counts_right_on_several_processes(alice: User) -> None:
 
 
 def test_killed_worker_process_mid_chunk_still_succeeds(alice: User) -> None:
-    job = create(alice, "burn", {"chunks": 4, "ms": 1500}, parallelism=2)
+    job = create_committed(alice, "burn", {"chunks": 4, "ms": 1500}, parallelism=2)
     running = wait_until(
         job.pk, lambda: Chunk.objects.filter(job_id=job.pk, status="running", index=0).first()
     )
@@ -59,7 +52,7 @@ def test_killed_worker_process_mid_chunk_still_succeeds(alice: User) -> None:
 
 
 def test_cancel_stops_running_and_queued_chunks(alice: User) -> None:
-    job = create(alice, "burn", {"chunks": 10, "ms": 30_000}, parallelism=2)
+    job = create_committed(alice, "burn", {"chunks": 10, "ms": 30_000}, parallelism=2)
     wait_until(job.pk, lambda: Chunk.objects.filter(job_id=job.pk, status="running").count() == 2)
     requested = time.monotonic()
     assert services.job_cancel(job=job)
@@ -78,7 +71,7 @@ def test_cancel_stops_running_and_queued_chunks(alice: User) -> None:
 
 
 def test_failing_chunk_is_retried_then_fails_the_job(alice: User) -> None:
-    job = create(alice, "burn", {"chunks": 2, "ms": 50, "fail_rate": 1}, parallelism=1)
+    job = create_committed(alice, "burn", {"chunks": 2, "ms": 50, "fail_rate": 1}, parallelism=1)
     job = wait_for_job(job.pk, until={"succeeded", "failed"})
     assert job.status == Job.Status.FAILED
     assert "Traceback (most recent call last)" in job.error
@@ -92,7 +85,7 @@ def test_failing_chunk_is_retried_then_fails_the_job(alice: User) -> None:
 def test_websocket_follows_a_real_job_to_completion(alice: User) -> None:
     from tests.test_consumers import communicator_for
 
-    job = create(alice, "burn", {"chunks": 4, "ms": 400}, parallelism=2)
+    job = create_committed(alice, "burn", {"chunks": 4, "ms": 400}, parallelism=2)
 
     async def follow() -> list[dict]:
         communicator = await communicator_for(job.pk, alice)

@@ -1,41 +1,42 @@
 from __future__ import annotations
 
+import os
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import timezone
 
 from jobs import kinds, services
 from jobs.models import Chunk, Job, Upload
+from jobs.services import chunks, dispatch, slots
+from tests.factories import (
+    TEST_OWNER,
+    burn_job,
+    claim,
+    claim_one,
+    complete,
+    complete_next,
+    done,
+    start,
+)
 
 pytestmark = pytest.mark.django_db
 
 
-def create_burn_job(owner: User, *, chunks: int = 4, parallelism: int = 2) -> Job:
-    return services.job_create(
-        owner=owner, kind="burn", params={"chunks": chunks, "ms": 1}, parallelism=parallelism
-    )
-
-
-def run_to_completion(chunk: Chunk, result: Any = None) -> None:
-    assert services.chunk_start(chunk_id=chunk.pk, worker="test", pid=1) is not None
-    services.chunk_complete(chunk_id=chunk.pk, result=result or {"iterations": 1}, cpu_seconds=0.5)
-
-
-def test_job_create_stores_chunks_and_queues_a_window(
+def test_job_create_stores_chunks_and_dispatches_after_commit(
     alice: User, dispatched: list[int], django_capture_on_commit_callbacks: Any
 ) -> None:
     with django_capture_on_commit_callbacks(execute=True):
-        job = create_burn_job(alice, chunks=5, parallelism=2)
+        job = burn_job(alice, chunks=5, parallelism=2)
     job.refresh_from_db()
-    assert job.status == Job.Status.RUNNING
+    assert job.status == Job.Status.PENDING
     assert job.total_chunks == 5
-    assert job.started_at is not None
-    statuses = list(job.chunks.order_by("index").values_list("status", flat=True))
-    assert statuses == ["queued", "queued", "pending", "pending", "pending"]
-    assert dispatched == list(job.chunks.filter(index__lt=2).values_list("id", flat=True))
+    assert set(job.chunks.values_list("status", flat=True)) == {"pending"}
+    assert dispatched == [job.pk]
 
 
 def test_job_create_rejects_bad_input_and_stores_nothing(alice: User) -> None:
@@ -46,170 +47,244 @@ def test_job_create_rejects_bad_input_and_stores_nothing(alice: User) -> None:
         services.job_create(owner=alice, kind="nope", params={})
     assert "Unknown kind 'nope'" in caught.value.errors["kind"][0]
     with pytest.raises(services.JobRejected) as caught:
-        create_burn_job(alice, parallelism=0)
+        burn_job(alice, parallelism=0)
     assert "between 1 and" in caught.value.errors["parallelism"][0]
     assert not Job.objects.exists()
     assert not Chunk.objects.exists()
 
 
-def test_each_completion_dispatches_the_next_chunk(
-    alice: User, dispatched: list[int], django_capture_on_commit_callbacks: Any
-) -> None:
-    with django_capture_on_commit_callbacks(execute=True):
-        job = create_burn_job(alice, chunks=3, parallelism=1)
-    first = job.chunks.get(index=0)
-    with django_capture_on_commit_callbacks(execute=True):
-        run_to_completion(first)
-    assert dispatched == [first.pk, job.chunks.get(index=1).pk]
-    assert job.chunks.filter(status__in=Chunk.IN_FLIGHT_STATUSES).count() == 1
+def test_the_first_claim_starts_the_job(alice: User) -> None:
+    job = burn_job(alice, chunks=2)
+    assert claim(job) == []  # a pending job hands out nothing until a slot starts it
+    start(job)
+    assert job.status == Job.Status.RUNNING
+    assert job.started_at is not None
 
 
-def test_duplicate_completion_counts_once(alice: User, dispatched: list[int]) -> None:
-    job = create_burn_job(alice, chunks=2)
-    services.job_dispatch(job_id=job.pk)
-    chunk = job.chunks.get(index=0)
-    run_to_completion(chunk)
-    # The same chunk redelivered and completed again (at-least-once execution).
-    services.chunk_complete(chunk_id=chunk.pk, result={"iterations": 99}, cpu_seconds=9.0)
+def test_claims_take_pending_chunks_in_order_under_a_lease(alice: User) -> None:
+    job = burn_job(alice, chunks=5)
+    start(job)
+    first = claim(job, limit=3)
+    second = claim(job, owner="other|2|boot", limit=3)
+    assert [c.index for c in first] == [0, 1, 2]
+    assert [c.index for c in second] == [3, 4]
+    assert claim(job) == []
+    chunk = job.chunks.get(index=3)
+    assert chunk.status == Chunk.Status.RUNNING
+    assert chunk.lease_owner == "other|2|boot"
+    assert chunk.lease_expires_at is not None
+    assert chunk.attempts == 1
+    assert (chunk.worker, chunk.pid) == ("other", 2)
+
+
+def test_a_batch_of_outcomes_is_recorded_at_once(alice: User) -> None:
+    job = burn_job(alice, chunks=3)
+    start(job)
+    claimed = claim(job, limit=3)
+    recorded = chunks.chunks_record(
+        job_id=job.pk, outcomes=[done(c, {"iterations": c.index}, 1.0) for c in claimed]
+    )
+    assert recorded.counted == 3
+    assert recorded.job_active is False
+    job.refresh_from_db()
+    assert job.status == Job.Status.SUCCEEDED
+    assert job.done_chunks == 3
+    assert job.cpu_seconds == pytest.approx(3.0)
+    assert job.result == {"chunks": 3, "iterations": 3}
+    assert not job.chunks.exclude(lease_owner="").exists()
+
+
+def test_duplicate_completion_counts_once(alice: User) -> None:
+    job = burn_job(alice, chunks=2)
+    start(job)
+    first = complete_next(job)
+    # The same chunk finished again (at-least-once execution) changes nothing.
+    recorded = chunks.chunks_record(job_id=job.pk, outcomes=[done(first, {"iterations": 99}, 9)])
+    assert recorded.counted == 0
     job.refresh_from_db()
     assert job.done_chunks == 1
     assert job.cpu_seconds == pytest.approx(0.5)
-    chunk.refresh_from_db()
-    assert chunk.result == {"iterations": 1}
+    assert job.chunks.get(index=0).result == {"iterations": 1}
 
 
 def test_combine_runs_once_when_the_last_chunk_completes(
-    alice: User, dispatched: list[int], monkeypatch: pytest.MonkeyPatch
+    alice: User, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[list[Any]] = []
     burn = kinds.get("burn")
     monkeypatch.setattr(
         burn, "combine", lambda params, partials: calls.append(partials) or {"ok": 1}
     )
-    job = create_burn_job(alice, chunks=2, parallelism=2)
-    services.job_dispatch(job_id=job.pk)
-    for chunk in job.chunks.all():
-        run_to_completion(chunk, {"iterations": chunk.index})
-    for chunk in job.chunks.all():
-        services.chunk_complete(chunk_id=chunk.pk, result={"iterations": 7}, cpu_seconds=1)
+    job = burn_job(alice, chunks=2, parallelism=2)
+    start(job)
+    claimed = claim(job, limit=2)
+    for c in claimed:
+        complete(job, c, {"iterations": c.index})
+    for c in claimed:
+        complete(job, c, {"iterations": 7})
     job.refresh_from_db()
     assert job.status == Job.Status.SUCCEEDED
     assert job.result == {"ok": 1}
     assert calls == [[{"iterations": 0}, {"iterations": 1}]]
-    assert job.finished_at is not None
     assert job.wall_seconds is not None
     assert job.speedup is not None
 
 
-def test_chunk_failure_fails_the_job_and_cancels_the_rest(
-    alice: User, dispatched: list[int]
+def test_a_raising_chunk_is_retried_with_backoff_then_fails_the_job(
+    alice: User, settings: Any
 ) -> None:
-    job = create_burn_job(alice, chunks=4, parallelism=2)
-    services.job_dispatch(job_id=job.pk)
+    settings.COREBOARD_CHUNK_MAX_RETRIES = 1
+    job = burn_job(alice, chunks=3)
+    start(job)
+    first = claim_one(job)
+    chunks.chunks_record(job_id=job.pk, outcomes=[chunks.Raised(first.id, "RuntimeError: once")])
     chunk = job.chunks.get(index=0)
-    services.chunk_start(chunk_id=chunk.pk, worker="test", pid=1)
-    services.chunk_fail(chunk_id=chunk.pk, error="Traceback...\nRuntimeError: boom")
+    assert chunk.status == Chunk.Status.PENDING
+    assert chunk.failures == 1
+    assert chunk.error == "RuntimeError: once"
+    assert chunk.retry_at is not None
+    assert chunk.retry_at > timezone.now()
+    assert claim_one(job).index == 1  # chunk 0 waits for its backoff
+    Chunk.objects.filter(pk=first.id).update(retry_at=timezone.now())
+    again = claim_one(job)
+    assert (again.index, again.attempts) == (0, 2)
+    chunks.chunks_record(job_id=job.pk, outcomes=[chunks.Raised(again.id, "RuntimeError: twice")])
     job.refresh_from_db()
     assert job.status == Job.Status.FAILED
     assert job.failed_chunks == 1
-    assert "RuntimeError: boom" in job.error
-    assert "Chunk 0 failed after 1 attempt" in job.error
-    statuses = dict(job.chunks.values_list("index", "status"))
-    assert statuses == {0: "failed", 1: "cancelled", 2: "cancelled", 3: "cancelled"}
+    assert "Chunk 0 failed after 2 attempt(s):\nRuntimeError: twice" in job.error
+    assert dict(job.chunks.values_list("index", "status")) == {
+        0: "failed",
+        1: "running",
+        2: "cancelled",
+    }
 
 
-def test_retry_keeps_the_chunk_in_flight_with_its_error(alice: User, dispatched: list[int]) -> None:
-    job = create_burn_job(alice, chunks=1)
-    services.job_dispatch(job_id=job.pk)
-    chunk = job.chunks.get()
-    services.chunk_start(chunk_id=chunk.pk, worker="test", pid=1)
-    services.chunk_retry_scheduled(chunk_id=chunk.pk, error="RuntimeError: try again")
-    chunk.refresh_from_db()
-    assert chunk.status == Chunk.Status.QUEUED
-    assert chunk.error == "RuntimeError: try again"
-    assert services.chunk_start(chunk_id=chunk.pk, worker="test", pid=2).attempts == 2
-
-
-def test_cancel_stops_queued_chunks_from_starting(alice: User, dispatched: list[int]) -> None:
-    job = create_burn_job(alice, chunks=3, parallelism=2)
-    services.job_dispatch(job_id=job.pk)
+def test_cancel_stops_pending_chunks_and_running_ones_are_cancelled_when_they_stop(
+    alice: User,
+) -> None:
+    job = burn_job(alice, chunks=3)
+    start(job)
+    running = claim_one(job)
     assert services.job_cancel(job=job) is True
+    assert claim(job) == []
+    recorded = chunks.chunks_record(job_id=job.pk, outcomes=[chunks.Stopped(running.id)])
+    assert recorded.job_active is False
     job.refresh_from_db()
     assert job.status == Job.Status.CANCELLED
     assert set(job.chunks.values_list("status", flat=True)) == {"cancelled"}
-    queued = job.chunks.get(index=0)
-    assert services.chunk_start(chunk_id=queued.pk, worker="test", pid=1) is None
     assert services.job_cancel(job=job) is False
 
 
-def test_running_chunk_stops_at_its_next_progress_call(
-    alice: User, dispatched: list[int], settings: Any
-) -> None:
+def test_a_running_chunk_stops_at_its_next_progress_call(alice: User, settings: Any) -> None:
     settings.COREBOARD_CANCEL_POLL_SECONDS = 0
-    job = create_burn_job(alice, chunks=1)
-    services.job_dispatch(job_id=job.pk)
-    chunk = services.chunk_start(chunk_id=job.chunks.get().pk, worker="test", pid=1)
-    assert chunk is not None
-    progress = services.ChunkProgress(chunk)
+    job = burn_job(alice, chunks=1)
+    start(job)
+    claimed = claim_one(job)
+    progress = slots.ChunkProgress(job.pk, claimed.index, slots.SlotPace(job.pk))
     progress(1, 10)
     services.job_cancel(job=job)
-    with pytest.raises(services.ChunkCancelled):
+    with pytest.raises(slots.ChunkCancelled):
         progress(2, 10)
 
 
-def test_a_chunk_that_keeps_killing_its_worker_is_failed(
-    alice: User, dispatched: list[int], settings: Any, django_capture_on_commit_callbacks: Any
-) -> None:
+def test_an_expired_lease_returns_the_chunk_to_pending(alice: User) -> None:
+    job = burn_job(alice, chunks=2)
+    start(job)
+    lost = claim_one(job, owner="gone|9|boot")
+    kept = claim_one(job)
+    Chunk.objects.filter(pk=lost.id).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    assert chunks.leases_reap() == [job.pk]
+    assert job.chunks.get(pk=lost.id).status == Chunk.Status.PENDING
+    assert job.chunks.get(pk=kept.id).status == Chunk.Status.RUNNING
+    again = claim_one(job)
+    assert (again.id, again.attempts, again.runs_lost) == (lost.id, 2, 1)
+    # The lost process finishing late still counts once; the new run then finds it done.
+    complete(job, lost)
+    complete(job, again, {"iterations": 5})
+    job.refresh_from_db()
+    assert job.done_chunks == 1
+
+
+def test_leases_are_renewed_by_their_owner(alice: User) -> None:
+    job = burn_job(alice, chunks=1)
+    start(job)
+    claimed = claim_one(job)
+    Chunk.objects.filter(pk=claimed.id).update(lease_expires_at=timezone.now())
+    assert chunks.leases_renew(owner=TEST_OWNER) == 1
+    assert chunks.leases_renew(owner="someone|else|x") == 0
+    assert job.chunks.get().lease_expires_at > timezone.now() + timedelta(seconds=5)
+    assert chunks.leases_reap() == []
+
+
+def test_a_lease_of_a_cancelled_job_ends_cancelled(alice: User) -> None:
+    job = burn_job(alice, chunks=1)
+    start(job)
+    claim_one(job)
+    services.job_cancel(job=job)
+    assert chunks.leases_release(owner=TEST_OWNER) == [job.pk]
+    assert job.chunks.get().status == Chunk.Status.CANCELLED
+
+
+def test_a_chunk_that_keeps_killing_its_worker_is_failed(alice: User, settings: Any) -> None:
     settings.COREBOARD_CHUNK_MAX_ATTEMPTS = 2
-    job = create_burn_job(alice, chunks=1)
-    services.job_dispatch(job_id=job.pk)
-    chunk_id = job.chunks.get().pk
-    # Each start without a completion stands for a worker process lost mid-chunk.
-    assert services.chunk_start(chunk_id=chunk_id, worker="test", pid=1) is not None
-    assert services.chunk_start(chunk_id=chunk_id, worker="test", pid=2) is not None
-    with django_capture_on_commit_callbacks(execute=True):
-        assert services.chunk_start(chunk_id=chunk_id, worker="test", pid=3) is None
+    job = burn_job(alice, chunks=1)
+    start(job)
+    for _ in range(2):  # each claim without an outcome stands for a lost process
+        claim_one(job)
+        chunks.leases_release(owner=TEST_OWNER)
+    claimed = claim_one(job)
+    assert claimed.runs_lost == 2
+    outcome = slots._SlotRun(job_id=job.pk, owner=TEST_OWNER, hooks=slots.SlotHooks())._run_one(
+        kinds.get("burn"), "burn", claimed
+    )
+    assert isinstance(outcome, chunks.Raised)
+    assert outcome.final
+    chunks.chunks_record(job_id=job.pk, outcomes=[outcome])
     job.refresh_from_db()
     assert job.status == Job.Status.FAILED
-    assert "delivered 2 times" in job.error
+    assert "started 2 times without finishing" in job.error
 
 
-def test_chunk_run_records_result_cpu_and_worker(alice: User, dispatched: list[int]) -> None:
+def test_slot_runs_every_chunk_and_records_cpu_and_worker(alice: User) -> None:
     job = services.job_create(
-        owner=alice, kind="primes", params={"start": 0, "stop": 1000, "chunks": 1}
+        owner=alice, kind="primes", params={"start": 0, "stop": 100_000, "chunks": 4}
     )
-    services.job_dispatch(job_id=job.pk)
-    chunk = job.chunks.get()
-    services.chunk_run(chunk_id=chunk.pk)
-    chunk.refresh_from_db()
+    broker = dispatch.broker_client()
+    broker.hset(dispatch.registry_key(job.pk), "token-1", "q|0")
+    assert slots.slot_run(job_id=job.pk, token="token-1", node="test@host") == "over"
     job.refresh_from_db()
-    assert chunk.status == Chunk.Status.DONE
-    assert chunk.result == {"count": 168}
-    assert chunk.pid is not None
+    assert job.status == Job.Status.SUCCEEDED
+    assert job.result == {"count": 9592}
+    chunk = job.chunks.get(index=0)
+    assert chunk.result == {"count": 2762}
+    assert chunk.pid == os.getpid()
     assert chunk.worker
     assert chunk.cpu_seconds is not None
-    assert job.status == Job.Status.SUCCEEDED
-    assert job.result == {"count": 168}
+    assert not broker.hexists(dispatch.registry_key(job.pk), "token-1")
+    # A message of a slot nobody registered (stale, or a duplicate) does nothing.
+    assert slots.slot_run(job_id=job.pk, token="unknown", node="test@host") == "stale"
 
 
-def test_chunk_run_turns_an_exception_into_chunk_failed(alice: User, dispatched: list[int]) -> None:
-    job = services.job_create(
-        owner=alice, kind="burn", params={"chunks": 1, "ms": 10, "fail_rate": 1}
+def test_a_raising_kind_becomes_a_retryable_outcome(alice: User) -> None:
+    job = burn_job(alice, chunks=1, ms=10, fail_rate=1)
+    start(job)
+    claimed = claim_one(job)
+    outcome = slots._SlotRun(job_id=job.pk, owner=TEST_OWNER, hooks=slots.SlotHooks())._run_one(
+        kinds.get("burn"), "burn", claimed
     )
-    services.job_dispatch(job_id=job.pk)
-    with pytest.raises(services.ChunkFailed) as caught:
-        services.chunk_run(chunk_id=job.chunks.get().pk)
-    assert "InjectedFailure: burn: injected failure in chunk 0" in caught.value.error
-    assert "Traceback" in caught.value.error
+    assert isinstance(outcome, chunks.Raised)
+    assert not outcome.final
+    assert "InjectedFailure: burn: injected failure in chunk 0" in outcome.error
+    assert "Traceback" in outcome.error
 
 
-def test_every_job_change_bumps_its_version(alice: User, dispatched: list[int]) -> None:
-    job = create_burn_job(alice, chunks=2, parallelism=1)
+def test_every_job_change_bumps_its_version(alice: User) -> None:
+    job = burn_job(alice, chunks=2, parallelism=1)
     versions = [job.version]
-    services.job_dispatch(job_id=job.pk)
-    job.refresh_from_db()
+    start(job)
     versions.append(job.version)
-    run_to_completion(job.chunks.get(index=0))
+    complete_next(job)
     job.refresh_from_db()
     versions.append(job.version)
     services.job_cancel(job=job)
@@ -218,27 +293,26 @@ def test_every_job_change_bumps_its_version(alice: User, dispatched: list[int]) 
     assert versions == sorted(set(versions))
 
 
-def test_first_find_finishes_the_job_and_cancels_the_rest(
-    alice: User, dispatched: list[int]
-) -> None:
+def test_first_find_finishes_the_job_and_cancels_the_rest(alice: User) -> None:
     job = services.job_create(
         owner=alice,
         kind="hash_search",
         params={"prefix": "x", "difficulty": 2, "chunks": 4},
         parallelism=2,
     )
-    services.job_dispatch(job_id=job.pk)
-    first, second = job.chunks.filter(index__in=[0, 1]).order_by("index")
-    services.chunk_start(chunk_id=first.pk, worker="test", pid=1)
-    services.chunk_start(chunk_id=second.pk, worker="test", pid=2)
-    services.chunk_complete(chunk_id=second.pk, result={"nonce": 7, "hash": "00ab"}, cpu_seconds=1)
+    start(job)
+    first = claim_one(job)
+    second = claim_one(job, owner="other|2|boot")
+    complete(job, second, {"nonce": 7, "hash": "00ab"}, 1)
     job.refresh_from_db()
     assert job.status == Job.Status.SUCCEEDED
     assert job.result == {"nonce": 7, "hash": "00ab"}
     statuses = dict(job.chunks.values_list("index", "status"))
     assert statuses == {0: "running", 1: "done", 2: "cancelled", 3: "cancelled"}
-    # The chunk still running stops at its next progress call.
-    assert services.chunk_start(chunk_id=job.chunks.get(index=2).pk, worker="t", pid=3) is None
+    assert claim(job) == []
+    # The chunk still running stops at its next progress call and ends cancelled.
+    chunks.chunks_record(job_id=job.pk, outcomes=[chunks.Stopped(first.id)])
+    assert job.chunks.get(index=0).status == Chunk.Status.CANCELLED
 
 
 def text_file(content: bytes, name: str = "book.txt") -> SimpleUploadedFile:

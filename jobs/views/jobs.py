@@ -179,7 +179,8 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
             "job": job,
             "params_json": json.dumps(_in_form_order(job), indent=2),
             "preview_url": _preview_url_template(job),
-            "snapshot": selectors.job_snapshot(job_id=job.pk),
+            # The chunks come over the socket, in pages: a big job's would bloat the page.
+            "snapshot": {"job": selectors.job_as_dict(job), "chunks": []},
         },
     )
 

@@ -75,10 +75,11 @@
   let dirty = null; // null: everything
   function renderGrid() {
     const grid = $("chunk-grid");
-    if (grid.children.length !== chunks.size) {
+    if (grid.children.length !== job.total_chunks) {
       const cells = [];
-      for (let i = 0; i < chunks.size; i++) {
+      for (let i = 0; i < job.total_chunks; i++) {
         const cell = document.createElement("span");
+        cell.className = "cell chunk-pending";
         cell.tabIndex = 0;
         cells.push(cell);
       }
@@ -335,10 +336,26 @@
 
   const scheduleRender = window.Coreboard.coalesced(render);
 
+  // A snapshot's chunks come in pages: `job.snapshot` carries the first, `job.chunks`
+  // messages (same seq) the rest, so no websocket frame nears daphne's 1 MiB limit.
+  let snapshotSeq = null;
   function applySnapshot(message) {
     job = message.job;
+    snapshotSeq = message.seq;
     chunks.clear();
-    for (const c of message.chunks) chunks.set(c.index, c);
+    applySnapshotChunks(message.chunks);
+  }
+
+  function applySnapshotPage(message) {
+    if (message.seq === snapshotSeq) applySnapshotChunks(message.chunks);
+  }
+
+  function applySnapshotChunks(page) {
+    for (const c of page) {
+      // Chunks were cleared when the snapshot began, so a known one came with a delta
+      // that arrived between the pages: it is newer than the page.
+      chunks.set(c.index, Object.assign({}, c, chunks.get(c.index)));
+    }
     dirty = null;
     scheduleRender();
   }
@@ -378,6 +395,7 @@
     status: $("connection"),
     onMessage(message) {
       if (message.type === "job.snapshot") applySnapshot(message);
+      else if (message.type === "job.chunks") applySnapshotPage(message);
       else if (message.type === "job.progress") applyProgress(message);
     },
   });

@@ -56,7 +56,8 @@ def _watch(page: Any, url: str, ready: str) -> dict[str, Any]:
 
 
 def main() -> int:
-    with harness.running_stack(workers=os.cpu_count() or 1) as base_url:
+    with harness.running_stack(workers=os.cpu_count() or 1) as stack:
+        base_url = stack.base_url
         from django.contrib.auth import get_user_model
         from django.db import transaction
         from playwright.sync_api import sync_playwright

@@ -6,6 +6,7 @@ import contextlib
 import os
 import platform
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from project import stack
@@ -36,10 +37,17 @@ def _cancel_leftovers() -> None:
         services.job_cancel(job=job)
 
 
+@dataclass(frozen=True)
+class Stack:
+    base_url: str
+    worker_pid: int
+
+
 @contextlib.contextmanager
-def running_stack(*, workers: int) -> Iterator[str]:
+def running_stack(*, workers: int) -> Iterator[Stack]:
     """Private PostgreSQL and Redis, a migrated database, a prefork worker with `workers`
-    processes and daphne; yields daphne's base URL and stops everything afterwards."""
+    processes and daphne; yields daphne's base URL and the worker's main pid, and stops
+    everything afterwards."""
     # Redis starts empty, so no message of an earlier, interrupted run is redelivered.
     stops = stack.start_private_services(BENCH_VAR, secret_name="bench-pg-password", persist=False)
     processes = []
@@ -55,10 +63,11 @@ def running_stack(*, workers: int) -> Iterator[str]:
         call_command("migrate", "--noinput", verbosity=0)
         _cancel_leftovers()
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        processes.append(start_celery_worker(env, concurrency=workers))
+        worker = start_celery_worker(env, concurrency=workers)
+        processes.append(worker)
         daphne, base_url = start_daphne(env)
         processes.append(daphne)
-        yield base_url
+        yield Stack(base_url=base_url, worker_pid=worker.process.pid)
     finally:
         for process in reversed(processes):
             process.stop()

@@ -1,0 +1,372 @@
+"""Execution slots: how many Celery messages work on a job, and keeping that number right.
+
+A slot is one Celery message (`jobs.tasks.slot_run`) that, in a prefork child, claims and
+runs a job's chunks until the job has nothing left or its time slice ends. A job gets up
+to `parallelism` slots, never more than the worker processes alive (so one job cannot put
+hours of messages ahead of everybody else's on the FIFO queue), and at most
+COREBOARD_OWNER_MAX_SLOTS per owner when that is set.
+
+Every slot is registered, by a random token, in a Redis hash per job that lives in the
+broker's database, so it shares the fate of the messages: when Redis loses its data,
+the registry is lost with the messages it described. A slot's state is `q` (sent),
+`v|<node>` (reserved by a worker) or `r|<node>|<process>|<time>` (running, refreshed every
+second). A slot counts as live while it is queued, reserved by a worker whose main process
+still beats, or running with a fresh refresh. The reconciler (one thread in every worker's
+main process, one of them at a time under a Redis lock) tops up the slots of active jobs
+with claimable chunks and returns expired leases to pending, so a lost message or machine
+costs seconds, not a stuck job.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import cache
+
+import psutil
+import redis
+from celery import current_app
+from django.conf import settings
+from django.db import DatabaseError, close_old_connections, connection
+from django.db.models import Exists, OuterRef, Q
+from django.utils import timezone
+
+from jobs import redis_clients
+from jobs.models import Chunk, Job
+from jobs.services.chunks import leases_reap, leases_release
+
+logger = logging.getLogger(__name__)
+
+SLOT_TASK = "jobs.tasks.slot_run"
+WORKERS = "coreboard:workers"
+WORKERS_CONCURRENCY = "coreboard:workers:concurrency"
+RECONCILER_LOCK = "coreboard:reconciler"
+# A running slot refreshes its entry every second; one silent for this long is lost.
+SLOT_STALE_S = 5.0
+WORKER_STALE_S = 5.0
+REGISTRY_TTL_S = 7 * 24 * 3600
+
+_SET_IF_EXISTS = """
+if redis.call('hexists', KEYS[1], ARGV[1]) == 1 then
+  redis.call('hset', KEYS[1], ARGV[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+_DEL_IF_EQUAL = """
+if redis.call('hget', KEYS[1], ARGV[1]) == ARGV[2] then
+  redis.call('hdel', KEYS[1], ARGV[1])
+  return 1
+end
+return 0
+"""
+# Take a slot over from `expected` (its current state) only if it is still that.
+_SWAP = """
+if redis.call('hget', KEYS[1], ARGV[1]) == ARGV[2] then
+  redis.call('hset', KEYS[1], ARGV[1], ARGV[3])
+  return 1
+end
+return 0
+"""
+
+
+def registry_key(job_id: int) -> str:
+    return f"coreboard:slots:{job_id}"
+
+
+def broker_client() -> redis.Redis:
+    """A Redis client on the broker's database (per process)."""
+    return redis_clients.for_url(settings.CELERY_BROKER_URL)
+
+
+@cache
+def boot_id() -> str:
+    """Tells machines with the same host name apart (and one machine's boots)."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as handle:
+            return handle.read().strip()[:8]
+    except OSError:
+        return "0"
+
+
+def process_id(pid: int | None = None) -> str:
+    """This process as a lease owner: host, pid and boot, e.g. `node1|4242|a1b2c3d4`."""
+    return f"{socket.gethostname()}|{pid or os.getpid()}|{boot_id()}"
+
+
+def process_is_gone(owner: str) -> bool:
+    """True when `owner` names a process of this machine that no longer exists."""
+    host, _, rest = owner.partition("|")
+    pid, _, boot = rest.partition("|")
+    if host != socket.gethostname() or boot != boot_id() or not pid.isdigit():
+        return False
+    return not psutil.pid_exists(int(pid))
+
+
+# --- the registry --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SlotState:
+    token: str
+    value: str
+
+    @property
+    def kind(self) -> str:
+        return self.value.split("|", 1)[0]
+
+    @property
+    def owner(self) -> str:
+        """The running process (`r` states), as a lease owner."""
+        parts = self.value.split("|")
+        return "|".join(parts[2:5]) if self.kind == "r" and len(parts) >= 6 else ""
+
+    def is_live(self, *, now: float, live_workers: set[str]) -> bool:
+        parts = self.value.split("|")
+        if self.kind == "q":
+            return True
+        if self.kind == "v":
+            return len(parts) > 1 and parts[1] in live_workers
+        if self.kind == "r":
+            try:
+                return now - float(parts[-1]) < SLOT_STALE_S
+            except ValueError:
+                return False
+        return False
+
+
+def running_state(node: str, owner: str) -> str:
+    return f"r|{node}|{owner}|{time.time():.3f}"
+
+
+def slots_of(job_id: int) -> list[SlotState]:
+    values: dict[str, str] = broker_client().hgetall(registry_key(job_id))  # type: ignore[assignment]
+    return [SlotState(token, value) for token, value in values.items()]
+
+
+def live_workers(client: redis.Redis | None = None) -> dict[str, int]:
+    """Worker nodes whose main process beat recently, with their process counts."""
+    client = client or broker_client()
+    pipe = client.pipeline(transaction=False)
+    pipe.zrangebyscore(WORKERS, time.time() - WORKER_STALE_S, "+inf")
+    pipe.hgetall(WORKERS_CONCURRENCY)
+    nodes, concurrency = pipe.execute()
+    return {node: int(concurrency.get(node) or 1) for node in nodes}
+
+
+def slot_send(job_id: int, token: str) -> None:
+    """Queue one slot message: registered first, so a worker never finds it unknown."""
+    key = registry_key(job_id)
+    client = broker_client()
+    pipe = client.pipeline(transaction=False)
+    pipe.hset(key, token, f"q|{time.time():.3f}")
+    pipe.expire(key, REGISTRY_TTL_S)
+    pipe.execute()
+    try:
+        current_app.send_task(SLOT_TASK, args=[job_id, token])
+    except Exception:
+        client.hdel(key, token)
+        raise
+
+
+def slot_reserved(job_id: int, token: str, node: str) -> None:
+    """A worker took the slot's message off the queue (it may wait there for a process)."""
+    broker_client().eval(_SET_IF_EXISTS, 1, registry_key(job_id), token, f"v|{node}")
+
+
+def slot_begin(job_id: int, token: str, node: str, owner: str) -> bool:
+    """Mark the slot running in this process; False if it must not run.
+
+    A message whose slot is not registered is stale (replaced after being given up for
+    lost, or its job is over). A slot running in another live process stays there; one
+    whose process on this machine is gone (killed, its message redelivered) is taken over
+    and that process's chunks are handed back at once.
+    """
+    client = broker_client()
+    key = registry_key(job_id)
+    current = client.hget(key, token)
+    if current is None:
+        return False
+    state = SlotState(token, str(current))
+    if state.kind == "r" and state.owner != owner:
+        fresh = state.is_live(now=time.time(), live_workers=set())
+        if fresh and not process_is_gone(state.owner):
+            return False
+        if state.owner:
+            leases_release(owner=state.owner)
+    return bool(client.eval(_SWAP, 1, key, token, state.value, running_state(node, owner)))
+
+
+def slot_refresh(job_id: int, token: str, node: str, owner: str) -> None:
+    broker_client().eval(_SET_IF_EXISTS, 1, registry_key(job_id), token, running_state(node, owner))
+
+
+def slot_end(job_id: int, token: str) -> None:
+    broker_client().hdel(registry_key(job_id), token)
+
+
+def slot_requeue(job_id: int, token: str) -> bool:
+    """Put the slot back at the end of the queue (its time slice is over)."""
+    try:
+        slot_send(job_id, token)
+    except Exception:
+        logger.warning("could not requeue slot of job %s; it keeps running", job_id)
+        return False
+    return True
+
+
+def queue_is_waiting() -> bool:
+    """Whether other messages wait on the broker queue (kombu keeps priority 0 under the
+    queue's own name)."""
+    try:
+        return bool(broker_client().llen(settings.CELERY_TASK_DEFAULT_QUEUE))
+    except redis.RedisError:
+        return False
+
+
+# --- how many slots a job should have --------------------------------------------------------
+
+
+def claimable_chunks() -> Q:
+    return Q(status=Chunk.Status.PENDING) & (
+        Q(retry_at__isnull=True) | Q(retry_at__lte=timezone.now())
+    )
+
+
+def job_dispatch(*, job_id: int) -> int:
+    """Send the slots an active job is missing; the number sent. Best effort: when the
+    broker is unreachable nothing is sent and the reconciler tries again later."""
+    try:
+        return _jobs_top_up([job_id])
+    except (redis.RedisError, OSError, DatabaseError) as error:
+        logger.warning("could not dispatch job %s now (%s); the reconciler will", job_id, error)
+        return 0
+
+
+def _jobs_top_up(job_ids: Iterable[int]) -> int:
+    claimable = Chunk.objects.filter(claimable_chunks(), job_id=OuterRef("pk"))
+    jobs = list(
+        Job.objects.filter(pk__in=list(job_ids), status__in=Job.ACTIVE_STATUSES)
+        .filter(Exists(claimable))
+        .order_by("created_at", "pk")
+        .values_list("pk", "parallelism", "owner_id")
+    )
+    if not jobs:
+        return 0
+    client = broker_client()
+    workers = live_workers(client)
+    capacity = max(sum(workers.values()), 1)
+    now = time.time()
+    live_by_job = {job_id: _live_slots(job_id, now, set(workers)) for job_id, _, _ in jobs}
+    owner_cap = settings.COREBOARD_OWNER_MAX_SLOTS
+    owner_live: dict[int, int] = {}
+    if owner_cap:
+        for owner_id in {owner for _, _, owner in jobs}:
+            owner_live[owner_id] = _owner_live_slots(owner_id, now, set(workers))
+    sent = 0
+    for job_id, parallelism, owner_id in jobs:
+        wanted = min(parallelism, capacity) - live_by_job[job_id]
+        if owner_cap:
+            wanted = min(wanted, owner_cap - owner_live[owner_id])
+        pending = Chunk.objects.filter(claimable_chunks(), job_id=job_id)[: max(wanted, 0)]
+        wanted = min(wanted, pending.count())
+        for _ in range(max(wanted, 0)):
+            slot_send(job_id, uuid.uuid4().hex)
+            sent += 1
+            if owner_cap:
+                owner_live[owner_id] += 1
+    return sent
+
+
+def _live_slots(job_id: int, now: float, workers: set[str]) -> int:
+    """Live slots of a job; entries found lost are removed (their messages, if they ever
+    turn up, then do nothing)."""
+    live = 0
+    client = broker_client()
+    for state in slots_of(job_id):
+        if state.is_live(now=now, live_workers=workers):
+            live += 1
+        else:
+            client.eval(_DEL_IF_EQUAL, 1, registry_key(job_id), state.token, state.value)
+    return live
+
+
+def _owner_live_slots(owner_id: int, now: float, workers: set[str]) -> int:
+    active = Job.objects.filter(owner_id=owner_id, status__in=Job.ACTIVE_STATUSES)
+    return sum(_live_slots(job_id, now, workers) for job_id in active.values_list("pk", flat=True))
+
+
+# --- the reconciler ---------------------------------------------------------------------------
+
+
+def reconcile() -> int:
+    """One pass: expired leases back to pending, missing slots sent; slots sent."""
+    leases_reap()
+    active = Job.objects.filter(status__in=Job.ACTIVE_STATUSES).values_list("pk", flat=True)
+    return _jobs_top_up(active)
+
+
+def leases_release_local() -> None:
+    """Hand back at once the chunks of this machine's worker processes that are gone
+    (a killed prefork child), instead of waiting for their leases to expire."""
+    prefix = f"{socket.gethostname()}|"
+    owners = (
+        Chunk.objects.filter(status=Chunk.Status.RUNNING, lease_owner__startswith=prefix)
+        .values_list("lease_owner", flat=True)
+        .distinct()
+    )
+    for owner in list(owners):
+        if process_is_gone(owner):
+            leases_release(owner=owner)
+
+
+def worker_beat(node: str, concurrency: int) -> None:
+    client = broker_client()
+    pipe = client.pipeline(transaction=False)
+    pipe.zadd(WORKERS, {node: time.time()})
+    pipe.hset(WORKERS_CONCURRENCY, node, concurrency)
+    pipe.zremrangebyscore(WORKERS, 0, time.time() - 3600)
+    pipe.execute()
+
+
+def worker_forget(node: str) -> None:
+    try:
+        pipe = broker_client().pipeline(transaction=False)
+        pipe.zrem(WORKERS, node)
+        pipe.hdel(WORKERS_CONCURRENCY, node)
+        pipe.execute()
+    except redis.RedisError:
+        logger.warning("could not remove worker %s from the registry", node)
+
+
+def start_reconciler(node: str, concurrency: int) -> None:
+    """In each worker's main process: beat, hand back lost local chunks, and reconcile
+    (one machine at a time) every COREBOARD_RECONCILE_SECONDS."""
+    period = settings.COREBOARD_RECONCILE_SECONDS
+
+    def run() -> None:
+        while True:
+            began = time.monotonic()
+            try:
+                close_old_connections()
+                worker_beat(node, concurrency)
+                leases_release_local()
+                lock = broker_client().set(
+                    RECONCILER_LOCK, node, nx=True, px=max(int(period * 900), 100)
+                )
+                if lock:
+                    reconcile()
+            except (redis.RedisError, OSError, DatabaseError) as error:
+                logger.warning("reconciler: %s", error)
+                connection.close()
+            except Exception:
+                logger.exception("reconciler pass failed")
+            time.sleep(max(period - (time.monotonic() - began), 0.05))
+
+    threading.Thread(target=run, name="coreboard-reconciler", daemon=True).start()

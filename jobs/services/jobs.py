@@ -1,0 +1,256 @@
+"""What people do to jobs: create, cancel, retry failed chunks, run again, delete; uploads."""
+
+from __future__ import annotations
+
+import codecs
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.files.uploadedfile import UploadedFile
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from jobs import kinds, selectors
+from jobs.kinds.base import Params, Spec
+from jobs.models import Chunk, Job, Upload
+from jobs.services import dispatch
+from jobs.services.job_state import chunks_cancel_unstarted, job_publish_after_commit, job_save
+
+
+class JobRejected(ValueError):
+    """Invalid job input. `errors` is JSON by field; `params` errors are keyed by parameter."""
+
+    def __init__(self, errors: dict[str, Any]) -> None:
+        super().__init__(json.dumps(errors))
+        self.errors = errors
+
+
+# --- creating ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    """A validated job, not stored yet: what `job_create` would store."""
+
+    kind: str
+    params: Params
+    specs: list[Spec]
+    parallelism: int
+
+
+def job_plan(
+    *, owner: Any, kind: str, params: Mapping[str, Any], parallelism: int | None = None
+) -> JobPlan:
+    """Validate a job's input and split it into chunk specs, writing nothing.
+
+    Raises JobRejected naming the field (`kind`, `parallelism`, or `params` by parameter).
+    Upload ids are resolved (and their ownership checked) as for a real job, so a preview
+    and a creation reject the same input with the same errors.
+    """
+    try:
+        spec = kinds.get(kind)
+    except kinds.UnknownKind:
+        names = ", ".join(k.name for k in kinds.all_kinds())
+        raise JobRejected({"kind": [f"Unknown kind {kind!r}; choose one of: {names}."]}) from None
+    limit = settings.COREBOARD_MAX_PARALLELISM
+    if parallelism is None:
+        parallelism = min(settings.COREBOARD_DEFAULT_PARALLELISM, limit)
+    elif isinstance(parallelism, bool) or not isinstance(parallelism, int):
+        raise JobRejected({"parallelism": ["Must be an integer."]})
+    elif not 1 <= parallelism <= limit:
+        raise JobRejected({"parallelism": [f"Must be between 1 and {limit}."]})
+    try:
+        clean = _uploads_resolve(owner=owner, kind=spec, params=spec.clean_params(params))
+        specs = list(spec.split(clean))
+    except ValidationError as exc:
+        raise JobRejected({"params": exc.message_dict}) from None
+    return JobPlan(kind=kind, params=clean, specs=specs, parallelism=parallelism)
+
+
+def job_create(
+    *,
+    owner: Any,
+    kind: str,
+    params: Mapping[str, Any],
+    parallelism: int | None = None,
+    rerun_of: Job | None = None,
+) -> Job:
+    """Validate, store the job and its chunks, and dispatch the first window after commit.
+
+    Raises JobRejected naming the field (`kind`, `parallelism`, or `params` by parameter);
+    nothing is stored or queued then.
+    """
+    plan = job_plan(owner=owner, kind=kind, params=params, parallelism=parallelism)
+    with transaction.atomic():
+        job = Job.objects.create(
+            owner=owner,
+            kind=plan.kind,
+            params=plan.params,
+            parallelism=plan.parallelism,
+            total_chunks=len(plan.specs),
+            rerun_of=rerun_of,
+        )
+        Chunk.objects.bulk_create(
+            (Chunk(job=job, index=i, spec=s) for i, s in enumerate(plan.specs)), batch_size=1000
+        )
+        transaction.on_commit(partial(dispatch.job_dispatch, job_id=job.pk))
+    return job
+
+
+def _uploads_resolve(*, owner: Any, kind: kinds.JobKind, params: Params) -> Params:
+    """Swap upload ids for what a kind needs to read the file, if the owner may."""
+    resolved = dict(params)
+    for name in kind.upload_fields():
+        upload = Upload.objects.filter(pk=params[name], owner=owner).first()
+        if upload is None:
+            raise ValidationError(
+                {name: f"No upload with id {params[name]}; upload the file first."}
+            )
+        resolved[name] = {
+            "id": upload.pk,
+            "name": upload.name,
+            "size": upload.size,
+            "storage_name": upload.file.name,
+        }
+    return resolved
+
+
+# --- actions by people -------------------------------------------------------------------------
+
+
+def job_cancel(*, job: Job) -> bool:
+    """Cancel an active job. Queued chunks will not start; running ones stop at their next
+    progress call. Returns False if the job had already ended."""
+    with transaction.atomic():
+        updated = Job.objects.filter(pk=job.pk, status__in=Job.ACTIVE_STATUSES).update(
+            status=Job.Status.CANCELLED, finished_at=timezone.now(), version=F("version") + 1
+        )
+        if not updated:
+            return False
+        job.refresh_from_db()
+        chunks_cancel_unstarted(job)
+        job_publish_after_commit(job)
+    return True
+
+
+def job_retry_failed(*, job: Job) -> bool:
+    """Run a failed job's unfinished chunks again; False if there is nothing to retry.
+
+    Only a job that ended `failed` with at least one failed chunk qualifies. A cancelled job
+    does not: somebody stopped it on purpose, and "run again" starts it afresh. A job whose
+    `combine` failed has no failed chunk, and running its done chunks again would not help.
+
+    Every chunk neither done nor running goes back to pending (the failed ones and the ones
+    cancelled when the job failed), so only the missing work runs; done chunks keep their
+    results and `done_chunks` and `cpu_seconds` keep counting them. A chunk still running
+    from the ended run keeps its lease: its completion now counts for the retried job, and
+    if its process is gone the lease expires and it is claimed again. Accounting stays
+    exactly-once because counters move only when a chunk leaves `running` under the job's
+    lock (jobs.services.chunks).
+
+    Attempts start again from zero: a chunk is failed after COREBOARD_CHUNK_MAX_ATTEMPTS
+    lost runs (meant for chunks that keep killing their worker), so carrying the old count
+    over would fail a retried chunk early, blaming lost workers. Each chunk keeps its last
+    error until it runs again. `started_at` is kept, so wall time (and speedup) covers the
+    whole job, pause included.
+    """
+    with transaction.atomic():
+        locked = Job.objects.select_for_update().filter(pk=job.pk).first()
+        if locked is None or locked.status != Job.Status.FAILED:
+            return False
+        if not locked.chunks.filter(status=Chunk.Status.FAILED).exists():
+            return False
+        locked.chunks.exclude(status__in=(Chunk.Status.DONE, Chunk.Status.RUNNING)).update(
+            status=Chunk.Status.PENDING,
+            attempts=0,
+            failures=0,
+            retry_at=None,
+            queued_at=None,
+            started_at=None,
+            finished_at=None,
+        )
+        locked.status = Job.Status.RUNNING
+        locked.failed_chunks = 0
+        locked.finished_at = None
+        locked.error = ""
+        locked.result = None
+        job_save(locked, ["status", "failed_chunks", "finished_at", "error", "result"])
+        job_publish_after_commit(locked)
+        transaction.on_commit(partial(dispatch.job_dispatch, job_id=locked.pk))
+    job.refresh_from_db()
+    return True
+
+
+def job_rerun(*, job: Job, owner: Any) -> Job:
+    """Create a new job with `job`'s kind, parameters and parallelism, owned by `owner`.
+
+    Validated afresh like any new job (JobRejected by field): an upload must still exist and
+    belong to `owner`, and the parallelism must be within today's limit.
+    """
+    return job_create(
+        owner=owner,
+        kind=job.kind,
+        params=selectors.job_rerun_params(job),
+        parallelism=job.parallelism,
+        rerun_of=job,
+    )
+
+
+def job_delete(*, job: Job) -> bool:
+    """Delete an ended job, its chunks and its result file; False while the job is active.
+
+    An active job is refused rather than cancelled on the way: deleting cannot be undone,
+    so stopping the work stays a separate, visible step. Uploads the job read are kept
+    (they belong to their owner, and reruns may read them); reruns of the job stay, with
+    `rerun_of` cleared. The result file goes after commit, so a rollback keeps it.
+    """
+    with transaction.atomic():
+        locked = Job.objects.select_for_update().filter(pk=job.pk).first()
+        if locked is None:
+            return True
+        if locked.is_active:
+            return False
+        if locked.result_file:
+            storage, name = locked.result_file.storage, locked.result_file.name
+            transaction.on_commit(partial(storage.delete, name))
+        locked.delete()
+    return True
+
+
+# --- uploads -------------------------------------------------------------------------------------
+
+
+def upload_create(*, owner: Any, file: UploadedFile) -> Upload:
+    """Store an uploaded UTF-8 text file for a job to read.
+
+    Raises ValidationError on the `file` field (empty, too large, binary or not UTF-8);
+    nothing is stored then.
+    """
+    limit = settings.COREBOARD_UPLOAD_MAX_BYTES
+    if not file.size:
+        raise ValidationError({"file": "The file is empty."})
+    if file.size > limit:
+        raise ValidationError({"file": f"The file is larger than the limit of {limit:,} bytes."})
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        for piece in file.chunks():
+            if b"\x00" in piece:
+                raise ValidationError({"file": "The file looks binary (it contains NUL bytes)."})
+            decoder.decode(piece)
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError as error:
+        raise ValidationError(
+            {"file": f"The file is not valid UTF-8 text ({error.reason})."}
+        ) from None
+    file.seek(0)
+    name = (file.name or "upload.txt")[-255:]
+    upload = Upload(owner=owner, name=name, size=file.size)
+    upload.file.save(name, file, save=False)
+    upload.save()
+    return upload
