@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
+from collections.abc import Coroutine
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -13,10 +15,17 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from jobs import cluster, events, selectors
 
+logger = logging.getLogger(__name__)
+
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
 MAX_MESSAGE_BYTES = 1024
-MIN_RESYNC_INTERVAL_S = 1.0
+HEARTBEAT_S = 2.0
+GAP_GRACE_S = 2.0
+# A gap wider than this is not waited for: a snapshot is cheaper than tracking it.
+MAX_TRACKED_GAP = 1000
+# The page reconnects (and resyncs) on any close code it does not know.
+CLOSE_SERVER_ERROR = 4500
 OVERVIEW_INTERVAL_S = 1.0
 
 
@@ -40,8 +49,12 @@ class JobConsumer(AsyncJsonWebsocketConsumer):
     Every delta carries the job's sequence number. Deltas numbered up to the snapshot's
     are already in it and are dropped; later ones are relayed even when they arrive out of
     order (worker processes publish independently, and each carries different chunks).
-    On a gap (the channel layer may drop messages) the consumer sends a fresh snapshot
-    instead, at most once a second. The client may send `{"type": "resync"}` too.
+    A number that has not arrived GAP_GRACE_S after a later one did is a real gap (the
+    channel layer may drop messages): then the consumer sends a fresh snapshot. Every
+    HEARTBEAT_S it also joins the job's group again (a Redis that lost its data lost the
+    membership too) and compares the job's version in the database with the newest one it
+    relayed: a socket that stays behind for two beats resyncs. The client may send
+    `{"type": "resync"}` too.
     """
 
     job_id: int
@@ -49,6 +62,9 @@ class JobConsumer(AsyncJsonWebsocketConsumer):
     snapshot_seq = 0
     max_seq = 0
     last_snapshot_at = 0.0
+    version_sent = 0
+    behind_since_beat = False
+    ticker: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
         user = await accept_authenticated(self)
@@ -61,13 +77,34 @@ class JobConsumer(AsyncJsonWebsocketConsumer):
         if job is None:
             await self.close(code=CLOSE_NOT_FOUND)
             return
+        self.missing: dict[int, float] = {}
         self.group = events.job_group(self.job_id)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.send_snapshot()
+        self.ticker = asyncio.create_task(supervised(self, self._beat()))
 
     async def disconnect(self, code: int) -> None:
+        if self.ticker is not None:
+            self.ticker.cancel()
         if self.group is not None:
             await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def _beat(self) -> None:
+        group = events.job_group(self.job_id)
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            await self.channel_layer.group_add(group, self.channel_name)
+            version = await database_sync_to_async(selectors.job_version)(job_id=self.job_id)
+            if version is None:
+                await self.close(code=CLOSE_NOT_FOUND)
+                return
+            now = time.monotonic()
+            gap = any(now - noticed >= GAP_GRACE_S for noticed in self.missing.values())
+            behind = version > self.version_sent
+            if gap or (behind and self.behind_since_beat):
+                await self.send_snapshot()
+            else:
+                self.behind_since_beat = behind
 
     async def send_snapshot(self) -> None:
         """`job.snapshot` (the job and the first page of chunks, `chunk_pages` in all),
@@ -81,6 +118,9 @@ class JobConsumer(AsyncJsonWebsocketConsumer):
         job, pages = snapshot
         self.snapshot_seq = seq
         self.max_seq = max(self.max_seq, seq)
+        self.missing = {number: at for number, at in self.missing.items() if number > seq}
+        self.version_sent = job["version"]
+        self.behind_since_beat = False
         self.last_snapshot_at = time.monotonic()
         await self.send_json(
             {
@@ -121,14 +161,31 @@ class JobConsumer(AsyncJsonWebsocketConsumer):
         seq = event["seq"]
         if seq <= self.snapshot_seq:
             return  # published before the snapshot was read, so already in it
-        gap = seq > self.max_seq + 1
+        self.missing.pop(seq, None)
+        if seq > self.max_seq + 1:
+            if seq - self.max_seq > MAX_TRACKED_GAP:
+                await self.send_snapshot()
+                return
+            noticed = time.monotonic()
+            self.missing.update(dict.fromkeys(range(self.max_seq + 1, seq), noticed))
         self.max_seq = max(self.max_seq, seq)
-        if gap and time.monotonic() - self.last_snapshot_at >= MIN_RESYNC_INTERVAL_S:
-            await self.send_snapshot()
-            return
+        if event["job"] is not None:
+            self.version_sent = max(self.version_sent, event["job"]["version"])
         await self.send_json(
             {"type": "job.progress", "seq": seq, "job": event["job"], "chunks": event["chunks"]}
         )
+
+
+async def supervised(consumer: AsyncJsonWebsocketConsumer, loop: Coroutine[Any, Any, None]) -> None:
+    """Run a consumer's background loop; if it fails, close the socket so that the page
+    reconnects and resyncs, instead of the loop dying silently."""
+    try:
+        await loop
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        logger.exception("live socket loop failed; closing the socket")
+        await consumer.close(code=CLOSE_SERVER_ERROR)
 
 
 class OverviewConsumer(AsyncJsonWebsocketConsumer):

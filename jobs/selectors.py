@@ -111,6 +111,10 @@ def chunk_as_dict(chunk: Chunk) -> dict[str, Any]:
     }
 
 
+def job_version(*, job_id: int) -> int | None:
+    return Job.objects.filter(pk=job_id).values_list("version", flat=True).first()
+
+
 def job_chunks(job: Job) -> QuerySet[Chunk]:
     return job.chunks.order_by("index").defer("spec", "result")
 

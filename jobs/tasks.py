@@ -78,7 +78,14 @@ def start_main_process_threads(sender: Any = None, **kwargs: object) -> None:
     cluster.start_node_sampler()
     concurrency = getattr(getattr(sender, "controller", None), "concurrency", None) or 1
     _Node.concurrency = int(concurrency)
+    dispatch.worker_draining(_Node.name, draining=False)
     dispatch.start_reconciler(_Node.name, _Node.concurrency)
+
+
+@signals.worker_shutting_down.connect
+def drain(**kwargs: object) -> None:
+    """Warm shutdown: running slots give their processes back after their current chunk."""
+    dispatch.worker_draining(_Node.name, draining=True)
 
 
 @signals.worker_process_shutdown.connect

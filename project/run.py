@@ -11,10 +11,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-from project import stack
+from project import stack, supervisor
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -58,22 +57,27 @@ def _spawn(args: list[str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(args, cwd=stack.BASE_DIR, start_new_session=True)
 
 
-def _stop(process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+class _Child:
+    """A supervised child process: started, watched, stopped gently."""
+
+    def __init__(self, name: str, args: list[str], stop_wait_s: float) -> None:
+        self.process: subprocess.Popen[bytes] | None = None
+        self.component = supervisor.Component(
+            name=name,
+            start=lambda: setattr(self, "process", _spawn(args)),
+            alive=lambda: supervisor.process_alive(self.process),
+            stop=lambda: supervisor.stop_gently(self.process, warm_s=stop_wait_s),
+        )
 
 
 def main() -> int:
     port = int(os.environ.get("PORT", "8000"))
     concurrency = int(os.environ.get("COREBOARD_WORKER_CONCURRENCY", str(os.cpu_count() or 1)))
-    cleanups: list[Callable[[], None]] = []
-    children: dict[str, subprocess.Popen[bytes]] = {}
+    # How long Ctrl-C waits for running chunks (a warm shutdown) before a cold one.
+    stop_wait = float(os.environ.get("COREBOARD_STOP_WAIT_SECONDS", "60"))
+    watcher = supervisor.Supervisor(
+        max_crashes=int(os.environ.get("COREBOARD_SUPERVISE_MAX_CRASHES", "5"))
+    )
     stopping = False
 
     def request_stop(signum: int, _frame: object) -> None:
@@ -85,18 +89,30 @@ def main() -> int:
     try:
         if "DATABASE_URL" not in os.environ:
             postgres = stack.EmbeddedPostgres.default()
-            postgres.start()
-            cleanups.append(postgres.stop)
+            watcher.add(
+                supervisor.Component(
+                    name="PostgreSQL",
+                    start=postgres.start,
+                    alive=lambda: supervisor.pid_file_alive(postgres.data_dir / "postmaster.pid"),
+                    stop=postgres.stop,
+                )
+            )
             print(f"PostgreSQL (embedded) on 127.0.0.1:{postgres.port}, data in {postgres.root}")
         if "REDIS_URL" not in os.environ:
             redis = stack.EmbeddedRedis.default()
-            redis.start()
-            cleanups.append(redis.stop)
+            watcher.add(
+                supervisor.Component(
+                    name="Redis",
+                    start=redis.start,
+                    alive=lambda: supervisor.process_alive(redis.process),
+                    stop=redis.stop,
+                )
+            )
             print(f"Redis (embedded) on 127.0.0.1:{redis.port}, data in {redis.root}")
         _manage("migrate", "--noinput", "-v", "0")
         login = _manage("ensure_admin")
-        children["celery worker"] = _spawn(worker_command(concurrency))
-        children["daphne"] = _spawn(daphne_command(port))
+        watcher.add(_Child("celery worker", worker_command(concurrency), stop_wait).component)
+        watcher.add(_Child("daphne", daphne_command(port), 10.0).component)
         stack.wait_for_port(port, what="daphne")
         print(
             f"\nCoreboard is running at http://127.0.0.1:{port}/ "
@@ -104,21 +120,15 @@ def main() -> int:
             flush=True,
         )
         while not stopping:
-            for name, child in children.items():
-                if child.poll() is not None:
-                    print(f"{name} exited with {child.returncode}; stopping.", file=sys.stderr)
-                    return 1
+            watcher.check()
             time.sleep(0.5)
         return 0
-    except (stack.StackError, subprocess.CalledProcessError) as error:
+    except (stack.StackError, subprocess.CalledProcessError, supervisor.GaveUp) as error:
         print(f"make run: {error}", file=sys.stderr)
         return 1
     finally:
-        print("Stopping Coreboard...", flush=True)
-        for child in reversed(children.values()):
-            _stop(child)
-        for cleanup in reversed(cleanups):
-            cleanup()
+        print("Stopping Coreboard (waiting for running chunks)...", flush=True)
+        watcher.stop_all()
         print("Stopped.")
 
 

@@ -250,7 +250,7 @@ STATICFILES_DIRS = [
 ]
 # Uploads and result files. With workers on several machines this must be shared storage
 # (a network file system, or another Django storage backend).
-MEDIA_ROOT = env_str("MEDIA_ROOT", str(BASE_DIR / "var" / "media"))
+MEDIA_ROOT = env_str("MEDIA_ROOT", str(stack.VAR_DIR / "media"))
 # WhiteNoise serves straight from the finders, so no collectstatic step is needed to run.
 WHITENOISE_USE_FINDERS = True
 

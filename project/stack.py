@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = BASE_DIR / "var"
+# Everything `make run` keeps (data, secrets, media); COREBOARD_VAR_DIR moves it.
+VAR_DIR = Path(os.environ.get("COREBOARD_VAR_DIR") or BASE_DIR / "var")
 SECRETS_DIR = VAR_DIR / "secrets"
 
 DEFAULT_PG_PORT = 54329
@@ -249,6 +250,11 @@ class EmbeddedPostgres:
             [str(postgres_bin_dir() / "pg_ctl"), "stop", "--mode=fast", "-D", str(self.data_dir)]
         )
 
+    def restart(self) -> None:
+        """A fast restart (open sessions are cut), as after a crash or an upgrade."""
+        self.stop()
+        self.start()
+
 
 @dataclass
 class EmbeddedRedis:
@@ -284,10 +290,16 @@ class EmbeddedRedis:
                 str(self.port),
                 "--dir",
                 str(self.root),
+                # The broker's messages and the slot registry must survive a restart:
+                # an append-only file written every second, and never evict a key.
                 "--save",
-                "60 1" if self.persist else "",
+                "",
                 "--appendonly",
-                "no",
+                "yes" if self.persist else "no",
+                "--appendfsync",
+                "everysec",
+                "--maxmemory-policy",
+                "noeviction",
                 "--protected-mode",
                 "yes",
             ],
@@ -314,28 +326,40 @@ class EmbeddedRedis:
         self.process = None
 
 
+@dataclass
+class PrivateServices:
+    """What start_private_services started (None where a URL was given instead)."""
+
+    postgres: EmbeddedPostgres | None = None
+    redis: EmbeddedRedis | None = None
+
+    def stops(self) -> list[Callable[[], None]]:
+        """The functions that stop them, in starting order."""
+        return [service.stop for service in (self.postgres, self.redis) if service is not None]
+
+
 def start_private_services(
     root: Path, *, secret_name: str, persist: bool = True
-) -> list[Callable[[], None]]:
+) -> PrivateServices:
     """A private PostgreSQL and Redis under `root` on free ports, for tests and benchmarks.
 
-    Skips each one whose URL (DATABASE_URL / REDIS_URL) is already set, exports the URLs of
-    those it starts, and returns the functions that stop them, in starting order.
+    Skips each one whose URL (DATABASE_URL / REDIS_URL) is already set and exports the
+    URLs of those it starts.
     """
-    stops: list[Callable[[], None]] = []
+    started = PrivateServices()
     try:
         if "DATABASE_URL" not in os.environ:
             postgres = EmbeddedPostgres(root=root / "pg", port=free_port(), secret_name=secret_name)
             postgres.start()
-            stops.append(postgres.stop)
+            started.postgres = postgres
             os.environ["DATABASE_URL"] = postgres.url()
         if "REDIS_URL" not in os.environ:
             redis = EmbeddedRedis(root=root / "redis", port=free_port(), persist=persist)
             redis.start()
-            stops.append(redis.stop)
+            started.redis = redis
             os.environ["REDIS_URL"] = redis.url()
     except BaseException:
-        for stop in reversed(stops):
+        for stop in reversed(started.stops()):
             stop()
         raise
-    return stops
+    return started

@@ -15,10 +15,9 @@ from rest_framework.test import APIClient
 
 from project import stack
 from tests.processes import ServerProcess, start_celery_worker, start_daphne
-from tests.services_plugin import TEST_VAR
+from tests.services_plugin import TEST_MEDIA_ROOT, TEST_VAR
 
 DOCS_KINDS_DIR = TEST_VAR / "docs-kinds"
-TEST_MEDIA_ROOT = TEST_VAR / "media"
 # Small, so tests can send a body over the limit to the real daphne cheaply.
 CHILD_UPLOAD_MAX_BYTES = 256 * 1024
 

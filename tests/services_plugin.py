@@ -17,6 +17,11 @@ from project import stack
 
 # COREBOARD_TEST_VAR lets two suites run side by side (each needs its own cluster).
 TEST_VAR = Path(os.environ.get("COREBOARD_TEST_VAR", str(stack.VAR_DIR / "test")))
+TEST_MEDIA_ROOT = TEST_VAR / "media"
+
+
+# The services this suite started, for the fault tests that restart them.
+SERVICES: list[stack.PrivateServices] = []
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -24,6 +29,8 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
     # Persistent connections held by asgiref's worker threads would keep pytest-django
     # from dropping the test database at the end.
     os.environ.setdefault("DB_CONN_MAX_AGE", "0")
-    stops = stack.start_private_services(TEST_VAR, secret_name="test-pg-password", persist=False)
-    for stop in stops:
+    SERVICES.append(
+        stack.start_private_services(TEST_VAR, secret_name="test-pg-password", persist=False)
+    )
+    for stop in SERVICES[0].stops():
         early_config.add_cleanup(stop)

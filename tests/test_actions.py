@@ -147,9 +147,7 @@ def test_retry_fails_the_job_again_when_the_chunk_fails_again(
     assert services.job_retry_failed(job=failed_job) is True
 
 
-def test_retry_refuses_jobs_without_failed_chunks(
-    alice: User, dispatched: list[int], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_retry_refuses_jobs_without_failed_chunks(alice: User, dispatched: list[int]) -> None:
     running = burn_job(alice, chunks=2)
     start(running)
     cancelled = burn_job(alice, chunks=2)
@@ -157,18 +155,40 @@ def test_retry_refuses_jobs_without_failed_chunks(
     succeeded = burn_job(alice, chunks=1)
     start(succeeded)
     complete_next(succeeded)
-    monkeypatch.setattr(kinds.get("burn"), "combine", lambda params, partials: 1 / 0)
-    combine_failed = burn_job(alice, chunks=1)
-    start(combine_failed)
-    complete_next(combine_failed)
-    combine_failed.refresh_from_db()
-    assert combine_failed.status == Job.Status.FAILED
-    for job in (running, cancelled, succeeded, combine_failed):
+    for job in (running, cancelled, succeeded):
         job.refresh_from_db()
         before = (job.status, job.version)
         assert services.job_retry_failed(job=job) is False
         job.refresh_from_db()
         assert (job.status, job.version) == before
+
+
+def test_a_failed_combine_keeps_the_chunks_and_retry_only_combines_again(
+    alice: User, dispatched: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    burn = kinds.get("burn")
+    real_combine = burn.combine
+    monkeypatch.setattr(burn, "combine", lambda params, partials: 1 / 0)
+    job = burn_job(alice, chunks=2)
+    start(job)
+    complete_next(job)
+    complete_next(job)
+    job.refresh_from_db()
+    assert job.status == Job.Status.FAILED
+    assert job.error.startswith("combine failed")
+    assert statuses(job) == {0: "done", 1: "done"}
+    monkeypatch.setattr(burn, "combine", real_combine)
+    assert services.job_retry_failed(job=job) is True
+    assert job.status == Job.Status.RUNNING
+    assert job.error == ""
+    # The reconciler finishes a running job with nothing left to run: the combine alone.
+    assert chunks.jobs_finish_idle() == [job.pk]
+    job.refresh_from_db()
+    assert job.status == Job.Status.SUCCEEDED
+    assert job.result == {"chunks": 2, "iterations": 2}
+    assert job.done_chunks == 2
+    assert statuses(job) == {0: "done", 1: "done"}
+    assert chunks.jobs_finish_idle() == []
 
 
 # --- run again and delete: the services ---------------------------------------------------------

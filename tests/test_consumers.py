@@ -9,20 +9,14 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import User
-from django.test import Client
+from django.db.models import F
 
 from jobs import consumers, events, services
 from jobs.models import Job
 from project.asgi import application
+from tests.sockets import communicator_for, session_cookie
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@database_sync_to_async
-def session_cookie(user: User) -> bytes:
-    client = Client()
-    client.force_login(user)
-    return f"sessionid={client.cookies['sessionid'].value}".encode()
 
 
 @database_sync_to_async
@@ -38,15 +32,6 @@ def create_job(owner: User, chunks: int = 3) -> Job:
 def create_waiting_job(owner: User) -> Job:
     """An active job that no worker will touch: pending, with nothing to claim yet."""
     return Job.objects.create(owner=owner, kind="burn", params={}, parallelism=1)
-
-
-async def communicator_for(
-    job_id: int, user: User | None, origin: bytes = b"http://127.0.0.1"
-) -> WebsocketCommunicator:
-    headers = [(b"origin", origin), (b"host", b"127.0.0.1")]
-    if user is not None:
-        headers.append((b"cookie", await session_cookie(user)))
-    return WebsocketCommunicator(application, f"/ws/jobs/{job_id}/", headers=headers)
 
 
 async def publish(job_id: int, seq: int, **fields: Any) -> None:
@@ -98,16 +83,39 @@ async def test_owner_gets_a_snapshot_then_progress(alice: User) -> None:
     await communicator.disconnect()
 
 
-async def test_a_gap_in_sequence_numbers_sends_a_fresh_snapshot(
-    alice: User, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(consumers, "MIN_RESYNC_INTERVAL_S", 0)
+@pytest.fixture
+def quick_beats(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(consumers, "HEARTBEAT_S", 0.2)
+    monkeypatch.setattr(consumers, "GAP_GRACE_S", 0.3)
+
+
+@pytest.mark.usefixtures("quick_beats")
+async def test_a_gap_that_stays_open_sends_a_fresh_snapshot(alice: User) -> None:
     job = await create_job(alice)
     communicator = await communicator_for(job.pk, alice)
     await communicator.connect()
     first = await communicator.receive_json_from(timeout=5)
     await publish(job.pk, first["seq"] + 5)
+    assert (await communicator.receive_json_from(timeout=5))["type"] == "job.progress"
+    # Numbers +1..+4 never come (dropped): after the grace, a snapshot repairs the page.
     assert (await communicator.receive_json_from(timeout=5))["type"] == "job.snapshot"
+    await communicator.disconnect()
+
+
+@pytest.mark.usefixtures("quick_beats")
+async def test_a_socket_whose_events_stopped_resyncs_from_the_database(alice: User) -> None:
+    job = await create_job(alice)
+    communicator = await communicator_for(job.pk, alice)
+    await communicator.connect()
+    first = await communicator.receive_json_from(timeout=5)
+    # The job changes but no event reaches the socket (Redis lost the group, say).
+    await database_sync_to_async(
+        lambda: Job.objects.filter(pk=job.pk).update(version=F("version") + 1, status="failed")
+    )()
+    resync = await communicator.receive_json_from(timeout=5)
+    assert resync["type"] == "job.snapshot"
+    assert resync["job"]["version"] == first["job"]["version"] + 1
+    assert resync["job"]["status"] == "failed"
     await communicator.disconnect()
 
 
@@ -173,10 +181,8 @@ async def test_idle_socket_still_receives_after_ten_seconds(alice: User) -> None
     await communicator.disconnect()
 
 
-async def test_out_of_order_deltas_are_all_relayed(
-    alice: User, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(consumers, "MIN_RESYNC_INTERVAL_S", 3600)  # relay, do not resync
+@pytest.mark.usefixtures("quick_beats")
+async def test_out_of_order_deltas_are_all_relayed_without_a_snapshot(alice: User) -> None:
     job = await create_job(alice)
     communicator = await communicator_for(job.pk, alice)
     await communicator.connect()
@@ -188,6 +194,7 @@ async def test_out_of_order_deltas_are_all_relayed(
     received = [await communicator.receive_json_from(timeout=5) for _ in range(2)]
     assert [m["type"] for m in received] == ["job.progress", "job.progress"]
     assert [m["chunks"][0]["index"] for m in received] == [1, 0]
+    assert await communicator.receive_nothing(timeout=1)  # several beats: no snapshot
     await communicator.disconnect()
 
 

@@ -13,6 +13,7 @@ from django.contrib.auth.models import User
 from jobs import services
 from jobs.models import Chunk, Job
 from tests.factories import create_committed
+from tests.sockets import communicator_for
 from tests.waiting import wait_for_job, wait_until
 
 pytestmark = [
@@ -83,8 +84,6 @@ def test_failing_chunk_is_retried_then_fails_the_job(alice: User) -> None:
 
 
 def test_websocket_follows_a_real_job_to_completion(alice: User) -> None:
-    from tests.test_consumers import communicator_for
-
     job = create_committed(alice, "burn", {"chunks": 4, "ms": 400}, parallelism=2)
 
     async def follow() -> list[dict]:

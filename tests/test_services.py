@@ -235,9 +235,9 @@ def test_a_chunk_that_keeps_killing_its_worker_is_failed(alice: User, settings: 
         chunks.leases_release(owner=TEST_OWNER)
     claimed = claim_one(job)
     assert claimed.runs_lost == 2
-    outcome = slots._SlotRun(job_id=job.pk, owner=TEST_OWNER, hooks=slots.SlotHooks())._run_one(
-        kinds.get("burn"), "burn", claimed
-    )
+    outcome = slots._SlotRun(
+        job_id=job.pk, owner=TEST_OWNER, node="test@host", hooks=slots.SlotHooks()
+    )._run_one(kinds.get("burn"), "burn", claimed)
     assert isinstance(outcome, chunks.Raised)
     assert outcome.final
     chunks.chunks_record(job_id=job.pk, outcomes=[outcome])
@@ -270,9 +270,9 @@ def test_a_raising_kind_becomes_a_retryable_outcome(alice: User) -> None:
     job = burn_job(alice, chunks=1, ms=10, fail_rate=1)
     start(job)
     claimed = claim_one(job)
-    outcome = slots._SlotRun(job_id=job.pk, owner=TEST_OWNER, hooks=slots.SlotHooks())._run_one(
-        kinds.get("burn"), "burn", claimed
-    )
+    outcome = slots._SlotRun(
+        job_id=job.pk, owner=TEST_OWNER, node="test@host", hooks=slots.SlotHooks()
+    )._run_one(kinds.get("burn"), "burn", claimed)
     assert isinstance(outcome, chunks.Raised)
     assert not outcome.final
     assert "InjectedFailure: burn: injected failure in chunk 0" in outcome.error

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -49,3 +50,14 @@ def wait_for_job(job_id: int, *, until: set[str], timeout: float = 90) -> Job:
         return job if job.status in until else None
 
     return wait_until(job_id, check, timeout=timeout)
+
+
+def poll_until(check: Callable[[], Any], *, timeout: float = 60, every: float = 0.2) -> Any:
+    """Poll the database until `check()` returns something truthy: for faults during which
+    the channel layer (Redis) is down, so there is no event to wait for."""
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not reached within {timeout:.0f} s")
+        time.sleep(every)
+    return value

@@ -22,6 +22,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from jobs import kinds
@@ -413,6 +414,33 @@ def _leases_return(**lease: Any) -> list[int]:
     return job_ids
 
 
+def jobs_finish_idle() -> list[int]:
+    """Finish running jobs with nothing left to run (their combine failed and is retried);
+    the ids of the jobs finished."""
+    unfinished = Chunk.objects.filter(
+        job_id=OuterRef("pk"),
+        status__in=(Chunk.Status.PENDING, Chunk.Status.QUEUED, Chunk.Status.RUNNING),
+    )
+    idle = Job.objects.filter(status=Job.Status.RUNNING).exclude(Exists(unfinished))
+    finished = []
+    for job_id in idle.values_list("pk", flat=True):
+        with transaction.atomic():
+            job = job_lock(job_id)
+            if (
+                job is None
+                or job.status != Job.Status.RUNNING
+                or job.chunks.filter(
+                    status__in=(Chunk.Status.PENDING, Chunk.Status.QUEUED, Chunk.Status.RUNNING)
+                ).exists()
+            ):
+                continue
+            job_finish(job)
+            job_save(job, ["status", "result", "result_file", "error", "finished_at"])
+            job_publish_after_commit(job)
+            finished.append(job_id)
+    return finished
+
+
 def job_status(*, job_id: int) -> str | None:
     return Job.objects.filter(pk=job_id).values_list("status", flat=True).first()
 
@@ -429,6 +457,7 @@ __all__ = [
     "chunks_record",
     "job_start_if_pending",
     "job_status",
+    "jobs_finish_idle",
     "leases_reap",
     "leases_release",
     "leases_renew",

@@ -39,7 +39,7 @@ from django.utils import timezone
 
 from jobs import redis_clients
 from jobs.models import Chunk, Job
-from jobs.services.chunks import leases_reap, leases_release
+from jobs.services.chunks import jobs_finish_idle, leases_reap, leases_release
 
 logger = logging.getLogger(__name__)
 
@@ -208,7 +208,11 @@ def slot_refresh(job_id: int, token: str, node: str, owner: str) -> None:
 
 
 def slot_end(job_id: int, token: str) -> None:
-    broker_client().hdel(registry_key(job_id), token)
+    try:
+        broker_client().hdel(registry_key(job_id), token)
+    except redis.RedisError:
+        # Unregistered or not, the reconciler sees to the job's slots.
+        logger.warning("could not unregister a slot of job %s", job_id)
 
 
 def slot_requeue(job_id: int, token: str) -> bool:
@@ -221,13 +225,34 @@ def slot_requeue(job_id: int, token: str) -> bool:
     return True
 
 
-def queue_is_waiting() -> bool:
-    """Whether other messages wait on the broker queue (kombu keeps priority 0 under the
-    queue's own name)."""
+def draining_key(node: str) -> str:
+    return f"coreboard:worker:{node}:draining"
+
+
+def slot_should_yield(node: str) -> bool:
+    """Whether a slot whose time slice is over should give its process back: other
+    messages wait on the broker queue (kombu keeps priority 0 under the queue's own name),
+    or its worker is shutting down (then the re-queued slot runs elsewhere or later)."""
     try:
-        return bool(broker_client().llen(settings.CELERY_TASK_DEFAULT_QUEUE))
+        pipe = broker_client().pipeline(transaction=False)
+        pipe.llen(settings.CELERY_TASK_DEFAULT_QUEUE)
+        pipe.exists(draining_key(node))
+        waiting, draining = pipe.execute()
     except redis.RedisError:
         return False
+    return bool(waiting or draining)
+
+
+def worker_draining(node: str, *, draining: bool) -> None:
+    """A worker's warm shutdown began (or it started afresh): its slots stop at their next
+    chunk boundary instead of claiming more, so the shutdown waits for one chunk only."""
+    try:
+        if draining:
+            broker_client().set(draining_key(node), "1", ex=3600)
+        else:
+            broker_client().delete(draining_key(node))
+    except redis.RedisError:
+        logger.warning("could not mark worker %s draining=%s", node, draining)
 
 
 # --- how many slots a job should have --------------------------------------------------------
@@ -306,8 +331,10 @@ def _owner_live_slots(owner_id: int, now: float, workers: set[str]) -> int:
 
 
 def reconcile() -> int:
-    """One pass: expired leases back to pending, missing slots sent; slots sent."""
+    """One pass: expired leases back to pending, jobs with nothing left to run finished
+    (a retried combine), missing slots sent; the number of slots sent."""
     leases_reap()
+    jobs_finish_idle()
     active = Job.objects.filter(status__in=Job.ACTIVE_STATUSES).values_list("pk", flat=True)
     return _jobs_top_up(active)
 

@@ -31,6 +31,9 @@ def job_lock(job_id: int) -> Job | None:
     return Job.objects.select_for_update(of=("self",)).filter(pk=job_id).first()
 
 
+COMBINE_FAILED = "combine failed"
+
+
 def job_finish(job: Job) -> None:
     """Combine the finished chunks' results (all of them, or fewer on an early exit).
 
@@ -52,7 +55,7 @@ def job_finish(job: Job) -> None:
     except Exception:
         job.result = None
         job.status = Job.Status.FAILED
-        job.error = "combine failed:\n" + traceback.format_exc()
+        job.error = f"{COMBINE_FAILED}:\n" + traceback.format_exc()
     job.finished_at = timezone.now()
     chunks_cancel_unstarted(job)
 

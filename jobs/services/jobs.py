@@ -20,7 +20,12 @@ from jobs import kinds, selectors
 from jobs.kinds.base import Params, Spec
 from jobs.models import Chunk, Job, Upload
 from jobs.services import dispatch
-from jobs.services.job_state import chunks_cancel_unstarted, job_publish_after_commit, job_save
+from jobs.services.job_state import (
+    COMBINE_FAILED,
+    chunks_cancel_unstarted,
+    job_publish_after_commit,
+    job_save,
+)
 
 
 class JobRejected(ValueError):
@@ -142,9 +147,9 @@ def job_cancel(*, job: Job) -> bool:
 def job_retry_failed(*, job: Job) -> bool:
     """Run a failed job's unfinished chunks again; False if there is nothing to retry.
 
-    Only a job that ended `failed` with at least one failed chunk qualifies. A cancelled job
-    does not: somebody stopped it on purpose, and "run again" starts it afresh. A job whose
-    `combine` failed has no failed chunk, and running its done chunks again would not help.
+    Only a job that ended `failed` qualifies. A cancelled job does not: somebody stopped it
+    on purpose, and "run again" starts it afresh. A job whose `combine` (or result file)
+    failed keeps its done chunks and only combines again.
 
     Every chunk neither done nor running goes back to pending (the failed ones and the ones
     cancelled when the job failed), so only the missing work runs; done chunks keep their
@@ -165,25 +170,49 @@ def job_retry_failed(*, job: Job) -> bool:
         if locked is None or locked.status != Job.Status.FAILED:
             return False
         if not locked.chunks.filter(status=Chunk.Status.FAILED).exists():
-            return False
-        locked.chunks.exclude(status__in=(Chunk.Status.DONE, Chunk.Status.RUNNING)).update(
-            status=Chunk.Status.PENDING,
-            attempts=0,
-            failures=0,
-            retry_at=None,
-            queued_at=None,
-            started_at=None,
-            finished_at=None,
-        )
-        locked.status = Job.Status.RUNNING
-        locked.failed_chunks = 0
-        locked.finished_at = None
-        locked.error = ""
-        locked.result = None
-        job_save(locked, ["status", "failed_chunks", "finished_at", "error", "result"])
-        job_publish_after_commit(locked)
-        transaction.on_commit(partial(dispatch.job_dispatch, job_id=locked.pk))
+            retried = _job_retry_combine(locked)
+        else:
+            retried = True
+            _job_retry_chunks(locked)
     job.refresh_from_db()
+    return retried
+
+
+def _job_retry_chunks(locked: Job) -> None:
+    locked.chunks.exclude(status__in=(Chunk.Status.DONE, Chunk.Status.RUNNING)).update(
+        status=Chunk.Status.PENDING,
+        attempts=0,
+        failures=0,
+        retry_at=None,
+        queued_at=None,
+        started_at=None,
+        finished_at=None,
+    )
+    locked.status = Job.Status.RUNNING
+    locked.failed_chunks = 0
+    locked.finished_at = None
+    locked.error = ""
+    locked.result = None
+    job_save(locked, ["status", "failed_chunks", "finished_at", "error", "result"])
+    job_publish_after_commit(locked)
+    transaction.on_commit(partial(dispatch.job_dispatch, job_id=locked.pk))
+
+
+def _job_retry_combine(locked: Job) -> bool:
+    """A job whose combine (or result file) failed keeps its finished chunks: retrying it
+    runs only the combine step again, on a worker (the reconciler finishes a running job
+    with nothing left to run)."""
+    unfinished = locked.chunks.filter(
+        status__in=(Chunk.Status.PENDING, Chunk.Status.QUEUED, Chunk.Status.RUNNING)
+    )
+    if not locked.error.startswith(COMBINE_FAILED) or unfinished.exists():
+        return False
+    locked.status = Job.Status.RUNNING
+    locked.finished_at = None
+    locked.error = ""
+    locked.result = None
+    job_save(locked, ["status", "finished_at", "error", "result"])
+    job_publish_after_commit(locked)
     return True
 
 

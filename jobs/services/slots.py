@@ -177,7 +177,7 @@ def slot_run(*, job_id: int, token: str, node: str, hooks: SlotHooks | None = No
     requeued = False
     try:
         while True:
-            ended = _SlotRun(job_id=job_id, owner=owner, hooks=hooks).run()
+            ended = _SlotRun(job_id=job_id, owner=owner, node=node, hooks=hooks).run()
             if ended != "slice":
                 return ended
             with keepalive.lock:
@@ -195,8 +195,9 @@ def slot_run(*, job_id: int, token: str, node: str, hooks: SlotHooks | None = No
 
 
 class _SlotRun:
-    def __init__(self, *, job_id: int, owner: str, hooks: SlotHooks) -> None:
+    def __init__(self, *, job_id: int, owner: str, node: str, hooks: SlotHooks) -> None:
         self.job_id = job_id
+        self.node = node
         self.hooks = hooks
         self.worker = socket.gethostname()
         self.pid = os.getpid()
@@ -229,7 +230,9 @@ class _SlotRun:
                 events.chunks_claimed(self.job_id, [self._claimed_state(claims[0])])
             outcomes, active = self._run_batch(kind, job["kind"], claims)
             now = time.monotonic()
-            yielding = now >= hard_end or (now >= slice_end and dispatch.queue_is_waiting())
+            yielding = now >= hard_end or (
+                now >= slice_end and dispatch.slot_should_yield(self.node)
+            )
             if now >= slice_end and not yielding:
                 slice_end = now + settings.COREBOARD_SLOT_SLICE_SECONDS
             self._adapt_batch()

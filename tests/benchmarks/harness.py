@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import signal
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,8 +50,12 @@ def running_stack(*, workers: int) -> Iterator[Stack]:
     """Private PostgreSQL and Redis, a migrated database, a prefork worker with `workers`
     processes and daphne; yields daphne's base URL and the worker's main pid, and stops
     everything afterwards."""
+    # A benchmark stopped with SIGTERM still stops the servers it started (below).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     # Redis starts empty, so no message of an earlier, interrupted run is redelivered.
-    stops = stack.start_private_services(BENCH_VAR, secret_name="bench-pg-password", persist=False)
+    stops = stack.start_private_services(
+        BENCH_VAR, secret_name="bench-pg-password", persist=False
+    ).stops()
     processes = []
     try:
         import django

@@ -1,0 +1,53 @@
+"""Websocket clients for tests: a job's live socket as a logged-in person sees it."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import User
+from django.test import Client
+
+from project.asgi import application
+
+
+@database_sync_to_async
+def session_cookie(user: User) -> bytes:
+    client = Client()
+    client.force_login(user)
+    return f"sessionid={client.cookies['sessionid'].value}".encode()
+
+
+async def communicator_for(
+    job_id: int, user: User | None, origin: bytes = b"http://127.0.0.1"
+) -> WebsocketCommunicator:
+    headers = [(b"origin", origin), (b"host", b"127.0.0.1")]
+    if user is not None:
+        headers.append((b"cookie", await session_cookie(user)))
+    return WebsocketCommunicator(application, f"/ws/jobs/{job_id}/", headers=headers)
+
+
+def follow_job(
+    job_id: int, user: User, *, until: set[str], timeout: float = 90
+) -> list[tuple[float, dict[str, Any]]]:
+    """Every message of a job's socket (with the time.time() it came) until one carries
+    a job state in `until`."""
+
+    async def follow() -> list[tuple[float, dict[str, Any]]]:
+        communicator = await communicator_for(job_id, user)
+        connected, _ = await communicator.connect()
+        assert connected
+        deadline = time.monotonic() + timeout
+        messages: list[tuple[float, dict[str, Any]]] = []
+        while True:
+            message = await communicator.receive_json_from(timeout=deadline - time.monotonic())
+            messages.append((time.time(), message))
+            if (message.get("job") or {}).get("status") in until:
+                break
+        await communicator.disconnect()
+        return messages
+
+    return async_to_sync(follow)()
