@@ -33,7 +33,11 @@ class JobListCreate(GenericAPIView):
     serializer_class = JobSerializer
 
     def get_queryset(self) -> Any:
-        return selectors.job_history(user=self.request.user)
+        status_filter = self.request.query_params.get("status")
+        return selectors.job_history(
+            user=self.request.user,
+            status=status_filter if status_filter in Job.Status.values else None,
+        )
 
     @openapi.job_list
     def get(self, request: Request) -> Response:

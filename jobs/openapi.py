@@ -251,7 +251,11 @@ _ONE_JOB = {**_COMMON, 404: NOT_FOUND}
 
 # Keyword arguments of `extend_schema` per view method, applied in jobs/api.py.
 job_list = extend_schema(
-    summary="Your jobs, newest first", responses={200: JobOut(many=True), **_COMMON}
+    summary="Your jobs, newest first",
+    parameters=[
+        OpenApiParameter("status", enum=Job.Status.values, description="Only jobs in this state.")
+    ],
+    responses={200: JobOut(many=True), **_COMMON},
 )
 job_create = extend_schema(
     summary="Create a job",
