@@ -19,7 +19,7 @@ from typing import Any
 import redis
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
-from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Sum
+from django.db.models import Count, DurationField, ExpressionWrapper, F, FloatField, Q, Sum
 from django.db.models.functions import Extract
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
@@ -106,9 +106,11 @@ def job_metrics() -> Iterator[Metric]:
 
 def chunk_metrics() -> Iterator[Metric]:
     done = Q(status=Chunk.Status.DONE)
+    # Seconds with their fraction (Extract's default output field is an integer).
     run_time = Extract(
         ExpressionWrapper(F("finished_at") - F("started_at"), output_field=DurationField()),
         "epoch",
+        output_field=FloatField(),
     )
     buckets = {
         f"le_{i}": Count("id", filter=done & Q(run_seconds__lte=bound))
