@@ -243,8 +243,11 @@ class KindOut(serializers.Serializer):
 
 
 UNAUTHORIZED = OpenApiResponse(_ref("Detail"), description="Not logged in and no valid token.")
-NOT_FOUND = OpenApiResponse(_ref("Detail"), description="No such job, or not yours.")
+NOT_FOUND = OpenApiResponse(
+    _ref("Detail"), description="No such job (or not yours), or no such page or file."
+)
 BAD_INPUT = OpenApiResponse(_ref("FieldErrors"), description="Refused; errors by field.")
+INVALID_PAGE = OpenApiResponse(_ref("Detail"), description="No such page.")
 CONFLICT_RESPONSE = OpenApiResponse(_ref("Conflict"), description="Not in a state for this.")
 _COMMON = {401: UNAUTHORIZED, 403: UNAUTHORIZED}
 _ONE_JOB = {**_COMMON, 404: NOT_FOUND}
@@ -255,7 +258,7 @@ job_list = extend_schema(
     parameters=[
         OpenApiParameter("status", enum=Job.Status.values, description="Only jobs in this state.")
     ],
-    responses={200: JobOut(many=True), **_COMMON},
+    responses={200: JobOut(many=True), 404: INVALID_PAGE, **_COMMON},
 )
 job_create = extend_schema(
     summary="Create a job",
