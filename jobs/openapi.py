@@ -246,7 +246,10 @@ UNAUTHORIZED = OpenApiResponse(_ref("Detail"), description="Not logged in and no
 NOT_FOUND = OpenApiResponse(
     _ref("Detail"), description="No such job (or not yours), or no such page or file."
 )
-BAD_INPUT = OpenApiResponse(_ref("FieldErrors"), description="Refused; errors by field.")
+BAD_INPUT = OpenApiResponse(
+    {"oneOf": [_ref("FieldErrors"), _ref("Detail")]},
+    description="Refused: errors by field, or a body that is not JSON (`detail`).",
+)
 INVALID_PAGE = OpenApiResponse(_ref("Detail"), description="No such page.")
 CONFLICT_RESPONSE = OpenApiResponse(_ref("Conflict"), description="Not in a state for this.")
 _COMMON = {401: UNAUTHORIZED, 403: UNAUTHORIZED}
