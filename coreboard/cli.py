@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import httpx
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -85,6 +86,12 @@ def _friendly_errors() -> Iterator[None]:
     except OSError as error:  # connection refused, DNS, unreadable file
         _fail(str(error))
         sys.exit(1)
+    except httpx.HTTPError as error:  # timeouts, broken connections
+        _fail(f"{type(error).__name__}: {error}")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        errors.print("interrupted (a job keeps running on the server)")
+        sys.exit(130)
 
 
 def _say(text: str) -> None:
