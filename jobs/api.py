@@ -14,7 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from jobs import selectors, services
+from jobs import openapi, selectors, services
 from jobs.models import Job
 
 
@@ -33,12 +33,18 @@ class JobListCreate(GenericAPIView):
     serializer_class = JobSerializer
 
     def get_queryset(self) -> Any:
-        return selectors.job_history(user=self.request.user)
+        status_filter = self.request.query_params.get("status")
+        return selectors.job_history(
+            user=self.request.user,
+            status=status_filter if status_filter in Job.Status.values else None,
+        )
 
+    @openapi.job_list
     def get(self, request: Request) -> Response:
         page = self.paginate_queryset(self.get_queryset()) or []
         return self.get_paginated_response(JobSerializer(page, many=True).data)
 
+    @openapi.job_create
     def post(self, request: Request) -> Response:
         incoming = JobCreateSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
@@ -52,6 +58,7 @@ class JobListCreate(GenericAPIView):
 class JobPreview(APIView):
     """How many chunks a job would have: the body of a creation, validated, nothing stored."""
 
+    @openapi.job_preview
     def post(self, request: Request) -> Response:
         incoming = JobCreateSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
@@ -71,9 +78,11 @@ class _OwnJobView(GenericAPIView):
 
 
 class JobDetail(_OwnJobView):
+    @openapi.job_retrieve
     def get(self, request: Request, job_id: int) -> Response:
         return Response(selectors.job_as_dict(self.get_job(job_id)))
 
+    @openapi.job_delete
     def delete(self, request: Request, job_id: int) -> Response:
         job = self.get_job(job_id)
         if not services.job_delete(job=job):
@@ -85,6 +94,7 @@ class JobDetail(_OwnJobView):
 
 
 class JobCancel(_OwnJobView):
+    @openapi.job_cancel
     def post(self, request: Request, job_id: int) -> Response:
         job = self.get_job(job_id)
         if not services.job_cancel(job=job):
@@ -97,6 +107,7 @@ class JobCancel(_OwnJobView):
 
 
 class JobRetry(_OwnJobView):
+    @openapi.job_retry
     def post(self, request: Request, job_id: int) -> Response:
         job = self.get_job(job_id)
         if not services.job_retry_failed(job=job):
@@ -108,6 +119,7 @@ class JobRetry(_OwnJobView):
 
 
 class JobRerun(_OwnJobView):
+    @openapi.job_rerun
     def post(self, request: Request, job_id: int) -> Response:
         try:
             job = services.job_rerun(job=self.get_job(job_id), owner=request.user)
@@ -117,6 +129,7 @@ class JobRerun(_OwnJobView):
 
 
 class JobChunks(_OwnJobView):
+    @openapi.job_chunks
     def get(self, request: Request, job_id: int) -> Response:
         chunks = selectors.job_chunks(self.get_job(job_id))
         page = self.paginate_queryset(chunks) or []
@@ -124,6 +137,7 @@ class JobChunks(_OwnJobView):
 
 
 class JobResultFile(_OwnJobView):
+    @openapi.job_result_file
     def get(self, request: Request, job_id: int) -> FileResponse:
         job = self.get_job(job_id)
         if not job.result_file:
@@ -136,6 +150,7 @@ class JobResultFile(_OwnJobView):
 
 
 class ChunkPreview(_OwnJobView):
+    @openapi.chunk_preview
     def get(self, request: Request, job_id: int, index: int) -> HttpResponse:
         job = self.get_job(job_id)
         preview = selectors.chunk_preview(job=job, index=index)
@@ -149,6 +164,7 @@ class ChunkPreview(_OwnJobView):
 class UploadCreate(APIView):
     parser_classes = [MultiPartParser]
 
+    @openapi.upload_create
     def post(self, request: Request) -> Response:
         file = request.FILES.get("file")
         if file is None:

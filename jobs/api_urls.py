@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from jobs import api
+from jobs import api, api_kinds
 
 urlpatterns = [
     path("jobs/", api.JobListCreate.as_view(), name="api-jobs"),
@@ -19,4 +19,5 @@ urlpatterns = [
     ),
     path("jobs/<int:job_id>/result-file/", api.JobResultFile.as_view(), name="api-job-result-file"),
     path("uploads/", api.UploadCreate.as_view(), name="api-uploads"),
+    path("kinds/", api_kinds.KindList.as_view(), name="api-kinds"),
 ]

@@ -17,12 +17,13 @@ from django.conf import settings  # noqa: E402
 
 from jobs.middleware import RequestBodyLimit  # noqa: E402
 from jobs.routing import websocket_urlpatterns  # noqa: E402
+from tokens.authentication import TokenAuthMiddleware  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": RequestBodyLimit(django_asgi_app, settings.COREBOARD_UPLOAD_MAX_BYTES),
         "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+            AuthMiddlewareStack(TokenAuthMiddleware(URLRouter(websocket_urlpatterns)))
         ),
     }
 )

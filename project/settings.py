@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from typing import Any
 
@@ -68,8 +69,10 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "rest_framework",
-    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "jobs",
+    "tokens",
 ]
 
 MIDDLEWARE = [
@@ -228,14 +231,52 @@ AUTH_PASSWORD_VALIDATORS = [
 
 REST_FRAMEWORK: dict[str, Any] = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "tokens.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 25,
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
+
+# API tokens (tokens app): days until a new token expires unless its maker says (0: never).
+COREBOARD_TOKEN_EXPIRY_DAYS = env_int("COREBOARD_TOKEN_EXPIRY_DAYS", 90, minimum=0)
+
+SPECTACULAR_SETTINGS: dict[str, Any] = {
+    "TITLE": "Coreboard API",
+    "DESCRIPTION": (
+        "Submit CPU-heavy jobs, watch them and read their results. Authenticate with "
+        "`Authorization: Token <key>` (make a key on the API tokens page) or a session."
+    ),
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI's files come from the drf-spectacular-sidecar package, not a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "JobStatusEnum": "jobs.models.Job.Status",
+        "ChunkStatusEnum": "jobs.models.Chunk.Status",
+    },
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "jobs.openapi.add_components",
+    ],
+}
+
+# /metrics: besides a staff member's API token, addresses (or networks, CIDR) that may
+# scrape without one, e.g. the Prometheus server's.
+COREBOARD_METRICS_ALLOWED_IPS = env_list("COREBOARD_METRICS_ALLOWED_IPS", [])
+for _network in COREBOARD_METRICS_ALLOWED_IPS:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError:
+        raise RuntimeError(
+            f"COREBOARD_METRICS_ALLOWED_IPS: {_network!r} is not an address or network"
+        ) from None
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env_str("TIME_ZONE", "UTC")

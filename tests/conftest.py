@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from channels import DEFAULT_CHANNEL_LAYER
+from channels.layers import channel_layers
 from django.contrib.auth.models import User
 from django.db import connection
 from django.test import Client
@@ -25,6 +27,13 @@ CHILD_UPLOAD_MAX_BYTES = 256 * 1024
 @pytest.fixture(autouse=True)
 def _media_root(settings: Any) -> None:
     settings.MEDIA_ROOT = TEST_MEDIA_ROOT
+
+
+@pytest.fixture(autouse=True)
+def _fresh_channel_layer() -> None:
+    """channels-redis keeps per-event-loop state (receive locks), and each test (or
+    async_to_sync call) runs its own loop: the in-process consumers start with a new layer."""
+    channel_layers.backends.pop(DEFAULT_CHANNEL_LAYER, None)
 
 
 # --- people ------------------------------------------------------------------------------------

@@ -6,7 +6,9 @@ import time
 from typing import Any
 
 from asgiref.sync import async_to_sync
+from channels import DEFAULT_CHANNEL_LAYER
 from channels.db import database_sync_to_async
+from channels.layers import channel_layers
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import User
 from django.test import Client
@@ -37,6 +39,8 @@ def follow_job(
     a job state in `until`."""
 
     async def follow() -> list[tuple[float, dict[str, Any]]]:
+        # This call's event loop is new: so must the consumer's channel layer be.
+        channel_layers.backends.pop(DEFAULT_CHANNEL_LAYER, None)
         communicator = await communicator_for(job_id, user)
         connected, _ = await communicator.connect()
         assert connected

@@ -3,12 +3,12 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth.models import User
 from django.core.files.uploadedfile import SimpleUploadedFile
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from jobs import services
 from jobs.middleware import ENVELOPE_BYTES, RequestBodyLimit
 from jobs.models import Chunk, Job, Upload
+from tokens.services import token_create
 
 pytestmark = pytest.mark.django_db
 
@@ -101,9 +101,9 @@ def test_unauthenticated_requests_are_refused(alice_job: Job) -> None:
 
 
 def test_token_authentication(alice: User, alice_job: Job) -> None:
-    token = Token.objects.create(user=alice)
+    key = token_create(user=alice, name="test").key
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
     response = client.get("/api/jobs/")
     assert response.status_code == 200
     assert [job["id"] for job in response.json()["results"]] == [alice_job.pk]

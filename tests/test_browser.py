@@ -324,3 +324,31 @@ def test_a_ten_thousand_chunk_job_stays_live(page: Page, daphne_server: str, ali
     expect(page.locator("#chunk-grid .chunk-done")).to_have_count(10_000)
     expect(page.locator("#connection")).to_have_text("live")
     assert closes == []  # the snapshot pages fit daphne's frame limit: no 1011 and retry
+
+
+def test_token_made_in_the_browser_works_until_revoked(
+    page: Page, daphne_server: str, alice: User
+) -> None:
+    import httpx
+
+    page.set_viewport_size({"width": 360, "height": 800})
+    log_in(page, daphne_server, "alice", "alice-password-1")
+    page.get_by_role("link", name="API tokens").click()
+    expect(page.get_by_role("heading", name="API tokens", exact=True)).to_be_visible()
+    # By keyboard: type the name, Enter submits.
+    page.get_by_label("Name").fill("laptop")
+    page.get_by_label("Name").press("Enter")
+    key = page.get_by_label("Key").input_value()
+    assert key.startswith("cb_")
+    # The page's own content fits a phone (the shared top bar is the restyle's business).
+    assert page.evaluate("document.querySelector('main').scrollWidth") <= 360
+    screenshot(page, "tokens.png")
+
+    headers = {"Authorization": f"Token {key}"}
+    assert httpx.get(f"{daphne_server}/api/jobs/", headers=headers).status_code == 200
+    page.goto(f"{daphne_server}/tokens/")
+    expect(page.get_by_role("cell", name="laptop", exact=True)).to_be_visible()
+    assert key not in page.content()
+    page.get_by_role("button", name="Revoke token laptop").click()
+    expect(page.get_by_role("status").filter(has_text="revoked")).to_be_visible()
+    assert httpx.get(f"{daphne_server}/api/jobs/", headers=headers).status_code == 401

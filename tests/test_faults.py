@@ -23,7 +23,6 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 from django.db import connection
-from rest_framework.authtoken.models import Token
 
 from jobs import services
 from jobs.models import Chunk, Job
@@ -34,6 +33,7 @@ from tests.processes import ServerProcess, start_celery_worker
 from tests.services_plugin import SERVICES, TEST_MEDIA_ROOT, TEST_VAR
 from tests.sockets import follow_job
 from tests.waiting import poll_until
+from tokens.services import token_create
 
 pytestmark = [
     pytest.mark.integration,
@@ -110,7 +110,7 @@ def test_redis_killed_and_restarted_mid_job(alice: User, redis: stack.EmbeddedRe
 def test_a_job_submitted_while_redis_is_down_runs_when_it_returns(
     alice: User, redis: stack.EmbeddedRedis, daphne_server: str
 ) -> None:
-    token = Token.objects.create(user=alice)
+    token = token_create(user=alice, name="faults", expires_in_days=1)
     redis_kill(redis)
     request = urllib.request.Request(  # noqa: S310 - the suite's loopback daphne
         f"{daphne_server}/api/jobs/",

@@ -7,13 +7,12 @@ import signal
 import time
 
 import pytest
-from asgiref.sync import async_to_sync
 from django.contrib.auth.models import User
 
 from jobs import services
 from jobs.models import Chunk, Job
 from tests.factories import create_committed
-from tests.sockets import communicator_for
+from tests.sockets import follow_job
 from tests.waiting import wait_for_job, wait_until
 
 pytestmark = [
@@ -24,11 +23,11 @@ pytestmark = [
 
 
 def test_primes_job_counts_right_on_several_processes(alice: User) -> None:
-    job = create_committed(alice, "primes", {"start": 0, "stop": 10_000_000, "chunks": 8})
+    job = create_committed(alice, "primes", {"start": 0, "stop": 200_000_000, "chunks": 16})
     job = wait_for_job(job.pk, until={"succeeded", "failed"})
     assert job.status == Job.Status.SUCCEEDED, job.error
-    assert job.result == {"count": 664_579}
-    assert job.done_chunks == 8
+    assert job.result == {"count": 11_078_937}
+    assert job.done_chunks == 16
     chunks = list(job.chunks.all())
     assert len({c.pid for c in chunks}) >= 2
     assert all(c.attempts == 1 and c.cpu_seconds and c.worker for c in chunks)
@@ -86,17 +85,7 @@ def test_failing_chunk_is_retried_then_fails_the_job(alice: User) -> None:
 def test_websocket_follows_a_real_job_to_completion(alice: User) -> None:
     job = create_committed(alice, "burn", {"chunks": 4, "ms": 400}, parallelism=2)
 
-    async def follow() -> list[dict]:
-        communicator = await communicator_for(job.pk, alice)
-        connected, _ = await communicator.connect()
-        assert connected
-        messages = [await communicator.receive_json_from(timeout=10)]
-        while not (messages[-1]["job"] and messages[-1]["job"]["status"] == "succeeded"):
-            messages.append(await communicator.receive_json_from(timeout=30))
-        await communicator.disconnect()
-        return messages
-
-    messages = async_to_sync(follow)()
+    messages = [message for _, message in follow_job(job.pk, alice, until={"succeeded"})]
     assert messages[0]["type"] == "job.snapshot"
     progress = [m for m in messages[1:] if m["type"] == "job.progress"]
     assert progress

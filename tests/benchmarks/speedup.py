@@ -98,15 +98,15 @@ def main() -> int:
     sections: list[str] = []
     with harness.running_stack(workers=cores) as stack:
         from django.contrib.auth import get_user_model
-        from rest_framework.authtoken.models import Token
 
         from jobs import kinds
+        from tokens.services import token_create
 
         users = get_user_model().objects
         alice, _ = users.get_or_create(username="bench")
         bob, _ = users.get_or_create(username="bench-bob")
-        api = Api(stack.base_url, Token.objects.get_or_create(user=alice)[0].key)
-        bob_api = Api(stack.base_url, Token.objects.get_or_create(user=bob)[0].key)
+        api = Api(stack.base_url, token_create(user=alice, name="bench", expires_in_days=1).key)
+        bob_api = Api(stack.base_url, token_create(user=bob, name="bench", expires_in_days=1).key)
         _coreboard(api, "burn", {"chunks": 4, "ms": 50}, cores)  # warm the workers
         with multiprocessing.get_context("fork").Pool(cores) as pool:
             pool.map(_run_spec, [("burn", {"index": 0, "ms": 10, "fail_rate": 0})] * cores)

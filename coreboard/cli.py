@@ -1,0 +1,355 @@
+"""`coreboard`: submit, watch and manage Coreboard jobs from a terminal.
+
+The server and token come from --url/--token, COREBOARD_URL/COREBOARD_TOKEN, or
+~/.config/coreboard/config.toml (`url = "..."`, `token = "..."`). Exit codes: 0 success
+(for `watch` and `submit --wait`: the job succeeded), 1 the job failed or was cancelled or
+the server refused, 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+import httpx
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from coreboard.client import ApiError, Client, ConfigError
+
+STATUSES = ("pending", "running", "succeeded", "failed", "cancelled")
+
+console = Console(highlight=False)
+errors = Console(stderr=True, highlight=False)
+
+
+class ChunksPerSecond(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:.1f} chunks/s" if speed else "- chunks/s")
+
+
+def parse_param(text: str) -> tuple[str, Any]:
+    """`k=v`: the value as JSON when it parses (numbers, true, null), else as text."""
+    name, sep, raw = text.partition("=")
+    if not sep or not name:
+        raise click.BadParameter(f"{text!r} is not NAME=VALUE", param_hint="--param")
+    try:
+        return name, json.loads(raw)
+    except ValueError:
+        return name, raw
+
+
+def suggested_params(client: Client, kind: str, given: dict[str, Any]) -> dict[str, Any]:
+    """Values for the parameters left out: the kind's default, or its form's initial value.
+
+    Typing every parameter of a kind at a prompt is tedious; the browser form starts from
+    these same values. An unknown kind is left for the server to refuse.
+    """
+    for found in client.kinds():
+        if found["name"] == kind:
+            properties = found["params_schema"]["properties"]
+            return {
+                name: field.get("default", field.get("example"))
+                for name, field in properties.items()
+                if name not in given and field.get("default", field.get("example")) is not None
+            }
+    return {}
+
+
+@contextmanager
+def _friendly_errors() -> Iterator[None]:
+    try:
+        yield
+    except ConfigError as error:
+        _fail(str(error))
+        sys.exit(2)
+    except ApiError as error:
+        _fail(str(error))
+        sys.exit(1)
+    except OSError as error:  # connection refused, DNS, unreadable file
+        _fail(str(error))
+        sys.exit(1)
+    except httpx.HTTPError as error:  # timeouts, broken connections
+        _fail(f"{type(error).__name__}: {error}")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        errors.print("interrupted (a job keeps running on the server)")
+        sys.exit(130)
+
+
+def _say(text: str) -> None:
+    """Print data as it is (no rich markup: results and errors may contain brackets)."""
+    console.print(text, markup=False)
+
+
+def _fail(text: str) -> None:
+    errors.print(Text.assemble(("error: ", "red"), text))
+
+
+def _print_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, sort_keys=True))
+
+
+def _summary(job: dict[str, Any]) -> str:
+    return (
+        f"job {job['id']} ({job['kind']}): {job['status']}, "
+        f"{job['done_chunks']}/{job['total_chunks']} chunks"
+    )
+
+
+def _finish(job: dict[str, Any], as_json: bool) -> None:
+    """Print how a job ended and exit: 0 only when it succeeded."""
+    if as_json:
+        _print_json(job)
+    else:
+        _say(_summary(job))
+        if job["status"] == "succeeded":
+            _say(f"result: {json.dumps(job['result'], sort_keys=True)}")
+            if job.get("result_file"):
+                _say(f"result file: {job['result_file']} (coreboard result --output)")
+        if job["error"]:
+            _fail(job["error"].strip().splitlines()[-1])
+        if job.get("wall_seconds") is not None:
+            speedup = job.get("speedup")
+            _say(
+                f"wall {job['wall_seconds']:.2f} s, CPU {job['cpu_seconds']:.2f} s"
+                + (f", speedup {speedup:.2f}x" if speedup is not None else "")
+                + (
+                    f", efficiency {job['efficiency']:.0%}"
+                    if job.get("efficiency") is not None
+                    else ""
+                )
+            )
+    sys.exit(0 if job["status"] == "succeeded" else 1)
+
+
+def _watch(client: Client, job_id: int, as_json: bool) -> None:
+    if as_json or not console.is_terminal:
+        # No bar for scripts and logs: one line per change of status or progress.
+        last: tuple[Any, ...] = ()
+        for state in client.watch(job_id):
+            now = (state["status"], state["done_chunks"])
+            if not as_json and now != last:
+                _say(_summary(state))
+            last = now
+    else:
+        columns = (
+            TextColumn("job {task.fields[job_id]} [bold]{task.fields[status]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("chunks"),
+            ChunksPerSecond(),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+        )
+        with Progress(*columns, console=console, transient=False) as progress:
+            task = progress.add_task("", total=None, job_id=job_id, status="…")
+            for state in client.watch(job_id):
+                progress.update(
+                    task,
+                    total=state["total_chunks"] or None,
+                    completed=state["done_chunks"],
+                    status=state["status"],
+                )
+    _finish(client.job(job_id), as_json)
+
+
+@click.group()
+@click.option("--url", envvar="COREBOARD_URL", help="Server, e.g. http://127.0.0.1:8000.")
+@click.option("--token", envvar="COREBOARD_TOKEN", help="API token (see the API tokens page).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
+@click.version_option(package_name="coreboard")
+@click.pass_context
+def main(ctx: click.Context, url: str | None, token: str | None, as_json: bool) -> None:
+    """Run CPU-heavy jobs on a Coreboard server and watch them finish."""
+
+    def make_client() -> Client:
+        with _friendly_errors():
+            return ctx.with_resource(Client(url, token))
+
+    ctx.obj = {"client": make_client, "json": as_json}
+
+
+def _context(ctx: click.Context) -> tuple[Client, bool]:
+    make: Callable[[], Client] = ctx.obj["client"]
+    return make(), bool(ctx.obj["json"])
+
+
+@main.command()
+@click.pass_context
+def kinds(ctx: click.Context) -> None:
+    """The job kinds and their parameters."""
+    client, as_json = _context(ctx)
+    with _friendly_errors():
+        found = client.kinds()
+    if as_json:
+        _print_json(found)
+        return
+    for kind in found:
+        _say(f"{kind['name']} - {kind['label']}: {kind['description']}")
+        schema = kind["params_schema"]
+        for name, field in schema["properties"].items():
+            limits = ", ".join(
+                f"{word} {field[key]}"
+                for key, word in (("minimum", "min"), ("maximum", "max"))
+                if key in field
+            )
+            default = field.get("default", field.get("example"))
+            required = "" if name in schema["required"] else " (optional)"
+            help_text = field.get("description", "")
+            _say(
+                f"  --param {name}=…  {field.get('type', '')}{required}"
+                + (f" [{limits}]" if limits else "")
+                + (f" e.g. {default}" if default is not None else "")
+                + (f" - {help_text}" if help_text else "")
+            )
+
+
+@main.command()
+@click.argument("kind")
+@click.option("--param", "-p", "params", multiple=True, help="A parameter, NAME=VALUE.")
+@click.option("--parallelism", type=click.IntRange(min=1), help="Most chunks in flight.")
+@click.option("--wait", is_flag=True, help="Watch the job until it ends.")
+@click.pass_context
+def submit(
+    ctx: click.Context, kind: str, params: tuple[str, ...], parallelism: int | None, wait: bool
+) -> None:
+    """Create a job of KIND, e.g. `coreboard submit primes -p stop=10000000 -p chunks=8`."""
+    values = dict(parse_param(text) for text in params)
+    client, as_json = _context(ctx)
+    with _friendly_errors():
+        for name, value in suggested_params(client, kind, values).items():
+            errors.print(f"{name}={json.dumps(value)} (the form's suggestion)", markup=False)
+            values[name] = value
+        job = client.submit(kind, values, parallelism=parallelism)
+        if not wait:
+            if as_json:
+                _print_json(job)
+            else:
+                _say(f"job {job['id']} created ({job['total_chunks']} chunks)")
+            return
+        if not as_json:
+            _say(f"job {job['id']} created ({job['total_chunks']} chunks)")
+        _watch(client, job["id"], as_json)
+
+
+@main.command()
+@click.argument("job_id", type=int)
+@click.pass_context
+def watch(ctx: click.Context, job_id: int) -> None:
+    """Live progress of a job; exits 0 only if it succeeds."""
+    client, as_json = _context(ctx)
+    with _friendly_errors():
+        _watch(client, job_id, as_json)
+
+
+@main.command(name="list")
+@click.option("--status", type=click.Choice(STATUSES), help="Only jobs in this state.")
+@click.option("--limit", type=click.IntRange(min=1), default=25, show_default=True)
+@click.pass_context
+def list_jobs(ctx: click.Context, status: str | None, limit: int) -> None:
+    """Your jobs, newest first."""
+    client, as_json = _context(ctx)
+    with _friendly_errors():
+        found = client.jobs(status=status, limit=limit)
+    if as_json:
+        _print_json(found)
+        return
+    table = Table("id", "kind", "status", "chunks", "created", "wall s", "speedup")
+    for job in found:
+        table.add_row(
+            str(job["id"]),
+            job["kind"],
+            job["status"],
+            f"{job['done_chunks']}/{job['total_chunks']}",
+            job["created_at"][:19].replace("T", " "),
+            "" if job["wall_seconds"] is None else f"{job['wall_seconds']:.2f}",
+            "" if job["speedup"] is None else f"{job['speedup']:.2f}x",
+        )
+    console.print(table)
+
+
+def _job_action(name: str, doc: str) -> None:
+    @main.command(name=name, help=doc)
+    @click.argument("job_id", type=int)
+    @click.pass_context
+    def command(ctx: click.Context, job_id: int) -> None:
+        client, as_json = _context(ctx)
+        with _friendly_errors():
+            job = getattr(client, name)(job_id)
+        if as_json:
+            _print_json(job)
+        else:
+            _say(_summary(job))
+
+
+_job_action("cancel", "Cancel a job.")
+_job_action("retry", "Re-run the chunks of a failed job that are not done.")
+_job_action("rerun", "A new job with the same kind and parameters.")
+
+
+@main.command()
+@click.argument("job_id", type=int)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Write the result file (or the JSON result) here.",
+)
+@click.pass_context
+def result(ctx: click.Context, job_id: int, output: Path | None) -> None:
+    """A job's result; with --output, its result file (e.g. a PNG) saved to FILE."""
+    client, as_json = _context(ctx)
+    with _friendly_errors():
+        job = client.job(job_id)
+        if job["status"] != "succeeded":
+            _fail(f"job {job_id} is {job['status']}: no result")
+            sys.exit(1)
+        if output is None:
+            _print_json(job["result"])
+            return
+        data = (
+            client.result_file(job_id)
+            if job["result_file"]
+            else json.dumps(job["result"], indent=2, sort_keys=True).encode() + b"\n"
+        )
+        output.write_bytes(data)
+    if as_json:
+        _print_json({"path": str(output), "bytes": len(data)})
+    else:
+        _say(f"wrote {len(data)} bytes to {output}")
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.pass_context
+def upload(ctx: click.Context, file: Path) -> None:
+    """Upload FILE for a kind to read (e.g. wordcount's `upload` parameter)."""
+    client, as_json = _context(ctx)
+    with _friendly_errors():
+        uploaded = client.upload(file)
+    if as_json:
+        _print_json(uploaded)
+    else:
+        _say(
+            f"upload {uploaded['id']}: {uploaded['name']} ({uploaded['size']} bytes); "
+            f"use --param upload={uploaded['id']}"
+        )

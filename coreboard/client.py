@@ -1,0 +1,217 @@
+"""A small Python client for Coreboard's JSON API (and its job websocket).
+
+    from coreboard.client import Client
+
+    client = Client()  # COREBOARD_URL / COREBOARD_TOKEN, or ~/.config/coreboard/config.toml
+    job = client.submit("primes", {"start": 0, "stop": 10_000_000, "chunks": 8})
+    job = client.wait(job["id"])
+    print(job["status"], job["result"], job["speedup"])
+
+Jobs are plain dicts with the API's fields (see /api/docs/). Errors from the server raise
+`ApiError`, which carries the HTTP status and the body (errors by field for a 400).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import tomllib
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+ENDED = frozenset({"succeeded", "failed", "cancelled"})
+DEFAULT_CONFIG = Path("~/.config/coreboard/config.toml")
+POLL_SECONDS = 1.0
+
+
+class ConfigError(Exception):
+    """No server URL or token was given in any of the places they are looked for."""
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, body: Any) -> None:
+        self.status = status
+        self.body = body
+        super().__init__(f"HTTP {status}: {_describe(body)}")
+
+
+def _describe(body: Any) -> str:
+    if isinstance(body, Mapping):
+        if set(body) == {"detail"}:
+            return str(body["detail"])
+        return "; ".join(f"{key}: {_describe(value)}" for key, value in body.items())
+    if isinstance(body, list):
+        return " ".join(_describe(item) for item in body)
+    return str(body)
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> dict[str, str]:
+    """`url` and `token` from COREBOARD_CONFIG or ~/.config/coreboard/config.toml, if any."""
+    config_path = Path(path or os.environ.get("COREBOARD_CONFIG") or DEFAULT_CONFIG).expanduser()
+    if not config_path.is_file():
+        return {}
+    with config_path.open("rb") as handle:
+        data = tomllib.load(handle)
+    return {key: str(data[key]) for key in ("url", "token") if key in data}
+
+
+class Client:
+    """Coreboard over HTTP with a token. Arguments win over the environment and the config."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        *,
+        timeout: float = 30.0,
+        config: str | os.PathLike[str] | None = None,
+    ) -> None:
+        file = load_config(config)
+        self.url = (url or os.environ.get("COREBOARD_URL") or file.get("url") or "").rstrip("/")
+        self.token = token or os.environ.get("COREBOARD_TOKEN") or file.get("token") or ""
+        if not self.url:
+            raise ConfigError(
+                "No server: pass --url, or set COREBOARD_URL, or `url` in the config."
+            )
+        if not self.token:
+            raise ConfigError(
+                "No token: pass --token, or set COREBOARD_TOKEN, or `token` in the config "
+                "(make one on the server's API tokens page)."
+            )
+        self.http = httpx.Client(
+            base_url=self.url,
+            headers={"Authorization": f"Token {self.token}", "Accept": "application/json"},
+            timeout=timeout,
+        )
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # --- plain calls ---------------------------------------------------------------------
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        response = self.http.request(method, path, **kwargs)
+        if response.status_code >= 400:
+            try:
+                body: Any = response.json()
+            except ValueError:
+                body = response.text.strip()[:500]
+            raise ApiError(response.status_code, body)
+        return response
+
+    def kinds(self) -> list[dict[str, Any]]:
+        return list(self._request("GET", "/api/kinds/").json())
+
+    def submit(
+        self, kind: str, params: Mapping[str, Any], *, parallelism: int | None = None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"kind": kind, "params": dict(params)}
+        if parallelism is not None:
+            body["parallelism"] = parallelism
+        return dict(self._request("POST", "/api/jobs/", json=body).json())
+
+    def job(self, job_id: int) -> dict[str, Any]:
+        return dict(self._request("GET", f"/api/jobs/{job_id}/").json())
+
+    def jobs(self, *, status: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        """Your jobs, newest first (all pages, or the first `limit`)."""
+        found: list[dict[str, Any]] = []
+        params = {"status": status} if status else {}
+        url: str | None = "/api/jobs/"
+        while url and (limit is None or len(found) < limit):
+            page = self._request("GET", url, params=params).json()
+            found.extend(page["results"])
+            url, params = page["next"], {}
+        return found[:limit] if limit is not None else found
+
+    def cancel(self, job_id: int) -> dict[str, Any]:
+        return dict(self._request("POST", f"/api/jobs/{job_id}/cancel/").json())
+
+    def retry(self, job_id: int) -> dict[str, Any]:
+        return dict(self._request("POST", f"/api/jobs/{job_id}/retry/").json())
+
+    def rerun(self, job_id: int) -> dict[str, Any]:
+        return dict(self._request("POST", f"/api/jobs/{job_id}/rerun/").json())
+
+    def result_file(self, job_id: int) -> bytes:
+        return self._request("GET", f"/api/jobs/{job_id}/result-file/").content
+
+    def upload(self, path: str | os.PathLike[str]) -> dict[str, Any]:
+        file = Path(path)
+        with file.open("rb") as handle:
+            response = self._request("POST", "/api/uploads/", files={"file": (file.name, handle)})
+        return dict(response.json())
+
+    # --- live state ----------------------------------------------------------------------
+
+    def watch(self, job_id: int, *, websocket: bool = True) -> Iterator[dict[str, Any]]:
+        """Successive states of a job until it ends (the last one yielded has ended).
+
+        States come from the job's websocket (`Authorization: Token` on the handshake);
+        when the socket cannot be opened or drops, from polling the API once a second.
+        """
+        last: dict[str, Any] | None = None
+        if websocket:
+            try:
+                for state in self._watch_socket(job_id):
+                    last = state
+                    yield state
+                    if state["status"] in ENDED:
+                        return
+            except Exception:  # noqa: S110 - any socket trouble: poll instead
+                pass
+        while last is None or last["status"] not in ENDED:
+            if last is not None:
+                time.sleep(POLL_SECONDS)
+            last = self.job(job_id)
+            yield last
+
+    def wait(
+        self, job_id: int, *, on_update: Callable[[dict[str, Any]], None] | None = None
+    ) -> dict[str, Any]:
+        """Block until the job ends; its final state (a fresh read, with result and timings)."""
+        for state in self.watch(job_id):
+            if on_update is not None:
+                on_update(state)
+        return self.job(job_id)
+
+    def _socket_url(self, job_id: int) -> str:
+        parts = urlsplit(self.url)
+        scheme = "wss" if parts.scheme == "https" else "ws"
+        return urlunsplit((scheme, parts.netloc, f"{parts.path}/ws/jobs/{job_id}/", "", ""))
+
+    def _watch_socket(self, job_id: int) -> Iterator[dict[str, Any]]:
+        from websockets.sync.client import connect
+        from websockets.typing import Origin
+
+        parts = urlsplit(self.url)
+        with connect(
+            self._socket_url(job_id),
+            additional_headers={"Authorization": f"Token {self.token}"},
+            origin=Origin(f"{parts.scheme}://{parts.netloc}"),
+            open_timeout=10,
+            max_size=4 * 1024 * 1024,
+        ) as socket:
+            version = -1
+            for raw in socket:
+                message = json.loads(raw)
+                job = message.get("job")
+                # States from different worker processes may arrive out of order.
+                if (
+                    message.get("type") in ("job.snapshot", "job.progress")
+                    and job
+                    and job.get("version", 0) >= version
+                ):
+                    version = job.get("version", 0)
+                    yield job

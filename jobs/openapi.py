@@ -1,0 +1,321 @@
+"""The OpenAPI description of the JSON API (drf-spectacular): shapes, errors, kinds' params.
+
+The views build their JSON with `selectors.job_as_dict` / `chunk_as_dict`; the serializers
+here only *describe* those shapes for the schema, and a test checks every field against the
+real output. Each kind's `params` is described from its own Django form
+(`form_json_schema`), so the schema cannot drift from what the API validates.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers
+
+from jobs import kinds
+from jobs.kinds.base import UploadField
+from jobs.models import Chunk, Job
+
+COMPONENTS = "#/components/schemas/"
+
+# --- each kind's parameters, from its form ---------------------------------------------------
+
+
+def _field_json_schema(field: forms.Field) -> dict[str, Any]:
+    schema: dict[str, Any]
+    if isinstance(field, UploadField):
+        schema = {"type": "integer", "minimum": field.min_value or 1}
+        schema["description"] = "Id of an upload (POST /api/uploads/) of yours."
+    elif isinstance(field, forms.FloatField | forms.DecimalField):  # subclasses of IntegerField
+        schema = {"type": "number"}
+    elif isinstance(field, forms.IntegerField):
+        schema = {"type": "integer"}
+    elif isinstance(field, forms.BooleanField):
+        schema = {"type": "boolean"}
+    elif isinstance(field, forms.ChoiceField):
+        schema = {"enum": [value for value, _ in field.choices]}  # type: ignore[misc, union-attr]
+    elif isinstance(field, forms.CharField):
+        schema = {"type": "string"}
+        if field.max_length is not None:
+            schema["maxLength"] = int(field.max_length)
+        if field.min_length is not None:
+            schema["minLength"] = int(field.min_length)
+    else:
+        schema = {}
+    for attribute, keyword in (("min_value", "minimum"), ("max_value", "maximum")):
+        limit = getattr(field, attribute, None)
+        if limit is not None and "type" in schema and schema["type"] in ("integer", "number"):
+            schema[keyword] = limit
+    if field.label:
+        schema["title"] = str(field.label)
+    if field.help_text:
+        schema["description"] = " ".join(
+            part for part in (schema.get("description"), str(field.help_text)) if part
+        )
+    initial = field.initial() if callable(field.initial) else field.initial
+    if initial is not None:
+        # A required field has no default in the API (leaving it out is an error); the
+        # form's initial value is what the browser form suggests, so it is an example.
+        schema["default" if not field.required else "example"] = initial
+    return schema
+
+
+def form_json_schema(form_class: type[forms.Form]) -> dict[str, Any]:
+    """A JSON schema of the object a form accepts: types, limits, defaults, help texts.
+
+    Unknown keys are refused by the API (`JobKind.clean_params`), hence
+    `additionalProperties: false`. Checks across fields (e.g. `stop > start`) live in the
+    form's `clean()` and cannot be expressed here; the API answers those with a 400 by field.
+    """
+    fields = form_class.base_fields
+    return {
+        "type": "object",
+        "properties": {name: _field_json_schema(field) for name, field in fields.items()},
+        "required": [name for name, field in fields.items() if field.required],
+        "additionalProperties": False,
+    }
+
+
+def _component_name(kind_name: str) -> str:
+    return "".join(part.capitalize() for part in kind_name.split("_"))
+
+
+def kind_components() -> dict[str, dict[str, Any]]:
+    """`<Kind>Params` and `<Kind>JobCreate` for every registered kind."""
+    components: dict[str, dict[str, Any]] = {}
+    for kind in kinds.all_kinds():
+        name = _component_name(kind.name)
+        params = form_json_schema(kind.form_class)
+        params["description"] = f"Parameters of `{kind.name}`: {kind.description}".strip()
+        components[f"{name}Params"] = params
+        components[f"{name}JobCreate"] = {
+            "type": "object",
+            "properties": {
+                "kind": {"type": "string", "enum": [kind.name]},
+                "params": {"$ref": f"{COMPONENTS}{name}Params"},
+                "parallelism": parallelism_schema(),
+            },
+            "required": ["kind", "params"],
+        }
+    return components
+
+
+def job_create_schema() -> dict[str, Any]:
+    """The body of a job creation: one object per kind, told apart by `kind`."""
+    mapping = {
+        kind.name: f"{COMPONENTS}{_component_name(kind.name)}JobCreate"
+        for kind in kinds.all_kinds()
+    }
+    return {
+        "oneOf": [{"$ref": ref} for ref in mapping.values()],
+        "discriminator": {"propertyName": "kind", "mapping": mapping},
+    }
+
+
+def parallelism_schema() -> dict[str, Any]:
+    return {
+        "type": "integer",
+        "nullable": True,
+        "minimum": 1,
+        "maximum": settings.COREBOARD_MAX_PARALLELISM,
+        "description": "Most chunks in flight at once; null or absent: one per worker core.",
+    }
+
+
+# --- shapes of responses -------------------------------------------------------------------
+
+FIELD_ERRORS: dict[str, Any] = {
+    "type": "object",
+    "description": (
+        "Errors by field: each field name maps to its messages; `params` maps each "
+        'parameter to its messages (`{"params": {"stop": ["..."]}}`).'
+    ),
+    "additionalProperties": {
+        "oneOf": [
+            {"type": "array", "items": {"type": "string"}},
+            {
+                "type": "object",
+                "additionalProperties": {"type": "array", "items": {"type": "string"}},
+            },
+        ]
+    },
+}
+DETAIL: dict[str, Any] = {
+    "type": "object",
+    "properties": {"detail": {"type": "string"}},
+    "required": ["detail"],
+}
+CONFLICT: dict[str, Any] = {
+    "type": "object",
+    "properties": {"status": {"type": "array", "items": {"type": "string"}}},
+    "required": ["status"],
+}
+
+
+def add_components(result: dict[str, Any], **_: Any) -> dict[str, Any]:
+    """drf-spectacular postprocessing hook: the components referenced by `$ref` above."""
+    schemas = result.setdefault("components", {}).setdefault("schemas", {})
+    schemas.update(kind_components())
+    schemas["JobCreate"] = job_create_schema()
+    schemas["FieldErrors"] = FIELD_ERRORS
+    schemas["Detail"] = DETAIL
+    schemas["Conflict"] = CONFLICT
+    # Responses carry exactly the documented fields: a field added to job_as_dict without
+    # its description here fails the schema checks (tests/test_api_fuzz.py).
+    for name in ("JobOut", "ChunkOut", "JobPreviewOut", "UploadOut", "KindOut"):
+        schemas[name]["additionalProperties"] = False
+    # Ids in paths are `<int:...>` converters: a negative number matches no URL at all.
+    for operations in result.get("paths", {}).values():
+        for operation in operations.values():
+            for parameter in operation.get("parameters", []):
+                if parameter["in"] == "path" and parameter["schema"].get("type") == "integer":
+                    parameter["schema"]["minimum"] = 0
+    return result
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"{COMPONENTS}{name}"}
+
+
+class JobOut(serializers.Serializer):
+    """A job as every reader sees it (selectors.job_as_dict)."""
+
+    id = serializers.IntegerField()
+    kind = serializers.CharField()
+    params = serializers.DictField(help_text="The validated parameters of its kind.")
+    status = serializers.ChoiceField(choices=Job.Status.choices)
+    progress = serializers.FloatField(min_value=0, max_value=1)
+    total_chunks = serializers.IntegerField()
+    done_chunks = serializers.IntegerField()
+    failed_chunks = serializers.IntegerField()
+    parallelism = serializers.IntegerField()
+    result = serializers.JSONField(allow_null=True, help_text="The kind's result, once done.")
+    error = serializers.CharField(allow_blank=True)
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    wall_seconds = serializers.FloatField(allow_null=True)
+    cpu_seconds = serializers.FloatField()
+    speedup = serializers.FloatField(allow_null=True, help_text="CPU seconds / wall seconds.")
+    efficiency = serializers.FloatField(allow_null=True, help_text="Speedup / parallelism.")
+    version = serializers.IntegerField()
+    result_file = serializers.CharField(allow_null=True, help_text="URL of the result file.")
+
+
+class ChunkOut(serializers.Serializer):
+    """One chunk of a job (selectors.chunk_as_dict)."""
+
+    index = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=Chunk.Status.choices)
+    attempts = serializers.IntegerField()
+    worker = serializers.CharField(allow_blank=True)
+    pid = serializers.IntegerField(allow_null=True)
+    queued_at = serializers.DateTimeField(allow_null=True)
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    cpu_seconds = serializers.FloatField(allow_null=True)
+    error = serializers.CharField(allow_blank=True)
+
+
+class JobPreviewOut(serializers.Serializer):
+    chunks = serializers.IntegerField(help_text="How many chunks the job would have.")
+
+
+class UploadIn(serializers.Serializer):
+    file = serializers.FileField()
+
+
+class UploadOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    size = serializers.IntegerField()
+
+
+class KindOut(serializers.Serializer):
+    name = serializers.CharField()
+    label = serializers.CharField()  # type: ignore[assignment]
+    description = serializers.CharField(allow_blank=True)
+    params_schema = serializers.DictField(help_text="JSON schema of its `params`.")
+
+
+UNAUTHORIZED = OpenApiResponse(_ref("Detail"), description="Not logged in and no valid token.")
+NOT_FOUND = OpenApiResponse(
+    _ref("Detail"), description="No such job (or not yours), or no such page or file."
+)
+BAD_INPUT = OpenApiResponse(
+    {"oneOf": [_ref("FieldErrors"), _ref("Detail")]},
+    description="Refused: errors by field, or a body that is not JSON (`detail`).",
+)
+INVALID_PAGE = OpenApiResponse(_ref("Detail"), description="No such page.")
+CONFLICT_RESPONSE = OpenApiResponse(_ref("Conflict"), description="Not in a state for this.")
+_COMMON = {401: UNAUTHORIZED, 403: UNAUTHORIZED}
+_ONE_JOB = {**_COMMON, 404: NOT_FOUND}
+
+# Keyword arguments of `extend_schema` per view method, applied in jobs/api.py.
+job_list = extend_schema(
+    summary="Your jobs, newest first",
+    parameters=[
+        OpenApiParameter("status", enum=Job.Status.values, description="Only jobs in this state.")
+    ],
+    responses={200: JobOut(many=True), 404: INVALID_PAGE, **_COMMON},
+)
+job_create = extend_schema(
+    summary="Create a job",
+    request={"application/json": _ref("JobCreate")},
+    responses={201: JobOut, 400: BAD_INPUT, **_COMMON},
+)
+job_preview = extend_schema(
+    summary="How many chunks a job would have (creates nothing)",
+    request={"application/json": _ref("JobCreate")},
+    responses={200: JobPreviewOut, 400: BAD_INPUT, **_COMMON},
+)
+job_retrieve = extend_schema(summary="One job", responses={200: JobOut, **_ONE_JOB})
+job_delete = extend_schema(
+    summary="Delete an ended job",
+    responses={204: None, 409: CONFLICT_RESPONSE, **_ONE_JOB},
+)
+job_cancel = extend_schema(
+    summary="Cancel a job",
+    request=None,
+    responses={200: JobOut, 409: CONFLICT_RESPONSE, **_ONE_JOB},
+)
+job_retry = extend_schema(
+    summary="Re-run the chunks of a failed job that are not done",
+    request=None,
+    responses={200: JobOut, 409: CONFLICT_RESPONSE, **_ONE_JOB},
+)
+job_rerun = extend_schema(
+    summary="A new job with the same kind and parameters",
+    request=None,
+    responses={201: JobOut, 400: BAD_INPUT, **_ONE_JOB},
+)
+job_chunks = extend_schema(
+    summary="A job's chunks, by index",
+    responses={200: ChunkOut(many=True), **_ONE_JOB},
+)
+_FILE = {"type": "string", "format": "binary"}
+job_result_file = extend_schema(
+    summary="The job's result file",
+    parameters=[
+        OpenApiParameter(
+            "download", OpenApiTypes.STR, description="Present: sent as an attachment."
+        )
+    ],
+    responses={(200, "*/*"): _FILE, **_ONE_JOB},
+)
+chunk_preview = extend_schema(
+    summary="A finished chunk's live preview (kinds that draw one)",
+    responses={(200, "*/*"): _FILE, **_ONE_JOB},
+)
+upload_create = extend_schema(
+    summary="Upload a file for a kind to read",
+    request={"multipart/form-data": UploadIn},
+    responses={201: UploadOut, 400: BAD_INPUT, 413: BAD_INPUT, **_COMMON},
+)
+kind_list = extend_schema(
+    summary="The job kinds and their parameters", responses={200: KindOut(many=True), **_COMMON}
+)

@@ -1,0 +1,168 @@
+"""Schemathesis, a client nobody here wrote, against the real daphne and the served schema.
+
+Every operation of /api/schema/ gets property-based requests with alice's token: no
+response may be a 500, every status code, content type and body must match the schema
+(responses allow no undocumented fields), and any request about one of bob's jobs must be a
+404, as must every list alice gets be free of bob's jobs. Job ids in paths are drawn from
+both users' real jobs (and a missing one), so the runs reach real 200s, 409s and 404s.
+
+The run is bounded: COREBOARD_FUZZ_EXAMPLES examples per operation (default 12), derandomized
+so that CI sees the same cases every time; about 20 s on 2 cores.
+
+That the checks can fail was shown by hand, once (not in CI), by breaking the server:
+- `job_as_dict` with an extra `"secret": 1` field: `response_schema_conformance` failed on
+  every operation returning a job ("Additional properties are not allowed ('secret' ...)");
+- `JobDetail.get` raising ZeroDivisionError: `not_a_server_error` failed ("Server error");
+- `job_get_for_user` returning any user's job: `no_cross_user_access` failed ("bob's job
+  … answered 200"). `test_checks_catch_a_500_and_an_undocumented_field` below keeps the
+  first two honest without a server.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+import schemathesis
+from django.contrib.auth.models import User
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from jobs import services
+from jobs.models import Job
+from tokens import services as token_services
+
+MAX_EXAMPLES = int(os.environ.get("COREBOARD_FUZZ_EXAMPLES", "12"))
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+]
+
+
+def no_cross_user_access(forbidden: set[int]) -> Callable[..., None]:
+    def check(ctx: Any, response: Any, case: Any) -> None:
+        job_id = (case.path_parameters or {}).get("job_id")
+        if job_id in forbidden and response.status_code != 404:
+            raise AssertionError(f"bob's job {job_id} answered {response.status_code}")
+        if case.path == "/api/jobs/" and response.status_code == 200:
+            body = response.json()
+            results = body.get("results") if isinstance(body, dict) else None
+            leaked = {job.get("id") for job in results or [] if isinstance(job, dict)}
+            if leaked & forbidden:
+                raise AssertionError(f"bob's jobs {leaked & forbidden} listed for alice")
+
+    check.__name__ = "no_cross_user_access"
+    return check
+
+
+def _fuzz(
+    operation: Any, *, base_url: str, headers: dict[str, str], job_ids: list[int], extra: Any
+) -> None:
+    @given(case=operation.as_strategy(), job_id=st.sampled_from(job_ids))
+    @settings(
+        max_examples=MAX_EXAMPLES,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    def run(case: Any, job_id: int) -> None:
+        if "job_id" in (case.path_parameters or {}):
+            case.path_parameters["job_id"] = job_id
+        case.call_and_validate(
+            base_url=base_url, headers=headers, checks=CHECKS, additional_checks=[extra]
+        )
+
+    run()
+
+
+def _jobs(owner: User) -> list[int]:
+    """A pending, a cancelled and a failed job (no worker needed for any of them)."""
+    pending = services.job_create(owner=owner, kind="burn", params={"chunks": 2, "ms": 10})
+    cancelled = services.job_create(owner=owner, kind="burn", params={"chunks": 2, "ms": 10})
+    services.job_cancel(job=cancelled)
+    failed = services.job_create(owner=owner, kind="burn", params={"chunks": 2, "ms": 10})
+    Job.objects.filter(pk=failed.pk).update(status=Job.Status.FAILED, failed_chunks=1)
+    failed.chunks.filter(index=0).update(status="failed", error="boom")
+    return [pending.pk, cancelled.pk, failed.pk]
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+def test_api_conforms_to_its_schema_and_keeps_users_apart(
+    daphne_server: str, alice: User, bob: User
+) -> None:
+    alice_jobs, bob_jobs = _jobs(alice), _jobs(bob)
+    key = token_services.token_create(user=alice, name="fuzz").key
+    document = httpx.get(f"{daphne_server}/api/schema/?format=json").json()
+    schema = schemathesis.openapi.from_dict(document)
+    failures: dict[str, str] = {}
+    operations = 0
+    try:
+        for result in schema.get_all_operations():
+            operation = result.ok()
+            operations += 1
+            try:
+                _fuzz(
+                    operation,
+                    base_url=daphne_server,
+                    headers={"Authorization": f"Token {key}"},
+                    job_ids=[*alice_jobs, *bob_jobs, 2**31],
+                    extra=no_cross_user_access(set(bob_jobs)),
+                )
+            except (Exception, BaseExceptionGroup) as failure:  # reported all together below
+                failures[operation.label] = str(failure)[:2000]
+    finally:
+        # Jobs the fuzzer created (or ran again) must not keep the suite's workers busy.
+        for job in Job.objects.filter(status__in=Job.ACTIVE_STATUSES):
+            services.job_cancel(job=job)
+    assert operations >= 13
+    assert not failures, "\n\n".join(f"{label}:\n{text}" for label, text in failures.items())
+    # Bob's jobs came through untouched.
+    assert Job.objects.filter(pk__in=bob_jobs).count() == 3
+
+
+def _response(status: int, body: bytes) -> httpx.Response:
+    response = httpx.Response(
+        status,
+        content=body,
+        headers={"Content-Type": "application/json"},
+        request=httpx.Request("GET", "http://testserver/api/jobs/1/"),
+    )
+    response.read()
+    response.elapsed = timedelta(milliseconds=1)
+    return response
+
+
+def test_checks_catch_a_500_and_an_undocumented_field() -> None:
+    """The harness's checks fail on the two faults the issue names, without a server."""
+    from drf_spectacular.generators import SchemaGenerator
+
+    document = SchemaGenerator().get_schema(request=None, public=True)
+    operation = schemathesis.openapi.from_dict(document)["/api/jobs/{job_id}/"]["GET"]
+    case = operation.Case(path_parameters={"job_id": 1})
+    job = (
+        b'{"id": 1, "kind": "burn", "params": {}, "status": "pending", "progress": 0.0,'
+        b' "total_chunks": 1, "done_chunks": 0, "failed_chunks": 0, "parallelism": 1,'
+        b' "result": null, "error": "", "created_at": "2026-01-01T00:00:00Z",'
+        b' "started_at": null, "finished_at": null, "wall_seconds": null, "cpu_seconds": 0.0,'
+        b' "speedup": null, "efficiency": null, "version": 0, "result_file": null}'
+    )
+    case.validate_response(_response(200, job), checks=CHECKS)  # the real shape passes
+    with pytest.raises(BaseExceptionGroup, match="Additional properties"):
+        case.validate_response(_response(200, job[:-1] + b', "secret": 1}'), checks=CHECKS)
+    with pytest.raises(BaseExceptionGroup, match="Server error"):
+        case.validate_response(_response(500, b'{"detail": "boom"}'), checks=CHECKS)
