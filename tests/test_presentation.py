@@ -264,3 +264,17 @@ def test_times_are_marked_up_for_the_viewers_zone(alice: User, alice_client: Cli
         '<time datetime="2026-01-05T09:00:00+00:00" class="local-time">'
         "2026-01-05 09:00:00 UTC</time>"
     ) in page
+
+
+def test_admin_links_the_result_file_through_the_api_and_rounds_cpu(
+    django_user_model: type[User], alice: User
+) -> None:
+    root = django_user_model.objects.create_superuser("root", password="root-password-1")
+    job = finished(alice, chunks=2, run_s=0.123456, gap_s=0.0)
+    Job.objects.filter(pk=job.pk).update(result_file="results/x.png")
+    client = Client()
+    client.force_login(root)
+    page = client.get(f"/admin/jobs/job/{job.pk}/change/").content.decode()
+    assert f'href="/api/jobs/{job.pk}/result-file/"' in page
+    assert "0.247" in page
+    assert "0.246912" not in page
