@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterator
@@ -414,6 +415,10 @@ def test_every_page_is_accessible_and_fits_a_phone(
     page.context.clear_cookies()
     page.goto(f"{daphne_server}/accounts/login/")
     assert_page_is_sound(page, "the login page")
+    # The watch itself works: an inline style is blocked and reported.
+    page.evaluate("document.body.insertAdjacentHTML('beforeend', '<p style=\"color: red\">x</p>')")
+    page.wait_for_function("window.__cspViolations.length > 0")
+    assert page.evaluate("window.__cspViolations")[0].startswith("style-src")
     icon = page.locator('link[rel="icon"]').get_attribute("href")
     assert page.request.get(f"{daphne_server}{icon}").status == 200
 
@@ -536,3 +541,47 @@ def test_times_use_the_viewers_time_zone(
     tab.goto(f"{daphne_server}/")
     expect(tab.locator(f'#recent-jobs tr[data-job-id="{pk}"] time')).to_have_text(shape)
     context.close()
+
+
+def test_overview_takes_a_capped_list_and_processes_without_a_job(
+    page: Page, daphne_server: str, alice: User
+) -> None:
+    # The server may cap the active list (`more_active` counts the rest) and leave out the
+    # job of a process that works for somebody else: a stand-in socket sends such a state.
+    job = {
+        "id": 41, "kind": "burn", "status": "running", "progress": 0.5, "done_chunks": 2,
+        "total_chunks": 4, "throughput": 1.0, "eta_seconds": 2.0,
+    }  # fmt: skip
+    state = {
+        "type": "overview.state",
+        "active": [job],
+        "more_active": 7,
+        "recent": [],
+        "cluster": {
+            "now": 1000.0,
+            "nodes": [],
+            "processes": [{"host": "vm", "pid": 7, "core": None, "state": "busy",
+                           "since": 990.0, "last_seen": 999.0}],
+            "throughput": [],
+        },
+    }  # fmt: skip
+    page.route_web_socket(re.compile(r"/ws/overview/$"), lambda ws: ws.send(json.dumps(state)))
+    log_in(page, daphne_server, "alice", "alice-password-1")
+    expect(page.locator("#active-count")).to_have_text("(8)")
+    expect(page.locator("#active-more")).to_have_text("and 7 more")
+    expect(page.locator('#active-jobs li[data-job-id="41"]')).to_contain_text("2/4 chunks")
+    expect(page.locator("#processes tr")).to_have_count(1)
+    expect(page.locator("#processes tr")).to_contain_text("another job")
+
+
+def test_admin_pages_keep_to_the_content_security_policy(
+    page: Page, daphne_server: str, django_user_model: type[User], alice: User
+) -> None:
+    django_user_model.objects.create_superuser("root", password="root-password-1")
+    with transaction.atomic():
+        job = services.job_create(owner=alice, kind="burn", params={"chunks": 1, "ms": 1})
+    log_in(page, daphne_server, "root", "root-password-1")
+    for path in ("/admin/", "/admin/jobs/job/", f"/admin/jobs/job/{job.pk}/change/"):
+        page.goto(f"{daphne_server}{path}")
+        page.wait_for_load_state("load")
+        assert page.evaluate("window.__cspViolations") == [], path

@@ -82,6 +82,11 @@
     document.title = ended
       ? `${TITLE_MARK[job.status]} Job ${job.id} ${job.status} · Coreboard`
       : `${percent}% · Job ${job.id} · Coreboard`;
+    if (job.status !== shownStatus) {
+      // A message from the last action ("retrying its failed chunks") is stale once the
+      // job has moved on.
+      for (const message of document.querySelectorAll("main > .message")) message.hidden = true;
+    }
     if (ended && ACTIVE.has(shownStatus)) {
       const text = `Job ${job.id} ${job.status}.`;
       $("job-announcer").textContent = text;
@@ -282,7 +287,10 @@
 
   // Keyed by chunk: an open traceback stays open, a focused summary keeps its focus.
   function renderFailures() {
-    const failing = [...chunks.values()].filter((c) => c.error).sort((a, b) => a.index - b.index);
+    // A cancelled chunk is not a failure, whatever an earlier attempt of it said.
+    const failing = [...chunks.values()]
+      .filter((c) => c.error && c.status !== "cancelled")
+      .sort((a, b) => a.index - b.index);
     $("failures-section").hidden = failing.length === 0;
     C.syncChildren(
       $("failures"),
