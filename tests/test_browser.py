@@ -173,6 +173,7 @@ def test_mandelbrot_fills_in_band_by_band(page: Page, daphne_server: str, alice:
     band = page.locator("#preview img").first
     expect(band).to_be_visible()
     screenshot(page, "mandelbrot-running.png")
+    assert_page_is_sound(page, "a Mandelbrot job filling in")
     # Beside the progress bar, above the grid, at its real size.
     band_box = band.bounding_box()
     assert band_box is not None
@@ -235,6 +236,7 @@ def test_overview_shows_running_jobs_and_the_cluster(
     expect(page.locator("#nodes canvas")).to_have_count(1)
     expect(card).to_contain_text("chunks/s", timeout=15_000)
     screenshot(page, "overview.png")
+    assert_page_is_sound(page, "the overview with a running job")
     expect(page.locator(f'#recent-jobs tr[data-job-id="{job.pk}"]')).to_be_visible(timeout=60_000)
     expect(card).to_have_count(0)
 
@@ -515,6 +517,7 @@ def test_job_end_shows_in_the_title_is_announced_and_notifies(
     notify = page.locator("#notify-button")
     expect(notify).to_have_attribute("aria-pressed", "true")
     expect(notify).to_have_text("You will be notified when it ends")
+    assert_page_is_sound(page, "a running job")
     expect(page).to_have_title(re.compile(r"^\d+(\.\d)?% · Job \d+ · Coreboard$"))
     announcer = page.locator("#job-announcer")
     expect(announcer).to_have_text("")
