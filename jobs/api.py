@@ -112,7 +112,7 @@ class JobRetry(_OwnJobView):
         job = self.get_job(job_id)
         if not services.job_retry_failed(job=job):
             return Response(
-                {"status": [f"Job {job.pk} has no failed chunks to retry ({job.status})."]},
+                {"status": [f"Job {job.pk} has nothing to retry ({job.status})."]},
                 status=status.HTTP_409_CONFLICT,
             )
         return Response(selectors.job_as_dict(job))

@@ -78,11 +78,9 @@ def _owner_field() -> UsernameField:
     )
 
 
-def _kind_field(kind_names: list[str], *, required: bool) -> forms.ChoiceField:
+def _kind_field(kind_names: list[tuple[str, str]], *, required: bool) -> forms.ChoiceField:
     empty = [("", "Any kind")] if not required else [("", "Choose a kind")]
-    return forms.ChoiceField(
-        label="Kind", choices=[*empty, *((name, name) for name in kind_names)], required=required
-    )
+    return forms.ChoiceField(label="Kind", choices=[*empty, *kind_names], required=required)
 
 
 class HistoryFilterForm(forms.Form):
@@ -114,7 +112,9 @@ class HistoryFilterForm(forms.Form):
     )
     sort = forms.ChoiceField(label="Sort by", choices=HISTORY_SORT_CHOICES, required=False)
 
-    def __init__(self, *args: Any, kind_names: list[str], show_owner: bool, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, kind_names: list[tuple[str, str]], show_owner: bool, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.fields["kind"] = _kind_field(kind_names, required=False)
         order = ["q", "status", "kind"]
@@ -148,7 +148,9 @@ class HistoryFilterForm(forms.Form):
 class CompareForm(forms.Form):
     """Which runs the compare page charts: one kind, and for staff optionally one owner."""
 
-    def __init__(self, *args: Any, kind_names: list[str], show_owner: bool, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, kind_names: list[tuple[str, str]], show_owner: bool, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.fields["kind"] = _kind_field(kind_names, required=True)
         if show_owner:

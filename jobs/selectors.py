@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from django.db.models import F, FloatField, Q, QuerySet, TextField, Value
 from django.db.models.functions import Cast, Extract, NullIf
+from django.forms.utils import pretty_name
 from django.urls import reverse
 from django.utils import timezone
 
@@ -220,9 +222,43 @@ def _history_search(jobs: QuerySet[Job], q: str) -> QuerySet[Job]:
     # A number past bigint would make PostgreSQL raise; such a number cannot be an id anyway.
     if number.isdecimal() and int(number) <= _BIGINT_MAX:
         return jobs.filter(pk=int(number))
-    return jobs.alias(params_text=Cast("params", TextField())).filter(
-        Q(kind__icontains=q) | Q(params_text__icontains=q)
-    )
+    whole = Q(kind__icontains=q) | Q(params_text__icontains=q)
+    # Or the words as the pages show a job: a kind's label ("Count primes"), a parameter's
+    # form label followed by its value ("Stop 1000"), a label or a value alone.
+    words = Q()
+    rest = q.casefold()
+    for name, label in _parameter_labels():
+        found = re.search(rf"(?<!\w){re.escape(label)}\s*:?\s+([^\s·]+)", rest)
+        if found is None:
+            continue
+        value = found.group(1)
+        rest = rest[: found.start()] + " " + rest[found.end() :]
+        words &= Q(params_text__iregex=rf'"{re.escape(name)}": "?{re.escape(value)}"?[,}}]')
+    for word in rest.split():
+        words &= _history_search_word(word.strip(":·"))
+    return jobs.alias(params_text=Cast("params", TextField())).filter(whole | words)
+
+
+def _parameter_labels() -> list[tuple[str, str]]:
+    """(name, casefolded form label) of every kind's parameters, longest labels first."""
+    labels = {
+        (name, str(form_field.label or pretty_name(name)).casefold())
+        for kind in kinds.all_kinds()
+        for name, form_field in kind.form_class.base_fields.items()
+    }
+    return sorted(labels, key=lambda item: -len(item[1]))
+
+
+def _history_search_word(word: str) -> Q:
+    match = Q(kind__icontains=word) | Q(params_text__icontains=word)
+    folded = word.casefold()
+    for kind in kinds.all_kinds():
+        if folded in kind.label.casefold():
+            match |= Q(kind=kind.name)
+    for name, label in _parameter_labels():
+        if folded in label:
+            match |= Q(params_text__icontains=f'"{name}":')
+    return match
 
 
 def _wall_seconds() -> Extract:

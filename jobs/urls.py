@@ -13,6 +13,7 @@ urlpatterns = [
     path("history/compare/", history.job_compare, name="compare"),
     path("jobs/new/", jobs.job_new, name="new"),
     path("jobs/<int:job_id>/", jobs.job_detail, name="detail"),
+    path("jobs/<int:job_id>/summary/", jobs.job_summary, name="summary"),
     path("jobs/<int:job_id>/cancel/", jobs.job_cancel, name="cancel"),
     path("jobs/<int:job_id>/retry/", jobs.job_retry, name="retry"),
     path("jobs/<int:job_id>/delete/", jobs.job_delete, name="delete"),

@@ -53,7 +53,7 @@ BAD_JOB_INPUT = [
     (
         {"kind": "primes", "params": {"start": 9, "stop": 3, "chunks": 1}},
         ["params", "stop"],
-        "greater than start",
+        "greater than Start",
     ),
     (
         {"kind": "primes", "params": {"start": 0, "stop": 10, "chunks": 0}},

@@ -68,7 +68,7 @@ def test_primes_reports_progress_up_to_the_total() -> None:
 @pytest.mark.parametrize(
     ("params", "field", "message"),
     [
-        ({"start": 10, "stop": 10, "chunks": 1}, "stop", "greater than start"),
+        ({"start": 10, "stop": 10, "chunks": 1}, "stop", "greater than Start"),
         ({"start": 0, "stop": 10**11 + 1, "chunks": 1}, "stop", "less than or equal to"),
         ({"start": 0, "stop": 2 * 10**10, "chunks": 1}, "stop", "at most 10,000,000,000"),
         ({"start": 0, "stop": 5, "chunks": 6}, "chunks", "at most the size of the range"),
@@ -142,7 +142,7 @@ def test_montecarlo_streams_differ_per_chunk() -> None:
 def test_montecarlo_rejects_more_chunks_than_samples() -> None:
     with pytest.raises(ValidationError) as caught:
         kinds.get("montecarlo_pi").clean_params({"samples": 3, "chunks": 4, "seed": 1})
-    assert "at most the number of samples" in caught.value.message_dict["chunks"][0]
+    assert "at most Samples" in caught.value.message_dict["chunks"][0]
 
 
 # --- mandelbrot --------------------------------------------------------------------------------

@@ -62,7 +62,7 @@ def test_params_schema_comes_from_the_form() -> None:
         "minimum": 1,
         "maximum": MAX_STOP,
         "description": "Exclusive upper bound.",
-        "example": 10_000_000,
+        "example": PrimesForm.base_fields["stop"].initial,
     }
     burn = openapi.form_json_schema(BurnForm)
     # Optional fields have a default; required ones only an example.

@@ -33,7 +33,7 @@ def test_login_page_logs_in(client: Client, alice: User) -> None:
 def test_new_job_form_shows_defaults_and_creates_the_job(alice_client: Client) -> None:
     form = alice_client.get("/jobs/new/", {"kind": "primes"}).content.decode()
     assert 'name="params-stop"' in form
-    assert 'value="10000000"' in form
+    assert 'value="600000000"' in form
     response = alice_client.post(
         "/jobs/new/",
         {"kind": "primes", "params-start": "0", "params-stop": "1000", "params-chunks": "4"},
@@ -52,7 +52,7 @@ def test_new_job_form_shows_field_errors_and_creates_nothing(alice_client: Clien
     )  # fmt: skip
     assert response.status_code == 400
     page = response.content.decode()
-    assert "Must be greater than start (50)." in page
+    assert "Must be greater than Start (50)." in page
     assert "Ensure this value is greater than or equal to 1." in page
     assert not Job.objects.exists()
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from django import forms
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from django.forms.utils import pretty_name
 
 Params = dict[str, Any]
 Spec = dict[str, Any]
@@ -30,6 +31,16 @@ class UploadField(forms.IntegerField):
 
 
 @dataclass(frozen=True)
+class ResultDisplay:
+    """How a job page shows a kind's result: labelled figures, then an optional table."""
+
+    figures: list[tuple[str, str]] = field(default_factory=list)
+    table_caption: str = ""
+    table_columns: list[str] = field(default_factory=list)
+    table_rows: list[list[str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class File:
     """A file a kind produces: a job's result file, or a chunk's live preview."""
 
@@ -47,8 +58,9 @@ class JobKind:
     (`combine`). Specs, partial results and results must be JSON-serialisable.
 
     Optional: `preview` (a picture of one finished chunk, shown while the job runs),
-    `result_file` (a file kept with the job, e.g. a PNG) and `finishes_job` (early exit:
-    the first partial for which it is true ends the job successfully).
+    `result_file` (a file kept with the job, e.g. a PNG), `finishes_job` (early exit:
+    the first partial for which it is true ends the job successfully) and
+    `result_display` (the result as people read it; the raw JSON is shown without one).
     """
 
     name: ClassVar[str]
@@ -92,8 +104,42 @@ class JobKind:
     def finishes_job(self, partial: Any) -> bool:
         return False
 
+    def result_display(self, params: Params, result: Any) -> ResultDisplay | None:
+        return None
+
+    def params_display(self, params: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """Parameters as `(form label, value)` in the form's order, without internal keys.
+
+        An upload shows its file name. Numbers are written plainly (no thousands
+        separators), so the history search finds what the page shows.
+        """
+        shown = []
+        for name, form_field in self.form_class.base_fields.items():
+            if name not in params:
+                continue
+            shown.append((str(form_field.label or pretty_name(name)), display_value(params[name])))
+        return shown
+
     def preview(self, params: Params, spec: Spec, partial: Any) -> File | None:
         return None
 
     def result_file(self, params: Params, partials: Sequence[Any]) -> File | None:
         return None
+
+
+def display_value(value: Any) -> str:
+    """One parameter value as people read it."""
+    if isinstance(value, Mapping) and "name" in value:
+        return str(value["name"])
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def grouped(value: int) -> str:
+    """An integer with thousands separators: 664,579."""
+    return f"{value:,}"

@@ -10,7 +10,7 @@ from typing import Any
 from django import forms
 
 from jobs.kinds import register
-from jobs.kinds.base import JobKind, Params, Progress, Spec
+from jobs.kinds.base import JobKind, Params, Progress, ResultDisplay, Spec, grouped
 
 MAX_CHUNKS = 10_000
 MAX_MS = 300_000
@@ -75,3 +75,11 @@ class Burn(JobKind):
             "chunks": len(partials),
             "iterations": sum(partial["iterations"] for partial in partials),
         }
+
+    def result_display(self, params: Params, result: Any) -> ResultDisplay:
+        return ResultDisplay(
+            figures=[
+                ("Chunks burnt", grouped(result["chunks"])),
+                ("Loop iterations", grouped(result["iterations"])),
+            ]
+        )

@@ -10,7 +10,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from jobs.kinds import register
-from jobs.kinds.base import JobKind, Params, Progress, Spec
+from jobs.kinds.base import JobKind, Params, Progress, ResultDisplay, Spec
 
 MAX_DIFFICULTY = 7
 MAX_CHUNKS = 1_000
@@ -29,10 +29,10 @@ class HashSearchForm(forms.Form):
     difficulty = forms.IntegerField(
         min_value=1,
         max_value=MAX_DIFFICULTY,
-        initial=5,
+        initial=6,
         help_text="Leading zero hex digits wanted; each one multiplies the work by 16.",
     )
-    chunks = forms.IntegerField(min_value=1, max_value=MAX_CHUNKS, initial=32)
+    chunks = forms.IntegerField(min_value=1, max_value=MAX_CHUNKS, initial=256)
 
     def clean_prefix(self) -> str:
         prefix: str = self.cleaned_data["prefix"]
@@ -91,3 +91,14 @@ class HashSearch(JobKind):
             if partial.get("nonce") is not None:
                 return {"nonce": partial["nonce"], "hash": partial["hash"]}
         return {"nonce": None, "hash": None}
+
+    def result_display(self, params: Params, result: Any) -> ResultDisplay:
+        if result.get("nonce") is None:
+            return ResultDisplay(figures=[("Nonce", "none found in the searched space")])
+        return ResultDisplay(
+            figures=[
+                ("Nonce", str(result["nonce"])),
+                ("Hashed text", f"{params['prefix']}{result['nonce']}"),
+                ("SHA-256", result["hash"]),
+            ]
+        )

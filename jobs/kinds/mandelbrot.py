@@ -39,29 +39,29 @@ PALETTE = palette()
 
 
 class MandelbrotForm(forms.Form):
-    width = forms.IntegerField(min_value=1, max_value=MAX_SIDE, initial=600)
-    height = forms.IntegerField(min_value=1, max_value=MAX_SIDE, initial=400)
-    max_iter = forms.IntegerField(min_value=1, max_value=MAX_ITER, initial=200)
+    width = forms.IntegerField(min_value=1, max_value=MAX_SIDE, initial=640)
+    height = forms.IntegerField(min_value=1, max_value=MAX_SIDE, initial=480)
+    max_iter = forms.IntegerField(min_value=1, max_value=MAX_ITER, initial=300)
     x_min = forms.FloatField(min_value=-4, max_value=4, initial=-2.2)
     x_max = forms.FloatField(min_value=-4, max_value=4, initial=0.8)
     y_min = forms.FloatField(min_value=-4, max_value=4, initial=-1.0)
     y_max = forms.FloatField(min_value=-4, max_value=4, initial=1.0)
     chunks = forms.IntegerField(
-        min_value=1, max_value=MAX_CHUNKS, initial=20, help_text="Bands of rows."
+        min_value=1, max_value=MAX_CHUNKS, initial=16, help_text="Bands of rows."
     )
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
         errors: dict[str, str] = {}
         if None not in (data.get("x_min"), data.get("x_max")) and data["x_max"] <= data["x_min"]:
-            errors["x_max"] = "Must be greater than x_min."
+            errors["x_max"] = "Must be greater than X min."
         if None not in (data.get("y_min"), data.get("y_max")) and data["y_max"] <= data["y_min"]:
-            errors["y_max"] = "Must be greater than y_min."
+            errors["y_max"] = "Must be greater than Y min."
         width, height, chunks = data.get("width"), data.get("height"), data.get("chunks")
         if width and height and width * height > MAX_PIXELS:
-            errors["height"] = f"width * height must be at most {MAX_PIXELS:,} pixels."
+            errors["height"] = f"Width × Height must be at most {MAX_PIXELS:,} pixels."
         if height and chunks and chunks > height:
-            errors["chunks"] = f"Must be at most the height ({height} rows)."
+            errors["chunks"] = f"Must be at most Height ({height} rows)."
         if errors:
             raise ValidationError(errors)
         return data

@@ -12,7 +12,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from jobs.kinds import register
-from jobs.kinds.base import JobKind, Params, Progress, Spec
+from jobs.kinds.base import JobKind, Params, Progress, ResultDisplay, Spec, grouped
 
 MAX_SAMPLES = 2_000_000_000
 MAX_CHUNKS = 10_000
@@ -20,8 +20,8 @@ PROGRESS_EVERY = 100_000
 
 
 class MonteCarloPiForm(forms.Form):
-    samples = forms.IntegerField(min_value=1, max_value=MAX_SAMPLES, initial=10_000_000)
-    chunks = forms.IntegerField(min_value=1, max_value=MAX_CHUNKS, initial=16)
+    samples = forms.IntegerField(min_value=1, max_value=MAX_SAMPLES, initial=40_000_000)
+    chunks = forms.IntegerField(min_value=1, max_value=MAX_CHUNKS, initial=10)
     seed = forms.IntegerField(
         min_value=0, max_value=2**63 - 1, initial=1, help_text="Same seed, same estimate."
     )
@@ -30,7 +30,7 @@ class MonteCarloPiForm(forms.Form):
         data = super().clean() or {}
         samples, chunks = data.get("samples"), data.get("chunks")
         if samples is not None and chunks is not None and chunks > samples:
-            raise ValidationError({"chunks": f"Must be at most the number of samples ({samples})."})
+            raise ValidationError({"chunks": f"Must be at most Samples ({samples})."})
         return data
 
 
@@ -88,3 +88,15 @@ class MonteCarloPi(JobKind):
             "inside": inside,
             "samples": samples,
         }
+
+    def result_display(self, params: Params, result: Any) -> ResultDisplay:
+        # Digits up to the standard error's first significant one, and one more.
+        error = result["std_error"]
+        digits = max(1, 1 - math.floor(math.log10(error))) if error > 0 else 6
+        return ResultDisplay(
+            figures=[
+                ("Estimate of π", f"{result['estimate']:.{digits}f} ± {error:.{digits}f}"),
+                ("Error from π", f"{result['estimate'] - math.pi:+.{digits}f}"),
+                ("Points inside", f"{grouped(result['inside'])} of {grouped(result['samples'])}"),
+            ]
+        )

@@ -11,7 +11,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from jobs.kinds import register
-from jobs.kinds.base import JobKind, Params, Progress, Spec
+from jobs.kinds.base import JobKind, Params, Progress, ResultDisplay, Spec, grouped
 
 MAX_STOP = 10**11
 MAX_RANGE = 10**10
@@ -22,9 +22,9 @@ SEGMENT = 1 << 18
 class PrimesForm(forms.Form):
     start = forms.IntegerField(min_value=0, max_value=MAX_STOP - 1, initial=0)
     stop = forms.IntegerField(
-        min_value=1, max_value=MAX_STOP, initial=10_000_000, help_text="Exclusive upper bound."
+        min_value=1, max_value=MAX_STOP, initial=600_000_000, help_text="Exclusive upper bound."
     )
-    chunks = forms.IntegerField(min_value=1, max_value=MAX_CHUNKS, initial=16)
+    chunks = forms.IntegerField(min_value=1, max_value=MAX_CHUNKS, initial=12)
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
@@ -32,9 +32,9 @@ class PrimesForm(forms.Form):
         if start is None or stop is None:
             return data
         if stop <= start:
-            raise ValidationError({"stop": f"Must be greater than start ({start})."})
+            raise ValidationError({"stop": f"Must be greater than Start ({start})."})
         if stop - start > MAX_RANGE:
-            raise ValidationError({"stop": f"stop - start must be at most {MAX_RANGE:,}."})
+            raise ValidationError({"stop": f"Stop minus Start must be at most {MAX_RANGE:,}."})
         if chunks is not None and chunks > stop - start:
             raise ValidationError(
                 {"chunks": f"Must be at most the size of the range ({stop - start})."}
@@ -97,3 +97,7 @@ class Primes(JobKind):
 
     def combine(self, params: Params, partials: Sequence[Any]) -> dict[str, int]:
         return {"count": sum(partial["count"] for partial in partials)}
+
+    def result_display(self, params: Params, result: Any) -> ResultDisplay:
+        span = f"from {grouped(params['start'])} up to {grouped(params['stop'])} (exclusive)"
+        return ResultDisplay(figures=[("Primes found", grouped(result["count"])), ("Range", span)])

@@ -11,7 +11,7 @@ from django import forms
 from django.core.files.storage import default_storage
 
 from jobs.kinds import register
-from jobs.kinds.base import JobKind, Params, Progress, Spec, UploadField
+from jobs.kinds.base import JobKind, Params, Progress, ResultDisplay, Spec, UploadField, grouped
 
 MAX_CHUNKS = 256
 MAX_TOP = 1_000
@@ -104,3 +104,17 @@ class WordCount(JobKind):
             "distinct_words": len(counts),
             "top": [[word, count] for word, count in top],
         }
+
+    def result_display(self, params: Params, result: Any) -> ResultDisplay:
+        return ResultDisplay(
+            figures=[
+                ("Words", grouped(result["total_words"])),
+                ("Distinct words", grouped(result["distinct_words"])),
+            ],
+            table_caption=f"The {len(result['top'])} most frequent words",
+            table_columns=["Rank", "Word", "Count"],
+            table_rows=[
+                [str(rank), word, grouped(count)]
+                for rank, (word, count) in enumerate(result["top"], start=1)
+            ],
+        )

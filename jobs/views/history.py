@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import AsyncIterator, Generator
 from datetime import datetime
 from typing import Any
@@ -16,7 +15,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, QueryDict, StreamingHttpResponse
 from django.shortcuts import render
 
-from jobs import kinds, selectors
+from jobs import kinds, presentation, selectors
 from jobs.forms import CompareForm, HistoryFilterForm
 
 PAGE_SIZE = 25
@@ -45,8 +44,9 @@ class IdsFirstPaginator(Paginator):
         return page
 
 
-def _kind_names() -> list[str]:
-    return [kind.name for kind in kinds.all_kinds()]
+def _kind_names() -> list[tuple[str, str]]:
+    """`(name, label)` of every kind: filters send the name and show the label."""
+    return [(kind.name, kind.label) for kind in kinds.all_kinds()]
 
 
 def _filter_form(request: HttpRequest) -> HistoryFilterForm:
@@ -80,16 +80,6 @@ def _sort_headers(query: QueryDict, current: str) -> dict[str, dict[str, str]]:
     return headers
 
 
-def _params_summary(params: dict[str, Any]) -> str:
-    """`start=0 stop=100`; an upload shows its file name rather than its stored form."""
-    parts = []
-    for name, value in params.items():
-        if isinstance(value, dict) and "name" in value:
-            value = value["name"]
-        parts.append(f"{name}={value if isinstance(value, str) else json.dumps(value)}")
-    return " ".join(parts)
-
-
 def job_list(request: HttpRequest) -> HttpResponse:
     form = _filter_form(request)
     filters = form.filters()
@@ -108,7 +98,10 @@ def job_list(request: HttpRequest) -> HttpResponse:
         "jobs/job_list.html",
         {
             "page": page,
-            "rows": [(job, _params_summary(job.params)) for job in page],
+            "rows": [
+                (job, presentation.job_kind_label(job), presentation.job_params_text(job))
+                for job in page
+            ],
             "filters": form,
             "query": page_query.urlencode(),
             "export_query": valid_query.urlencode(),

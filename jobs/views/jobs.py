@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import json
-
 from django import forms
 from django.contrib import messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.html import format_html
 from django.views.decorators.http import require_http_methods, require_POST
 
-from jobs import kinds, selectors, services
+from jobs import insights, kinds, presentation, selectors, services
 from jobs.forms import PARAMS_PREFIX, JobOptionsForm, UploadWidget
 from jobs.models import Job
 
@@ -71,6 +69,7 @@ def job_new(request: HttpRequest) -> HttpResponse:
         request,
         "jobs/job_new.html",
         {
+            "error_summary": _error_summary(params_form, options_form),
             "kinds": available,
             "kind": kind,
             "params_form": params_form,
@@ -80,6 +79,25 @@ def job_new(request: HttpRequest) -> HttpResponse:
         },
         status=400 if request.method == "POST" else 200,
     )
+
+
+def _error_summary(*forms_: forms.Form) -> list[dict[str, str]]:
+    """Every error of a refused form, worded as beside its field: `Label: message`."""
+    summary: list[dict[str, str]] = []
+    for form in forms_:
+        if not form.is_bound:
+            continue
+        for message in form.non_field_errors():
+            summary.append({"id": "", "label": "", "message": str(message)})
+        for name, errors in form.errors.items():
+            if name == NON_FIELD_ERRORS:
+                continue
+            bound = form[name]
+            for message in errors:
+                summary.append(
+                    {"id": bound.id_for_label, "label": str(bound.label), "message": str(message)}
+                )
+    return summary
 
 
 def _rerun_source(request: HttpRequest) -> Job | None:
@@ -100,7 +118,8 @@ def _kept_uploads(
     """Uploads the form carries in hidden inputs, so a rerun (or a form sent back with
     errors) uses the same file unless the person picks another one.
 
-    A file input cannot be prefilled; the hidden input shares its name, and a file picked
+    A file input cannot be prefilled, and a browser sends an empty file input as a part of
+    its own; so the kept id travels under another name (`<field>-kept`), and a file picked
     in the file input replaces it (see `_uploads_from_form`).
     """
     kept: list[dict[str, object]] = []
@@ -123,21 +142,12 @@ def _kept_uploads(
         params_form.fields[name].help_text = format_html(
             "Uses {} again unless you choose another file.", label
         )
-        kept.append({"html_name": params_form.add_prefix(name), "id": upload_id})
+        kept.append({"kept_name": _kept_name(params_form.add_prefix(name)), "id": upload_id})
     return kept
 
 
-def _in_form_order(job: Job) -> dict[str, object]:
-    """The job's parameters in the order its kind's form declares them (jsonb sorts keys)."""
-    try:
-        order = list(kinds.get(job.kind).form_class.base_fields)
-    except kinds.UnknownKind:
-        return dict(job.params)
-    return dict(sorted(job.params.items(), key=lambda item: _position(order, item[0])))
-
-
-def _position(order: list[str], name: str) -> int:
-    return order.index(name) if name in order else len(order)
+def _kept_name(html_name: str) -> str:
+    return f"{html_name}-kept"
 
 
 def _preview_url_template(job: Job) -> str | None:
@@ -162,6 +172,11 @@ def _uploads_from_form(
         key = f"{PARAMS_PREFIX}-{name}"
         file = request.FILES.get(key)
         if file is None:
+            kept = data.get(_kept_name(key))
+            if kept:
+                data[key] = kept
+            else:
+                data.pop(key, None)
             continue
         try:
             data[key] = str(services.upload_create(owner=request.user, file=file).pk)
@@ -170,19 +185,35 @@ def _uploads_from_form(
     return errors
 
 
+def _summary_context(job: Job) -> dict[str, object]:
+    """What the job page shows once a job has ended: its result and its speedup, explained."""
+    return {
+        "job": job,
+        **presentation.result_context(job),
+        "insight": insights.job_speedup_insight(job),
+    }
+
+
 def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
     job = job_or_404(request, job_id)
     return render(
         request,
         "jobs/job_detail.html",
         {
-            "job": job,
-            "params_json": json.dumps(_in_form_order(job), indent=2),
+            **_summary_context(job),
+            "kind_label": presentation.job_kind_label(job),
+            "params_display": presentation.job_params_display(job),
             "preview_url": _preview_url_template(job),
             # The chunks come over the socket, in pages: a big job's would bloat the page.
             "snapshot": {"job": selectors.job_as_dict(job), "chunks": []},
         },
     )
+
+
+def job_summary(request: HttpRequest, job_id: int) -> HttpResponse:
+    """The ended-job part of the job page, fetched by the page when the job ends live."""
+    job = job_or_404(request, job_id)
+    return render(request, "jobs/_job_summary.html", _summary_context(job))
 
 
 @require_POST
@@ -199,9 +230,9 @@ def job_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
 def job_retry(request: HttpRequest, job_id: int) -> HttpResponse:
     job = job_or_404(request, job_id)
     if services.job_retry_failed(job=job):
-        messages.success(request, f"Job {job.pk}: retrying its failed chunks.")
+        messages.success(request, f"Job {job.pk}: retrying what failed.")
     else:
-        messages.info(request, f"Job {job.pk} has no failed chunks to retry ({job.status}).")
+        messages.info(request, f"Job {job.pk} has nothing to retry ({job.status}).")
     return redirect("jobs:detail", job_id=job.pk)
 
 

@@ -7,12 +7,15 @@
   const canvas = document.getElementById("compare-chart");
   if (!source || !canvas || typeof Chart === "undefined") return;
   const runs = JSON.parse(source.textContent);
+  const css = getComputedStyle(document.documentElement);
+  Chart.defaults.color = css.getPropertyValue("--muted").trim() || Chart.defaults.color;
+  Chart.defaults.borderColor = css.getPropertyValue("--line").trim() || Chart.defaults.borderColor;
   if (!runs.length) return;
 
   const DURATION = "#2457c5";
   const SPEEDUP = "#1f8a4c";
   const dense = runs.length > 100;
-  const finished = (run) => (run.finished_at ? new Date(run.finished_at).toLocaleString() : "");
+  const finished = (run) => window.Coreboard.formatTime(run.finished_at);
 
   const chart = new Chart(canvas, {
     type: "line",

@@ -1,4 +1,5 @@
 // Live job page: render the snapshot, then apply websocket deltas; reconnect with backoff.
+// Messages change the state in applySnapshot / applyProgress only; render() draws it.
 "use strict";
 
 (function () {
@@ -25,37 +26,112 @@
     return value === null || value === undefined ? "—" : value.toFixed(digits) + suffix;
   }
 
+  const JOB_ENDED = new Set(["succeeded", "failed", "cancelled"]);
+  const TITLE_MARK = { succeeded: "✓", failed: "✗", cancelled: "⊘" };
+  // The status this page last rendered: a change from active to ended is the job ending
+  // while somebody watches (announced once, maybe notified); loading an ended job is not.
+  let shownStatus = job.status;
+
   function render() {
     const percent = Math.round(progressFraction() * 1000) / 10;
     const bar = $("progress");
-    bar.setAttribute("aria-valuenow", String(percent));
-    bar.querySelector(".progress-fill").style.width = percent + "%";
-    bar.querySelector(".progress-text").textContent = percent + "%";
+    if (bar.getAttribute("aria-valuenow") !== String(percent)) {
+      bar.setAttribute("aria-valuenow", String(percent));
+      bar.querySelector(".progress-fill").style.width = percent + "%";
+    }
+    bar.dataset.status = job.status;
+    C.setText(document.querySelector(".progress-row .progress-text"), percent + "%");
 
     const status = $("job-status");
-    status.textContent = job.status;
+    C.setText(status, job.status);
     status.className = "status status-" + job.status;
-    const cancel = $("cancel-form");
-    if (cancel) cancel.hidden = !ACTIVE.has(job.status);
+    renderActions();
+    renderEnding(percent);
 
     const counts = { pending: 0, queued: 0, running: 0, done: 0, failed: 0, cancelled: 0 };
     for (const c of chunks.values()) counts[c.status] = (counts[c.status] || 0) + 1;
-    $("counts").textContent =
+    C.setText($("counts"),
       `${job.done_chunks} of ${job.total_chunks} chunks done · ${counts.running} running · ` +
       `${counts.queued} queued · ${counts.pending} pending · ${job.failed_chunks} failed · ` +
-      `${counts.cancelled} cancelled`;
+      `${counts.cancelled} cancelled`);
 
     renderGrid();
     renderPace();
     renderTimings();
     renderHeavy();
-
-    $("result-section").hidden = job.result === null;
-    if (job.result !== null) $("result").textContent = JSON.stringify(job.result, null, 2);
     renderPreview();
-    renderResultFile();
+    renderSummary();
     $("error-section").hidden = !job.error;
-    $("error").textContent = job.error || "";
+    C.setText($("error"), job.error || "");
+  }
+
+  // What can be done now: cancel while it runs; retry a failed job; delete an ended one.
+  // (Retry runs a failed job's failed chunks, or only its combine step if that failed.)
+  function renderActions() {
+    const active = ACTIVE.has(job.status);
+    const cancel = $("cancel-form");
+    if (cancel) cancel.hidden = !active;
+    $("retry-form").hidden = job.status !== "failed";
+    $("delete-link").hidden = active;
+    const notify = $("notify-button");
+    if (notify) notify.hidden = !active || !("Notification" in window);
+  }
+
+  function renderEnding(percent) {
+    const ended = JOB_ENDED.has(job.status);
+    document.title = ended
+      ? `${TITLE_MARK[job.status]} Job ${job.id} ${job.status} · Coreboard`
+      : `${percent}% · Job ${job.id} · Coreboard`;
+    if (job.status !== shownStatus) {
+      // A message from the last action ("retrying what failed") is stale once the
+      // job has moved on.
+      for (const message of document.querySelectorAll("main > .message")) message.hidden = true;
+    }
+    if (ended && ACTIVE.has(shownStatus)) {
+      const text = `Job ${job.id} ${job.status}.`;
+      $("job-announcer").textContent = text;
+      if (notifyWanted && "Notification" in window && Notification.permission === "granted") {
+        new Notification(`Job ${job.id} ${job.status}`, { body: `${document.querySelector("h1 small").textContent}: ${$("counts").textContent}`, tag: `coreboard-job-${job.id}` });
+      }
+    }
+    shownStatus = job.status;
+  }
+
+  // Opt-in: a browser notification when this job ends (asked for on a click, never on load).
+  let notifyWanted = false;
+  function setUpNotifyButton() {
+    const button = $("notify-button");
+    if (!button || !("Notification" in window)) return;
+    button.addEventListener("click", async () => {
+      if (notifyWanted) {
+        notifyWanted = false;
+      } else {
+        const permission = Notification.permission === "granted" ? "granted" : await Notification.requestPermission();
+        notifyWanted = permission === "granted";
+        if (permission === "denied") button.textContent = "Notifications are blocked for this site";
+      }
+      button.setAttribute("aria-pressed", String(notifyWanted));
+      if (Notification.permission !== "denied") {
+        button.textContent = notifyWanted ? "You will be notified when it ends" : "Notify me when it ends";
+      }
+    });
+  }
+
+  // The result and the speedup notes are rendered by the server (one template for the
+  // page and this fragment); fetched once per ended version of the job.
+  function renderSummary() {
+    const holder = $("job-summary");
+    if (!JOB_ENDED.has(job.status) || holder.dataset.version === String(job.version)) return;
+    holder.dataset.version = String(job.version);
+    const version = job.version;
+    fetch(holder.dataset.url, { credentials: "same-origin", headers: { Accept: "text/html" } })
+      .then((response) => (response.ok ? response.text() : null))
+      .then((html) => {
+        if (html === null || String(version) !== holder.dataset.version) return;
+        holder.innerHTML = html;
+        C.localiseTimes(holder);
+      })
+      .catch(() => { holder.dataset.version = ""; });
   }
 
   function seconds(from, to) {
@@ -70,9 +146,12 @@
     return `Chunk ${c.index}: ${c.status}${where}, attempts ${c.attempts}${duration}${error}`;
   }
 
-  // Cells are indexed by chunk index; only chunks that changed since the last frame are
-  // touched, so a 10,000-chunk grid costs nothing between events.
+  // The grid is one widget (a listbox): one Tab stop, arrow keys, Home and End move
+  // between chunks (a roving tabindex), and each chunk's name is its details. Cells are
+  // indexed by chunk index; only chunks that changed since the last frame are touched, so
+  // a 10,000-chunk grid costs nothing between events.
   let dirty = null; // null: everything
+  let activeCell = 0;
   function renderGrid() {
     const grid = $("chunk-grid");
     if (grid.children.length !== job.total_chunks) {
@@ -80,10 +159,19 @@
       for (let i = 0; i < job.total_chunks; i++) {
         const cell = document.createElement("span");
         cell.className = "cell chunk-pending";
-        cell.tabIndex = 0;
+        cell.setAttribute("aria-label", `Chunk ${i}: pending`);
+        cell.setAttribute("role", "option");
+        cell.setAttribute("aria-selected", "false");
+        cell.tabIndex = -1;
+        cell.dataset.index = String(i);
         cells.push(cell);
       }
       grid.replaceChildren(...cells);
+      activeCell = Math.min(activeCell, Math.max(0, cells.length - 1));
+      if (cells.length) {
+        cells[activeCell].tabIndex = 0;
+        cells[activeCell].setAttribute("aria-selected", "true");
+      }
       dirty = null;
     }
     const todo = dirty === null ? [...chunks.values()] : [...dirty].map((i) => chunks.get(i)).filter(Boolean);
@@ -93,20 +181,66 @@
       if (!cell) continue;
       const className = "cell chunk-" + c.status + (c.attempts > 1 ? " retried" : "");
       if (cell.className !== className) cell.className = className;
-      cell.dataset.index = String(c.index);
       const label = chunkLabel(c);
       if (cell.getAttribute("aria-label") !== label) {
         cell.title = label;
         cell.setAttribute("aria-label", label);
+        if (Number(cell.dataset.index) === activeCell && cell.contains(document.activeElement)) {
+          C.setText($("chunk-details"), label);
+        }
       }
     }
+  }
+
+  function columnsOf(grid) {
+    const first = grid.children[0];
+    if (!first) return 1;
+    let n = 0;
+    for (const cell of grid.children) {
+      if (cell.offsetTop !== first.offsetTop) break;
+      n++;
+    }
+    return Math.max(1, n);
+  }
+
+  function moveTo(index) {
+    const grid = $("chunk-grid");
+    const cells = grid.children;
+    if (!cells.length) return;
+    const target = Math.max(0, Math.min(cells.length - 1, index));
+    const previous = cells[activeCell];
+    if (previous) {
+      previous.tabIndex = -1;
+      previous.setAttribute("aria-selected", "false");
+    }
+    activeCell = target;
+    cells[target].tabIndex = 0;
+    cells[target].setAttribute("aria-selected", "true");
+    cells[target].focus();
+  }
+
+  function onGridKey(event) {
+    const grid = $("chunk-grid");
+    const steps = {
+      ArrowRight: 1, ArrowLeft: -1, ArrowDown: columnsOf(grid), ArrowUp: -columnsOf(grid),
+    };
+    if (event.key in steps) moveTo(activeCell + steps[event.key]);
+    else if (event.key === "Home") moveTo(0);
+    else if (event.key === "End") moveTo(grid.children.length - 1);
+    else return;
+    event.preventDefault();
+  }
+
+  function onGridClick(event) {
+    const cell = event.target.closest(".cell");
+    if (cell) moveTo(Number(cell.dataset.index));
   }
 
   function showChunkDetails(event) {
     const cell = event.target.closest(".cell");
     if (!cell) return;
     const c = chunks.get(Number(cell.dataset.index));
-    if (c) $("chunk-details").textContent = chunkLabel(c);
+    if (c) C.setText($("chunk-details"), chunkLabel(c));
   }
 
   function renderPace() {
@@ -153,33 +287,53 @@
       `Speedup ${job.speedup.toFixed(2)}× of an ideal ${ideal}× (${ideal} process${ideal === 1 ? "" : "es"} used)`;
   }
 
+  // Keyed by chunk: an open traceback stays open, a focused summary keeps its focus.
   function renderFailures() {
-    const failing = [...chunks.values()].filter((c) => c.error).sort((a, b) => a.index - b.index);
+    // A cancelled chunk is not a failure, whatever an earlier attempt of it said.
+    const failing = [...chunks.values()]
+      .filter((c) => c.error && c.status !== "cancelled")
+      .sort((a, b) => a.index - b.index);
     $("failures-section").hidden = failing.length === 0;
-    const holder = $("failures");
-    const key = failing.map((c) => `${c.index}:${c.status}:${c.attempts}`).join(",");
-    if (holder.dataset.key === key) return;
-    holder.dataset.key = key;
-    holder.replaceChildren(
-      ...failing.slice(0, 200).map((c) => {
+    C.syncChildren(
+      $("failures"),
+      failing.slice(0, 200),
+      (c) => c.index,
+      () => {
         const details = document.createElement("details");
-        const summary = document.createElement("summary");
-        summary.textContent = `Chunk ${c.index}: ${c.status} after ${c.attempts} attempt(s) — ${c.error.trim().split("\n").pop()}`;
         const pre = document.createElement("pre");
         pre.className = "error";
-        pre.textContent = c.error;
-        details.append(summary, pre);
+        pre.tabIndex = 0; // it may scroll
+        details.append(document.createElement("summary"), pre);
         return details;
-      })
+      },
+      (details, c) => {
+        C.setText(details.querySelector("summary"),
+          `Chunk ${c.index}: ${c.status} after ${c.attempts} attempt(s) — ${c.error.trim().split("\n").pop()}`);
+        C.setText(details.querySelector("pre"), c.error);
+      }
     );
   }
 
+  // The live picture: finished bands at their real size, in order; once the job has its
+  // result file, that one picture (the same pixels, the same size) takes their place.
   function renderPreview() {
     const section = $("preview-section");
     if (!section) return;
-    // Once the whole picture exists, the bands would only repeat it.
-    section.hidden = Boolean(job.result_file);
     const holder = $("preview");
+    if (job.result_file) {
+      let img = $("result-file-image");
+      if (!img) {
+        img = document.createElement("img");
+        img.id = "result-file-image";
+        img.className = "result-image";
+        img.alt = `Result of job ${job.id}`;
+        img.addEventListener("load", () => holder.replaceChildren(img), { once: true });
+        img.src = job.result_file;
+        // Until it has loaded, the bands stay: the picture never blinks.
+        if (!holder.children.length) holder.append(img);
+      }
+      return;
+    }
     const template = section.dataset.urlTemplate;
     const done = [...chunks.values()].filter((c) => c.status === "done").sort((a, b) => a.index - b.index);
     for (const c of done) {
@@ -188,21 +342,11 @@
       const img = document.createElement("img");
       img.id = id;
       img.dataset.index = String(c.index);
-      img.alt = `Chunk ${c.index}`;
+      img.alt = `Band ${c.index + 1} of ${job.total_chunks}`;
       img.src = template.replace("{index}", String(c.index));
       const after = [...holder.children].find((el) => Number(el.dataset.index) > c.index);
       holder.insertBefore(img, after || null);
     }
-  }
-
-  function renderResultFile() {
-    const url = job.result_file;
-    $("result-file-section").hidden = !url;
-    if (!url) return;
-    $("result-file-download").href = url + "?download=1";
-    const img = $("result-file-image");
-    if (img.getAttribute("src") !== url) img.src = url;
-    img.hidden = false;
   }
 
   function renderTimings() {
@@ -217,20 +361,19 @@
       ["Tail", tail === null ? "—" : `${Math.round(tail * 100)}% of the wall time after the first process ran out of work`],
     ];
     const dl = $("timings");
-    dl.replaceChildren(
-      ...rows.flatMap(([k, v]) => {
+    if (dl.children.length !== rows.length * 2) {
+      dl.replaceChildren(...rows.flatMap(([k]) => {
         const dt = document.createElement("dt");
         dt.textContent = k;
-        const dd = document.createElement("dd");
-        dd.textContent = v;
-        return [dt, dd];
-      })
-    );
+        return [dt, document.createElement("dd")];
+      }));
+    }
+    rows.forEach(([, v], i) => C.setText(dl.children[i * 2 + 1], v));
     renderMeter(used);
   }
 
   const STATUS_COLOURS = {
-    queued: "#a9bde8", running: "#2457c5", done: "#1f8a4c", failed: "#c23a3a", cancelled: "#b7791f",
+    queued: "#8fa9e0", running: "#2457c5", done: "#1a7340", failed: "#b42e2e", cancelled: "#8a5700",
   };
   let timeline = null;
 
@@ -388,6 +531,9 @@
 
   $("chunk-grid").addEventListener("mouseover", showChunkDetails);
   $("chunk-grid").addEventListener("focusin", showChunkDetails);
+  $("chunk-grid").addEventListener("keydown", onGridKey);
+  $("chunk-grid").addEventListener("click", onGridClick);
+  setUpNotifyButton();
   // Running bars and the ETA move with the clock, not only with events.
   setInterval(() => { if (ACTIVE.has(job.status)) scheduleRender(); }, 1000);
   render();

@@ -1,5 +1,6 @@
 // A websocket that stays connected: reconnects with jittered exponential backoff and shows
 // its state in a status element ("live" / "disconnected — reconnecting in N s").
+// Chart.js draws its text in the page's muted colour (light or dark scheme).
 "use strict";
 
 window.Coreboard = window.Coreboard || {};
@@ -9,9 +10,26 @@ window.Coreboard.liveSocket = function (path, { onMessage, onOpen, status }) {
   let retryDelay = 500;
   let socket = null;
 
-  function show(text, state) {
-    status.textContent = text;
+  const stateText = status.querySelector(".connection-state") || status;
+  const countdown = status.querySelector(".connection-countdown");
+  let ticker = null;
+
+  // The state is a polite live region and changes only with the state; the seconds left
+  // tick in a sibling hidden from screen readers, so nothing is re-read every second.
+  function show(text, state, retryAt) {
+    if (stateText.textContent !== text) stateText.textContent = text;
     status.dataset.state = state;
+    clearInterval(ticker);
+    ticker = null;
+    if (!countdown) return;
+    countdown.textContent = "";
+    if (retryAt) {
+      const tick = () => {
+        countdown.textContent = ` in ${Math.max(0, Math.ceil((retryAt - Date.now()) / 1000))} s`;
+      };
+      tick();
+      ticker = setInterval(tick, 1000);
+    }
   }
 
   function connect() {
@@ -30,7 +48,7 @@ window.Coreboard.liveSocket = function (path, { onMessage, onOpen, status }) {
       }
       const delay = retryDelay * (0.75 + Math.random() / 2);
       retryDelay = Math.min(retryDelay * 2, 10000);
-      show(`disconnected — reconnecting in ${Math.ceil(delay / 1000)} s`, "reconnecting");
+      show("disconnected — reconnecting", "reconnecting", Date.now() + delay);
       setTimeout(connect, delay);
     };
   }
@@ -63,3 +81,8 @@ window.Coreboard.formatSeconds = function (seconds) {
   if (minutes < 60) return `${minutes} min ${Math.round(seconds % 60)} s`;
   return `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
 };
+
+if (window.Chart) {
+  window.Chart.defaults.color = getComputedStyle(document.documentElement).getPropertyValue("--muted").trim() || "#505a6b";
+  window.Chart.defaults.borderColor = getComputedStyle(document.documentElement).getPropertyValue("--line").trim() || "#d8dce3";
+}

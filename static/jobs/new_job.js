@@ -23,7 +23,7 @@
     const ids = {};
     for (const input of form.querySelectorAll(`input[type="file"][name^="${PREFIX}"]`)) {
       if (input.files && input.files.length) return null;
-      const kept = form.querySelector(`input[type="hidden"][name="${input.name}"]`);
+      const kept = form.querySelector(`input[type="hidden"][name="${input.name}-kept"]`);
       if (!kept || !kept.value) return null;
       ids[input.name] = kept.value;
     }
@@ -36,7 +36,7 @@
     const params = {};
     for (const el of form.elements) {
       if (!el.name || !el.name.startsWith(PREFIX) || el.disabled) continue;
-      if (el.name in uploads) continue;
+      if (el.name in uploads || el.name.endsWith("-kept")) continue;
       const key = el.name.slice(PREFIX.length);
       if (el.type === "checkbox") params[key] = el.checked;
       else if (el.type === "radio") {

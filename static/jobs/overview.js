@@ -19,74 +19,129 @@
     return node;
   }
 
-  function jobLink(job) {
-    return el("a", { href: `/jobs/${job.id}/`, text: `#${job.id} ${job.kind}` });
-  }
-
-  function progressBar(job) {
-    const percent = Math.round(job.progress * 1000) / 10;
+  function progressRow(job) {
     const bar = el("div", {
       class: "progress small",
       role: "progressbar",
       "aria-label": `Job ${job.id} progress`,
       "aria-valuemin": "0",
       "aria-valuemax": "100",
-      "aria-valuenow": String(percent),
     });
-    const fill = el("div", { class: "progress-fill" });
-    fill.style.width = percent + "%";
-    bar.append(fill, el("span", { class: "progress-text", text: percent + "%" }));
-    return bar;
+    bar.append(el("div", { class: "progress-fill" }));
+    return el("div", { class: "progress-row small" }, bar, el("span", { class: "progress-text" }));
+  }
+
+  function updateProgress(row, job) {
+    const percent = Math.round(job.progress * 1000) / 10;
+    const bar = row.querySelector(".progress");
+    if (bar.getAttribute("aria-valuenow") !== String(percent)) {
+      bar.setAttribute("aria-valuenow", String(percent));
+      bar.querySelector(".progress-fill").style.width = percent + "%";
+    }
+    bar.dataset.status = job.status;
+    C.setText(row.querySelector(".progress-text"), percent + "%");
+  }
+
+  function updateStatus(badge, status) {
+    C.setText(badge, status);
+    const className = `status status-${status}`;
+    if (badge.className !== className) badge.className = className;
+  }
+
+  // Rows are keyed by job id and updated in place: a focused link keeps its focus.
+  function createCard(job) {
+    return el(
+      "li",
+      { class: "job-card", "data-job-id": String(job.id) },
+      el("div", { class: "job-card-head" },
+        el("a", { href: `/jobs/${job.id}/`, text: `#${job.id} ${job.kind}` }), " ",
+        el("span", { class: "status" })),
+      progressRow(job),
+      el("div", { class: "counts" })
+    );
+  }
+
+  function updateCard(card, job) {
+    updateStatus(card.querySelector(".status"), job.status);
+    updateProgress(card.querySelector(".progress-row"), job);
+    const pace = job.throughput === null || job.throughput === undefined
+      ? "waiting for the first chunk"
+      : `${job.throughput.toFixed(2)} chunks/s · ETA ${C.formatSeconds(job.eta_seconds)}`;
+    C.setText(card.querySelector(".counts"), `${job.done_chunks}/${job.total_chunks} chunks · ${pace}`);
+  }
+
+  function createRecent(job) {
+    return el("tr", { "data-job-id": String(job.id) },
+      el("td", {}, el("a", { href: `/jobs/${job.id}/`, text: `#${job.id} ${job.kind}` })),
+      el("td", {}, el("span", { class: "status" })),
+      el("td", {}, C.timeElement(job.finished_at)),
+      el("td", { class: "wall" }),
+      el("td", { class: "speedup" }));
+  }
+
+  function updateRecent(row, job) {
+    updateStatus(row.querySelector(".status"), job.status);
+    C.setTime(row.querySelector("time"), job.finished_at);
+    C.setText(row.querySelector(".wall"), C.formatSeconds(job.wall_seconds));
+    C.setText(row.querySelector(".speedup"), job.speedup === null ? "—" : job.speedup.toFixed(2) + "×");
   }
 
   function renderJobs() {
     const list = $("active-jobs");
-    $("active-count").textContent = `(${state.active.length})`;
-    if (!state.active.length) {
-      list.replaceChildren(el("li", { class: "empty" }, "Nothing is running. ", el("a", { href: "/jobs/new/", text: "Start a job" }), "."));
-    } else {
-      list.replaceChildren(
-        ...state.active.map((job) => {
-          const pace = job.throughput === null
-            ? "waiting for the first chunk"
-            : `${job.throughput.toFixed(2)} chunks/s · ETA ${C.formatSeconds(job.eta_seconds)}`;
-          return el(
-            "li",
-            { class: "job-card", "data-job-id": String(job.id) },
-            el("div", { class: "job-card-head" }, jobLink(job), " ",
-              el("span", { class: `status status-${job.status}`, text: job.status })),
-            progressBar(job),
-            el("div", { class: "counts", text: `${job.done_chunks}/${job.total_chunks} chunks · ${pace}` })
-          );
-        })
-      );
+    // The server may cap the list it sends; `more_active` counts the jobs left out.
+    const more = Number(state.more_active) || 0;
+    $("active-count").textContent = `(${state.active.length + more})`;
+    const moreNote = $("active-more");
+    moreNote.hidden = more === 0;
+    moreNote.textContent = more ? `and ${more} more` : "";
+    $("active-empty").hidden = state.active.length + more > 0;
+    C.syncChildren(list, state.active, (job) => job.id, createCard, updateCard);
+    C.syncChildren($("recent-jobs"), state.recent, (job) => job.id, createRecent, updateRecent);
+    $("recent-empty").hidden = state.recent.length > 0;
+  }
+
+  function processKey(p) {
+    return `${p.host}|${p.pid}`;
+  }
+
+  function createProcess(p) {
+    return el("tr", {},
+      el("td", { text: p.host }),
+      el("td", { text: String(p.pid) }),
+      el("td", { class: "core" }),
+      el("td", {}, el("span", { class: "status" })),
+      el("td", { class: "working" }),
+      el("td", { class: "for" }));
+  }
+
+  function updateProcess(row, p) {
+    const now = state.cluster.now;
+    row.className = `process-${p.state}`;
+    C.setText(row.querySelector(".core"), p.core === null || p.core === undefined ? "any" : String(p.core));
+    const badge = row.querySelector(".status");
+    C.setText(badge, p.state);
+    badge.className = `status proc-${p.state}`;
+    // Another person's job has no id here: the row says the process is busy, not with what.
+    const working = row.querySelector(".working");
+    const key = p.job_id === null || p.job_id === undefined ? "" : `${p.job_id}|${p.chunk_index}`;
+    if (working.dataset.key !== key) {
+      working.dataset.key = key;
+      if (key) {
+        working.replaceChildren(el("a", { href: `/jobs/${p.job_id}/`, text: `job #${p.job_id}` }), ` chunk ${p.chunk_index}`);
+      } else {
+        working.textContent = p.state === "busy" ? "another job" : "—";
+      }
+    } else if (!key) {
+      C.setText(working, p.state === "busy" ? "another job" : "—");
     }
-    $("recent-jobs").replaceChildren(
-      ...state.recent.map((job) =>
-        el("tr", { "data-job-id": String(job.id) },
-          el("td", {}, jobLink(job)),
-          el("td", {}, el("span", { class: `status status-${job.status}`, text: job.status })),
-          el("td", { text: job.finished_at ? new Date(job.finished_at).toLocaleTimeString() : "—" }),
-          el("td", { text: C.formatSeconds(job.wall_seconds) }),
-          el("td", { text: job.speedup === null ? "—" : job.speedup.toFixed(2) + "×" }))
-      )
-    );
+    C.setText(row.querySelector(".for"),
+      p.state === "lost" ? `silent ${C.formatSeconds(now - p.last_seen)}` : C.formatSeconds(now - p.since));
   }
 
   function renderProcesses() {
-    const now = state.cluster.now;
-    const rows = state.cluster.processes.map((p) => {
-      const working = p.job_id === null ? el("td", { text: "—" })
-        : el("td", {}, el("a", { href: `/jobs/${p.job_id}/`, text: `job #${p.job_id}` }), ` chunk ${p.chunk_index}`);
-      return el("tr", { class: `process-${p.state}` },
-        el("td", { text: p.host }),
-        el("td", { text: String(p.pid) }),
-        el("td", { text: p.core === null ? "any" : String(p.core) }),
-        el("td", {}, el("span", { class: `status proc-${p.state}`, text: p.state })),
-        working,
-        el("td", { text: p.state === "lost" ? `silent ${C.formatSeconds(now - p.last_seen)}` : C.formatSeconds(now - p.since) }));
-    });
-    $("processes").replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", { colspan: "6", text: "No worker has reported yet." }))]));
+    const processes = state.cluster.processes;
+    C.syncChildren($("processes"), processes, processKey, createProcess, updateProcess);
+    $("processes-empty").hidden = processes.length > 0;
   }
 
   function renderNodes() {
@@ -99,7 +154,7 @@
         holder.append(box);
         chart = new Chart(canvas, {
           type: "bar",
-          data: { labels: [], datasets: [{ label: "CPU %", data: [], backgroundColor: "#2457c5" }] },
+          data: { labels: [], datasets: [{ label: "CPU %", data: [], backgroundColor: "#4a78d8" }] },
           options: {
             animation: false, maintainAspectRatio: false,
             scales: { y: { min: 0, max: 100, title: { display: true, text: "% busy" } } },

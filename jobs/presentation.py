@@ -1,0 +1,60 @@
+"""How a job reads to people: its parameters and result as its kind displays them.
+
+One place for the job page, its live summary fragment and the history list, so the three
+show (and the history search finds) the same words.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from jobs import kinds
+from jobs.kinds.base import ResultDisplay, display_value
+from jobs.models import Job
+
+
+def job_kind_label(job: Job) -> str:
+    try:
+        return kinds.get(job.kind).label
+    except kinds.UnknownKind:
+        return job.kind
+
+
+def job_params_display(job: Job) -> list[tuple[str, str]]:
+    """`(label, value)` pairs in the form's order; a kind no longer installed shows its keys."""
+    try:
+        kind = kinds.get(job.kind)
+    except kinds.UnknownKind:
+        return [(name, display_value(value)) for name, value in job.params.items()]
+    return kind.params_display(job.params)
+
+
+def job_params_text(job: Job) -> str:
+    """The parameters on one line: `Start 0 · Stop 1000 · Chunks 4`."""
+    return " · ".join(f"{label} {value}" for label, value in job_params_display(job))
+
+
+def job_result_display(job: Job) -> ResultDisplay | None:
+    if job.result is None:
+        return None
+    try:
+        kind = kinds.get(job.kind)
+    except kinds.UnknownKind:
+        return None
+    try:
+        return kind.result_display(job.params, job.result)
+    except (KeyError, TypeError, ValueError):
+        # A result stored by an older version of the kind: the raw JSON still shows it.
+        return None
+
+
+def job_result_json(job: Job) -> str:
+    return json.dumps(job.result, indent=2, ensure_ascii=False)
+
+
+def result_context(job: Job) -> dict[str, Any]:
+    return {
+        "result_display": job_result_display(job),
+        "result_json": job_result_json(job) if job.result is not None else "",
+    }
