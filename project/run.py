@@ -34,8 +34,11 @@ def worker_command(concurrency: int, *extra: str) -> list[str]:
 
 
 def daphne_command(port: int) -> list[str]:
+    """daphne with Coreboard's request-body seam (project.server)."""
     return [
-        str(VENV_BIN / "daphne"),
+        sys.executable,
+        "-m",
+        "project.server",
         "-b",
         "127.0.0.1",
         "-p",
