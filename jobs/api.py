@@ -14,14 +14,27 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from jobs import selectors, services
+from jobs import kinds, selectors, services
+from jobs.kinds.base import params_from_form_values
 from jobs.models import Job
 
 
 class JobCreateSerializer(serializers.Serializer):
     kind = serializers.CharField(max_length=64)
     params = serializers.DictField(required=False, default=dict)
-    parallelism = serializers.IntegerField(required=False, allow_null=True)
+    # Taken as sent: job_plan accepts a JSON integer only (DRF's IntegerField would take
+    # "12" and full-width digits).
+    parallelism = serializers.JSONField(required=False, allow_null=True, default=None)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        data = self.initial_data
+        unknown = sorted(set(data) - set(self.fields)) if isinstance(data, dict) else []
+        if unknown:
+            expected = ", ".join(self.fields)
+            raise serializers.ValidationError(
+                {name: [f"Unknown field; expected one of: {expected}."] for name in unknown}
+            )
+        return attrs
 
 
 class JobSerializer(serializers.BaseSerializer):
@@ -50,16 +63,42 @@ class JobListCreate(GenericAPIView):
 
 
 class JobPreview(APIView):
-    """How many chunks a job would have: the body of a creation, validated, nothing stored."""
+    """How many chunks a job would have: the body of a creation, validated, nothing stored.
+
+    With `?form=1` (the new-job page's live count) parameter values may be the strings a
+    form holds; they are converted by the kind's form fields first.
+    """
 
     def post(self, request: Request) -> Response:
         incoming = JobCreateSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
+        data = dict(incoming.validated_data)
         try:
-            plan = services.job_plan(owner=request.user, **incoming.validated_data)
+            if request.query_params.get("form") == "1":
+                data["params"], data["parallelism"] = _form_values(
+                    data["kind"], data["params"], data["parallelism"]
+                )
+            plan = services.job_plan(owner=request.user, **data)
         except services.JobRejected as rejected:
             return Response(rejected.errors, status=status.HTTP_400_BAD_REQUEST)
         return Response({"chunks": len(plan.specs)})
+
+
+def _form_values(kind: str, params: dict[str, Any], parallelism: Any) -> tuple[Any, Any]:
+    """A form's strings as JSON values; JobRejected by field when one is not."""
+    try:
+        fields = kinds.get(kind).form_class.base_fields
+    except kinds.UnknownKind:
+        return params, parallelism
+    try:
+        typed = params_from_form_values(fields, params)
+    except ValidationError as error:
+        raise services.JobRejected({"params": error.message_dict}) from None
+    if isinstance(parallelism, str):
+        if not parallelism.isascii() or not parallelism.isdigit():
+            raise services.JobRejected({"parallelism": ["Must be an integer."]})
+        parallelism = int(parallelism)
+    return typed, parallelism
 
 
 class _OwnJobView(GenericAPIView):
