@@ -12,6 +12,7 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from jobs import kinds, selectors, services
@@ -37,13 +38,23 @@ class JobCreateSerializer(serializers.Serializer):
         return attrs
 
 
+class PostThrottled(APIView):
+    """Throttles POST only (rates by `throttle_scope`, see settings), so reads stay free."""
+
+    throttle_classes = [ScopedRateThrottle]
+
+    def get_throttles(self) -> list[Any]:
+        return super().get_throttles() if self.request.method == "POST" else []
+
+
 class JobSerializer(serializers.BaseSerializer):
     def to_representation(self, instance: Job) -> dict[str, Any]:
         return selectors.job_as_dict(instance)
 
 
-class JobListCreate(GenericAPIView):
+class JobListCreate(PostThrottled, GenericAPIView):
     serializer_class = JobSerializer
+    throttle_scope = "job-create"
 
     def get_queryset(self) -> Any:
         return selectors.job_history(user=self.request.user)
@@ -62,12 +73,14 @@ class JobListCreate(GenericAPIView):
         return Response(selectors.job_as_dict(job), status=status.HTTP_201_CREATED)
 
 
-class JobPreview(APIView):
+class JobPreview(PostThrottled):
     """How many chunks a job would have: the body of a creation, validated, nothing stored.
 
     With `?form=1` (the new-job page's live count) parameter values may be the strings a
     form holds; they are converted by the kind's form fields first.
     """
+
+    throttle_scope = "job-preview"
 
     def post(self, request: Request) -> Response:
         incoming = JobCreateSerializer(data=request.data)
@@ -135,7 +148,9 @@ class JobCancel(_OwnJobView):
         return Response(selectors.job_as_dict(job))
 
 
-class JobRetry(_OwnJobView):
+class JobRetry(PostThrottled, _OwnJobView):
+    throttle_scope = "job-action"
+
     def post(self, request: Request, job_id: int) -> Response:
         job = self.get_job(job_id)
         if not services.job_retry_failed(job=job):
@@ -146,7 +161,9 @@ class JobRetry(_OwnJobView):
         return Response(selectors.job_as_dict(job))
 
 
-class JobRerun(_OwnJobView):
+class JobRerun(PostThrottled, _OwnJobView):
+    throttle_scope = "job-action"
+
     def post(self, request: Request, job_id: int) -> Response:
         try:
             job = services.job_rerun(job=self.get_job(job_id), owner=request.user)
@@ -185,8 +202,9 @@ class ChunkPreview(_OwnJobView):
         return response
 
 
-class UploadCreate(APIView):
+class UploadCreate(PostThrottled):
     parser_classes = [MultiPartParser]
+    throttle_scope = "upload"
 
     def post(self, request: Request) -> Response:
         file = request.FILES.get("file")

@@ -123,6 +123,13 @@ def _redis_db_url(db: int) -> str:
     return f"{head}/{db}" if tail.isdigit() and head.count("/") >= 2 else f"{REDIS_URL}/{db}"
 
 
+# Throttle counters and login failures, shared by every daphne process (db 2).
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": _redis_db_url(2),
+    }
+}
 CHANNEL_LAYER_REDIS_URL = _redis_db_url(1)
 CHANNEL_LAYERS = {
     "default": {
@@ -178,6 +185,15 @@ COREBOARD_DEFAULT_PARALLELISM = env_int(
     "COREBOARD_DEFAULT_PARALLELISM", os.cpu_count() or 1, minimum=1
 )
 COREBOARD_MAX_PARALLELISM = env_int("COREBOARD_MAX_PARALLELISM", 1024, minimum=1)
+# Per-person quotas (README: Security). Chunk-seconds count only kinds that can estimate
+# their run time (burn); 86,400 is one CPU-day.
+COREBOARD_QUOTA_ACTIVE_JOBS = env_int("COREBOARD_QUOTA_ACTIVE_JOBS", 10, minimum=1)
+COREBOARD_QUOTA_CHUNKS = env_int("COREBOARD_QUOTA_CHUNKS", 20_000, minimum=1)
+COREBOARD_QUOTA_CHUNK_SECONDS = env_int("COREBOARD_QUOTA_CHUNK_SECONDS", 86_400, minimum=1)
+COREBOARD_QUOTA_UPLOADS = env_int("COREBOARD_QUOTA_UPLOADS", 100, minimum=1)
+COREBOARD_QUOTA_UPLOAD_BYTES = env_int(
+    "COREBOARD_QUOTA_UPLOAD_BYTES", 1024 * 1024 * 1024, minimum=1
+)
 # Retries after a chunk raised; then the job fails.
 COREBOARD_CHUNK_MAX_RETRIES = env_int("COREBOARD_CHUNK_MAX_RETRIES", 2, minimum=0)
 # Deliveries of one chunk (retries and redeliveries after a lost worker) before it is failed,
@@ -215,6 +231,13 @@ REST_FRAMEWORK: dict[str, Any] = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 25,
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # Per person (per address when logged out); 429 with Retry-After beyond (README: Security).
+    "DEFAULT_THROTTLE_RATES": {
+        "job-create": env_str("COREBOARD_RATE_JOB_CREATE", "10/minute"),
+        "job-preview": env_str("COREBOARD_RATE_JOB_PREVIEW", "120/minute"),
+        "job-action": env_str("COREBOARD_RATE_JOB_ACTION", "30/minute"),
+        "upload": env_str("COREBOARD_RATE_UPLOAD", "20/minute"),
+    },
     "DEFAULT_PARSER_CLASSES": [
         "jobs.parsers.DepthLimitedJSONParser",
         "rest_framework.parsers.FormParser",

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.core.cache import cache
 from django.db import connection
 from django.test import Client
 from rest_framework.test import APIClient
@@ -26,6 +27,12 @@ CHILD_UPLOAD_MAX_BYTES = 256 * 1024
 @pytest.fixture(autouse=True)
 def _media_root(settings: Any) -> None:
     settings.MEDIA_ROOT = TEST_MEDIA_ROOT
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache() -> None:
+    """Throttle counters and login failures live in the cache (Redis): none carry over."""
+    cache.clear()
 
 
 # --- people ------------------------------------------------------------------------------------

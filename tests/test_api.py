@@ -123,8 +123,9 @@ def test_token_authentication(alice: User, alice_job: Job) -> None:
 
 
 def test_list_is_paginated_newest_first_and_only_mine(
-    alice: User, bob: User, alice_api: APIClient
+    alice: User, bob: User, alice_api: APIClient, settings: Any
 ) -> None:
+    settings.COREBOARD_QUOTA_ACTIVE_JOBS = 100
     mine = [
         services.job_create(owner=alice, kind="burn", params={"chunks": 1, "ms": 1}).pk
         for _ in range(30)

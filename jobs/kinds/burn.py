@@ -45,6 +45,9 @@ class Burn(JobKind):
     description = "Busy-spins each chunk for a fixed time; can inject failures."
     form_class = BurnForm
 
+    def estimate_seconds(self, params: Params) -> float:
+        return float(params["chunks"] * params["ms"] / 1000)
+
     def split(self, params: Params) -> Sequence[Spec]:
         return [
             {"index": i, "ms": params["ms"], "fail_rate": params["fail_rate"]}
