@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
 
 from jobs import cluster, events, selectors
+from jobs.socket_guards import CLOSE_SERVER_ERROR, GuardedConsumer
+
+log = logging.getLogger(__name__)
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
@@ -33,7 +38,7 @@ async def accept_authenticated(consumer: AsyncJsonWebsocketConsumer) -> Any | No
     return user
 
 
-class JobConsumer(AsyncJsonWebsocketConsumer):
+class JobConsumer(GuardedConsumer):
     """Live state of one job: `job.snapshot` first, then `job.progress` deltas.
 
     Every delta carries the job's sequence number. Deltas numbered up to the snapshot's
@@ -48,10 +53,11 @@ class JobConsumer(AsyncJsonWebsocketConsumer):
     snapshot_seq = 0
     max_seq = 0
     last_snapshot_at = 0.0
+    resync_later: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
         user = await accept_authenticated(self)
-        if user is None:
+        if user is None or not await self.guard_connect(user):
             return
         self.job_id = int(self.scope["url_route"]["kwargs"]["job_id"])
         job = await database_sync_to_async(selectors.job_get_for_user)(
@@ -65,6 +71,9 @@ class JobConsumer(AsyncJsonWebsocketConsumer):
         await self.send_snapshot()
 
     async def disconnect(self, code: int) -> None:
+        if self.resync_later is not None:
+            self.resync_later.cancel()
+        await self.guard_disconnect()
         if self.group is not None:
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
@@ -95,10 +104,24 @@ class JobConsumer(AsyncJsonWebsocketConsumer):
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if isinstance(content, dict) and content.get("type") == "resync":
-            if self.group is not None:
+            if self.group is not None and self._resync_allowed_now():
                 await self.send_snapshot()
             return
         await self._reply_error('Unknown message: "type" must be "resync".')
+
+    def _resync_allowed_now(self) -> bool:
+        """A client's resyncs are answered at most once per MIN_RESYNC_INTERVAL_S: one that
+        comes sooner is merged into a single snapshot sent when the interval is over."""
+        wait = self.last_snapshot_at + MIN_RESYNC_INTERVAL_S - time.monotonic()
+        if wait <= 0:
+            return True
+        if self.resync_later is None or self.resync_later.done():
+            self.resync_later = asyncio.create_task(self._snapshot_after(wait))
+        return False
+
+    async def _snapshot_after(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        await self.send_snapshot()
 
     async def _reply_error(self, message: str) -> None:
         await self.send_json({"type": "error", "error": message})
@@ -117,30 +140,48 @@ class JobConsumer(AsyncJsonWebsocketConsumer):
         )
 
 
-class OverviewConsumer(AsyncJsonWebsocketConsumer):
+class OverviewConsumer(GuardedConsumer):
     """The overview's live state, pushed once a second: the person's running, queued and
     recently finished jobs, and the cluster (nodes, per-core CPU, worker processes,
     chunk throughput). Each push is complete, so nothing is lost between pushes and a
-    reconnecting page is in sync with its first message."""
+    reconnecting page is in sync with its first message.
+
+    The active list holds at most COREBOARD_OVERVIEW_ACTIVE_MAX jobs (`active_more` counts
+    the rest), so a frame stays far below daphne's 1 MiB limit; the cluster shows other
+    people's work without their job ids; an error closes the socket with 4500, so the
+    page reconnects rather than silently stopping.
+    """
 
     ticker: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
         user = await accept_authenticated(self)
-        if user is None:
+        if user is None or not await self.guard_connect(user):
             return
         self.ticker = asyncio.create_task(self._tick(user))
 
     async def disconnect(self, code: int) -> None:
         if self.ticker is not None:
             self.ticker.cancel()
+        await self.guard_disconnect()
 
     async def _tick(self, user: Any) -> None:
-        while True:
-            jobs = await database_sync_to_async(selectors.overview)(user=user)
-            state = await sync_to_async(cluster.cluster_state, thread_sensitive=False)()
-            await self.send_json({"type": "overview.state", **jobs, "cluster": state})
-            await asyncio.sleep(OVERVIEW_INTERVAL_S)
+        try:
+            while True:
+                jobs = await database_sync_to_async(selectors.overview)(
+                    user=user, active_max=settings.COREBOARD_OVERVIEW_ACTIVE_MAX
+                )
+                state = await sync_to_async(cluster.cluster_state, thread_sensitive=False)()
+                state = await database_sync_to_async(selectors.cluster_for_user)(
+                    user=user, state=state
+                )
+                await self.send_json({"type": "overview.state", **jobs, "cluster": state})
+                await asyncio.sleep(OVERVIEW_INTERVAL_S)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("overview push failed; closing the socket so the page reconnects")
+            await self.close(code=CLOSE_SERVER_ERROR)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         await self.send_json({"type": "error", "error": "This socket takes no messages."})

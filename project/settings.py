@@ -194,6 +194,13 @@ COREBOARD_QUOTA_UPLOADS = env_int("COREBOARD_QUOTA_UPLOADS", 100, minimum=1)
 COREBOARD_QUOTA_UPLOAD_BYTES = env_int(
     "COREBOARD_QUOTA_UPLOAD_BYTES", 1024 * 1024 * 1024, minimum=1
 )
+# Websockets: open sockets per person (per daphne process), how often a socket checks that
+# its session still holds, how many active jobs the overview lists (the rest are counted).
+COREBOARD_MAX_SOCKETS_PER_USER = env_int("COREBOARD_MAX_SOCKETS_PER_USER", 20, minimum=1)
+COREBOARD_SOCKET_SESSION_CHECK_SECONDS = (
+    env_int("COREBOARD_SOCKET_SESSION_CHECK_MS", 2000, minimum=100) / 1000
+)
+COREBOARD_OVERVIEW_ACTIVE_MAX = env_int("COREBOARD_OVERVIEW_ACTIVE_MAX", 100, minimum=1)
 # Retries after a chunk raised; then the job fails.
 COREBOARD_CHUNK_MAX_RETRIES = env_int("COREBOARD_CHUNK_MAX_RETRIES", 2, minimum=0)
 # Deliveries of one chunk (retries and redeliveries after a lost worker) before it is failed,

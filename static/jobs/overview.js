@@ -41,7 +41,8 @@
 
   function renderJobs() {
     const list = $("active-jobs");
-    $("active-count").textContent = `(${state.active.length})`;
+    const more = state.active_more || 0;
+    $("active-count").textContent = `(${state.active.length + more})`;
     if (!state.active.length) {
       list.replaceChildren(el("li", { class: "empty" }, "Nothing is running. ", el("a", { href: "/jobs/new/", text: "Start a job" }), "."));
     } else {
@@ -58,7 +59,8 @@
             progressBar(job),
             el("div", { class: "counts", text: `${job.done_chunks}/${job.total_chunks} chunks · ${pace}` })
           );
-        })
+        }),
+        ...(more ? [el("li", { class: "empty" }, `and ${more} more (see `, el("a", { href: "/history/?status=running", text: "history" }), ")")] : [])
       );
     }
     $("recent-jobs").replaceChildren(
@@ -76,7 +78,7 @@
   function renderProcesses() {
     const now = state.cluster.now;
     const rows = state.cluster.processes.map((p) => {
-      const working = p.job_id === null ? el("td", { text: "—" })
+      const working = p.job_id === null ? el("td", { text: p.other ? "someone else's job" : "—" })
         : el("td", {}, el("a", { href: `/jobs/${p.job_id}/`, text: `job #${p.job_id}` }), ` chunk ${p.chunk_index}`);
       return el("tr", { class: `process-${p.state}` },
         el("td", { text: p.host }),
