@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from typing import Any
 
 import dj_database_url
@@ -69,6 +70,7 @@ INSTALLED_APPS = [
     "channels",
     "rest_framework",
     "rest_framework.authtoken",
+    "axes",
     "jobs",
 ]
 
@@ -82,6 +84,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: turns a locked-out login into its 429 answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "project.urls"
@@ -217,6 +221,22 @@ COREBOARD_PUBLISH_INTERVAL_SECONDS = (
 )
 
 # --- Auth, API, i18n, static ----------------------------------------------------------------
+
+# Failed logins (both login forms: /accounts/login/ and the admin's) are counted per
+# username by django-axes in the cache; after COREBOARD_LOGIN_FAILURE_LIMIT in a row that
+# username is refused (429) for COREBOARD_LOGIN_LOCKOUT_SECONDS, from every client, the
+# right password included. Per username, not per address: behind a proxy every client
+# shares one address, and a password guesser changes addresses cheaply.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_HANDLER = "axes.handlers.cache.AxesCacheHandler"
+AXES_FAILURE_LIMIT = env_int("COREBOARD_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(seconds=env_int("COREBOARD_LOGIN_LOCKOUT_SECONDS", 300, minimum=1))
+AXES_LOCKOUT_PARAMETERS = ["username"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "jobs:overview"

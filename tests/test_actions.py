@@ -336,7 +336,7 @@ def test_api_actions_on_another_users_job_are_not_found(
 
 def test_api_session_posts_need_the_csrf_token(alice: User, failed_job: Job) -> None:
     client = APIClient(enforce_csrf_checks=True)
-    assert client.login(username="alice", password="alice-password-1")
+    client.force_login(alice)
     preview = {"kind": "burn", "params": BURN}
     for method, url, body in (
         ("post", f"/api/jobs/{failed_job.pk}/retry/", None),
