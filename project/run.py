@@ -2,6 +2,12 @@
 
 With DATABASE_URL / REDIS_URL unset, a private PostgreSQL and Redis under ./var are
 started first (the embedded default); with them set, those servers are used as they are.
+
+Started by root, this supervisor stays root (it starts PostgreSQL through `runuser` and
+writes var/secrets), but PostgreSQL runs as `postgres` and Redis, daphne and Celery as
+the service user (COREBOARD_OS_USER, default `coreboard`). Those get their secrets
+(SECRET_KEY and the database and Redis URLs) in their environment, which only they and
+root can read, so var/secrets stays 0700 root.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from project import stack
 
@@ -56,9 +63,27 @@ def _manage(*args: str) -> str:
     ).stdout.strip()
 
 
-def _spawn(args: list[str]) -> subprocess.Popen[bytes]:
+def _spawn(
+    args: list[str], env: dict[str, str] | None = None, user: Any = None
+) -> subprocess.Popen[bytes]:
     # Own process group: Ctrl-C reaches only us, and we stop children in order.
-    return subprocess.Popen(args, cwd=stack.BASE_DIR, start_new_session=True)
+    return subprocess.Popen(
+        args, cwd=stack.BASE_DIR, start_new_session=True, env=env, **stack.as_service_user(user)
+    )
+
+
+def service_env(*, database_url: str, redis_url: str) -> dict[str, str]:
+    """The environment of daphne and Celery: ours plus the secrets they must not read from
+    var/secrets (root's) themselves."""
+    env = dict(os.environ)
+    env.setdefault("SECRET_KEY", stack.read_or_create_secret("django-secret-key"))
+    env["DATABASE_URL"] = database_url
+    env["REDIS_URL"] = redis_url
+    return env
+
+
+def media_root() -> Path:
+    return Path(os.environ.get("MEDIA_ROOT") or stack.VAR_DIR / "media")
 
 
 def _stop(process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
@@ -86,20 +111,29 @@ def main() -> int:
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
     try:
-        if "DATABASE_URL" not in os.environ:
+        database_url = os.environ.get("DATABASE_URL", "")
+        redis_url = os.environ.get("REDIS_URL", "")
+        if not database_url:
             postgres = stack.EmbeddedPostgres.default()
             postgres.start()
             cleanups.append(postgres.stop)
+            database_url = postgres.url()
             print(f"PostgreSQL (embedded) on 127.0.0.1:{postgres.port}, data in {postgres.root}")
-        if "REDIS_URL" not in os.environ:
+        if not redis_url:
             redis = stack.EmbeddedRedis.default()
             redis.start()
             cleanups.append(redis.stop)
+            redis_url = redis.url()
             print(f"Redis (embedded) on 127.0.0.1:{redis.port}, data in {redis.root}")
         _manage("migrate", "--noinput", "-v", "0")
         login = _manage("ensure_admin")
-        children["celery worker"] = _spawn(worker_command(concurrency))
-        children["daphne"] = _spawn(daphne_command(port))
+        user = stack.service_user()
+        if user is not None:
+            stack.give_to(media_root(), user)
+            stack.grant_interpreter(user)
+        env = service_env(database_url=database_url, redis_url=redis_url)
+        children["celery worker"] = _spawn(worker_command(concurrency), env, user)
+        children["daphne"] = _spawn(daphne_command(port), env, user)
         stack.wait_for_port(port, what="daphne")
         print(
             f"\nCoreboard is running at http://127.0.0.1:{port}/ "

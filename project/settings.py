@@ -54,9 +54,29 @@ def env_list(name: str, default: list[str]) -> list[str]:
 
 
 DEBUG = env_bool("DEBUG", False)
-SECRET_KEY = os.environ.get("SECRET_KEY") or stack.read_or_create_secret("django-secret-key")
+# 64 characters: Django's deploy check asks for at least 50.
+SECRET_KEY = os.environ.get("SECRET_KEY") or stack.read_or_create_secret(
+    "django-secret-key", nbytes=48, min_length=50
+)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+# Behind TLS (README: Security): the proxy terminates TLS and says so in a header, e.g.
+# SECURE_PROXY_SSL_HEADER=X-Forwarded-Proto,https. With these set, `check --deploy` is clean.
+_proxy_ssl_header = env_list("SECURE_PROXY_SSL_HEADER", [])
+if _proxy_ssl_header:
+    if len(_proxy_ssl_header) != 2:
+        raise RuntimeError("SECURE_PROXY_SSL_HEADER must be 'Header-Name,value'")
+    SECURE_PROXY_SSL_HEADER = (
+        "HTTP_" + _proxy_ssl_header[0].upper().replace("-", "_"),
+        _proxy_ssl_header[1],
+    )
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", False)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
 
 INSTALLED_APPS = [
     "daphne",
@@ -82,6 +102,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "jobs.middleware.NoStoreWhenLoggedIn",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as django-axes asks: turns a locked-out login into its 429 answer.
@@ -110,8 +131,10 @@ TEMPLATES = [
 
 EMBEDDED_POSTGRES = "DATABASE_URL" not in os.environ
 EMBEDDED_REDIS = "REDIS_URL" not in os.environ
-DATABASE_URL = env_str("DATABASE_URL", stack.EmbeddedPostgres.default().url())
-REDIS_URL = env_str("REDIS_URL", stack.EmbeddedRedis.default().url()).rstrip("/")
+# The embedded defaults read var/secrets, which only root may when `make run` ran as root:
+# its services get the URLs in their environment instead.
+DATABASE_URL = os.environ.get("DATABASE_URL") or stack.EmbeddedPostgres.default().url()
+REDIS_URL = (os.environ.get("REDIS_URL") or stack.EmbeddedRedis.default().url()).rstrip("/")
 
 DATABASES = {
     "default": dj_database_url.parse(
@@ -237,6 +260,9 @@ AXES_COOLOFF_TIME = timedelta(seconds=env_int("COREBOARD_LOGIN_LOCKOUT_SECONDS",
 AXES_LOCKOUT_PARAMETERS = ["username"]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+# axes.W006 warns when lockouts ignore the client address, since rotating user agents or
+# cookies then escapes them; a lockout per username cannot be escaped that way.
+SILENCED_SYSTEM_CHECKS = ["axes.W006"]
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "jobs:overview"
@@ -285,7 +311,10 @@ STATICFILES_DIRS = [
 ]
 # Uploads and result files. With workers on several machines this must be shared storage
 # (a network file system, or another Django storage backend).
-MEDIA_ROOT = env_str("MEDIA_ROOT", str(BASE_DIR / "var" / "media"))
+MEDIA_ROOT = env_str("MEDIA_ROOT", str(stack.VAR_DIR / "media"))
+# Uploads and results are for the service account only (and its group), not other users.
+FILE_UPLOAD_PERMISSIONS = 0o640
+FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o750
 # WhiteNoise serves straight from the finders, so no collectstatic step is needed to run.
 WHITENOISE_USE_FINDERS = True
 
