@@ -15,7 +15,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
-from jobs import kinds, selectors, services
+from jobs import kinds, selectors, services, uploads
 from jobs.kinds.base import params_from_form_values
 from jobs.models import Job
 
@@ -202,9 +202,15 @@ class ChunkPreview(_OwnJobView):
         return response
 
 
-class UploadCreate(PostThrottled):
+class UploadListCreate(PostThrottled, GenericAPIView):
+    """GET: one's uploads, newest first, paginated; POST: upload a file (multipart)."""
+
     parser_classes = [MultiPartParser]
     throttle_scope = "upload"
+
+    def get(self, request: Request) -> Response:
+        page = self.paginate_queryset(selectors.uploads_of(request.user)) or []
+        return self.get_paginated_response([uploads.upload_list_item(u) for u in page])
 
     def post(self, request: Request) -> Response:
         file = request.FILES.get("file")
@@ -221,3 +227,16 @@ class UploadCreate(PostThrottled):
             {"id": upload.pk, "name": upload.name, "size": upload.size},
             status=status.HTTP_201_CREATED,
         )
+
+
+class UploadDetail(APIView):
+    def delete(self, request: Request, upload_id: int) -> Response:
+        upload = selectors.upload_get_for_user(user=request.user, upload_id=upload_id)
+        if upload is None:
+            raise Http404
+        if not uploads.upload_delete(upload=upload):
+            return Response(
+                {"detail": f"Upload {upload.pk} is read by an active job; cancel it first."},
+                status=status.HTTP_409_CONFLICT,
+            )
+        return Response(status=status.HTTP_204_NO_CONTENT)

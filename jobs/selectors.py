@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from jobs import kinds
 from jobs.kinds.base import File, Params
-from jobs.models import Chunk, Job
+from jobs.models import Chunk, Job, Upload
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -30,6 +30,17 @@ def jobs_visible_to(user: Any) -> QuerySet[Job]:
     if not user.is_authenticated:
         return jobs.none()
     return jobs if user.is_staff else jobs.filter(owner=user)
+
+
+def uploads_of(user: Any) -> QuerySet[Upload]:
+    """A person's own uploads, newest first (staff too: uploads are private)."""
+    return (
+        Upload.objects.filter(owner_id=user.pk) if user.is_authenticated else Upload.objects.none()
+    )
+
+
+def upload_get_for_user(*, user: Any, upload_id: int) -> Upload | None:
+    return uploads_of(user).filter(pk=upload_id).first()
 
 
 def job_get_for_user(*, user: Any, job_id: int) -> Job | None:
