@@ -6,28 +6,35 @@ the request on, and nothing reads the result (Twisted issue 4519). A 100 MB uplo
 without a login, cost ~1 GB of RSS and stalled every request for seconds. This module is
 daphne's command line with one change at that seam, `LimitedRequest`:
 
-- the unused form parsing is switched off (`_parsePOSTFormSubmission`), so a body is only
+- the unused form parsing is switched off (`parsePOSTFormSubmission`), so a body is only
   written to Twisted's temporary file;
 - a body is refused from its headers when it cannot be accepted: over the upload limit
   (413), or bigger than a login form without any credentials (401: no session cookie,
   no Authorization header). A body without a Content-Length is counted while it arrives;
 - a refused request is answered at once and the rest of its body is read and dropped for
   a few seconds (so the client sees the answer rather than a reset), then the connection
-  closes.
+  closes;
+- an accepted body is not copied into memory: daphne hands the application a body by
+  putting all of it, in 8 KB messages, into the application's queue at once; our queue
+  (`BodyFromFileQueue`) keeps only where each piece lies in Twisted's temporary file and
+  reads it back when the application asks.
 
 Run it as `python -m project.server <daphne arguments>` (project.run does).
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import sys
+from functools import partial
 from typing import Any
 
 import daphne.server
 from daphne.cli import CommandLineInterface
 from daphne.http_protocol import HTTPFactory, WebRequest
+from daphne.server import Server
 from twisted.internet import reactor
 
 # Bodies up to this size need no credentials (login forms, logout, CSRF-protected forms).
@@ -75,10 +82,14 @@ def body_refusal(*, length: int | None, credentials: bool) -> tuple[int, str] | 
 class LimitedRequest(WebRequest):
     """daphne's request without Twisted's form parsing, with body limits while receiving."""
 
-    _parsePOSTFormSubmission = False
     refused = False
     received = 0
     limit = 0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Twisted parses multipart and urlencoded bodies into `args` unless told not to.
+        kwargs["parsePOSTFormSubmission"] = False
+        super().__init__(*args, **kwargs)
 
     def gotLength(self, length: int | None) -> None:
         super().gotLength(length)
@@ -141,10 +152,62 @@ class LimitedHTTPFactory(HTTPFactory):
         return protocol
 
 
+class BodyFromFileQueue(asyncio.Queue[dict[str, Any]]):
+    """An application's input queue that holds a request body's place, not its bytes."""
+
+    def __init__(self, protocol: Any) -> None:
+        super().__init__()
+        self.protocol = protocol
+        self.offset = 0
+
+    def put_nowait(self, item: dict[str, Any]) -> None:
+        content = getattr(self.protocol, "content", None)
+        if item.get("type") == "http.request" and item.get("body") and content is not None:
+            length = len(item["body"])
+            item = {**item, "body": b"", "coreboard_body_at": (self.offset, length)}
+            self.offset += length
+        super().put_nowait(item)
+
+    async def get(self) -> dict[str, Any]:
+        item = await super().get()
+        place = item.pop("coreboard_body_at", None)
+        if place is None:
+            return item
+        offset, length = place
+        try:
+            content = self.protocol.content
+            content.seek(offset)
+            item["body"] = content.read(length)
+        except (ValueError, OSError):
+            return {"type": "http.disconnect"}  # the request went away and its file with it
+        return item
+
+
+class CoreboardServer(Server):
+    def create_application(self, protocol: Any, scope: dict[str, Any]) -> Any:
+        # daphne's, with BodyFromFileQueue instead of a plain asyncio.Queue.
+        assert "application_instance" not in self.connections[protocol]  # noqa: S101
+        input_queue = BodyFromFileQueue(protocol)  # websockets have no `content`: plain
+        scope.setdefault("asgi", {"version": "3.0"})
+        application_instance = self.application(
+            scope=scope, receive=input_queue.get, send=partial(self.handle_reply, protocol)
+        )
+        if protocol not in self.connections:
+            return None
+        self.connections[protocol]["application_instance"] = asyncio.ensure_future(
+            application_instance, loop=asyncio.get_event_loop()
+        )
+        return input_queue
+
+
+class CoreboardCommandLine(CommandLineInterface):
+    server_class = CoreboardServer
+
+
 def main() -> None:
     # daphne's Server.run builds `daphne.server.HTTPFactory(self)`; this process uses ours.
     daphne.server.HTTPFactory = LimitedHTTPFactory  # type: ignore[misc]
-    CommandLineInterface().run(sys.argv[1:])
+    CoreboardCommandLine().run(sys.argv[1:])
 
 
 if __name__ == "__main__":

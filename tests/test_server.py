@@ -11,7 +11,10 @@ from urllib.parse import urlsplit
 
 import psutil
 import pytest
+from django.contrib.auth.models import User
+from rest_framework.authtoken.models import Token
 
+from jobs.models import Upload
 from tests.processes import ServerProcess, start_daphne
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -25,6 +28,28 @@ def daphne(child_env: dict[str, str]) -> Iterator[tuple[ServerProcess, str]]:
     server, url = start_daphne(child_env)
     yield server, url
     server.stop()
+
+
+class RssSampler:
+    """The peak RSS of a process while the block runs, sampled every 5 ms."""
+
+    def __init__(self, process: psutil.Process) -> None:
+        self.process = process
+        self.peak = process.memory_info().rss
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample)
+
+    def _sample(self) -> None:
+        while not self._done.wait(0.005):
+            self.peak = max(self.peak, self.process.memory_info().rss)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
 
 
 def post_big_body(url: str, *, cookie: str = "", chunked: bool = False) -> bytes:
@@ -66,25 +91,24 @@ def test_a_100_mb_upload_without_credentials_costs_daphne_nothing(
     login = f"{url}/accounts/login/"
     urllib.request.urlopen(login, timeout=10).read()  # warm up  # noqa: S310
     before = process.memory_info().rss
-    peak = before
     latencies: list[float] = []
     done = threading.Event()
 
     def watch() -> None:
-        nonlocal peak
         while not done.is_set():
-            peak = max(peak, process.memory_info().rss)
             began = time.perf_counter()
             urllib.request.urlopen(login, timeout=10).read()  # noqa: S310
             latencies.append(time.perf_counter() - began)
 
     watcher = threading.Thread(target=watch)
-    watcher.start()
-    try:
-        response = post_big_body(url)
-    finally:
-        done.set()
-        watcher.join()
+    with RssSampler(process) as sampler:
+        watcher.start()
+        try:
+            response = post_big_body(url)
+        finally:
+            done.set()
+            watcher.join()
+    peak = sampler.peak
     assert response.startswith((b"HTTP/1.1 401", b"HTTP/1.1 413")), response[:200]
     assert b"application/json" in response
     assert latencies
@@ -105,6 +129,53 @@ def test_an_over_limit_body_with_a_session_cookie_is_refused_with_413(
     assert response.startswith(b"HTTP/1.1 413"), response[:200]
     assert b"larger than the limit" in response
     assert process.memory_info().rss - before < 50 * 1024 * 1024
+
+
+def test_an_accepted_100_mb_upload_costs_its_size_on_disk_not_in_memory(
+    child_env: dict[str, str], alice: User
+) -> None:
+    server, url = start_daphne(child_env | {"COREBOARD_UPLOAD_MAX_BYTES": str(200 * 1024**2)})
+    try:
+        process = psutil.Process(server.process.pid)
+        token = Token.objects.create(user=alice).key
+        parts = urlsplit(url)
+        opening = (
+            b"--BOUNDARY\r\n"
+            b'Content-Disposition: form-data; name="file"; filename="big.txt"\r\n'
+            b"Content-Type: text/plain\r\n\r\n"
+        )
+        closing = b"\r\n--BOUNDARY--\r\n"
+        words = b"word " * (len(BLOCK) // 5)
+        blocks = BIG_BODY_BYTES // len(words)
+        head = (
+            "POST /api/uploads/ HTTP/1.1\r\n"
+            f"Host: {parts.netloc}\r\n"
+            f"Authorization: Token {token}\r\n"
+            "Content-Type: multipart/form-data; boundary=BOUNDARY\r\n"
+            f"Content-Length: {len(opening) + blocks * len(words) + len(closing)}\r\n\r\n"
+        )
+        urllib.request.urlopen(f"{url}/accounts/login/", timeout=10).read()  # noqa: S310
+        before = process.memory_info().rss
+        with RssSampler(process) as sampler:
+            sock = socket.create_connection((parts.hostname, parts.port or 80), timeout=120)
+            sock.sendall(head.encode() + opening)
+            for _ in range(blocks):
+                sock.sendall(words)
+            sock.sendall(closing)
+            response = b""
+            while not response.rstrip().endswith(b"}"):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                response += chunk
+            sock.close()
+        peak = sampler.peak
+        assert response.startswith(b"HTTP/1.1 201"), response[:300]
+        assert Upload.objects.get().size == blocks * len(words)
+        print(f"accepted upload: RSS growth {(peak - before) / 2**20:.1f} MiB")
+        assert peak - before < 50 * 1024 * 1024, (before, peak)
+    finally:
+        server.stop()
 
 
 def test_a_chunked_body_without_credentials_is_refused(daphne: tuple[ServerProcess, str]) -> None:
