@@ -14,11 +14,10 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
 from jobs import cluster, events, selectors
-from jobs.socket_guards import CLOSE_SERVER_ERROR, GuardedConsumer
+from jobs.socket_guards import CLOSE_SERVER_ERROR, CLOSE_UNAUTHENTICATED, GuardedConsumer
 
 log = logging.getLogger(__name__)
 
-CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
 MAX_MESSAGE_BYTES = 1024
 MIN_RESYNC_INTERVAL_S = 1.0

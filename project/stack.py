@@ -130,11 +130,15 @@ def as_service_user(user: pwd.struct_passwd | None) -> dict[str, Any]:
 
 
 def give_to(path: Path, user: pwd.struct_passwd) -> None:
-    """Make `path` (a directory, created 0750 if missing, and everything in it) belong to
-    `user`, and let that user reach it."""
+    """Make `path` (a directory, created if missing, and everything in it) belong to
+    `user` and nobody else (no access for others, also for what older versions left
+    readable), and let that user reach it."""
     path.mkdir(parents=True, exist_ok=True, mode=0o750)
     for item in [path, *path.rglob("*")]:
-        os.chown(item, user.pw_uid, user.pw_gid, follow_symlinks=False)
+        if item.is_symlink():
+            continue
+        os.chown(item, user.pw_uid, user.pw_gid)
+        item.chmod(stat.S_IMODE(item.stat().st_mode) & ~0o007)
     _grant_traverse(path, user.pw_name)
 
 

@@ -7,6 +7,7 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
@@ -67,7 +68,10 @@ def test_logged_in_pages_are_not_stored(alice_client: Client) -> None:
         assert "no-store" in response["Cache-Control"], path
 
 
-def test_uploads_and_results_are_0640_in_private_directories(alice_api: APIClient) -> None:
+def test_uploads_and_results_are_0640_in_private_directories(
+    alice_api: APIClient, settings: Any, tmp_path: Path
+) -> None:
+    settings.MEDIA_ROOT = tmp_path / "media"
     response = alice_api.post(
         "/api/uploads/", {"file": SimpleUploadedFile("a.txt", b"some words", "text/plain")}
     )
