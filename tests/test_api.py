@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ from rest_framework.test import APIClient
 from jobs import services
 from jobs.middleware import ENVELOPE_BYTES, RequestBodyLimit
 from jobs.models import Chunk, Job, Upload
+from jobs.parsers import BodyTooLarge, DepthLimitedJSONParser
 
 pytestmark = pytest.mark.django_db
 
@@ -278,6 +280,18 @@ def test_json_nested_10000_deep_is_a_400(alice_api: APIClient) -> None:
     assert not Job.objects.exists()
 
 
+def test_a_json_body_over_the_memory_limit_is_a_json_413(alice_api: APIClient) -> None:
+    padding = "x" * (3 * 1024 * 1024)
+    body = '{"kind": "burn", "params": {"prefix": "' + padding + '"}}'
+    response = alice_api.post("/api/jobs/", body, content_type="application/json")
+    assert response.status_code == 413
+    # Django's own check (RequestDataTooBig) or the parser's, whichever reads first.
+    assert (
+        "DATA_UPLOAD_MAX_MEMORY_SIZE" in response.json()["detail"]
+        or "at most" in (response.json()["detail"])
+    )
+
+
 def test_json_nested_a_little_too_deep_is_a_400(alice_api: APIClient) -> None:
     body = '{"kind": "burn", "params": {"chunks": ' + "[" * 40 + "]" * 40 + "}}"
     response = alice_api.post("/api/jobs/", body, content_type="application/json")
@@ -298,3 +312,10 @@ def test_an_unknown_api_url_is_a_json_404(alice_api: APIClient) -> None:
     response = alice_api.get("/api/nothing-here/")
     assert response.status_code == 404
     assert response.json() == {"detail": "Not found."}
+
+
+def test_the_json_parser_stops_reading_at_the_memory_limit(settings: Any) -> None:
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 100
+    with pytest.raises(BodyTooLarge, match="at most 100 bytes"):
+        DepthLimitedJSONParser().parse(io.BytesIO(b'{"a": "' + b"x" * 200 + b'"}'))
+    assert DepthLimitedJSONParser().parse(io.BytesIO(b'{"a": 1}')) == {"a": 1}
