@@ -306,3 +306,21 @@ def test_failed_chunks_show_their_tracebacks(page: Page, daphne_server: str, ali
     expect(page.locator(".cell.retried")).to_have_count(1)
     page.locator(".cell").first.focus()
     expect(page.locator("#chunk-details")).to_contain_text("attempts 3")
+
+
+def test_uploads_page_deletes_by_keyboard(
+    page: Page, daphne_server: str, alice: User, tmp_path: Path
+) -> None:
+    text = tmp_path / "notes.txt"
+    text.write_text("some words to count\n")
+    log_in(page, daphne_server, "alice", "alice-password-1")
+    page.goto(f"{daphne_server}/jobs/new/?kind=wordcount")
+    page.get_by_label("Upload").set_input_files(str(text))
+    page.get_by_role("button", name="Start job").click()
+    expect(page.get_by_text("succeeded").first).to_be_visible()
+    page.goto(f"{daphne_server}/uploads/")
+    expect(page.get_by_role("cell", name=text.name, exact=True)).to_be_visible()
+    page.get_by_role("button", name=f"Delete {text.name}").focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_text(f"Upload '{text.name}' deleted.")).to_be_visible()
+    expect(page.get_by_text("You have not uploaded anything.")).to_be_visible()

@@ -85,6 +85,7 @@ def test_the_uploads_page_lists_and_deletes(
     page = alice_client.get("/uploads/")
     assert page.status_code == 200
     assert "notes.txt" in page.content.decode()
+    assert "of at most 100 files and 1.0\xa0GB" in page.content.decode()
     assert "notes.txt" not in mallory_client.get("/uploads/").content.decode()
     assert mallory_client.post(f"/uploads/{upload_id}/delete/").status_code == 404
     response = alice_client.post(f"/uploads/{upload_id}/delete/", follow=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.db.models import Sum
 from django.http import Http404, HttpRequest, HttpResponse
@@ -19,6 +20,8 @@ def upload_list(request: HttpRequest) -> HttpResponse:
         {
             "uploads": [uploads.upload_list_item(upload) for upload in mine],
             "total_bytes": mine.aggregate(total=Sum("size"))["total"] or 0,
+            "quota_count": settings.COREBOARD_QUOTA_UPLOADS,
+            "quota_bytes": settings.COREBOARD_QUOTA_UPLOAD_BYTES,
         },
     )
 
