@@ -37,10 +37,10 @@ from daphne.http_protocol import HTTPFactory, WebRequest
 from daphne.server import Server
 from twisted.internet import reactor
 
+from jobs.middleware import ENVELOPE_BYTES
+
 # Bodies up to this size need no credentials (login forms, logout, CSRF-protected forms).
 ANONYMOUS_BODY_MAX_BYTES = 64 * 1024
-# Room for multipart boundaries and the other form fields around the file itself.
-ENVELOPE_BYTES = 1024 * 1024
 # How long the rest of a refused body is drained before the connection closes.
 LINGER_S = 5.0
 
