@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
+from jobs import services
 from jobs.models import Chunk, Job
 
 
@@ -22,6 +25,9 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(Job)
 class JobAdmin(ReadOnlyAdmin):
+    """Deleting and cancelling use the services, with their rules: an active job cannot be
+    deleted (cancel it first), and a deleted job takes its result file with it."""
+
     list_display = ["id", "kind", "owner", "status", "done_chunks", "total_chunks", "created_at"]
     list_filter = ["status", "kind"]
     search_fields = ["=id", "kind", "owner__username"]
@@ -43,6 +49,33 @@ class JobAdmin(ReadOnlyAdmin):
     def cpu_seconds_rounded(self, job: Job) -> str:
         return f"{job.cpu_seconds:.3f}"
 
+    actions = ["cancel_jobs"]
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if obj is not None and obj.is_active:
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def delete_model(self, request: HttpRequest, obj: Job) -> None:
+        if not services.job_delete(job=obj):
+            self.message_user(
+                request, f"Job {obj.pk} is still {obj.status}; cancel it first.", messages.ERROR
+            )
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        refused = [job.pk for job in queryset if not services.job_delete(job=job)]
+        if refused:
+            self.message_user(
+                request,
+                f"Not deleted, still active (cancel them first): {', '.join(map(str, refused))}.",
+                messages.ERROR,
+            )
+
+    @admin.action(description="Cancel selected jobs", permissions=["delete"])
+    def cancel_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        cancelled = sum(services.job_cancel(job=job) for job in queryset)
+        self.message_user(request, f"Cancelled {cancelled} job(s).")
+
 
 @admin.register(Chunk)
 class ChunkAdmin(ReadOnlyAdmin):
@@ -55,3 +88,13 @@ class ChunkAdmin(ReadOnlyAdmin):
     @admin.display(description="CPU seconds", ordering="cpu_seconds")
     def cpu(self, chunk: Chunk) -> str:
         return "—" if chunk.cpu_seconds is None else f"{chunk.cpu_seconds:.3f}"
+
+    # A chunk belongs to its job's accounting: it goes only with its job (the permission
+    # stays, since deleting a job cascades to its chunks), never on its own.
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def delete_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> Any:
+        raise PermissionDenied("Chunks are deleted with their job.")

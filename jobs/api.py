@@ -2,26 +2,66 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.http import FileResponse, Http404, HttpResponse
+from redis.exceptions import RedisError
 from rest_framework import serializers, status
 from rest_framework.generics import GenericAPIView
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
-from jobs import openapi, selectors, services
+from jobs import kinds, openapi, selectors, services, uploads
+from jobs.kinds.base import params_from_form_values
 from jobs.models import Job
+
+logger = logging.getLogger(__name__)
 
 
 class JobCreateSerializer(serializers.Serializer):
     kind = serializers.CharField(max_length=64)
     params = serializers.DictField(required=False, default=dict)
-    parallelism = serializers.IntegerField(required=False, allow_null=True)
+    # Taken as sent: job_plan accepts a JSON integer only (DRF's IntegerField would take
+    # "12" and full-width digits).
+    parallelism = serializers.JSONField(required=False, allow_null=True, default=None)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        data = self.initial_data
+        unknown = sorted(set(data) - set(self.fields)) if isinstance(data, dict) else []
+        if unknown:
+            expected = ", ".join(self.fields)
+            raise serializers.ValidationError(
+                {name: [f"Unknown field; expected one of: {expected}."] for name in unknown}
+            )
+        return attrs
+
+
+class ScopedRateThrottleFailingOpen(ScopedRateThrottle):
+    """DRF's scoped throttle, letting requests through while its cache (Redis) does not
+    answer: the quotas still bound what one person can start, and a Redis outage must not
+    turn every job creation into a 500 (the job runs once Redis is back)."""
+
+    def allow_request(self, request: Request, view: APIView) -> bool:
+        try:
+            return super().allow_request(request, view)
+        except (RedisError, OSError) as error:
+            logger.warning("throttle cache unavailable (%s); letting the request through", error)
+            return True
+
+
+class PostThrottled(APIView):
+    """Throttles POST only (rates by `throttle_scope`, see settings), so reads stay free."""
+
+    throttle_classes = [ScopedRateThrottleFailingOpen]
+
+    def get_throttles(self) -> list[Any]:
+        return super().get_throttles() if self.request.method == "POST" else []
 
 
 class JobSerializer(serializers.BaseSerializer):
@@ -29,8 +69,9 @@ class JobSerializer(serializers.BaseSerializer):
         return selectors.job_as_dict(instance)
 
 
-class JobListCreate(GenericAPIView):
+class JobListCreate(PostThrottled, GenericAPIView):
     serializer_class = JobSerializer
+    throttle_scope = "job-create"
 
     def get_queryset(self) -> Any:
         status_filter = self.request.query_params.get("status")
@@ -55,18 +96,46 @@ class JobListCreate(GenericAPIView):
         return Response(selectors.job_as_dict(job), status=status.HTTP_201_CREATED)
 
 
-class JobPreview(APIView):
-    """How many chunks a job would have: the body of a creation, validated, nothing stored."""
+class JobPreview(PostThrottled):
+    """How many chunks a job would have: the body of a creation, validated, nothing stored.
+
+    With `?form=1` (the new-job page's live count) parameter values may be the strings a
+    form holds; they are converted by the kind's form fields first.
+    """
+
+    throttle_scope = "job-preview"
 
     @openapi.job_preview
     def post(self, request: Request) -> Response:
         incoming = JobCreateSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
+        data = dict(incoming.validated_data)
         try:
-            plan = services.job_plan(owner=request.user, **incoming.validated_data)
+            if request.query_params.get("form") == "1":
+                data["params"], data["parallelism"] = _form_values(
+                    data["kind"], data["params"], data["parallelism"]
+                )
+            plan = services.job_plan(owner=request.user, **data)
         except services.JobRejected as rejected:
             return Response(rejected.errors, status=status.HTTP_400_BAD_REQUEST)
         return Response({"chunks": len(plan.specs)})
+
+
+def _form_values(kind: str, params: dict[str, Any], parallelism: Any) -> tuple[Any, Any]:
+    """A form's strings as JSON values; JobRejected by field when one is not."""
+    try:
+        fields = kinds.get(kind).form_class.base_fields
+    except kinds.UnknownKind:
+        return params, parallelism
+    try:
+        typed = params_from_form_values(fields, params)
+    except ValidationError as error:
+        raise services.JobRejected({"params": error.message_dict}) from None
+    if isinstance(parallelism, str):
+        if not parallelism.isascii() or not parallelism.isdigit():
+            raise services.JobRejected({"parallelism": ["Must be an integer."]})
+        parallelism = int(parallelism)
+    return typed, parallelism
 
 
 class _OwnJobView(GenericAPIView):
@@ -106,7 +175,9 @@ class JobCancel(_OwnJobView):
         return Response(selectors.job_as_dict(job))
 
 
-class JobRetry(_OwnJobView):
+class JobRetry(PostThrottled, _OwnJobView):
+    throttle_scope = "job-action"
+
     @openapi.job_retry
     def post(self, request: Request, job_id: int) -> Response:
         job = self.get_job(job_id)
@@ -118,7 +189,9 @@ class JobRetry(_OwnJobView):
         return Response(selectors.job_as_dict(job))
 
 
-class JobRerun(_OwnJobView):
+class JobRerun(PostThrottled, _OwnJobView):
+    throttle_scope = "job-action"
+
     @openapi.job_rerun
     def post(self, request: Request, job_id: int) -> Response:
         try:
@@ -161,8 +234,17 @@ class ChunkPreview(_OwnJobView):
         return response
 
 
-class UploadCreate(APIView):
+class UploadListCreate(PostThrottled, GenericAPIView):
+    """GET: one's uploads, newest first, paginated; POST: upload a file (multipart)."""
+
     parser_classes = [MultiPartParser]
+    throttle_scope = "upload"
+    serializer_class = openapi.UploadListItem
+
+    @openapi.upload_list
+    def get(self, request: Request) -> Response:
+        page = self.paginate_queryset(selectors.uploads_of(request.user)) or []
+        return self.get_paginated_response([uploads.upload_list_item(u) for u in page])
 
     @openapi.upload_create
     def post(self, request: Request) -> Response:
@@ -180,3 +262,17 @@ class UploadCreate(APIView):
             {"id": upload.pk, "name": upload.name, "size": upload.size},
             status=status.HTTP_201_CREATED,
         )
+
+
+class UploadDetail(APIView):
+    @openapi.upload_delete
+    def delete(self, request: Request, upload_id: int) -> Response:
+        upload = selectors.upload_get_for_user(user=request.user, upload_id=upload_id)
+        if upload is None:
+            raise Http404
+        if not uploads.upload_delete(upload=upload):
+            return Response(
+                {"detail": f"Upload {upload.pk} is read by an active job; cancel it first."},
+                status=status.HTTP_409_CONFLICT,
+            )
+        return Response(status=status.HTTP_204_NO_CONTENT)

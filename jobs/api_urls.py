@@ -18,6 +18,7 @@ urlpatterns = [
         name="api-chunk-preview",
     ),
     path("jobs/<int:job_id>/result-file/", api.JobResultFile.as_view(), name="api-job-result-file"),
-    path("uploads/", api.UploadCreate.as_view(), name="api-uploads"),
+    path("uploads/", api.UploadListCreate.as_view(), name="api-uploads"),
+    path("uploads/<int:upload_id>/", api.UploadDetail.as_view(), name="api-upload"),
     path("kinds/", api_kinds.KindList.as_view(), name="api-kinds"),
 ]

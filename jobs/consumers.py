@@ -12,20 +12,21 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
 
 from jobs import cluster, events, selectors
+from jobs.socket_guards import CLOSE_SERVER_ERROR, CLOSE_UNAUTHENTICATED, GuardedConsumer
 
 logger = logging.getLogger(__name__)
 
-CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
 MAX_MESSAGE_BYTES = 1024
 HEARTBEAT_S = 2.0
 GAP_GRACE_S = 2.0
 # A gap wider than this is not waited for: a snapshot is cheaper than tracking it.
 MAX_TRACKED_GAP = 1000
-# The page reconnects (and resyncs) on any close code it does not know.
-CLOSE_SERVER_ERROR = 4500
+# A client's resyncs are answered at most this often (more are merged into one).
+MIN_RESYNC_INTERVAL_S = 1.0
 OVERVIEW_INTERVAL_S = 1.0
 
 
@@ -42,7 +43,7 @@ async def accept_authenticated(consumer: AsyncJsonWebsocketConsumer) -> Any | No
     return user
 
 
-class JobConsumer(AsyncJsonWebsocketConsumer):
+class JobConsumer(GuardedConsumer):
     """Live state of one job: `job.snapshot` (and `job.chunks` pages) first, then
     `job.progress` deltas.
 
@@ -54,7 +55,7 @@ class JobConsumer(AsyncJsonWebsocketConsumer):
     HEARTBEAT_S it also joins the job's group again (a Redis that lost its data lost the
     membership too) and compares the job's version in the database with the newest one it
     relayed: a socket that stays behind for two beats resyncs. The client may send
-    `{"type": "resync"}` too.
+    `{"type": "resync"}` too, answered at most once per MIN_RESYNC_INTERVAL_S.
     """
 
     job_id: int
@@ -65,10 +66,11 @@ class JobConsumer(AsyncJsonWebsocketConsumer):
     version_sent = 0
     behind_since_beat = False
     ticker: asyncio.Task[None] | None = None
+    resync_later: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
         user = await accept_authenticated(self)
-        if user is None:
+        if user is None or not await self.guard_connect(user):
             return
         self.job_id = int(self.scope["url_route"]["kwargs"]["job_id"])
         job = await database_sync_to_async(selectors.job_get_for_user)(
@@ -84,8 +86,10 @@ class JobConsumer(AsyncJsonWebsocketConsumer):
         self.ticker = asyncio.create_task(supervised(self, self._beat()))
 
     async def disconnect(self, code: int) -> None:
-        if self.ticker is not None:
-            self.ticker.cancel()
+        for task in (self.ticker, self.resync_later):
+            if task is not None:
+                task.cancel()
+        await self.guard_disconnect()
         if self.group is not None:
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
@@ -149,10 +153,24 @@ class JobConsumer(AsyncJsonWebsocketConsumer):
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if isinstance(content, dict) and content.get("type") == "resync":
-            if self.group is not None:
+            if self.group is not None and self._resync_allowed_now():
                 await self.send_snapshot()
             return
         await self._reply_error('Unknown message: "type" must be "resync".')
+
+    def _resync_allowed_now(self) -> bool:
+        """A client's resyncs are answered at most once per MIN_RESYNC_INTERVAL_S: one that
+        comes sooner is merged into a single snapshot sent when the interval is over."""
+        wait = self.last_snapshot_at + MIN_RESYNC_INTERVAL_S - time.monotonic()
+        if wait <= 0:
+            return True
+        if self.resync_later is None or self.resync_later.done():
+            self.resync_later = asyncio.create_task(self._snapshot_after(wait))
+        return False
+
+    async def _snapshot_after(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        await self.send_snapshot()
 
     async def _reply_error(self, message: str) -> None:
         await self.send_json({"type": "error", "error": message})
@@ -188,28 +206,38 @@ async def supervised(consumer: AsyncJsonWebsocketConsumer, loop: Coroutine[Any, 
         await consumer.close(code=CLOSE_SERVER_ERROR)
 
 
-class OverviewConsumer(AsyncJsonWebsocketConsumer):
+class OverviewConsumer(GuardedConsumer):
     """The overview's live state, pushed once a second: the person's running, queued and
     recently finished jobs, and the cluster (nodes, per-core CPU, worker processes,
     chunk throughput). Each push is complete, so nothing is lost between pushes and a
-    reconnecting page is in sync with its first message."""
+    reconnecting page is in sync with its first message.
+
+    The active list holds at most COREBOARD_OVERVIEW_ACTIVE_MAX jobs (`active_more` counts
+    the rest), so a frame stays far below daphne's 1 MiB limit; the cluster shows other
+    people's work without their job ids; an error closes the socket with 4500, so the
+    page reconnects rather than silently stopping.
+    """
 
     ticker: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
         user = await accept_authenticated(self)
-        if user is None:
+        if user is None or not await self.guard_connect(user):
             return
-        self.ticker = asyncio.create_task(self._tick(user))
+        self.ticker = asyncio.create_task(supervised(self, self._tick(user)))
 
     async def disconnect(self, code: int) -> None:
         if self.ticker is not None:
             self.ticker.cancel()
+        await self.guard_disconnect()
 
     async def _tick(self, user: Any) -> None:
         while True:
-            jobs = await database_sync_to_async(selectors.overview)(user=user)
+            jobs = await database_sync_to_async(selectors.overview)(
+                user=user, active_max=settings.COREBOARD_OVERVIEW_ACTIVE_MAX
+            )
             state = await sync_to_async(cluster.cluster_state, thread_sensitive=False)()
+            state = await database_sync_to_async(selectors.cluster_for_user)(user=user, state=state)
             await self.send_json({"type": "overview.state", **jobs, "cluster": state})
             await asyncio.sleep(OVERVIEW_INTERVAL_S)
 

@@ -1,10 +1,14 @@
-"""ASGI middleware that caps request bodies before Django spools them to disk."""
+"""HTTP middleware: request bodies capped before Django spools them (ASGI), and pages for a
+logged-in person kept out of caches (Django)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+from django.utils.cache import add_never_cache_headers
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -70,3 +74,19 @@ class RequestBodyLimit:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+class NoStoreWhenLoggedIn:
+    """`Cache-Control: no-store` (Django's never-cache headers) on every response to a
+    logged-in person that does not set its own caching, so a shared or back-button cache
+    never keeps someone's jobs. Static files (WhiteNoise, earlier) are not affected."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated and not response.has_header("Cache-Control"):
+            add_never_cache_headers(response)
+        return response

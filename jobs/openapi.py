@@ -58,9 +58,8 @@ def _field_json_schema(field: forms.Field) -> dict[str, Any]:
         )
     initial = field.initial() if callable(field.initial) else field.initial
     if initial is not None:
-        # A required field has no default in the API (leaving it out is an error); the
-        # form's initial value is what the browser form suggests, so it is an example.
-        schema["default" if not field.required else "example"] = initial
+        # A parameter left out takes the form's initial value (JobKind.clean_params).
+        schema["default"] = initial
     return schema
 
 
@@ -72,12 +71,16 @@ def form_json_schema(form_class: type[forms.Form]) -> dict[str, Any]:
     form's `clean()` and cannot be expressed here; the API answers those with a 400 by field.
     """
     fields = form_class.base_fields
-    return {
+    schema: dict[str, Any] = {
         "type": "object",
         "properties": {name: _field_json_schema(field) for name, field in fields.items()},
-        "required": [name for name, field in fields.items() if field.required],
         "additionalProperties": False,
     }
+    # A parameter with an initial value may be left out (it takes that value).
+    required = [name for name, field in fields.items() if field.required and field.initial is None]
+    if required:
+        schema["required"] = required
+    return schema
 
 
 def _component_name(kind_name: str) -> str:
@@ -122,7 +125,10 @@ def parallelism_schema() -> dict[str, Any]:
         "nullable": True,
         "minimum": 1,
         "maximum": settings.COREBOARD_MAX_PARALLELISM,
-        "description": "Most chunks in flight at once; null or absent: one per worker core.",
+        "description": (
+            "Most worker processes the job uses at once; null or absent: "
+            "COREBOARD_DEFAULT_PARALLELISM (one per worker core)."
+        ),
     }
 
 
@@ -166,7 +172,7 @@ def add_components(result: dict[str, Any], **_: Any) -> dict[str, Any]:
     schemas["Conflict"] = CONFLICT
     # Responses carry exactly the documented fields: a field added to job_as_dict without
     # its description here fails the schema checks (tests/test_api_fuzz.py).
-    for name in ("JobOut", "ChunkOut", "JobPreviewOut", "UploadOut", "KindOut"):
+    for name in ("JobOut", "ChunkOut", "JobPreviewOut", "UploadOut", "UploadListItem", "KindOut"):
         schemas[name]["additionalProperties"] = False
     # Ids in paths are `<int:...>` converters: a negative number matches no URL at all.
     for operations in result.get("paths", {}).values():
@@ -235,6 +241,14 @@ class UploadOut(serializers.Serializer):
     size = serializers.IntegerField()
 
 
+class UploadListItem(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    size = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+    jobs = serializers.IntegerField(help_text="How many jobs read it.")
+
+
 class KindOut(serializers.Serializer):
     name = serializers.CharField()
     label = serializers.CharField()  # type: ignore[assignment]
@@ -252,6 +266,10 @@ BAD_INPUT = OpenApiResponse(
 )
 INVALID_PAGE = OpenApiResponse(_ref("Detail"), description="No such page.")
 CONFLICT_RESPONSE = OpenApiResponse(_ref("Conflict"), description="Not in a state for this.")
+THROTTLED = OpenApiResponse(
+    _ref("Detail"),
+    description="Too many requests from you: wait the seconds the `Retry-After` header says.",
+)
 _COMMON = {401: UNAUTHORIZED, 403: UNAUTHORIZED}
 _ONE_JOB = {**_COMMON, 404: NOT_FOUND}
 
@@ -266,12 +284,12 @@ job_list = extend_schema(
 job_create = extend_schema(
     summary="Create a job",
     request={"application/json": _ref("JobCreate")},
-    responses={201: JobOut, 400: BAD_INPUT, **_COMMON},
+    responses={201: JobOut, 400: BAD_INPUT, 429: THROTTLED, **_COMMON},
 )
 job_preview = extend_schema(
     summary="How many chunks a job would have (creates nothing)",
     request={"application/json": _ref("JobCreate")},
-    responses={200: JobPreviewOut, 400: BAD_INPUT, **_COMMON},
+    responses={200: JobPreviewOut, 400: BAD_INPUT, 429: THROTTLED, **_COMMON},
 )
 job_retrieve = extend_schema(summary="One job", responses={200: JobOut, **_ONE_JOB})
 job_delete = extend_schema(
@@ -284,14 +302,14 @@ job_cancel = extend_schema(
     responses={200: JobOut, 409: CONFLICT_RESPONSE, **_ONE_JOB},
 )
 job_retry = extend_schema(
-    summary="Re-run the chunks of a failed job that are not done",
+    summary="Re-run what failed: the chunks not done, or only the combine step",
     request=None,
-    responses={200: JobOut, 409: CONFLICT_RESPONSE, **_ONE_JOB},
+    responses={200: JobOut, 409: CONFLICT_RESPONSE, 429: THROTTLED, **_ONE_JOB},
 )
 job_rerun = extend_schema(
     summary="A new job with the same kind and parameters",
     request=None,
-    responses={201: JobOut, 400: BAD_INPUT, **_ONE_JOB},
+    responses={201: JobOut, 400: BAD_INPUT, 429: THROTTLED, **_ONE_JOB},
 )
 job_chunks = extend_schema(
     summary="A job's chunks, by index",
@@ -314,7 +332,20 @@ chunk_preview = extend_schema(
 upload_create = extend_schema(
     summary="Upload a file for a kind to read",
     request={"multipart/form-data": UploadIn},
-    responses={201: UploadOut, 400: BAD_INPUT, 413: BAD_INPUT, **_COMMON},
+    responses={201: UploadOut, 400: BAD_INPUT, 413: BAD_INPUT, 429: THROTTLED, **_COMMON},
+)
+upload_list = extend_schema(
+    summary="Your uploads, newest first",
+    responses={200: UploadListItem(many=True), 404: INVALID_PAGE, **_COMMON},
+)
+upload_delete = extend_schema(
+    summary="Delete an upload and its file",
+    responses={
+        204: None,
+        404: NOT_FOUND,
+        409: OpenApiResponse(_ref("Detail"), description="An active job reads it."),
+        **_COMMON,
+    },
 )
 kind_list = extend_schema(
     summary="The job kinds and their parameters", responses={200: KindOut(many=True), **_COMMON}

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from jobs import kinds
 from jobs.kinds.base import File, Params
-from jobs.models import Chunk, Job
+from jobs.models import Chunk, Job, Upload
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -33,6 +33,17 @@ def jobs_visible_to(user: Any) -> QuerySet[Job]:
     if not user.is_authenticated:
         return jobs.none()
     return jobs if user.is_staff else jobs.filter(owner=user)
+
+
+def uploads_of(user: Any) -> QuerySet[Upload]:
+    """A person's own uploads, newest first (staff too: uploads are private)."""
+    return (
+        Upload.objects.filter(owner_id=user.pk) if user.is_authenticated else Upload.objects.none()
+    )
+
+
+def upload_get_for_user(*, user: Any, upload_id: int) -> Upload | None:
+    return uploads_of(user).filter(pk=upload_id).first()
 
 
 def job_get_for_user(*, user: Any, job_id: int) -> Job | None:
@@ -157,16 +168,34 @@ def chunk_preview(*, job: Job, index: int) -> File | None:
     return kind.preview(job.params, chunk.spec, chunk.result)
 
 
-def overview(*, user: Any, recent: int = 10) -> dict[str, list[dict[str, Any]]]:
-    """Active jobs (oldest first) and the most recently finished ones."""
+def overview(*, user: Any, recent: int = 10, active_max: int = 100) -> dict[str, Any]:
+    """Active jobs (oldest first, at most `active_max`, `active_more` counts the rest) and
+    the most recently finished ones."""
     jobs = jobs_visible_to(user)
     active = jobs.filter(status__in=Job.ACTIVE_STATUSES).order_by("created_at", "id")
     finished = jobs.exclude(status__in=Job.ACTIVE_STATUSES).order_by("-finished_at", "-id")
     now = timezone.now()
+    listed = list(active[:active_max])
+    more = active.count() - len(listed) if len(listed) == active_max else 0
     return {
-        "active": [job_as_dict(job) | job_pace(job, now=now) for job in active],
+        "active": [job_as_dict(job) | job_pace(job, now=now) for job in listed],
+        "active_more": more,
         "recent": [job_as_dict(job) for job in finished[:recent]],
     }
+
+
+def cluster_for_user(*, user: Any, state: dict[str, Any]) -> dict[str, Any]:
+    """The cluster state as `user` may see it: processes busy with a job the person cannot
+    see show `other: true` instead of its id and chunk."""
+    busy = {p["job_id"] for p in state["processes"] if p.get("job_id") is not None}
+    visible = set(jobs_visible_to(user).filter(pk__in=busy).values_list("pk", flat=True))
+    processes = []
+    for process in state["processes"]:
+        job_id = process.get("job_id")
+        if job_id is not None and job_id not in visible:
+            process = {**process, "job_id": None, "chunk_index": None, "other": True}
+        processes.append(process)
+    return {**state, "processes": processes}
 
 
 def job_pace(job: Job, *, now: datetime) -> dict[str, float | None]:

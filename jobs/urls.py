@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from jobs.views import history, jobs, overview
+from jobs.views import history, jobs, overview, uploads
 
 app_name = "jobs"
 
@@ -17,4 +17,6 @@ urlpatterns = [
     path("jobs/<int:job_id>/cancel/", jobs.job_cancel, name="cancel"),
     path("jobs/<int:job_id>/retry/", jobs.job_retry, name="retry"),
     path("jobs/<int:job_id>/delete/", jobs.job_delete, name="delete"),
+    path("uploads/", uploads.upload_list, name="uploads"),
+    path("uploads/<int:upload_id>/delete/", uploads.upload_delete, name="upload-delete"),
 ]

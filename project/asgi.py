@@ -12,17 +12,18 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from jobs.middleware import RequestBodyLimit  # noqa: E402
 from jobs.routing import websocket_urlpatterns  # noqa: E402
+from jobs.socket_guards import ExactOriginValidator  # noqa: E402
 from tokens.authentication import TokenAuthMiddleware  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": RequestBodyLimit(django_asgi_app, settings.COREBOARD_UPLOAD_MAX_BYTES),
-        "websocket": AllowedHostsOriginValidator(
+        # The exact origin (scheme, host, port), as Django's CSRF check wants for a POST.
+        "websocket": ExactOriginValidator(
             AuthMiddlewareStack(TokenAuthMiddleware(URLRouter(websocket_urlpatterns)))
         ),
     }

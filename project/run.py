@@ -1,7 +1,14 @@
-"""`make run`: start the whole stack in the foreground; Ctrl-C stops what it started.
+"""`make run`: start the whole stack in the foreground and keep it alive (project.supervisor);
+Ctrl-C stops what it started, waiting for running chunks first.
 
 With DATABASE_URL / REDIS_URL unset, a private PostgreSQL and Redis under ./var are
 started first (the embedded default); with them set, those servers are used as they are.
+
+Started by root, this supervisor stays root (it starts PostgreSQL through `runuser` and
+writes var/secrets), but PostgreSQL runs as `postgres` and Redis, daphne and Celery as
+the service user (COREBOARD_OS_USER, default `coreboard`). Those get their secrets
+(SECRET_KEY and the database and Redis URLs) in their environment, which only they and
+root can read, so var/secrets stays 0700 root.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from project import stack, supervisor
 
@@ -33,8 +41,11 @@ def worker_command(concurrency: int, *extra: str) -> list[str]:
 
 
 def daphne_command(port: int) -> list[str]:
+    """daphne with Coreboard's request-body seam (project.server)."""
     return [
-        str(VENV_BIN / "daphne"),
+        sys.executable,
+        "-m",
+        "project.server",
         "-b",
         "127.0.0.1",
         "-p",
@@ -52,19 +63,39 @@ def _manage(*args: str) -> str:
     ).stdout.strip()
 
 
-def _spawn(args: list[str]) -> subprocess.Popen[bytes]:
+def _spawn(
+    args: list[str], env: dict[str, str] | None = None, user: Any = None
+) -> subprocess.Popen[bytes]:
     # Own process group: Ctrl-C reaches only us, and we stop children in order.
-    return subprocess.Popen(args, cwd=stack.BASE_DIR, start_new_session=True)
+    return subprocess.Popen(
+        args, cwd=stack.BASE_DIR, start_new_session=True, env=env, **stack.as_service_user(user)
+    )
+
+
+def service_env(*, database_url: str, redis_url: str) -> dict[str, str]:
+    """The environment of daphne and Celery: ours plus the secrets they must not read from
+    var/secrets (root's) themselves."""
+    env = dict(os.environ)
+    env.setdefault("SECRET_KEY", stack.read_or_create_secret("django-secret-key"))
+    env["DATABASE_URL"] = database_url
+    env["REDIS_URL"] = redis_url
+    return env
+
+
+def media_root() -> Path:
+    return Path(os.environ.get("MEDIA_ROOT") or stack.VAR_DIR / "media")
 
 
 class _Child:
     """A supervised child process: started, watched, stopped gently."""
 
-    def __init__(self, name: str, args: list[str], stop_wait_s: float) -> None:
+    def __init__(
+        self, name: str, args: list[str], env: dict[str, str], user: Any, stop_wait_s: float
+    ) -> None:
         self.process: subprocess.Popen[bytes] | None = None
         self.component = supervisor.Component(
             name=name,
-            start=lambda: setattr(self, "process", _spawn(args)),
+            start=lambda: setattr(self, "process", _spawn(args, env, user)),
             alive=lambda: supervisor.process_alive(self.process),
             stop=lambda: supervisor.stop_gently(self.process, warm_s=stop_wait_s),
         )
@@ -87,7 +118,9 @@ def main() -> int:
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
     try:
-        if "DATABASE_URL" not in os.environ:
+        database_url = os.environ.get("DATABASE_URL", "")
+        redis_url = os.environ.get("REDIS_URL", "")
+        if not database_url:
             postgres = stack.EmbeddedPostgres.default()
             watcher.add(
                 supervisor.Component(
@@ -97,8 +130,9 @@ def main() -> int:
                     stop=postgres.stop,
                 )
             )
+            database_url = postgres.url()
             print(f"PostgreSQL (embedded) on 127.0.0.1:{postgres.port}, data in {postgres.root}")
-        if "REDIS_URL" not in os.environ:
+        if not redis_url:
             redis = stack.EmbeddedRedis.default()
             watcher.add(
                 supervisor.Component(
@@ -108,11 +142,18 @@ def main() -> int:
                     stop=redis.stop,
                 )
             )
+            redis_url = redis.url()
             print(f"Redis (embedded) on 127.0.0.1:{redis.port}, data in {redis.root}")
         _manage("migrate", "--noinput", "-v", "0")
         login = _manage("ensure_admin")
-        watcher.add(_Child("celery worker", worker_command(concurrency), stop_wait).component)
-        watcher.add(_Child("daphne", daphne_command(port), 10.0).component)
+        user = stack.service_user()
+        if user is not None:
+            stack.give_to(media_root(), user)
+            stack.grant_interpreter(user)
+        env = service_env(database_url=database_url, redis_url=redis_url)
+        worker = _Child("celery worker", worker_command(concurrency), env, user, stop_wait)
+        watcher.add(worker.component)
+        watcher.add(_Child("daphne", daphne_command(port), env, user, 10.0).component)
         stack.wait_for_port(port, what="daphne")
         print(
             f"\nCoreboard is running at http://127.0.0.1:{port}/ "

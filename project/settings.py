@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from datetime import timedelta
 from typing import Any
 
 import dj_database_url
@@ -55,9 +56,29 @@ def env_list(name: str, default: list[str]) -> list[str]:
 
 
 DEBUG = env_bool("DEBUG", False)
-SECRET_KEY = os.environ.get("SECRET_KEY") or stack.read_or_create_secret("django-secret-key")
+# 64 characters: Django's deploy check asks for at least 50.
+SECRET_KEY = os.environ.get("SECRET_KEY") or stack.read_or_create_secret(
+    "django-secret-key", nbytes=48, min_length=50
+)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+# Behind TLS (README: Security): the proxy terminates TLS and says so in a header, e.g.
+# SECURE_PROXY_SSL_HEADER=X-Forwarded-Proto,https. With these set, `check --deploy` is clean.
+_proxy_ssl_header = env_list("SECURE_PROXY_SSL_HEADER", [])
+if _proxy_ssl_header:
+    if len(_proxy_ssl_header) != 2:
+        raise RuntimeError("SECURE_PROXY_SSL_HEADER must be 'Header-Name,value'")
+    SECURE_PROXY_SSL_HEADER = (
+        "HTTP_" + _proxy_ssl_header[0].upper().replace("-", "_"),
+        _proxy_ssl_header[1],
+    )
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", False)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
 
 INSTALLED_APPS = [
     "daphne",
@@ -73,6 +94,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "csp",
+    "axes",
     "jobs",
     "tokens",
 ]
@@ -85,9 +107,12 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "jobs.middleware.NoStoreWhenLoggedIn",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
+    # Last, as django-axes asks: turns a locked-out login into its 429 answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 # Scripts and styles come from our own static files only: no inline <script>, no style=""
@@ -129,8 +154,10 @@ TEMPLATES = [
 
 EMBEDDED_POSTGRES = "DATABASE_URL" not in os.environ
 EMBEDDED_REDIS = "REDIS_URL" not in os.environ
-DATABASE_URL = env_str("DATABASE_URL", stack.EmbeddedPostgres.default().url())
-REDIS_URL = env_str("REDIS_URL", stack.EmbeddedRedis.default().url()).rstrip("/")
+# The embedded defaults read var/secrets, which only root may when `make run` ran as root:
+# its services get the URLs in their environment instead.
+DATABASE_URL = os.environ.get("DATABASE_URL") or stack.EmbeddedPostgres.default().url()
+REDIS_URL = (os.environ.get("REDIS_URL") or stack.EmbeddedRedis.default().url()).rstrip("/")
 
 DATABASES = {
     "default": dj_database_url.parse(
@@ -146,6 +173,13 @@ def _redis_db_url(db: int) -> str:
     return f"{head}/{db}" if tail.isdigit() and head.count("/") >= 2 else f"{REDIS_URL}/{db}"
 
 
+# Throttle counters and login failures, shared by every daphne process (db 2).
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": _redis_db_url(2),
+    }
+}
 CHANNEL_LAYER_REDIS_URL = _redis_db_url(1)
 CHANNEL_LAYERS = {
     "default": {
@@ -206,6 +240,22 @@ COREBOARD_DEFAULT_PARALLELISM = env_int(
     "COREBOARD_DEFAULT_PARALLELISM", os.cpu_count() or 1, minimum=1
 )
 COREBOARD_MAX_PARALLELISM = env_int("COREBOARD_MAX_PARALLELISM", 1024, minimum=1)
+# Per-person quotas (README: Security). Chunk-seconds count only kinds that can estimate
+# their run time (burn); 86,400 is one CPU-day.
+COREBOARD_QUOTA_ACTIVE_JOBS = env_int("COREBOARD_QUOTA_ACTIVE_JOBS", 10, minimum=1)
+COREBOARD_QUOTA_CHUNKS = env_int("COREBOARD_QUOTA_CHUNKS", 200_000, minimum=1)
+COREBOARD_QUOTA_CHUNK_SECONDS = env_int("COREBOARD_QUOTA_CHUNK_SECONDS", 86_400, minimum=1)
+COREBOARD_QUOTA_UPLOADS = env_int("COREBOARD_QUOTA_UPLOADS", 100, minimum=1)
+COREBOARD_QUOTA_UPLOAD_BYTES = env_int(
+    "COREBOARD_QUOTA_UPLOAD_BYTES", 1024 * 1024 * 1024, minimum=1
+)
+# Websockets: open sockets per person (per daphne process), how often a socket checks that
+# its session still holds, how many active jobs the overview lists (the rest are counted).
+COREBOARD_MAX_SOCKETS_PER_USER = env_int("COREBOARD_MAX_SOCKETS_PER_USER", 20, minimum=1)
+COREBOARD_SOCKET_SESSION_CHECK_SECONDS = (
+    env_int("COREBOARD_SOCKET_SESSION_CHECK_MS", 2000, minimum=100) / 1000
+)
+COREBOARD_OVERVIEW_ACTIVE_MAX = env_int("COREBOARD_OVERVIEW_ACTIVE_MAX", 100, minimum=1)
 # Retries after a chunk raised (with backoff: 1 s, 2 s, 4 s, ... up to 30 s); then the job fails.
 COREBOARD_CHUNK_MAX_RETRIES = env_int("COREBOARD_CHUNK_MAX_RETRIES", 2, minimum=0)
 # Runs of one chunk whose worker process was lost before it is failed, so a chunk that
@@ -238,6 +288,25 @@ COREBOARD_OWNER_MAX_SLOTS = env_int("COREBOARD_OWNER_MAX_SLOTS", 0, minimum=0)
 
 # --- Auth, API, i18n, static ----------------------------------------------------------------
 
+# Failed logins (both login forms: /accounts/login/ and the admin's) are counted per
+# username by django-axes in the cache; after COREBOARD_LOGIN_FAILURE_LIMIT in a row that
+# username is refused (429) for COREBOARD_LOGIN_LOCKOUT_SECONDS, from every client, the
+# right password included. Per username, not per address: behind a proxy every client
+# shares one address, and a password guesser changes addresses cheaply.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_HANDLER = "axes.handlers.cache.AxesCacheHandler"
+AXES_FAILURE_LIMIT = env_int("COREBOARD_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(seconds=env_int("COREBOARD_LOGIN_LOCKOUT_SECONDS", 300, minimum=1))
+AXES_LOCKOUT_PARAMETERS = ["username"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+# axes.W006 warns when lockouts ignore the client address, since rotating user agents or
+# cookies then escapes them; a lockout per username cannot be escaped that way.
+SILENCED_SYSTEM_CHECKS = ["axes.W006"]
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "jobs:overview"
 LOGOUT_REDIRECT_URL = "login"
@@ -259,6 +328,18 @@ REST_FRAMEWORK: dict[str, Any] = {
     "PAGE_SIZE": 25,
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Per person (per address when logged out); 429 with Retry-After beyond (README: Security).
+    "DEFAULT_THROTTLE_RATES": {
+        "job-create": env_str("COREBOARD_RATE_JOB_CREATE", "10/minute"),
+        "job-preview": env_str("COREBOARD_RATE_JOB_PREVIEW", "120/minute"),
+        "job-action": env_str("COREBOARD_RATE_JOB_ACTION", "30/minute"),
+        "upload": env_str("COREBOARD_RATE_UPLOAD", "20/minute"),
+    },
+    "DEFAULT_PARSER_CLASSES": [
+        "jobs.parsers.DepthLimitedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
 }
 
 # API tokens (tokens app): days until a new token expires unless its maker says (0: never).
@@ -312,6 +393,9 @@ STATICFILES_DIRS = [
 # Uploads and result files. With workers on several machines this must be shared storage
 # (a network file system, or another Django storage backend).
 MEDIA_ROOT = env_str("MEDIA_ROOT", str(stack.VAR_DIR / "media"))
+# Uploads and results are for the service account only (and its group), not other users.
+FILE_UPLOAD_PERMISSIONS = 0o640
+FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o750
 # WhiteNoise serves straight from the finders, so no collectstatic step is needed to run.
 WHITENOISE_USE_FINDERS = True
 

@@ -15,15 +15,19 @@ import shutil
 import socket
 import stat
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # Everything `make run` keeps (data, secrets, media); COREBOARD_VAR_DIR moves it.
 VAR_DIR = Path(os.environ.get("COREBOARD_VAR_DIR") or BASE_DIR / "var")
 SECRETS_DIR = VAR_DIR / "secrets"
+# Files the services create are not for other local users (group: the service account).
+SERVICE_UMASK = 0o027
 
 DEFAULT_PG_PORT = 54329
 DEFAULT_REDIS_PORT = 56379
@@ -38,13 +42,17 @@ def secret_file(name: str) -> Path:
     return SECRETS_DIR / name
 
 
-def read_or_create_secret(name: str) -> str:
-    """Return the secret stored under var/secrets/<name>, creating it (0600) if missing."""
+def read_or_create_secret(name: str, *, nbytes: int = 24, min_length: int = 0) -> str:
+    """Return the secret stored under var/secrets/<name>, creating it (0600) if missing or
+    shorter than `min_length` (a key kept from an older version)."""
     path = secret_file(name)
     if path.exists():
-        return path.read_text().strip()
-    SECRETS_DIR.mkdir(parents=True, exist_ok=True)
-    value = secrets.token_urlsafe(24)
+        value = path.read_text().strip()
+        if len(value) >= min_length:
+            return value
+        path.unlink()
+    SECRETS_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
+    value = secrets.token_urlsafe(nbytes)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(value + "\n")
@@ -90,6 +98,55 @@ def postgres_bin_dir() -> Path:
     if found:
         return Path(found).parent
     raise StackError("PostgreSQL server binaries not found (apt-get install postgresql)")
+
+
+def service_user() -> pwd.struct_passwd | None:
+    """The unprivileged account daphne, Celery and Redis run as when started by root
+    (COREBOARD_OS_USER, created as a system user if missing); None when not root."""
+    if os.geteuid() != 0:
+        return None
+    name = os.environ.get("COREBOARD_OS_USER", "coreboard")
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
+            check=True,
+        )
+        return pwd.getpwnam(name)
+
+
+def as_service_user(user: pwd.struct_passwd | None) -> dict[str, Any]:
+    """Popen keyword arguments that start a process as `user` (no other groups) with the
+    services' umask; just the umask when `user` is None."""
+    if user is None:
+        return {"umask": SERVICE_UMASK}
+    return {
+        "user": user.pw_uid,
+        "group": user.pw_gid,
+        "extra_groups": [],
+        "umask": SERVICE_UMASK,
+    }
+
+
+def give_to(path: Path, user: pwd.struct_passwd) -> None:
+    """Make `path` (a directory, created if missing, and everything in it) belong to
+    `user` and nobody else (no access for others, also for what older versions left
+    readable), and let that user reach it."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o750)
+    for item in [path, *path.rglob("*")]:
+        if item.is_symlink():
+            continue
+        os.chown(item, user.pw_uid, user.pw_gid)
+        item.chmod(stat.S_IMODE(item.stat().st_mode) & ~0o007)
+    _grant_traverse(path, user.pw_name)
+
+
+def grant_interpreter(user: pwd.struct_passwd) -> None:
+    """Let `user` reach the Python interpreter and the checkout (the virtualenv's python
+    may live under /root, which is 0700 on Debian)."""
+    _grant_traverse(Path(os.path.realpath(sys.executable)), user.pw_name)
+    _grant_traverse(BASE_DIR / "manage.py", user.pw_name)
 
 
 def _grant_traverse(path: Path, user: str) -> None:
@@ -258,11 +315,18 @@ class EmbeddedPostgres:
 
 @dataclass
 class EmbeddedRedis:
-    """A private redis-server on 127.0.0.1, data under `root`, run as our child process."""
+    """A private redis-server on 127.0.0.1, data under `root`, run as our child process.
+
+    It requires a password (generated once into var/secrets/<secret_name>, given to Redis
+    in a 0600 config file rather than on its command line, and carried by `url()`), so
+    another local process cannot enqueue tasks or forge live progress; and it runs as the
+    service user when started by root.
+    """
 
     root: Path
     port: int
     persist: bool = True
+    secret_name: str = "redis-password"  # noqa: S105 - the name of a file under var/secrets
     process: subprocess.Popen[bytes] | None = None
 
     @classmethod
@@ -271,7 +335,9 @@ class EmbeddedRedis:
         return cls(root=VAR_DIR / "redis", port=port)
 
     def url(self, db: int = 0) -> str:
-        return f"redis://127.0.0.1:{self.port}/{db}"
+        password = read_secret(self.secret_name)
+        credentials = f":{password}@" if password else ""
+        return f"redis://{credentials}127.0.0.1:{self.port}/{db}"
 
     def start(self) -> None:
         server = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -279,11 +345,21 @@ class EmbeddedRedis:
             raise StackError("redis-server not found (apt-get install redis-server)")
         if port_is_open(self.port):
             raise StackError(f"port {self.port} is taken; set COREBOARD_REDIS_PORT to a free port")
-        self.root.mkdir(parents=True, exist_ok=True)
+        password = read_or_create_secret(self.secret_name)
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o750)
+        config = self.root / "redis.conf"
+        config.unlink(missing_ok=True)
+        fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(f"requirepass {password}\n")
         log = (self.root / "redis.log").open("ab")
+        user = service_user()
+        if user is not None:
+            give_to(self.root, user)
         self.process = subprocess.Popen(
             [
                 server,
+                str(config),
                 "--bind",
                 "127.0.0.1",
                 "--port",
@@ -306,6 +382,7 @@ class EmbeddedRedis:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            **as_service_user(user),
         )
         try:
             wait_for_port(self.port, what="redis-server")
@@ -339,7 +416,11 @@ class PrivateServices:
 
 
 def start_private_services(
-    root: Path, *, secret_name: str, persist: bool = True
+    root: Path,
+    *,
+    secret_name: str,
+    persist: bool = True,
+    redis_secret_name: str = "test-redis-password",  # noqa: S107 - a file name
 ) -> PrivateServices:
     """A private PostgreSQL and Redis under `root` on free ports, for tests and benchmarks.
 
@@ -354,7 +435,12 @@ def start_private_services(
             started.postgres = postgres
             os.environ["DATABASE_URL"] = postgres.url()
         if "REDIS_URL" not in os.environ:
-            redis = EmbeddedRedis(root=root / "redis", port=free_port(), persist=persist)
+            redis = EmbeddedRedis(
+                root=root / "redis",
+                port=free_port(),
+                persist=persist,
+                secret_name=redis_secret_name,
+            )
             redis.start()
             started.redis = redis
             os.environ["REDIS_URL"] = redis.url()

@@ -18,3 +18,8 @@ urlpatterns = [
     path("metrics", metrics.metrics_view, name="metrics"),
     path("", include("jobs.urls")),
 ]
+
+handler400 = "jobs.views.errors.bad_request"
+handler403 = "jobs.views.errors.permission_denied"
+handler404 = "jobs.views.errors.page_not_found"
+handler500 = "jobs.views.errors.server_error"

@@ -11,6 +11,7 @@ import pytest
 from channels import DEFAULT_CHANNEL_LAYER
 from channels.layers import channel_layers
 from django.contrib.auth.models import User
+from django.core.cache import cache
 from django.db import connection
 from django.test import Client
 from rest_framework.test import APIClient
@@ -34,6 +35,12 @@ def _fresh_channel_layer() -> None:
     """channels-redis keeps per-event-loop state (receive locks), and each test (or
     async_to_sync call) runs its own loop: the in-process consumers start with a new layer."""
     channel_layers.backends.pop(DEFAULT_CHANNEL_LAYER, None)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache() -> None:
+    """Throttle counters and login failures live in the cache (Redis): none carry over."""
+    cache.clear()
 
 
 # --- people ------------------------------------------------------------------------------------

@@ -331,7 +331,7 @@ def test_api_actions_on_another_users_job_are_not_found(
 
 def test_api_session_posts_need_the_csrf_token(alice: User, failed_job: Job) -> None:
     client = APIClient(enforce_csrf_checks=True)
-    assert client.login(username="alice", password="alice-password-1")
+    client.force_login(alice)
     preview = {"kind": "burn", "params": BURN}
     for method, url, body in (
         ("post", f"/api/jobs/{failed_job.pk}/retry/", None),
@@ -360,11 +360,15 @@ def test_api_preview_counts_chunks_and_creates_nothing(alice_api: APIClient) -> 
     assert response.json() == {"chunks": 7}
     # Form values arrive as strings from the page's script.
     strings = alice_api.post(
-        "/api/jobs/preview/",
+        "/api/jobs/preview/?form=1",
         {"kind": "burn", "params": {"chunks": "12", "ms": "5", "fail_rate": ""}},
         format="json",
     )
     assert strings.json() == {"chunks": 12}
+    typo = alice_api.post(
+        "/api/jobs/preview/?form=1", {"kind": "burn", "params": {"chunks": "x"}}, format="json"
+    )
+    assert typo.json() == {"params": {"chunks": ["Enter a whole number."]}}
     assert not Job.objects.exists()
     assert not Chunk.objects.exists()
 
@@ -552,5 +556,5 @@ def test_new_job_page_has_the_chunk_preview(alice_client: Client) -> None:
     page = alice_client.get("/jobs/new/", {"kind": "burn"}).content.decode()
     assert 'id="chunk-preview"' in page
     assert 'aria-live="polite"' in opening_tag(page, "chunk-preview")
-    assert 'data-preview-url="/api/jobs/preview/"' in page
+    assert 'data-preview-url="/api/jobs/preview/?form=1"' in page
     assert "jobs/new_job.js" in page

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import io
+from typing import Any
+
 import pytest
 from django.contrib.auth.models import User
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -8,6 +11,7 @@ from rest_framework.test import APIClient
 from jobs import services
 from jobs.middleware import ENVELOPE_BYTES, RequestBodyLimit
 from jobs.models import Chunk, Job, Upload
+from jobs.parsers import BodyTooLarge, DepthLimitedJSONParser
 from tokens.services import token_create
 
 pytestmark = pytest.mark.django_db
@@ -74,8 +78,17 @@ BAD_JOB_INPUT = [
     (
         {"kind": "burn", "params": {"chunks": 1, "ms": 1}, "parallelism": "many"},
         ["parallelism"],
-        "valid integer",
+        "integer",
     ),
+    # Strict JSON types: no coercion of objects, booleans or digit strings.
+    ({"kind": "hash_search", "params": {"prefix": {"a": 1}}}, ["params", "prefix"], "string"),
+    ({"kind": "burn", "params": {"chunks": "１２"}}, ["params", "chunks"], "JSON integer"),  # noqa: RUF001
+    ({"kind": "burn", "params": {"chunks": "12"}}, ["params", "chunks"], "JSON integer"),
+    ({"kind": "burn", "params": {"fail_rate": True}}, ["params", "fail_rate"], "JSON number"),
+    ({"kind": "burn", "params": {"chunks": 2.5}}, ["params", "chunks"], "JSON integer"),
+    ({"kind": "burn", "params": {"chunks": True}}, ["params", "chunks"], "JSON integer"),
+    ({"kind": "burn", "params": {}, "parallelism": "４"}, ["parallelism"], "integer"),  # noqa: RUF001
+    ({"kind": "burn", "params": {}, "owner": 2}, ["owner"], "Unknown field"),
 ]
 
 
@@ -112,8 +125,9 @@ def test_token_authentication(alice: User, alice_job: Job) -> None:
 
 
 def test_list_is_paginated_newest_first_and_only_mine(
-    alice: User, bob: User, alice_api: APIClient
+    alice: User, bob: User, alice_api: APIClient, settings: Any
 ) -> None:
+    settings.COREBOARD_QUOTA_ACTIVE_JOBS = 100
     mine = [
         services.job_create(owner=alice, kind="burn", params={"chunks": 1, "ms": 1}).pk
         for _ in range(30)
@@ -239,3 +253,69 @@ async def test_body_limit_refuses_oversized_requests_before_reading_them() -> No
     assert calls == []
     assert sent[0]["status"] == 413
     assert b"larger than the limit of 10 bytes" in sent[1]["body"]
+
+
+def test_omitted_parameters_take_the_forms_initial_values_and_are_stored(
+    alice_api: APIClient,
+) -> None:
+    response = alice_api.post("/api/jobs/", {"kind": "burn", "params": {"ms": 5}}, format="json")
+    assert response.status_code == 201, response.json()
+    assert response.json()["params"] == {"chunks": 8, "ms": 5, "fail_rate": 0.0}
+    assert Job.objects.get().params == {"chunks": 8, "ms": 5, "fail_rate": 0.0}
+
+
+def test_an_integer_valued_number_is_an_integer(alice_api: APIClient) -> None:
+    response = alice_api.post(
+        "/api/jobs/", {"kind": "burn", "params": {"chunks": 3.0, "ms": 1}}, format="json"
+    )
+    assert response.status_code == 201, response.json()
+    assert response.json()["total_chunks"] == 3
+
+
+def test_json_nested_10000_deep_is_a_400(alice_api: APIClient) -> None:
+    body = '{"kind": "burn", "params": ' + "[" * 10_000 + "]" * 10_000 + "}"
+    response = alice_api.post("/api/jobs/", body, content_type="application/json")
+    assert response.status_code == 400
+    assert "nested more than" in response.json()["detail"]
+    assert not Job.objects.exists()
+
+
+def test_a_json_body_over_the_memory_limit_is_a_json_413(alice_api: APIClient) -> None:
+    padding = "x" * (3 * 1024 * 1024)
+    body = '{"kind": "burn", "params": {"prefix": "' + padding + '"}}'
+    response = alice_api.post("/api/jobs/", body, content_type="application/json")
+    assert response.status_code == 413
+    # Django's own check (RequestDataTooBig) or the parser's, whichever reads first.
+    assert (
+        "DATA_UPLOAD_MAX_MEMORY_SIZE" in response.json()["detail"]
+        or "at most" in (response.json()["detail"])
+    )
+
+
+def test_json_nested_a_little_too_deep_is_a_400(alice_api: APIClient) -> None:
+    body = '{"kind": "burn", "params": {"chunks": ' + "[" * 40 + "]" * 40 + "}}"
+    response = alice_api.post("/api/jobs/", body, content_type="application/json")
+    assert response.status_code == 400
+    assert "nested more than" in response.json()["detail"]
+
+
+def test_too_many_form_fields_is_a_json_400(alice_api: APIClient, settings: Any) -> None:
+    settings.DATA_UPLOAD_MAX_NUMBER_FIELDS = 10
+    body = "&".join(f"f{i}=1" for i in range(50))
+    response = alice_api.post("/api/jobs/", body, content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/json"
+    assert "DATA_UPLOAD_MAX_NUMBER_FIELDS" in response.json()["detail"]
+
+
+def test_an_unknown_api_url_is_a_json_404(alice_api: APIClient) -> None:
+    response = alice_api.get("/api/nothing-here/")
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Not found."}
+
+
+def test_the_json_parser_stops_reading_at_the_memory_limit(settings: Any) -> None:
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 100
+    with pytest.raises(BodyTooLarge, match="at most 100 bytes"):
+        DepthLimitedJSONParser().parse(io.BytesIO(b'{"a": "' + b"x" * 200 + b'"}'))
+    assert DepthLimitedJSONParser().parse(io.BytesIO(b'{"a": 1}')) == {"a": 1}

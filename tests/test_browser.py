@@ -393,6 +393,8 @@ def test_every_page_is_accessible_and_fits_a_phone(
         f"/jobs/{failed}/",
         f"/jobs/{done}/delete/",
         "/jobs/987654321/",
+        "/uploads/",
+        "/tokens/",
     ]  # fmt: skip
     cookies = page.context.cookies()
     for name, options in [
@@ -550,7 +552,7 @@ def test_times_use_the_viewers_time_zone(
 def test_overview_takes_a_capped_list_and_processes_without_a_job(
     page: Page, daphne_server: str, alice: User
 ) -> None:
-    # The server may cap the active list (`more_active` counts the rest) and leave out the
+    # The server may cap the active list (`active_more` counts the rest) and leave out the
     # job of a process that works for somebody else: a stand-in socket sends such a state.
     job = {
         "id": 41, "kind": "burn", "status": "running", "progress": 0.5, "done_chunks": 2,
@@ -559,7 +561,7 @@ def test_overview_takes_a_capped_list_and_processes_without_a_job(
     state = {
         "type": "overview.state",
         "active": [job],
-        "more_active": 7,
+        "active_more": 7,
         "recent": [],
         "cluster": {
             "now": 1000.0,
@@ -634,3 +636,21 @@ def test_token_made_in_the_browser_works_until_revoked(
     page.get_by_role("button", name="Revoke token laptop").click()
     expect(page.get_by_role("status").filter(has_text="revoked")).to_be_visible()
     assert httpx.get(f"{daphne_server}/api/jobs/", headers=headers).status_code == 401
+
+
+def test_uploads_page_deletes_by_keyboard(
+    page: Page, daphne_server: str, alice: User, tmp_path: Path
+) -> None:
+    text = tmp_path / "notes.txt"
+    text.write_text("some words to count\n")
+    log_in(page, daphne_server, "alice", "alice-password-1")
+    page.goto(f"{daphne_server}/jobs/new/?kind=wordcount")
+    page.get_by_label("Upload").set_input_files(str(text))
+    page.get_by_role("button", name="Start job").click()
+    expect(page.get_by_text("succeeded").first).to_be_visible()
+    page.goto(f"{daphne_server}/uploads/")
+    expect(page.get_by_role("cell", name=text.name, exact=True)).to_be_visible()
+    page.get_by_role("button", name=f"Delete {text.name}").focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_text(f"Upload '{text.name}' deleted.")).to_be_visible()
+    expect(page.get_by_text("You have not uploaded anything.")).to_be_visible()

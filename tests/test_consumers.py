@@ -201,7 +201,11 @@ async def test_out_of_order_deltas_are_all_relayed_without_a_snapshot(alice: Use
 async def test_overview_pushes_my_jobs_and_the_cluster(alice: User, mallory: User) -> None:
     mine = await create_waiting_job(alice)
     theirs = await create_waiting_job(mallory)
-    headers = [(b"origin", b"http://127.0.0.1"), (b"cookie", await session_cookie(alice))]
+    headers = [
+        (b"origin", b"http://127.0.0.1"),
+        (b"host", b"127.0.0.1"),
+        (b"cookie", await session_cookie(alice)),
+    ]
     communicator = WebsocketCommunicator(application, "/ws/overview/", headers=headers)
     connected, _ = await communicator.connect()
     assert connected
@@ -221,7 +225,9 @@ async def test_overview_pushes_my_jobs_and_the_cluster(alice: User, mallory: Use
 
 async def test_overview_refuses_anonymous_sockets() -> None:
     communicator = WebsocketCommunicator(
-        application, "/ws/overview/", headers=[(b"origin", b"http://127.0.0.1")]
+        application,
+        "/ws/overview/",
+        headers=[(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1")],
     )
     await communicator.connect()
     assert await communicator.receive_output(timeout=5) == {"type": "websocket.close", "code": 4401}

@@ -198,7 +198,10 @@ def test_a_bad_page_number_shows_a_page(alice_client: Client, alice: User) -> No
     assert listed(alice_client.get("/history/", {"page": "999"})) == [job.pk]
 
 
-def test_pages_hold_25_jobs_and_keep_the_filters(alice_client: Client, alice: User) -> None:
+def test_pages_hold_25_jobs_and_keep_the_filters(
+    alice_client: Client, alice: User, settings: Any
+) -> None:
+    settings.COREBOARD_QUOTA_ACTIVE_JOBS = 100
     jobs = [burn(alice) for _ in range(27)]
     primes(alice)
     first = alice_client.get("/history/", {"kind": "burn"})

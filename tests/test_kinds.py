@@ -73,9 +73,9 @@ def test_primes_reports_progress_up_to_the_total() -> None:
         ({"start": 0, "stop": 2 * 10**10, "chunks": 1}, "stop", "at most 10,000,000,000"),
         ({"start": 0, "stop": 5, "chunks": 6}, "chunks", "at most the size of the range"),
         ({"start": 0, "stop": 100, "chunks": 0}, "chunks", "greater than or equal to 1"),
-        ({"start": 0, "stop": 100, "chunks": 20_000}, "chunks", "less than or equal to 10000"),
-        ({"start": "x", "stop": 100, "chunks": 1}, "start", "whole number"),
-        ({"stop": 100, "chunks": 1}, "start", "required"),
+        ({"start": 0, "stop": 10**7, "chunks": 200_000}, "chunks", "less than or equal to 100000"),
+        ({"start": "x", "stop": 100, "chunks": 1}, "start", "JSON integer"),
+        ({"start": None, "stop": 100, "chunks": 1}, "start", "required"),
         ({"start": 0, "stop": 100, "chunks": 1, "step": 2}, "step", "Unknown parameter"),
     ],
 )

@@ -51,5 +51,9 @@ class TokenAuthMiddleware:
         key = key_from_header(headers.get(b"authorization"))
         if key is not None:
             token = await sync_to_async(services.token_authenticate)(key=key)
-            scope = {**scope, "user": token.user if token else AnonymousUser()}
+            scope = {
+                **scope,
+                "user": token.user if token else AnonymousUser(),
+                "api_token_key": key if token else None,
+            }
         return await self.inner(scope, receive, send)

@@ -30,6 +30,84 @@ class UploadField(forms.IntegerField):
         super().__init__(**kwargs)
 
 
+def json_type_error(field: forms.Field, value: Any) -> str | None:
+    """Why `value` (decoded JSON) is the wrong type for `field`, or None when it is not.
+
+    Django's fields coerce whatever they get (`CharField` calls `str()` on an object,
+    `FloatField` takes `true`, `IntegerField` takes full-width digits in a string), so
+    API input is checked against the JSON type each field stands for first.
+    """
+    if value is None:
+        return "This field is required." if field.required else None
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    # FloatField and DecimalField are IntegerField subclasses: test them first.
+    if isinstance(field, forms.FloatField | forms.DecimalField):
+        return None if number else f"Must be a JSON number, not {_json_type_name(value)}."
+    if isinstance(field, forms.IntegerField):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return None
+        if isinstance(value, float) and value.is_integer():
+            return None
+        return f"Must be a JSON integer, not {_json_type_name(value)}."
+    if isinstance(field, forms.BooleanField):
+        return None if isinstance(value, bool) else "Must be true or false."
+    if isinstance(field, forms.CharField | forms.ChoiceField):
+        if isinstance(value, str):
+            return None
+        return f"Must be a JSON string, not {_json_type_name(value)}."
+    if isinstance(value, dict | list):
+        return f"Must be a single value, not {_json_type_name(value)}."
+    return None
+
+
+def _json_type_name(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a non-integer number" if isinstance(value, float) else "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def params_from_form_values(fields: Mapping[str, forms.Field], data: Mapping[str, Any]) -> Params:
+    """Parameters typed in a browser form (strings), as the JSON values they stand for.
+
+    Raises ValidationError by field when a string is not a value of its field's type.
+    """
+    typed: Params = {}
+    errors: dict[str, list[str]] = {}
+    for name, value in data.items():
+        field = fields.get(name)
+        if field is None or not isinstance(value, str) or isinstance(field, forms.CharField):
+            typed[name] = value
+            continue
+        try:
+            typed[name] = field.to_python(value)
+        except ValidationError as error:
+            errors[name] = list(error.messages)
+    if errors:
+        raise ValidationError(errors)
+    return typed
+
+
+def params_with_defaults(fields: Mapping[str, forms.Field], data: Mapping[str, Any]) -> Params:
+    """`data` with every omitted parameter that has an initial value in the form set to it,
+    so API callers may leave out what the browser form prefills (the job stores the value
+    used)."""
+    filled = dict(data)
+    for name, form_field in fields.items():
+        if name in filled or form_field.initial is None:
+            continue
+        initial = form_field.initial
+        filled[name] = initial() if callable(initial) else initial
+    return filled
+
+
 @dataclass(frozen=True)
 class ResultDisplay:
     """How a job page shows a kind's result: labelled figures, then an optional table."""
@@ -74,16 +152,29 @@ class JobKind:
         """Validate raw parameters with the kind's form; raise ValidationError by field."""
         if not isinstance(data, Mapping):
             raise ValidationError({NON_FIELD_ERRORS: ["Must be an object of parameters."]})
-        form = self.form_class(data=data)
-        unknown = sorted(set(data) - set(form.fields))
+        fields = self.form_class.base_fields
+        unknown = sorted(set(data) - set(fields))
         if unknown:
-            expected = ", ".join(form.fields)
+            expected = ", ".join(fields)
             raise ValidationError(
                 {name: [f"Unknown parameter; expected one of: {expected}."] for name in unknown}
             )
+        type_errors = {
+            name: [error]
+            for name, value in data.items()
+            if (error := json_type_error(fields[name], value)) is not None
+        }
+        if type_errors:
+            raise ValidationError(type_errors)
+        form = self.form_class(data=params_with_defaults(fields, data))
         if not form.is_valid():
             raise ValidationError(form.errors.as_data())
         return dict(form.cleaned_data)
+
+    def estimate_seconds(self, params: Params) -> float | None:
+        """CPU seconds the whole job will take, when the kind can tell from its parameters
+        (used by the per-person quota COREBOARD_QUOTA_CHUNK_SECONDS); None when it cannot."""
+        return None
 
     def upload_fields(self) -> list[str]:
         return [

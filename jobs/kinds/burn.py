@@ -12,7 +12,7 @@ from django import forms
 from jobs.kinds import register
 from jobs.kinds.base import JobKind, Params, Progress, ResultDisplay, Spec, grouped
 
-MAX_CHUNKS = 10_000
+MAX_CHUNKS = 100_000
 MAX_MS = 300_000
 PROGRESS_EVERY_S = 0.02
 
@@ -44,6 +44,9 @@ class Burn(JobKind):
     label = "Burn CPU"
     description = "Busy-spins each chunk for a fixed time; can inject failures."
     form_class = BurnForm
+
+    def estimate_seconds(self, params: Params) -> float:
+        return float(params["chunks"] * params["ms"] / 1000)
 
     def split(self, params: Params) -> Sequence[Spec]:
         return [

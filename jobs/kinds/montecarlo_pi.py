@@ -15,7 +15,7 @@ from jobs.kinds import register
 from jobs.kinds.base import JobKind, Params, Progress, ResultDisplay, Spec, grouped
 
 MAX_SAMPLES = 2_000_000_000
-MAX_CHUNKS = 10_000
+MAX_CHUNKS = 100_000
 PROGRESS_EVERY = 100_000
 
 

@@ -15,7 +15,7 @@ from jobs.kinds.base import JobKind, Params, Progress, ResultDisplay, Spec, grou
 
 MAX_STOP = 10**11
 MAX_RANGE = 10**10
-MAX_CHUNKS = 10_000
+MAX_CHUNKS = 100_000
 SEGMENT = 1 << 18
 
 

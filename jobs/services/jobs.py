@@ -16,7 +16,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from jobs import kinds, selectors
+from jobs import kinds, quotas, selectors
 from jobs.kinds.base import Params, Spec
 from jobs.models import Chunk, Job, Upload
 from jobs.services import dispatch
@@ -75,6 +75,8 @@ def job_plan(
         specs = list(spec.split(clean))
     except ValidationError as exc:
         raise JobRejected({"params": exc.message_dict}) from None
+    if over := quotas.job_quota_errors(owner=owner, kind=spec, params=clean, chunks=len(specs)):
+        raise JobRejected(over)
     return JobPlan(kind=kind, params=clean, specs=specs, parallelism=parallelism)
 
 
@@ -266,6 +268,8 @@ def upload_create(*, owner: Any, file: UploadedFile) -> Upload:
         raise ValidationError({"file": "The file is empty."})
     if file.size > limit:
         raise ValidationError({"file": f"The file is larger than the limit of {limit:,} bytes."})
+    if over := quotas.upload_quota_error(owner=owner, size=file.size):
+        raise ValidationError({"file": over})
     decoder = codecs.getincrementaldecoder("utf-8")()
     try:
         for piece in file.chunks():

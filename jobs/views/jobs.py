@@ -63,6 +63,8 @@ def job_new(request: HttpRequest) -> HttpResponse:
                 params_form.add_error(None if field == "__all__" else field, errors)
             if "parallelism" in rejected.errors:
                 options_form.add_error("parallelism", rejected.errors["parallelism"])
+            for message in rejected.errors.get("quota", []):
+                params_form.add_error(None, message)
         else:
             return redirect("jobs:detail", job_id=job.pk)
     return render(

@@ -88,8 +88,8 @@
 
   function renderJobs() {
     const list = $("active-jobs");
-    // The server may cap the list it sends; `more_active` counts the jobs left out.
-    const more = Number(state.more_active) || 0;
+    // The server caps the list it sends; `active_more` counts the jobs left out.
+    const more = Number(state.active_more) || 0;
     $("active-count").textContent = `(${state.active.length + more})`;
     const moreNote = $("active-more");
     moreNote.hidden = more === 0;

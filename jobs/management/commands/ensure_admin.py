@@ -12,13 +12,12 @@ from project import stack
 
 
 class Command(BaseCommand):
-    help = "Ensure an admin account exists and print how to log in."
+    help = "Ensure an admin account exists and print where its password is."
 
     def handle(self, *args: Any, **options: Any) -> None:
         username = os.environ.get("COREBOARD_ADMIN_USER", "admin")
-        password = os.environ.get("COREBOARD_ADMIN_PASSWORD") or stack.read_or_create_secret(
-            "admin-password"
-        )
+        given = os.environ.get("COREBOARD_ADMIN_PASSWORD")
+        password = given or stack.read_or_create_secret("admin-password")
         users = get_user_model().objects
         user = users.filter(username=username).first()
         if user is None:
@@ -26,4 +25,6 @@ class Command(BaseCommand):
         elif "COREBOARD_ADMIN_PASSWORD" in os.environ and not user.check_password(password):
             user.set_password(password)
             user.save(update_fields=["password"])
-        self.stdout.write(f"Log in as {username!r} with password {password!r}")
+        # The password itself is never printed: terminals and logs keep it.
+        where = "COREBOARD_ADMIN_PASSWORD" if given else str(stack.secret_file("admin-password"))
+        self.stdout.write(f"Log in as {username!r} with the password in {where}")

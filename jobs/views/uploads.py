@@ -1,0 +1,38 @@
+"""One's uploads: list them, delete the ones no active job reads."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import messages
+from django.db.models import Sum
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from jobs import selectors, uploads
+
+
+def upload_list(request: HttpRequest) -> HttpResponse:
+    mine = selectors.uploads_of(request.user)
+    return render(
+        request,
+        "jobs/upload_list.html",
+        {
+            "uploads": [uploads.upload_list_item(upload) for upload in mine],
+            "total_bytes": mine.aggregate(total=Sum("size"))["total"] or 0,
+            "quota_count": settings.COREBOARD_QUOTA_UPLOADS,
+            "quota_bytes": settings.COREBOARD_QUOTA_UPLOAD_BYTES,
+        },
+    )
+
+
+@require_POST
+def upload_delete(request: HttpRequest, upload_id: int) -> HttpResponse:
+    upload = selectors.upload_get_for_user(user=request.user, upload_id=upload_id)
+    if upload is None:
+        raise Http404("No such upload.")
+    if uploads.upload_delete(upload=upload):
+        messages.success(request, f"Upload {upload.name!r} deleted.")
+    else:
+        messages.error(request, f"{upload.name!r} is read by an active job; cancel it first.")
+    return redirect("jobs:uploads")

@@ -1,0 +1,117 @@
+"""Deploy settings, caching headers, file modes and the admin going through the services."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+from rest_framework.test import APIClient
+
+from jobs import services
+from jobs.models import Job, Upload
+from project import stack
+
+pytestmark = pytest.mark.django_db
+
+# The settings README: Security documents for running behind a TLS proxy.
+TLS_ENV = {
+    "DEBUG": "0",
+    "SECURE_PROXY_SSL_HEADER": "X-Forwarded-Proto,https",
+    "SECURE_SSL_REDIRECT": "1",
+    "SESSION_COOKIE_SECURE": "1",
+    "CSRF_COOKIE_SECURE": "1",
+    "SECURE_HSTS_SECONDS": "31536000",
+    "SECURE_HSTS_INCLUDE_SUBDOMAINS": "1",
+    "SECURE_HSTS_PRELOAD": "1",
+}
+
+
+def check_deploy(extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in TLS_ENV}
+    return subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=stack.BASE_DIR,
+        env=env | extra,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_check_deploy_is_clean_with_the_documented_tls_settings() -> None:
+    result = check_deploy(TLS_ENV)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+    readme = (stack.BASE_DIR / "README.md").read_text()
+    for name in TLS_ENV:
+        assert f"`{name}" in readme
+
+
+def test_check_deploy_warns_without_them() -> None:
+    result = check_deploy({"DEBUG": "0"})
+    assert result.returncode != 0
+    assert "SECURE_HSTS_SECONDS" in result.stdout + result.stderr
+
+
+def test_logged_in_pages_are_not_stored(alice_client: Client) -> None:
+    for path in ("/", "/history/", "/jobs/new/", "/api/jobs/"):
+        response = alice_client.get(path)
+        assert response.status_code == 200
+        assert "no-store" in response["Cache-Control"], path
+
+
+def test_uploads_and_results_are_0640_in_private_directories(
+    alice_api: APIClient, settings: Any, tmp_path: Path
+) -> None:
+    settings.MEDIA_ROOT = tmp_path / "media"
+    response = alice_api.post(
+        "/api/uploads/", {"file": SimpleUploadedFile("a.txt", b"some words", "text/plain")}
+    )
+    assert response.status_code == 201
+    path = Path(Upload.objects.get().file.path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    assert stat.S_IMODE(path.parent.stat().st_mode) & 0o007 == 0
+
+
+@pytest.fixture
+def admin_client(django_user_model: type[User]) -> Client:
+    root = django_user_model.objects.create_superuser("root", password="root-password-1")
+    client = Client()
+    client.force_login(root)
+    return client
+
+
+def test_the_admin_cannot_delete_a_running_job(
+    admin_client: Client, alice: User, dispatched: list[int]
+) -> None:
+    job = services.job_create(owner=alice, kind="burn", params={"chunks": 2, "ms": 1})
+    page = admin_client.get(f"/admin/jobs/job/{job.pk}/delete/")
+    assert page.status_code == 403
+    admin_client.post(
+        "/admin/jobs/job/",
+        {"action": "delete_selected", "_selected_action": [job.pk], "post": "yes"},
+    )
+    assert Job.objects.filter(pk=job.pk).exists()
+
+
+def test_the_admin_deletes_an_ended_job_through_the_service(
+    admin_client: Client, alice: User, dispatched: list[int]
+) -> None:
+    job = services.job_create(owner=alice, kind="burn", params={"chunks": 2, "ms": 1})
+    admin_client.post("/admin/jobs/job/", {"action": "cancel_jobs", "_selected_action": [job.pk]})
+    job.refresh_from_db()
+    assert job.status == Job.Status.CANCELLED
+    admin_client.post(
+        "/admin/jobs/job/",
+        {"action": "delete_selected", "_selected_action": [job.pk], "post": "yes"},
+    )
+    assert not Job.objects.filter(pk=job.pk).exists()
+    assert admin_client.get("/admin/jobs/chunk/1/delete/").status_code == 403
