@@ -415,8 +415,8 @@ def _leases_return(**lease: Any) -> list[int]:
 
 
 def jobs_finish_idle() -> list[int]:
-    """Finish running jobs with nothing left to run (their combine failed and is retried);
-    the ids of the jobs finished."""
+    """Finish running jobs whose work is all done but that were not finished (their combine
+    failed and is retried); the ids of the jobs finished."""
     unfinished = Chunk.objects.filter(
         job_id=OuterRef("pk"),
         status__in=(Chunk.Status.PENDING, Chunk.Status.QUEUED, Chunk.Status.RUNNING),
@@ -426,19 +426,30 @@ def jobs_finish_idle() -> list[int]:
     for job_id in idle.values_list("pk", flat=True):
         with transaction.atomic():
             job = job_lock(job_id)
-            if (
-                job is None
-                or job.status != Job.Status.RUNNING
-                or job.chunks.filter(
-                    status__in=(Chunk.Status.PENDING, Chunk.Status.QUEUED, Chunk.Status.RUNNING)
-                ).exists()
-            ):
+            if job is None or job.status != Job.Status.RUNNING or not _work_done(job):
                 continue
             job_finish(job)
             job_save(job, ["status", "result", "result_file", "error", "finished_at"])
             job_publish_after_commit(job)
             finished.append(job_id)
     return finished
+
+
+def _work_done(job: Job) -> bool:
+    """Every chunk done, or one whose result ends the job early; nothing still to run."""
+    chunks = job.chunks
+    if chunks.filter(
+        status__in=(Chunk.Status.PENDING, Chunk.Status.QUEUED, Chunk.Status.RUNNING)
+    ).exists():
+        return False
+    if job.total_chunks and job.done_chunks == job.total_chunks:
+        return True
+    try:
+        kind = kinds.get(job.kind)
+    except kinds.UnknownKind:
+        return False
+    done = chunks.filter(status=Chunk.Status.DONE).values_list("result", flat=True)
+    return any(kind.finishes_job(result) for result in done.iterator())
 
 
 def job_status(*, job_id: int) -> str | None:
