@@ -129,7 +129,7 @@ def _median_ms(runs: int, call: Callable[[], Any]) -> tuple[float, list[float], 
 def main() -> int:
     count = int(os.environ.get("BENCH_HISTORY_JOBS", "100000"))
     runs = int(os.environ.get("BENCH_HISTORY_RUNS", "7"))
-    stops = stack.start_private_services(BENCH_VAR, secret_name="bench-history-pg-password")
+    stops = stack.start_private_services(BENCH_VAR, secret_name="bench-history-pg-password").stops()
     try:
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
         import django
