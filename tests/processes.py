@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import threading
 import uuid
@@ -54,6 +56,11 @@ class ServerProcess:
 
     def children(self) -> list[psutil.Process]:
         return psutil.Process(self.process.pid).children(recursive=True)
+
+    def kill_all(self) -> None:
+        """As if its machine died: the process and all its children at once (SIGKILL)."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
 
     def output(self) -> str:
         return "\n".join(self.lines)

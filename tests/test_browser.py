@@ -193,17 +193,22 @@ def test_mandelbrot_fills_in_band_by_band(page: Page, daphne_server: str, alice:
     )
 
 
+def wordcount_job_done(page: Page, base_url: str, text: Path, chunks: int = 2) -> None:
+    """Log in as alice, count the words of `text` from the form, wait for success."""
+    log_in(page, base_url, "alice", "alice-password-1")
+    page.goto(f"{base_url}/jobs/new/?kind=wordcount")
+    page.get_by_label("Upload").set_input_files(str(text))
+    page.get_by_label("Chunks").fill(str(chunks))
+    page.get_by_role("button", name="Start job").click()
+    expect(page.locator("#job-status")).to_have_text("succeeded", timeout=60_000)
+
+
 def test_wordcount_with_a_file_from_the_form(
     page: Page, daphne_server: str, alice: User, tmp_path: Path
 ) -> None:
     text = tmp_path / "poem.txt"
     text.write_text("the cat and the hat\nthe end\n")
-    log_in(page, daphne_server, "alice", "alice-password-1")
-    page.goto(f"{daphne_server}/jobs/new/?kind=wordcount")
-    page.get_by_label("Upload").set_input_files(str(text))
-    page.get_by_label("Chunks").fill("3")
-    page.get_by_role("button", name="Start job").click()
-    expect(page.locator("#job-status")).to_have_text("succeeded", timeout=60_000)
+    wordcount_job_done(page, daphne_server, text, chunks=3)
     expect(page.locator("#result-figures")).to_contain_text("Words7")
     expect(page.locator("#result-table tbody tr").first).to_have_text("1the3")
 
@@ -433,12 +438,7 @@ def test_run_again_a_wordcount_job_without_choosing_a_file(
 ) -> None:
     text = tmp_path / "sample.txt"
     text.write_text("one two two three three three\n")
-    log_in(page, daphne_server, "alice", "alice-password-1")
-    page.goto(f"{daphne_server}/jobs/new/?kind=wordcount")
-    page.get_by_label("Upload").set_input_files(str(text))
-    page.get_by_label("Chunks").fill("2")
-    page.get_by_role("button", name="Start job").click()
-    expect(page.locator("#job-status")).to_have_text("succeeded", timeout=60_000)
+    wordcount_job_done(page, daphne_server, text)
     first_url = page.url
     page.get_by_role("link", name="Run again").click()
     expect(page.get_by_text("Uses “sample.txt” again")).to_be_visible()
@@ -643,11 +643,7 @@ def test_uploads_page_deletes_by_keyboard(
 ) -> None:
     text = tmp_path / "notes.txt"
     text.write_text("some words to count\n")
-    log_in(page, daphne_server, "alice", "alice-password-1")
-    page.goto(f"{daphne_server}/jobs/new/?kind=wordcount")
-    page.get_by_label("Upload").set_input_files(str(text))
-    page.get_by_role("button", name="Start job").click()
-    expect(page.get_by_text("succeeded").first).to_be_visible()
+    wordcount_job_done(page, daphne_server, text)
     page.goto(f"{daphne_server}/uploads/")
     expect(page.get_by_role("cell", name=text.name, exact=True)).to_be_visible()
     page.get_by_role("button", name=f"Delete {text.name}").focus()

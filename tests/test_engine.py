@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 import uuid
 from datetime import timedelta
@@ -20,7 +18,7 @@ from jobs.models import Chunk, Job
 from jobs.services import dispatch
 from tests.factories import create_committed
 from tests.processes import start_celery_worker
-from tests.waiting import wait_for_job, wait_until
+from tests.waiting import wait_for_chunk_running_on, wait_for_job, wait_until
 
 pytestmark = [
     pytest.mark.integration,
@@ -37,13 +35,8 @@ def test_a_lost_worker_machine_costs_seconds_not_the_job(
     victim = start_celery_worker(child_env, concurrency=2)
     victim_pids = {child.pid for child in victim.children()}
     job = create_committed(alice, "burn", {"chunks": 10, "ms": 1500}, parallelism=4)
-    wait_until(
-        job.pk,
-        lambda: Chunk.objects.filter(job_id=job.pk, status="running", pid__in=victim_pids).exists(),
-    )
-    # The whole machine goes: main process and children at once, never restarted.
-    os.killpg(victim.process.pid, signal.SIGKILL)
-    victim.process.wait()
+    wait_for_chunk_running_on(job.pk, victim_pids)
+    victim.kill_all()  # the whole machine goes, never restarted
     killed_at = time.monotonic()
     job = wait_for_job(job.pk, until=FINAL, timeout=60)
     assert job.status == Job.Status.SUCCEEDED, job.error

@@ -32,7 +32,7 @@ from tests.factories import create_committed
 from tests.processes import ServerProcess, start_celery_worker
 from tests.services_plugin import SERVICES, TEST_MEDIA_ROOT, TEST_VAR
 from tests.sockets import follow_job
-from tests.waiting import poll_until
+from tests.waiting import poll_until, wait_for_chunk_running_on
 from tokens.services import token_create
 
 pytestmark = [
@@ -136,13 +136,8 @@ def test_a_worker_killed_and_restarted_mid_job(alice: User, child_env: dict[str,
     victim = start_celery_worker(child_env, concurrency=2)
     victim_pids = {child.pid for child in victim.children()}
     job = create_committed(alice, "burn", {"chunks": 12, "ms": 1000}, parallelism=4)
-    poll_until(
-        lambda: (
-            Chunk.objects.filter(job_id=job.pk, status="running", pid__in=victim_pids).count() >= 1
-        )
-    )
-    os.killpg(victim.process.pid, signal.SIGKILL)
-    victim.process.wait()
+    wait_for_chunk_running_on(job.pk, victim_pids)
+    victim.kill_all()
     again = start_celery_worker(child_env, concurrency=2)
     try:
         job = wait_for_end(job.pk, time.monotonic())
@@ -159,15 +154,10 @@ def test_cancel_then_kill_the_worker_leaves_nothing_running(
     victim = start_celery_worker(child_env, concurrency=2)
     victim_pids = {child.pid for child in victim.children()}
     job = create_committed(alice, "burn", {"chunks": 8, "ms": 30_000}, parallelism=4)
-    poll_until(
-        lambda: (
-            Chunk.objects.filter(job_id=job.pk, status="running", pid__in=victim_pids).count() >= 1
-        )
-    )
+    wait_for_chunk_running_on(job.pk, victim_pids)
     assert services.job_cancel(job=job)
     # Killed before its slots could look at the job again: their chunks stay leased.
-    os.killpg(victim.process.pid, signal.SIGKILL)
-    victim.process.wait()
+    victim.kill_all()
     killed = time.monotonic()
     poll_until(
         lambda: (

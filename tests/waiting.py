@@ -61,3 +61,10 @@ def poll_until(check: Callable[[], Any], *, timeout: float = 60, every: float = 
             raise TimeoutError(f"not reached within {timeout:.0f} s")
         time.sleep(every)
     return value
+
+
+def wait_for_chunk_running_on(job_id: int, pids: set[int]) -> None:
+    """Until one of the job's chunks runs in one of these processes."""
+    from jobs.models import Chunk
+
+    poll_until(lambda: Chunk.objects.filter(job_id=job_id, status="running", pid__in=pids).exists())

@@ -382,6 +382,10 @@ def start_reconciler(node: str, concurrency: int) -> None:
             began = time.monotonic()
             try:
                 close_old_connections()
+                with connection.cursor() as cursor:
+                    # Housekeeping never waits long for a lock: whatever holds one (a slot
+                    # recording its batch, a TRUNCATE) goes first, and the next pass retries.
+                    cursor.execute("SET lock_timeout = '250ms'")
                 worker_beat(node, concurrency)
                 leases_release_local()
                 lock = broker_client().set(
