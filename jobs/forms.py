@@ -31,7 +31,7 @@ class JobOptionsForm(forms.Form):
             min_value=1,
             max_value=settings.COREBOARD_MAX_PARALLELISM,
             required=False,
-            help_text="Most chunks in flight at once; empty means one per worker core.",
+            help_text="Most worker processes the job uses at once; empty means one per core.",
             widget=forms.NumberInput(
                 attrs={"placeholder": str(settings.COREBOARD_DEFAULT_PARALLELISM)}
             ),
