@@ -263,9 +263,9 @@ COREBOARD_CHUNK_MAX_RETRIES = env_int("COREBOARD_CHUNK_MAX_RETRIES", 2, minimum=
 COREBOARD_CHUNK_MAX_ATTEMPTS = env_int("COREBOARD_CHUNK_MAX_ATTEMPTS", 5, minimum=1)
 # How often a running chunk looks for a cancellation and reports its own progress, and how
 # often each process flushes its coalesced events (state changes go out on the next flush).
-COREBOARD_CANCEL_POLL_SECONDS = env_int("COREBOARD_CANCEL_POLL_MS", 500, minimum=10) / 1000
+COREBOARD_CANCEL_POLL_SECONDS = env_int("COREBOARD_CANCEL_POLL_MS", 1000, minimum=10) / 1000
 COREBOARD_PROGRESS_INTERVAL_SECONDS = (
-    env_int("COREBOARD_PROGRESS_INTERVAL_MS", 250, minimum=10) / 1000
+    env_int("COREBOARD_PROGRESS_INTERVAL_MS", 500, minimum=10) / 1000
 )
 COREBOARD_PUBLISH_INTERVAL_SECONDS = (
     env_int("COREBOARD_PUBLISH_INTERVAL_MS", 100, minimum=10) / 1000
