@@ -63,6 +63,8 @@ class Done:
     cpu_seconds: float
     started_at: datetime
     finished_at: datetime
+    # The result as JSON text, when the runner already encoded it (to check it can be).
+    result_json: str | None = None
 
 
 @dataclass(frozen=True)
@@ -266,7 +268,7 @@ def _chunks_done(done: list[Done]) -> list[Chunk]:
             _DONE_SQL,
             {
                 "ids": [o.chunk_id for o in done],
-                "results": [json.dumps(o.result) for o in done],
+                "results": [o.result_json or json.dumps(o.result) for o in done],
                 "cpu": [o.cpu_seconds for o in done],
                 "started": [o.started_at for o in done],
                 "finished": [o.finished_at for o in done],

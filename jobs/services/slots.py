@@ -313,7 +313,8 @@ class _SlotRun:
         cpu_before = time.process_time()
         try:
             result = kind.run(claim.spec, ChunkProgress(self.job_id, claim.index, self.pace))
-            json.dumps(result)
+            # Encoded once: this checks the result is JSON and is what gets stored.
+            result_json = json.dumps(result)
         except ChunkCancelled:
             return Stopped(claim.id)
         except Exception:
@@ -321,7 +322,14 @@ class _SlotRun:
         finally:
             self._observe(time.perf_counter() - began)
         self.hooks.chunk_finished()
-        return Done(claim.id, result, time.process_time() - cpu_before, started_at, timezone.now())
+        return Done(
+            claim.id,
+            result,
+            time.process_time() - cpu_before,
+            started_at,
+            timezone.now(),
+            result_json,
+        )
 
     def _observe(self, seconds: float) -> None:
         previous = self.chunk_seconds
