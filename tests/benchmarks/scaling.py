@@ -13,7 +13,7 @@ redis-server (COREBOARD_REDIS_SERVER); as root, PostgreSQL runs as an unprivileg
 created if missing (COREBOARD_PG_OS_USER).
 
 Environment: BENCH_MAX_PROCS (default: the CPU count), BENCH_SCALING_SIZE (the primes
-range's upper bound, default 2,000,000,000: about 40 s on one core of a 2020s x86 machine,
+range's upper bound, default 2,000,000,000: about 25-40 s on one core of a 2020s x86 machine,
 a few seconds at 16 processes), BENCH_SCALING_CHUNKS (64), BENCH_SCALING_RUNS (rounds per
 level, median taken; default 1).
 """
