@@ -35,6 +35,7 @@ bench: test-system-packages .venv/.synced node_modules/.installed
 	$(PY) -m tests.benchmarks.speedup
 	$(PY) -m tests.benchmarks.history
 	$(PY) -m tests.benchmarks.frontend
+	$(PY) -m tests.benchmarks.scaling
 
 screenshots: test-system-packages .venv/.synced node_modules/.installed
 	COREBOARD_SCREENSHOT_DIR=docs $(PY) -m pytest tests/test_browser.py

@@ -340,9 +340,16 @@ class EmbeddedRedis:
         return f"redis://{credentials}127.0.0.1:{self.port}/{db}"
 
     def start(self) -> None:
-        server = shutil.which("redis-server") or "/usr/bin/redis-server"
+        server = (
+            os.environ.get("COREBOARD_REDIS_SERVER")
+            or shutil.which("redis-server")
+            or "/usr/bin/redis-server"
+        )
         if not Path(server).exists():
-            raise StackError("redis-server not found (apt-get install redis-server)")
+            raise StackError(
+                f"redis-server not found at {server} (apt-get install redis-server, or set "
+                "COREBOARD_REDIS_SERVER to its path)"
+            )
         if port_is_open(self.port):
             raise StackError(f"port {self.port} is taken; set COREBOARD_REDIS_PORT to a free port")
         password = read_or_create_secret(self.secret_name)

@@ -332,9 +332,14 @@ def _owner_live_slots(owner_id: int, now: float, workers: set[str]) -> int:
 
 def reconcile() -> int:
     """One pass: expired leases back to pending, jobs with nothing left to run finished
-    (a retried combine), missing slots sent; the number of slots sent."""
+    (a retried combine), scaling studies moved to their next run, missing slots sent; the
+    number of slots sent."""
+    # Imported here: the studies service creates jobs, which dispatch through this module.
+    from jobs.services.studies import studies_advance
+
     leases_reap()
     jobs_finish_idle()
+    studies_advance()
     active = Job.objects.filter(status__in=Job.ACTIVE_STATUSES).values_list("pk", flat=True)
     return _jobs_top_up(active)
 

@@ -101,6 +101,15 @@ def job_finish(job: Job) -> None:
         job.error = f"{COMBINE_FAILED}:\n" + traceback.format_exc()
     job.finished_at = timezone.now()
     chunks_cancel_unstarted(job)
+    if job.study_id is not None:
+        transaction.on_commit(partial(_study_advance_after_run, job.study_id))
+
+
+def _study_advance_after_run(study_id: int) -> None:
+    # Imported here: the studies service creates jobs, whose modules import this one.
+    from jobs.services.studies import study_advance_after_run
+
+    study_advance_after_run(study_id)
 
 
 def chunks_cancel_unstarted(job: Job) -> None:
