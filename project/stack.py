@@ -187,6 +187,8 @@ class EmbeddedPostgres:
     listen_network: str = ""
     ssl_cert: str = ""
     ssl_key: str = ""
+    # 0: PostgreSQL's own default (100); a cluster needs more (README: Scaling out).
+    max_connections: int = 0
     # The role workers on other machines log in as: no superuser over the network.
     worker_user: str = "coreboard_worker"
     worker_secret_name: str = "pg-worker-password"  # noqa: S105 - a file name
@@ -200,6 +202,7 @@ class EmbeddedPostgres:
             listen_network=listen_network,
             ssl_cert=os.environ.get("COREBOARD_PG_SSL_CERT", ""),
             ssl_key=os.environ.get("COREBOARD_PG_SSL_KEY", ""),
+            max_connections=int(os.environ.get("COREBOARD_PG_MAX_CONNECTIONS") or 0),
         )
 
     @property
@@ -298,6 +301,8 @@ class EmbeddedPostgres:
             f"-c listen_addresses={addresses} -c port={self.port} -c unix_socket_directories='' "
             f"-c hba_file={shlex.quote(str(self._hba_write()))}"
         )
+        if self.max_connections:
+            options += f" -c max_connections={self.max_connections}"
         if self.ssl_cert and self.ssl_key:
             options += (
                 f" -c ssl=on -c ssl_cert_file={shlex.quote(self.ssl_cert)}"

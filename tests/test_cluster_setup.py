@@ -374,6 +374,7 @@ def test_the_join_command_starts_a_worker_in_another_network_namespace(
         COREBOARD_REDIS_PORT=str(stack.free_port()),
         COREBOARD_WORKER_CONCURRENCY="0",
         COREBOARD_LISTEN=host_address,
+        COREBOARD_PG_MAX_CONNECTIONS="150",
         COREBOARD_BIND=host_address,
         ALLOWED_HOSTS=host_address,
         PYTHONUNBUFFERED="1",
@@ -405,6 +406,11 @@ def test_the_join_command_starts_a_worker_in_another_network_namespace(
                 f"{env['COREBOARD_PG_PORT']}/coreboard",
                 connect_timeout=5,
             ).close()
+
+        with psycopg.connect(
+            f"postgresql://coreboard:{superuser}@127.0.0.1:{env['COREBOARD_PG_PORT']}/coreboard"
+        ) as local:
+            assert local.execute("SHOW max_connections").fetchone() == ("150",)
 
         # The other "machine": its own network, its own var/ (node id), no URLs of ours.
         far_env = {k: v for k, v in env.items() if not k.startswith("COREBOARD_")}
