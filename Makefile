@@ -20,10 +20,14 @@ TEST_PACKAGES := $(RUN_PACKAGES) chromium
 run: system-packages .venv/.synced node_modules/.installed
 	$(PY) -m project.run
 
-# A worker only, for more machines: point DATABASE_URL and REDIS_URL at the shared servers.
+# A worker only, for more machines: point DATABASE_URL and REDIS_URL at the shared servers
+# (`COREBOARD_LISTEN=<address> make run` prints the whole line). Options, given on the
+# command line only (the environment's NODE etc. are not taken): NODE=name, QUEUES=q1,q2,
+# CONCURRENCY=n, LABELS=a,b; COREBOARD_WORKER_NODE/_QUEUES/_CONCURRENCY/_LABELS otherwise.
+given = $(if $(filter command line,$(origin $(1))),$(2) '$($(1))')
 worker: .venv/.synced
-	.venv/bin/celery -A project worker --pool=prefork \
-		--concurrency=$${COREBOARD_WORKER_CONCURRENCY:-$$(nproc)} --loglevel=INFO
+	$(PY) -m project.worker $(call given,NODE,--node) $(call given,QUEUES,--queues) \
+		$(call given,CONCURRENCY,--concurrency) $(call given,LABELS,--labels)
 
 test: test-system-packages .venv/.synced node_modules/.installed
 	$(PY) -m ruff check .

@@ -77,6 +77,7 @@ def running_stack(*, workers: int) -> Iterator[Stack]:
         from tests.processes import start_celery_worker, start_daphne
 
         call_command("migrate", "--noinput", verbosity=0)
+        call_command("media_mark")
         _cancel_leftovers()
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         worker_pid = 0
