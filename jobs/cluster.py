@@ -249,22 +249,26 @@ def node_forget() -> None:
     overviews, so nothing of it shows as lost."""
 
     def forget() -> None:
-        node = _node()
         with _write_lock:
             _stopped.set()
-            conn = client()
-            every: list[str] = conn.zrange(PROCS, 0, -1)  # type: ignore[assignment]
-            members = [member for member in every if member.startswith(f"{node}|")]
-            pipe = conn.pipeline(transaction=False)
-            pipe.zrem(NODES, node)
-            pipe.delete(_node_key(node))
-            if members:
-                pipe.zrem(PROCS, *members)
-                pipe.delete(*(_proc_key(member) for member in members))
-            pipe.execute()
+            node_remove(_node())
 
     _safely(forget)
     changed_publish()
+
+
+def node_remove(node: str) -> None:
+    """Remove `node` and every process of it from the live state."""
+    conn = client()
+    every: list[str] = conn.zrange(PROCS, 0, -1)  # type: ignore[assignment]
+    members = [member for member in every if member.startswith(f"{node}|")]
+    pipe = conn.pipeline(transaction=False)
+    pipe.zrem(NODES, node)
+    pipe.delete(_node_key(node))
+    if members:
+        pipe.zrem(PROCS, *members)
+        pipe.delete(*(_proc_key(member) for member in members))
+    pipe.execute()
 
 
 def node_draining_set(node: str, *, draining: bool) -> None:

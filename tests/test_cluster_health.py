@@ -71,6 +71,9 @@ def two_workers(
     yield alpha, alpha_name, beta, beta_name
     alpha.stop()
     beta.stop()
+    # A killed node would stay on every overview (lost) for FORGET_AFTER_S.
+    for name in (alpha_name, beta_name):
+        cluster.node_remove(name)
 
 
 def test_nodes_show_identity_versions_and_kinds_then_loss_and_clean_stop(

@@ -260,7 +260,8 @@
     form.dataset.pending = "1";
     const status = $("node-status");
     try {
-      const response = await fetch(form.action, {
+      // Not form.action: the input named "action" shadows that property.
+      const response = await fetch(form.getAttribute("action"), {
         method: "POST",
         body: new FormData(form),
         headers: { Accept: "application/json" },
