@@ -239,8 +239,9 @@ def process_forget() -> None:
 
 def node_stopping() -> None:
     """Warm shutdown began: the node finishes its current chunks, then leaves."""
+    # Called from a signal handler: one Redis write, no channel-layer round trip (open
+    # pages see it at their next tick).
     _safely(lambda: client().hset(_node_key(_node()), "stopping", "1"))
-    changed_publish()
 
 
 def node_forget() -> None:
