@@ -5,6 +5,7 @@ SHELL := /bin/bash
 UV_VERSION := 0.13.8
 UV := var/bootstrap/bin/uv
 PY := .venv/bin/python
+JS_SOURCES := static eslint.config.mjs
 export UV_PYTHON_DOWNLOADS := never
 export UV_LINK_MODE := copy
 # Trust the system CA store (it may hold a proxy's CA) rather than only uv's bundled roots.
@@ -19,10 +20,14 @@ TEST_PACKAGES := $(RUN_PACKAGES) chromium
 run: system-packages .venv/.synced node_modules/.installed
 	$(PY) -m project.run
 
-# A worker only, for more machines: point DATABASE_URL and REDIS_URL at the shared servers.
+# A worker only, for more machines: point DATABASE_URL and REDIS_URL at the shared servers
+# (`COREBOARD_LISTEN=<address> make run` prints the whole line). Options, given on the
+# command line only (the environment's NODE etc. are not taken): NODE=name, QUEUES=q1,q2,
+# CONCURRENCY=n, LABELS=a,b; COREBOARD_WORKER_NODE/_QUEUES/_CONCURRENCY/_LABELS otherwise.
+given = $(if $(filter command line,$(origin $(1))),$(2) '$($(1))')
 worker: .venv/.synced
-	.venv/bin/celery -A project worker --pool=prefork \
-		--concurrency=$${COREBOARD_WORKER_CONCURRENCY:-$$(nproc)} --loglevel=INFO
+	$(PY) -m project.worker $(call given,NODE,--node) $(call given,QUEUES,--queues) \
+		$(call given,CONCURRENCY,--concurrency) $(call given,LABELS,--labels)
 
 test: test-system-packages .venv/.synced node_modules/.installed
 	$(PY) -m ruff check .
@@ -34,17 +39,21 @@ bench: test-system-packages .venv/.synced node_modules/.installed
 	$(PY) -m tests.benchmarks.speedup
 	$(PY) -m tests.benchmarks.history
 	$(PY) -m tests.benchmarks.frontend
+	$(PY) -m tests.benchmarks.scaling
 
 screenshots: test-system-packages .venv/.synced node_modules/.installed
 	COREBOARD_SCREENSHOT_DIR=docs $(PY) -m pytest tests/test_browser.py
 
-lint: .venv/.synced
+lint: .venv/.synced node_modules/.installed
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	node_modules/.bin/eslint $(JS_SOURCES)
+	node_modules/.bin/prettier --check $(JS_SOURCES)
 
-format: .venv/.synced
+format: .venv/.synced node_modules/.installed
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
+	node_modules/.bin/prettier --write $(JS_SOURCES)
 
 typecheck: .venv/.synced
 	$(PY) -m mypy .
@@ -63,7 +72,8 @@ $(UV):
 	$(UV) sync --frozen --python python3
 	touch $@
 
-# Front-end packages (chart.js), from package-lock.json; served from node_modules.
+# Front-end packages from package-lock.json: chart.js (served from node_modules), and the
+# tools that check the pages' scripts (ESLint, Prettier) and the pages (axe-core).
 node_modules/.installed: package.json package-lock.json
 	NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt npm ci --no-audit --no-fund
 	touch $@

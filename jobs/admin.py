@@ -12,7 +12,8 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from jobs import services
-from jobs.models import Chunk, Job
+from jobs.models import Chunk, Job, ScalingStudy
+from jobs.services import studies
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -98,3 +99,20 @@ class ChunkAdmin(ReadOnlyAdmin):
 
     def delete_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> Any:
         raise PermissionDenied("Chunks are deleted with their job.")
+
+
+@admin.register(ScalingStudy)
+class ScalingStudyAdmin(ReadOnlyAdmin):
+    """Cancelling goes through the service, which also cancels the study's running run."""
+
+    list_display = ["id", "kind", "owner", "status", "levels", "created_at", "finished_at"]
+    list_filter = ["status", "kind"]
+    search_fields = ["=id", "kind", "owner__username"]
+    list_select_related = ["owner"]
+    raw_id_fields = ["source"]
+    actions = ["cancel_studies"]
+
+    @admin.action(description="Cancel selected studies", permissions=["delete"])
+    def cancel_studies(self, request: HttpRequest, queryset: QuerySet[ScalingStudy]) -> None:
+        cancelled = sum(studies.study_cancel(study=study) for study in queryset)
+        self.message_user(request, f"Cancelled {cancelled} scaling study(ies).")

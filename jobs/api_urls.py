@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from jobs import api, api_kinds
+from jobs import api, api_kinds, api_studies
 
 urlpatterns = [
     path("jobs/", api.JobListCreate.as_view(), name="api-jobs"),
@@ -21,4 +21,16 @@ urlpatterns = [
     path("uploads/", api.UploadListCreate.as_view(), name="api-uploads"),
     path("uploads/<int:upload_id>/", api.UploadDetail.as_view(), name="api-upload"),
     path("kinds/", api_kinds.KindList.as_view(), name="api-kinds"),
+    path("studies/", api_studies.StudyListCreate.as_view(), name="api-studies"),
+    path("studies/<int:study_id>/", api_studies.StudyDetail.as_view(), name="api-study"),
+    path(
+        "studies/<int:study_id>/cancel/",
+        api_studies.StudyCancel.as_view(),
+        name="api-study-cancel",
+    ),
+    path(
+        "studies/<int:study_id>/export.csv",
+        api_studies.StudyExportCsv.as_view(),
+        name="api-study-export-csv",
+    ),
 ]

@@ -10,6 +10,9 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 from django.utils.cache import add_never_cache_headers
 
+from jobs.services.job_state import is_lock_timeout
+from jobs.views.errors import lock_busy
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -90,3 +93,18 @@ class NoStoreWhenLoggedIn:
         if user is not None and user.is_authenticated and not response.has_header("Cache-Control"):
             add_never_cache_headers(response)
         return response
+
+
+class LockTimeoutIsBusy:
+    """A request that waited too long for a lock answers 503 "busy, try again" (pages and
+    API alike) instead of a server error: the lock's holder has stopped answering, and
+    PostgreSQL ends its session shortly (project.settings, COREBOARD_DB_*)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        return lock_busy(request) if is_lock_timeout(exception) else None

@@ -38,9 +38,21 @@ class Job(models.Model):
     rerun_of = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reruns"
     )
+    # A run of a scaling study: the study's work at one parallelism (jobs.services.studies).
+    study = models.ForeignKey(
+        "ScalingStudy", null=True, blank=True, on_delete=models.CASCADE, related_name="runs"
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        constraints = [
+            # One run per level: advancing a study twice cannot start a level twice.
+            models.UniqueConstraint(
+                fields=["study", "parallelism"],
+                name="job_one_run_per_study_level",
+                condition=Q(study__isnull=False),
+            )
+        ]
         indexes = [
             models.Index(fields=["owner", "-created_at"], name="job_owner_created"),
             models.Index(fields=["status", "-created_at"], name="job_status_created"),
@@ -80,6 +92,45 @@ class Job(models.Model):
     def efficiency(self) -> float | None:
         speedup = self.speedup
         return speedup / self.parallelism if speedup is not None and self.parallelism else None
+
+
+class ScalingStudy(models.Model):
+    """The work of a finished job run again at parallelism 1, 2, 4, … one run at a time."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="scaling_studies"
+    )
+    # Kept when the source job is deleted: the study carries its own kind and parameters.
+    source = models.ForeignKey(
+        Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="scaling_studies"
+    )
+    kind = models.CharField(max_length=64)
+    params = models.JSONField(default=dict)
+    levels = models.JSONField(default=list)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["owner", "-created_at"], name="study_owner_created"),
+            models.Index(fields=["status"], name="study_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Scaling study {self.pk} ({self.kind}, {self.status})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == self.Status.RUNNING
 
 
 class Chunk(models.Model):

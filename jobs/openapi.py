@@ -18,7 +18,7 @@ from rest_framework import serializers
 
 from jobs import kinds
 from jobs.kinds.base import UploadField
-from jobs.models import Chunk, Job
+from jobs.models import Chunk, Job, ScalingStudy
 
 COMPONENTS = "#/components/schemas/"
 
@@ -172,7 +172,16 @@ def add_components(result: dict[str, Any], **_: Any) -> dict[str, Any]:
     schemas["Conflict"] = CONFLICT
     # Responses carry exactly the documented fields: a field added to job_as_dict without
     # its description here fails the schema checks (tests/test_api_fuzz.py).
-    for name in ("JobOut", "ChunkOut", "JobPreviewOut", "UploadOut", "UploadListItem", "KindOut"):
+    for name in (
+        "JobOut",
+        "ChunkOut",
+        "JobPreviewOut",
+        "UploadOut",
+        "UploadListItem",
+        "KindOut",
+        "StudyOut",
+        "StudyRunOut",
+    ):
         schemas[name]["additionalProperties"] = False
     # Ids in paths are `<int:...>` converters: a negative number matches no URL at all.
     for operations in result.get("paths", {}).values():
@@ -349,4 +358,80 @@ upload_delete = extend_schema(
 )
 kind_list = extend_schema(
     summary="The job kinds and their parameters", responses={200: KindOut(many=True), **_COMMON}
+)
+
+
+# --- scaling studies (jobs/api_studies.py, shape: jobs.study_selectors.study_as_dict) ---------
+
+
+class StudyRunOut(serializers.Serializer):
+    """One level of a study: its run and the figures jobs/scaling.py gives it."""
+
+    parallelism = serializers.IntegerField()
+    job = serializers.IntegerField(
+        allow_null=True, help_text="The run's job; null until it starts."
+    )
+    status = serializers.ChoiceField(
+        choices=[*Job.Status.values, "waiting"], help_text="The run's job status, or waiting."
+    )
+    wall_seconds = serializers.FloatField(allow_null=True, help_text="Of a succeeded run.")
+    speedup = serializers.FloatField(allow_null=True, help_text="Wall at p = 1 / wall at p.")
+    ideal_speedup = serializers.FloatField(help_text="p.")
+    efficiency = serializers.FloatField(allow_null=True, help_text="Speedup / p.")
+    karp_flatt = serializers.FloatField(
+        allow_null=True, help_text="(1/speedup - 1/p) / (1 - 1/p); null at p = 1."
+    )
+    amdahl_speedup = serializers.FloatField(
+        allow_null=True, help_text="What Amdahl's law with the fitted serial fraction predicts."
+    )
+
+
+class StudyOut(serializers.Serializer):
+    """A scaling study (jobs.study_selectors.study_as_dict)."""
+
+    id = serializers.IntegerField()
+    url = serializers.CharField(help_text="Its page.")
+    status = serializers.ChoiceField(choices=ScalingStudy.Status.choices)
+    kind = serializers.CharField()
+    params = serializers.DictField()
+    source_job = serializers.IntegerField(allow_null=True, help_text="The job it measures.")
+    levels = serializers.ListField(child=serializers.IntegerField(), help_text="Parallelisms.")
+    created_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+    error = serializers.CharField(allow_blank=True)
+    serial_fraction = serializers.FloatField(
+        allow_null=True, help_text="Amdahl's serial fraction f, least-squares fit."
+    )
+    max_speedup = serializers.FloatField(allow_null=True, help_text="1 / f.")
+    runs = StudyRunOut(many=True)
+
+
+class StudyCreateIn(serializers.Serializer):
+    job = serializers.IntegerField(min_value=0, help_text="A succeeded job of yours.")
+
+
+_ONE_STUDY = {
+    **_COMMON,
+    404: OpenApiResponse(_ref("Detail"), description="No such study (or not yours)."),
+}
+study_list = extend_schema(
+    summary="Your scaling studies, newest first",
+    responses={200: StudyOut(many=True), 404: INVALID_PAGE, **_COMMON},
+)
+study_create = extend_schema(
+    summary="Measure a job's scaling: its work at parallelism 1, 2, 4, … one run at a time",
+    request=StudyCreateIn,
+    responses={201: StudyOut, 400: BAD_INPUT, 429: THROTTLED, **_COMMON},
+)
+study_retrieve = extend_schema(
+    summary="One scaling study, with its figures", responses={200: StudyOut, **_ONE_STUDY}
+)
+study_cancel = extend_schema(
+    summary="Cancel a scaling study and its running run",
+    request=None,
+    responses={200: StudyOut, 409: CONFLICT_RESPONSE, **_ONE_STUDY},
+)
+study_export_csv = extend_schema(
+    summary="A scaling study's figures as CSV",
+    responses={(200, "text/csv"): {"type": "string"}, **_ONE_STUDY},
 )

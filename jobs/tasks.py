@@ -8,7 +8,7 @@ from typing import Any
 from celery import Task, shared_task, signals
 from django.db import DatabaseError, connection
 
-from jobs import cluster
+from jobs import cluster, worker_preflight
 from jobs.services import dispatch, slots
 
 logger = logging.getLogger(__name__)
@@ -53,6 +53,12 @@ def slot_run(self: Task, job_id: int, token: str) -> str:
 @signals.celeryd_init.connect
 def remember_node(sender: str | None = None, **kwargs: Any) -> None:
     _Node.name = sender or ""
+
+
+@signals.worker_init.connect
+def preflight(sender: Any = None, **kwargs: Any) -> None:
+    """Refuse to start on a schema, MEDIA_ROOT, node name or clock that does not fit."""
+    worker_preflight.worker_preflight(_Node.name or getattr(sender, "hostname", "") or "")
 
 
 @signals.task_received.connect

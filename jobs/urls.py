@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from jobs.views import history, jobs, overview, uploads
+from jobs.views import history, jobs, overview, studies, uploads
 
 app_name = "jobs"
 
@@ -18,6 +18,12 @@ urlpatterns = [
     path("jobs/<int:job_id>/cancel/", jobs.job_cancel, name="cancel"),
     path("jobs/<int:job_id>/retry/", jobs.job_retry, name="retry"),
     path("jobs/<int:job_id>/delete/", jobs.job_delete, name="delete"),
+    path("jobs/<int:job_id>/scaling/", studies.study_create, name="study-create"),
+    path("studies/", studies.study_list, name="studies"),
+    path("studies/<int:study_id>/", studies.study_detail, name="study"),
+    path("studies/<int:study_id>/cancel/", studies.study_cancel, name="study-cancel"),
+    path("studies/<int:study_id>/export.csv", studies.study_export_csv, name="study-export-csv"),
+    path("studies/<int:study_id>/export.json", studies.study_export_json, name="study-export-json"),
     path("uploads/", uploads.upload_list, name="uploads"),
     path("uploads/<int:upload_id>/delete/", uploads.upload_delete, name="upload-delete"),
 ]

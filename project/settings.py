@@ -108,6 +108,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "jobs.middleware.NoStoreWhenLoggedIn",
+    "jobs.middleware.LockTimeoutIsBusy",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
@@ -164,6 +165,37 @@ DATABASES = {
         DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60), conn_health_checks=True
     )
 }
+# No machine may freeze the others by vanishing while it holds a lock (a job's row lock is
+# shared by every worker of that job). Every session, web and worker alike:
+# - waits at most COREBOARD_DB_LOCK_TIMEOUT_MS for a lock, then the caller retries or says
+#   "busy" (jobs.services.job_state.retry_on_lock_timeout, jobs.middleware);
+# - is ended by the server once idle inside a transaction for
+#   COREBOARD_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS, which releases a vanished machine's locks;
+# - has TCP keepalives on both ends, so a dead peer is noticed in about
+#   COREBOARD_DB_KEEPALIVE_S * 2.5 seconds rather than the kernel's two hours.
+COREBOARD_DB_LOCK_TIMEOUT_MS = env_int("COREBOARD_DB_LOCK_TIMEOUT_MS", 5000, minimum=0)
+COREBOARD_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS = env_int(
+    "COREBOARD_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", 20_000, minimum=0
+)
+COREBOARD_DB_KEEPALIVE_S = env_int("COREBOARD_DB_KEEPALIVE_S", 10, minimum=1)
+_keepalive_interval = max(COREBOARD_DB_KEEPALIVE_S // 2, 1)
+_session_options = {
+    "lock_timeout": COREBOARD_DB_LOCK_TIMEOUT_MS,
+    "idle_in_transaction_session_timeout": COREBOARD_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS,
+    "tcp_keepalives_idle": COREBOARD_DB_KEEPALIVE_S,
+    "tcp_keepalives_interval": _keepalive_interval,
+    "tcp_keepalives_count": 3,
+}
+_db_options = DATABASES["default"].setdefault("OPTIONS", {})
+_db_options["options"] = " ".join(
+    [_db_options.get("options", ""), *(f"-c {k}={v}" for k, v in _session_options.items())]
+).strip()
+_db_options.setdefault("keepalives", 1)
+_db_options.setdefault("keepalives_idle", COREBOARD_DB_KEEPALIVE_S)
+_db_options.setdefault("keepalives_interval", _keepalive_interval)
+_db_options.setdefault("keepalives_count", 3)
+# Unacknowledged writes (a request sent into a partition) give up after the same time.
+_db_options.setdefault("tcp_user_timeout", COREBOARD_DB_KEEPALIVE_S * 2500)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 

@@ -11,6 +11,7 @@ import contextlib
 import os
 import pwd
 import secrets
+import shlex
 import shutil
 import socket
 import stat
@@ -76,11 +77,13 @@ def port_is_open(port: int, host: str = "127.0.0.1") -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-def wait_for_port(port: int, *, timeout: float = STARTUP_TIMEOUT_S, what: str = "server") -> None:
+def wait_for_port(
+    port: int, *, timeout: float = STARTUP_TIMEOUT_S, what: str = "server", host: str = "127.0.0.1"
+) -> None:
     deadline = time.monotonic() + timeout
-    while not port_is_open(port):
+    while not port_is_open(port, host):
         if time.monotonic() > deadline:
-            raise StackError(f"{what} did not open 127.0.0.1:{port} within {timeout:.0f} s")
+            raise StackError(f"{what} did not open {host}:{port} within {timeout:.0f} s")
         time.sleep(0.05)
 
 
@@ -167,18 +170,39 @@ def _grant_traverse(path: Path, user: str) -> None:
 
 @dataclass(frozen=True)
 class EmbeddedPostgres:
-    """A private PostgreSQL cluster listening on 127.0.0.1 only, data under `root`."""
+    """A private PostgreSQL cluster on 127.0.0.1, data under `root`.
+
+    With `listen_address` (COREBOARD_LISTEN) it also listens there, and its client
+    authentication file, written afresh at every start, lets the unprivileged worker role
+    log in with its password from `listen_network` only; the superuser stays on loopback.
+    With `ssl_cert` and `ssl_key` those logins must use TLS.
+    """
 
     root: Path
     port: int
     user: str = "coreboard"
     database: str = "coreboard"
     secret_name: str = "pg-password"  # noqa: S105 - the name of a file under var/secrets
+    listen_address: str = ""
+    listen_network: str = ""
+    ssl_cert: str = ""
+    ssl_key: str = ""
+    # 0: PostgreSQL's own default (100); a cluster needs more (README: Scaling out).
+    max_connections: int = 0
+    # The role workers on other machines log in as: no superuser over the network.
+    worker_user: str = "coreboard_worker"
+    worker_secret_name: str = "pg-worker-password"  # noqa: S105 - a file name
 
     @classmethod
-    def default(cls) -> EmbeddedPostgres:
+    def default(cls, *, listen_address: str = "", listen_network: str = "") -> EmbeddedPostgres:
         return cls(
-            root=VAR_DIR / "pg", port=int(os.environ.get("COREBOARD_PG_PORT", DEFAULT_PG_PORT))
+            root=VAR_DIR / "pg",
+            port=int(os.environ.get("COREBOARD_PG_PORT", DEFAULT_PG_PORT)),
+            listen_address=listen_address,
+            listen_network=listen_network,
+            ssl_cert=os.environ.get("COREBOARD_PG_SSL_CERT", ""),
+            ssl_key=os.environ.get("COREBOARD_PG_SSL_KEY", ""),
+            max_connections=int(os.environ.get("COREBOARD_PG_MAX_CONNECTIONS") or 0),
         )
 
     @property
@@ -272,7 +296,18 @@ class EmbeddedPostgres:
             )
         if port_is_open(self.port):
             raise StackError(f"port {self.port} is taken; set COREBOARD_PG_PORT to a free port")
-        options = f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories=''"
+        addresses = ",".join(filter(None, ["127.0.0.1", self.listen_address]))
+        options = (
+            f"-c listen_addresses={addresses} -c port={self.port} -c unix_socket_directories='' "
+            f"-c hba_file={shlex.quote(str(self._hba_write()))}"
+        )
+        if self.max_connections:
+            options += f" -c max_connections={self.max_connections}"
+        if self.ssl_cert and self.ssl_key:
+            options += (
+                f" -c ssl=on -c ssl_cert_file={shlex.quote(self.ssl_cert)}"
+                f" -c ssl_key_file={shlex.quote(self.ssl_key)}"
+            )
         result = self._run(
             [
                 str(postgres_bin_dir() / "pg_ctl"),
@@ -291,6 +326,81 @@ class EmbeddedPostgres:
             log = self.log_file.read_text()[-2000:] if self.log_file.exists() else ""
             raise StackError(f"PostgreSQL did not start:\n{result.stdout}{result.stderr}{log}")
         self._ensure_database()
+
+    def _hba_write(self) -> Path:
+        """pg_hba.conf for this start: passwords everywhere; the network only for workers."""
+        lines = [
+            "# Written by Coreboard at every start (project/stack.py): edits are lost.",
+            "host all all 127.0.0.1/32 scram-sha-256",
+            "host all all ::1/128 scram-sha-256",
+        ]
+        if self.listen_address and self.listen_network:
+            method = "hostssl" if self.ssl_cert and self.ssl_key else "host"
+            lines.append(
+                f"{method} {self.database} {self.worker_user} {self.listen_network} scram-sha-256"
+            )
+        path = self.root / "pg_hba.conf"
+        path.write_text("\n".join(lines) + "\n")
+        user = self.os_user()
+        if user:
+            entry = pwd.getpwnam(user)
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+        path.chmod(0o600)
+        return path
+
+    def worker_url(self, host: str) -> str:
+        """The worker role's URL through `host` (an address other machines reach)."""
+        from project.join import postgres_url
+
+        return postgres_url(
+            user=self.worker_user,
+            password=read_secret(self.worker_secret_name),
+            host=host,
+            port=self.port,
+            database=self.database,
+        ) + ("?sslmode=require" if self.ssl_cert and self.ssl_key else "")
+
+    def worker_role_ensure(self) -> None:
+        """The worker role, allowed to read and write Coreboard's tables (after migrate) and
+        nothing else: no DDL, no superuser powers such as COPY TO PROGRAM."""
+        import psycopg
+        from psycopg import sql
+
+        password = read_or_create_secret(self.worker_secret_name)
+        role = sql.Identifier(self.worker_user)
+        owner = sql.Identifier(self.user)
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            exists = conn.execute(
+                "SELECT 1 FROM pg_roles WHERE rolname = %s", [self.worker_user]
+            ).fetchone()
+            if not exists:
+                conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(role))
+            statements = [
+                sql.SQL("ALTER ROLE {} WITH LOGIN NOSUPERUSER PASSWORD {}").format(
+                    role, sql.Literal(password)
+                ),
+                sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
+                    sql.Identifier(self.database), role
+                ),
+                sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(role),
+                sql.SQL(
+                    "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {}"
+                ).format(role),
+                sql.SQL(
+                    "GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO {}"
+                ).format(role),
+                # Tables a later `manage.py migrate` creates are the workers' too.
+                sql.SQL(
+                    "ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA public "
+                    "GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {}"
+                ).format(owner, role),
+                sql.SQL(
+                    "ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA public "
+                    "GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO {}"
+                ).format(owner, role),
+            ]
+            for statement in statements:
+                conn.execute(statement)
 
     def _ensure_database(self) -> None:
         import psycopg
@@ -328,11 +438,19 @@ class EmbeddedRedis:
     persist: bool = True
     secret_name: str = "redis-password"  # noqa: S105 - the name of a file under var/secrets
     process: subprocess.Popen[bytes] | None = None
+    # COREBOARD_LISTEN: also bound there (with the same password), for other machines.
+    listen_address: str = ""
 
     @classmethod
-    def default(cls) -> EmbeddedRedis:
+    def default(cls, *, listen_address: str = "") -> EmbeddedRedis:
         port = int(os.environ.get("COREBOARD_REDIS_PORT", DEFAULT_REDIS_PORT))
-        return cls(root=VAR_DIR / "redis", port=port)
+        return cls(root=VAR_DIR / "redis", port=port, listen_address=listen_address)
+
+    def url_through(self, host: str, db: int = 0) -> str:
+        """The URL through `host` (an address other machines reach)."""
+        from project.join import redis_url
+
+        return redis_url(password=read_secret(self.secret_name), host=host, port=self.port, db=db)
 
     def url(self, db: int = 0) -> str:
         password = read_secret(self.secret_name)
@@ -340,9 +458,16 @@ class EmbeddedRedis:
         return f"redis://{credentials}127.0.0.1:{self.port}/{db}"
 
     def start(self) -> None:
-        server = shutil.which("redis-server") or "/usr/bin/redis-server"
+        server = (
+            os.environ.get("COREBOARD_REDIS_SERVER")
+            or shutil.which("redis-server")
+            or "/usr/bin/redis-server"
+        )
         if not Path(server).exists():
-            raise StackError("redis-server not found (apt-get install redis-server)")
+            raise StackError(
+                f"redis-server not found at {server} (apt-get install redis-server, or set "
+                "COREBOARD_REDIS_SERVER to its path)"
+            )
         if port_is_open(self.port):
             raise StackError(f"port {self.port} is taken; set COREBOARD_REDIS_PORT to a free port")
         password = read_or_create_secret(self.secret_name)
@@ -361,7 +486,7 @@ class EmbeddedRedis:
                 server,
                 str(config),
                 "--bind",
-                "127.0.0.1",
+                *filter(None, ["127.0.0.1", self.listen_address]),
                 "--port",
                 str(self.port),
                 "--dir",

@@ -13,9 +13,10 @@ from channels.layers import channel_layers
 from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.db import connection
-from django.test import Client
+from django.test import Client, override_settings
 from rest_framework.test import APIClient
 
+from jobs import worker_preflight
 from project import stack
 from tests.processes import ServerProcess, start_celery_worker, start_daphne
 from tests.services_plugin import TEST_MEDIA_ROOT, TEST_VAR
@@ -141,8 +142,13 @@ def docs_example_kind() -> str:
 
 
 @pytest.fixture(scope="session")
-def child_env(django_db_setup: None, docs_example_kind: str) -> dict[str, str]:
-    """Environment of the worker and daphne processes the suite starts."""
+def child_env(
+    django_db_setup: None, django_db_blocker: Any, docs_example_kind: str
+) -> dict[str, str]:
+    """Environment of the worker and daphne processes the suite starts (their MEDIA_ROOT
+    marked as the test database's, as `make run` marks its own: workers check it)."""
+    with django_db_blocker.unblock(), override_settings(MEDIA_ROOT=TEST_MEDIA_ROOT):
+        worker_preflight.media_marker_write()
     env = dict(os.environ)
     env["DATABASE_URL"] = _test_database_url()
     env["PYTHONUNBUFFERED"] = "1"

@@ -695,4 +695,39 @@ def test_staff_drain_a_node_from_the_overview_on_a_phone(
         thread = threading.Thread(target=nodes.node_drain, kwargs={"node": name, "draining": False})
         thread.start()
         thread.join()
+
+
+def test_measure_scaling_by_keyboard_and_read_the_study(
+    browser: Browser, page: Page, daphne_server: str, alice: User
+) -> None:
+    log_in(page, daphne_server, "alice", "alice-password-1")
+    ended_job(page, daphne_server, alice, {"chunks": 4, "ms": 300}, "succeeded")
+    page.locator("#study-button").focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name=re.compile(r"Scaling study #\d+"))).to_be_visible()
+    # The page follows the study live: both runs end and the figures fill in without reload.
+    expect(page.locator("#study-status")).to_have_text("succeeded", timeout=90_000)
+    rows = page.locator("#study-table tbody tr")
+    expect(rows).to_have_count(2)
+    expect(rows.nth(1).locator('[data-field="speedup"]')).to_have_text(re.compile(r"^\d+\.\d\d×$"))
+    expect(rows.nth(1).locator('[data-field="karp_flatt"]')).not_to_be_empty()
+    expect(page.locator("#study-fit")).to_contain_text("serial fraction")
+    expect(page.locator("#study-cancel-form")).to_be_hidden()
+    csv_url = page.locator("#study-export-csv").get_attribute("href")
+    exported = page.request.get(f"{daphne_server}{csv_url}")
+    assert exported.text().splitlines()[0].startswith("parallelism,job,status,wall_seconds")
+    study_path = page.url.removeprefix(daphne_server)
+    screenshot(page, "scaling-study.png")
+    cookies = page.context.cookies()
+    for name, options in [
+        ("desktop", {"viewport": {"width": 1280, "height": 900}}),
+        ("phone", {"viewport": {"width": 360, "height": 740}, "is_mobile": True}),
+    ]:
+        context = browser.new_context(**options)  # type: ignore[arg-type]
+        context.add_init_script(CSP_WATCH)
+        context.add_cookies(cookies)  # type: ignore[arg-type]
+        tab = context.new_page()
+        for path in (study_path, "/studies/"):
+            tab.goto(f"{daphne_server}{path}")
+            assert_page_is_sound(tab, f"{path} ({name})")
         context.close()

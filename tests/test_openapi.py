@@ -41,6 +41,7 @@ def test_schema_lists_every_endpoint_of_the_readme_table() -> None:
     for method, path in routes:
         path = re.sub(r"^/api/uploads/<id>/", "/api/uploads/{upload_id}/", path)
         path = path.replace("<id>", "{job_id}").replace("<index>", "{index}")
+        path = path.replace("<study_id>", "{study_id}")
         assert path in paths, f"{path} is in the README but not in the schema"
         assert method.lower() in paths[path], f"{method} {path} is not in the schema"
 

@@ -3,7 +3,8 @@
 - `jobs`: what people do (create, cancel, retry, rerun, delete, upload);
 - `chunks`: the worker's chunk lifecycle (claim under a lease, record outcomes, leases);
 - `slots`: running one execution slot in a worker process;
-- `dispatch`: how many slots each job has, and the reconciler that keeps it so.
+- `dispatch`: how many slots each job has, and the reconciler that keeps it so;
+- `studies`: scaling studies (a job's work at parallelism 1, 2, 4, …, one run at a time).
 """
 
 from __future__ import annotations

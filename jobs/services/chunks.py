@@ -18,6 +18,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -34,6 +35,7 @@ from jobs.services.job_state import (
     job_lock,
     job_publish_after_commit,
     job_save,
+    retry_on_lock_timeout,
 )
 
 RETRY_BACKOFF_BASE_S = 1.0
@@ -113,6 +115,10 @@ def _lease_until() -> datetime:
 
 def job_start_if_pending(*, job_id: int) -> None:
     """The first claim of a job marks it running; its wall time starts here."""
+    retry_on_lock_timeout(partial(_job_start_if_pending, job_id))
+
+
+def _job_start_if_pending(job_id: int) -> None:
     with transaction.atomic():
         job = job_lock(job_id)
         if job is None or job.status != Job.Status.PENDING:
@@ -211,6 +217,14 @@ def chunks_record(
     back to pending with a backoff until its retries are used up, then fails the job;
     a stopped chunk is cancelled unless its job runs again (retried meanwhile).
     """
+    return retry_on_lock_timeout(
+        partial(_chunks_record, job_id=job_id, outcomes=outcomes, claimer=claimer, claim=claim)
+    )
+
+
+def _chunks_record(
+    *, job_id: int, outcomes: list[Outcome], claimer: Claimer | None, claim: int
+) -> Recorded:
     with transaction.atomic():
         job = _job_lock_without_waiting_for_disk(job_id)
         if job is None:

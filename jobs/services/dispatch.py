@@ -46,6 +46,9 @@ logger = logging.getLogger(__name__)
 SLOT_TASK = "jobs.tasks.slot_run"
 WORKERS = "coreboard:workers"
 WORKERS_CONCURRENCY = "coreboard:workers:concurrency"
+# The process (host|pid|boot) behind each node name, so a second worker with a live node's
+# name is told apart and refused (jobs.worker_preflight).
+WORKERS_OWNER = "coreboard:workers:owner"
 RECONCILER_LOCK = "coreboard:reconciler"
 # A running slot refreshes its entry every second; one silent for this long is lost.
 SLOT_STALE_S = 5.0
@@ -58,6 +61,20 @@ if redis.call('hexists', KEYS[1], ARGV[1]) == 1 then
   return 1
 end
 return 0
+"""
+# Register `node` for `owner` unless another owner's entry for it is live: that owner.
+_WORKER_CLAIM = """
+local beat = redis.call('zscore', KEYS[1], ARGV[1])
+local owner = redis.call('hget', KEYS[2], ARGV[1])
+if beat and tonumber(beat) > tonumber(ARGV[3]) and owner ~= ARGV[2] and ARGV[5] == '0' then
+  return owner or '?'
+end
+if ARGV[6] == '1' then
+  return false
+end
+redis.call('zadd', KEYS[1], ARGV[4], ARGV[1])
+redis.call('hset', KEYS[2], ARGV[1], ARGV[2])
+return false
 """
 _DEL_IF_EQUAL = """
 if redis.call('hget', KEYS[1], ARGV[1]) == ARGV[2] then
@@ -341,9 +358,14 @@ def _owner_live_slots(owner_id: int, now: float, workers: set[str]) -> int:
 
 def reconcile() -> int:
     """One pass: expired leases back to pending, jobs with nothing left to run finished
-    (a retried combine), missing slots sent; the number of slots sent."""
+    (a retried combine), scaling studies moved to their next run, missing slots sent; the
+    number of slots sent."""
+    # Imported here: the studies service creates jobs, which dispatch through this module.
+    from jobs.services.studies import studies_advance
+
     leases_reap()
     jobs_finish_idle()
+    studies_advance()
     active = Job.objects.filter(status__in=Job.ACTIVE_STATUSES).values_list("pk", flat=True)
     return _jobs_top_up(active)
 
@@ -362,11 +384,35 @@ def leases_release_local() -> None:
             leases_release(owner=owner)
 
 
+def worker_claim(
+    node: str, *, owner: str, take_over: bool = False, check_only: bool = False
+) -> str | None:
+    """Register this worker's main process (`owner`) as `node`; None when done, or the owner
+    of the live node of that name that stands in the way (nothing is then changed).
+    `take_over` replaces an entry whose process is known to be gone; `check_only` looks
+    without registering."""
+    now = time.time()
+    result = broker_client().eval(
+        _WORKER_CLAIM,
+        2,
+        WORKERS,
+        WORKERS_OWNER,
+        node,
+        owner,
+        now - WORKER_STALE_S,
+        now,
+        "1" if take_over else "0",
+        "1" if check_only else "0",
+    )
+    return None if result is None else str(result)
+
+
 def worker_beat(node: str, concurrency: int) -> None:
     client = broker_client()
     pipe = client.pipeline(transaction=False)
     pipe.zadd(WORKERS, {node: time.time()})
     pipe.hset(WORKERS_CONCURRENCY, node, concurrency)
+    pipe.hset(WORKERS_OWNER, node, process_id())
     pipe.zremrangebyscore(WORKERS, 0, time.time() - 3600)
     pipe.execute()
 
@@ -376,6 +422,7 @@ def worker_forget(node: str) -> None:
         pipe = broker_client().pipeline(transaction=False)
         pipe.zrem(WORKERS, node)
         pipe.hdel(WORKERS_CONCURRENCY, node)
+        pipe.hdel(WORKERS_OWNER, node)
         pipe.execute()
     except redis.RedisError:
         logger.warning("could not remove worker %s from the registry", node)

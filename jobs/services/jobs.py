@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from jobs import kinds, quotas, selectors
 from jobs.kinds.base import Params, Spec
-from jobs.models import Chunk, Job, Upload
+from jobs.models import Chunk, Job, ScalingStudy, Upload
 from jobs.services import dispatch
 from jobs.services.job_state import (
     COMBINE_FAILED,
@@ -87,6 +87,7 @@ def job_create(
     params: Mapping[str, Any],
     parallelism: int | None = None,
     rerun_of: Job | None = None,
+    study: ScalingStudy | None = None,
 ) -> Job:
     """Validate, store the job and its chunks, and dispatch the first window after commit.
 
@@ -102,6 +103,7 @@ def job_create(
             parallelism=plan.parallelism,
             total_chunks=len(plan.specs),
             rerun_of=rerun_of,
+            study=study,
         )
         Chunk.objects.bulk_create(
             (Chunk(job=job, index=i, spec=s) for i, s in enumerate(plan.specs)), batch_size=1000

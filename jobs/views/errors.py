@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
 from django.views import defaults
 
 API_PREFIX = "/api/"
@@ -39,3 +40,20 @@ def server_error(request: HttpRequest, *args: Any) -> HttpResponse:
     if _is_api(request):
         return JsonResponse({"detail": "Server error."}, status=500)
     return defaults.server_error(request)
+
+
+BUSY_RETRY_AFTER_S = 5
+BUSY_MESSAGE = (
+    "This job is busy: another machine holds it and has stopped answering. "
+    "Coreboard frees it within about half a minute; try again then."
+)
+
+
+def lock_busy(request: HttpRequest) -> HttpResponse:
+    """A request that timed out waiting for a job's lock (settings: COREBOARD_DB_*)."""
+    if _is_api(request):
+        response: HttpResponse = JsonResponse({"detail": BUSY_MESSAGE}, status=503)
+    else:
+        response = render(request, "503.html", {"message": BUSY_MESSAGE}, status=503)
+    response["Retry-After"] = str(BUSY_RETRY_AFTER_S)
+    return response

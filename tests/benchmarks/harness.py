@@ -48,13 +48,15 @@ def _cancel_leftovers() -> None:
 class Stack:
     base_url: str
     worker_pid: int
+    # The environment the worker and daphne got, for benchmarks that start workers of their own.
+    env: dict[str, str]
 
 
 @contextlib.contextmanager
 def running_stack(*, workers: int) -> Iterator[Stack]:
     """Private PostgreSQL and Redis, a migrated database, a prefork worker with `workers`
-    processes and daphne; yields daphne's base URL and the worker's main pid, and stops
-    everything afterwards."""
+    processes (none for 0) and daphne; yields daphne's base URL and the worker's main pid
+    (0 without one), and stops everything afterwards."""
     # A benchmark stopped with SIGTERM still stops the servers it started (below).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     # Redis starts empty, so no message of an earlier, interrupted run is redelivered.
@@ -75,13 +77,17 @@ def running_stack(*, workers: int) -> Iterator[Stack]:
         from tests.processes import start_celery_worker, start_daphne
 
         call_command("migrate", "--noinput", verbosity=0)
+        call_command("media_mark")
         _cancel_leftovers()
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        worker = start_celery_worker(env, concurrency=workers)
-        processes.append(worker)
+        worker_pid = 0
+        if workers:
+            worker = start_celery_worker(env, concurrency=workers)
+            processes.append(worker)
+            worker_pid = worker.process.pid
         daphne, base_url = start_daphne(env)
         processes.append(daphne)
-        yield Stack(base_url=base_url, worker_pid=worker.process.pid)
+        yield Stack(base_url=base_url, worker_pid=worker_pid, env=env)
     finally:
         for process in reversed(processes):
             process.stop()

@@ -1,0 +1,113 @@
+"""Reads of scaling studies, and their one JSON shape (API, page, exports).
+
+Kept beside jobs/selectors.py rather than in it: a study's figures come from
+jobs/scaling.py over its runs' wall times, as the job page defines them (Job.wall_seconds).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime
+from typing import Any
+
+from django.db.models import QuerySet
+from django.urls import reverse
+
+from jobs import scaling
+from jobs.models import Job, ScalingStudy
+
+# A level whose run has not been created yet.
+RUN_WAITING = "waiting"
+
+STUDY_EXPORT_COLUMNS = (
+    "parallelism",
+    "job",
+    "status",
+    "wall_seconds",
+    "speedup",
+    "ideal_speedup",
+    "efficiency",
+    "karp_flatt",
+    "amdahl_speedup",
+)
+
+
+def studies_of(user: Any) -> QuerySet[ScalingStudy]:
+    """A person's own studies, newest first: studies are private, also from staff (their
+    runs, like every job, stay visible to staff on the job pages)."""
+    if not user.is_authenticated:
+        return ScalingStudy.objects.none()
+    return ScalingStudy.objects.filter(owner_id=user.pk)
+
+
+def study_get_for_user(*, user: Any, study_id: int) -> ScalingStudy | None:
+    return studies_of(user).filter(pk=study_id).first()
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _rounded(value: float | None, digits: int = 4) -> float | None:
+    return round(value, digits) if value is not None else None
+
+
+def study_runs(study: ScalingStudy) -> dict[int, Job]:
+    return {run.parallelism: run for run in study.runs.all()}
+
+
+def study_as_dict(study: ScalingStudy) -> dict[str, Any]:
+    runs = study_runs(study)
+    walls = {
+        level: runs[level].wall_seconds
+        if level in runs and runs[level].status == Job.Status.SUCCEEDED
+        else None
+        for level in study.levels
+    }
+    analysis = scaling.scaling_analyse(walls)
+    points = []
+    for point in analysis.points:
+        run = runs.get(point.parallelism)
+        points.append(
+            {
+                "parallelism": point.parallelism,
+                "job": run.pk if run else None,
+                "status": run.status if run else RUN_WAITING,
+                "wall_seconds": _rounded(point.wall_seconds),
+                "speedup": _rounded(point.speedup),
+                "ideal_speedup": point.ideal_speedup,
+                "efficiency": _rounded(point.efficiency),
+                "karp_flatt": _rounded(point.karp_flatt),
+                "amdahl_speedup": _rounded(point.amdahl_speedup),
+            }
+        )
+    return {
+        "id": study.pk,
+        "url": reverse("jobs:study", args=[study.pk]),
+        "status": study.status,
+        "kind": study.kind,
+        "params": study.params,
+        "source_job": study.source_id,
+        "levels": study.levels,
+        "created_at": _iso(study.created_at),
+        "finished_at": _iso(study.finished_at),
+        "error": study.error,
+        "serial_fraction": _rounded(analysis.serial_fraction),
+        "max_speedup": _rounded(analysis.max_speedup),
+        "runs": points,
+    }
+
+
+def study_csv(study: ScalingStudy) -> str:
+    """One row per level, in STUDY_EXPORT_COLUMNS order (empty cells for missing figures)."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(STUDY_EXPORT_COLUMNS)
+    for point in study_as_dict(study)["runs"]:
+        writer.writerow(["" if point[c] is None else point[c] for c in STUDY_EXPORT_COLUMNS])
+    return out.getvalue()
+
+
+def study_export_name(study: ScalingStudy, extension: str) -> str:
+    return f"scaling-study-{study.pk}.{extension}"

@@ -1,0 +1,166 @@
+"""`python -m tests.benchmarks.scaling`: a 1, 2, 4, … N process sweep of one primes job.
+
+For each p, a fresh `celery worker --pool=prefork --concurrency=p` is the only worker (so
+nothing but p processes exists to run chunks; a worker with more processes and a job of
+parallelism p would leave idle processes that still beat and reconcile), the job runs at
+parallelism p, and its wall time is the job's own started → finished (the job page's
+definition). `multiprocessing.Pool(p).map` over the same chunk specs is measured beside it.
+Speedup, efficiency, Karp-Flatt and the Amdahl fit come from jobs/scaling.py, and the
+"Scaling sweep" section of BENCHMARKS.md is replaced.
+
+Needs only the project's virtualenv, PostgreSQL's server binaries (COREBOARD_PG_BIN) and
+redis-server (COREBOARD_REDIS_SERVER); as root, PostgreSQL runs as an unprivileged user
+created if missing (COREBOARD_PG_OS_USER).
+
+Environment: BENCH_MAX_PROCS (default: the CPU count), BENCH_SCALING_SIZE (the primes
+range's upper bound, default 2,000,000,000: about 25-40 s on one core of a 2020s x86 machine,
+a few seconds at 16 processes), BENCH_SCALING_CHUNKS (64), BENCH_SCALING_RUNS (rounds per
+level, median taken; default 1).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import statistics
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from jobs import scaling
+from tests.benchmarks import harness, report
+from tests.benchmarks.speedup import Api, _run_spec, _timed, _wait
+
+# Estimated chunk-seconds of a big sweep are over a person's default quota.
+SCALING_LIMITS = {"COREBOARD_QUOTA_CHUNK_SECONDS": str(10**9)}
+REGISTRATION_TIMEOUT_S = 30.0
+
+
+def _params() -> dict[str, Any]:
+    return {
+        "start": 0,
+        "stop": int(os.environ.get("BENCH_SCALING_SIZE", "2000000000")),
+        "chunks": int(os.environ.get("BENCH_SCALING_CHUNKS", "64")),
+    }
+
+
+def _until(check: Any, what: str) -> None:
+    deadline = time.monotonic() + REGISTRATION_TIMEOUT_S
+    while not check():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def _processes_alive() -> int:
+    from jobs.services import dispatch
+
+    return sum(dispatch.live_workers().values())
+
+
+def _coreboard_level(api: Api, env: dict[str, str], p: int, params: dict, runs: int) -> list:
+    from tests.processes import start_celery_worker
+
+    worker = start_celery_worker(env, concurrency=p)
+    try:
+        # Slots are capped at the processes alive: submit once the worker has registered.
+        _until(lambda: _processes_alive() == p, f"a worker of {p} processes to register")
+        _wait(api.submit("burn", {"chunks": p, "ms": 50, "fail_rate": 0}, p))  # warm up
+        walls = []
+        for _ in range(runs):
+            walls.append(_wait(api.submit("primes", params, p), timeout=3600).wall_seconds)
+        return walls
+    finally:
+        worker.stop()
+        _until(lambda: _processes_alive() == 0, "the worker to leave")
+
+
+def main() -> int:
+    max_procs = int(os.environ.get("BENCH_MAX_PROCS") or os.cpu_count() or 1)
+    runs = int(os.environ.get("BENCH_SCALING_RUNS", "1"))
+    levels = scaling.scaling_levels(max_procs)
+    params = _params()
+    for name, value in SCALING_LIMITS.items():
+        os.environ.setdefault(name, value)
+    coreboard: dict[int, list[float]] = {}
+    pool: dict[int, list[float]] = {}
+    with harness.running_stack(workers=0) as stack:
+        from django.contrib.auth import get_user_model
+
+        from jobs import kinds
+        from tokens.services import token_create
+
+        user, _ = get_user_model().objects.get_or_create(username="bench")
+        api = Api(stack.base_url, token_create(user=user, name="bench", expires_in_days=1).key)
+        specs = [("primes", spec) for spec in kinds.get("primes").split(params)]
+        for p in levels:
+            coreboard[p] = _coreboard_level(api, stack.env, p, params, runs)
+            with multiprocessing.get_context("fork").Pool(p) as workers:
+                workers.map(_run_spec, [("burn", {"index": 0, "ms": 10, "fail_rate": 0})] * p)
+                pool[p] = [
+                    _timed(lambda: workers.map(_run_spec, specs, chunksize=1))[1]
+                    for _ in range(runs)
+                ]
+            print(
+                f"p={p}: Coreboard {statistics.median(coreboard[p]):.2f} s, "
+                f"Pool {statistics.median(pool[p]):.2f} s",
+                flush=True,
+            )
+    section = _section(params, levels, runs, coreboard, pool)
+    print(section)
+    report.write_section("scaling", section)
+    print("wrote BENCHMARKS.md")
+    return 0
+
+
+def _fmt(value: float | None, digits: int = 2, suffix: str = "") -> str:
+    return "" if value is None else f"{value:.{digits}f}{suffix}"
+
+
+def _section(
+    params: dict[str, Any],
+    levels: list[int],
+    runs: int,
+    coreboard: dict[int, list[float]],
+    pool: dict[int, list[float]],
+) -> str:
+    ours = scaling.scaling_analyse({p: statistics.median(coreboard[p]) for p in levels})
+    theirs = scaling.scaling_analyse({p: statistics.median(pool[p]) for p in levels})
+    rows = []
+    for mine, other in zip(ours.points, theirs.points, strict=True):
+        rows.append(
+            f"| {mine.parallelism} | {_fmt(mine.wall_seconds)} | {_fmt(mine.speedup, 2, '×')} | "
+            f"{_fmt(mine.efficiency and mine.efficiency * 100, 0, ' %')} | "
+            f"{_fmt(mine.karp_flatt, 3)} | {_fmt(mine.amdahl_speedup, 2, '×')} | "
+            f"{_fmt(other.wall_seconds)} | {_fmt(other.speedup, 2, '×')} | "
+            f"{_fmt(other.karp_flatt, 3)} |"
+        )
+    body = "\n".join(rows)
+
+    def fit(analysis: scaling.ScalingAnalysis) -> str:
+        f = analysis.serial_fraction
+        if f is None:
+            return "no fit (one level only)"
+        ceiling = f", at most {analysis.max_speedup:.0f}× with any number" if f else ""
+        return f"f = {f:.4f}{ceiling}"
+
+    return f"""## Scaling sweep
+
+Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {harness.machine()}.
+
+`primes {params}` at each parallelism p, with a fresh prefork worker of exactly p processes
+(Coreboard: the job's started → finished) and `multiprocessing.Pool(p).map(chunksize=1)` over
+the same chunk specs; median of {runs} run(s) per level. Speedup = wall(1) / wall(p); efficiency =
+speedup / p; Karp-Flatt = (1/S - 1/p) / (1 - 1/p), the serial fraction each point implies;
+Amdahl = the speedup predicted by the least-squares serial fraction (jobs/scaling.py).
+
+Amdahl fit: Coreboard {fit(ours)}; Pool {fit(theirs)}.
+
+| p | Coreboard wall (s) | speedup | efficiency | Karp-Flatt | Amdahl | Pool wall (s) | Pool speedup | Pool Karp-Flatt |
+|---|---|---|---|---|---|---|---|---|
+{body}"""
+
+
+if __name__ == "__main__":
+    sys.exit(main())
