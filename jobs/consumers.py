@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -219,19 +220,30 @@ class OverviewConsumer(GuardedConsumer):
     """
 
     ticker: asyncio.Task[None] | None = None
+    joined = False
 
     async def connect(self) -> None:
         user = await accept_authenticated(self)
         if user is None or not await self.guard_connect(user):
             return
+        # A node that joins, leaves or drains says so on this group: pushed at once.
+        self.changed = asyncio.Event()
+        await self.channel_layer.group_add(cluster.CLUSTER_GROUP, self.channel_name)
+        self.joined = True
         self.ticker = asyncio.create_task(supervised(self, self._tick(user)))
 
     async def disconnect(self, code: int) -> None:
         if self.ticker is not None:
             self.ticker.cancel()
         await self.guard_disconnect()
+        if self.joined:
+            await self.channel_layer.group_discard(cluster.CLUSTER_GROUP, self.channel_name)
+
+    async def cluster_changed(self, event: dict[str, Any]) -> None:
+        self.changed.set()
 
     async def _tick(self, user: Any) -> None:
+        ticks = 0
         while True:
             jobs = await database_sync_to_async(selectors.overview)(
                 user=user, active_max=settings.COREBOARD_OVERVIEW_ACTIVE_MAX
@@ -239,7 +251,14 @@ class OverviewConsumer(GuardedConsumer):
             state = await sync_to_async(cluster.cluster_state, thread_sensitive=False)()
             state = await database_sync_to_async(selectors.cluster_for_user)(user=user, state=state)
             await self.send_json({"type": "overview.state", **jobs, "cluster": state})
-            await asyncio.sleep(OVERVIEW_INTERVAL_S)
+            ticks += 1
+            if ticks % 60 == 0:
+                # A Redis that lost its data lost the group membership too.
+                await self.channel_layer.group_add(cluster.CLUSTER_GROUP, self.channel_name)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(OVERVIEW_INTERVAL_S):
+                    await self.changed.wait()
+            self.changed.clear()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         await self.send_json({"type": "error", "error": "This socket takes no messages."})

@@ -225,9 +225,12 @@ def redis_metrics() -> Iterator[Metric]:
         labels=["host"],
     )
     cores = GaugeMetricFamily("coreboard_host_cpus", "Cores of a worker machine.", labels=["host"])
+    seen: set[str] = set()
     for node in state["nodes"]:
-        if node["lost"] or not node["cpus"]:
+        # Several nodes may run on one machine: its CPU is reported once.
+        if node["lost"] or not node["cpus"] or node["host"] in seen:
             continue
+        seen.add(node["host"])
         cpu.add_metric([node["host"]], sum(node["cpus"]) / len(node["cpus"]) / 100)
         cores.add_metric([node["host"]], len(node["cpus"]))
     yield from (cpu, cores)

@@ -36,13 +36,14 @@ def slot_run(self: Task, job_id: int, token: str) -> str:
     its leases expire or are handed back, and the reconciler sends a new slot once the
     service answers again.
     """
+    node = _Node.name or self.request.hostname or ""
     try:
-        return slots.slot_run(
-            job_id=job_id,
-            token=token,
-            node=_Node.name or self.request.hostname or "",
-            hooks=TELEMETRY,
-        )
+        if dispatch.worker_is_draining(node):
+            # Reserved before an operator drained this node: back to the queue, unrun, so
+            # a draining node takes no more chunks.
+            dispatch.slot_requeue(job_id, token)
+            return "requeued"
+        return slots.slot_run(job_id=job_id, token=token, node=node, hooks=TELEMETRY)
     except DatabaseError as error:
         connection.close()
         logger.warning("slot of job %s stopped by a database error: %s", job_id, error)
@@ -75,15 +76,20 @@ def slot_reserved(request: Any = None, **kwargs: Any) -> None:
 @signals.worker_process_init.connect
 def start_process_heartbeat(**kwargs: object) -> None:
     """Each prefork child reports itself (idle/busy, current chunk) once a second."""
-    cluster.start_heartbeat()
+    cluster.start_heartbeat(node=_Node.name)
 
 
 @signals.worker_ready.connect
 def start_main_process_threads(sender: Any = None, **kwargs: object) -> None:
-    """Each worker's main process samples per-core CPU use and runs the reconciler."""
-    cluster.start_node_sampler()
+    """Each worker's main process publishes its node (info, per-core CPU use) and runs the
+    reconciler."""
     concurrency = getattr(getattr(sender, "controller", None), "concurrency", None) or 1
     _Node.concurrency = int(concurrency)
+    app = getattr(sender, "app", None)
+    queues = list(app.amqp.queues.consume_from) if app is not None else []
+    cluster.start_node_sampler(
+        node=_Node.name, info=cluster.node_info(concurrency=_Node.concurrency, queues=queues)
+    )
     dispatch.worker_draining(_Node.name, draining=False)
     dispatch.start_reconciler(_Node.name, _Node.concurrency)
 
@@ -92,6 +98,7 @@ def start_main_process_threads(sender: Any = None, **kwargs: object) -> None:
 def drain(**kwargs: object) -> None:
     """Warm shutdown: running slots give their processes back after their current chunk."""
     dispatch.worker_draining(_Node.name, draining=True)
+    cluster.node_stopping()
 
 
 @signals.worker_process_shutdown.connect
@@ -101,5 +108,7 @@ def forget_process(**kwargs: object) -> None:
 
 @signals.worker_shutdown.connect
 def forget_node(**kwargs: object) -> None:
+    """The main process removes its node and every process of it (a clean stop is not a
+    loss), after the pool has stopped."""
     cluster.node_forget()
     dispatch.worker_forget(_Node.name)

@@ -8,6 +8,7 @@ app_name = "jobs"
 
 urlpatterns = [
     path("", overview.overview, name="overview"),
+    path("nodes/control/", overview.node_control, name="node-control"),
     path("history/", history.job_list, name="list"),
     path("history/export.csv", history.job_export_csv, name="export"),
     path("history/compare/", history.job_compare, name="compare"),

@@ -249,6 +249,11 @@ CELERY_TASK_TIME_LIMIT = CELERY_TASK_SOFT_TIME_LIMIT + 30
 # exactly once, and their leases keep their chunks.
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 CELERY_TASK_DEFAULT_QUEUE = "coreboard"
+# Task events for monitors such as Flower (off by default: one more broker message per
+# task state change). COREBOARD_TASK_EVENTS=1 turns on both the worker's and the sender's.
+COREBOARD_TASK_EVENTS = env_bool("COREBOARD_TASK_EVENTS", False)
+CELERY_WORKER_SEND_TASK_EVENTS = COREBOARD_TASK_EVENTS
+CELERY_TASK_SEND_SENT_EVENT = COREBOARD_TASK_EVENTS
 # Celery's Django fixup closes the database connection around every task unless this is
 # set; reconnecting (SCRAM auth, a new backend) cost ~6 ms per chunk here. Connections are
 # checked around each task instead (project.celery), honouring CONN_MAX_AGE.
@@ -266,6 +271,8 @@ BUILTIN_JOB_KINDS = [
     "jobs.kinds.burn",
 ]
 COREBOARD_JOB_KINDS = [*BUILTIN_JOB_KINDS, *env_list("COREBOARD_JOB_KINDS", [])]
+# Free-form tags a worker shows on the overview (e.g. "gpu,rack-2"); comma-separated.
+COREBOARD_WORKER_LABELS = env_list("COREBOARD_WORKER_LABELS", [])
 # Largest file a person may upload for a job (bytes); enforced while the body streams in.
 COREBOARD_UPLOAD_MAX_BYTES = env_int("COREBOARD_UPLOAD_MAX_BYTES", 200 * 1024 * 1024, minimum=1)
 COREBOARD_DEFAULT_PARALLELISM = env_int(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from django.db import transaction
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from jobs import services
+from jobs.services import nodes
 from tests.processes import ServerProcess, start_daphne
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -650,6 +652,49 @@ def test_uploads_page_deletes_by_keyboard(
     page.keyboard.press("Enter")
     expect(page.get_by_text(f"Upload '{text.name}' deleted.")).to_be_visible()
     expect(page.get_by_text("You have not uploaded anything.")).to_be_visible()
+
+
+def test_staff_drain_a_node_from_the_overview_on_a_phone(
+    browser: Browser, page: Page, daphne_server: str, alice: User, staff: User
+) -> None:
+    log_in(page, daphne_server, "alice", "alice-password-1")
+    expect(page.locator("#nodes .node").first).to_be_visible(timeout=15_000)
+    expect(page.locator("#nodes .node-info").first).to_contain_text("Python")
+    expect(page.locator(".node-control")).to_have_count(0)
+
+    context = browser.new_context(viewport={"width": 360, "height": 800})
+    context.add_init_script(CSP_WATCH)
+    tab = context.new_page()
+    log_in(tab, daphne_server, "sam", "sam-password-1")
+    active = tab.locator("#nodes .node").filter(has=tab.locator(".node-state-active")).first
+    name = active.locator("h3").inner_text()
+    card = tab.locator("#nodes .node").filter(has=tab.get_by_role("heading", name=name))
+    drain = card.get_by_role("button", name=f"Drain node {name}")
+    expect(drain).to_be_visible(timeout=15_000)
+    assert_page_is_sound(tab, "the overview for staff at 360 px")
+    try:
+        drain.focus()
+        tab.keyboard.press("Enter")
+        expect(tab.locator("#node-status")).to_contain_text(f"Node {name} is draining")
+        resume = card.get_by_role("button", name=f"Resume node {name}")
+        expect(resume).to_be_visible()
+        expect(card.locator(".node-state")).to_contain_text("drained")
+        # The same button, still focused: the live update never moved focus.
+        assert tab.evaluate("document.activeElement.getAttribute('aria-label')") == (
+            f"Resume node {name}"
+        )
+        assert_page_is_sound(tab, "the overview with a drained node at 360 px")
+        tab.reload()
+        expect(card.locator(".node-state")).to_contain_text("drained")
+        card.get_by_role("button", name=f"Resume node {name}").click()
+        expect(tab.locator("#node-status")).to_contain_text(f"Node {name} takes work again")
+        expect(card.locator(".node-state")).to_have_text("active")
+    finally:
+        # Playwright's loop runs on this thread: the service (which publishes through
+        # async_to_sync) runs on another.
+        thread = threading.Thread(target=nodes.node_drain, kwargs={"node": name, "draining": False})
+        thread.start()
+        thread.join()
 
 
 def test_measure_scaling_by_keyboard_and_read_the_study(

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 import pytest
@@ -11,7 +12,7 @@ from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import User
 from django.db.models import F
 
-from jobs import consumers, events, services
+from jobs import cluster, consumers, events, services
 from jobs.models import Job
 from project.asgi import application
 from tests.sockets import communicator_for, session_cookie
@@ -213,9 +214,14 @@ async def test_overview_pushes_my_jobs_and_the_cluster(alice: User, mallory: Use
     assert first["type"] == "overview.state"
     assert [job["id"] for job in first["active"]] == [mine.pk]
     assert theirs.pk not in [job["id"] for job in first["active"] + first["recent"]]
-    assert set(first["cluster"]) == {"now", "nodes", "processes", "throughput"}
+    assert set(first["cluster"]) == {"now", "web", "nodes", "processes", "throughput"}
     second = await communicator.receive_json_from(timeout=5)  # pushed again a second later
     assert second["cluster"]["now"] > first["cluster"]["now"]
+    # A node that joins, leaves or drains is pushed at once, not at the next tick.
+    told_at = time.monotonic()
+    await get_channel_layer().group_send(cluster.CLUSTER_GROUP, {"type": "cluster.changed"})
+    assert (await communicator.receive_json_from(timeout=5))["type"] == "overview.state"
+    assert time.monotonic() - told_at < 0.7
     await communicator.send_to(text_data='{"type": "resync"}')
     while (reply := await communicator.receive_json_from(timeout=5))["type"] != "error":
         assert reply["type"] == "overview.state"

@@ -272,6 +272,15 @@ def worker_draining(node: str, *, draining: bool) -> None:
         logger.warning("could not mark worker %s draining=%s", node, draining)
 
 
+def worker_is_draining(node: str) -> bool:
+    """Whether `node` is draining (an operator's drain or a warm shutdown): its slots run
+    no further chunks. A Redis error reads as not draining (the work goes on)."""
+    try:
+        return bool(broker_client().exists(draining_key(node)))
+    except redis.RedisError:
+        return False
+
+
 # --- how many slots a job should have --------------------------------------------------------
 
 

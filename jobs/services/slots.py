@@ -230,8 +230,11 @@ class _SlotRun:
                 events.chunks_claimed(self.job_id, [self._claimed_state(claims[0])])
             outcomes, active = self._run_batch(kind, job["kind"], claims)
             now = time.monotonic()
-            yielding = now >= hard_end or (
-                now >= slice_end and dispatch.slot_should_yield(self.node)
+            # A draining node finishes the chunks it has and claims no more.
+            yielding = (
+                now >= hard_end
+                or (now >= slice_end and dispatch.slot_should_yield(self.node))
+                or dispatch.worker_is_draining(self.node)
             )
             if now >= slice_end and not yielding:
                 slice_end = now + settings.COREBOARD_SLOT_SLICE_SECONDS

@@ -1,12 +1,17 @@
-"""The live overview: what runs now, the cluster, recent results."""
+"""The live overview: what runs now, the cluster, recent results; staff drain nodes here."""
 
 from __future__ import annotations
 
+from django import forms
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
 
 from jobs import cluster, selectors
+from jobs.services import nodes
 
 
 def overview(request: HttpRequest) -> HttpResponse:
@@ -16,3 +21,44 @@ def overview(request: HttpRequest) -> HttpResponse:
         "cluster": selectors.cluster_for_user(user=request.user, state=cluster.cluster_state()),
     }
     return render(request, "jobs/overview.html", {"initial": initial})
+
+
+class NodeControlForm(forms.Form):
+    node = forms.CharField(max_length=255)
+    action = forms.ChoiceField(choices=[("drain", "Drain"), ("resume", "Resume")])
+
+
+@require_POST
+def node_control(request: HttpRequest) -> HttpResponse:
+    """Drain or resume a worker node (staff only). A page script asks for JSON and
+    announces the answer; a plain form post is redirected back to the overview."""
+    if not request.user.is_staff:
+        raise PermissionDenied("Only staff can drain or resume worker nodes.")
+    wants_json = "application/json" in request.headers.get("Accept", "")
+    form = NodeControlForm(request.POST)
+    if not form.is_valid():
+        errors = {name: [str(e) for e in errs] for name, errs in form.errors.items()}
+        if wants_json:
+            return JsonResponse({"errors": errors}, status=400)
+        for name, texts in errors.items():
+            messages.error(request, f"{name}: {' '.join(texts)}")
+        return redirect("jobs:overview")
+    name = form.cleaned_data["node"]
+    draining = form.cleaned_data["action"] == "drain"
+    try:
+        result = nodes.node_drain(node=name, draining=draining)
+    except nodes.UnknownNode:
+        message, status = f"No live worker node is called {name}.", 404
+    else:
+        status = 200
+        message = (
+            f"Node {name} is draining: it finishes its running chunks and takes no more."
+            if draining
+            else f"Node {name} takes work again."
+        )
+        if result.unconfirmed:
+            message += f" It did not confirm in time for queue(s) {', '.join(result.unconfirmed)}."
+    if wants_json:
+        return JsonResponse({"message": message, "node": name}, status=status)
+    (messages.success if status == 200 else messages.error)(request, message)
+    return redirect("jobs:overview")

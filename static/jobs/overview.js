@@ -100,13 +100,14 @@
     $("recent-empty").hidden = state.recent.length > 0;
   }
 
+  // A process is its node, pid and boot: two machines may share a host name.
   function processKey(p) {
-    return `${p.host}|${p.pid}`;
+    return p.id || `${p.node}|${p.pid}`;
   }
 
   function createProcess(p) {
     return el("tr", {},
-      el("td", { text: p.host }),
+      el("td", { text: p.node || p.host }),
       el("td", { text: String(p.pid) }),
       el("td", { class: "core" }),
       el("td", {}, el("span", { class: "status" })),
@@ -144,29 +145,136 @@
     $("processes-empty").hidden = processes.length > 0;
   }
 
+  // --- nodes: one card each, keyed by Celery node name; gone nodes leave the page ---------
+
+  const NODE_STATES = {
+    active: "active",
+    draining: "draining (finishing its chunks)",
+    drained: "drained (takes no work)",
+    stopping: "stopping",
+    lost: "lost",
+  };
+  const INFO_ROWS = [
+    ["Host", (n) => n.host],
+    ["Up for", (n) => (n.started ? C.formatSeconds(state.cluster.now - n.started) : "—")],
+    ["Processes", (n) => (n.concurrency ? String(n.concurrency) : "—")],
+    ["Queues", (n) => (n.queues || []).join(", ") || "—"],
+    ["Labels", (n) => (n.labels || []).join(", ") || "—"],
+    ["Kinds", (n) => (n.kinds || []).join(", ") || "—"],
+    ["Code", (n) => n.code_version],
+    ["Coreboard", (n) => n.coreboard_version],
+    ["Python", (n) => n.python_version],
+  ];
+
+  function createNode(node) {
+    const info = el("dl", { class: "node-info" });
+    for (const [label] of INFO_ROWS) info.append(el("dt", { text: label }), el("dd", {}));
+    const canvas = el("canvas", { role: "img" });
+    const card = el("div", { class: "node" },
+      el("div", { class: "node-head" }, el("h3", { text: node.node }), el("span", { class: "status node-state" })),
+      info,
+      el("p", { class: "node-warning" }),
+      el("div", { class: "chart-box small" }, canvas));
+    const template = $("node-control-template");
+    if (template) {
+      const form = template.content.firstElementChild.cloneNode(true);
+      form.querySelector("[name=node]").value = node.node;
+      form.addEventListener("submit", nodeControlSubmit);
+      card.append(form);
+    }
+    cpuCharts.set(node.node, new Chart(canvas, {
+      type: "bar",
+      data: { labels: [], datasets: [{ label: "CPU %", data: [], backgroundColor: "#4a78d8" }] },
+      options: {
+        animation: false, maintainAspectRatio: false,
+        scales: { y: { min: 0, max: 100, title: { display: true, text: "% busy" } } },
+        plugins: { legend: { display: false } },
+      },
+    }));
+    return card;
+  }
+
+  function kindWarning(node) {
+    const parts = [];
+    if (node.missing_kinds && node.missing_kinds.length) parts.push(`missing kinds: ${node.missing_kinds.join(", ")}`);
+    if (node.extra_kinds && node.extra_kinds.length) parts.push(`extra kinds: ${node.extra_kinds.join(", ")}`);
+    const web = state.cluster.web;
+    if (web && node.code_version !== web.code_version) parts.push(`code ${node.code_version} differs from the web's ${web.code_version}`);
+    return parts.length ? `Differs from the web machine: ${parts.join("; ")}.` : "";
+  }
+
+  function updateNode(card, node) {
+    const lost = node.state === "lost";
+    const stateClass = `node node-${node.state}`;
+    if (card.className !== stateClass) card.className = stateClass;
+    const badge = card.querySelector(".node-state");
+    const label = lost ? `lost (silent ${C.formatSeconds(state.cluster.now - node.last_seen)})` : NODE_STATES[node.state] || node.state;
+    C.setText(badge, label);
+    badge.className = `status node-state node-state-${node.state}`;
+    const values = card.querySelectorAll(".node-info dd");
+    INFO_ROWS.forEach(([, value], i) => C.setText(values[i], value(node)));
+    const warning = card.querySelector(".node-warning");
+    const text = kindWarning(node);
+    C.setText(warning, text);
+    warning.hidden = !text;
+    const form = card.querySelector(".node-control");
+    if (form) {
+      const action = node.draining ? "resume" : "drain";
+      form.querySelector("[name=action]").value = action;
+      const button = form.querySelector("button");
+      C.setText(button, action === "drain" ? "Drain" : "Resume");
+      button.setAttribute("aria-label", `${action === "drain" ? "Drain" : "Resume"} node ${node.node}`);
+      form.hidden = lost || node.state === "stopping";
+    }
+    const chart = cpuCharts.get(node.node);
+    chart.data.labels = node.cpus.map((_, i) => `core ${i}`);
+    chart.data.datasets[0].data = node.cpus;
+    // A lost node's last sample stays, greyed out: it is not a live reading.
+    chart.data.datasets[0].backgroundColor = lost ? "#9aa0a6" : "#4a78d8";
+    const what = lost ? `Last CPU use per core on ${node.node} before it was lost` : `CPU use per core on ${node.node}`;
+    chart.canvas.setAttribute("aria-label", `${what}: ` + node.cpus.map((v, i) => `core ${i} ${Math.round(v)}%`).join(", "));
+    chart.update("none");
+  }
+
   function renderNodes() {
-    const holder = $("nodes");
-    for (const node of state.cluster.nodes) {
-      let chart = cpuCharts.get(node.host);
-      if (!chart) {
-        const canvas = el("canvas", { role: "img", "aria-label": `CPU use per core on ${node.host}` });
-        const box = el("div", { class: "node" }, el("h3", { text: node.host }), el("div", { class: "chart-box small" }, canvas));
-        holder.append(box);
-        chart = new Chart(canvas, {
-          type: "bar",
-          data: { labels: [], datasets: [{ label: "CPU %", data: [], backgroundColor: "#4a78d8" }] },
-          options: {
-            animation: false, maintainAspectRatio: false,
-            scales: { y: { min: 0, max: 100, title: { display: true, text: "% busy" } } },
-            plugins: { legend: { display: false } },
-          },
-        });
-        cpuCharts.set(node.host, chart);
+    const nodes = state.cluster.nodes;
+    C.syncChildren($("nodes"), nodes, (node) => node.node, createNode, updateNode);
+    const present = new Set(nodes.map((node) => node.node));
+    for (const [name, chart] of cpuCharts) {
+      if (!present.has(name)) {
+        chart.destroy();
+        cpuCharts.delete(name);
       }
-      chart.data.labels = node.cpus.map((_, i) => `core ${i}`);
-      chart.data.datasets[0].data = node.cpus;
-      chart.canvas.setAttribute("aria-label", `CPU use per core on ${node.host}: ` + node.cpus.map((v, i) => `core ${i} ${Math.round(v)}%`).join(", "));
-      chart.update("none");
+    }
+    $("nodes-empty").hidden = nodes.length > 0;
+    const web = state.cluster.web;
+    if (web) C.setText($("cluster-web"), `This web server: code ${web.code_version}, kinds ${web.kinds.join(", ")}.`);
+  }
+
+  // Drain / resume without leaving the page: the answer is announced politely and focus
+  // stays on the button (which now offers the opposite action).
+  async function nodeControlSubmit(event) {
+    event.preventDefault();
+    const form = event.currentTarget;
+    if (form.dataset.pending) return;
+    form.dataset.pending = "1";
+    const status = $("node-status");
+    try {
+      // Not form.action: the input named "action" shadows that property.
+      const response = await fetch(form.getAttribute("action"), {
+        method: "POST",
+        body: new FormData(form),
+        headers: { Accept: "application/json" },
+        credentials: "same-origin",
+      });
+      const body = await response.json().catch(() => ({}));
+      if (response.ok) status.textContent = body.message;
+      else if (response.status === 403) status.textContent = "Only staff can drain or resume nodes.";
+      else status.textContent = body.message || `Could not change the node (HTTP ${response.status}).`;
+    } catch (error) {
+      status.textContent = "Could not reach the server; try again.";
+    } finally {
+      delete form.dataset.pending;
     }
   }
 

@@ -1,0 +1,61 @@
+"""What an operator does to a worker node: drain it (it finishes its running chunks and
+takes no more) and resume it.
+
+Celery's remote control does the routing part: `cancel_consumer` / `add_consumer` for
+each queue the node consumes, so the broker stops (or starts again) handing it messages.
+The engine's draining flag (dispatch.worker_draining) makes the node's running slots stop
+after their current chunks and hand their messages back to the queue, where other nodes
+take them. The flag is kept in Redis, so it is shown on every page and survives reloads;
+a node that restarts comes up active.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from celery import current_app
+from django.conf import settings
+
+from jobs import cluster
+from jobs.services import dispatch
+
+# How long to wait for the node to confirm a consumer change.
+CONTROL_REPLY_TIMEOUT_S = 2.0
+
+
+class UnknownNode(LookupError):
+    """No live node has this name."""
+
+
+@dataclass(frozen=True)
+class NodeControlResult:
+    node: str
+    draining: bool
+    queues: list[str]
+    # Queues whose change the node did not confirm in time (it may be busy or gone).
+    unconfirmed: list[str] = field(default_factory=list)
+
+
+def node_drain(*, node: str, draining: bool) -> NodeControlResult:
+    """Drain `node` (draining=True) or make it take work again; raises UnknownNode when no
+    live node has that name."""
+    entry = cluster.node_get(node)
+    if entry is None or entry["lost"]:
+        raise UnknownNode(node)
+    queues = entry["queues"] or [settings.CELERY_TASK_DEFAULT_QUEUE]
+    control = current_app.control
+    change = control.cancel_consumer if draining else control.add_consumer
+    unconfirmed = []
+    if draining:
+        # The broker stops handing it messages first, so a slot it gives back is not
+        # handed straight back to it.
+        cluster.node_draining_set(node, draining=True)
+    for queue in queues:
+        replies = change(queue, destination=[node], reply=True, timeout=CONTROL_REPLY_TIMEOUT_S)
+        if not any(node in reply for reply in replies or []):
+            unconfirmed.append(queue)
+    dispatch.worker_draining(node, draining=draining)
+    if not draining:
+        cluster.node_draining_set(node, draining=False)
+    cluster.changed_publish()
+    return NodeControlResult(node=node, draining=draining, queues=queues, unconfirmed=unconfirmed)
