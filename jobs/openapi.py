@@ -127,7 +127,8 @@ def parallelism_schema() -> dict[str, Any]:
         "maximum": settings.COREBOARD_MAX_PARALLELISM,
         "description": (
             "Most worker processes the job uses at once; null or absent: "
-            "COREBOARD_DEFAULT_PARALLELISM (one per worker core)."
+            "COREBOARD_DEFAULT_PARALLELISM, by default every live worker process that has "
+            "the job's kind, counted while it runs (stored as 0)."
         ),
     }
 
@@ -172,7 +173,8 @@ def add_components(result: dict[str, Any], **_: Any) -> dict[str, Any]:
     schemas["Conflict"] = CONFLICT
     # Responses carry exactly the documented fields: a field added to job_as_dict without
     # its description here fails the schema checks (tests/test_api_fuzz.py).
-    for name in ("JobOut", "ChunkOut", "JobPreviewOut", "UploadOut", "UploadListItem", "KindOut"):
+    closed = ("JobOut", "WaitingOut", "ChunkOut", "JobPreviewOut", "UploadOut", "UploadListItem")
+    for name in (*closed, "KindOut"):
         schemas[name]["additionalProperties"] = False
     # Ids in paths are `<int:...>` converters: a negative number matches no URL at all.
     for operations in result.get("paths", {}).values():
@@ -187,6 +189,22 @@ def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"{COMPONENTS}{name}"}
 
 
+class WaitingOut(serializers.Serializer):
+    """Why an active job makes no progress now (selectors.jobs_live)."""
+
+    reason = serializers.ChoiceField(
+        choices=["no_worker_with_kind", "lost_leases", "retry_backoff", "queued"],
+        help_text="The first reason that applies.",
+    )
+    text = serializers.CharField(
+        help_text="Every reason that applies, in words, e.g. "
+        "\"Waiting: no live worker has the kind 'mandelbrot'\"."
+    )
+    seconds = serializers.FloatField(
+        allow_null=True, help_text="Seconds until the first reason ends by itself, if known."
+    )
+
+
 class JobOut(serializers.Serializer):
     """A job as every reader sees it (selectors.job_as_dict)."""
 
@@ -198,7 +216,9 @@ class JobOut(serializers.Serializer):
     total_chunks = serializers.IntegerField()
     done_chunks = serializers.IntegerField()
     failed_chunks = serializers.IntegerField()
-    parallelism = serializers.IntegerField()
+    parallelism = serializers.IntegerField(
+        min_value=0, help_text="Most worker processes at once; 0: all live ones with its kind."
+    )
     result = serializers.JSONField(allow_null=True, help_text="The kind's result, once done.")
     error = serializers.CharField(allow_blank=True)
     created_at = serializers.DateTimeField()
@@ -210,6 +230,10 @@ class JobOut(serializers.Serializer):
     efficiency = serializers.FloatField(allow_null=True, help_text="Speedup / parallelism.")
     version = serializers.IntegerField()
     result_file = serializers.CharField(allow_null=True, help_text="URL of the result file.")
+    waiting = WaitingOut(
+        allow_null=True,
+        help_text="While the job is active and makes no progress: why (it is not failed).",
+    )
 
 
 class ChunkOut(serializers.Serializer):

@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from celery import Task, shared_task, signals
+from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, connection
 
 from jobs import cluster
@@ -19,6 +20,10 @@ logger = logging.getLogger(__name__)
 class _Node:
     name = ""
     concurrency = 1
+    # The kinds it runs and the queues it consumes (set before the pool forks); None in a
+    # process that is not a worker: every registered kind, the default queue.
+    kinds: frozenset[str] | None = None
+    queues: tuple[str, ...] = ()
 
 
 TELEMETRY = slots.SlotHooks(
@@ -42,6 +47,8 @@ def slot_run(self: Task, job_id: int, token: str) -> str:
             token=token,
             node=_Node.name or self.request.hostname or "",
             hooks=TELEMETRY,
+            worker_kinds=_Node.kinds,
+            queues=_Node.queues,
         )
     except DatabaseError as error:
         connection.close()
@@ -52,6 +59,21 @@ def slot_run(self: Task, job_id: int, token: str) -> str:
 @signals.celeryd_init.connect
 def remember_node(sender: str | None = None, **kwargs: Any) -> None:
     _Node.name = sender or ""
+
+
+@signals.worker_init.connect
+def consume_kind_queues(sender: Any = None, **kwargs: object) -> None:
+    """The worker consumes the queues of the kinds it has, on top of its default queue or
+    the ones given with -Q (after Celery selected those), and remembers both."""
+    try:
+        _Node.kinds = dispatch.worker_kinds()
+    except ImproperlyConfigured as error:
+        # Celery logs and swallows exceptions from signal handlers; this one must stop it.
+        raise SystemExit(f"coreboard worker: {error}") from None
+    queues = sender.app.amqp.queues
+    for name in dispatch.worker_kind_queues(_Node.kinds):
+        queues.select_add(name)
+    _Node.queues = tuple(sorted(queues.consume_from))
 
 
 @signals.task_received.connect
@@ -79,7 +101,7 @@ def start_main_process_threads(sender: Any = None, **kwargs: object) -> None:
     concurrency = getattr(getattr(sender, "controller", None), "concurrency", None) or 1
     _Node.concurrency = int(concurrency)
     dispatch.worker_draining(_Node.name, draining=False)
-    dispatch.start_reconciler(_Node.name, _Node.concurrency)
+    dispatch.start_reconciler(_Node.name, _Node.concurrency, _Node.kinds or ())
 
 
 @signals.worker_shutting_down.connect

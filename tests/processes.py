@@ -75,15 +75,18 @@ class ServerProcess:
                 self.process.wait()
 
 
-def start_celery_worker(env: dict[str, str], concurrency: int) -> ServerProcess:
-    """A real `celery worker --pool=prefork`, returned once it says it is ready."""
+def start_celery_worker(
+    env: dict[str, str], concurrency: int, *, name: str | None = None
+) -> ServerProcess:
+    """A real `celery worker --pool=prefork`, returned once it says it is ready; its node
+    is `name@<host>` (distinct per call unless `name` is given)."""
     worker = ServerProcess(
         worker_command(
             concurrency,
             "--without-gossip",
             "--without-mingle",
             "-n",
-            f"test-{uuid.uuid4().hex[:8]}@%h",
+            f"{name or 'test-' + uuid.uuid4().hex[:8]}@%h",
         ),
         env,
         "celery worker",
