@@ -10,7 +10,7 @@
   let job = snapshot.job;
   // What the server says the job is doing now (pace, live processes, why it waits):
   // sent with the page and as `job.live` messages, never worked out here.
-  let live = snapshot.live || null;
+  let liveState = snapshot.live || null;
   const chunks = new Map(snapshot.chunks.map((c) => [c.index, c]));
 
   const $ = (id) => document.getElementById(id);
@@ -248,15 +248,15 @@
 
   function renderPace() {
     let text = "";
-    if (ACTIVE.has(job.status) && live) {
-      if (live.waiting) text = live.waiting.text;
-      else if (live.throughput !== null && live.eta_seconds !== null) {
-        text = `${live.throughput.toFixed(2)} chunks/s · about ${C.formatSeconds(live.eta_seconds)} left`;
+    if (ACTIVE.has(job.status) && liveState) {
+      if (liveState.waiting) text = liveState.waiting.text;
+      else if (liveState.throughput !== null && liveState.eta_seconds !== null) {
+        text = `${liveState.throughput.toFixed(2)} chunks/s · about ${C.formatSeconds(liveState.eta_seconds)} left`;
       }
     }
     C.setText($("pace"), text);
-    const processes = live && ACTIVE.has(job.status) && live.processes_now !== null
-      ? ` (${live.processes_now} now)` : "";
+    const processes = liveState && ACTIVE.has(job.status) && liveState.processes_now !== null
+      ? ` (${liveState.processes_now} now)` : "";
     C.setText($("parallelism-value"), job.parallelism ? String(job.parallelism) : "all processes" + processes);
   }
 
@@ -490,7 +490,7 @@
   let snapshotSeq = null;
   function applySnapshot(message) {
     job = message.job;
-    if (message.live !== undefined) live = message.live;
+    if (message.live !== undefined) liveState = message.live;
     snapshotSeq = message.seq;
     chunks.clear();
     applySnapshotChunks(message.chunks);
@@ -551,7 +551,7 @@
       else if (message.type === "job.chunks") applySnapshotPage(message);
       else if (message.type === "job.progress") applyProgress(message);
       else if (message.type === "job.live") {
-        live = message.live;
+        liveState = message.live;
         scheduleRender();
       }
     },
