@@ -66,7 +66,7 @@ class PostThrottled(APIView):
 
 class JobSerializer(serializers.BaseSerializer):
     def to_representation(self, instance: Job) -> dict[str, Any]:
-        return selectors.job_as_dict(instance)
+        return selectors.job_as_api_dict(instance)
 
 
 class JobListCreate(PostThrottled, GenericAPIView):
@@ -93,7 +93,7 @@ class JobListCreate(PostThrottled, GenericAPIView):
             job = services.job_create(owner=request.user, **incoming.validated_data)
         except services.JobRejected as rejected:
             return Response(rejected.errors, status=status.HTTP_400_BAD_REQUEST)
-        return Response(selectors.job_as_dict(job), status=status.HTTP_201_CREATED)
+        return Response(selectors.job_as_api_dict(job), status=status.HTTP_201_CREATED)
 
 
 class JobPreview(PostThrottled):
@@ -149,7 +149,7 @@ class _OwnJobView(GenericAPIView):
 class JobDetail(_OwnJobView):
     @openapi.job_retrieve
     def get(self, request: Request, job_id: int) -> Response:
-        return Response(selectors.job_as_dict(self.get_job(job_id)))
+        return Response(selectors.job_as_api_dict(self.get_job(job_id)))
 
     @openapi.job_delete
     def delete(self, request: Request, job_id: int) -> Response:
@@ -172,7 +172,7 @@ class JobCancel(_OwnJobView):
                 status=status.HTTP_409_CONFLICT,
             )
         job.refresh_from_db()
-        return Response(selectors.job_as_dict(job))
+        return Response(selectors.job_as_api_dict(job))
 
 
 class JobRetry(PostThrottled, _OwnJobView):
@@ -186,7 +186,7 @@ class JobRetry(PostThrottled, _OwnJobView):
                 {"status": [f"Job {job.pk} has nothing to retry ({job.status})."]},
                 status=status.HTTP_409_CONFLICT,
             )
-        return Response(selectors.job_as_dict(job))
+        return Response(selectors.job_as_api_dict(job))
 
 
 class JobRerun(PostThrottled, _OwnJobView):
@@ -198,7 +198,7 @@ class JobRerun(PostThrottled, _OwnJobView):
             job = services.job_rerun(job=self.get_job(job_id), owner=request.user)
         except services.JobRejected as rejected:
             return Response(rejected.errors, status=status.HTTP_400_BAD_REQUEST)
-        return Response(selectors.job_as_dict(job), status=status.HTTP_201_CREATED)
+        return Response(selectors.job_as_api_dict(job), status=status.HTTP_201_CREATED)
 
 
 class JobChunks(_OwnJobView):

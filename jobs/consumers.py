@@ -66,6 +66,7 @@ class JobConsumer(GuardedConsumer):
     last_snapshot_at = 0.0
     version_sent = 0
     behind_since_beat = False
+    live_sent: dict[str, Any] | None = None
     ticker: asyncio.Task[None] | None = None
     resync_later: asyncio.Task[None] | None = None
 
@@ -85,6 +86,14 @@ class JobConsumer(GuardedConsumer):
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.send_snapshot()
         self.ticker = asyncio.create_task(supervised(self, self._beat()))
+
+    async def send_live(self) -> None:
+        """`job.live`: pace, live processes and why it waits (selectors.jobs_live), which
+        change with the cluster and the clock rather than with the job's own events."""
+        live = await database_sync_to_async(selectors.job_live_by_id)(job_id=self.job_id)
+        if live is not None and live != self.live_sent:
+            self.live_sent = live
+            await self.send_json({"type": "job.live", "live": live})
 
     async def disconnect(self, code: int) -> None:
         for task in (self.ticker, self.resync_later):
@@ -110,10 +119,12 @@ class JobConsumer(GuardedConsumer):
                 await self.send_snapshot()
             else:
                 self.behind_since_beat = behind
+            await self.send_live()
 
     async def send_snapshot(self) -> None:
-        """`job.snapshot` (the job and the first page of chunks, `chunk_pages` in all),
-        then one `job.chunks` message per further page, all with the snapshot's seq."""
+        """`job.snapshot` (the job, the first page of chunks, `chunk_pages` in all, and
+        `live`: selectors.jobs_live), then one `job.chunks` message per further page, all
+        with the snapshot's seq."""
         # Read the counter before the database: deltas numbered after it are newer.
         seq = await events.current_seq(self.job_id)
         snapshot = await database_sync_to_async(selectors.job_snapshot_pages)(job_id=self.job_id)
@@ -121,6 +132,8 @@ class JobConsumer(GuardedConsumer):
             await self.close(code=CLOSE_NOT_FOUND)
             return
         job, pages = snapshot
+        live = await database_sync_to_async(selectors.job_live_by_id)(job_id=self.job_id)
+        self.live_sent = live
         self.snapshot_seq = seq
         self.max_seq = max(self.max_seq, seq)
         self.missing = {number: at for number, at in self.missing.items() if number > seq}
@@ -134,6 +147,7 @@ class JobConsumer(GuardedConsumer):
                 "job": job,
                 "chunks": pages[0],
                 "chunk_pages": len(pages),
+                "live": live,
             }
         )
         for number, page in enumerate(pages[1:], start=1):

@@ -31,9 +31,15 @@ class JobOptionsForm(forms.Form):
             min_value=1,
             max_value=settings.COREBOARD_MAX_PARALLELISM,
             required=False,
-            help_text="Most worker processes the job uses at once; empty means one per core.",
+            help_text=(
+                "Most worker processes the job uses at once; empty means all the live worker "
+                "processes that can run it, counted while it runs."
+                if not settings.COREBOARD_DEFAULT_PARALLELISM
+                else "Most worker processes the job uses at once; empty means "
+                f"{settings.COREBOARD_DEFAULT_PARALLELISM}."
+            ),
             widget=forms.NumberInput(
-                attrs={"placeholder": str(settings.COREBOARD_DEFAULT_PARALLELISM)}
+                attrs={"placeholder": str(settings.COREBOARD_DEFAULT_PARALLELISM or "all")}
             ),
         )
 

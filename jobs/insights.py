@@ -98,8 +98,9 @@ def job_speedup_insight(job: Job) -> SpeedupInsight | None:
         )
     )
     processes = {(c.worker, c.pid) for c in chunks if c.pid}
-    ideal = max(1, min(len(processes) or 1, job.parallelism))
-    baseline = job_baseline(job) if job.parallelism > 1 else None
+    # An all-processes job (parallelism 0) is measured against the processes it used.
+    ideal = max(1, min(len(processes) or 1, job.parallelism or len(processes)))
+    baseline = job_baseline(job) if job.parallelism != 1 else None
     notes: list[str] = []
     runs = [(c, r) for c in chunks if (r := _run_seconds(c)) is not None]
     speedup = job.speedup

@@ -33,8 +33,9 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from jobs import cluster, kinds
+from jobs import cluster, kinds, selectors
 from jobs.models import Chunk, Job
+from jobs.services import dispatch
 from tokens import services as tokens
 from tokens.authentication import key_from_header
 
@@ -69,12 +70,11 @@ def job_metrics() -> Iterator[Metric]:
     yield jobs
 
     since = timezone.now() - RECENT_JOBS_WINDOW
-    recent = (
+    recent = selectors.with_processes_used(
         Job.objects.filter(status=Job.Status.SUCCEEDED, finished_at__gte=since)
         .exclude(started_at=None)
-        .order_by("-finished_at")
-        .only("kind", "parallelism", "cpu_seconds", "started_at", "finished_at")[:RECENT_JOBS_LIMIT]
-    )
+        .only("kind", "parallelism", "cpu_seconds", "started_at", "finished_at")
+    ).order_by("-finished_at")[:RECENT_JOBS_LIMIT]
     speedups: dict[str, list[float]] = defaultdict(list)
     efficiencies: dict[str, list[float]] = defaultdict(list)
     for job in recent:
@@ -192,8 +192,13 @@ def _bucket_label(bound: float) -> str:
 def redis_metrics() -> Iterator[Metric]:
     """Broker queue depth and the live cluster state that workers keep in Redis."""
     up = GaugeMetricFamily("coreboard_redis_up", "1 when Redis answered this scrape.")
+    # The default queue and every kind's (slots go to their kind's queue).
+    names = sorted(
+        {settings.CELERY_TASK_DEFAULT_QUEUE}
+        | set(dispatch.worker_kind_queues(kind.name for kind in kinds.all_kinds()))
+    )
     try:
-        depth = _queue_depth(settings.CELERY_TASK_DEFAULT_QUEUE)
+        depths = {name: _queue_depth(name) for name in names}
         state = cluster.cluster_state()
     except redis.RedisError:
         logger.warning("metrics: Redis did not answer", exc_info=True)
@@ -203,9 +208,10 @@ def redis_metrics() -> Iterator[Metric]:
     up.add_metric([], 1)
     yield up
     queue = GaugeMetricFamily(
-        "coreboard_queue_messages", "Messages waiting in the Celery queue.", labels=["queue"]
+        "coreboard_queue_messages", "Messages waiting in a Celery queue.", labels=["queue"]
     )
-    queue.add_metric([settings.CELERY_TASK_DEFAULT_QUEUE], depth)
+    for name, depth in depths.items():
+        queue.add_metric([name], depth)
     yield queue
 
     processes = GaugeMetricFamily(

@@ -14,6 +14,9 @@ class Job(models.Model):
         CANCELLED = "cancelled"
 
     ACTIVE_STATUSES = (Status.PENDING, Status.RUNNING)
+    # `parallelism` of a job that uses every live worker process with its kind, counted
+    # afresh while it runs (the reconciler tops it up as machines come and go).
+    ALL_PROCESSES = 0
 
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs"
@@ -89,9 +92,16 @@ class Job(models.Model):
         return self.cpu_seconds / wall if wall else None
 
     @property
+    def processes_ideal(self) -> int | None:
+        """What its speedup is measured against: its parallelism, or for an all-processes
+        job the worker processes that ran its chunks (`processes_used`, which
+        jobs.selectors annotates: see `with_processes_used`)."""
+        return self.parallelism or getattr(self, "processes_used", None) or None
+
+    @property
     def efficiency(self) -> float | None:
-        speedup = self.speedup
-        return speedup / self.parallelism if speedup is not None and self.parallelism else None
+        speedup, ideal = self.speedup, self.processes_ideal
+        return speedup / ideal if speedup is not None and ideal else None
 
 
 class ScalingStudy(models.Model):

@@ -127,7 +127,8 @@ def parallelism_schema() -> dict[str, Any]:
         "maximum": settings.COREBOARD_MAX_PARALLELISM,
         "description": (
             "Most worker processes the job uses at once; null or absent: "
-            "COREBOARD_DEFAULT_PARALLELISM (one per worker core)."
+            "COREBOARD_DEFAULT_PARALLELISM, by default every live worker process that has "
+            "the job's kind, counted while it runs (stored as 0)."
         ),
     }
 
@@ -174,6 +175,7 @@ def add_components(result: dict[str, Any], **_: Any) -> dict[str, Any]:
     # its description here fails the schema checks (tests/test_api_fuzz.py).
     for name in (
         "JobOut",
+        "WaitingOut",
         "ChunkOut",
         "JobPreviewOut",
         "UploadOut",
@@ -196,6 +198,22 @@ def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"{COMPONENTS}{name}"}
 
 
+class WaitingOut(serializers.Serializer):
+    """Why an active job makes no progress now (selectors.jobs_live)."""
+
+    reason = serializers.ChoiceField(
+        choices=["no_worker_with_kind", "lost_leases", "retry_backoff", "queued"],
+        help_text="The first reason that applies.",
+    )
+    text = serializers.CharField(
+        help_text="Every reason that applies, in words, e.g. "
+        "\"Waiting: no live worker has the kind 'mandelbrot'\"."
+    )
+    seconds = serializers.FloatField(
+        allow_null=True, help_text="Seconds until the first reason ends by itself, if known."
+    )
+
+
 class JobOut(serializers.Serializer):
     """A job as every reader sees it (selectors.job_as_dict)."""
 
@@ -207,7 +225,9 @@ class JobOut(serializers.Serializer):
     total_chunks = serializers.IntegerField()
     done_chunks = serializers.IntegerField()
     failed_chunks = serializers.IntegerField()
-    parallelism = serializers.IntegerField()
+    parallelism = serializers.IntegerField(
+        min_value=0, help_text="Most worker processes at once; 0: all live ones with its kind."
+    )
     result = serializers.JSONField(allow_null=True, help_text="The kind's result, once done.")
     error = serializers.CharField(allow_blank=True)
     created_at = serializers.DateTimeField()
@@ -219,6 +239,10 @@ class JobOut(serializers.Serializer):
     efficiency = serializers.FloatField(allow_null=True, help_text="Speedup / parallelism.")
     version = serializers.IntegerField()
     result_file = serializers.CharField(allow_null=True, help_text="URL of the result file.")
+    waiting = WaitingOut(
+        allow_null=True,
+        help_text="While the job is active and makes no progress: why (it is not failed).",
+    )
 
 
 class ChunkOut(serializers.Serializer):

@@ -3,13 +3,32 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from django.db.models import F, FloatField, Q, QuerySet, TextField, Value
-from django.db.models.functions import Cast, Extract, NullIf
+import redis
+from django.conf import settings
+from django.db.models import (
+    Case,
+    Count,
+    Exists,
+    F,
+    FloatField,
+    IntegerField,
+    Max,
+    Min,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    TextField,
+    Value,
+    When,
+)
+from django.db.models.functions import Cast, Coalesce, Concat, Extract, NullIf
 from django.forms.utils import pretty_name
 from django.urls import reverse
 from django.utils import timezone
@@ -17,6 +36,8 @@ from django.utils import timezone
 from jobs import kinds
 from jobs.kinds.base import File, Params
 from jobs.models import Chunk, Job, Upload
+
+logger = logging.getLogger(__name__)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -68,7 +89,7 @@ def job_history(
     time zone, both ends included. `sort` is a key of HISTORY_SORTS (unknown: newest first);
     jobs without a duration come last in duration and speedup orders, either direction.
     """
-    jobs = jobs_visible_to(user).select_related("owner")
+    jobs = with_processes_used(jobs_visible_to(user).select_related("owner"))
     if q.strip():
         jobs = _history_search(jobs, q.strip())
     if status:
@@ -84,7 +105,49 @@ def job_history(
     return _history_sorted(jobs, sort)
 
 
+def _processes_used() -> Any:
+    """Distinct worker processes (host and pid) that ran an all-processes job's done
+    chunks, in SQL: what its efficiency is measured against (Job.processes_ideal)."""
+    used = (
+        Chunk.objects.filter(job_id=OuterRef("pk"), status=Chunk.Status.DONE, pid__isnull=False)
+        .order_by()
+        .values("job_id")
+        .annotate(
+            n=Count(
+                Concat("worker", Value("|"), Cast("pid", TextField()), output_field=TextField()),
+                distinct=True,
+            )
+        )
+        .values("n")
+    )
+    return Case(
+        When(parallelism=Job.ALL_PROCESSES, then=Coalesce(Subquery(used), 0)),
+        default=None,
+        output_field=IntegerField(),
+    )
+
+
+def with_processes_used(jobs: QuerySet[Job]) -> QuerySet[Job]:
+    """`processes_used` on every job (null unless it is an all-processes job)."""
+    return jobs.annotate(processes_used=_processes_used())
+
+
+def _processes_used_known(job: Job) -> None:
+    """An ended all-processes job that was not read with `with_processes_used` reads it now
+    (its efficiency needs it)."""
+    ended = job.finished_at is not None and job.started_at is not None
+    unknown = getattr(job, "processes_used", None) is None
+    if job.parallelism == Job.ALL_PROCESSES and ended and unknown:
+        job.processes_used = (  # type: ignore[attr-defined]
+            Job.objects.filter(pk=job.pk)
+            .annotate(used=_processes_used())
+            .values_list("used", flat=True)
+            .first()
+        )
+
+
 def job_as_dict(job: Job) -> dict[str, Any]:
+    _processes_used_known(job)
     return {
         "id": job.pk,
         "kind": job.kind,
@@ -177,8 +240,9 @@ def overview(*, user: Any, recent: int = 10, active_max: int = 100) -> dict[str,
     now = timezone.now()
     listed = list(active[:active_max])
     more = active.count() - len(listed) if len(listed) == active_max else 0
+    live = jobs_live(listed, now=now)
     return {
-        "active": [job_as_dict(job) | job_pace(job, now=now) for job in listed],
+        "active": [job_as_dict(job) | live[job.pk] for job in listed],
         "active_more": more,
         "recent": [job_as_dict(job) for job in finished[:recent]],
     }
@@ -208,6 +272,186 @@ def job_pace(job: Job, *, now: datetime) -> dict[str, float | None]:
         "throughput": round(rate, 3),
         "eta_seconds": round((job.total_chunks - job.done_chunks) / rate, 1),
     }
+
+
+# --- What an active job is doing now: pace, processes, or why it waits ------------------------
+
+# A lease is renewed every second; one not renewed for this long belongs to a lost process.
+LEASE_SILENT_S = 3.0
+
+
+def _plural(count: int, word: str, plural: str | None = None) -> str:
+    return f"{count} {word if count == 1 else (plural or word + 's')}"
+
+
+def _in_seconds(seconds: float) -> str:
+    return f"in {round(seconds)} s" if seconds >= 0.5 else "now"
+
+
+def jobs_live(
+    jobs: Sequence[Job],
+    *,
+    now: datetime | None = None,
+    workers: Mapping[str, Any] | None = None,
+    seen: Mapping[str, float] | None = None,
+) -> dict[int, dict[str, Any]]:
+    """What each job is doing now, read from PostgreSQL and the worker registry:
+    `throughput` (chunks/s so far), `eta_seconds`, `processes_now` (live worker processes
+    that have its kind) and `waiting`: null while it progresses, else why it does not,
+    `{"reason", "text", "seconds"}`, in place of an ETA (then `eta_seconds` is null).
+
+    Reasons, all that apply, in this order: `no_worker_with_kind` (no live worker has the
+    job's kind: it waits, nothing fails), `lost_leases` (chunks leased to processes that
+    stopped renewing them: back to pending when the lease expires), `retry_backoff` (every
+    chunk left waits for its retry), `queued` (its slots wait for a free worker process).
+    `seconds`: until the first of them changes by itself, when known. Three queries and
+    one Redis read, whatever the number of jobs; ended jobs cost nothing.
+    """
+    from jobs.services import dispatch
+
+    now = now or timezone.now()
+    live: dict[int, dict[str, Any]] = {
+        job.pk: {**job_pace(job, now=now), "processes_now": None, "waiting": None} for job in jobs
+    }
+    active = [job for job in jobs if job.is_active]
+    if not active:
+        return live
+    # `workers` (dispatch.live_workers) and `seen` (dispatch.workers_seen) are read from
+    # the registry unless given.
+    try:
+        if workers is None:
+            workers = dispatch.live_workers()
+        if seen is None:
+            seen = dispatch.workers_seen()
+    except redis.RedisError:
+        logger.warning("worker registry unreadable; job states without waiting reasons")
+        workers, seen = None, {}
+    ids = [job.pk for job in active]
+    silent = now + timedelta(seconds=max(settings.COREBOARD_LEASE_SECONDS - LEASE_SILENT_S, 0))
+    due = Q(retry_at__isnull=True) | Q(retry_at__lte=now)
+    pending = Q(status=Chunk.Status.PENDING)
+    counts = {
+        row["job_id"]: row
+        for row in Chunk.objects.filter(
+            job_id__in=ids, status__in=(Chunk.Status.PENDING, Chunk.Status.RUNNING)
+        )
+        .order_by()
+        .values("job_id")
+        .annotate(
+            fresh=Count("id", filter=Q(status=Chunk.Status.RUNNING, lease_expires_at__gte=silent)),
+            claimable=Count("id", filter=pending & due),
+            backoff=Count("id", filter=pending & Q(retry_at__gt=now)),
+            next_retry=Min("retry_at", filter=pending & Q(retry_at__gt=now)),
+        )
+    }
+    lost: dict[int, dict[str, list[Any]]] = {}
+    for row in (
+        Chunk.objects.filter(
+            job_id__in=ids, status=Chunk.Status.RUNNING, lease_expires_at__lt=silent
+        )
+        .order_by()
+        .values("job_id", "lease_owner")
+        .annotate(n=Count("id"), until=Max("lease_expires_at"))
+    ):
+        host = dispatch.owner_host(row["lease_owner"])
+        entry = lost.setdefault(row["job_id"], {}).setdefault(host, [0, row["until"]])
+        entry[0] += row["n"]
+        entry[1] = max(entry[1], row["until"])
+    busy_elsewhere: int | None = None
+    for job in active:
+        row = counts.get(job.pk, {"fresh": 0, "claimable": 0, "backoff": 0, "next_retry": None})
+        capacity = None if workers is None else dispatch.kind_capacity(dict(workers), job.kind)
+        live[job.pk]["processes_now"] = capacity
+        if row["fresh"]:
+            continue
+        parts: list[tuple[str, str, float | None]] = []
+        if capacity == 0:
+            parts.append(
+                (
+                    "no_worker_with_kind",
+                    f"Waiting: no live worker has the kind '{job.kind}'",
+                    None,
+                )
+            )
+        for host, (count, until) in sorted(lost.get(job.pk, {}).items()):
+            left = max((until - now).total_seconds(), 0.0)
+            parts.append(
+                (
+                    "lost_leases",
+                    f"{_plural(count, 'chunk')} on {_lost_node_name(host, seen, now)}, "
+                    f"back to pending {_in_seconds(left)}",
+                    left,
+                )
+            )
+        if row["backoff"] and not row["claimable"] and row["next_retry"] is not None:
+            left = max((row["next_retry"] - now).total_seconds(), 0.0)
+            parts.append(
+                (
+                    "retry_backoff",
+                    f"{_plural(row['backoff'], 'chunk')} waiting to retry {_in_seconds(left)}",
+                    left,
+                )
+            )
+        if row["claimable"] and capacity:
+            if busy_elsewhere is None:
+                busy_elsewhere = _jobs_running_now(silent)
+            others = busy_elsewhere
+            parts.append(
+                (
+                    "queued",
+                    f"Queued behind {_plural(others, 'other job')} for a free worker process"
+                    if others
+                    else "Waiting for a free worker process",
+                    None,
+                )
+            )
+        if parts:
+            times = [seconds for _, _, seconds in parts if seconds is not None]
+            live[job.pk]["waiting"] = {
+                "reason": parts[0][0],
+                "text": "; ".join(text for _, text, _ in parts),
+                "seconds": round(min(times), 1) if times else None,
+            }
+            live[job.pk]["eta_seconds"] = None
+    return live
+
+
+def job_live(job: Job, *, now: datetime | None = None) -> dict[str, Any]:
+    """jobs_live for one job."""
+    return jobs_live([job], now=now)[job.pk]
+
+
+def job_live_by_id(*, job_id: int) -> dict[str, Any] | None:
+    """job_live of the job with this id (None when it is gone)."""
+    job = Job.objects.filter(pk=job_id).first()
+    return None if job is None else job_live(job)
+
+
+def job_as_api_dict(job: Job) -> dict[str, Any]:
+    """A job as the JSON API shows it: job_as_dict and, while it is active and makes no
+    progress, why (`waiting`, from jobs_live; null otherwise)."""
+    waiting = job_live(job)["waiting"] if job.is_active else None
+    return job_as_dict(job) | {"waiting": waiting}
+
+
+def _jobs_running_now(silent: datetime) -> int:
+    """Jobs with a chunk running on a live process (what a queued job waits behind)."""
+    running = Chunk.objects.filter(
+        job_id=OuterRef("pk"), status=Chunk.Status.RUNNING, lease_expires_at__gte=silent
+    )
+    return Job.objects.filter(status=Job.Status.RUNNING).filter(Exists(running)).count()
+
+
+def _lost_node_name(host: str, seen: Mapping[str, float], now: datetime) -> str:
+    """`lost node name@host` when the registry knows a silent worker node on that host."""
+    from jobs.services import dispatch
+
+    stale = [
+        node
+        for node, beat in seen.items()
+        if node.rpartition("@")[2] == host and now.timestamp() - beat > dispatch.WORKER_STALE_S
+    ]
+    return f"lost node {', '.join(sorted(stale))}" if stale else f"a lost process on {host}"
 
 
 # --- History: search, sort, compare -----------------------------------------------------------
@@ -353,7 +597,7 @@ def job_history_export(**filters: Any) -> QuerySet[Any]:
         wall,
         "cpu_seconds",
         speedup,
-        speedup / NullIf(F("parallelism"), Value(0)),
+        speedup / NullIf(Coalesce(NullIf(F("parallelism"), Value(0)), _processes_used()), 0),
         "total_chunks",
         "done_chunks",
         "failed_chunks",
@@ -376,9 +620,9 @@ def job_runs_compared(
     )
     if owner is not None:
         jobs = jobs.filter(owner=owner)
-    latest = (
-        jobs.select_related("owner").only(*HISTORY_COLUMNS).order_by("-finished_at", "-id")[:limit]
-    )
+    latest = with_processes_used(jobs.select_related("owner").only(*HISTORY_COLUMNS)).order_by(
+        "-finished_at", "-id"
+    )[:limit]
     return [
         {
             "id": job.pk,

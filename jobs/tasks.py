@@ -6,6 +6,8 @@ import logging
 from typing import Any
 
 from celery import Task, shared_task, signals
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, connection
 
 from jobs import cluster, worker_preflight
@@ -19,6 +21,10 @@ logger = logging.getLogger(__name__)
 class _Node:
     name = ""
     concurrency = 1
+    # The kinds it runs and the queues it consumes (set before the pool forks); None in a
+    # process that is not a worker: every registered kind, the default queue.
+    kinds: frozenset[str] | None = None
+    queues: tuple[str, ...] = ()
 
 
 TELEMETRY = slots.SlotHooks(
@@ -39,11 +45,20 @@ def slot_run(self: Task, job_id: int, token: str) -> str:
     node = _Node.name or self.request.hostname or ""
     try:
         if dispatch.worker_is_draining(node):
-            # Reserved before an operator drained this node: back to the queue, unrun, so
-            # a draining node takes no more chunks.
-            dispatch.slot_requeue(job_id, token)
+            # Reserved before an operator drained this node: back to the queue it came
+            # from, unrun, so a draining node takes no more chunks.
+            delivery = self.request.delivery_info or {}
+            queue = delivery.get("routing_key") or settings.CELERY_TASK_DEFAULT_QUEUE
+            dispatch.slot_requeue(job_id, token, queue)
             return "requeued"
-        return slots.slot_run(job_id=job_id, token=token, node=node, hooks=TELEMETRY)
+        return slots.slot_run(
+            job_id=job_id,
+            token=token,
+            node=node,
+            hooks=TELEMETRY,
+            worker_kinds=_Node.kinds,
+            queues=_Node.queues,
+        )
     except DatabaseError as error:
         connection.close()
         logger.warning("slot of job %s stopped by a database error: %s", job_id, error)
@@ -53,6 +68,21 @@ def slot_run(self: Task, job_id: int, token: str) -> str:
 @signals.celeryd_init.connect
 def remember_node(sender: str | None = None, **kwargs: Any) -> None:
     _Node.name = sender or ""
+
+
+@signals.worker_init.connect
+def consume_kind_queues(sender: Any = None, **kwargs: object) -> None:
+    """The worker consumes the queues of the kinds it has, on top of its default queue or
+    the ones given with -Q (after Celery selected those), and remembers both."""
+    try:
+        _Node.kinds = dispatch.worker_kinds()
+    except ImproperlyConfigured as error:
+        # Celery logs and swallows exceptions from signal handlers; this one must stop it.
+        raise SystemExit(f"coreboard worker: {error}") from None
+    queues = sender.app.amqp.queues
+    for name in dispatch.worker_kind_queues(_Node.kinds):
+        queues.select_add(name)
+    _Node.queues = tuple(sorted(queues.consume_from))
 
 
 @signals.worker_init.connect
@@ -91,7 +121,7 @@ def start_main_process_threads(sender: Any = None, **kwargs: object) -> None:
         node=_Node.name, info=cluster.node_info(concurrency=_Node.concurrency, queues=queues)
     )
     dispatch.worker_draining(_Node.name, draining=False)
-    dispatch.start_reconciler(_Node.name, _Node.concurrency)
+    dispatch.start_reconciler(_Node.name, _Node.concurrency, _Node.kinds or ())
 
 
 @signals.worker_shutting_down.connect

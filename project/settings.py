@@ -273,11 +273,23 @@ BUILTIN_JOB_KINDS = [
 COREBOARD_JOB_KINDS = [*BUILTIN_JOB_KINDS, *env_list("COREBOARD_JOB_KINDS", [])]
 # Free-form tags a worker shows on the overview (e.g. "gpu,rack-2"); comma-separated.
 COREBOARD_WORKER_LABELS = env_list("COREBOARD_WORKER_LABELS", [])
+# The kinds a worker advertises and runs: every kind registered in it, or only these.
+COREBOARD_WORKER_KINDS = env_list("COREBOARD_WORKER_KINDS", [])
+# Slots of a job go to its kind's queue: `coreboard.kind.<kind>`, or the queue named here
+# (`mandelbrot=gpu,primes=gpu`); a worker consumes the queues of the kinds it has.
+COREBOARD_KIND_QUEUES: dict[str, str] = {}
+for _route in env_list("COREBOARD_KIND_QUEUES", []):
+    _kind, _, _queue = _route.partition("=")
+    if not _kind.strip() or not _queue.strip():
+        raise RuntimeError(
+            f"environment variable COREBOARD_KIND_QUEUES: {_route!r} is not kind=queue"
+        )
+    COREBOARD_KIND_QUEUES[_kind.strip()] = _queue.strip()
 # Largest file a person may upload for a job (bytes); enforced while the body streams in.
 COREBOARD_UPLOAD_MAX_BYTES = env_int("COREBOARD_UPLOAD_MAX_BYTES", 200 * 1024 * 1024, minimum=1)
-COREBOARD_DEFAULT_PARALLELISM = env_int(
-    "COREBOARD_DEFAULT_PARALLELISM", os.cpu_count() or 1, minimum=1
-)
+# Worker processes a job uses when it does not say: 0 means every live worker process that
+# has its kind, counted afresh while it runs (machines that join mid-job help).
+COREBOARD_DEFAULT_PARALLELISM = env_int("COREBOARD_DEFAULT_PARALLELISM", 0, minimum=0)
 COREBOARD_MAX_PARALLELISM = env_int("COREBOARD_MAX_PARALLELISM", 1024, minimum=1)
 # Per-person quotas (README: Security). Chunk-seconds count only kinds that can estimate
 # their run time (burn); 86,400 is one CPU-day.

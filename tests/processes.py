@@ -75,18 +75,22 @@ class ServerProcess:
                 self.process.wait()
 
 
+def _node_name(node: str) -> str:
+    return node if "@" in node else f"{node}@%h"
+
+
 def start_celery_worker(
     env: dict[str, str], concurrency: int, *, node: str | None = None
 ) -> ServerProcess:
     """A real `celery worker --pool=prefork`, returned once it says it is ready; its node
-    name is `node` (`name@host`) or a fresh one."""
+    name is `node` (`name@host`, or `name` to which `@<host>` is added) or a fresh one."""
     worker = ServerProcess(
         worker_command(
             concurrency,
             "--without-gossip",
             "--without-mingle",
             "-n",
-            node or f"test-{uuid.uuid4().hex[:8]}@%h",
+            _node_name(node or f"test-{uuid.uuid4().hex[:8]}"),
         ),
         env,
         "celery worker",

@@ -20,7 +20,7 @@ JOB_FIELDS = {
     "id", "kind", "params", "status", "progress", "total_chunks", "done_chunks",
     "failed_chunks", "parallelism", "result", "error", "created_at", "started_at",
     "finished_at", "wall_seconds", "cpu_seconds", "speedup", "efficiency", "version",
-    "result_file",
+    "result_file", "waiting",
 }  # fmt: skip
 CHUNK_FIELDS = {
     "index", "status", "attempts", "worker", "pid", "queued_at", "started_at", "finished_at",

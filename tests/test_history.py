@@ -28,7 +28,7 @@ def burn(owner: User) -> Job:
 
 def primes(owner: User, stop: int = 100) -> Job:
     return services.job_create(
-        owner=owner, kind="primes", params={"start": 0, "stop": stop, "chunks": 1}
+        owner=owner, kind="primes", params={"start": 0, "stop": stop, "chunks": 1}, parallelism=2
     )
 
 

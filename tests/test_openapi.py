@@ -81,7 +81,7 @@ def test_documented_job_and_chunk_fields_are_exactly_the_real_ones(alice: User) 
         owner=alice, kind="primes", params={"start": 0, "stop": 100, "chunks": 2}
     )
     schemas = _schema()["components"]["schemas"]
-    assert set(schemas["JobOut"]["properties"]) == set(selectors.job_as_dict(job))
+    assert set(schemas["JobOut"]["properties"]) == set(selectors.job_as_api_dict(job))
     chunk = selectors.job_chunks(job).first()
     assert set(schemas["ChunkOut"]["properties"]) == set(selectors.chunk_as_dict(chunk))
     assert set(schemas["JobStatusEnum"]["enum"]) == set(Job.Status.values)

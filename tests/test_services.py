@@ -237,7 +237,7 @@ def test_a_chunk_that_keeps_killing_its_worker_is_failed(alice: User, settings: 
     assert claimed.runs_lost == 2
     outcome = slots._SlotRun(
         job_id=job.pk, owner=TEST_OWNER, node="test@host", hooks=slots.SlotHooks()
-    )._run_one(kinds.get("burn"), "burn", claimed)
+    )._run_one(kinds.get("burn"), claimed)
     assert isinstance(outcome, chunks.Raised)
     assert outcome.final
     chunks.chunks_record(job_id=job.pk, outcomes=[outcome])
@@ -272,7 +272,7 @@ def test_a_raising_kind_becomes_a_retryable_outcome(alice: User) -> None:
     claimed = claim_one(job)
     outcome = slots._SlotRun(
         job_id=job.pk, owner=TEST_OWNER, node="test@host", hooks=slots.SlotHooks()
-    )._run_one(kinds.get("burn"), "burn", claimed)
+    )._run_one(kinds.get("burn"), claimed)
     assert isinstance(outcome, chunks.Raised)
     assert not outcome.final
     assert "InjectedFailure: burn: injected failure in chunk 0" in outcome.error

@@ -2,9 +2,13 @@
 
 A slot is one Celery message (`jobs.tasks.slot_run`) that, in a prefork child, claims and
 runs a job's chunks until the job has nothing left or its time slice ends. A job gets up
-to `parallelism` slots, never more than the worker processes alive (so one job cannot put
-hours of messages ahead of everybody else's on the FIFO queue), and at most
-COREBOARD_OWNER_MAX_SLOTS per owner when that is set.
+to `parallelism` slots (0: as many as there are), never more than the live worker
+processes that have its kind (so one job cannot put hours of messages ahead of everybody
+else's on a FIFO queue), and at most COREBOARD_OWNER_MAX_SLOTS per owner when that is set.
+
+Slots go to their kind's queue (`kind_queue`), and each worker consumes the queues of the
+kinds it has (it advertises them in the worker registry), so a worker never receives work
+it cannot run; a job whose kind no live worker has gets no slot and waits.
 
 Every slot is registered, by a random token, in a Redis hash per job that lives in the
 broker's database, so it shares the fate of the messages: when Redis loses its data,
@@ -33,11 +37,12 @@ import psutil
 import redis
 from celery import current_app
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, close_old_connections, connection
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from jobs import redis_clients
+from jobs import kinds, redis_clients
 from jobs.models import Chunk, Job
 from jobs.services.chunks import jobs_finish_idle, leases_reap, leases_release
 
@@ -49,6 +54,8 @@ WORKERS_CONCURRENCY = "coreboard:workers:concurrency"
 # The process (host|pid|boot) behind each node name, so a second worker with a live node's
 # name is told apart and refused (jobs.worker_preflight).
 WORKERS_OWNER = "coreboard:workers:owner"
+WORKERS_KINDS = "coreboard:workers:kinds"
+KIND_QUEUE_PREFIX = "coreboard.kind."
 RECONCILER_LOCK = "coreboard:reconciler"
 # A running slot refreshes its entry every second; one silent for this long is lost.
 SLOT_STALE_S = 5.0
@@ -117,6 +124,11 @@ def process_id(pid: int | None = None) -> str:
     return f"{socket.gethostname()}|{pid or os.getpid()}|{boot_id()}"
 
 
+def owner_host(owner: str) -> str:
+    """The host name of a lease owner (`process_id`)."""
+    return owner.partition("|")[0]
+
+
 def process_is_gone(owner: str) -> bool:
     """True when `owner` names a process of this machine that no longer exists."""
     host, _, rest = owner.partition("|")
@@ -167,18 +179,72 @@ def slots_of(job_id: int) -> list[SlotState]:
     return [SlotState(token, value) for token, value in values.items()]
 
 
-def live_workers(client: redis.Redis | None = None) -> dict[str, int]:
-    """Worker nodes whose main process beat recently, with their process counts."""
+@dataclass(frozen=True)
+class LiveWorker:
+    """A worker node whose main process beat recently: its processes and its kinds."""
+
+    concurrency: int
+    kinds: frozenset[str]
+
+
+def live_workers(client: redis.Redis | None = None) -> dict[str, LiveWorker]:
+    """Worker nodes whose main process beat recently, with their process counts and kinds."""
     client = client or broker_client()
     pipe = client.pipeline(transaction=False)
     pipe.zrangebyscore(WORKERS, time.time() - WORKER_STALE_S, "+inf")
     pipe.hgetall(WORKERS_CONCURRENCY)
-    nodes, concurrency = pipe.execute()
-    return {node: int(concurrency.get(node) or 1) for node in nodes}
+    pipe.hgetall(WORKERS_KINDS)
+    nodes, concurrency, kinds_of = pipe.execute()
+    return {
+        node: LiveWorker(
+            concurrency=int(concurrency.get(node) or 1),
+            kinds=frozenset(filter(None, (kinds_of.get(node) or "").split(","))),
+        )
+        for node in nodes
+    }
 
 
-def slot_send(job_id: int, token: str) -> None:
-    """Queue one slot message: registered first, so a worker never finds it unknown."""
+def workers_seen(client: redis.Redis | None = None) -> dict[str, float]:
+    """Every worker node of the last hour, live or not, with the time of its last beat."""
+    client = client or broker_client()
+    seen: list[tuple[str, float]] = client.zrange(WORKERS, 0, -1, withscores=True)  # type: ignore[assignment]
+    return dict(seen)
+
+
+def kind_capacity(workers: dict[str, LiveWorker], kind: str) -> int:
+    """Live worker processes that can run `kind`."""
+    return sum(worker.concurrency for worker in workers.values() if kind in worker.kinds)
+
+
+def kind_queue(kind: str) -> str:
+    """The broker queue that slots of `kind` go to (COREBOARD_KIND_QUEUES routes kinds)."""
+    return settings.COREBOARD_KIND_QUEUES.get(kind) or f"{KIND_QUEUE_PREFIX}{kind}"
+
+
+def worker_kinds() -> frozenset[str]:
+    """The kinds this worker runs: every kind registered in its process (built-in and
+    COREBOARD_JOB_KINDS), or only those named in COREBOARD_WORKER_KINDS."""
+    registered = {kind.name for kind in kinds.all_kinds()}
+    wanted = set(settings.COREBOARD_WORKER_KINDS)
+    if not wanted:
+        return frozenset(registered)
+    if unknown := sorted(wanted - registered):
+        raise ImproperlyConfigured(
+            f"COREBOARD_WORKER_KINDS names kinds this worker does not have: "
+            f"{', '.join(unknown)} (it has: {', '.join(sorted(registered))}; add their "
+            f"modules to COREBOARD_JOB_KINDS)."
+        )
+    return frozenset(wanted)
+
+
+def worker_kind_queues(worker_kinds: Iterable[str]) -> list[str]:
+    """The queues a worker with these kinds consumes (besides its default or -Q ones)."""
+    return sorted({kind_queue(kind) for kind in worker_kinds})
+
+
+def slot_send(job_id: int, token: str, queue: str) -> None:
+    """Queue one slot message on `queue` (its kind's): registered first, so a worker never
+    finds it unknown."""
     key = registry_key(job_id)
     client = broker_client()
     pipe = client.pipeline(transaction=False)
@@ -186,7 +252,7 @@ def slot_send(job_id: int, token: str) -> None:
     pipe.expire(key, REGISTRY_TTL_S)
     pipe.execute()
     try:
-        current_app.send_task(SLOT_TASK, args=[job_id, token])
+        current_app.send_task(SLOT_TASK, args=[job_id, token], queue=queue)
     except Exception:
         client.hdel(key, token)
         raise
@@ -232,10 +298,10 @@ def slot_end(job_id: int, token: str) -> None:
         logger.warning("could not unregister a slot of job %s", job_id)
 
 
-def slot_requeue(job_id: int, token: str) -> bool:
-    """Put the slot back at the end of the queue (its time slice is over)."""
+def slot_requeue(job_id: int, token: str, queue: str) -> bool:
+    """Put the slot back at the end of its queue (its time slice is over)."""
     try:
-        slot_send(job_id, token)
+        slot_send(job_id, token, queue)
     except Exception:
         logger.warning("could not requeue slot of job %s; it keeps running", job_id)
         return False
@@ -246,18 +312,22 @@ def draining_key(node: str) -> str:
     return f"coreboard:worker:{node}:draining"
 
 
-def slot_should_yield(node: str) -> bool:
+def slot_should_yield(node: str, queues: Iterable[str] = ()) -> bool:
     """Whether a slot whose time slice is over should give its process back: other
-    messages wait on the broker queue (kombu keeps priority 0 under the queue's own name),
-    or its worker is shutting down (then the re-queued slot runs elsewhere or later)."""
+    messages wait on a queue its worker consumes (`queues`: its kinds' queues and its
+    default or -Q ones; kombu keeps priority 0 under the queue's own name), so they could
+    run in this process, or its worker is shutting down (then the re-queued slot runs
+    elsewhere or later)."""
+    names = sorted(set(queues) or {settings.CELERY_TASK_DEFAULT_QUEUE})
     try:
         pipe = broker_client().pipeline(transaction=False)
-        pipe.llen(settings.CELERY_TASK_DEFAULT_QUEUE)
+        for name in names:
+            pipe.llen(name)
         pipe.exists(draining_key(node))
-        waiting, draining = pipe.execute()
+        *waiting, draining = pipe.execute()
     except redis.RedisError:
         return False
-    return bool(waiting or draining)
+    return bool(any(waiting) or draining)
 
 
 def worker_draining(node: str, *, draining: bool) -> None:
@@ -306,33 +376,38 @@ def _jobs_top_up(job_ids: Iterable[int]) -> int:
         Job.objects.filter(pk__in=list(job_ids), status__in=Job.ACTIVE_STATUSES)
         .filter(Exists(claimable))
         .order_by("created_at", "pk")
-        .values_list("pk", "parallelism", "owner_id")
+        .values_list("pk", "kind", "parallelism", "owner_id")
     )
     if not jobs:
         return 0
     client = broker_client()
     workers = live_workers(client)
-    capacity = max(sum(workers.values()), 1)
     now = time.time()
-    live_by_job = {job_id: _live_slots(job_id, now, set(workers)) for job_id, _, _ in jobs}
+    live_by_job = {job_id: _live_slots(job_id, now, set(workers)) for job_id, *_ in jobs}
     owner_cap = settings.COREBOARD_OWNER_MAX_SLOTS
     owner_live: dict[int, int] = {}
     if owner_cap:
-        for owner_id in {owner for _, _, owner in jobs}:
+        for owner_id in {owner for *_, owner in jobs}:
             owner_live[owner_id] = _owner_live_slots(owner_id, now, set(workers))
     sent = 0
-    for job_id, parallelism, owner_id in jobs:
-        wanted = min(parallelism, capacity) - live_by_job[job_id]
+    for job_id, kind, parallelism, owner_id in jobs:
+        wanted = job_slots_wanted(parallelism, kind_capacity(workers, kind)) - live_by_job[job_id]
         if owner_cap:
             wanted = min(wanted, owner_cap - owner_live[owner_id])
         pending = Chunk.objects.filter(claimable_chunks(), job_id=job_id)[: max(wanted, 0)]
         wanted = min(wanted, pending.count())
         for _ in range(max(wanted, 0)):
-            slot_send(job_id, uuid.uuid4().hex)
+            slot_send(job_id, uuid.uuid4().hex, kind_queue(kind))
             sent += 1
             if owner_cap:
                 owner_live[owner_id] += 1
     return sent
+
+
+def job_slots_wanted(parallelism: int, capacity: int) -> int:
+    """Slots a job should have: its parallelism (0: all), never more than the live processes
+    that can run it (none when no live worker has its kind: the job waits)."""
+    return capacity if parallelism == 0 else min(parallelism, capacity)
 
 
 def _live_slots(job_id: int, now: float, workers: set[str]) -> int:
@@ -407,12 +482,13 @@ def worker_claim(
     return None if result is None else str(result)
 
 
-def worker_beat(node: str, concurrency: int) -> None:
+def worker_beat(node: str, concurrency: int, worker_kinds: Iterable[str]) -> None:
     client = broker_client()
     pipe = client.pipeline(transaction=False)
     pipe.zadd(WORKERS, {node: time.time()})
     pipe.hset(WORKERS_CONCURRENCY, node, concurrency)
     pipe.hset(WORKERS_OWNER, node, process_id())
+    pipe.hset(WORKERS_KINDS, node, ",".join(sorted(worker_kinds)))
     pipe.zremrangebyscore(WORKERS, 0, time.time() - 3600)
     pipe.execute()
 
@@ -423,14 +499,16 @@ def worker_forget(node: str) -> None:
         pipe.zrem(WORKERS, node)
         pipe.hdel(WORKERS_CONCURRENCY, node)
         pipe.hdel(WORKERS_OWNER, node)
+        pipe.hdel(WORKERS_KINDS, node)
         pipe.execute()
     except redis.RedisError:
         logger.warning("could not remove worker %s from the registry", node)
 
 
-def start_reconciler(node: str, concurrency: int) -> None:
-    """In each worker's main process: beat, hand back lost local chunks, and reconcile
-    (one machine at a time) every COREBOARD_RECONCILE_SECONDS."""
+def start_reconciler(node: str, concurrency: int, worker_kinds: Iterable[str]) -> None:
+    """In each worker's main process: beat (with its processes and kinds), hand back lost
+    local chunks, and reconcile (one machine at a time) every COREBOARD_RECONCILE_SECONDS."""
+    worker_kinds = sorted(worker_kinds)
     period = settings.COREBOARD_RECONCILE_SECONDS
 
     def run() -> None:
@@ -442,7 +520,7 @@ def start_reconciler(node: str, concurrency: int) -> None:
                     # Housekeeping never waits long for a lock: whatever holds one (a slot
                     # recording its batch, a TRUNCATE) goes first, and the next pass retries.
                     cursor.execute("SET lock_timeout = '250ms'")
-                worker_beat(node, concurrency)
+                worker_beat(node, concurrency, worker_kinds)
                 leases_release_local()
                 lock = broker_client().set(
                     RECONCILER_LOCK, node, nx=True, px=max(int(period * 900), 100)

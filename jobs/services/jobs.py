@@ -46,6 +46,8 @@ class JobPlan:
     kind: str
     params: Params
     specs: list[Spec]
+    # Most worker processes the job uses at once; Job.ALL_PROCESSES (0): every live one with
+    # its kind, counted afresh while it runs.
     parallelism: int
 
 
@@ -65,6 +67,7 @@ def job_plan(
         raise JobRejected({"kind": [f"Unknown kind {kind!r}; choose one of: {names}."]}) from None
     limit = settings.COREBOARD_MAX_PARALLELISM
     if parallelism is None:
+        # The default, COREBOARD_DEFAULT_PARALLELISM, is Job.ALL_PROCESSES unless set to a number.
         parallelism = min(settings.COREBOARD_DEFAULT_PARALLELISM, limit)
     elif isinstance(parallelism, bool) or not isinstance(parallelism, int):
         raise JobRejected({"parallelism": ["Must be an integer."]})
@@ -230,7 +233,8 @@ def job_rerun(*, job: Job, owner: Any) -> Job:
         owner=owner,
         kind=job.kind,
         params=selectors.job_rerun_params(job),
-        parallelism=job.parallelism,
+        # An all-processes job runs again with the default (all processes unless set).
+        parallelism=job.parallelism or None,
         rerun_of=job,
     )
 

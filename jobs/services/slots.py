@@ -6,6 +6,10 @@ COREBOARD_FLUSH_MS while a batch runs), then claims again, until the job has not
 or its time slice (COREBOARD_SLOT_SLICE_MS) is over while other messages wait; then it
 puts itself back at the end of the queue, so several people's jobs interleave.
 
+A slot that reaches a worker without its job's kind (two kinds routed to one queue, or a
+stale message) claims nothing and ends: no chunk's budget is touched, and the reconciler
+sends the job a new slot on its kind's queue.
+
 The batch grows while chunks are short: it aims at COREBOARD_BATCH_TARGET_MS of work per
 claim, so a 1 ms chunk does not pay a transaction of its own, while progress, cancel
 checks and live events stay per chunk.
@@ -20,7 +24,7 @@ import socket
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -124,6 +128,9 @@ class _Keepalive:
         self.lock = threading.Lock()
         self.slot: tuple[int, str, str, str] | None = None
         self.holding = False
+        # Read here once a second, off the chunks' path: an operator's drain or a warm
+        # shutdown of this node (dispatch.worker_is_draining).
+        self.draining = False
         threading.Thread(target=self._run, name="coreboard-keepalive", daemon=True).start()
 
     def _run(self) -> None:
@@ -134,6 +141,7 @@ class _Keepalive:
                 try:
                     if slot is not None:
                         dispatch.slot_refresh(*slot)
+                        self.draining = dispatch.worker_is_draining(slot[2])
                     if holding:
                         leases_renew(owner=dispatch.process_id())
                 except DatabaseError:
@@ -143,9 +151,11 @@ class _Keepalive:
                     logger.warning("could not refresh slot", exc_info=True)
 
     def running(self, job_id: int, token: str, node: str, owner: str) -> None:
+        draining = dispatch.worker_is_draining(node)
         with self.lock:
             self.slot = (job_id, token, node, owner)
             self.holding = True
+            self.draining = draining
 
     def stopped(self) -> None:
         with self.lock:
@@ -166,9 +176,22 @@ def _keepalive_here() -> _Keepalive:
 # --- the slot ----------------------------------------------------------------------------------
 
 
-def slot_run(*, job_id: int, token: str, node: str, hooks: SlotHooks | None = None) -> str:
-    """Run one slot of a job in this process; how it ended (for logs and tests)."""
+def slot_run(
+    *,
+    job_id: int,
+    token: str,
+    node: str,
+    hooks: SlotHooks | None = None,
+    worker_kinds: frozenset[str] | None = None,
+    queues: Iterable[str] = (),
+) -> str:
+    """Run one slot of a job in this process; how it ended (for logs and tests).
+
+    `worker_kinds`: the kinds this worker runs (None: every kind registered here);
+    `queues`: the queues it consumes, whose waiting messages make a slot yield.
+    """
     hooks = hooks or SlotHooks()
+    queues = tuple(queues)
     owner = dispatch.process_id()
     if not dispatch.slot_begin(job_id, token, node, owner):
         return "stale"
@@ -177,12 +200,20 @@ def slot_run(*, job_id: int, token: str, node: str, hooks: SlotHooks | None = No
     requeued = False
     try:
         while True:
-            ended = _SlotRun(job_id=job_id, owner=owner, node=node, hooks=hooks).run()
+            run = _SlotRun(
+                job_id=job_id,
+                owner=owner,
+                node=node,
+                hooks=hooks,
+                worker_kinds=worker_kinds,
+                queues=queues,
+            )
+            ended = run.run()
             if ended != "slice":
                 return ended
             with keepalive.lock:
                 keepalive.slot = None
-            requeued = dispatch.slot_requeue(job_id, token)
+            requeued = dispatch.slot_requeue(job_id, token, dispatch.kind_queue(run.kind_name))
             if requeued:
                 return ended
             # The queue could not take the slot back: keep working rather than drop it.
@@ -195,10 +226,22 @@ def slot_run(*, job_id: int, token: str, node: str, hooks: SlotHooks | None = No
 
 
 class _SlotRun:
-    def __init__(self, *, job_id: int, owner: str, node: str, hooks: SlotHooks) -> None:
+    def __init__(
+        self,
+        *,
+        job_id: int,
+        owner: str,
+        node: str,
+        hooks: SlotHooks,
+        worker_kinds: frozenset[str] | None = None,
+        queues: tuple[str, ...] = (),
+    ) -> None:
         self.job_id = job_id
         self.node = node
         self.hooks = hooks
+        self.worker_kinds = worker_kinds
+        self.queues = queues
+        self.kind_name = ""
         self.worker = socket.gethostname()
         self.pid = os.getpid()
         self.claimer = Claimer(owner=owner, worker=self.worker, pid=self.pid)
@@ -210,12 +253,15 @@ class _SlotRun:
         job = Job.objects.filter(pk=self.job_id).values("kind", "status").first()
         if job is None or job["status"] not in Job.ACTIVE_STATUSES:
             return "over"
+        self.kind_name = job["kind"]
+        try:
+            kind = kinds.get(job["kind"])
+        except kinds.UnknownKind:
+            return "lacks-kind"
+        if self.worker_kinds is not None and kind.name not in self.worker_kinds:
+            return "lacks-kind"
         if job["status"] == Job.Status.PENDING:
             job_start_if_pending(job_id=self.job_id)
-        try:
-            kind: kinds.JobKind | None = kinds.get(job["kind"])
-        except kinds.UnknownKind:
-            kind = None
         slice_end = time.monotonic() + settings.COREBOARD_SLOT_SLICE_SECONDS
         hard_end = time.monotonic() + settings.COREBOARD_SLOT_MAX_SECONDS
         claims = self._claim()
@@ -228,13 +274,13 @@ class _SlotRun:
             if len(claims) == 1:
                 # Batches of short chunks finish before anybody could see them running.
                 events.chunks_claimed(self.job_id, [self._claimed_state(claims[0])])
-            outcomes, active = self._run_batch(kind, job["kind"], claims)
+            outcomes, active = self._run_batch(kind, claims)
             now = time.monotonic()
             # A draining node finishes the chunks it has and claims no more.
             yielding = (
                 now >= hard_end
-                or (now >= slice_end and dispatch.slot_should_yield(self.node))
-                or dispatch.worker_is_draining(self.node)
+                or (now >= slice_end and dispatch.slot_should_yield(self.node, self.queues))
+                or _keepalive_here().draining
             )
             if now >= slice_end and not yielding:
                 slice_end = now + settings.COREBOARD_SLOT_SLICE_SECONDS
@@ -268,9 +314,7 @@ class _SlotRun:
             "finished_at": None,
         }
 
-    def _run_batch(
-        self, kind: kinds.JobKind | None, kind_name: str, claims: list[Claim]
-    ) -> tuple[list[Outcome], bool]:
+    def _run_batch(self, kind: kinds.JobKind, claims: list[Claim]) -> tuple[list[Outcome], bool]:
         """Run claimed chunks, recording outcomes as they pile up (at most every
         COREBOARD_FLUSH_SECONDS); the outcomes left to record, and False once the job is
         over (the rest of the batch is handed back as stopped)."""
@@ -281,7 +325,7 @@ class _SlotRun:
             if not active:
                 outcomes.append(Stopped(claim.id))
                 continue
-            outcome = self._run_one(kind, kind_name, claim)
+            outcome = self._run_one(kind, claim)
             outcomes.append(outcome)
             if isinstance(outcome, Stopped):
                 active = False
@@ -292,19 +336,13 @@ class _SlotRun:
                 last_flush = time.monotonic()
         return outcomes, active
 
-    def _run_one(self, kind: kinds.JobKind | None, kind_name: str, claim: Claim) -> Outcome:
+    def _run_one(self, kind: kinds.JobKind, claim: Claim) -> Outcome:
         if claim.runs_lost >= settings.COREBOARD_CHUNK_MAX_ATTEMPTS:
             return Raised(
                 claim.id,
                 f"Chunk {claim.index} was started {claim.runs_lost} times without finishing "
                 "(its worker process was lost each time); giving up.",
                 final=True,
-            )
-        if kind is None:
-            return Raised(
-                claim.id,
-                f"Job kind {kind_name!r} is not installed on worker {self.worker}; "
-                "add its module to COREBOARD_JOB_KINDS there.",
             )
         try:
             self.pace.check_cancelled()

@@ -51,7 +51,7 @@ def study_create(*, owner: Any, job: Job, processes: int | None = None) -> Scali
             {"job": [f"Job {job.pk} is {job.status}; only a succeeded job can be measured."]}
         )
     if processes is None:
-        processes = sum(dispatch.live_workers().values())
+        processes = dispatch.kind_capacity(dispatch.live_workers(), job.kind)
     levels = study_levels(processes=processes)
     if len(levels) < MIN_PROCESSES:
         raise JobRejected(

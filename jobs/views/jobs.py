@@ -42,7 +42,7 @@ def job_new(request: HttpRequest) -> HttpResponse:
     params_initial = options_initial = None
     if rerun is not None and data is None:
         params_initial = selectors.job_rerun_params(rerun)
-        options_initial = {"parallelism": rerun.parallelism}
+        options_initial = {"parallelism": rerun.parallelism or None}
     params_form = kind.form_class(data, initial=params_initial, prefix=PARAMS_PREFIX)
     for name in kind.upload_fields():
         params_form.fields[name].widget = UploadWidget()
@@ -198,16 +198,22 @@ def _summary_context(job: Job) -> dict[str, object]:
 
 def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
     job = job_or_404(request, job_id)
+    live = selectors.job_live(job)
     return render(
         request,
         "jobs/job_detail.html",
         {
+            "live": live,
             **_summary_context(job),
             "kind_label": presentation.job_kind_label(job),
             "params_display": presentation.job_params_display(job),
             "preview_url": _preview_url_template(job),
             # The chunks come over the socket, in pages: a big job's would bloat the page.
-            "snapshot": {"job": selectors.job_as_dict(job), "chunks": []},
+            "snapshot": {
+                "job": selectors.job_as_dict(job),
+                "chunks": [],
+                "live": live,
+            },
         },
     )
 

@@ -8,6 +8,9 @@
   const FINAL = new Set(["done", "failed", "cancelled"]);
   const snapshot = JSON.parse(document.getElementById("job-snapshot").textContent);
   let job = snapshot.job;
+  // What the server says the job is doing now (pace, live processes, why it waits):
+  // sent with the page and as `job.live` messages, never worked out here.
+  let liveState = snapshot.live || null;
   const chunks = new Map(snapshot.chunks.map((c) => [c.index, c]));
 
   const $ = (id) => document.getElementById(id);
@@ -244,15 +247,17 @@
   }
 
   function renderPace() {
-    const pace = $("pace");
-    if (!ACTIVE.has(job.status) || !job.started_at || !job.done_chunks) {
-      pace.textContent = "";
-      return;
+    let text = "";
+    if (ACTIVE.has(job.status) && liveState) {
+      if (liveState.waiting) text = liveState.waiting.text;
+      else if (liveState.throughput !== null && liveState.eta_seconds !== null) {
+        text = `${liveState.throughput.toFixed(2)} chunks/s · about ${C.formatSeconds(liveState.eta_seconds)} left`;
+      }
     }
-    const elapsed = (Date.now() - Date.parse(job.started_at)) / 1000;
-    const rate = job.done_chunks / Math.max(elapsed, 0.001);
-    const left = (job.total_chunks - job.done_chunks) / rate;
-    pace.textContent = `${rate.toFixed(2)} chunks/s · about ${C.formatSeconds(left)} left`;
+    C.setText($("pace"), text);
+    const processes = liveState && ACTIVE.has(job.status) && liveState.processes_now !== null
+      ? ` (${liveState.processes_now} now)` : "";
+    C.setText($("parallelism-value"), job.parallelism ? String(job.parallelism) : "all processes" + processes);
   }
 
   function processesUsed() {
@@ -279,7 +284,8 @@
     const meter = $("speedup-meter");
     meter.hidden = job.speedup === null;
     if (job.speedup === null) return;
-    const ideal = Math.max(1, Math.min(used || job.parallelism, job.parallelism));
+    // An all-processes job (parallelism 0) is measured against the processes it used.
+    const ideal = Math.max(1, job.parallelism ? Math.min(used || job.parallelism, job.parallelism) : used);
     const scale = Math.max(ideal, job.speedup) * 1.1;
     meter.querySelector(".speedup-fill").style.width = (job.speedup / scale) * 100 + "%";
     meter.querySelector(".speedup-ideal").style.left = (ideal / scale) * 100 + "%";
@@ -357,7 +363,7 @@
       ["CPU time", fmt(job.cpu_seconds, 2, " s")],
       ["Speedup", fmt(job.speedup, 2, "×")],
       ["Parallel efficiency", job.efficiency === null ? "—" : Math.round(job.efficiency * 100) + "%"],
-      ["Parallelism", `${job.parallelism} (${used} worker process${used === 1 ? "" : "es"} used)`],
+      ["Parallelism", `${job.parallelism || "all processes"} (${used} worker process${used === 1 ? "" : "es"} used)`],
       ["Tail", tail === null ? "—" : `${Math.round(tail * 100)}% of the wall time after the first process ran out of work`],
     ];
     const dl = $("timings");
@@ -484,6 +490,7 @@
   let snapshotSeq = null;
   function applySnapshot(message) {
     job = message.job;
+    if (message.live !== undefined) liveState = message.live;
     snapshotSeq = message.seq;
     chunks.clear();
     applySnapshotChunks(message.chunks);
@@ -543,6 +550,10 @@
       if (message.type === "job.snapshot") applySnapshot(message);
       else if (message.type === "job.chunks") applySnapshotPage(message);
       else if (message.type === "job.progress") applyProgress(message);
+      else if (message.type === "job.live") {
+        liveState = message.live;
+        scheduleRender();
+      }
     },
   });
 })();

@@ -64,9 +64,11 @@
   function updateCard(card, job) {
     updateStatus(card.querySelector(".status"), job.status);
     updateProgress(card.querySelector(".progress-row"), job);
-    const pace = job.throughput === null || job.throughput === undefined
-      ? "waiting for the first chunk"
-      : `${job.throughput.toFixed(2)} chunks/s · ETA ${C.formatSeconds(job.eta_seconds)}`;
+    // `waiting` (from the server) says why a job makes no progress, in place of an ETA.
+    const pace = job.waiting ? job.waiting.text
+      : job.throughput === null || job.throughput === undefined || job.eta_seconds === null
+        ? "waiting for the first chunk"
+        : `${job.throughput.toFixed(2)} chunks/s · ETA ${C.formatSeconds(job.eta_seconds)}`;
     C.setText(card.querySelector(".counts"), `${job.done_chunks}/${job.total_chunks} chunks · ${pace}`);
   }
 

@@ -56,7 +56,7 @@ def _until(check: Any, what: str) -> None:
 def _processes_alive() -> int:
     from jobs.services import dispatch
 
-    return sum(dispatch.live_workers().values())
+    return sum(worker.concurrency for worker in dispatch.live_workers().values())
 
 
 def _coreboard_level(api: Api, env: dict[str, str], p: int, params: dict, runs: int) -> list:

@@ -1,0 +1,310 @@
+"""Kinds and capabilities: slots go to workers that have the job's kind, a job nobody can
+run waits with a reason, a stuck job says why, and an all-processes job follows the cluster."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from django.db import transaction
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from jobs import kinds, selectors, services
+from jobs.models import Chunk, Job
+from jobs.services import chunks, dispatch, slots
+from tests.factories import burn_job, claim, create_committed, start
+from tests.processes import ServerProcess, start_celery_worker
+from tests.waiting import poll_until, wait_for_job, wait_until
+
+FINAL = {"succeeded", "failed", "cancelled"}
+
+
+@pytest.fixture
+def probe_kind() -> Iterator[str]:
+    """The `probe` kind, registered in this process for the test only (the suite's shared
+    worker does not have it)."""
+    from tests import kinds_probe
+
+    kinds._registry[kinds_probe.NAME] = kinds_probe.Probe()
+    yield kinds_probe.NAME
+    kinds._registry.pop(kinds_probe.NAME, None)
+
+
+def _probe_env(child_env: dict[str, str], **extra: str) -> dict[str, str]:
+    env = {**child_env, **extra}
+    env["COREBOARD_JOB_KINDS"] = f"{child_env['COREBOARD_JOB_KINDS']},tests.kinds_probe"
+    return env
+
+
+def _pids(worker: ServerProcess) -> set[int]:
+    return {child.pid for child in worker.children()}
+
+
+def _stop(*workers: ServerProcess) -> None:
+    for worker in workers:
+        worker.stop()
+
+
+# --- unit: the pieces -------------------------------------------------------------------
+
+
+def test_kinds_are_routed_to_their_own_queue_unless_configured(settings: Any) -> None:
+    assert dispatch.kind_queue("primes") == "coreboard.kind.primes"
+    settings.COREBOARD_KIND_QUEUES = {"mandelbrot": "gpu"}
+    assert dispatch.kind_queue("mandelbrot") == "gpu"
+    assert dispatch.worker_kind_queues(["mandelbrot", "primes"]) == ["coreboard.kind.primes", "gpu"]
+
+
+def test_worker_kinds_are_the_registered_ones_narrowed_by_the_setting(settings: Any) -> None:
+    assert dispatch.worker_kinds() == {kind.name for kind in kinds.all_kinds()}
+    settings.COREBOARD_WORKER_KINDS = ["burn", "primes"]
+    assert dispatch.worker_kinds() == {"burn", "primes"}
+    settings.COREBOARD_WORKER_KINDS = ["burn", "mandlebrot"]
+    with pytest.raises(Exception, match="mandlebrot"):
+        dispatch.worker_kinds()
+
+
+def test_slots_wanted_follow_live_capacity() -> None:
+    workers = {
+        "a@h1": dispatch.LiveWorker(concurrency=2, kinds=frozenset({"burn", "primes"})),
+        "b@h2": dispatch.LiveWorker(concurrency=4, kinds=frozenset({"primes"})),
+    }
+    assert dispatch.kind_capacity(workers, "primes") == 6
+    assert dispatch.kind_capacity(workers, "burn") == 2
+    assert dispatch.kind_capacity(workers, "mandelbrot") == 0
+    assert dispatch.job_slots_wanted(Job.ALL_PROCESSES, 6) == 6
+    assert dispatch.job_slots_wanted(3, 6) == 3
+    assert dispatch.job_slots_wanted(8, 2) == 2
+    assert dispatch.job_slots_wanted(Job.ALL_PROCESSES, 0) == 0
+
+
+@pytest.mark.django_db
+def test_parallelism_left_out_means_all_processes_and_zero_is_refused(alice: User) -> None:
+    api = APIClient()
+    api.force_authenticate(alice)
+    body = {"kind": "burn", "params": {"chunks": 1, "ms": 1}}
+    created = api.post("/api/jobs/", body, format="json")
+    assert created.status_code == 201, created.json()
+    assert created.json()["parallelism"] == Job.ALL_PROCESSES == 0
+    refused = api.post("/api/jobs/", {**body, "parallelism": 0}, format="json")
+    assert refused.status_code == 400
+    assert "parallelism" in refused.json()
+
+
+@pytest.mark.django_db
+def test_an_all_processes_job_is_measured_against_the_processes_it_used(alice: User) -> None:
+    job = services.job_create(owner=alice, kind="burn", params={"chunks": 3, "ms": 1})
+    start(job)
+    for owner in ("h1|11|b", "h2|22|b", "h2|22|b"):
+        (claimed,) = claim(job, owner=owner)
+        now = timezone.now()
+        chunks.chunks_record(
+            job_id=job.pk, outcomes=[chunks.Done(claimed.id, {"iterations": 1}, 1.0, now, now)]
+        )
+    Job.objects.filter(pk=job.pk).update(
+        started_at=timezone.now() - timedelta(seconds=1.5), finished_at=timezone.now()
+    )
+    job.refresh_from_db()
+    state = selectors.job_as_dict(job)
+    assert state["parallelism"] == 0
+    # 3 CPU seconds in ~1.5 s on 2 processes: speedup ~2, efficiency ~1.
+    assert state["efficiency"] == pytest.approx(state["speedup"] / 2, rel=1e-3)
+    listed = selectors.with_processes_used(Job.objects.filter(pk=job.pk)).get()
+    assert listed.processes_used == 2  # type: ignore[attr-defined]
+
+
+@pytest.mark.django_db
+def test_a_slot_on_a_worker_without_the_kind_claims_nothing(alice: User) -> None:
+    job = burn_job(alice, chunks=2)
+    token = uuid.uuid4().hex
+    dispatch.broker_client().hset(dispatch.registry_key(job.pk), token, "q|0")
+    ended = slots.slot_run(
+        job_id=job.pk, token=token, node="w@h", worker_kinds=frozenset({"primes"})
+    )
+    assert ended == "lacks-kind"
+    job.refresh_from_db()
+    assert job.status == Job.Status.PENDING
+    assert set(job.chunks.values_list("status", "attempts", "failures")) == {("pending", 0, 0)}
+    assert dispatch.slots_of(job.pk) == []  # given back: the reconciler sends a new one
+
+
+# --- unit: why a job waits ------------------------------------------------------------------
+
+BURN_WORKER = {"w@nodeB": dispatch.LiveWorker(concurrency=2, kinds=frozenset({"burn"}))}
+
+
+def _waiting(job: Job, **registry: Any) -> dict[str, Any] | None:
+    job.refresh_from_db()
+    registry.setdefault("workers", BURN_WORKER)
+    registry.setdefault("seen", {})
+    return selectors.jobs_live([job], **registry)[job.pk]["waiting"]
+
+
+@pytest.mark.django_db
+def test_a_job_no_live_worker_can_run_waits_for_one(alice: User) -> None:
+    job = burn_job(alice, chunks=2)
+    waiting = _waiting(job, workers={})
+    assert waiting is not None
+    assert waiting["reason"] == "no_worker_with_kind"
+    assert waiting["text"] == "Waiting: no live worker has the kind 'burn'"
+
+
+@pytest.mark.django_db
+def test_chunks_on_a_lost_node_say_when_they_come_back(alice: User) -> None:
+    job = burn_job(alice, chunks=3)
+    start(job)
+    claim(job, owner="nodeA|41|boot", limit=2)
+    # Not renewed for 3 s or more: its lease runs out in 7 s.
+    Chunk.objects.filter(job=job, status="running").update(
+        lease_expires_at=timezone.now() + timedelta(seconds=7)
+    )
+    seen = {"gone@nodeA": timezone.now().timestamp() - 60, "w@nodeB": timezone.now().timestamp()}
+    waiting = _waiting(job, seen=seen)
+    assert waiting is not None
+    assert waiting["reason"] == "lost_leases"
+    assert waiting["text"].startswith("2 chunks on lost node gone@nodeA, back to pending in ")
+    assert 5 <= waiting["seconds"] <= 7
+    state = selectors.jobs_live([job], workers=BURN_WORKER, seen=seen)[job.pk]
+    assert state["eta_seconds"] is None
+    assert state["processes_now"] == 2
+
+
+@pytest.mark.django_db
+def test_a_fresh_lease_means_progress_not_waiting(alice: User) -> None:
+    job = burn_job(alice, chunks=3)
+    start(job)
+    claim(job, owner="nodeB|42|boot", limit=1)  # leased for COREBOARD_LEASE_MS from now
+    assert _waiting(job) is None
+
+
+@pytest.mark.django_db
+def test_chunks_in_backoff_say_when_they_retry(alice: User) -> None:
+    job = burn_job(alice, chunks=1)
+    start(job)
+    (claimed,) = claim(job)
+    chunks.chunks_record(job_id=job.pk, outcomes=[chunks.Raised(claimed.id, "boom")])
+    waiting = _waiting(job)
+    assert waiting is not None
+    assert waiting["reason"] == "retry_backoff"
+    assert waiting["text"] in {"1 chunk waiting to retry in 1 s", "1 chunk waiting to retry now"}
+
+
+@pytest.mark.django_db
+def test_a_job_without_a_free_process_says_what_it_waits_behind(alice: User, bob: User) -> None:
+    waiting_job = burn_job(alice, chunks=2)
+    waiting = _waiting(waiting_job)
+    assert waiting is not None
+    assert (waiting["reason"], waiting["text"]) == ("queued", "Waiting for a free worker process")
+    busy = burn_job(bob, chunks=2)
+    start(busy)
+    claim(busy, owner="nodeB|43|boot")
+    waiting = _waiting(waiting_job)
+    assert waiting is not None
+    assert waiting["text"] == "Queued behind 1 other job for a free worker process"
+
+
+# --- real workers ------------------------------------------------------------------------------
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_without_the_kind_never_runs_its_chunks(
+    alice: User, child_env: dict[str, str], probe_kind: str
+) -> None:
+    capable = start_celery_worker(_probe_env(child_env), concurrency=1)
+    # Has the module, but is told to run burn only: it must not take probe chunks.
+    lacking = start_celery_worker(
+        _probe_env(child_env, COREBOARD_WORKER_KINDS="burn"), concurrency=2
+    )
+    try:
+        job = create_committed(alice, probe_kind, {"chunks": 12, "ms": 150}, parallelism=8)
+        job = wait_for_job(job.pk, until=FINAL, timeout=60)
+        assert job.status == Job.Status.SUCCEEDED, job.error
+        assert job.result == {"chunks": 12}
+        ran_on = set(job.chunks.values_list("pid", flat=True))
+        assert ran_on <= _pids(capable)
+        assert not ran_on & _pids(lacking)
+        assert set(job.chunks.values_list("attempts", flat=True)) == {1}
+    finally:
+        _stop(capable, lacking)
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+def test_a_job_nobody_can_run_waits_with_a_reason_then_runs(
+    alice: User, child_env: dict[str, str], probe_kind: str
+) -> None:
+    node = f"lacking-{uuid.uuid4().hex[:6]}"
+    lacking = start_celery_worker(
+        _probe_env(child_env, COREBOARD_WORKER_KINDS="burn"), 1, name=node
+    )
+    capable = None
+    try:
+        job = create_committed(alice, probe_kind, {"chunks": 4, "ms": 50}, parallelism=2)
+        created = time.time()
+
+        def waiting_reason() -> str | None:
+            live = selectors.job_live(Job.objects.get(pk=job.pk))
+            return live["waiting"] and live["waiting"]["reason"]
+
+        poll_until(lambda: waiting_reason() == "no_worker_with_kind", timeout=10)
+        api = APIClient()
+        api.force_authenticate(alice)
+        shown = api.get(f"/api/jobs/{job.pk}/").json()
+        assert shown["status"] == "pending"
+        assert shown["waiting"]["text"] == "Waiting: no live worker has the kind 'probe'"
+        # Three reconciler passes later (the worker beats before each), nothing has been
+        # tried, let alone failed.
+        poll_until(
+            lambda: any(
+                name.startswith(node) and beat > created + 3
+                for name, beat in dispatch.workers_seen().items()
+            ),
+            timeout=10,
+        )
+        assert waiting_reason() == "no_worker_with_kind"
+        assert not Chunk.objects.filter(job_id=job.pk).exclude(status="pending").exists()
+        assert not Chunk.objects.filter(job_id=job.pk, attempts__gt=0).exists()
+        capable = start_celery_worker(_probe_env(child_env), concurrency=1)
+        job = wait_for_job(job.pk, until=FINAL, timeout=60)
+        assert job.status == Job.Status.SUCCEEDED, job.error
+        assert set(job.chunks.values_list("pid", flat=True)) <= _pids(capable)
+        assert selectors.job_as_api_dict(job)["waiting"] is None
+    finally:
+        _stop(lacking, *([capable] if capable else []))
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+def test_an_all_processes_job_takes_a_machine_that_joins_mid_job(
+    alice: User, child_env: dict[str, str], probe_kind: str
+) -> None:
+    first = start_celery_worker(_probe_env(child_env), concurrency=1)
+    second = None
+    try:
+        with transaction.atomic():  # parallelism left out: all processes
+            job = services.job_create(
+                owner=alice, kind=probe_kind, params={"chunks": 40, "ms": 400}
+            )
+        assert job.parallelism == Job.ALL_PROCESSES
+        wait_until(job.pk, lambda: Job.objects.get(pk=job.pk).done_chunks >= 2)
+        assert selectors.job_live(Job.objects.get(pk=job.pk))["processes_now"] == 1
+        second = start_celery_worker(_probe_env(child_env), concurrency=1)
+        assert Job.objects.get(pk=job.pk).done_chunks < 30, "too late to show anything"
+        job = wait_for_job(job.pk, until=FINAL, timeout=60)
+        assert job.status == Job.Status.SUCCEEDED, job.error
+        ran_on = set(job.chunks.values_list("pid", flat=True))
+        assert ran_on & _pids(first)
+        assert ran_on & _pids(second)
+        # Its efficiency is measured against the 2 processes it used.
+        used = selectors.with_processes_used(Job.objects.filter(pk=job.pk)).get()
+        assert used.processes_used == 2  # type: ignore[attr-defined]
+        assert used.efficiency == pytest.approx(used.speedup / 2)  # type: ignore[operator]
+    finally:
+        _stop(first, *([second] if second else []))
