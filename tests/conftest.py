@@ -26,6 +26,45 @@ DOCS_KINDS_DIR = TEST_VAR / "docs-kinds"
 CHILD_UPLOAD_MAX_BYTES = 256 * 1024
 
 
+# --- layers ------------------------------------------------------------------------------------
+
+# Each test belongs to exactly one (pyproject.toml describes them); `make test-fast` runs the
+# first four, which need no browser and start no process.
+LAYERS = ("services", "api", "pages", "consumers", "integration", "browser")
+PROCESS_LAYERS = {"integration", "browser"}
+# Fixtures that start real workers or daphne: only tests of a process layer may use them.
+PROCESS_FIXTURES = {"child_env", "celery_worker", "daphne_server"}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Refuse the run when a test has no layer, several, or starts processes outside the
+    process layers: a new module must say where it belongs (`pytestmark = pytest.mark.api`)."""
+    problems = set()
+    for item in items:
+        test = item.nodeid.split("[")[0]
+        layers = [mark.name for mark in item.iter_markers() if mark.name in LAYERS]
+        if not layers:
+            problems.add(f"{item.path.name}: no layer; add pytestmark = pytest.mark.<layer>")
+        elif len(layers) > 1:
+            problems.add(f"{test}: several layers {layers}; a test has one")
+        elif PROCESS_FIXTURES & set(item.fixturenames) and layers[0] not in PROCESS_LAYERS:
+            problems.add(f"{test}: starts real processes, so is integration or browser")
+    if problems:
+        raise pytest.UsageError(
+            f"test layers ({', '.join(LAYERS)}):\n  " + "\n  ".join(sorted(problems))
+        )
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(request: pytest.FixtureRequest, settings: Any) -> None:
+    """The default hasher costs ~0.5-1.5 s per user on these machines; tests that only check
+    passwords in this process do not need it. Passwords that workers or daphne check must
+    use the hashers those processes know, so process layers keep the default."""
+    if not any(request.node.get_closest_marker(layer) for layer in PROCESS_LAYERS):
+        settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture(autouse=True)
 def _media_root(settings: Any) -> None:
     settings.MEDIA_ROOT = TEST_MEDIA_ROOT

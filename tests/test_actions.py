@@ -27,7 +27,7 @@ from tests.factories import (
 )
 from tests.test_api import BAD_JOB_INPUT, JOB_FIELDS
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.services, pytest.mark.django_db]
 
 
 BURN = {"chunks": 4, "ms": 1, "fail_rate": 0.0}

@@ -14,7 +14,7 @@ from jobs.models import Chunk, Job, Upload
 from jobs.parsers import BodyTooLarge, DepthLimitedJSONParser
 from tokens.services import token_create
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.api, pytest.mark.django_db]
 
 JOB_FIELDS = {
     "id", "kind", "params", "status", "progress", "total_chunks", "done_chunks",

@@ -147,6 +147,7 @@ def _response(status: int, body: bytes) -> httpx.Response:
     return response
 
 
+@pytest.mark.api
 def test_checks_catch_a_500_and_an_undocumented_field() -> None:
     """The harness's checks fail on the two faults the issue names, without a server."""
     from drf_spectacular.generators import SchemaGenerator

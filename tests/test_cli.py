@@ -112,6 +112,7 @@ def test_upload_and_result_commands(daphne_server: str, tmp_path: Path, alice_ke
     assert "401" in bad.stderr
 
 
+@pytest.mark.api
 def test_parse_param_reads_json_values_or_text() -> None:
     assert parse_param("stop=100") == ("stop", 100)
     assert parse_param("rate=0.5") == ("rate", 0.5)
@@ -119,6 +120,7 @@ def test_parse_param_reads_json_values_or_text() -> None:
     assert parse_param("prefix=") == ("prefix", "")
 
 
+@pytest.mark.api
 def test_missing_url_or_token_is_a_usage_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -17,7 +17,7 @@ from jobs.models import Job
 from project.asgi import application
 from tests.sockets import communicator_for, session_cookie
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.consumers, pytest.mark.django_db(transaction=True)]
 
 
 @database_sync_to_async

@@ -46,6 +46,7 @@ def check_deploy(extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.pages
 def test_check_deploy_is_clean_with_the_documented_tls_settings() -> None:
     result = check_deploy(TLS_ENV)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -55,12 +56,14 @@ def test_check_deploy_is_clean_with_the_documented_tls_settings() -> None:
         assert f"`{name}" in readme
 
 
+@pytest.mark.pages
 def test_check_deploy_warns_without_them() -> None:
     result = check_deploy({"DEBUG": "0"})
     assert result.returncode != 0
     assert "SECURE_HSTS_SECONDS" in result.stdout + result.stderr
 
 
+@pytest.mark.pages
 def test_logged_in_pages_are_not_stored(alice_client: Client) -> None:
     for path in ("/", "/history/", "/jobs/new/", "/api/jobs/"):
         response = alice_client.get(path)
@@ -68,6 +71,7 @@ def test_logged_in_pages_are_not_stored(alice_client: Client) -> None:
         assert "no-store" in response["Cache-Control"], path
 
 
+@pytest.mark.services
 def test_uploads_and_results_are_0640_in_private_directories(
     alice_api: APIClient, settings: Any, tmp_path: Path
 ) -> None:
@@ -89,6 +93,7 @@ def admin_client(django_user_model: type[User]) -> Client:
     return client
 
 
+@pytest.mark.pages
 def test_the_admin_cannot_delete_a_running_job(
     admin_client: Client, alice: User, dispatched: list[int]
 ) -> None:
@@ -102,6 +107,7 @@ def test_the_admin_cannot_delete_a_running_job(
     assert Job.objects.filter(pk=job.pk).exists()
 
 
+@pytest.mark.pages
 def test_the_admin_deletes_an_ended_job_through_the_service(
     admin_client: Client, alice: User, dispatched: list[int]
 ) -> None:

@@ -17,7 +17,7 @@ from jobs import selectors, services
 from jobs.models import Job
 from tests.conftest import client_for
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.pages, pytest.mark.django_db]
 
 T0 = datetime(2024, 3, 10, 12, 0, tzinfo=UTC)
 

@@ -17,6 +17,8 @@ from jobs.kinds.hash_search import digest
 from jobs.kinds.primes import count_primes
 from jobs.kinds.wordcount import count_words
 
+pytestmark = pytest.mark.services
+
 
 def run_kind(name: str, params: dict) -> object:
     kind = kinds.get(name)

@@ -54,6 +54,7 @@ def value(samples: dict, name: str, **labels: str) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
+@pytest.mark.api
 @pytest.mark.django_db
 def test_anonymous_and_non_staff_scrapes_are_refused(alice: User) -> None:
     response = Client().get("/metrics")
@@ -64,6 +65,7 @@ def test_anonymous_and_non_staff_scrapes_are_refused(alice: User) -> None:
     assert Client().get("/metrics", HTTP_AUTHORIZATION="Token wrong").status_code == 401
 
 
+@pytest.mark.api
 @pytest.mark.django_db
 def test_allowed_addresses_scrape_without_a_token(settings: object) -> None:
     settings.COREBOARD_METRICS_ALLOWED_IPS = ["10.0.0.0/8"]  # type: ignore[attr-defined]
@@ -73,6 +75,7 @@ def test_allowed_addresses_scrape_without_a_token(settings: object) -> None:
     parse(response.content.decode())
 
 
+@pytest.mark.api
 @pytest.mark.django_db
 def test_values_come_from_the_database(alice: User, staff: User, dispatched: list[int]) -> None:
     job = services.job_create(
@@ -163,6 +166,7 @@ def test_a_real_job_moves_the_counters_by_its_chunks(
     assert any(name == "coreboard_host_cpus" and count >= 1 for (name, _), count in after.items())
 
 
+@pytest.mark.api
 def test_grafana_dashboard_only_uses_metrics_we_export() -> None:
     import json
     import re

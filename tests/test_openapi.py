@@ -18,6 +18,8 @@ from jobs.kinds.primes import MAX_STOP, PrimesForm
 from jobs.models import Job
 from project import stack
 
+pytestmark = pytest.mark.api
+
 README_ROUTE = re.compile(r"^\s*\| `(GET|POST|DELETE|PUT|PATCH) (/api/[^` ]+)`", re.M)
 
 

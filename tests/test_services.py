@@ -24,7 +24,7 @@ from tests.factories import (
     start,
 )
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.services, pytest.mark.django_db]
 
 
 def test_job_create_stores_chunks_and_dispatches_after_commit(

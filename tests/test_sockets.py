@@ -18,7 +18,7 @@ from jobs import cluster, consumers, selectors
 from jobs.models import Job
 from project.asgi import application
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.consumers, pytest.mark.django_db(transaction=True)]
 
 MIB = 1024 * 1024
 

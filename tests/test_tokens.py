@@ -35,6 +35,7 @@ def _api(key: str) -> APIClient:
     return client
 
 
+@pytest.mark.pages
 @pytest.mark.django_db
 def test_token_made_in_the_page_works_until_revoked(alice: User, alice_client: Client) -> None:
     key = _create_in_page(alice_client, "laptop")
@@ -58,6 +59,7 @@ def test_token_made_in_the_page_works_until_revoked(alice: User, alice_client: C
     assert not ApiToken.objects.exists()
 
 
+@pytest.mark.pages
 @pytest.mark.django_db
 def test_bad_token_form_names_the_field_and_creates_nothing(alice_client: Client) -> None:
     response = alice_client.post("/tokens/", {"name": "", "expires_in_days": -1})
@@ -68,6 +70,7 @@ def test_bad_token_form_names_the_field_and_creates_nothing(alice_client: Client
     assert not ApiToken.objects.exists()
 
 
+@pytest.mark.api
 @pytest.mark.django_db
 def test_expired_token_is_refused(alice: User) -> None:
     new = services.token_create(user=alice, name="old", expires_in_days=1)
@@ -77,6 +80,7 @@ def test_expired_token_is_refused(alice: User) -> None:
     assert _api(new.key).get("/api/jobs/").status_code == 401
 
 
+@pytest.mark.services
 @pytest.mark.django_db
 def test_default_expiry_and_never(alice: User, settings: object) -> None:
     settings.COREBOARD_TOKEN_EXPIRY_DAYS = 7  # type: ignore[attr-defined]
@@ -86,6 +90,7 @@ def test_default_expiry_and_never(alice: User, settings: object) -> None:
     assert services.token_create(user=alice, name="b", expires_in_days=0).token.expires_at is None
 
 
+@pytest.mark.pages
 @pytest.mark.django_db
 def test_nobody_else_sees_or_revokes_my_tokens(
     alice: User, mallory_client: Client, staff_client: Client
@@ -102,6 +107,7 @@ def test_nobody_else_sees_or_revokes_my_tokens(
     assert _api(new.key).get("/api/jobs/").status_code == 401
 
 
+@pytest.mark.pages
 @pytest.mark.django_db
 def test_page_needs_login() -> None:
     response = Client().get("/tokens/")
@@ -109,6 +115,7 @@ def test_page_needs_login() -> None:
     assert "/accounts/login/" in response["Location"]
 
 
+@pytest.mark.services
 @pytest.mark.django_db
 def test_token_create_command_prints_a_working_key(
     alice: User, capsys: pytest.CaptureFixture
@@ -118,6 +125,7 @@ def test_token_create_command_prints_a_working_key(
     assert _api(key).get("/api/jobs/").status_code == 200
 
 
+@pytest.mark.consumers
 @pytest.mark.django_db(transaction=True)
 async def test_websocket_accepts_a_token_header(alice: User) -> None:
     from asgiref.sync import sync_to_async

@@ -7,7 +7,7 @@ from django.test import Client
 from jobs import services
 from jobs.models import Job
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.pages, pytest.mark.django_db]
 
 
 @pytest.fixture
