@@ -40,6 +40,7 @@ from schemathesis.specs.openapi.checks import (
 
 from jobs import services
 from jobs.models import Job
+from tests.factories import make_job
 from tokens import services as token_services
 
 MAX_EXAMPLES = int(os.environ.get("COREBOARD_FUZZ_EXAMPLES", "12"))
@@ -91,10 +92,10 @@ def _fuzz(
 
 def _jobs(owner: User) -> list[int]:
     """A pending, a cancelled and a failed job (no worker needed for any of them)."""
-    pending = services.job_create(owner=owner, kind="burn", params={"chunks": 2, "ms": 10})
-    cancelled = services.job_create(owner=owner, kind="burn", params={"chunks": 2, "ms": 10})
+    pending = make_job(owner, chunks=2, ms=10)
+    cancelled = make_job(owner, chunks=2, ms=10)
     services.job_cancel(job=cancelled)
-    failed = services.job_create(owner=owner, kind="burn", params={"chunks": 2, "ms": 10})
+    failed = make_job(owner, chunks=2, ms=10)
     Job.objects.filter(pk=failed.pk).update(status=Job.Status.FAILED, failed_chunks=1)
     failed.chunks.filter(index=0).update(status="failed", error="boom")
     return [pending.pk, cancelled.pk, failed.pk]

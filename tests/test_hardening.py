@@ -15,9 +15,9 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from rest_framework.test import APIClient
 
-from jobs import services
 from jobs.models import Job, Upload
 from project import stack
+from tests.factories import make_job
 
 pytestmark = pytest.mark.django_db
 
@@ -97,7 +97,7 @@ def admin_client(django_user_model: type[User]) -> Client:
 def test_the_admin_cannot_delete_a_running_job(
     admin_client: Client, alice: User, dispatched: list[int]
 ) -> None:
-    job = services.job_create(owner=alice, kind="burn", params={"chunks": 2, "ms": 1})
+    job = make_job(alice, chunks=2, ms=1)
     page = admin_client.get(f"/admin/jobs/job/{job.pk}/delete/")
     assert page.status_code == 403
     admin_client.post(
@@ -111,7 +111,7 @@ def test_the_admin_cannot_delete_a_running_job(
 def test_the_admin_deletes_an_ended_job_through_the_service(
     admin_client: Client, alice: User, dispatched: list[int]
 ) -> None:
-    job = services.job_create(owner=alice, kind="burn", params={"chunks": 2, "ms": 1})
+    job = make_job(alice, chunks=2, ms=1)
     admin_client.post("/admin/jobs/job/", {"action": "cancel_jobs", "_selected_action": [job.pk]})
     job.refresh_from_db()
     assert job.status == Job.Status.CANCELLED

@@ -8,12 +8,11 @@ from datetime import timedelta
 import httpx
 import pytest
 from django.contrib.auth.models import User
-from django.db import transaction
 from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 
-from jobs import services
 from jobs.models import Chunk, Job
+from tests.factories import make_job
 from tests.processes import ServerProcess
 from tests.waiting import wait_for_job
 from tokens import services as token_services
@@ -78,9 +77,7 @@ def test_allowed_addresses_scrape_without_a_token(settings: object) -> None:
 @pytest.mark.api
 @pytest.mark.django_db
 def test_values_come_from_the_database(alice: User, staff: User, dispatched: list[int]) -> None:
-    job = services.job_create(
-        owner=alice, kind="primes", params={"start": 0, "stop": 1000, "chunks": 4}
-    )
+    job = make_job(alice, "primes", start=0, stop=1000, chunks=4)
     # A hand-made history: two chunks done (0.2 s and 3 s), one failed after a retry.
     chunks = list(job.chunks.order_by("index"))
     now = job.created_at
@@ -133,10 +130,7 @@ def test_a_real_job_moves_the_counters_by_its_chunks(
         return parse(response.text)
 
     before = scrape()
-    with transaction.atomic():
-        job = services.job_create(
-            owner=alice, kind="burn", params={"chunks": 3, "ms": 50}, parallelism=2
-        )
+    job = make_job(alice, chunks=3, ms=50, parallelism=2, committed=True)
     job = wait_for_job(job.pk, until={"succeeded", "failed"})
     assert job.status == Job.Status.SUCCEEDED, job.error
     after = scrape()

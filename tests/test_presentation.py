@@ -13,6 +13,7 @@ from django.test import Client
 
 from jobs import insights, kinds, presentation, services
 from jobs.models import Chunk, Job
+from tests.factories import make_job
 
 pytestmark = pytest.mark.django_db
 
@@ -31,12 +32,7 @@ def finished(
     params: dict[str, Any] | None = None,
 ) -> Job:
     """A burn job that ran its chunks on `processes` lanes, `gap_s` idle before each."""
-    job = services.job_create(
-        owner=owner,
-        kind="burn",
-        params=params or {"chunks": chunks, "ms": 1},
-        parallelism=parallelism,
-    )
+    job = make_job(owner, parallelism=parallelism, **(params or {"chunks": chunks, "ms": 1}))
     lanes = [T0] * processes
     for chunk in job.chunks.order_by("index"):
         lane = chunk.index % processes
@@ -70,9 +66,7 @@ def finished(
 @pytest.mark.services
 def test_parameters_show_form_labels_in_form_order_without_internal_keys(alice: User) -> None:
     upload = services.upload_create(owner=alice, file=SimpleUploadedFile("poem.txt", b"a b"))
-    job = services.job_create(
-        owner=alice, kind="wordcount", params={"top": 5, "chunks": 2, "upload": upload.pk}
-    )
+    job = make_job(alice, "wordcount", top=5, chunks=2, upload=upload.pk)
     assert "storage_name" in job.params["upload"]
     assert presentation.job_params_display(job) == [
         ("Upload", "poem.txt"),
@@ -80,16 +74,14 @@ def test_parameters_show_form_labels_in_form_order_without_internal_keys(alice: 
         ("Top", "5"),
     ]
     assert presentation.job_params_text(job) == "Upload poem.txt · Chunks 2 · Top 5"
-    burn = services.job_create(owner=alice, kind="burn", params={"chunks": 2, "ms": 30})
+    burn = make_job(alice, chunks=2, ms=30)
     assert presentation.job_params_display(burn)[1] == ("Milliseconds per chunk", "30")
 
 
 @pytest.mark.pages
 def test_job_page_lists_parameters_with_labels(alice: User, alice_client: Client) -> None:
     upload = services.upload_create(owner=alice, file=SimpleUploadedFile("poem.txt", b"a b"))
-    job = services.job_create(
-        owner=alice, kind="wordcount", params={"upload": upload.pk, "chunks": 2, "top": 5}
-    )
+    job = make_job(alice, "wordcount", upload=upload.pk, chunks=2, top=5)
     page = alice_client.get(f"/jobs/{job.pk}/").content.decode()
     assert "<dt>Upload</dt><dd>poem.txt</dd><dt>Chunks</dt><dd>2</dd>" in page
     assert "storage_name" not in page.split('id="job-snapshot"')[0]
@@ -97,8 +89,8 @@ def test_job_page_lists_parameters_with_labels(alice: User, alice_client: Client
 
 @pytest.mark.pages
 def test_history_shows_and_finds_parameters_as_shown(alice: User, alice_client: Client) -> None:
-    wanted = services.job_create(owner=alice, kind="burn", params={"chunks": 3, "ms": 7771})
-    services.job_create(owner=alice, kind="burn", params={"chunks": 7771, "ms": 5})
+    wanted = make_job(alice, chunks=3, ms=7771)
+    make_job(alice, chunks=7771, ms=5)
     page = alice_client.get("/history/").content.decode()
     assert "Chunks 3 · Milliseconds per chunk 7771 · Fail rate 0" in page
     assert "<td>Burn CPU</td>" in page
@@ -174,7 +166,7 @@ def test_tiny_chunks_are_explained(alice: User) -> None:
 
 @pytest.mark.services
 def test_shared_cpu_is_explained_with_the_other_jobs(alice: User, bob: User) -> None:
-    other = services.job_create(owner=bob, kind="burn", params={"chunks": 1, "ms": 1})
+    other = make_job(bob, chunks=1, ms=1)
     Job.objects.filter(pk=other.pk).update(status=Job.Status.RUNNING, started_at=T0)
     job = finished(alice, chunks=8, run_s=1.0, gap_s=0.01, cpu_share=0.4)
     insight = insights.job_speedup_insight(job)
@@ -276,7 +268,7 @@ def test_invalid_form_has_an_error_summary_with_labels(alice_client: Client) -> 
 
 @pytest.mark.pages
 def test_times_are_marked_up_for_the_viewers_zone(alice: User, alice_client: Client) -> None:
-    job = services.job_create(owner=alice, kind="burn", params={"chunks": 1, "ms": 1})
+    job = make_job(alice, chunks=1, ms=1)
     Job.objects.filter(pk=job.pk).update(created_at=T0)
     page = alice_client.get("/history/").content.decode()
     assert (

@@ -18,6 +18,7 @@ from rest_framework.test import APIClient
 from jobs import services
 from jobs.models import Upload
 from jobs.uploads import media_prune
+from tests.factories import make_job
 
 pytestmark = pytest.mark.django_db
 
@@ -71,9 +72,7 @@ def test_another_persons_upload_is_a_404(alice_api: APIClient, mallory_api: APIC
 @pytest.mark.api
 def test_an_upload_an_active_job_reads_is_kept(alice: User, alice_api: APIClient) -> None:
     upload_id = upload(alice_api)
-    job = services.job_create(
-        owner=alice, kind="wordcount", params={"upload": upload_id, "chunks": 1}
-    )
+    job = make_job(alice, "wordcount", upload=upload_id, chunks=1)
     response = alice_api.delete(f"/api/uploads/{upload_id}/")
     assert response.status_code == 409
     assert "active job" in response.json()["detail"]
