@@ -6,6 +6,7 @@ import os
 import stat
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -46,9 +47,20 @@ def check_deploy(extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.fixture(scope="module")
+def deploy_checks() -> dict[str, subprocess.CompletedProcess[str]]:
+    """Both `check --deploy` runs, started together: each is a Django start-up of seconds."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        with_tls = pool.submit(check_deploy, TLS_ENV)
+        without = pool.submit(check_deploy, {"DEBUG": "0"})
+        return {"with_tls": with_tls.result(), "without": without.result()}
+
+
 @pytest.mark.pages
-def test_check_deploy_is_clean_with_the_documented_tls_settings() -> None:
-    result = check_deploy(TLS_ENV)
+def test_check_deploy_is_clean_with_the_documented_tls_settings(
+    deploy_checks: dict[str, subprocess.CompletedProcess[str]],
+) -> None:
+    result = deploy_checks["with_tls"]
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
     readme = (stack.BASE_DIR / "README.md").read_text()
@@ -57,8 +69,10 @@ def test_check_deploy_is_clean_with_the_documented_tls_settings() -> None:
 
 
 @pytest.mark.pages
-def test_check_deploy_warns_without_them() -> None:
-    result = check_deploy({"DEBUG": "0"})
+def test_check_deploy_warns_without_them(
+    deploy_checks: dict[str, subprocess.CompletedProcess[str]],
+) -> None:
+    result = deploy_checks["without"]
     assert result.returncode != 0
     assert "SECURE_HSTS_SECONDS" in result.stdout + result.stderr
 

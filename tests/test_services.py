@@ -56,12 +56,14 @@ def test_job_create_rejects_bad_input_and_stores_nothing(alice: User) -> None:
 def test_the_first_claim_starts_the_job(alice: User) -> None:
     job = make_job(alice, chunks=2)
     assert claim(job) == []  # a pending job hands out nothing until a slot starts it
+    before = timezone.now()
     start(job)
     assert job.status == Job.Status.RUNNING
     assert job.started_at is not None
+    assert before <= job.started_at <= timezone.now()
 
 
-def test_claims_take_pending_chunks_in_order_under_a_lease(alice: User) -> None:
+def test_claims_take_pending_chunks_in_order_under_a_lease(alice: User, settings: Any) -> None:
     job = make_job(alice, chunks=5)
     start(job)
     first = claim(job, limit=3)
@@ -73,6 +75,8 @@ def test_claims_take_pending_chunks_in_order_under_a_lease(alice: User) -> None:
     assert chunk.status == Chunk.Status.RUNNING
     assert chunk.lease_owner == "other|2|boot"
     assert chunk.lease_expires_at is not None
+    lease = timedelta(seconds=settings.COREBOARD_LEASE_SECONDS)
+    assert timezone.now() < chunk.lease_expires_at <= timezone.now() + lease
     assert chunk.attempts == 1
     assert (chunk.worker, chunk.pid) == ("other", 2)
 
@@ -126,8 +130,12 @@ def test_combine_runs_once_when_the_last_chunk_completes(
     assert job.status == Job.Status.SUCCEEDED
     assert job.result == {"ok": 1}
     assert calls == [[{"iterations": 0}, {"iterations": 1}]]
-    assert job.wall_seconds is not None
-    assert job.speedup is not None
+    # Each chunk counted once, the duplicates' 7s and CPU seconds not at all.
+    assert job.done_chunks == 2
+    assert job.cpu_seconds == pytest.approx(2 * 0.5)
+    assert job.started_at is not None
+    assert job.finished_at is not None
+    assert job.started_at <= job.finished_at <= timezone.now()
 
 
 def test_a_raising_chunk_is_retried_with_backoff_then_fails_the_job(
@@ -261,6 +269,7 @@ def test_slot_runs_every_chunk_and_records_cpu_and_worker(alice: User) -> None:
     assert chunk.pid == os.getpid()
     assert chunk.worker
     assert chunk.cpu_seconds is not None
+    assert chunk.cpu_seconds > 0
     assert not broker.hexists(dispatch.registry_key(job.pk), "token-1")
     # A message of a slot nobody registered (stale, or a duplicate) does nothing.
     assert slots.slot_run(job_id=job.pk, token="unknown", node="test@host") == "stale"
