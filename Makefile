@@ -1,4 +1,5 @@
-# Coreboard: `make run` starts everything, `make test` runs the whole suite.
+# Coreboard: `make run` starts everything, `make test` runs the whole suite, `make test-fast`
+# its layers that need no browser and start no process.
 SHELL := /bin/bash
 .DEFAULT_GOAL := run
 
@@ -15,7 +16,7 @@ export UV_SYSTEM_CERTS := 1
 RUN_PACKAGES := redis-server postgresql acl npm
 TEST_PACKAGES := $(RUN_PACKAGES) chromium
 
-.PHONY: run worker test bench lint format typecheck screenshots system-packages test-system-packages
+.PHONY: run worker test test-fast bench lint format typecheck screenshots system-packages test-system-packages
 
 run: system-packages .venv/.synced node_modules/.installed
 	$(PY) -m project.run
@@ -34,6 +35,11 @@ test: test-system-packages .venv/.synced node_modules/.installed
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy .
 	$(PY) -m pytest
+
+# The services, API, pages and consumers layers: no browser, no worker or daphne process
+# (see Testing in README.md); under a minute on 2 cores.
+test-fast: system-packages .venv/.synced
+	$(PY) -m pytest -m "not browser and not integration"
 
 bench: test-system-packages .venv/.synced node_modules/.installed
 	$(PY) -m tests.benchmarks.speedup

@@ -16,14 +16,63 @@ from django.db import connection
 from django.test import Client, override_settings
 from rest_framework.test import APIClient
 
-from jobs import worker_preflight
+from jobs import events, worker_preflight
+from jobs.models import Job
 from project import stack
+from tests.factories import (
+    api_client_for,
+    chunk_statuses,
+    client_for,
+    complete_next,
+    fail_next,
+    make_job,
+    start,
+)
 from tests.processes import ServerProcess, start_celery_worker, start_daphne
 from tests.services_plugin import TEST_MEDIA_ROOT, TEST_VAR
 
 DOCS_KINDS_DIR = TEST_VAR / "docs-kinds"
 # Small, so tests can send a body over the limit to the real daphne cheaply.
 CHILD_UPLOAD_MAX_BYTES = 256 * 1024
+
+
+# --- layers ------------------------------------------------------------------------------------
+
+# Each test belongs to exactly one (pyproject.toml describes them); `make test-fast` runs the
+# first four, which need no browser and start no process.
+LAYERS = ("services", "api", "pages", "consumers", "integration", "browser")
+PROCESS_LAYERS = {"integration", "browser"}
+# Fixtures that start real workers or daphne: only tests of a process layer may use them.
+PROCESS_FIXTURES = {"child_env", "celery_worker", "daphne_server"}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Refuse the run when a test has no layer, several, or starts processes outside the
+    process layers: a new module must say where it belongs (`pytestmark = pytest.mark.api`)."""
+    problems = set()
+    for item in items:
+        test = item.nodeid.split("[")[0]
+        layers = [mark.name for mark in item.iter_markers() if mark.name in LAYERS]
+        if not layers:
+            problems.add(f"{item.path.name}: no layer; add pytestmark = pytest.mark.<layer>")
+        elif len(layers) > 1:
+            problems.add(f"{test}: several layers {layers}; a test has one")
+        elif PROCESS_FIXTURES & set(item.fixturenames) and layers[0] not in PROCESS_LAYERS:
+            problems.add(f"{test}: starts real processes, so is integration or browser")
+    if problems:
+        raise pytest.UsageError(
+            f"test layers ({', '.join(LAYERS)}):\n  " + "\n  ".join(sorted(problems))
+        )
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(request: pytest.FixtureRequest, settings: Any) -> None:
+    """The default hasher costs ~0.5-1.5 s per user on these machines; tests that only check
+    passwords in this process do not need it. Passwords that workers or daphne check must
+    use the hashers those processes know, so process layers keep the default."""
+    if not any(request.node.get_closest_marker(layer) for layer in PROCESS_LAYERS):
+        settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture(autouse=True)
@@ -36,6 +85,20 @@ def _fresh_channel_layer() -> None:
     """channels-redis keeps per-event-loop state (receive locks), and each test (or
     async_to_sync call) runs its own loop: the in-process consumers start with a new layer."""
     channel_layers.backends.pop(DEFAULT_CHANNEL_LAYER, None)
+
+
+@pytest.fixture
+def in_memory_channel_layer(settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Channels' in-process layer, for consumer unit tests: groups and messages without
+    Redis (the seq counter and the cluster state still live there).
+
+    Only the test feeds the sockets then: the engine's publisher, a thread made once per
+    process with the layer of its time, is silenced rather than made to hold an in-memory
+    layer that later tests would publish into.
+    """
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    for name in ("job_changed", "chunks_claimed", "chunk_progressed"):
+        monkeypatch.setattr(events, name, lambda *args, **kwargs: None)
 
 
 @pytest.fixture(autouse=True)
@@ -67,13 +130,6 @@ def staff(django_user_model: type[User]) -> User:
     return django_user_model.objects.create_user("sam", password="sam-password-1", is_staff=True)
 
 
-def client_for(user: User) -> Client:
-    """A page client logged in as `user`."""
-    client = Client()
-    client.force_login(user)
-    return client
-
-
 @pytest.fixture
 def alice_client(alice: User) -> Client:
     return client_for(alice)
@@ -100,13 +156,6 @@ def dispatched(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return sent
 
 
-def api_client_for(user: User) -> APIClient:
-    """An API client authenticated as `user`."""
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
-
-
 @pytest.fixture
 def alice_api(alice: User) -> APIClient:
     return api_client_for(alice)
@@ -115,6 +164,29 @@ def alice_api(alice: User) -> APIClient:
 @pytest.fixture
 def mallory_api(mallory: User) -> APIClient:
     return api_client_for(mallory)
+
+
+# --- jobs ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def alice_job(alice: User) -> Job:
+    """Pending: four chunks of primes below 1000."""
+    return make_job(alice, "primes", start=0, stop=1000, chunks=4)
+
+
+@pytest.fixture
+def failed_job(alice: User, dispatched: list[int]) -> Job:
+    """Chunk 0 done, chunk 1 failed, chunks 2 and 3 cancelled when the job failed."""
+    job = make_job(alice, chunks=4, parallelism=2)
+    start(job)
+    complete_next(job)
+    fail_next(job)
+    job.refresh_from_db()
+    assert job.status == Job.Status.FAILED
+    assert chunk_statuses(job) == {0: "done", 1: "failed", 2: "cancelled", 3: "cancelled"}
+    dispatched.clear()
+    return job
 
 
 # --- real processes -------------------------------------------------------------------------

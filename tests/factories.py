@@ -1,12 +1,21 @@
-"""Object builders and engine steps for tests: one way to make a job, claim and finish chunks."""
+"""Object builders and engine steps for tests: one way to make a job (`make_job`), claim and
+finish its chunks, and the clients, inputs and shapes several test modules share.
+
+Test modules import from here (and from tests/waiting.py, tests/sockets.py,
+tests/processes.py), never from one another or from conftest.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import random
 from typing import Any
 
 from django.contrib.auth.models import User
 from django.db import transaction
+from django.test import Client
 from django.utils import timezone
+from rest_framework.test import APIClient
 
 from jobs import services
 from jobs.models import Job
@@ -14,22 +23,57 @@ from jobs.services import chunks
 
 TEST_OWNER = "test-host|1|boot"
 
+# A burn job's parameters unless a test says otherwise: four chunks that take no time.
+BURN_DEFAULTS: dict[str, Any] = {"chunks": 4, "ms": 1}
 
-def burn_job(
-    owner: User, *, chunks: int = 4, parallelism: int = 2, ms: int = 1, fail_rate: float = 0.0
+# --- jobs --------------------------------------------------------------------------------------
+
+
+def make_job(
+    owner: User,
+    kind: str = "burn",
+    *,
+    parallelism: int | None = 2,
+    committed: bool = False,
+    **params: Any,
 ) -> Job:
-    return services.job_create(
-        owner=owner,
-        kind="burn",
-        params={"chunks": chunks, "ms": ms, "fail_rate": fail_rate},
-        parallelism=parallelism,
-    )
+    """A job made the way people make one (the service: validated, split into chunks).
 
-
-def create_committed(owner: User, kind: str, params: dict[str, Any], parallelism: int = 2) -> Job:
-    """A job created in its own transaction, so that it is dispatched to real workers."""
-    with transaction.atomic():
+    `params` are the kind's parameters; a burn job starts from BURN_DEFAULTS. `committed`
+    creates it in a transaction of its own, so that it is dispatched after commit to the
+    real workers of integration tests (in a transactional test).
+    """
+    if kind == "burn":
+        params = BURN_DEFAULTS | params
+    with transaction.atomic() if committed else contextlib.nullcontext():
         return services.job_create(owner=owner, kind=kind, params=params, parallelism=parallelism)
+
+
+def create_committed(
+    owner: User, kind: str, params: dict[str, Any], parallelism: int | None = 2
+) -> Job:
+    """make_job(..., committed=True) under its older name, for the modules that still use it."""
+    return make_job(owner, kind, parallelism=parallelism, committed=True, **params)
+
+
+def make_ended_job(owner: User, *, chunks: int = 3) -> Job:
+    """A burn job that only feeds a live socket: cancelled at once, so the real workers that
+    integration tests run (their reconcilers see every active job) leave it alone."""
+    job = make_job(owner, chunks=chunks)
+    services.job_cancel(job=job)
+    return job
+
+
+def make_unclaimable_job(owner: User) -> Job:
+    """An active (pending) job that no worker will touch: it has no chunks to claim yet."""
+    return Job.objects.create(owner=owner, kind="burn", params={}, parallelism=1)
+
+
+def chunk_statuses(job: Job) -> dict[int, str]:
+    return dict(job.chunks.values_list("index", "status"))
+
+
+# --- engine steps: what a slot does ------------------------------------------------------------
 
 
 def start(job: Job) -> None:
@@ -70,3 +114,91 @@ def fail_next(job: Job, error: str = "Traceback...\nRuntimeError: boom") -> chun
     claimed = claim_one(job)
     chunks.chunks_record(job_id=job.pk, outcomes=[chunks.Raised(claimed.id, error, final=True)])
     return claimed
+
+
+# --- clients -----------------------------------------------------------------------------------
+
+
+def client_for(user: User) -> Client:
+    """A page client logged in as `user`."""
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def api_client_for(user: User) -> APIClient:
+    """An API client authenticated as `user`."""
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+# --- inputs -------------------------------------------------------------------------------------
+
+SMALL_MANDELBROT = {
+    "width": 64, "height": 48, "max_iter": 60,
+    "x_min": -2.2, "x_max": 0.8, "y_min": -1.2, "y_max": 1.2,
+}  # fmt: skip
+
+
+def generated_text(words: int) -> str:
+    """Reproducible text in several scripts and with every kind of white space."""
+    vocabulary = ["alpha", "Beta", "gamma", "déjà", "vu", "naïve", "日本語", "it's", "end."]
+    spaces = [" ", "\n", "\t", "  ", "\r\n", " \u3000"]
+    rnd = random.Random(7)
+    return "".join(rnd.choice(vocabulary) + rnd.choice(spaces) for _ in range(words))
+
+
+# Bad job input and the error it must produce: (body, path into the errors, message).
+BAD_JOB_INPUT = [
+    ({"kind": "nope", "params": {}}, ["kind"], "Unknown kind 'nope'"),
+    ({"params": {}}, ["kind"], "required"),
+    (
+        {"kind": "primes", "params": {"start": 9, "stop": 3, "chunks": 1}},
+        ["params", "stop"],
+        "greater than Start",
+    ),
+    (
+        {"kind": "primes", "params": {"start": 0, "stop": 10, "chunks": 0}},
+        ["params", "chunks"],
+        "greater than or equal to 1",
+    ),
+    (
+        {"kind": "primes", "params": {"start": 0, "stop": 10, "chunks": 1, "x": 1}},
+        ["params", "x"],
+        "Unknown parameter",
+    ),
+    ({"kind": "primes", "params": [1, 2]}, ["params"], "dictionary"),
+    (
+        {"kind": "burn", "params": {"chunks": 1, "ms": 1}, "parallelism": 0},
+        ["parallelism"],
+        "between 1 and",
+    ),
+    (
+        {"kind": "burn", "params": {"chunks": 1, "ms": 1}, "parallelism": "many"},
+        ["parallelism"],
+        "integer",
+    ),
+    # Strict JSON types: no coercion of objects, booleans or digit strings.
+    ({"kind": "hash_search", "params": {"prefix": {"a": 1}}}, ["params", "prefix"], "string"),
+    ({"kind": "burn", "params": {"chunks": "１２"}}, ["params", "chunks"], "JSON integer"),  # noqa: RUF001
+    ({"kind": "burn", "params": {"chunks": "12"}}, ["params", "chunks"], "JSON integer"),
+    ({"kind": "burn", "params": {"fail_rate": True}}, ["params", "fail_rate"], "JSON number"),
+    ({"kind": "burn", "params": {"chunks": 2.5}}, ["params", "chunks"], "JSON integer"),
+    ({"kind": "burn", "params": {"chunks": True}}, ["params", "chunks"], "JSON integer"),
+    ({"kind": "burn", "params": {}, "parallelism": "４"}, ["parallelism"], "integer"),  # noqa: RUF001
+    ({"kind": "burn", "params": {}, "owner": 2}, ["owner"], "Unknown field"),
+]
+
+# --- shapes ------------------------------------------------------------------------------------
+
+JOB_FIELDS = {
+    "id", "kind", "params", "status", "progress", "total_chunks", "done_chunks",
+    "failed_chunks", "parallelism", "result", "error", "created_at", "started_at",
+    "finished_at", "wall_seconds", "cpu_seconds", "speedup", "efficiency", "version",
+    "result_file", "waiting",
+}  # fmt: skip
+CHUNK_FIELDS = {
+    "index", "status", "attempts", "worker", "pid", "queued_at", "started_at", "finished_at",
+    "cpu_seconds", "error",
+}  # fmt: skip

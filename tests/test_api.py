@@ -12,27 +12,10 @@ from jobs import services
 from jobs.middleware import ENVELOPE_BYTES, RequestBodyLimit
 from jobs.models import Chunk, Job, Upload
 from jobs.parsers import BodyTooLarge, DepthLimitedJSONParser
+from tests.factories import BAD_JOB_INPUT, CHUNK_FIELDS, JOB_FIELDS, make_job
 from tokens.services import token_create
 
-pytestmark = pytest.mark.django_db
-
-JOB_FIELDS = {
-    "id", "kind", "params", "status", "progress", "total_chunks", "done_chunks",
-    "failed_chunks", "parallelism", "result", "error", "created_at", "started_at",
-    "finished_at", "wall_seconds", "cpu_seconds", "speedup", "efficiency", "version",
-    "result_file", "waiting",
-}  # fmt: skip
-CHUNK_FIELDS = {
-    "index", "status", "attempts", "worker", "pid", "queued_at", "started_at", "finished_at",
-    "cpu_seconds", "error",
-}  # fmt: skip
-
-
-@pytest.fixture
-def alice_job(alice: User) -> Job:
-    return services.job_create(
-        owner=alice, kind="primes", params={"start": 0, "stop": 1000, "chunks": 4}, parallelism=2
-    )
+pytestmark = [pytest.mark.api, pytest.mark.django_db]
 
 
 def test_create_returns_the_job(alice_api: APIClient) -> None:
@@ -48,48 +31,6 @@ def test_create_returns_the_job(alice_api: APIClient) -> None:
     assert body["total_chunks"] == 2
     assert body["parallelism"] == 3
     assert body["params"] == {"start": 0, "stop": 100, "chunks": 2}
-
-
-# Bad job input and the error it must produce: (body, path into the errors, message).
-BAD_JOB_INPUT = [
-    ({"kind": "nope", "params": {}}, ["kind"], "Unknown kind 'nope'"),
-    ({"params": {}}, ["kind"], "required"),
-    (
-        {"kind": "primes", "params": {"start": 9, "stop": 3, "chunks": 1}},
-        ["params", "stop"],
-        "greater than Start",
-    ),
-    (
-        {"kind": "primes", "params": {"start": 0, "stop": 10, "chunks": 0}},
-        ["params", "chunks"],
-        "greater than or equal to 1",
-    ),
-    (
-        {"kind": "primes", "params": {"start": 0, "stop": 10, "chunks": 1, "x": 1}},
-        ["params", "x"],
-        "Unknown parameter",
-    ),
-    ({"kind": "primes", "params": [1, 2]}, ["params"], "dictionary"),
-    (
-        {"kind": "burn", "params": {"chunks": 1, "ms": 1}, "parallelism": 0},
-        ["parallelism"],
-        "between 1 and",
-    ),
-    (
-        {"kind": "burn", "params": {"chunks": 1, "ms": 1}, "parallelism": "many"},
-        ["parallelism"],
-        "integer",
-    ),
-    # Strict JSON types: no coercion of objects, booleans or digit strings.
-    ({"kind": "hash_search", "params": {"prefix": {"a": 1}}}, ["params", "prefix"], "string"),
-    ({"kind": "burn", "params": {"chunks": "１２"}}, ["params", "chunks"], "JSON integer"),  # noqa: RUF001
-    ({"kind": "burn", "params": {"chunks": "12"}}, ["params", "chunks"], "JSON integer"),
-    ({"kind": "burn", "params": {"fail_rate": True}}, ["params", "fail_rate"], "JSON number"),
-    ({"kind": "burn", "params": {"chunks": 2.5}}, ["params", "chunks"], "JSON integer"),
-    ({"kind": "burn", "params": {"chunks": True}}, ["params", "chunks"], "JSON integer"),
-    ({"kind": "burn", "params": {}, "parallelism": "４"}, ["parallelism"], "integer"),  # noqa: RUF001
-    ({"kind": "burn", "params": {}, "owner": 2}, ["owner"], "Unknown field"),
-]
 
 
 @pytest.mark.parametrize(("payload", "path", "message"), BAD_JOB_INPUT)
@@ -128,11 +69,8 @@ def test_list_is_paginated_newest_first_and_only_mine(
     alice: User, bob: User, alice_api: APIClient, settings: Any
 ) -> None:
     settings.COREBOARD_QUOTA_ACTIVE_JOBS = 100
-    mine = [
-        services.job_create(owner=alice, kind="burn", params={"chunks": 1, "ms": 1}).pk
-        for _ in range(30)
-    ]
-    services.job_create(owner=bob, kind="burn", params={"chunks": 1, "ms": 1})
+    mine = [make_job(alice, chunks=1, ms=1).pk for _ in range(30)]
+    make_job(bob, chunks=1, ms=1)
     first = alice_api.get("/api/jobs/").json()
     assert first["count"] == 30
     assert [job["id"] for job in first["results"]] == mine[::-1][:25]

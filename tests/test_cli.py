@@ -15,6 +15,7 @@ from django.contrib.auth.models import User
 from coreboard.cli import main, parse_param
 from coreboard.client import ApiError, Client, ConfigError
 from jobs import services as job_services
+from tests.factories import make_job
 from tokens import services as token_services
 
 COREBOARD = str(Path(sys.executable).with_name("coreboard"))
@@ -54,9 +55,7 @@ def test_submit_and_wait_prints_the_prime_count(
 def test_watch_of_a_cancelled_job_exits_non_zero_and_json_parses(
     daphne_server: str, alice: User, alice_key: str
 ) -> None:
-    job = job_services.job_create(
-        owner=alice, kind="burn", params={"chunks": 4, "ms": 1000}, parallelism=1
-    )
+    job = make_job(alice, chunks=4, ms=1000, parallelism=1)
     assert job_services.job_cancel(job=job)
     watched = _run(daphne_server, alice_key, "watch", str(job.pk))
     assert watched.returncode == 1, watched.stdout + watched.stderr
@@ -78,9 +77,9 @@ def test_watch_of_a_cancelled_job_exits_non_zero_and_json_parses(
 def test_client_watches_over_the_websocket_and_refuses_other_peoples_jobs(
     daphne_server: str, alice: User, bob: User, alice_key: str
 ) -> None:
-    bobs = job_services.job_create(owner=bob, kind="burn", params={"chunks": 1, "ms": 1})
+    bobs = make_job(bob, chunks=1, ms=1)
     job_services.job_cancel(job=bobs)
-    mine = job_services.job_create(owner=alice, kind="burn", params={"chunks": 1, "ms": 1})
+    mine = make_job(alice, chunks=1, ms=1)
     job_services.job_cancel(job=mine)
     with Client(daphne_server, alice_key) as client:
         # The socket itself, not the polling fallback, gives the state.
@@ -112,6 +111,7 @@ def test_upload_and_result_commands(daphne_server: str, tmp_path: Path, alice_ke
     assert "401" in bad.stderr
 
 
+@pytest.mark.api
 def test_parse_param_reads_json_values_or_text() -> None:
     assert parse_param("stop=100") == ("stop", 100)
     assert parse_param("rate=0.5") == ("rate", 0.5)
@@ -119,6 +119,7 @@ def test_parse_param_reads_json_values_or_text() -> None:
     assert parse_param("prefix=") == ("prefix", "")
 
 
+@pytest.mark.api
 def test_missing_url_or_token_is_a_usage_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

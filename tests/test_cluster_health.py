@@ -16,14 +16,14 @@ from asgiref.sync import async_to_sync
 from channels import DEFAULT_CHANNEL_LAYER
 from channels.layers import channel_layers
 from django.contrib.auth.models import User
-from django.db import transaction
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from jobs import cluster, kinds, services
+from jobs import cluster, kinds
 from jobs.models import Chunk
 from jobs.services import dispatch
+from tests.factories import make_job
 from tests.processes import ServerProcess, start_celery_worker
 from tests.waiting import poll_until, wait_for_chunk_running_on, wait_for_job
 
@@ -163,14 +163,6 @@ def node_control(client: Client, node: str, action: str) -> Any:
     )
 
 
-def burn_job(owner: User, chunks: int) -> int:
-    with transaction.atomic():
-        job = services.job_create(
-            owner=owner, kind="burn", params={"chunks": chunks, "ms": 300}, parallelism=2
-        )
-    return job.pk
-
-
 def test_a_drained_node_finishes_its_chunks_and_takes_no_more_until_resumed(
     two_workers: tuple[ServerProcess, str, ServerProcess, str],
     alice: User,
@@ -187,7 +179,7 @@ def test_a_drained_node_finishes_its_chunks_and_takes_no_more_until_resumed(
     assert not dispatch.worker_is_draining(alpha_name)
     assert node_of(cluster.cluster_state(), alpha_name)["state"] == "active"  # type: ignore[index]
 
-    job_id = burn_job(alice, chunks=16)
+    job_id = make_job(alice, chunks=16, ms=300, committed=True).pk
     wait_for_chunk_running_on(job_id, alpha_pids)
     response = node_control(staff_client, alpha_name, "drain")
     drained_at = timezone.now()
@@ -210,7 +202,7 @@ def test_a_drained_node_finishes_its_chunks_and_takes_no_more_until_resumed(
     assert response.status_code == 200, response.content
     assert node_of(cluster.cluster_state(), alpha_name)["state"] == "active"  # type: ignore[index]
     assert not dispatch.worker_is_draining(alpha_name)
-    second = burn_job(alice, chunks=8)
+    second = make_job(alice, chunks=8, ms=300, committed=True).pk
     wait_for_chunk_running_on(second, alpha_pids)
     wait_for_job(second, until={"succeeded"})
 

@@ -47,6 +47,7 @@ def _addresses(*entries: tuple[str, str]) -> dict[str, list[Any]]:
 # --- COREBOARD_LISTEN and the join command --------------------------------------------------
 
 
+@pytest.mark.services
 def test_listen_network_is_the_interface_network_unless_given(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -64,6 +65,7 @@ def test_listen_network_is_the_interface_network_unless_given(
     assert join.listen_from_env({}) is None
 
 
+@pytest.mark.services
 @pytest.mark.parametrize(
     ("environ", "message"),
     [
@@ -86,6 +88,7 @@ def test_listen_refuses_what_it_cannot_serve(
         join.listen_from_env(environ)
 
 
+@pytest.mark.services
 def test_a_host_route_address_needs_the_network_named(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
         join.psutil, "net_if_addrs", lambda: _addresses(("10.0.0.5", "255.255.255.255"))
@@ -94,6 +97,7 @@ def test_a_host_route_address_needs_the_network_named(monkeypatch: pytest.Monkey
         join.listen_from_env({"COREBOARD_LISTEN": "10.0.0.5"})
 
 
+@pytest.mark.services
 def test_join_command_survives_any_password_and_carries_shared_settings(tmp_path: Path) -> None:
     password = "p@ss:w/rd?#% 'x\""
     database_url = join.postgres_url(
@@ -126,6 +130,7 @@ def test_join_command_survives_any_password_and_carries_shared_settings(tmp_path
 # --- make worker ---------------------------------------------------------------------------
 
 
+@pytest.mark.services
 def test_make_worker_options_become_celery_options(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -152,6 +157,7 @@ def test_make_worker_options_become_celery_options(
     assert other[other.index("-n") + 1] != name
 
 
+@pytest.mark.services
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -167,6 +173,7 @@ def test_make_worker_refuses_bad_options(argv: list[str], message: str) -> None:
         worker.worker_args(argv, {})
 
 
+@pytest.mark.services
 def test_make_worker_passes_only_the_options_given() -> None:
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
@@ -210,6 +217,7 @@ def _node() -> str:
     return f"preflight-{secrets.token_hex(4)}@{socket.gethostname()}"
 
 
+@pytest.mark.integration
 @pytest.mark.django_db(transaction=True)
 def test_a_worker_with_another_media_root_refuses(
     child_env: dict[str, str], tmp_path: Path
@@ -223,6 +231,7 @@ def test_a_worker_with_another_media_root_refuses(
     assert "migrations" not in result.stderr
 
 
+@pytest.mark.integration
 @pytest.mark.django_db(transaction=True)
 def test_a_marker_of_another_database_is_refused_and_the_emergency_switch_skips(
     settings: Any,
@@ -268,6 +277,7 @@ def old_schema_env(child_env: dict[str, str]) -> Iterator[dict[str, str]]:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.mark.integration
 def test_a_worker_on_an_older_schema_refuses_naming_the_migrations(
     old_schema_env: dict[str, str],
 ) -> None:
@@ -287,6 +297,7 @@ def test_a_worker_on_an_older_schema_refuses_naming_the_migrations(
     assert "jobs.0099_from_a_newer_checkout are applied but unknown here" in result.stderr
 
 
+@pytest.mark.integration
 @pytest.mark.django_db(transaction=True)
 def test_a_worker_with_a_live_nodes_name_refuses(child_env: dict[str, str]) -> None:
     node = _node()
@@ -311,6 +322,7 @@ def test_a_worker_with_a_live_nodes_name_refuses(child_env: dict[str, str]) -> N
         again.stop()
 
 
+@pytest.mark.services
 @pytest.mark.django_db(transaction=True)
 def test_a_dead_workers_name_is_taken_over_by_its_restart() -> None:
     node = _node()
@@ -361,6 +373,7 @@ def namespace() -> Iterator[tuple[str, str, str]]:
             _ip("netns", "del", name)
 
 
+@pytest.mark.integration
 def test_the_join_command_starts_a_worker_in_another_network_namespace(
     namespace: tuple[str, str, str], tmp_path: Path
 ) -> None:

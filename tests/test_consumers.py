@@ -1,6 +1,8 @@
+"""The live sockets' consumers on Channels' in-memory layer: snapshots, deltas, gaps, resyncs,
+who may listen. tests/test_consumers_redis.py runs the same path over Redis."""
+
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from typing import Any
@@ -12,27 +14,21 @@ from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import User
 from django.db.models import F
 
-from jobs import cluster, consumers, events, services
+from jobs import cluster, consumers, events
 from jobs.models import Job
 from project.asgi import application
+from tests.factories import make_ended_job, make_unclaimable_job
 from tests.sockets import communicator_for, session_cookie
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [
+    pytest.mark.consumers,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("in_memory_channel_layer"),
+]
 
 
-@database_sync_to_async
-def create_job(owner: User, chunks: int = 3) -> Job:
-    """A job that only feeds the consumer: cancelled at once, so that the real workers the
-    integration tests run (their reconcilers see every active job) leave it alone."""
-    job = services.job_create(owner=owner, kind="burn", params={"chunks": chunks, "ms": 1})
-    services.job_cancel(job=job)
-    return job
-
-
-@database_sync_to_async
-def create_waiting_job(owner: User) -> Job:
-    """An active job that no worker will touch: pending, with nothing to claim yet."""
-    return Job.objects.create(owner=owner, kind="burn", params={}, parallelism=1)
+create_job = database_sync_to_async(make_ended_job)
+create_waiting_job = database_sync_to_async(make_unclaimable_job)
 
 
 async def publish(job_id: int, seq: int, **fields: Any) -> None:
@@ -167,19 +163,6 @@ async def test_foreign_origin_is_rejected(alice: User) -> None:
     communicator = await communicator_for(job.pk, alice, origin=b"http://evil.example")
     connected, _ = await communicator.connect()
     assert not connected
-
-
-async def test_idle_socket_still_receives_after_ten_seconds(alice: User) -> None:
-    # redis-py's default 5 s socket timeout used to kill idle consumers (see DESIGN.md).
-    job = await create_job(alice)
-    communicator = await communicator_for(job.pk, alice)
-    await communicator.connect()
-    snapshot = await communicator.receive_json_from(timeout=5)
-    await asyncio.sleep(11)
-    await publish(job.pk, snapshot["seq"] + 1, chunks=[{"index": 2, "status": "done"}])
-    delta = await communicator.receive_json_from(timeout=5)
-    assert delta["chunks"] == [{"index": 2, "status": "done"}]
-    await communicator.disconnect()
 
 
 @pytest.mark.usefixtures("quick_beats")

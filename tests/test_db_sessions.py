@@ -19,7 +19,7 @@ from django.test import Client
 from jobs.models import Chunk, Job
 from jobs.services import job_state
 from project import stack
-from tests.factories import burn_job, create_committed
+from tests.factories import make_job
 from tests.processes import start_celery_worker
 from tests.waiting import poll_until
 
@@ -32,6 +32,7 @@ def _session_setting(name: str) -> str:
         return str(cursor.fetchone()[0])
 
 
+@pytest.mark.services
 @pytest.mark.django_db
 def test_every_session_bounds_lock_waits_and_idle_transactions() -> None:
     assert _session_setting("lock_timeout") == "5s"
@@ -51,11 +52,12 @@ def other_session() -> Iterator[psycopg.Connection]:
         yield other
 
 
+@pytest.mark.services
 @pytest.mark.django_db(transaction=True)
 def test_waiting_for_a_held_job_lock_retries_then_gives_up(
     alice: User, other_session: psycopg.Connection
 ) -> None:
-    job = burn_job(alice)
+    job = make_job(alice)
     tries = 0
 
     def lock_the_job() -> None:
@@ -79,11 +81,12 @@ def test_waiting_for_a_held_job_lock_retries_then_gives_up(
     job_state.retry_on_lock_timeout(lock_the_job, patience_s=0.6)
 
 
+@pytest.mark.pages
 @pytest.mark.django_db(transaction=True)
 def test_a_job_held_by_a_silent_machine_answers_busy_and_changes_nothing(
     alice: User, other_session: psycopg.Connection
 ) -> None:
-    job = burn_job(alice)
+    job = make_job(alice)
     client = Client()
     client.force_login(alice)
     client.get("/")
@@ -123,7 +126,7 @@ def test_a_node_frozen_while_holding_a_job_lock_stalls_nobody_for_long(
     other_node = start_celery_worker(child_env, concurrency=2)
     frozen: subprocess.Popen[str] | None = None
     try:
-        busy = create_committed(alice, "burn", {"chunks": 400, "ms": 50}, parallelism=4)
+        busy = make_job(alice, chunks=400, ms=50, parallelism=4, committed=True)
         poll_until(lambda: _done(busy.pk) >= 4, timeout=60)
         frozen = subprocess.Popen(
             [sys.executable, "-c", _FREEZE_HOLDING_LOCK, str(busy.pk)],
@@ -135,7 +138,7 @@ def test_a_node_frozen_while_holding_a_job_lock_stalls_nobody_for_long(
         assert frozen.stdout is not None
         assert frozen.stdout.readline().strip() == "locked"
         frozen_at = time.monotonic()
-        unrelated = create_committed(alice, "burn", {"chunks": 8, "ms": 50}, parallelism=2)
+        unrelated = make_job(alice, chunks=8, ms=50, parallelism=2, committed=True)
         done_when_frozen = _done(busy.pk)
 
         poll_until(

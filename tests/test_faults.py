@@ -28,7 +28,7 @@ from jobs import services
 from jobs.models import Chunk, Job
 from jobs.services import dispatch
 from project import stack
-from tests.factories import create_committed
+from tests.factories import make_job
 from tests.processes import ServerProcess, start_celery_worker
 from tests.services_plugin import SERVICES, TEST_MEDIA_ROOT, TEST_VAR
 from tests.sockets import follow_job
@@ -82,8 +82,8 @@ def test_a_postgresql_restart_mid_job(alice: User) -> None:
     postgres = SERVICES[0].postgres
     if postgres is None:
         pytest.skip("DATABASE_URL points at a PostgreSQL this suite did not start")
-    job = create_committed(
-        alice, "primes", {"start": 0, "stop": 200_000_000, "chunks": 40}, parallelism=2
+    job = make_job(
+        alice, "primes", start=0, stop=200_000_000, chunks=40, parallelism=2, committed=True
     )
     poll_until(lambda: Job.objects.get(pk=job.pk).done_chunks >= 3)
     connection.close()
@@ -96,7 +96,7 @@ def test_a_postgresql_restart_mid_job(alice: User) -> None:
 
 
 def test_redis_killed_and_restarted_mid_job(alice: User, redis: stack.EmbeddedRedis) -> None:
-    job = create_committed(alice, "burn", {"chunks": 30, "ms": 200}, parallelism=2)
+    job = make_job(alice, chunks=30, ms=200, parallelism=2, committed=True)
     poll_until(lambda: Job.objects.get(pk=job.pk).done_chunks >= 3)
     redis_kill(redis)
     time.sleep(1.0)  # the outage itself: nothing to await
@@ -135,7 +135,7 @@ def test_a_job_submitted_while_redis_is_down_runs_when_it_returns(
 def test_a_worker_killed_and_restarted_mid_job(alice: User, child_env: dict[str, str]) -> None:
     victim = start_celery_worker(child_env, concurrency=2)
     victim_pids = {child.pid for child in victim.children()}
-    job = create_committed(alice, "burn", {"chunks": 12, "ms": 1000}, parallelism=4)
+    job = make_job(alice, chunks=12, ms=1000, parallelism=4, committed=True)
     wait_for_chunk_running_on(job.pk, victim_pids)
     victim.kill_all()
     again = start_celery_worker(child_env, concurrency=2)
@@ -153,7 +153,7 @@ def test_cancel_then_kill_the_worker_leaves_nothing_running(
 ) -> None:
     victim = start_celery_worker(child_env, concurrency=2)
     victim_pids = {child.pid for child in victim.children()}
-    job = create_committed(alice, "burn", {"chunks": 8, "ms": 30_000}, parallelism=4)
+    job = make_job(alice, chunks=8, ms=30_000, parallelism=4, committed=True)
     wait_for_chunk_running_on(job.pk, victim_pids)
     assert services.job_cancel(job=job)
     # Killed before its slots could look at the job again: their chunks stay leased.
@@ -181,20 +181,19 @@ def test_a_combine_that_fails_once_succeeds_on_retry(alice: User) -> None:
         results.rename(aside)
     results.write_text("in the way")
     try:
-        job = create_committed(
+        job = make_job(
             alice,
             "mandelbrot",
-            {
-                "width": 64,
-                "height": 48,
-                "max_iter": 50,
-                "x_min": -2.2,
-                "x_max": 0.8,
-                "y_min": -1.0,
-                "y_max": 1.0,
-                "chunks": 4,
-            },
+            width=64,
+            height=48,
+            max_iter=50,
+            x_min=-2.2,
+            x_max=0.8,
+            y_min=-1.0,
+            y_max=1.0,
+            chunks=4,
             parallelism=2,
+            committed=True,
         )
         job = poll_until(lambda: job_ended(job.pk))
         assert job.status == Job.Status.FAILED
@@ -216,7 +215,7 @@ def test_a_combine_that_fails_once_succeeds_on_retry(alice: User) -> None:
 def test_a_viewer_connected_through_a_flushall_ends_on_the_real_final_state(
     alice: User,
 ) -> None:
-    job = create_committed(alice, "burn", {"chunks": 30, "ms": 200}, parallelism=2)
+    job = make_job(alice, chunks=30, ms=200, parallelism=2, committed=True)
 
     def flush_mid_job() -> None:
         poll_until(lambda: Job.objects.get(pk=job.pk).done_chunks >= 3)
@@ -235,7 +234,7 @@ def test_a_viewer_connected_through_a_flushall_ends_on_the_real_final_state(
 
 
 def test_a_viewer_of_a_big_job_gets_few_snapshots(alice: User) -> None:
-    job = create_committed(alice, "burn", {"chunks": 2000, "ms": 1}, parallelism=2)
+    job = make_job(alice, chunks=2000, ms=1, parallelism=2, committed=True)
     messages = follow_job(job.pk, alice, until=FINAL)
     snapshots = [m for _, m in messages if m["type"] == "job.snapshot"]
     assert messages[-1][1]["job"]["status"] == "succeeded"

@@ -6,6 +6,7 @@ import os
 import stat
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,9 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from rest_framework.test import APIClient
 
-from jobs import services
 from jobs.models import Job, Upload
 from project import stack
+from tests.factories import make_job
 
 pytestmark = pytest.mark.django_db
 
@@ -46,8 +47,20 @@ def check_deploy(extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_check_deploy_is_clean_with_the_documented_tls_settings() -> None:
-    result = check_deploy(TLS_ENV)
+@pytest.fixture(scope="module")
+def deploy_checks() -> dict[str, subprocess.CompletedProcess[str]]:
+    """Both `check --deploy` runs, started together: each is a Django start-up of seconds."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        with_tls = pool.submit(check_deploy, TLS_ENV)
+        without = pool.submit(check_deploy, {"DEBUG": "0"})
+        return {"with_tls": with_tls.result(), "without": without.result()}
+
+
+@pytest.mark.pages
+def test_check_deploy_is_clean_with_the_documented_tls_settings(
+    deploy_checks: dict[str, subprocess.CompletedProcess[str]],
+) -> None:
+    result = deploy_checks["with_tls"]
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
     readme = (stack.BASE_DIR / "README.md").read_text()
@@ -55,12 +68,16 @@ def test_check_deploy_is_clean_with_the_documented_tls_settings() -> None:
         assert f"`{name}" in readme
 
 
-def test_check_deploy_warns_without_them() -> None:
-    result = check_deploy({"DEBUG": "0"})
+@pytest.mark.pages
+def test_check_deploy_warns_without_them(
+    deploy_checks: dict[str, subprocess.CompletedProcess[str]],
+) -> None:
+    result = deploy_checks["without"]
     assert result.returncode != 0
     assert "SECURE_HSTS_SECONDS" in result.stdout + result.stderr
 
 
+@pytest.mark.pages
 def test_logged_in_pages_are_not_stored(alice_client: Client) -> None:
     for path in ("/", "/history/", "/jobs/new/", "/api/jobs/"):
         response = alice_client.get(path)
@@ -68,6 +85,7 @@ def test_logged_in_pages_are_not_stored(alice_client: Client) -> None:
         assert "no-store" in response["Cache-Control"], path
 
 
+@pytest.mark.services
 def test_uploads_and_results_are_0640_in_private_directories(
     alice_api: APIClient, settings: Any, tmp_path: Path
 ) -> None:
@@ -89,10 +107,11 @@ def admin_client(django_user_model: type[User]) -> Client:
     return client
 
 
+@pytest.mark.pages
 def test_the_admin_cannot_delete_a_running_job(
     admin_client: Client, alice: User, dispatched: list[int]
 ) -> None:
-    job = services.job_create(owner=alice, kind="burn", params={"chunks": 2, "ms": 1})
+    job = make_job(alice, chunks=2, ms=1)
     page = admin_client.get(f"/admin/jobs/job/{job.pk}/delete/")
     assert page.status_code == 403
     admin_client.post(
@@ -102,10 +121,11 @@ def test_the_admin_cannot_delete_a_running_job(
     assert Job.objects.filter(pk=job.pk).exists()
 
 
+@pytest.mark.pages
 def test_the_admin_deletes_an_ended_job_through_the_service(
     admin_client: Client, alice: User, dispatched: list[int]
 ) -> None:
-    job = services.job_create(owner=alice, kind="burn", params={"chunks": 2, "ms": 1})
+    job = make_job(alice, chunks=2, ms=1)
     admin_client.post("/admin/jobs/job/", {"action": "cancel_jobs", "_selected_action": [job.pk]})
     job.refresh_from_db()
     assert job.status == Job.Status.CANCELLED

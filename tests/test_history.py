@@ -15,21 +15,11 @@ from django.test import AsyncClient, Client
 
 from jobs import selectors, services
 from jobs.models import Job
-from tests.conftest import client_for
+from tests.factories import client_for, make_job
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.pages, pytest.mark.django_db]
 
 T0 = datetime(2024, 3, 10, 12, 0, tzinfo=UTC)
-
-
-def burn(owner: User) -> Job:
-    return services.job_create(owner=owner, kind="burn", params={"chunks": 1, "ms": 1})
-
-
-def primes(owner: User, stop: int = 100) -> Job:
-    return services.job_create(
-        owner=owner, kind="primes", params={"start": 0, "stop": stop, "chunks": 1}, parallelism=2
-    )
 
 
 def set_times(
@@ -78,13 +68,16 @@ def compared(response: HttpResponse) -> list[dict[str, Any]]:
 def test_history_lists_only_my_jobs_newest_first(
     alice_client: Client, alice: User, bob: User
 ) -> None:
-    first, second = burn(alice), primes(alice)
-    burn(bob)
+    first, second = (
+        make_job(alice, chunks=1),
+        make_job(alice, "primes", start=0, stop=100, chunks=1),
+    )
+    make_job(bob, chunks=1)
     assert listed(alice_client.get("/history/")) == [second.pk, first.pk]
 
 
 def test_search_by_id(alice_client: Client, alice: User) -> None:
-    wanted, other = burn(alice), burn(alice)
+    wanted, other = make_job(alice, chunks=1), make_job(alice, chunks=1)
     assert listed(alice_client.get("/history/", {"q": str(wanted.pk)})) == [wanted.pk]
     assert listed(alice_client.get("/history/", {"q": f" #{other.pk} "})) == [other.pk]
 
@@ -92,44 +85,50 @@ def test_search_by_id(alice_client: Client, alice: User) -> None:
 def test_search_by_id_never_finds_another_users_job(
     alice_client: Client, alice: User, bob: User
 ) -> None:
-    bobs = burn(bob)
+    bobs = make_job(bob, chunks=1)
     assert listed(alice_client.get("/history/", {"q": str(bobs.pk)})) == []
 
 
 def test_search_with_a_number_past_bigint_does_not_fail(alice_client: Client, alice: User) -> None:
-    burn(alice)
+    make_job(alice, chunks=1)
     assert listed(alice_client.get("/history/", {"q": "9" * 30})) == []
 
 
 def test_search_by_kind_ignores_case(alice_client: Client, alice: User) -> None:
-    prime_job, burn_job = primes(alice), burn(alice)
+    prime_job, burn_job = (
+        make_job(alice, "primes", start=0, stop=100, chunks=1),
+        make_job(alice, chunks=1),
+    )
     assert listed(alice_client.get("/history/", {"q": "PRIM"})) == [prime_job.pk]
     assert listed(alice_client.get("/history/", {"q": "bur"})) == [burn_job.pk]
 
 
 def test_search_by_parameter_text(alice_client: Client, alice: User) -> None:
-    wanted = primes(alice, stop=7771)
-    other = primes(alice, stop=100)
-    burn(alice)
+    wanted = make_job(alice, "primes", start=0, stop=7771, chunks=1)
+    other = make_job(alice, "primes", start=0, stop=100, chunks=1)
+    make_job(alice, chunks=1)
     assert listed(alice_client.get("/history/", {"q": '"stop": 7771'})) == [wanted.pk]
     assert listed(alice_client.get("/history/", {"q": "STOP"})) == [other.pk, wanted.pk]
 
 
 def test_filter_by_status(alice_client: Client, alice: User) -> None:
-    pending, cancelled = burn(alice), burn(alice)
+    pending, cancelled = make_job(alice, chunks=1), make_job(alice, chunks=1)
     services.job_cancel(job=cancelled)
     assert listed(alice_client.get("/history/", {"status": "cancelled"})) == [cancelled.pk]
     assert listed(alice_client.get("/history/", {"status": "pending"})) == [pending.pk]
 
 
 def test_filter_by_kind(alice_client: Client, alice: User) -> None:
-    burn_job, prime_job = burn(alice), primes(alice)
+    burn_job, prime_job = (
+        make_job(alice, chunks=1),
+        make_job(alice, "primes", start=0, stop=100, chunks=1),
+    )
     assert listed(alice_client.get("/history/", {"kind": "burn"})) == [burn_job.pk]
     assert listed(alice_client.get("/history/", {"kind": "primes"})) == [prime_job.pk]
 
 
 def test_filter_by_created_dates_includes_both_ends(alice_client: Client, alice: User) -> None:
-    jobs = [burn(alice) for _ in range(4)]
+    jobs = [make_job(alice, chunks=1) for _ in range(4)]
     for day, job in zip((9, 10, 11, 12), jobs, strict=True):
         set_times(job, created=datetime(2024, 3, day, 23, 59, tzinfo=UTC))
     response = alice_client.get(
@@ -141,7 +140,7 @@ def test_filter_by_created_dates_includes_both_ends(alice_client: Client, alice:
 
 
 def test_date_range_the_wrong_way_round_is_a_field_error(alice_client: Client, alice: User) -> None:
-    early, late = burn(alice), burn(alice)
+    early, late = make_job(alice, chunks=1), make_job(alice, chunks=1)
     set_times(early, created=datetime(2024, 3, 1, tzinfo=UTC))
     set_times(late, created=datetime(2024, 3, 20, tzinfo=UTC))
     response = alice_client.get(
@@ -169,7 +168,7 @@ def test_date_range_the_wrong_way_round_is_a_field_error(alice_client: Client, a
 def test_invalid_filter_values_show_an_error_and_filter_nothing(
     alice_client: Client, alice: User, name: str, value: str
 ) -> None:
-    jobs = [burn(alice), primes(alice)]
+    jobs = [make_job(alice, chunks=1), make_job(alice, "primes", start=0, stop=100, chunks=1)]
     response = alice_client.get("/history/", {name: value})
     assert f'id="id_{name}_error"' in response.content.decode()
     assert listed(response) == [jobs[1].pk, jobs[0].pk]
@@ -187,13 +186,13 @@ def test_invalid_filter_values_show_an_error_and_filter_nothing(
 def test_odd_filter_values_never_fail_the_page(
     staff_client: Client, alice: User, query: dict[str, str]
 ) -> None:
-    job = burn(alice)
+    job = make_job(alice, chunks=1)
     assert listed(staff_client.get("/history/", query)) == [job.pk]
     assert staff_client.get("/history/compare/", {"kind": "burn", **query}).status_code == 200
 
 
 def test_a_bad_page_number_shows_a_page(alice_client: Client, alice: User) -> None:
-    job = burn(alice)
+    job = make_job(alice, chunks=1)
     assert listed(alice_client.get("/history/", {"page": "lots"})) == [job.pk]
     assert listed(alice_client.get("/history/", {"page": "999"})) == [job.pk]
 
@@ -202,8 +201,8 @@ def test_pages_hold_25_jobs_and_keep_the_filters(
     alice_client: Client, alice: User, settings: Any
 ) -> None:
     settings.COREBOARD_QUOTA_ACTIVE_JOBS = 100
-    jobs = [burn(alice) for _ in range(27)]
-    primes(alice)
+    jobs = [make_job(alice, chunks=1) for _ in range(27)]
+    make_job(alice, "primes", start=0, stop=100, chunks=1)
     first = alice_client.get("/history/", {"kind": "burn"})
     assert len(listed(first)) == 25
     assert "kind=burn&amp;page=2" in first.content.decode()
@@ -220,7 +219,7 @@ def test_the_page_costs_the_same_queries_for_any_number_of_owners(
     django_assert_max_num_queries: Any,
 ) -> None:
     for owner in (alice, bob, mallory):
-        burn(owner)
+        make_job(owner, chunks=1)
     # session, user, count, the page's ids, its rows: owners come with their jobs.
     with django_assert_max_num_queries(5):
         assert len(listed(staff_client.get("/history/"))) == 3
@@ -239,7 +238,7 @@ def test_filters_have_labels_and_a_button(alice_client: Client) -> None:
 def test_staff_see_everybody_and_filter_by_owner(
     staff_client: Client, alice: User, bob: User
 ) -> None:
-    alices, bobs = burn(alice), burn(bob)
+    alices, bobs = make_job(alice, chunks=1), make_job(bob, chunks=1)
     assert listed(staff_client.get("/history/")) == [bobs.pk, alices.pk]
     assert listed(staff_client.get("/history/", {"owner": "alice"})) == [alices.pk]
     page = staff_client.get("/history/").content.decode()
@@ -247,7 +246,7 @@ def test_staff_see_everybody_and_filter_by_owner(
 
 
 def test_staff_owner_filter_names_an_unknown_user(staff_client: Client, alice: User) -> None:
-    job = burn(alice)
+    job = make_job(alice, chunks=1)
     response = staff_client.get("/history/", {"owner": "nobody"})
     assert "No user named “nobody”." in response.content.decode()
     assert listed(response) == [job.pk]
@@ -256,15 +255,15 @@ def test_staff_owner_filter_names_an_unknown_user(staff_client: Client, alice: U
 def test_others_have_no_owner_filter_and_cannot_use_one(
     alice_client: Client, alice: User, bob: User
 ) -> None:
-    mine = burn(alice)
-    burn(bob)
+    mine = make_job(alice, chunks=1)
+    make_job(bob, chunks=1)
     response = alice_client.get("/history/", {"owner": "bob"})
     assert 'name="owner"' not in response.content.decode()
     assert listed(response) == [mine.pk]
 
 
 def test_mallory_sees_nothing_of_alices(alice: User, mallory: User) -> None:
-    burn(alice)
+    make_job(alice, chunks=1)
     client = client_for(mallory)
     assert listed(client.get("/history/")) == []
     assert listed(client.get("/history/", {"owner": "alice", "kind": "burn"})) == []
@@ -276,7 +275,9 @@ def test_mallory_sees_nothing_of_alices(alice: User, mallory: User) -> None:
 @pytest.fixture
 def timed_jobs(alice: User) -> dict[str, Job]:
     """Created oldest to newest: slow, fast, pending (no duration), medium, instant."""
-    jobs = {name: burn(alice) for name in ("slow", "fast", "pending", "medium", "instant")}
+    jobs = {
+        name: make_job(alice, chunks=1) for name in ("slow", "fast", "pending", "medium", "instant")
+    }
     set_times(jobs["slow"], created=T0, seconds=30, cpu=60)  # speedup 2
     set_times(jobs["fast"], created=T0 + timedelta(hours=1), seconds=5, cpu=20)  # 4
     set_times(jobs["pending"], created=T0 + timedelta(hours=2), status=Job.Status.PENDING)
@@ -316,7 +317,7 @@ def test_column_headers_sort_and_say_how(alice_client: Client, timed_jobs: dict[
 
 
 def test_csv_export_has_every_column(alice_client: Client, alice: User) -> None:
-    job = primes(alice, stop=500)
+    job = make_job(alice, "primes", start=0, stop=500, chunks=1)
     set_times(job, created=T0, seconds=4, cpu=6)
     response = alice_client.get("/history/export.csv")
     assert response["Content-Type"] == "text/csv; charset=utf-8"
@@ -345,7 +346,7 @@ def test_csv_export_has_every_column(alice_client: Client, alice: User) -> None:
 def test_csv_export_applies_filters_and_sort(
     alice_client: Client, alice: User, timed_jobs: dict[str, Job]
 ) -> None:
-    primes(alice)
+    make_job(alice, "primes", start=0, stop=100, chunks=1)
     rows = csv_rows(alice_client.get("/history/export.csv", {"kind": "burn", "sort": "duration"}))
     expected = ["instant", "fast", "medium", "slow", "pending"]
     assert [row["id"] for row in rows] == [str(timed_jobs[name].pk) for name in expected]
@@ -355,15 +356,15 @@ def test_csv_export_applies_filters_and_sort(
 
 
 def test_csv_export_holds_only_my_jobs(alice_client: Client, alice: User, bob: User) -> None:
-    mine = burn(alice)
-    burn(bob)
+    mine = make_job(alice, chunks=1)
+    make_job(bob, chunks=1)
     rows = csv_rows(alice_client.get("/history/export.csv", {"owner": "bob"}))
     assert [row["id"] for row in rows] == [str(mine.pk)]
 
 
 def test_staff_csv_export_filters_by_owner(staff_client: Client, alice: User, bob: User) -> None:
-    burn(alice)
-    bobs = burn(bob)
+    make_job(alice, chunks=1)
+    bobs = make_job(bob, chunks=1)
     assert len(csv_rows(staff_client.get("/history/export.csv"))) == 2
     rows = csv_rows(staff_client.get("/history/export.csv", {"owner": "bob"}))
     assert [(row["id"], row["owner"]) for row in rows] == [(str(bobs.pk), "bob")]
@@ -373,7 +374,7 @@ def test_staff_csv_export_filters_by_owner(staff_client: Client, alice: User, bo
 def test_csv_export_defuses_formulas(
     staff_client: Client, django_user_model: type[User], username: str
 ) -> None:
-    burn(django_user_model.objects.create_user(username))
+    make_job(django_user_model.objects.create_user(username), chunks=1)
     [row] = csv_rows(staff_client.get("/history/export.csv"))
     assert row["owner"] == f"'{username}"
 
@@ -387,8 +388,8 @@ def test_csv_export_refuses_invalid_filters(alice_client: Client, alice: User) -
 
 
 def test_csv_export_streams_under_asgi(alice: User, bob: User) -> None:
-    jobs = [burn(alice) for _ in range(3)]
-    burn(bob)
+    jobs = [make_job(alice, chunks=1) for _ in range(3)]
+    make_job(bob, chunks=1)
 
     async def download() -> tuple[bool, str]:
         client = AsyncClient()
@@ -406,7 +407,7 @@ def test_csv_export_streams_under_asgi(alice: User, bob: User) -> None:
 def test_history_page_links_export_and_compare_with_its_valid_filters(
     alice_client: Client, alice: User
 ) -> None:
-    burn(alice)
+    make_job(alice, chunks=1)
     page = alice_client.get(
         "/history/", {"kind": "burn", "status": "bogus", "sort": "speedup", "page": "1"}
     ).content.decode()
@@ -421,11 +422,11 @@ def test_history_page_links_export_and_compare_with_its_valid_filters(
 def test_compare_charts_succeeded_runs_of_one_kind_oldest_first(
     alice_client: Client, alice: User
 ) -> None:
-    runs = [burn(alice) for _ in range(3)]
+    runs = [make_job(alice, chunks=1) for _ in range(3)]
     set_times(runs[0], created=T0 + timedelta(hours=2), seconds=10, cpu=20)
     set_times(runs[1], created=T0, seconds=4, cpu=4)
     set_times(runs[2], created=T0 + timedelta(hours=1), seconds=8, cpu=8, status="failed")
-    set_times(primes(alice), created=T0, seconds=1, cpu=1)
+    set_times(make_job(alice, "primes", start=0, stop=100, chunks=1), created=T0, seconds=1, cpu=1)
     response = alice_client.get("/history/compare/", {"kind": "burn"})
     data = compared(response)
     assert [(run["id"], run["wall_seconds"], run["speedup"]) for run in data] == [
@@ -443,7 +444,7 @@ def test_compare_charts_succeeded_runs_of_one_kind_oldest_first(
 def test_compare_shows_only_runs_the_person_may_see(
     alice: User, bob: User, staff: User, mallory: User
 ) -> None:
-    alices, bobs = burn(alice), burn(bob)
+    alices, bobs = make_job(alice, chunks=1), make_job(bob, chunks=1)
     set_times(alices, created=T0, seconds=2, cpu=2)
     set_times(bobs, created=T0 + timedelta(hours=1), seconds=2, cpu=2)
 
@@ -462,7 +463,7 @@ def test_compare_shows_only_runs_the_person_may_see(
 
 
 def test_compare_keeps_the_latest_runs(alice: User) -> None:
-    runs = [burn(alice) for _ in range(4)]
+    runs = [make_job(alice, chunks=1) for _ in range(4)]
     for hour, job in enumerate(runs):
         set_times(job, created=T0 + timedelta(hours=hour), seconds=1, cpu=1)
     latest = selectors.job_runs_compared(user=alice, kind="burn", limit=2)

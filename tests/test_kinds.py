@@ -3,7 +3,7 @@ from __future__ import annotations
 import io
 import itertools
 import math
-import random
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,9 @@ from jobs.kinds.burn import InjectedFailure
 from jobs.kinds.hash_search import digest
 from jobs.kinds.primes import count_primes
 from jobs.kinds.wordcount import count_words
+from tests.factories import SMALL_MANDELBROT, generated_text
+
+pytestmark = pytest.mark.services
 
 
 def run_kind(name: str, params: dict) -> object:
@@ -85,10 +88,16 @@ def test_primes_rejects_bad_params_naming_the_field(params: dict, field: str, me
     assert message in " ".join(caught.value.message_dict[field])
 
 
-def test_burn_runs_every_chunk() -> None:
-    assert run_kind("burn", {"chunks": 3, "ms": 5}) == {
+def test_burn_spins_every_chunk_for_its_time_and_sums_the_iterations() -> None:
+    kind = kinds.get("burn")
+    params = kind.clean_params({"chunks": 3, "ms": 5})
+    began = time.perf_counter()
+    partials = [kind.run(spec, lambda done, total: None) for spec in kind.split(params)]
+    assert time.perf_counter() - began >= 3 * 0.005
+    assert all(partial["iterations"] > 0 for partial in partials)
+    assert kind.combine(params, partials) == {
         "chunks": 3,
-        "iterations": pytest.approx(0, abs=10**9),
+        "iterations": sum(partial["iterations"] for partial in partials),
     }
 
 
@@ -147,11 +156,6 @@ def test_montecarlo_rejects_more_chunks_than_samples() -> None:
 
 # --- mandelbrot --------------------------------------------------------------------------------
 
-SMALL_MANDELBROT = {
-    "width": 64, "height": 48, "max_iter": 60,
-    "x_min": -2.2, "x_max": 0.8, "y_min": -1.2, "y_max": 1.2,
-}  # fmt: skip
-
 
 def mandelbrot_png(chunks: int) -> bytes:
     kind = kinds.get("mandelbrot")
@@ -198,13 +202,6 @@ def test_mandelbrot_rejects_bad_params(change: dict, field: str) -> None:
 
 
 # --- wordcount ---------------------------------------------------------------------------------
-
-
-def generated_text(words: int) -> str:
-    vocabulary = ["alpha", "Beta", "gamma", "déjà", "vu", "naïve", "日本語", "it's", "end."]
-    spaces = [" ", "\n", "\t", "  ", "\r\n", " \u3000"]
-    rnd = random.Random(7)
-    return "".join(rnd.choice(vocabulary) + rnd.choice(spaces) for _ in range(words))
 
 
 @pytest.fixture

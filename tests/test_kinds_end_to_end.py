@@ -9,7 +9,6 @@ import urllib.request
 import pytest
 from django.contrib.auth.models import User
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.db import transaction
 from django.test import Client
 from PIL import Image
 
@@ -18,9 +17,8 @@ from jobs.kinds.hash_search import digest
 from jobs.kinds.montecarlo_pi import MonteCarloPi
 from jobs.kinds.wordcount import count_words
 from jobs.models import Job
-from tests.conftest import CHILD_UPLOAD_MAX_BYTES
+from tests.factories import SMALL_MANDELBROT, generated_text, make_job
 from tests.processes import ServerProcess
-from tests.test_kinds import SMALL_MANDELBROT, generated_text
 from tests.waiting import wait_for_job
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -32,14 +30,15 @@ def _worker(celery_worker: ServerProcess) -> ServerProcess:
 
 
 def run_job(owner: User, kind: str, params: dict, parallelism: int = 2) -> Job:
-    with transaction.atomic():
-        job = services.job_create(owner=owner, kind=kind, params=params, parallelism=parallelism)
+    job = make_job(owner, kind, parallelism=parallelism, committed=True, **params)
     job = wait_for_job(job.pk, until={"succeeded", "failed", "cancelled"})
     assert job.status == Job.Status.SUCCEEDED, job.error
     return job
 
 
-def test_montecarlo_pi_is_reproducible_through_workers(alice: User) -> None:
+def test_montecarlo_pi_is_reproducible_through_workers(
+    alice: User, celery_worker: ServerProcess
+) -> None:
     params = {"samples": 400_000, "chunks": 4, "seed": 3}
     first = run_job(alice, "montecarlo_pi", params)
     second = run_job(alice, "montecarlo_pi", params)
@@ -48,7 +47,9 @@ def test_montecarlo_pi_is_reproducible_through_workers(alice: User) -> None:
     clean = kind.clean_params(params)
     local = kind.combine(clean, [kind.run(s, lambda d, t: None) for s in kind.split(clean)])
     assert first.result == local
-    assert len({c.pid for c in first.chunks.all()}) >= 1
+    # Every chunk ran in one of the worker's prefork processes, not in this one.
+    worker_processes = {child.pid for child in celery_worker.children()}
+    assert {c.pid for c in first.chunks.all()} <= worker_processes
 
 
 def test_mandelbrot_png_result_and_band_previews(alice: User) -> None:
@@ -92,8 +93,11 @@ def test_the_documented_example_kind_runs_end_to_end(alice: User, docs_example_k
     assert job.result == {"sum": sum(i * i for i in range(3_000_000))}
 
 
-def test_daphne_refuses_an_oversized_upload_before_django_reads_it(daphne_server: str) -> None:
-    content = b"x" * (CHILD_UPLOAD_MAX_BYTES + 2 * 1024 * 1024)
+def test_daphne_refuses_an_oversized_upload_before_django_reads_it(
+    daphne_server: str, child_env: dict[str, str]
+) -> None:
+    limit = int(child_env["COREBOARD_UPLOAD_MAX_BYTES"])
+    content = b"x" * (limit + 2 * 1024 * 1024)
     body = (
         b'--B\r\nContent-Disposition: form-data; name="file"; filename="big.txt"\r\n'
         b"Content-Type: text/plain\r\n\r\n" + content + b"\r\n--B--\r\n"

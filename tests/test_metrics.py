@@ -6,14 +6,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 import httpx
+import psutil
 import pytest
 from django.contrib.auth.models import User
-from django.db import transaction
 from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 
-from jobs import services
 from jobs.models import Chunk, Job
+from tests.factories import make_job
 from tests.processes import ServerProcess
 from tests.waiting import wait_for_job
 from tokens import services as token_services
@@ -54,6 +54,7 @@ def value(samples: dict, name: str, **labels: str) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
+@pytest.mark.api
 @pytest.mark.django_db
 def test_anonymous_and_non_staff_scrapes_are_refused(alice: User) -> None:
     response = Client().get("/metrics")
@@ -64,6 +65,7 @@ def test_anonymous_and_non_staff_scrapes_are_refused(alice: User) -> None:
     assert Client().get("/metrics", HTTP_AUTHORIZATION="Token wrong").status_code == 401
 
 
+@pytest.mark.api
 @pytest.mark.django_db
 def test_allowed_addresses_scrape_without_a_token(settings: object) -> None:
     settings.COREBOARD_METRICS_ALLOWED_IPS = ["10.0.0.0/8"]  # type: ignore[attr-defined]
@@ -73,11 +75,10 @@ def test_allowed_addresses_scrape_without_a_token(settings: object) -> None:
     parse(response.content.decode())
 
 
+@pytest.mark.api
 @pytest.mark.django_db
 def test_values_come_from_the_database(alice: User, staff: User, dispatched: list[int]) -> None:
-    job = services.job_create(
-        owner=alice, kind="primes", params={"start": 0, "stop": 1000, "chunks": 4}
-    )
+    job = make_job(alice, "primes", start=0, stop=1000, chunks=4)
     # A hand-made history: two chunks done (0.2 s and 3 s), one failed after a retry.
     chunks = list(job.chunks.order_by("index"))
     now = job.created_at
@@ -130,10 +131,7 @@ def test_a_real_job_moves_the_counters_by_its_chunks(
         return parse(response.text)
 
     before = scrape()
-    with transaction.atomic():
-        job = services.job_create(
-            owner=alice, kind="burn", params={"chunks": 3, "ms": 50}, parallelism=2
-        )
+    job = make_job(alice, chunks=3, ms=50, parallelism=2, committed=True)
     job = wait_for_job(job.pk, until={"succeeded", "failed"})
     assert job.status == Job.Status.SUCCEEDED, job.error
     after = scrape()
@@ -152,17 +150,24 @@ def test_a_real_job_moves_the_counters_by_its_chunks(
         value(after, "coreboard_chunks_done_total", kind="burn")
         == Chunk.objects.filter(job__kind="burn", status="done").count()
     )
-    assert value(after, "coreboard_recent_jobs", kind="burn") >= 1
-    assert value(after, "coreboard_recent_job_speedup_ratio", kind="burn") > 0
+    # The database holds this test's job alone (a transactional test starts empty).
+    assert value(after, "coreboard_recent_jobs", kind="burn") == 1
+    assert job.speedup is not None
+    assert value(after, "coreboard_recent_job_speedup_ratio", kind="burn") == pytest.approx(
+        job.speedup
+    )
     # The suite's worker: two prefork processes on this machine, and its CPU sampler.
     processes = {
         labels: count for (name, labels), count in after.items()
         if name == "coreboard_worker_processes"
     }  # fmt: skip
     assert sum(count for labels, count in processes.items() if ("state", "lost") not in labels) >= 2
-    assert any(name == "coreboard_host_cpus" and count >= 1 for (name, _), count in after.items())
+    # Every worker of this suite runs on this machine.
+    cores = {count for (name, _), count in after.items() if name == "coreboard_host_cpus"}
+    assert cores == {psutil.cpu_count()}
 
 
+@pytest.mark.api
 def test_grafana_dashboard_only_uses_metrics_we_export() -> None:
     import json
     import re

@@ -12,11 +12,14 @@ from django.core.management import call_command
 from drf_spectacular.generators import SchemaGenerator
 from rest_framework.test import APIClient
 
-from jobs import kinds, openapi, selectors, services
+from jobs import kinds, openapi, selectors
 from jobs.kinds.burn import BurnForm
 from jobs.kinds.primes import MAX_STOP, PrimesForm
 from jobs.models import Job
 from project import stack
+from tests.factories import make_job
+
+pytestmark = pytest.mark.api
 
 README_ROUTE = re.compile(r"^\s*\| `(GET|POST|DELETE|PUT|PATCH) (/api/[^` ]+)`", re.M)
 
@@ -77,9 +80,7 @@ def test_params_schema_comes_from_the_form() -> None:
 
 @pytest.mark.django_db
 def test_documented_job_and_chunk_fields_are_exactly_the_real_ones(alice: User) -> None:
-    job = services.job_create(
-        owner=alice, kind="primes", params={"start": 0, "stop": 100, "chunks": 2}
-    )
+    job = make_job(alice, "primes", start=0, stop=100, chunks=2)
     schemas = _schema()["components"]["schemas"]
     assert set(schemas["JobOut"]["properties"]) == set(selectors.job_as_api_dict(job))
     chunk = selectors.job_chunks(job).first()

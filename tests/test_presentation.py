@@ -13,6 +13,7 @@ from django.test import Client
 
 from jobs import insights, kinds, presentation, services
 from jobs.models import Chunk, Job
+from tests.factories import make_job
 
 pytestmark = pytest.mark.django_db
 
@@ -31,12 +32,7 @@ def finished(
     params: dict[str, Any] | None = None,
 ) -> Job:
     """A burn job that ran its chunks on `processes` lanes, `gap_s` idle before each."""
-    job = services.job_create(
-        owner=owner,
-        kind="burn",
-        params=params or {"chunks": chunks, "ms": 1},
-        parallelism=parallelism,
-    )
+    job = make_job(owner, parallelism=parallelism, **(params or {"chunks": chunks, "ms": 1}))
     lanes = [T0] * processes
     for chunk in job.chunks.order_by("index"):
         lane = chunk.index % processes
@@ -67,11 +63,10 @@ def finished(
 # --- parameters and results ------------------------------------------------------------------
 
 
+@pytest.mark.services
 def test_parameters_show_form_labels_in_form_order_without_internal_keys(alice: User) -> None:
     upload = services.upload_create(owner=alice, file=SimpleUploadedFile("poem.txt", b"a b"))
-    job = services.job_create(
-        owner=alice, kind="wordcount", params={"top": 5, "chunks": 2, "upload": upload.pk}
-    )
+    job = make_job(alice, "wordcount", top=5, chunks=2, upload=upload.pk)
     assert "storage_name" in job.params["upload"]
     assert presentation.job_params_display(job) == [
         ("Upload", "poem.txt"),
@@ -79,23 +74,23 @@ def test_parameters_show_form_labels_in_form_order_without_internal_keys(alice: 
         ("Top", "5"),
     ]
     assert presentation.job_params_text(job) == "Upload poem.txt · Chunks 2 · Top 5"
-    burn = services.job_create(owner=alice, kind="burn", params={"chunks": 2, "ms": 30})
+    burn = make_job(alice, chunks=2, ms=30)
     assert presentation.job_params_display(burn)[1] == ("Milliseconds per chunk", "30")
 
 
+@pytest.mark.pages
 def test_job_page_lists_parameters_with_labels(alice: User, alice_client: Client) -> None:
     upload = services.upload_create(owner=alice, file=SimpleUploadedFile("poem.txt", b"a b"))
-    job = services.job_create(
-        owner=alice, kind="wordcount", params={"upload": upload.pk, "chunks": 2, "top": 5}
-    )
+    job = make_job(alice, "wordcount", upload=upload.pk, chunks=2, top=5)
     page = alice_client.get(f"/jobs/{job.pk}/").content.decode()
     assert "<dt>Upload</dt><dd>poem.txt</dd><dt>Chunks</dt><dd>2</dd>" in page
     assert "storage_name" not in page.split('id="job-snapshot"')[0]
 
 
+@pytest.mark.pages
 def test_history_shows_and_finds_parameters_as_shown(alice: User, alice_client: Client) -> None:
-    wanted = services.job_create(owner=alice, kind="burn", params={"chunks": 3, "ms": 7771})
-    services.job_create(owner=alice, kind="burn", params={"chunks": 7771, "ms": 5})
+    wanted = make_job(alice, chunks=3, ms=7771)
+    make_job(alice, chunks=7771, ms=5)
     page = alice_client.get("/history/").content.decode()
     assert "Chunks 3 · Milliseconds per chunk 7771 · Fail rate 0" in page
     assert "<td>Burn CPU</td>" in page
@@ -106,11 +101,13 @@ def test_history_shows_and_finds_parameters_as_shown(alice: User, alice_client: 
     assert by_label.count("<tr data-job-id=") == 2
 
 
+@pytest.mark.pages
 def test_history_kind_filter_shows_labels(alice_client: Client) -> None:
     page = alice_client.get("/history/").content.decode()
     assert '<option value="primes">Count primes</option>' in page
 
 
+@pytest.mark.services
 @pytest.mark.parametrize(
     ("kind", "params", "result", "shown"),
     [
@@ -131,6 +128,7 @@ def test_kinds_render_their_result(
     assert shown in display.figures
 
 
+@pytest.mark.services
 def test_wordcount_result_is_a_table() -> None:
     result = {"total_words": 7, "distinct_words": 5, "top": [["the", 3], ["cat", 1]]}
     display = kinds.get("wordcount").result_display({"top": 2}, result)
@@ -140,6 +138,7 @@ def test_wordcount_result_is_a_table() -> None:
     assert display.table_rows == [["1", "the", "3"], ["2", "cat", "1"]]
 
 
+@pytest.mark.services
 def test_every_kind_has_defaults_worth_parallelising() -> None:
     # Measured on one core of the dev machines: each default job takes 3 to 8 s, in chunks
     # of about 0.3 s or more (see README, Job kinds).
@@ -155,6 +154,7 @@ def test_every_kind_has_defaults_worth_parallelising() -> None:
 # --- speedup explained -----------------------------------------------------------------------
 
 
+@pytest.mark.services
 def test_tiny_chunks_are_explained(alice: User) -> None:
     job = finished(alice, chunks=40, run_s=0.002, gap_s=0.015)
     insight = insights.job_speedup_insight(job)
@@ -164,8 +164,9 @@ def test_tiny_chunks_are_explained(alice: User) -> None:
     assert "use fewer, bigger chunks" in text
 
 
+@pytest.mark.services
 def test_shared_cpu_is_explained_with_the_other_jobs(alice: User, bob: User) -> None:
-    other = services.job_create(owner=bob, kind="burn", params={"chunks": 1, "ms": 1})
+    other = make_job(bob, chunks=1, ms=1)
     Job.objects.filter(pk=other.pk).update(status=Job.Status.RUNNING, started_at=T0)
     job = finished(alice, chunks=8, run_s=1.0, gap_s=0.01, cpu_share=0.4)
     insight = insights.job_speedup_insight(job)
@@ -173,6 +174,7 @@ def test_shared_cpu_is_explained_with_the_other_jobs(alice: User, bob: User) -> 
     assert any("The CPU was shared with 1 other job" in note for note in insight.notes)
 
 
+@pytest.mark.services
 def test_a_good_speedup_needs_no_explanation(alice: User) -> None:
     job = finished(alice, chunks=8, run_s=1.0, gap_s=0.01)
     insight = insights.job_speedup_insight(job)
@@ -180,6 +182,7 @@ def test_a_good_speedup_needs_no_explanation(alice: User) -> None:
     assert insight.notes == []
 
 
+@pytest.mark.services
 def test_speedup_against_own_parallelism_1_run(alice: User, bob: User) -> None:
     params = {"chunks": 8, "ms": 1000, "fail_rate": 0.0}
     single = finished(alice, chunks=8, run_s=1.0, gap_s=0.0, processes=1, parallelism=1,
@@ -193,6 +196,7 @@ def test_speedup_against_own_parallelism_1_run(alice: User, bob: User) -> None:
     assert insight.baseline.speedup == pytest.approx(2.0)
 
 
+@pytest.mark.pages
 def test_job_page_explains_a_low_speedup(alice: User, alice_client: Client) -> None:
     job = finished(alice, chunks=40, run_s=0.002, gap_s=0.015)
     page = alice_client.get(f"/jobs/{job.pk}/").content.decode()
@@ -203,6 +207,7 @@ def test_job_page_explains_a_low_speedup(alice: User, alice_client: Client) -> N
     assert "Loop iterations" in fragment
 
 
+@pytest.mark.pages
 def test_summary_of_another_users_job_is_404(alice: User, mallory_client: Client) -> None:
     job = finished(alice, chunks=2, run_s=0.5, gap_s=0.0)
     assert mallory_client.get(f"/jobs/{job.pk}/summary/").status_code == 404
@@ -211,6 +216,7 @@ def test_summary_of_another_users_job_is_404(alice: User, mallory_client: Client
 # --- the site around the pages ---------------------------------------------------------------
 
 
+@pytest.mark.pages
 def test_not_found_page_is_in_the_site_layout(alice_client: Client) -> None:
     response = alice_client.get("/jobs/999999/")
     assert response.status_code == 404
@@ -220,6 +226,7 @@ def test_not_found_page_is_in_the_site_layout(alice_client: Client) -> None:
     assert "Skip to content" in page
 
 
+@pytest.mark.pages
 def test_forbidden_page_is_in_the_site_layout(alice: User) -> None:
     client = Client(enforce_csrf_checks=True)
     client.force_login(alice)
@@ -228,12 +235,14 @@ def test_forbidden_page_is_in_the_site_layout(alice: User) -> None:
     assert 'class="topbar"' in response.content.decode()
 
 
+@pytest.mark.pages
 def test_server_error_page_renders_without_a_request() -> None:
     page = render_to_string("500.html")
     assert "Something went wrong" in page
     assert 'class="topbar"' in page
 
 
+@pytest.mark.pages
 def test_pages_send_a_csp_without_unsafe_inline(alice_client: Client) -> None:
     response = alice_client.get("/")
     policy = response["Content-Security-Policy"]
@@ -246,6 +255,7 @@ def test_pages_send_a_csp_without_unsafe_inline(alice_client: Client) -> None:
     assert 'rel="icon"' in page
 
 
+@pytest.mark.pages
 def test_invalid_form_has_an_error_summary_with_labels(alice_client: Client) -> None:
     response = alice_client.post(
         "/jobs/new/",
@@ -256,8 +266,9 @@ def test_invalid_form_has_an_error_summary_with_labels(alice_client: Client) -> 
     assert '<a href="#id_params-stop">Stop: Must be greater than Start (50).</a>' in page
 
 
+@pytest.mark.pages
 def test_times_are_marked_up_for_the_viewers_zone(alice: User, alice_client: Client) -> None:
-    job = services.job_create(owner=alice, kind="burn", params={"chunks": 1, "ms": 1})
+    job = make_job(alice, chunks=1, ms=1)
     Job.objects.filter(pk=job.pk).update(created_at=T0)
     page = alice_client.get("/history/").content.decode()
     assert (
@@ -266,6 +277,7 @@ def test_times_are_marked_up_for_the_viewers_zone(alice: User, alice_client: Cli
     ) in page
 
 
+@pytest.mark.pages
 def test_admin_links_the_result_file_through_the_api_and_rounds_cpu(
     django_user_model: type[User], alice: User
 ) -> None:

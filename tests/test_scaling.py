@@ -6,6 +6,8 @@ import pytest
 
 from jobs import scaling
 
+pytestmark = pytest.mark.services
+
 
 def _amdahl_walls(f: float, t1: float, levels: list[int]) -> dict[int, float | None]:
     return {p: t1 * (f + (1 - f) / p) for p in levels}

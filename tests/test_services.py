@@ -15,23 +15,23 @@ from jobs.models import Chunk, Job, Upload
 from jobs.services import chunks, dispatch, slots
 from tests.factories import (
     TEST_OWNER,
-    burn_job,
     claim,
     claim_one,
     complete,
     complete_next,
     done,
+    make_job,
     start,
 )
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.services, pytest.mark.django_db]
 
 
 def test_job_create_stores_chunks_and_dispatches_after_commit(
     alice: User, dispatched: list[int], django_capture_on_commit_callbacks: Any
 ) -> None:
     with django_capture_on_commit_callbacks(execute=True):
-        job = burn_job(alice, chunks=5, parallelism=2)
+        job = make_job(alice, chunks=5, parallelism=2)
     job.refresh_from_db()
     assert job.status == Job.Status.PENDING
     assert job.total_chunks == 5
@@ -47,22 +47,24 @@ def test_job_create_rejects_bad_input_and_stores_nothing(alice: User) -> None:
         services.job_create(owner=alice, kind="nope", params={})
     assert "Unknown kind 'nope'" in caught.value.errors["kind"][0]
     with pytest.raises(services.JobRejected) as caught:
-        burn_job(alice, parallelism=0)
+        make_job(alice, parallelism=0)
     assert "between 1 and" in caught.value.errors["parallelism"][0]
     assert not Job.objects.exists()
     assert not Chunk.objects.exists()
 
 
 def test_the_first_claim_starts_the_job(alice: User) -> None:
-    job = burn_job(alice, chunks=2)
+    job = make_job(alice, chunks=2)
     assert claim(job) == []  # a pending job hands out nothing until a slot starts it
+    before = timezone.now()
     start(job)
     assert job.status == Job.Status.RUNNING
     assert job.started_at is not None
+    assert before <= job.started_at <= timezone.now()
 
 
-def test_claims_take_pending_chunks_in_order_under_a_lease(alice: User) -> None:
-    job = burn_job(alice, chunks=5)
+def test_claims_take_pending_chunks_in_order_under_a_lease(alice: User, settings: Any) -> None:
+    job = make_job(alice, chunks=5)
     start(job)
     first = claim(job, limit=3)
     second = claim(job, owner="other|2|boot", limit=3)
@@ -73,12 +75,14 @@ def test_claims_take_pending_chunks_in_order_under_a_lease(alice: User) -> None:
     assert chunk.status == Chunk.Status.RUNNING
     assert chunk.lease_owner == "other|2|boot"
     assert chunk.lease_expires_at is not None
+    lease = timedelta(seconds=settings.COREBOARD_LEASE_SECONDS)
+    assert timezone.now() < chunk.lease_expires_at <= timezone.now() + lease
     assert chunk.attempts == 1
     assert (chunk.worker, chunk.pid) == ("other", 2)
 
 
 def test_a_batch_of_outcomes_is_recorded_at_once(alice: User) -> None:
-    job = burn_job(alice, chunks=3)
+    job = make_job(alice, chunks=3)
     start(job)
     claimed = claim(job, limit=3)
     recorded = chunks.chunks_record(
@@ -95,7 +99,7 @@ def test_a_batch_of_outcomes_is_recorded_at_once(alice: User) -> None:
 
 
 def test_duplicate_completion_counts_once(alice: User) -> None:
-    job = burn_job(alice, chunks=2)
+    job = make_job(alice, chunks=2)
     start(job)
     first = complete_next(job)
     # The same chunk finished again (at-least-once execution) changes nothing.
@@ -115,7 +119,7 @@ def test_combine_runs_once_when_the_last_chunk_completes(
     monkeypatch.setattr(
         burn, "combine", lambda params, partials: calls.append(partials) or {"ok": 1}
     )
-    job = burn_job(alice, chunks=2, parallelism=2)
+    job = make_job(alice, chunks=2, parallelism=2)
     start(job)
     claimed = claim(job, limit=2)
     for c in claimed:
@@ -126,15 +130,19 @@ def test_combine_runs_once_when_the_last_chunk_completes(
     assert job.status == Job.Status.SUCCEEDED
     assert job.result == {"ok": 1}
     assert calls == [[{"iterations": 0}, {"iterations": 1}]]
-    assert job.wall_seconds is not None
-    assert job.speedup is not None
+    # Each chunk counted once, the duplicates' 7s and CPU seconds not at all.
+    assert job.done_chunks == 2
+    assert job.cpu_seconds == pytest.approx(2 * 0.5)
+    assert job.started_at is not None
+    assert job.finished_at is not None
+    assert job.started_at <= job.finished_at <= timezone.now()
 
 
 def test_a_raising_chunk_is_retried_with_backoff_then_fails_the_job(
     alice: User, settings: Any
 ) -> None:
     settings.COREBOARD_CHUNK_MAX_RETRIES = 1
-    job = burn_job(alice, chunks=3)
+    job = make_job(alice, chunks=3)
     start(job)
     first = claim_one(job)
     chunks.chunks_record(job_id=job.pk, outcomes=[chunks.Raised(first.id, "RuntimeError: once")])
@@ -163,7 +171,7 @@ def test_a_raising_chunk_is_retried_with_backoff_then_fails_the_job(
 def test_cancel_stops_pending_chunks_and_running_ones_are_cancelled_when_they_stop(
     alice: User,
 ) -> None:
-    job = burn_job(alice, chunks=3)
+    job = make_job(alice, chunks=3)
     start(job)
     running = claim_one(job)
     assert services.job_cancel(job=job) is True
@@ -178,7 +186,7 @@ def test_cancel_stops_pending_chunks_and_running_ones_are_cancelled_when_they_st
 
 def test_a_running_chunk_stops_at_its_next_progress_call(alice: User, settings: Any) -> None:
     settings.COREBOARD_CANCEL_POLL_SECONDS = 0
-    job = burn_job(alice, chunks=1)
+    job = make_job(alice, chunks=1)
     start(job)
     claimed = claim_one(job)
     progress = slots.ChunkProgress(job.pk, claimed.index, slots.SlotPace(job.pk))
@@ -189,7 +197,7 @@ def test_a_running_chunk_stops_at_its_next_progress_call(alice: User, settings: 
 
 
 def test_an_expired_lease_returns_the_chunk_to_pending(alice: User) -> None:
-    job = burn_job(alice, chunks=2)
+    job = make_job(alice, chunks=2)
     start(job)
     lost = claim_one(job, owner="gone|9|boot")
     kept = claim_one(job)
@@ -207,7 +215,7 @@ def test_an_expired_lease_returns_the_chunk_to_pending(alice: User) -> None:
 
 
 def test_leases_are_renewed_by_their_owner(alice: User) -> None:
-    job = burn_job(alice, chunks=1)
+    job = make_job(alice, chunks=1)
     start(job)
     claimed = claim_one(job)
     Chunk.objects.filter(pk=claimed.id).update(lease_expires_at=timezone.now())
@@ -218,7 +226,7 @@ def test_leases_are_renewed_by_their_owner(alice: User) -> None:
 
 
 def test_a_lease_of_a_cancelled_job_ends_cancelled(alice: User) -> None:
-    job = burn_job(alice, chunks=1)
+    job = make_job(alice, chunks=1)
     start(job)
     claim_one(job)
     services.job_cancel(job=job)
@@ -228,7 +236,7 @@ def test_a_lease_of_a_cancelled_job_ends_cancelled(alice: User) -> None:
 
 def test_a_chunk_that_keeps_killing_its_worker_is_failed(alice: User, settings: Any) -> None:
     settings.COREBOARD_CHUNK_MAX_ATTEMPTS = 2
-    job = burn_job(alice, chunks=1)
+    job = make_job(alice, chunks=1)
     start(job)
     for _ in range(2):  # each claim without an outcome stands for a lost process
         claim_one(job)
@@ -261,13 +269,14 @@ def test_slot_runs_every_chunk_and_records_cpu_and_worker(alice: User) -> None:
     assert chunk.pid == os.getpid()
     assert chunk.worker
     assert chunk.cpu_seconds is not None
+    assert chunk.cpu_seconds > 0
     assert not broker.hexists(dispatch.registry_key(job.pk), "token-1")
     # A message of a slot nobody registered (stale, or a duplicate) does nothing.
     assert slots.slot_run(job_id=job.pk, token="unknown", node="test@host") == "stale"
 
 
 def test_a_raising_kind_becomes_a_retryable_outcome(alice: User) -> None:
-    job = burn_job(alice, chunks=1, ms=10, fail_rate=1)
+    job = make_job(alice, chunks=1, ms=10, fail_rate=1)
     start(job)
     claimed = claim_one(job)
     outcome = slots._SlotRun(
@@ -280,7 +289,7 @@ def test_a_raising_kind_becomes_a_retryable_outcome(alice: User) -> None:
 
 
 def test_every_job_change_bumps_its_version(alice: User) -> None:
-    job = burn_job(alice, chunks=2, parallelism=1)
+    job = make_job(alice, chunks=2, parallelism=1)
     versions = [job.version]
     start(job)
     versions.append(job.version)

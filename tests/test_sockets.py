@@ -17,8 +17,13 @@ from django.utils import timezone
 from jobs import cluster, consumers, selectors
 from jobs.models import Job
 from project.asgi import application
+from tests.factories import make_unclaimable_job
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [
+    pytest.mark.consumers,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("in_memory_channel_layer"),
+]
 
 MIB = 1024 * 1024
 
@@ -44,11 +49,7 @@ def socket(
     return WebsocketCommunicator(application, path, headers=headers)
 
 
-@database_sync_to_async
-def create_job(owner: User) -> Job:
-    """An active job that no worker will touch (the suite's real workers reconcile every
-    active job with claimable chunks): pending, with no chunks yet."""
-    return Job.objects.create(owner=owner, kind="burn", params={}, parallelism=1)
+create_job = database_sync_to_async(make_unclaimable_job)
 
 
 async def closed_with(communicator: WebsocketCommunicator, timeout: float) -> int | None:

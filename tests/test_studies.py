@@ -16,13 +16,13 @@ from rest_framework.test import APIClient
 from jobs import services, study_selectors
 from jobs.models import Job, ScalingStudy
 from jobs.services import studies
-from tests.factories import burn_job, complete_next, fail_next, start
+from tests.factories import complete_next, fail_next, make_job, start
 
 pytestmark = pytest.mark.django_db
 
 
 def _succeeded(owner: User, chunks: int = 2) -> Job:
-    job = burn_job(owner, chunks=chunks, parallelism=2)
+    job = make_job(owner, chunks=chunks, parallelism=2)
     _finish(job)
     assert job.status == Job.Status.SUCCEEDED
     return job
@@ -39,6 +39,7 @@ def _run(study: ScalingStudy, parallelism: int) -> Job:
     return study.runs.get(parallelism=parallelism)
 
 
+@pytest.mark.services
 def test_study_starts_with_one_run_at_parallelism_one(alice: User, dispatched: list[int]) -> None:
     job = _succeeded(alice)
     study = studies.study_create(owner=alice, job=job, processes=6)
@@ -50,6 +51,7 @@ def test_study_starts_with_one_run_at_parallelism_one(alice: User, dispatched: l
     assert run.rerun_of == job
 
 
+@pytest.mark.services
 def test_runs_go_one_after_another_and_advancing_is_idempotent(
     alice: User, dispatched: list[int]
 ) -> None:
@@ -70,6 +72,7 @@ def test_runs_go_one_after_another_and_advancing_is_idempotent(
     assert study.runs.count() == 2
 
 
+@pytest.mark.services
 def test_a_finishing_run_starts_the_next_after_commit(
     alice: User, dispatched: list[int], django_capture_on_commit_callbacks: Any
 ) -> None:
@@ -79,10 +82,11 @@ def test_a_finishing_run_starts_the_next_after_commit(
     assert _run(study, 2).is_active
 
 
+@pytest.mark.services
 def test_only_the_owners_succeeded_jobs_can_be_measured(
     alice: User, bob: User, dispatched: list[int]
 ) -> None:
-    pending = burn_job(alice)
+    pending = make_job(alice)
     with pytest.raises(services.JobRejected, match="only a succeeded job") as refused:
         studies.study_create(owner=alice, job=pending, processes=2)
     assert "job" in refused.value.errors
@@ -94,11 +98,13 @@ def test_only_the_owners_succeeded_jobs_can_be_measured(
     assert not ScalingStudy.objects.exists()
 
 
+@pytest.mark.services
 def test_levels_stop_at_the_parallelism_limit(alice: User, settings: Any) -> None:
     settings.COREBOARD_MAX_PARALLELISM = 5
     assert studies.study_levels(processes=16) == [1, 2, 4, 5]
 
 
+@pytest.mark.services
 def test_a_failed_run_fails_the_study(alice: User, dispatched: list[int]) -> None:
     study = studies.study_create(owner=alice, job=_succeeded(alice, chunks=1), processes=2)
     run = _run(study, 1)
@@ -110,17 +116,18 @@ def test_a_failed_run_fails_the_study(alice: User, dispatched: list[int]) -> Non
     assert f"parallelism 1 (job {run.pk}) ended failed" in study.error
 
 
+@pytest.mark.services
 def test_quotas_apply_to_each_run(alice: User, dispatched: list[int], settings: Any) -> None:
     job = _succeeded(alice)
     settings.COREBOARD_QUOTA_ACTIVE_JOBS = 1
-    other = burn_job(alice)
+    other = make_job(alice)
     with pytest.raises(services.JobRejected) as refused:
         studies.study_create(owner=alice, job=job, processes=2)
     assert "COREBOARD_QUOTA_ACTIVE_JOBS" in refused.value.errors["quota"][0]
     services.job_cancel(job=other)
     study = studies.study_create(owner=alice, job=job, processes=2)
     _finish(_run(study, 1))
-    burn_job(alice)  # takes the one active job allowed before run 2 starts
+    make_job(alice)  # takes the one active job allowed before run 2 starts
     assert studies.study_advance(study_id=study.pk)
     study.refresh_from_db()
     assert study.status == ScalingStudy.Status.FAILED
@@ -128,6 +135,7 @@ def test_quotas_apply_to_each_run(alice: User, dispatched: list[int], settings: 
     assert "COREBOARD_QUOTA_ACTIVE_JOBS" in study.error
 
 
+@pytest.mark.services
 def test_cancel_stops_the_study_and_its_run(alice: User, dispatched: list[int]) -> None:
     study = studies.study_create(owner=alice, job=_succeeded(alice), processes=4)
     assert studies.study_cancel(study=study)
@@ -138,6 +146,7 @@ def test_cancel_stops_the_study_and_its_run(alice: User, dispatched: list[int]) 
     assert study.runs.count() == 1
 
 
+@pytest.mark.services
 def test_figures_come_from_the_runs_wall_times(alice: User, dispatched: list[int]) -> None:
     study = studies.study_create(owner=alice, job=_succeeded(alice), processes=2)
     for level in (1, 2):
@@ -168,6 +177,7 @@ def _seconds(value: float) -> Any:
 # --- pages and API ------------------------------------------------------------------------------
 
 
+@pytest.mark.pages
 def test_measure_scaling_button_only_for_the_owner_of_a_succeeded_job(
     alice: User, alice_client: Client, staff_client: Client, dispatched: list[int]
 ) -> None:
@@ -178,11 +188,12 @@ def test_measure_scaling_button_only_for_the_owner_of_a_succeeded_job(
         'id="study-button"'
         not in staff_client.get(reverse("jobs:detail", args=[job.pk])).content.decode()
     )
-    pending = burn_job(alice)
+    pending = make_job(alice)
     page = alice_client.get(reverse("jobs:detail", args=[pending.pk])).content.decode()
     assert 'id="study-button"' not in page
 
 
+@pytest.mark.pages
 def test_page_creates_a_study_and_shows_it(
     alice: User, alice_client: Client, dispatched: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -200,6 +211,7 @@ def test_page_creates_a_study_and_shows_it(
     assert json.loads(exported.content)["levels"] == [1, 2]
 
 
+@pytest.mark.pages
 def test_page_explains_a_refusal(
     alice: User, alice_client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -210,6 +222,7 @@ def test_page_explains_a_refusal(
     assert not ScalingStudy.objects.exists()
 
 
+@pytest.mark.pages
 def test_nobody_sees_another_users_study(
     alice: User,
     mallory_client: Client,
@@ -235,6 +248,7 @@ def test_nobody_sees_another_users_study(
     assert study.status == ScalingStudy.Status.RUNNING
 
 
+@pytest.mark.api
 def test_api_creates_reads_cancels_and_exports(
     alice: User, alice_api: APIClient, dispatched: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -271,11 +285,10 @@ def test_api_creates_reads_cancels_and_exports(
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("celery_worker")
 def test_study_of_a_primes_job_runs_to_the_end_on_two_processes(alice: User) -> None:
-    from tests.factories import create_committed
     from tests.waiting import poll_until, wait_for_job
 
     params = {"start": 0, "stop": 30_000_000, "chunks": 8}
-    job = wait_for_job(create_committed(alice, "primes", params).pk, until={"succeeded"})
+    job = wait_for_job(make_job(alice, "primes", committed=True, **params).pk, until={"succeeded"})
     study = studies.study_create(owner=alice, job=job, processes=2)
     assert study.levels == [1, 2]
 

@@ -6,6 +6,7 @@ import re
 from datetime import timedelta
 
 import pytest
+from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import User
 from django.core.management import call_command
@@ -13,8 +14,8 @@ from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from jobs import services as job_services
 from project.asgi import application
+from tests.factories import make_ended_job
 from tokens import services
 from tokens.models import ApiToken
 
@@ -35,6 +36,7 @@ def _api(key: str) -> APIClient:
     return client
 
 
+@pytest.mark.pages
 @pytest.mark.django_db
 def test_token_made_in_the_page_works_until_revoked(alice: User, alice_client: Client) -> None:
     key = _create_in_page(alice_client, "laptop")
@@ -44,9 +46,11 @@ def test_token_made_in_the_page_works_until_revoked(alice: User, alice_client: C
     assert key not in token.digest
     assert token.last_used_at is None
 
+    before = timezone.now()
     assert _api(key).get("/api/jobs/").status_code == 200
     token.refresh_from_db()
     assert token.last_used_at is not None
+    assert before <= token.last_used_at <= timezone.now()
     page = alice_client.get("/tokens/").content.decode()
     assert "laptop" in page
     assert token.prefix in page
@@ -58,6 +62,7 @@ def test_token_made_in_the_page_works_until_revoked(alice: User, alice_client: C
     assert not ApiToken.objects.exists()
 
 
+@pytest.mark.pages
 @pytest.mark.django_db
 def test_bad_token_form_names_the_field_and_creates_nothing(alice_client: Client) -> None:
     response = alice_client.post("/tokens/", {"name": "", "expires_in_days": -1})
@@ -68,6 +73,7 @@ def test_bad_token_form_names_the_field_and_creates_nothing(alice_client: Client
     assert not ApiToken.objects.exists()
 
 
+@pytest.mark.api
 @pytest.mark.django_db
 def test_expired_token_is_refused(alice: User) -> None:
     new = services.token_create(user=alice, name="old", expires_in_days=1)
@@ -77,6 +83,7 @@ def test_expired_token_is_refused(alice: User) -> None:
     assert _api(new.key).get("/api/jobs/").status_code == 401
 
 
+@pytest.mark.services
 @pytest.mark.django_db
 def test_default_expiry_and_never(alice: User, settings: object) -> None:
     settings.COREBOARD_TOKEN_EXPIRY_DAYS = 7  # type: ignore[attr-defined]
@@ -86,6 +93,7 @@ def test_default_expiry_and_never(alice: User, settings: object) -> None:
     assert services.token_create(user=alice, name="b", expires_in_days=0).token.expires_at is None
 
 
+@pytest.mark.pages
 @pytest.mark.django_db
 def test_nobody_else_sees_or_revokes_my_tokens(
     alice: User, mallory_client: Client, staff_client: Client
@@ -102,6 +110,7 @@ def test_nobody_else_sees_or_revokes_my_tokens(
     assert _api(new.key).get("/api/jobs/").status_code == 401
 
 
+@pytest.mark.pages
 @pytest.mark.django_db
 def test_page_needs_login() -> None:
     response = Client().get("/tokens/")
@@ -109,6 +118,7 @@ def test_page_needs_login() -> None:
     assert "/accounts/login/" in response["Location"]
 
 
+@pytest.mark.services
 @pytest.mark.django_db
 def test_token_create_command_prints_a_working_key(
     alice: User, capsys: pytest.CaptureFixture
@@ -118,14 +128,14 @@ def test_token_create_command_prints_a_working_key(
     assert _api(key).get("/api/jobs/").status_code == 200
 
 
+@pytest.mark.consumers
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("in_memory_channel_layer")
 async def test_websocket_accepts_a_token_header(alice: User) -> None:
-    from asgiref.sync import sync_to_async
-
-    job = await sync_to_async(job_services.job_create)(
-        owner=alice, kind="primes", params={"start": 0, "stop": 100, "chunks": 2}
-    )
-    new = await sync_to_async(services.token_create)(user=alice, name="cli")
+    # database_sync_to_async closes the connection its thread opened (plain sync_to_async
+    # would keep it, and the test database could not be dropped at the end).
+    job = await database_sync_to_async(make_ended_job)(alice)
+    new = await database_sync_to_async(services.token_create)(user=alice, name="cli")
     headers = [(b"origin", b"http://localhost"), (b"host", b"localhost")]
     communicator = WebsocketCommunicator(
         application,

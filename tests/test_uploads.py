@@ -18,6 +18,7 @@ from rest_framework.test import APIClient
 from jobs import services
 from jobs.models import Upload
 from jobs.uploads import media_prune
+from tests.factories import make_job
 
 pytestmark = pytest.mark.django_db
 
@@ -33,6 +34,7 @@ def upload(api: APIClient, name: str = "words.txt", text: bytes = b"one two thre
     return int(response.json()["id"])
 
 
+@pytest.mark.api
 def test_the_list_holds_only_my_uploads(alice_api: APIClient, mallory_api: APIClient) -> None:
     mine = upload(alice_api)
     upload(mallory_api, "theirs.txt")
@@ -47,6 +49,7 @@ def test_the_list_holds_only_my_uploads(alice_api: APIClient, mallory_api: APICl
     assert item["jobs"] == 0
 
 
+@pytest.mark.api
 def test_deleting_an_upload_removes_its_file(
     alice_api: APIClient, django_capture_on_commit_callbacks: Any
 ) -> None:
@@ -59,17 +62,17 @@ def test_deleting_an_upload_removes_its_file(
     assert not path.exists()
 
 
+@pytest.mark.api
 def test_another_persons_upload_is_a_404(alice_api: APIClient, mallory_api: APIClient) -> None:
     upload_id = upload(alice_api)
     assert mallory_api.delete(f"/api/uploads/{upload_id}/").status_code == 404
     assert Upload.objects.filter(pk=upload_id).exists()
 
 
+@pytest.mark.api
 def test_an_upload_an_active_job_reads_is_kept(alice: User, alice_api: APIClient) -> None:
     upload_id = upload(alice_api)
-    job = services.job_create(
-        owner=alice, kind="wordcount", params={"upload": upload_id, "chunks": 1}
-    )
+    job = make_job(alice, "wordcount", upload=upload_id, chunks=1)
     response = alice_api.delete(f"/api/uploads/{upload_id}/")
     assert response.status_code == 409
     assert "active job" in response.json()["detail"]
@@ -78,6 +81,7 @@ def test_an_upload_an_active_job_reads_is_kept(alice: User, alice_api: APIClient
     assert alice_api.delete(f"/api/uploads/{upload_id}/").status_code == 204
 
 
+@pytest.mark.pages
 def test_the_uploads_page_lists_and_deletes(
     alice_client: Client, alice_api: APIClient, mallory_client: Client
 ) -> None:
@@ -93,6 +97,7 @@ def test_the_uploads_page_lists_and_deletes(
     assert not Upload.objects.exists()
 
 
+@pytest.mark.services
 def test_files_nothing_references_are_pruned(
     alice_api: APIClient, settings: Any, tmp_path: Path
 ) -> None:

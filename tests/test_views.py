@@ -4,15 +4,9 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from jobs import services
 from jobs.models import Job
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def alice_job(alice: User) -> Job:
-    return services.job_create(owner=alice, kind="burn", params={"chunks": 3, "ms": 1})
+pytestmark = [pytest.mark.pages, pytest.mark.django_db]
 
 
 def test_pages_require_login(client: Client, alice_job: Job) -> None:
