@@ -49,13 +49,6 @@ def make_job(
         return services.job_create(owner=owner, kind=kind, params=params, parallelism=parallelism)
 
 
-def create_committed(
-    owner: User, kind: str, params: dict[str, Any], parallelism: int | None = 2
-) -> Job:
-    """make_job(..., committed=True) under its older name, for the modules that still use it."""
-    return make_job(owner, kind, parallelism=parallelism, committed=True, **params)
-
-
 def make_ended_job(owner: User, *, chunks: int = 3) -> Job:
     """A burn job that only feeds a live socket: cancelled at once, so the real workers that
     integration tests run (their reconcilers see every active job) leave it alone."""

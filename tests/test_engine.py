@@ -16,7 +16,7 @@ from django.utils import timezone
 from jobs import services
 from jobs.models import Chunk, Job
 from jobs.services import dispatch
-from tests.factories import create_committed
+from tests.factories import make_job
 from tests.processes import start_celery_worker
 from tests.waiting import wait_for_chunk_running_on, wait_for_job, wait_until
 
@@ -34,7 +34,7 @@ def test_a_lost_worker_machine_costs_seconds_not_the_job(
 ) -> None:
     victim = start_celery_worker(child_env, concurrency=2)
     victim_pids = {child.pid for child in victim.children()}
-    job = create_committed(alice, "burn", {"chunks": 10, "ms": 1500}, parallelism=4)
+    job = make_job(alice, "burn", parallelism=4, committed=True, chunks=10, ms=1500)
     wait_for_chunk_running_on(job.pk, victim_pids)
     victim.kill_all()  # the whole machine goes, never restarted
     killed_at = time.monotonic()
@@ -50,7 +50,7 @@ def test_a_lost_worker_machine_costs_seconds_not_the_job(
 
 
 def test_losing_the_brokers_data_mid_job_is_repaired(alice: User) -> None:
-    job = create_committed(alice, "burn", {"chunks": 24, "ms": 250}, parallelism=2)
+    job = make_job(alice, "burn", parallelism=2, committed=True, chunks=24, ms=250)
     wait_until(job.pk, lambda: Job.objects.get(pk=job.pk).done_chunks >= 2)
     dispatch.broker_client().flushdb()
     flushed_at = time.monotonic()
@@ -82,9 +82,9 @@ def test_a_duplicate_slot_message_runs_nothing_twice(
 
 
 def test_a_small_job_is_not_stuck_behind_a_big_one(alice: User, bob: User) -> None:
-    big = create_committed(alice, "burn", {"chunks": 40, "ms": 500}, parallelism=64)
+    big = make_job(alice, "burn", parallelism=64, committed=True, chunks=40, ms=500)
     wait_until(big.pk, lambda: Job.objects.get(pk=big.pk).done_chunks >= 2)
-    small = create_committed(bob, "burn", {"chunks": 1, "ms": 100}, parallelism=1)
+    small = make_job(bob, "burn", parallelism=1, committed=True, chunks=1, ms=100)
     small = wait_for_job(small.pk, until=FINAL, timeout=60)
     assert small.status == Job.Status.SUCCEEDED
     big.refresh_from_db()
@@ -97,7 +97,7 @@ def test_a_small_job_is_not_stuck_behind_a_big_one(alice: User, bob: User) -> No
 
 
 def test_cancel_leaves_no_chunk_running_or_pending(alice: User) -> None:
-    job = create_committed(alice, "burn", {"chunks": 200, "ms": 20}, parallelism=2)
+    job = make_job(alice, "burn", parallelism=2, committed=True, chunks=200, ms=20)
     wait_until(job.pk, lambda: Job.objects.get(pk=job.pk).done_chunks >= 10)
     assert services.job_cancel(job=job)
     cancelled_at = timezone.now()

@@ -18,7 +18,7 @@ from rest_framework.test import APIClient
 from jobs import kinds, selectors, services
 from jobs.models import Chunk, Job
 from jobs.services import chunks, dispatch, slots
-from tests.factories import burn_job, claim, create_committed, start
+from tests.factories import claim, make_job, start
 from tests.processes import ServerProcess, start_celery_worker
 from tests.waiting import poll_until, wait_for_job, wait_until
 
@@ -54,6 +54,7 @@ def _stop(*workers: ServerProcess) -> None:
 # --- unit: the pieces -------------------------------------------------------------------
 
 
+@pytest.mark.services
 def test_kinds_are_routed_to_their_own_queue_unless_configured(settings: Any) -> None:
     assert dispatch.kind_queue("primes") == "coreboard.kind.primes"
     settings.COREBOARD_KIND_QUEUES = {"mandelbrot": "gpu"}
@@ -61,6 +62,7 @@ def test_kinds_are_routed_to_their_own_queue_unless_configured(settings: Any) ->
     assert dispatch.worker_kind_queues(["mandelbrot", "primes"]) == ["coreboard.kind.primes", "gpu"]
 
 
+@pytest.mark.services
 def test_worker_kinds_are_the_registered_ones_narrowed_by_the_setting(settings: Any) -> None:
     assert dispatch.worker_kinds() == {kind.name for kind in kinds.all_kinds()}
     settings.COREBOARD_WORKER_KINDS = ["burn", "primes"]
@@ -70,6 +72,7 @@ def test_worker_kinds_are_the_registered_ones_narrowed_by_the_setting(settings: 
         dispatch.worker_kinds()
 
 
+@pytest.mark.services
 def test_slots_wanted_follow_live_capacity() -> None:
     workers = {
         "a@h1": dispatch.LiveWorker(concurrency=2, kinds=frozenset({"burn", "primes"})),
@@ -84,6 +87,7 @@ def test_slots_wanted_follow_live_capacity() -> None:
     assert dispatch.job_slots_wanted(Job.ALL_PROCESSES, 0) == 0
 
 
+@pytest.mark.services
 @pytest.mark.django_db
 def test_parallelism_left_out_means_all_processes_and_zero_is_refused(alice: User) -> None:
     api = APIClient()
@@ -97,6 +101,7 @@ def test_parallelism_left_out_means_all_processes_and_zero_is_refused(alice: Use
     assert "parallelism" in refused.json()
 
 
+@pytest.mark.services
 @pytest.mark.django_db
 def test_an_all_processes_job_is_measured_against_the_processes_it_used(alice: User) -> None:
     job = services.job_create(owner=alice, kind="burn", params={"chunks": 3, "ms": 1})
@@ -119,9 +124,10 @@ def test_an_all_processes_job_is_measured_against_the_processes_it_used(alice: U
     assert listed.processes_used == 2  # type: ignore[attr-defined]
 
 
+@pytest.mark.services
 @pytest.mark.django_db
 def test_a_slot_on_a_worker_without_the_kind_claims_nothing(alice: User) -> None:
-    job = burn_job(alice, chunks=2)
+    job = make_job(alice, chunks=2)
     token = uuid.uuid4().hex
     dispatch.broker_client().hset(dispatch.registry_key(job.pk), token, "q|0")
     ended = slots.slot_run(
@@ -146,18 +152,20 @@ def _waiting(job: Job, **registry: Any) -> dict[str, Any] | None:
     return selectors.jobs_live([job], **registry)[job.pk]["waiting"]
 
 
+@pytest.mark.services
 @pytest.mark.django_db
 def test_a_job_no_live_worker_can_run_waits_for_one(alice: User) -> None:
-    job = burn_job(alice, chunks=2)
+    job = make_job(alice, chunks=2)
     waiting = _waiting(job, workers={})
     assert waiting is not None
     assert waiting["reason"] == "no_worker_with_kind"
     assert waiting["text"] == "Waiting: no live worker has the kind 'burn'"
 
 
+@pytest.mark.services
 @pytest.mark.django_db
 def test_chunks_on_a_lost_node_say_when_they_come_back(alice: User) -> None:
-    job = burn_job(alice, chunks=3)
+    job = make_job(alice, chunks=3)
     start(job)
     claim(job, owner="nodeA|41|boot", limit=2)
     # Not renewed for 3 s or more: its lease runs out in 7 s.
@@ -175,17 +183,19 @@ def test_chunks_on_a_lost_node_say_when_they_come_back(alice: User) -> None:
     assert state["processes_now"] == 2
 
 
+@pytest.mark.services
 @pytest.mark.django_db
 def test_a_fresh_lease_means_progress_not_waiting(alice: User) -> None:
-    job = burn_job(alice, chunks=3)
+    job = make_job(alice, chunks=3)
     start(job)
     claim(job, owner="nodeB|42|boot", limit=1)  # leased for COREBOARD_LEASE_MS from now
     assert _waiting(job) is None
 
 
+@pytest.mark.services
 @pytest.mark.django_db
 def test_chunks_in_backoff_say_when_they_retry(alice: User) -> None:
-    job = burn_job(alice, chunks=1)
+    job = make_job(alice, chunks=1)
     start(job)
     (claimed,) = claim(job)
     chunks.chunks_record(job_id=job.pk, outcomes=[chunks.Raised(claimed.id, "boom")])
@@ -195,13 +205,14 @@ def test_chunks_in_backoff_say_when_they_retry(alice: User) -> None:
     assert waiting["text"] in {"1 chunk waiting to retry in 1 s", "1 chunk waiting to retry now"}
 
 
+@pytest.mark.services
 @pytest.mark.django_db
 def test_a_job_without_a_free_process_says_what_it_waits_behind(alice: User, bob: User) -> None:
-    waiting_job = burn_job(alice, chunks=2)
+    waiting_job = make_job(alice, chunks=2)
     waiting = _waiting(waiting_job)
     assert waiting is not None
     assert (waiting["reason"], waiting["text"]) == ("queued", "Waiting for a free worker process")
-    busy = burn_job(bob, chunks=2)
+    busy = make_job(bob, chunks=2)
     start(busy)
     claim(busy, owner="nodeB|43|boot")
     waiting = _waiting(waiting_job)
@@ -223,7 +234,7 @@ def test_a_worker_without_the_kind_never_runs_its_chunks(
         _probe_env(child_env, COREBOARD_WORKER_KINDS="burn"), concurrency=2
     )
     try:
-        job = create_committed(alice, probe_kind, {"chunks": 12, "ms": 150}, parallelism=8)
+        job = make_job(alice, probe_kind, parallelism=8, committed=True, chunks=12, ms=150)
         job = wait_for_job(job.pk, until=FINAL, timeout=60)
         assert job.status == Job.Status.SUCCEEDED, job.error
         assert job.result == {"chunks": 12}
@@ -246,7 +257,7 @@ def test_a_job_nobody_can_run_waits_with_a_reason_then_runs(
     )
     capable = None
     try:
-        job = create_committed(alice, probe_kind, {"chunks": 4, "ms": 50}, parallelism=2)
+        job = make_job(alice, probe_kind, parallelism=2, committed=True, chunks=4, ms=50)
         created = time.time()
 
         def waiting_reason() -> str | None:
