@@ -1,12 +1,13 @@
-# Coreboard: `make run` starts everything, `make test` runs the whole suite, `make test-fast`
-# its layers that need no browser and start no process.
+# Coreboard: `make run` starts everything, `make test` runs the whole suite (lint, types, the
+# pages' JS unit tests, pytest), `make test-fast` its layers that need no browser and start no
+# process.
 SHELL := /bin/bash
 .DEFAULT_GOAL := run
 
 UV_VERSION := 0.13.8
 UV := var/bootstrap/bin/uv
 PY := .venv/bin/python
-JS_SOURCES := static eslint.config.mjs
+JS_SOURCES := static tests/js eslint.config.mjs
 export UV_PYTHON_DOWNLOADS := never
 export UV_LINK_MODE := copy
 # Trust the system CA store (it may hold a proxy's CA) rather than only uv's bundled roots.
@@ -16,7 +17,7 @@ export UV_SYSTEM_CERTS := 1
 RUN_PACKAGES := redis-server postgresql acl npm
 TEST_PACKAGES := $(RUN_PACKAGES) chromium
 
-.PHONY: run worker test test-fast bench lint format typecheck screenshots system-packages test-system-packages
+.PHONY: run worker test test-fast test-js bench lint format typecheck screenshots system-packages test-system-packages
 
 run: system-packages .venv/.synced node_modules/.installed
 	$(PY) -m project.run
@@ -30,11 +31,14 @@ worker: .venv/.synced
 	$(PY) -m project.worker $(call given,NODE,--node) $(call given,QUEUES,--queues) \
 		$(call given,CONCURRENCY,--concurrency) $(call given,LABELS,--labels)
 
-test: test-system-packages .venv/.synced node_modules/.installed
-	$(PY) -m ruff check .
-	$(PY) -m ruff format --check .
+test: test-system-packages .venv/.synced node_modules/.installed lint test-js
 	$(PY) -m mypy .
 	$(PY) -m pytest
+
+# Unit tests of the pages' pure modules (static/jobs/*_state.mjs, static/lib/) in Node's
+# own test runner: no browser, no DOM.
+test-js: node_modules/.installed
+	node --test tests/js/*.test.mjs
 
 # The services, API, pages and consumers layers: no browser, no worker or daphne process
 # (see Testing in README.md); under a minute on 2 cores.

@@ -29,28 +29,30 @@ def shown(page: str, element_id: str) -> bool:
     return not re.search(r"\shidden\b", opening_tag(page, element_id))
 
 
-def test_action_buttons_show_only_when_they_apply(
+def test_every_action_is_on_the_page_for_the_script_to_show(
     alice: User, alice_client: Client, failed_job: Job, dispatched: list[int]
 ) -> None:
-    page = alice_client.get(f"/jobs/{failed_job.pk}/").content.decode()
-    assert shown(page, "retry-form")
-    assert "Retry</button>" in page
-    assert shown(page, "rerun-link")
-    assert f'href="/jobs/new/?rerun={failed_job.pk}"' in page
-    assert shown(page, "delete-link")
-    assert f'href="/jobs/{failed_job.pk}/delete/"' in page
-
+    # Which actions apply is decided in one place, jobActions() in static/jobs/job_state.mjs
+    # (tests/js/job_state.test.mjs); the page carries them all, hidden until it runs.
     running = make_job(alice)
     start(running)
-    page = alice_client.get(f"/jobs/{running.pk}/").content.decode()
-    assert not shown(page, "retry-form")
-    assert not shown(page, "delete-link")
-    assert shown(page, "rerun-link")
-
-    services.job_cancel(job=running)
-    page = alice_client.get(f"/jobs/{running.pk}/").content.decode()
-    assert not shown(page, "retry-form")
-    assert shown(page, "delete-link")
+    for job in (failed_job, running):
+        page = alice_client.get(f"/jobs/{job.pk}/").content.decode()
+        for element_id in (
+            "cancel-form",
+            "notify-button",
+            "retry-form",
+            "rerun-link",
+            "delete-link",
+        ):
+            assert not shown(page, element_id), element_id
+        assert f'action="/jobs/{job.pk}/cancel/"' in page
+        assert f'action="/jobs/{job.pk}/retry/"' in page
+        assert "Retry</button>" in page
+        assert f'href="/jobs/new/?rerun={job.pk}"' in page
+        assert f'href="/jobs/{job.pk}/delete/"' in page
+        assert 'src="/static/jobs/job.mjs"' in page
+        assert f'data-socket-url="/ws/jobs/{job.pk}/"' in page
 
 
 def test_retry_button_retries(alice_client: Client, failed_job: Job) -> None:
@@ -170,4 +172,4 @@ def test_new_job_page_has_the_chunk_preview(alice_client: Client) -> None:
     assert 'id="chunk-preview"' in page
     assert 'aria-live="polite"' in opening_tag(page, "chunk-preview")
     assert 'data-preview-url="/api/jobs/preview/?form=1"' in page
-    assert "jobs/new_job.js" in page
+    assert "jobs/new_job.mjs" in page

@@ -437,7 +437,7 @@ def test_compare_charts_succeeded_runs_of_one_kind_oldest_first(
     assert 'role="img"' in page
     assert 'aria-label="Line chart of duration' in page
     assert "vendor/chart.js/chart.umd.min.js" in page
-    assert "jobs/compare.js" in page
+    assert "jobs/compare.mjs" in page
     assert len(re.findall(r'<tr data-job-id="\d+"', page)) == 2
 
 

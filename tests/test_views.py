@@ -62,6 +62,17 @@ def test_detail_shows_progressbar_and_snapshot(alice_client: Client, alice_job: 
     assert 'id="job-snapshot"' in page
 
 
+def test_pages_give_their_scripts_the_urls(alice_client: Client, alice_job: Job) -> None:
+    # The scripts build no URL of their own: sockets, links and APIs come from the page.
+    page = alice_client.get(f"/jobs/{alice_job.pk}/").content.decode()
+    assert f'data-socket-url="/ws/jobs/{alice_job.pk}/"' in page
+    assert f'data-url="/jobs/{alice_job.pk}/summary/"' in page
+    overview = alice_client.get("/").content.decode()
+    assert 'data-socket-url="/ws/overview/"' in overview
+    assert 'data-job-url="/jobs/{id}/"' in overview
+    assert '<script type="module" src="/static/jobs/overview.mjs">' in overview
+
+
 def test_another_users_job_page_is_404(alice_job: Job, mallory_client: Client) -> None:
     client = mallory_client
     assert client.get(f"/jobs/{alice_job.pk}/").status_code == 404

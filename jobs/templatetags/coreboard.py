@@ -5,10 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from django import template
+from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 register = template.Library()
+
+# Stands in for the id in `url_template`: no real id is this large.
+_ID_PLACEHOLDER = 987_654_321_987
 
 
 @register.filter
@@ -25,3 +29,16 @@ def local_time(value: datetime | None) -> SafeString | str:
         value.isoformat(),
         value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
     )
+
+
+@register.simple_tag
+def socket_url(name: str, *args: object) -> str:
+    """The path of a named websocket route (jobs/routing.py), for a page script to open."""
+    return reverse(name, urlconf="jobs.routing", args=args)
+
+
+@register.simple_tag
+def url_template(name: str, field: str = "id") -> str:
+    """A URL with `{field}` where its one integer argument goes, for a page script to fill in
+    (static/lib/urls.mjs urlFill): e.g. `/jobs/{id}/` for `jobs:detail`."""
+    return reverse(name, args=[_ID_PLACEHOLDER]).replace(str(_ID_PLACEHOLDER), f"{{{field}}}")

@@ -1,12 +1,10 @@
 // A websocket that stays connected: reconnects with jittered exponential backoff and shows
 // its state in a status element ("live" / "disconnected — reconnecting in N s").
-// Chart.js draws its text in the page's muted colour (light or dark scheme).
-"use strict";
+import { socketUrl } from "./urls.mjs";
 
-window.Coreboard = window.Coreboard || {};
+const STOP_CODES = new Set([4401, 4404]); // not logged in / not yours: retrying cannot help
 
-window.Coreboard.liveSocket = function (path, { onMessage, onOpen, status }) {
-  const STOP_CODES = new Set([4401, 4404]); // not logged in / not yours: retrying cannot help
+export function liveSocket(path, { onMessage, status }) {
   let retryDelay = 500;
   let socket = null;
 
@@ -33,12 +31,10 @@ window.Coreboard.liveSocket = function (path, { onMessage, onOpen, status }) {
   }
 
   function connect() {
-    const scheme = location.protocol === "https:" ? "wss" : "ws";
-    socket = new WebSocket(`${scheme}://${location.host}${path}`);
+    socket = new WebSocket(socketUrl(path));
     socket.onopen = () => {
       retryDelay = 500;
       show("live", "live");
-      if (onOpen) onOpen();
     };
     socket.onmessage = (event) => onMessage(JSON.parse(event.data));
     socket.onclose = (event) => {
@@ -59,30 +55,4 @@ window.Coreboard.liveSocket = function (path, { onMessage, onOpen, status }) {
       if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(message));
     },
   };
-};
-
-// Run `render` at most once per animation frame, however many updates arrive.
-window.Coreboard.coalesced = function (render) {
-  let queued = false;
-  return function () {
-    if (queued) return;
-    queued = true;
-    requestAnimationFrame(() => {
-      queued = false;
-      render();
-    });
-  };
-};
-
-window.Coreboard.formatSeconds = function (seconds) {
-  if (seconds === null || seconds === undefined) return "—";
-  if (seconds < 60) return `${seconds.toFixed(1)} s`;
-  const minutes = Math.floor(seconds / 60);
-  if (minutes < 60) return `${minutes} min ${Math.round(seconds % 60)} s`;
-  return `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
-};
-
-if (window.Chart) {
-  window.Chart.defaults.color = getComputedStyle(document.documentElement).getPropertyValue("--muted").trim() || "#505a6b";
-  window.Chart.defaults.borderColor = getComputedStyle(document.documentElement).getPropertyValue("--line").trim() || "#d8dce3";
 }

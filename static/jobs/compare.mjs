@@ -1,41 +1,37 @@
 // Compare runs: duration and speedup of one kind's succeeded runs, oldest to newest.
 // The data comes from the page (json_script); the table below the chart holds the same figures.
-"use strict";
+import { chartDefaultsApply, cssColour } from "../lib/colours.mjs";
+import { byId, pageJson } from "../lib/dom.mjs";
+import { formatTime } from "../lib/format.mjs";
 
-(function () {
-  const source = document.getElementById("compare-runs");
-  const canvas = document.getElementById("compare-chart");
-  if (!source || !canvas || typeof Chart === "undefined") return;
-  const runs = JSON.parse(source.textContent);
-  const css = getComputedStyle(document.documentElement);
-  Chart.defaults.color = css.getPropertyValue("--muted").trim() || Chart.defaults.color;
-  Chart.defaults.borderColor = css.getPropertyValue("--line").trim() || Chart.defaults.borderColor;
-  if (!runs.length) return;
+const runs = pageJson("compare-runs");
+const canvas = byId("compare-chart");
+const Chart = globalThis.Chart;
 
-  const DURATION = "#2457c5";
-  const SPEEDUP = "#1f8a4c";
+if (runs && runs.length && canvas && Chart) {
+  chartDefaultsApply(Chart);
+  const duration = cssColour("--accent");
+  const speedup = cssColour("--ok");
   const dense = runs.length > 100;
-  const finished = (run) => window.Coreboard.formatTime(run.finished_at);
-
-  const chart = new Chart(canvas, {
+  new Chart(canvas, {
     type: "line",
     data: {
-      labels: runs.map((run) => "#" + run.id),
+      labels: runs.map((run) => `#${run.id}`),
       datasets: [
         {
           label: "Duration (s)",
           data: runs.map((run) => run.wall_seconds),
           yAxisID: "duration",
-          borderColor: DURATION,
-          backgroundColor: DURATION,
+          borderColor: duration,
+          backgroundColor: duration,
           pointStyle: "circle",
         },
         {
           label: "Speedup (×)",
           data: runs.map((run) => run.speedup),
           yAxisID: "speedup",
-          borderColor: SPEEDUP,
-          backgroundColor: SPEEDUP,
+          borderColor: speedup,
+          backgroundColor: speedup,
           // Dashes and another point shape, so the two lines differ without colour too.
           borderDash: [6, 4],
           pointStyle: "rectRot",
@@ -73,15 +69,15 @@
           callbacks: {
             title: (items) => {
               const run = runs[items[0].dataIndex];
-              return `Job #${run.id}, finished ${finished(run)}`;
+              return `Job #${run.id}, finished ${formatTime(run.finished_at)}`;
             },
           },
         },
       },
+      // Each run's page URL comes with the run (the view reverses it).
       onClick: (_event, elements) => {
         if (elements.length) window.location.href = runs[elements[0].index].url;
       },
     },
   });
-  canvas.dataset.ready = String(chart.data.labels.length);
-})();
+}

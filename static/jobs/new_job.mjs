@@ -1,10 +1,10 @@
-// New-job form: says how many chunks the job will have, asking the API as the person types.
-"use strict";
+// New-job form: says how many chunks the job will have, asking the API (the form's
+// data-preview-url) as the person types.
+const form = document.getElementById("job-form");
+const output = document.getElementById("chunk-preview");
+if (form && output && form.dataset.previewUrl) chunkPreviewSetUp(form, output);
 
-(function () {
-  const form = document.getElementById("job-form");
-  const output = document.getElementById("chunk-preview");
-  if (!form || !output || !form.dataset.previewUrl) return;
+function chunkPreviewSetUp(form, output) {
   const DELAY_MS = 300;
   const PREFIX = "params-";
   const csrfToken = form.elements.namedItem("csrfmiddlewaretoken").value;
@@ -118,4 +118,4 @@
   form.addEventListener("input", schedule);
   form.addEventListener("change", schedule);
   preview();
-})();
+}

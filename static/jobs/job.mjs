@@ -1,0 +1,389 @@
+// The live job page's DOM: draws the state kept by job_state.mjs, which the socket's
+// messages change; the task stream is task_stream.mjs. Rendering is coalesced to one frame.
+import { chartDefaultsApply, cssColour, translucent } from "../lib/colours.mjs";
+import {
+  byId as $,
+  coalesced,
+  localiseTimes,
+  pageJson,
+  setClass,
+  setProgress,
+  setText,
+  syncChildren,
+} from "../lib/dom.mjs";
+import { liveSocket } from "../lib/live.mjs";
+import { urlFill } from "../lib/urls.mjs";
+import {
+  JOB_ACTIVE,
+  JOB_ENDED,
+  chunkLabel,
+  countsText,
+  documentTitle,
+  doneChunks,
+  dirtyTake,
+  failingChunks,
+  failureSummary,
+  jobActions,
+  jobStateCreate,
+  messageApply,
+  paceText,
+  parallelismText,
+  progressPercent,
+  speedupMeter,
+  timingRows,
+} from "./job_state.mjs";
+import { TaskStream } from "./task_stream.mjs";
+
+const state = jobStateCreate(pageJson("job-snapshot"));
+const notificationsAvailable = "Notification" in window;
+// The status this page last rendered: a change from active to ended is the job ending while
+// somebody watches (announced once, maybe notified); loading an ended job is not.
+let shownStatus = state.job.status;
+let notifyWanted = false;
+
+// The element of each action jobActions() decides about.
+const ACTION_ELEMENTS = {
+  cancel: "cancel-form",
+  notify: "notify-button",
+  retry: "retry-form",
+  delete: "delete-link",
+  rerun: "rerun-link",
+};
+
+function render() {
+  const { job } = state;
+  const percent = progressPercent(state);
+  setProgress(
+    $("progress"),
+    document.querySelector(".progress-row .progress-text"),
+    percent,
+    job.status,
+  );
+  const status = $("job-status");
+  setText(status, job.status);
+  setClass(status, `status status-${job.status}`);
+  actionsRender();
+  endingRender(percent);
+  setText($("counts"), countsText(state));
+  gridRender();
+  setText($("pace"), paceText(state));
+  setText($("parallelism-value"), parallelismText(state));
+  timingsRender();
+  heavyRender();
+  previewRender();
+  summaryRender();
+  $("error-section").hidden = !job.error;
+  setText($("error"), job.error || "");
+}
+
+// The one place that shows and hides the job's actions, as jobActions() says.
+function actionsRender() {
+  const actions = jobActions(state.job.status);
+  for (const [action, id] of Object.entries(ACTION_ELEMENTS)) {
+    const node = $(id);
+    if (node) node.hidden = !actions[action];
+  }
+  if (!notificationsAvailable) $("notify-button").hidden = true;
+}
+
+function endingRender(percent) {
+  const { job } = state;
+  document.title = documentTitle(job, percent);
+  if (job.status !== shownStatus) {
+    // A message from the last action ("retrying what failed") is stale once the job has
+    // moved on.
+    for (const message of document.querySelectorAll("main > .message")) message.hidden = true;
+  }
+  if (JOB_ENDED.has(job.status) && JOB_ACTIVE.has(shownStatus)) {
+    $("job-announcer").textContent = `Job ${job.id} ${job.status}.`;
+    if (notifyWanted && notificationsAvailable && Notification.permission === "granted") {
+      const kind = document.querySelector("h1 small").textContent;
+      new Notification(`Job ${job.id} ${job.status}`, {
+        body: `${kind}: ${$("counts").textContent}`,
+        tag: `coreboard-job-${job.id}`,
+      });
+    }
+  }
+  shownStatus = job.status;
+}
+
+// Opt-in: a browser notification when this job ends (asked for on a click, never on load).
+function notifyButtonSetUp() {
+  const button = $("notify-button");
+  if (!notificationsAvailable) return;
+  button.addEventListener("click", async () => {
+    if (notifyWanted) {
+      notifyWanted = false;
+    } else {
+      const permission =
+        Notification.permission === "granted" ? "granted" : await Notification.requestPermission();
+      notifyWanted = permission === "granted";
+      if (permission === "denied") button.textContent = "Notifications are blocked for this site";
+    }
+    button.setAttribute("aria-pressed", String(notifyWanted));
+    if (Notification.permission !== "denied") {
+      button.textContent = notifyWanted
+        ? "You will be notified when it ends"
+        : "Notify me when it ends";
+    }
+  });
+}
+
+// The result and the speedup notes are rendered by the server (one template for the page
+// and this fragment); fetched once per ended version of the job.
+function summaryRender() {
+  const { job } = state;
+  const holder = $("job-summary");
+  if (!JOB_ENDED.has(job.status) || holder.dataset.version === String(job.version)) return;
+  holder.dataset.version = String(job.version);
+  const version = String(job.version);
+  fetch(holder.dataset.url, { credentials: "same-origin", headers: { Accept: "text/html" } })
+    .then((response) => (response.ok ? response.text() : null))
+    .then((html) => {
+      if (html === null || version !== holder.dataset.version) return;
+      holder.innerHTML = html;
+      localiseTimes(holder);
+    })
+    .catch(() => {
+      holder.dataset.version = "";
+    });
+}
+
+// The grid is one widget (a listbox): one Tab stop, arrow keys, Home and End move between
+// chunks (a roving tabindex), and each chunk's name is its details. Cells are indexed by
+// chunk index; only chunks that changed since the last frame are touched, so a
+// 10,000-chunk grid costs nothing between events.
+let activeCell = 0;
+
+function gridRender() {
+  const { job } = state;
+  const grid = $("chunk-grid");
+  if (grid.children.length !== job.total_chunks) {
+    const cells = [];
+    for (let i = 0; i < job.total_chunks; i++) {
+      const cell = document.createElement("span");
+      cell.className = "cell chunk-pending";
+      cell.setAttribute("aria-label", `Chunk ${i}: pending`);
+      cell.setAttribute("role", "option");
+      cell.setAttribute("aria-selected", "false");
+      cell.tabIndex = -1;
+      cell.dataset.index = String(i);
+      cells.push(cell);
+    }
+    grid.replaceChildren(...cells);
+    activeCell = Math.min(activeCell, Math.max(0, cells.length - 1));
+    if (cells.length) {
+      cells[activeCell].tabIndex = 0;
+      cells[activeCell].setAttribute("aria-selected", "true");
+    }
+    state.dirty = null;
+  }
+  const dirty = dirtyTake(state);
+  const todo =
+    dirty === null
+      ? state.chunks.values()
+      : [...dirty].map((index) => state.chunks.get(index)).filter(Boolean);
+  for (const chunk of todo) {
+    const cell = grid.children[chunk.index];
+    if (!cell) continue;
+    setClass(cell, `cell chunk-${chunk.status}${chunk.attempts > 1 ? " retried" : ""}`);
+    const label = chunkLabel(chunk);
+    if (cell.getAttribute("aria-label") !== label) {
+      cell.title = label;
+      cell.setAttribute("aria-label", label);
+      if (Number(cell.dataset.index) === activeCell && cell.contains(document.activeElement)) {
+        setText($("chunk-details"), label);
+      }
+    }
+  }
+}
+
+function gridColumns(grid) {
+  const first = grid.children[0];
+  if (!first) return 1;
+  let n = 0;
+  for (const cell of grid.children) {
+    if (cell.offsetTop !== first.offsetTop) break;
+    n++;
+  }
+  return Math.max(1, n);
+}
+
+function gridMoveTo(index) {
+  const cells = $("chunk-grid").children;
+  if (!cells.length) return;
+  const target = Math.max(0, Math.min(cells.length - 1, index));
+  const previous = cells[activeCell];
+  if (previous) {
+    previous.tabIndex = -1;
+    previous.setAttribute("aria-selected", "false");
+  }
+  activeCell = target;
+  cells[target].tabIndex = 0;
+  cells[target].setAttribute("aria-selected", "true");
+  cells[target].focus();
+}
+
+function gridKeyDown(event) {
+  const grid = $("chunk-grid");
+  const columns = gridColumns(grid);
+  const steps = { ArrowRight: 1, ArrowLeft: -1, ArrowDown: columns, ArrowUp: -columns };
+  if (event.key in steps) gridMoveTo(activeCell + steps[event.key]);
+  else if (event.key === "Home") gridMoveTo(0);
+  else if (event.key === "End") gridMoveTo(grid.children.length - 1);
+  else return;
+  event.preventDefault();
+}
+
+function gridClick(event) {
+  const cell = event.target.closest(".cell");
+  if (cell) gridMoveTo(Number(cell.dataset.index));
+}
+
+function chunkDetailsShow(event) {
+  const cell = event.target.closest(".cell");
+  if (!cell) return;
+  const chunk = state.chunks.get(Number(cell.dataset.index));
+  if (chunk) setText($("chunk-details"), chunkLabel(chunk));
+}
+
+function timingsRender() {
+  const rows = timingRows(state);
+  const dl = $("timings");
+  if (dl.children.length !== rows.length * 2) {
+    dl.replaceChildren(
+      ...rows.flatMap(([term]) => {
+        const dt = document.createElement("dt");
+        dt.textContent = term;
+        return [dt, document.createElement("dd")];
+      }),
+    );
+  }
+  rows.forEach(([, value], i) => setText(dl.children[i * 2 + 1], value));
+  const meter = speedupMeter(state);
+  $("speedup-meter").hidden = meter === null;
+  if (meter === null) return;
+  $("speedup-meter").querySelector(".speedup-fill").style.width = `${meter.fill * 100}%`;
+  $("speedup-meter").querySelector(".speedup-ideal").style.left = `${meter.ideal * 100}%`;
+  setText($("speedup-caption"), meter.caption);
+}
+
+// Keyed by chunk: an open traceback stays open, a focused summary keeps its focus.
+function failuresRender() {
+  const failing = failingChunks(state);
+  $("failures-section").hidden = failing.length === 0;
+  syncChildren(
+    $("failures"),
+    failing.slice(0, 200),
+    (chunk) => chunk.index,
+    () => {
+      const details = document.createElement("details");
+      const pre = document.createElement("pre");
+      pre.className = "error";
+      pre.tabIndex = 0; // it may scroll
+      details.append(document.createElement("summary"), pre);
+      return details;
+    },
+    (details, chunk) => {
+      setText(details.querySelector("summary"), failureSummary(chunk));
+      setText(details.querySelector("pre"), chunk.error);
+    },
+  );
+}
+
+// The live picture: finished bands at their real size, in order; once the job has its
+// result file, that one picture (the same pixels, the same size) takes their place.
+function previewRender() {
+  const { job } = state;
+  const section = $("preview-section");
+  if (!section) return;
+  const holder = $("preview");
+  if (job.result_file) {
+    if ($("result-file-image")) return;
+    const img = document.createElement("img");
+    img.id = "result-file-image";
+    img.className = "result-image";
+    img.alt = `Result of job ${job.id}`;
+    img.addEventListener("load", () => holder.replaceChildren(img), { once: true });
+    img.src = job.result_file;
+    // Until it has loaded, the bands stay: the picture never blinks.
+    if (!holder.children.length) holder.append(img);
+    return;
+  }
+  for (const chunk of doneChunks(state)) {
+    const id = `preview-${chunk.index}`;
+    if ($(id)) continue;
+    const img = document.createElement("img");
+    img.id = id;
+    img.dataset.index = String(chunk.index);
+    img.alt = `Band ${chunk.index + 1} of ${job.total_chunks}`;
+    img.src = urlFill(section.dataset.urlTemplate, { index: chunk.index });
+    const after = [...holder.children].find((node) => Number(node.dataset.index) > chunk.index);
+    holder.insertBefore(img, after || null);
+  }
+}
+
+// Chunk colours, as the grid's (static/coreboard.css).
+function streamColours() {
+  const status = {
+    queued: cssColour("--queued"),
+    running: cssColour("--chunk-running"),
+    done: cssColour("--chunk-done"),
+    failed: cssColour("--chunk-failed"),
+    cancelled: cssColour("--chunk-cancelled"),
+  };
+  return {
+    status,
+    wait: translucent(status.queued, 0.45),
+    retried: cssColour("--bad"),
+    other: cssColour("--pending"),
+  };
+}
+
+const Chart = globalThis.Chart;
+if (Chart) chartDefaultsApply(Chart);
+const taskStream = new TaskStream($("timeline"), {
+  Chart,
+  colours: streamColours(),
+  label: chunkLabel,
+});
+
+// The heavy parts (task stream, failures) redraw at most twice a second.
+let lastHeavy = 0;
+let heavyTimer = null;
+function heavyRender() {
+  const wait = JOB_ACTIVE.has(state.job.status) ? 500 - (Date.now() - lastHeavy) : 0;
+  if (wait > 0) {
+    heavyTimer ??= setTimeout(() => {
+      heavyTimer = null;
+      heavyRender();
+    }, wait);
+    return;
+  }
+  lastHeavy = Date.now();
+  if (Chart) taskStream.update(state.job, state.chunks.values());
+  failuresRender();
+}
+
+const renderSchedule = coalesced(render);
+
+const grid = $("chunk-grid");
+grid.addEventListener("mouseover", chunkDetailsShow);
+grid.addEventListener("focusin", chunkDetailsShow);
+grid.addEventListener("keydown", gridKeyDown);
+grid.addEventListener("click", gridClick);
+notifyButtonSetUp();
+// Running bars and the ETA move with the clock, not only with events.
+setInterval(() => {
+  if (JOB_ACTIVE.has(state.job.status)) renderSchedule();
+}, 1000);
+render();
+const connection = $("connection");
+const live = liveSocket(connection.dataset.socketUrl, {
+  status: connection,
+  onMessage(message) {
+    const { resync } = messageApply(state, message);
+    if (resync) live.send({ type: "resync" });
+    renderSchedule();
+  },
+});

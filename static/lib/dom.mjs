@@ -1,0 +1,102 @@
+// DOM helpers every page shares: keyed in-place list updates, text that changes only when
+// it must (so screen readers and selections are left alone), <time> elements, page data.
+import { formatTime } from "./format.mjs";
+
+export const byId = (id) => document.getElementById(id);
+
+// Data the server put in the page with `json_script`.
+export function pageJson(id) {
+  const source = byId(id);
+  return source ? JSON.parse(source.textContent) : null;
+}
+
+export function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (key === "text") node.textContent = value;
+    else node.setAttribute(key, value);
+  }
+  for (const child of children) node.append(child);
+  return node;
+}
+
+export function setText(node, text) {
+  if (node.textContent !== text) node.textContent = text;
+}
+
+export function setClass(node, className) {
+  if (node.className !== className) node.className = className;
+}
+
+// A <time> for dynamic lists; the server writes the same element (templatetags local_time).
+export function timeElement(iso) {
+  const time = document.createElement("time");
+  setTime(time, iso);
+  return time;
+}
+
+export function setTime(time, iso) {
+  if (time.getAttribute("datetime") === (iso || "")) return;
+  time.setAttribute("datetime", iso || "");
+  time.className = "local-time";
+  time.textContent = formatTime(iso);
+}
+
+export function localiseTimes(root = document) {
+  for (const time of root.querySelectorAll("time.local-time")) {
+    time.textContent = formatTime(time.getAttribute("datetime"));
+  }
+}
+
+// Keyed, in-place list updates: existing elements stay (with their focus and scroll);
+// only new keys are created, gone keys removed and moved ones re-ordered.
+export function syncChildren(parent, items, keyOf, create, update) {
+  const keys = items.map((item) => String(keyOf(item)));
+  const wanted = new Set(keys);
+  const existing = new Map();
+  // Gone ones first, so that the ones staying never need moving past them.
+  for (const child of [...parent.children]) {
+    const key = child.dataset.key;
+    if (key === undefined || !wanted.has(key) || existing.has(key)) child.remove();
+    else existing.set(key, child);
+  }
+  let cursor = parent.firstElementChild;
+  items.forEach((item, i) => {
+    let node = existing.get(keys[i]);
+    if (!node) {
+      node = create(item);
+      node.dataset.key = keys[i];
+    }
+    update(node, item);
+    if (node === cursor) cursor = cursor.nextElementSibling;
+    else parent.insertBefore(node, cursor);
+  });
+}
+
+// Run `render` at most once per animation frame, however many updates arrive.
+export function coalesced(render) {
+  let queued = false;
+  return function () {
+    if (queued) return;
+    queued = true;
+    requestAnimationFrame(() => {
+      queued = false;
+      render();
+    });
+  };
+}
+
+// A progress bar (`.progress` with a `.progress-fill`) and its text beside it.
+export function setProgress(bar, text, percent, status) {
+  if (bar.getAttribute("aria-valuenow") !== String(percent)) {
+    bar.setAttribute("aria-valuenow", String(percent));
+    bar.querySelector(".progress-fill").style.width = `${percent}%`;
+  }
+  bar.dataset.status = status;
+  setText(text, `${percent}%`);
+}
+
+export function setStatusBadge(badge, status, prefix = "status") {
+  setText(badge, status);
+  setClass(badge, `status ${prefix}-${status}`);
+}

@@ -1,0 +1,215 @@
+// The job page's state (static/jobs/job_state.mjs), driven by the socket's messages as the
+// page receives them: `node --test tests/js/` (make test-js).
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+
+import {
+  chunkCounts,
+  countsText,
+  dirtyTake,
+  jobActions,
+  jobStateCreate,
+  messageApply,
+  paceText,
+  progressPercent,
+  speedupMeter,
+  tailShare,
+} from "../../static/jobs/job_state.mjs";
+
+function job(fields = {}) {
+  return {
+    id: 7,
+    status: "running",
+    version: 1,
+    total_chunks: 4,
+    done_chunks: 0,
+    failed_chunks: 0,
+    parallelism: 2,
+    speedup: null,
+    ...fields,
+  };
+}
+
+function chunk(index, status, fields = {}) {
+  return { index, status, attempts: 1, ...fields };
+}
+
+function snapshotState(chunks, jobFields = {}) {
+  const state = jobStateCreate({ job: job(jobFields), chunks: [], live: null });
+  messageApply(state, { type: "job.snapshot", seq: 1, job: job(jobFields), chunks });
+  return state;
+}
+
+describe("snapshot and its pages", () => {
+  test("a snapshot's chunk pages are assembled; a page of another snapshot is ignored", () => {
+    const state = jobStateCreate({ job: job(), chunks: [], live: null });
+    messageApply(state, {
+      type: "job.snapshot",
+      seq: 3,
+      job: job(),
+      chunks: [chunk(0, "done"), chunk(1, "running")],
+    });
+    messageApply(state, { type: "job.chunks", seq: 3, chunks: [chunk(2, "queued")] });
+    messageApply(state, { type: "job.chunks", seq: 2, chunks: [chunk(3, "failed")] });
+    assert.deepEqual([...state.chunks.keys()].sort(), [0, 1, 2]);
+    assert.equal(state.chunks.get(2).status, "queued");
+  });
+
+  test("a delta between the pages is newer than the page that follows it", () => {
+    const state = jobStateCreate({ job: job(), chunks: [], live: null });
+    messageApply(state, { type: "job.snapshot", seq: 1, job: job(), chunks: [chunk(0, "done")] });
+    messageApply(state, { type: "job.progress", chunks: [chunk(1, "done", { attempts: 1 })] });
+    messageApply(state, { type: "job.chunks", seq: 1, chunks: [chunk(1, "running")] });
+    assert.equal(state.chunks.get(1).status, "done");
+  });
+
+  test("a snapshot replaces the chunks and redraws all of them", () => {
+    const state = snapshotState([chunk(0, "done"), chunk(1, "done")]);
+    dirtyTake(state);
+    messageApply(state, { type: "job.snapshot", seq: 2, job: job(), chunks: [chunk(0, "queued")] });
+    assert.deepEqual([...state.chunks.keys()], [0]);
+    assert.equal(dirtyTake(state), null);
+  });
+});
+
+describe("progress deltas", () => {
+  test("out-of-order deltas: a chunk's final state is not undone by a late report", () => {
+    const state = snapshotState([chunk(0, "queued"), chunk(1, "queued")]);
+    messageApply(state, {
+      type: "job.progress",
+      job: job({ version: 3, done_chunks: 1 }),
+      chunks: [chunk(0, "done")],
+    });
+    messageApply(state, {
+      type: "job.progress",
+      job: job({ version: 2 }),
+      chunks: [chunk(0, "running", { progress: 0.5 })],
+    });
+    assert.equal(state.chunks.get(0).status, "done");
+    assert.equal(state.chunks.get(0).progress, undefined);
+  });
+
+  test("a retry (more attempts) does replace a chunk's final state", () => {
+    const state = snapshotState([chunk(0, "failed", { error: "boom" })]);
+    messageApply(state, { type: "job.progress", chunks: [chunk(0, "running", { attempts: 2 })] });
+    assert.equal(state.chunks.get(0).status, "running");
+    assert.equal(state.chunks.get(0).error, "boom"); // fields the delta leaves out stay
+  });
+
+  test("a job version that goes backwards is ignored", () => {
+    const state = snapshotState([], { version: 5, done_chunks: 3 });
+    messageApply(state, {
+      type: "job.progress",
+      job: job({ version: 4, done_chunks: 1 }),
+      chunks: [],
+    });
+    assert.equal(state.job.done_chunks, 3);
+    messageApply(state, {
+      type: "job.progress",
+      job: job({ version: 6, done_chunks: 4 }),
+      chunks: [],
+    });
+    assert.equal(state.job.done_chunks, 4);
+  });
+
+  test("the job changing phase asks for a resync; progress within a phase does not", () => {
+    const state = snapshotState([], { version: 1 });
+    const within = messageApply(state, {
+      type: "job.progress",
+      job: job({ version: 2 }),
+      chunks: [],
+    });
+    assert.equal(within.resync, false);
+    const ended = messageApply(state, {
+      type: "job.progress",
+      job: job({ version: 3, status: "cancelled" }),
+      chunks: [],
+    });
+    assert.equal(ended.resync, true);
+    const late = messageApply(state, {
+      type: "job.progress",
+      job: job({ version: 2 }),
+      chunks: [],
+    });
+    assert.equal(late.resync, false);
+    assert.equal(state.job.status, "cancelled");
+  });
+
+  test("only the chunks a delta touched are redrawn", () => {
+    const state = snapshotState([chunk(0, "queued"), chunk(1, "queued"), chunk(2, "queued")]);
+    assert.equal(dirtyTake(state), null);
+    messageApply(state, { type: "job.progress", chunks: [chunk(2, "running")] });
+    assert.deepEqual([...dirtyTake(state)], [2]);
+    assert.deepEqual([...dirtyTake(state)], []);
+  });
+});
+
+describe("what the page shows", () => {
+  test("progress counts running chunks' own progress, and a succeeded job is whole", () => {
+    const state = snapshotState([chunk(0, "done"), chunk(1, "running", { progress: 0.5 })], {
+      done_chunks: 1,
+    });
+    assert.equal(progressPercent(state), 37.5);
+    state.job = job({ status: "succeeded", done_chunks: 1 });
+    assert.equal(progressPercent(state), 100);
+  });
+
+  test("counts by chunk status", () => {
+    const state = snapshotState(
+      [chunk(0, "done"), chunk(1, "running"), chunk(2, "queued"), chunk(3, "queued")],
+      { done_chunks: 1 },
+    );
+    assert.equal(chunkCounts(state).queued, 2);
+    assert.match(countsText(state), /^1 of 4 chunks done · 1 running · 2 queued · 0 pending/);
+  });
+
+  test("pace comes from the server's live state, and only while the job runs", () => {
+    const state = snapshotState([]);
+    messageApply(state, {
+      type: "job.live",
+      live: { throughput: 2, eta_seconds: 90, waiting: null, processes_now: 2 },
+    });
+    assert.equal(paceText(state), "2.00 chunks/s · about 1 min 30 s left");
+    messageApply(state, {
+      type: "job.live",
+      live: { throughput: null, eta_seconds: null, waiting: { text: "no worker takes burn" } },
+    });
+    assert.equal(paceText(state), "no worker takes burn");
+    state.job = job({ status: "succeeded" });
+    assert.equal(paceText(state), "");
+  });
+
+  test("the speedup meter is measured against the processes used", () => {
+    const state = snapshotState(
+      [chunk(0, "done", { worker: "w", pid: 1 }), chunk(1, "done", { worker: "w", pid: 2 })],
+      { status: "succeeded", parallelism: 4, speedup: 1.5 },
+    );
+    const meter = speedupMeter(state);
+    assert.equal(meter.caption, "Speedup 1.50× of an ideal 2× (2 processes used)");
+    assert.ok(meter.fill < meter.ideal);
+  });
+
+  test("the tail is the wall time after the first process ran out of work", () => {
+    const finished = (pid, at) => chunk(pid, "done", { worker: "w", pid, finished_at: at });
+    const state = snapshotState(
+      [finished(1, "2026-01-01T00:00:06Z"), finished(2, "2026-01-01T00:00:10Z")],
+      { started_at: "2026-01-01T00:00:00Z", finished_at: "2026-01-01T00:00:10Z" },
+    );
+    assert.equal(tailShare(state), 0.4);
+  });
+});
+
+describe("actions", () => {
+  const cases = {
+    pending: { cancel: true, notify: true, retry: false, delete: false, rerun: true },
+    running: { cancel: true, notify: true, retry: false, delete: false, rerun: true },
+    succeeded: { cancel: false, notify: false, retry: false, delete: true, rerun: true },
+    failed: { cancel: false, notify: false, retry: true, delete: true, rerun: true },
+    cancelled: { cancel: false, notify: false, retry: false, delete: true, rerun: true },
+  };
+  for (const [status, expected] of Object.entries(cases)) {
+    test(`a ${status} job offers ${Object.keys(expected).filter((a) => expected[a])}`, () => {
+      assert.deepEqual(jobActions(status), expected);
+    });
+  }
+});

@@ -1,0 +1,39 @@
+// The shared helpers without a DOM (static/lib/).
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+import { translucent } from "../../static/lib/colours.mjs";
+import { formatFixed, formatSeconds, formatTime } from "../../static/lib/format.mjs";
+import { socketUrl, urlFill } from "../../static/lib/urls.mjs";
+
+test("URL templates from the page are filled in, and escaped", () => {
+  assert.equal(urlFill("/jobs/{id}/", { id: 12 }), "/jobs/12/");
+  assert.equal(
+    urlFill("/api/jobs/3/chunks/{index}/", { index: "a/b" }),
+    "/api/jobs/3/chunks/a%2Fb/",
+  );
+  assert.equal(urlFill("/x/{missing}/", {}), "/x/{missing}/");
+});
+
+test("a socket opens on the page's own host, wss under https", () => {
+  assert.equal(
+    socketUrl("/ws/overview/", { protocol: "https:", host: "h:1" }),
+    "wss://h:1/ws/overview/",
+  );
+  assert.equal(socketUrl("/ws/jobs/1/", { protocol: "http:", host: "h" }), "ws://h/ws/jobs/1/");
+});
+
+test("a CSS colour gets an alpha channel", () => {
+  assert.equal(translucent("#8fa9e0", 0.45), "#8fa9e073");
+  assert.equal(translucent("rgb(1, 2, 3)", 0.5), "rgb(1, 2, 3)");
+});
+
+test("durations, figures and times", () => {
+  assert.equal(formatSeconds(null), "—");
+  assert.equal(formatSeconds(59.94), "59.9 s");
+  assert.equal(formatSeconds(3725), "1 h 2 min");
+  assert.equal(formatFixed(undefined, 2, "×"), "—");
+  assert.equal(formatFixed(1.234, 2, "×"), "1.23×");
+  assert.equal(formatTime("not a time"), "—");
+  assert.match(formatTime("2026-11-26T08:12:03Z"), /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S+$/);
+});
