@@ -26,12 +26,21 @@ AXE_SOURCE = (
     Path(__file__).resolve().parent.parent / "node_modules/axe-core/axe.min.js"
 ).read_text()
 PHONE = {"width": 390, "height": 844}
-# Every Content-Security-Policy violation a page reports, kept where the test can read it.
+# Every Content-Security-Policy violation a page reports, and every error its scripts throw
+# (a module that fails to load or run), kept where the test can read them.
 CSP_WATCH = """
 window.__cspViolations = [];
 document.addEventListener("securitypolicyviolation", (event) => {
   const where = `${event.sourceFile}:${event.lineNumber}`;
   window.__cspViolations.push(`${event.violatedDirective} ${event.blockedURI} ${where}`);
+});
+window.__scriptErrors = [];
+window.addEventListener("error", (event) => {
+  const where = event.filename ? `${event.filename}:${event.lineno}` : event.target.src;
+  window.__scriptErrors.push(`${event.message || "failed to load"} ${where}`);
+}, true);
+window.addEventListener("unhandledrejection", (event) => {
+  window.__scriptErrors.push(`unhandled rejection: ${event.reason}`);
 });
 """
 
@@ -75,7 +84,8 @@ def page(browser: Browser, celery_worker: ServerProcess) -> Iterator[Page]:
 
 
 def assert_page_is_sound(page: Page, where: str) -> None:
-    """axe-core finds nothing, no CSP violation, and nothing wider than the viewport."""
+    """axe-core finds nothing, no CSP violation or script error, nothing wider than the
+    viewport."""
     page.wait_for_load_state("load")
     page.evaluate(AXE_SOURCE)
     violations = page.evaluate(
@@ -88,6 +98,8 @@ def assert_page_is_sound(page: Page, where: str) -> None:
     assert violations == [], f"axe on {where}: {violations}"
     blocked = page.evaluate("window.__cspViolations")
     assert blocked == [], f"CSP on {where}: {blocked}"
+    errors = page.evaluate("window.__scriptErrors")
+    assert errors == [], f"script errors on {where}: {errors}"
     widths = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
     assert widths[0] <= widths[1], f"{where} is {widths[0]} px wide in a {widths[1]} px window"
 

@@ -17,7 +17,7 @@ _ID_PLACEHOLDER = 987_654_321_987
 
 @register.filter
 def local_time(value: datetime | None) -> SafeString | str:
-    """A `<time>` that the page rewrites in the viewer's time zone (static/coreboard.js).
+    """A `<time>` that the page rewrites in the viewer's time zone (static/coreboard.mjs).
 
     The server writes UTC with its zone, so the text is right without JavaScript too; the
     script uses the one format of every page: `2026-11-26 09:12:03 GMT+1`.

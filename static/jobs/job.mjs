@@ -76,14 +76,17 @@ function render() {
   setText($("error"), job.error || "");
 }
 
-// The one place that shows and hides the job's actions, as jobActions() says.
+// The one place that shows and hides the job's actions, as jobActions() says. A control
+// that has focus stays until focus leaves it (#job-actions' focusout draws again): a live
+// update never takes focus away.
 function actionsRender() {
   const actions = jobActions(state.job.status);
   for (const [action, id] of Object.entries(ACTION_ELEMENTS)) {
     const node = $(id);
-    if (node) node.hidden = !actions[action];
+    const shown = actions[action] && (action !== "notify" || notificationsAvailable);
+    if (!shown && node.contains(document.activeElement)) continue;
+    node.hidden = !shown;
   }
-  if (!notificationsAvailable) $("notify-button").hidden = true;
 }
 
 function endingRender(percent) {
@@ -157,6 +160,7 @@ let activeCell = 0;
 
 function gridRender() {
   const { job } = state;
+  $("job-actions").addEventListener("focusout", () => renderSchedule());
   const grid = $("chunk-grid");
   if (grid.children.length !== job.total_chunks) {
     const cells = [];
@@ -225,6 +229,7 @@ function gridMoveTo(index) {
 }
 
 function gridKeyDown(event) {
+  $("job-actions").addEventListener("focusout", () => renderSchedule());
   const grid = $("chunk-grid");
   const columns = gridColumns(grid);
   const steps = { ArrowRight: 1, ArrowLeft: -1, ArrowDown: columns, ArrowUp: -columns };
@@ -367,6 +372,7 @@ function heavyRender() {
 
 const renderSchedule = coalesced(render);
 
+$("job-actions").addEventListener("focusout", () => renderSchedule());
 const grid = $("chunk-grid");
 grid.addEventListener("mouseover", chunkDetailsShow);
 grid.addEventListener("focusin", chunkDetailsShow);
