@@ -96,7 +96,10 @@ def test_nodes_show_identity_versions_and_kinds_then_loss_and_clean_stop(
         assert node["coreboard_version"] == cluster.coreboard_version()
         assert node["python_version"].count(".") == 2
         assert node["concurrency"] == 1
-        assert node["queues"] == ["coreboard"]
+        # The default queue and one per kind it has (jobs.services.dispatch.kind_queue).
+        assert node["queues"] == sorted(
+            {"coreboard", *(dispatch.kind_queue(kind) for kind in node["kinds"])}
+        )
         assert node["started"] <= state["now"]
     assert alpha_node["labels"] == ["fast", "rack-1"]
     assert beta_node["labels"] == []

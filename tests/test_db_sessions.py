@@ -19,7 +19,7 @@ from django.test import Client
 from jobs.models import Chunk, Job
 from jobs.services import job_state
 from project import stack
-from tests.factories import make_job
+from tests.factories import make_job, make_unclaimable_job
 from tests.processes import start_celery_worker
 from tests.waiting import poll_until
 
@@ -86,7 +86,7 @@ def test_waiting_for_a_held_job_lock_retries_then_gives_up(
 def test_a_job_held_by_a_silent_machine_answers_busy_and_changes_nothing(
     alice: User, other_session: psycopg.Connection
 ) -> None:
-    job = make_job(alice)
+    job = make_unclaimable_job(alice)
     client = Client()
     client.force_login(alice)
     client.get("/")

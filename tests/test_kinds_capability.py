@@ -253,7 +253,7 @@ def test_a_job_nobody_can_run_waits_with_a_reason_then_runs(
 ) -> None:
     node = f"lacking-{uuid.uuid4().hex[:6]}"
     lacking = start_celery_worker(
-        _probe_env(child_env, COREBOARD_WORKER_KINDS="burn"), 1, name=node
+        _probe_env(child_env, COREBOARD_WORKER_KINDS="burn"), 1, node=node
     )
     capable = None
     try:

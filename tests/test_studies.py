@@ -13,9 +13,9 @@ from django.test import Client
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from jobs import services, study_selectors
+from jobs import kinds, services, study_selectors
 from jobs.models import Job, ScalingStudy
-from jobs.services import studies
+from jobs.services import dispatch, studies
 from tests.factories import complete_next, fail_next, make_job, start
 
 pytestmark = pytest.mark.django_db
@@ -37,6 +37,12 @@ def _finish(job: Job) -> None:
 
 def _run(study: ScalingStudy, parallelism: int) -> Job:
     return study.runs.get(parallelism=parallelism)
+
+
+def _worker(processes: int) -> dispatch.LiveWorker:
+    return dispatch.LiveWorker(
+        concurrency=processes, kinds=frozenset(kind.name for kind in kinds.all_kinds())
+    )
 
 
 @pytest.mark.services
@@ -197,7 +203,7 @@ def test_measure_scaling_button_only_for_the_owner_of_a_succeeded_job(
 def test_page_creates_a_study_and_shows_it(
     alice: User, alice_client: Client, dispatched: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(studies.dispatch, "live_workers", lambda: {"w1": 2})
+    monkeypatch.setattr(studies.dispatch, "live_workers", lambda: {"w1": _worker(2)})
     job = _succeeded(alice)
     assert alice_client.get(reverse("jobs:study-create", args=[job.pk])).status_code == 405
     response = alice_client.post(reverse("jobs:study-create", args=[job.pk]))
@@ -252,7 +258,7 @@ def test_nobody_sees_another_users_study(
 def test_api_creates_reads_cancels_and_exports(
     alice: User, alice_api: APIClient, dispatched: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(studies.dispatch, "live_workers", lambda: {"w1": 3})
+    monkeypatch.setattr(studies.dispatch, "live_workers", lambda: {"w1": _worker(3)})
     job = _succeeded(alice)
     for body, field in (
         ({"job": "12"}, "job"),

@@ -128,9 +128,6 @@ class _Keepalive:
         self.lock = threading.Lock()
         self.slot: tuple[int, str, str, str] | None = None
         self.holding = False
-        # Read here once a second, off the chunks' path: an operator's drain or a warm
-        # shutdown of this node (dispatch.worker_is_draining).
-        self.draining = False
         threading.Thread(target=self._run, name="coreboard-keepalive", daemon=True).start()
 
     def _run(self) -> None:
@@ -141,7 +138,6 @@ class _Keepalive:
                 try:
                     if slot is not None:
                         dispatch.slot_refresh(*slot)
-                        self.draining = dispatch.worker_is_draining(slot[2])
                     if holding:
                         leases_renew(owner=dispatch.process_id())
                 except DatabaseError:
@@ -151,11 +147,9 @@ class _Keepalive:
                     logger.warning("could not refresh slot", exc_info=True)
 
     def running(self, job_id: int, token: str, node: str, owner: str) -> None:
-        draining = dispatch.worker_is_draining(node)
         with self.lock:
             self.slot = (job_id, token, node, owner)
             self.holding = True
-            self.draining = draining
 
     def stopped(self) -> None:
         with self.lock:
@@ -280,7 +274,9 @@ class _SlotRun:
             yielding = (
                 now >= hard_end
                 or (now >= slice_end and dispatch.slot_should_yield(self.node, self.queues))
-                or _keepalive_here().draining
+                # One EXISTS per batch (about 100 ms of work): a drain takes effect at
+                # the next chunk boundary, not a second later.
+                or dispatch.worker_is_draining(self.node)
             )
             if now >= slice_end and not yielding:
                 slice_end = now + settings.COREBOARD_SLOT_SLICE_SECONDS
