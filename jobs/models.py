@@ -101,7 +101,6 @@ class Job(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs"
     )
     kind = models.CharField(max_length=64)
-    label = models.CharField(max_length=100, blank=True)
     params = models.JSONField(default=dict)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     parallelism = models.PositiveIntegerField()

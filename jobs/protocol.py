@@ -65,7 +65,6 @@ class JobState(TypedDict):
 
     id: int
     kind: str
-    label: Annotated[str, "A name its owner gave it (may be empty)."]
     params: Annotated[dict[str, Any], "The validated parameters of its kind."]
     status: Annotated[str, Job.Status]
     progress: Annotated[float, "Done chunks / total chunks, 0..1 (1 once succeeded)."]
@@ -279,7 +278,6 @@ def job_state(job: Job) -> JobState:
     return {
         "id": job.pk,
         "kind": job.kind,
-        "label": job.label,
         "params": job.params,
         "status": job.status,
         "progress": round(job.progress, 4),
