@@ -203,13 +203,7 @@ def cluster_for_user(*, user: Any, state: Mapping[str, Any]) -> ClusterState:
         if job_id is not None and job_id not in visible:
             process = {**process, "job_id": None, "chunk_index": None, "other": True}
         processes.append(process)
-    return {
-        "now": state["now"],
-        "web": state["web"],
-        "nodes": state["nodes"],
-        "processes": processes,
-        "throughput": state["throughput"],
-    }
+    return cast(ClusterState, {**state, "processes": processes})
 
 
 def overview_state(

@@ -166,7 +166,8 @@ def test_checks_catch_a_500_and_an_undocumented_field() -> None:
         b' "total_chunks": 1, "done_chunks": 0, "failed_chunks": 0, "parallelism": 1,'
         b' "result": null, "error": "", "created_at": "2026-01-01T00:00:00Z",'
         b' "started_at": null, "finished_at": null, "wall_seconds": null, "cpu_seconds": 0.0,'
-        b' "speedup": null, "efficiency": null, "version": 0, "result_file": null}'
+        b' "speedup": null, "efficiency": null, "version": 0, "result_file": null,'
+        b' "waiting": null}'
     )
     case.validate_response(_response(200, job), checks=CHECKS)  # the real shape passes
     with pytest.raises(BaseExceptionGroup, match="Additional properties"):
