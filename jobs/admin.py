@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib import admin, messages
@@ -58,13 +59,13 @@ class JobAdmin(ReadOnlyAdmin):
         return super().has_delete_permission(request, obj)
 
     def delete_model(self, request: HttpRequest, obj: Job) -> None:
-        if not services.job_delete(job=obj):
-            self.message_user(
-                request, f"Job {obj.pk} is still {obj.status}; cancel it first.", messages.ERROR
-            )
+        try:
+            services.job_delete(job=obj)
+        except services.JobConflict as conflict:
+            self.message_user(request, conflict.message, messages.ERROR)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
-        refused = [job.pk for job in queryset if not services.job_delete(job=job)]
+        refused = [job.pk for job in queryset if not _done(services.job_delete, job)]
         if refused:
             self.message_user(
                 request,
@@ -74,8 +75,17 @@ class JobAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Cancel selected jobs", permissions=["delete"])
     def cancel_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
-        cancelled = sum(services.job_cancel(job=job) for job in queryset)
+        cancelled = sum(_done(services.job_cancel, job) for job in queryset)
         self.message_user(request, f"Cancelled {cancelled} job(s).")
+
+
+def _done(action: Callable[..., object], job: Job) -> bool:
+    """Whether a job action went through (False on services.JobConflict)."""
+    try:
+        action(job=job)
+    except services.JobConflict:
+        return False
+    return True
 
 
 @admin.register(Chunk)

@@ -18,13 +18,15 @@ from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from jobs import kinds, openapi, selectors, services, uploads
+from jobs.forms import parallelism_field
 from jobs.kinds.base import params_from_form_values
 from jobs.models import Job
+from jobs.protocol import JobApiState
 
 logger = logging.getLogger(__name__)
 
 
-class JobCreateSerializer(serializers.Serializer):
+class JobCreateSerializer(serializers.Serializer[Any]):
     kind = serializers.CharField(max_length=64)
     params = serializers.DictField(required=False, default=dict)
     # Taken as sent: job_plan accepts a JSON integer only (DRF's IntegerField would take
@@ -64,12 +66,12 @@ class PostThrottled(APIView):
         return super().get_throttles() if self.request.method == "POST" else []
 
 
-class JobSerializer(serializers.BaseSerializer):
-    def to_representation(self, instance: Job) -> dict[str, Any]:
+class JobSerializer(serializers.BaseSerializer[Job]):
+    def to_representation(self, instance: Job) -> JobApiState:
         return selectors.job_as_api_dict(instance)
 
 
-class JobListCreate(PostThrottled, GenericAPIView):
+class JobListCreate(PostThrottled, GenericAPIView[Job]):
     serializer_class = JobSerializer
     throttle_scope = "job-create"
 
@@ -83,7 +85,7 @@ class JobListCreate(PostThrottled, GenericAPIView):
     @openapi.job_list
     def get(self, request: Request) -> Response:
         page = self.paginate_queryset(self.get_queryset()) or []
-        return self.get_paginated_response(JobSerializer(page, many=True).data)
+        return self.get_paginated_response([selectors.job_as_api_dict(job) for job in page])
 
     @openapi.job_create
     def post(self, request: Request) -> Response:
@@ -132,18 +134,23 @@ def _form_values(kind: str, params: dict[str, Any], parallelism: Any) -> tuple[A
     except ValidationError as error:
         raise services.JobRejected({"params": error.message_dict}) from None
     if isinstance(parallelism, str):
-        if not parallelism.isascii() or not parallelism.isdigit():
-            raise services.JobRejected({"parallelism": ["Must be an integer."]})
-        parallelism = int(parallelism)
+        # As the new-job page's form reads it (then the services check it as any other).
+        try:
+            parallelism = params_from_form_values(
+                {"parallelism": parallelism_field()}, {"parallelism": parallelism}
+            )["parallelism"]
+        except ValidationError as error:
+            raise services.JobRejected({"parallelism": error.messages}) from None
     return typed, parallelism
 
 
-class _OwnJobView(GenericAPIView):
+class _OwnJobView(GenericAPIView[Any]):
     def get_job(self, job_id: int) -> Job:
-        job = selectors.job_get_for_user(user=self.request.user, job_id=job_id)
-        if job is None:
-            raise Http404
-        return job
+        return selectors.job_get_for_user(user=self.request.user, job_id=job_id)
+
+
+def _conflict(conflict: services.JobConflict) -> Response:
+    return Response({"status": [conflict.message]}, status=status.HTTP_409_CONFLICT)
 
 
 class JobDetail(_OwnJobView):
@@ -153,25 +160,20 @@ class JobDetail(_OwnJobView):
 
     @openapi.job_delete
     def delete(self, request: Request, job_id: int) -> Response:
-        job = self.get_job(job_id)
-        if not services.job_delete(job=job):
-            return Response(
-                {"status": [f"Job {job.pk} is still {job.status}; cancel it first."]},
-                status=status.HTTP_409_CONFLICT,
-            )
+        try:
+            services.job_delete(job=self.get_job(job_id))
+        except services.JobConflict as conflict:
+            return _conflict(conflict)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class JobCancel(_OwnJobView):
     @openapi.job_cancel
     def post(self, request: Request, job_id: int) -> Response:
-        job = self.get_job(job_id)
-        if not services.job_cancel(job=job):
-            return Response(
-                {"status": [f"Job {job.pk} has already ended ({job.status}); nothing to cancel."]},
-                status=status.HTTP_409_CONFLICT,
-            )
-        job.refresh_from_db()
+        try:
+            job = services.job_cancel(job=self.get_job(job_id))
+        except services.JobConflict as conflict:
+            return _conflict(conflict)
         return Response(selectors.job_as_api_dict(job))
 
 
@@ -180,12 +182,10 @@ class JobRetry(PostThrottled, _OwnJobView):
 
     @openapi.job_retry
     def post(self, request: Request, job_id: int) -> Response:
-        job = self.get_job(job_id)
-        if not services.job_retry_failed(job=job):
-            return Response(
-                {"status": [f"Job {job.pk} has nothing to retry ({job.status})."]},
-                status=status.HTTP_409_CONFLICT,
-            )
+        try:
+            job = services.job_retry_failed(job=self.get_job(job_id))
+        except services.JobConflict as conflict:
+            return _conflict(conflict)
         return Response(selectors.job_as_api_dict(job))
 
 
@@ -234,7 +234,7 @@ class ChunkPreview(_OwnJobView):
         return response
 
 
-class UploadListCreate(PostThrottled, GenericAPIView):
+class UploadListCreate(PostThrottled, GenericAPIView[Any]):
     """GET: one's uploads, newest first, paginated; POST: upload a file (multipart)."""
 
     parser_classes = [MultiPartParser]
@@ -268,8 +268,6 @@ class UploadDetail(APIView):
     @openapi.upload_delete
     def delete(self, request: Request, upload_id: int) -> Response:
         upload = selectors.upload_get_for_user(user=request.user, upload_id=upload_id)
-        if upload is None:
-            raise Http404
         if not uploads.upload_delete(upload=upload):
             return Response(
                 {"detail": f"Upload {upload.pk} is read by an active job; cancel it first."},

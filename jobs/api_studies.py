@@ -16,7 +16,7 @@ from jobs.models import ScalingStudy
 from jobs.services import JobRejected, studies
 
 
-class StudyCreateSerializer(serializers.Serializer):
+class StudyCreateSerializer(serializers.Serializer[Any]):
     # Taken as sent and checked below: DRF's IntegerField would take "12" and full-width digits.
     job = serializers.JSONField()
 
@@ -33,7 +33,7 @@ class StudyCreateSerializer(serializers.Serializer):
         return attrs
 
 
-class _OwnStudyView(GenericAPIView):
+class _OwnStudyView(GenericAPIView[Any]):
     def get_study(self, study_id: int) -> ScalingStudy:
         study = study_selectors.study_get_for_user(user=self.request.user, study_id=study_id)
         if study is None:
@@ -41,7 +41,7 @@ class _OwnStudyView(GenericAPIView):
         return study
 
 
-class StudyListCreate(PostThrottled, GenericAPIView):
+class StudyListCreate(PostThrottled, GenericAPIView[Any]):
     # Each study creates jobs, so it counts against the same rate as creating one.
     throttle_scope = "job-create"
     serializer_class = openapi.StudyOut
@@ -56,8 +56,9 @@ class StudyListCreate(PostThrottled, GenericAPIView):
         incoming = StudyCreateSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
         job_id = incoming.validated_data["job"]
-        job = selectors.job_get_for_user(user=request.user, job_id=job_id)
-        if job is None:
+        try:
+            job = selectors.job_get_for_user(user=request.user, job_id=job_id)
+        except Http404:
             return Response(
                 {"job": [f"No job with id {job_id} of yours."]}, status=status.HTTP_400_BAD_REQUEST
             )

@@ -32,7 +32,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from jobs import kinds, redis_clients
+from jobs import kinds, protocol, redis_clients
 from jobs.services.dispatch import boot_id, worker_draining
 
 logger = logging.getLogger(__name__)
@@ -285,7 +285,7 @@ def changed_publish() -> None:
     try:
         layer = get_channel_layer()
         if layer is not None:
-            async_to_sync(layer.group_send)(CLUSTER_GROUP, {"type": "cluster.changed"})
+            async_to_sync(layer.group_send)(CLUSTER_GROUP, {"type": protocol.EVENT_CLUSTER_CHANGED})
     except Exception:
         logger.warning("could not tell open pages that the cluster changed", exc_info=True)
 

@@ -14,8 +14,10 @@ from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
+from django.http import Http404
 
-from jobs import cluster, events, selectors
+from jobs import cluster, events, protocol, selectors
+from jobs.protocol import JobChangedEvent, LiveState
 from jobs.socket_guards import CLOSE_SERVER_ERROR, CLOSE_UNAUTHENTICATED, GuardedConsumer
 
 logger = logging.getLogger(__name__)
@@ -66,7 +68,7 @@ class JobConsumer(GuardedConsumer):
     last_snapshot_at = 0.0
     version_sent = 0
     behind_since_beat = False
-    live_sent: dict[str, Any] | None = None
+    live_sent: LiveState | None = None
     ticker: asyncio.Task[None] | None = None
     resync_later: asyncio.Task[None] | None = None
 
@@ -75,10 +77,9 @@ class JobConsumer(GuardedConsumer):
         if user is None or not await self.guard_connect(user):
             return
         self.job_id = int(self.scope["url_route"]["kwargs"]["job_id"])
-        job = await database_sync_to_async(selectors.job_get_for_user)(
-            user=user, job_id=self.job_id
-        )
-        if job is None:
+        try:
+            await database_sync_to_async(selectors.job_get_for_user)(user=user, job_id=self.job_id)
+        except Http404:
             await self.close(code=CLOSE_NOT_FOUND)
             return
         self.missing: dict[int, float] = {}
@@ -93,7 +94,7 @@ class JobConsumer(GuardedConsumer):
         live = await database_sync_to_async(selectors.job_live_by_id)(job_id=self.job_id)
         if live is not None and live != self.live_sent:
             self.live_sent = live
-            await self.send_json({"type": "job.live", "live": live})
+            await self.send_json(protocol.job_live_message(live))
 
     async def disconnect(self, code: int) -> None:
         for task in (self.ticker, self.resync_later):
@@ -141,17 +142,12 @@ class JobConsumer(GuardedConsumer):
         self.behind_since_beat = False
         self.last_snapshot_at = time.monotonic()
         await self.send_json(
-            {
-                "type": "job.snapshot",
-                "seq": seq,
-                "job": job,
-                "chunks": pages[0],
-                "chunk_pages": len(pages),
-                "live": live,
-            }
+            protocol.job_snapshot_message(
+                seq=seq, job=job, chunks=pages[0], chunk_pages=len(pages), live=live
+            )
         )
         for number, page in enumerate(pages[1:], start=1):
-            await self.send_json({"type": "job.chunks", "seq": seq, "page": number, "chunks": page})
+            await self.send_json(protocol.job_chunks_message(seq=seq, page=number, chunks=page))
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if text_data is None or len(text_data) > MAX_MESSAGE_BYTES:
@@ -167,11 +163,11 @@ class JobConsumer(GuardedConsumer):
         await self.receive_json(content)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
-        if isinstance(content, dict) and content.get("type") == "resync":
+        if protocol.is_resync(content):
             if self.group is not None and self._resync_allowed_now():
                 await self.send_snapshot()
             return
-        await self._reply_error('Unknown message: "type" must be "resync".')
+        await self._reply_error(f'Unknown message: "type" must be "{protocol.RESYNC}".')
 
     def _resync_allowed_now(self) -> bool:
         """A client's resyncs are answered at most once per MIN_RESYNC_INTERVAL_S: one that
@@ -188,9 +184,10 @@ class JobConsumer(GuardedConsumer):
         await self.send_snapshot()
 
     async def _reply_error(self, message: str) -> None:
-        await self.send_json({"type": "error", "error": message})
+        await self.send_json(protocol.error_message(message))
 
-    async def job_progress(self, event: dict[str, Any]) -> None:
+    async def job_changed(self, event: JobChangedEvent) -> None:
+        """A publisher's `job.changed` event (jobs/events.py), relayed as `job.progress`."""
         seq = event["seq"]
         if seq <= self.snapshot_seq:
             return  # published before the snapshot was read, so already in it
@@ -205,7 +202,7 @@ class JobConsumer(GuardedConsumer):
         if event["job"] is not None:
             self.version_sent = max(self.version_sent, event["job"]["version"])
         await self.send_json(
-            {"type": "job.progress", "seq": seq, "job": event["job"], "chunks": event["chunks"]}
+            protocol.job_progress_message(seq=seq, job=event["job"], chunks=event["chunks"])
         )
 
 
@@ -254,17 +251,17 @@ class OverviewConsumer(GuardedConsumer):
             await self.channel_layer.group_discard(cluster.CLUSTER_GROUP, self.channel_name)
 
     async def cluster_changed(self, event: dict[str, Any]) -> None:
+        """protocol.EVENT_CLUSTER_CHANGED from jobs/cluster.py: push at once."""
         self.changed.set()
 
     async def _tick(self, user: Any) -> None:
         ticks = 0
         while True:
-            jobs = await database_sync_to_async(selectors.overview)(
-                user=user, active_max=settings.COREBOARD_OVERVIEW_ACTIVE_MAX
-            )
             state = await sync_to_async(cluster.cluster_state, thread_sensitive=False)()
-            state = await database_sync_to_async(selectors.cluster_for_user)(user=user, state=state)
-            await self.send_json({"type": "overview.state", **jobs, "cluster": state})
+            message = await database_sync_to_async(selectors.overview_state)(
+                user=user, cluster_state=state, active_max=settings.COREBOARD_OVERVIEW_ACTIVE_MAX
+            )
+            await self.send_json(message)
             ticks += 1
             if ticks % 60 == 0:
                 # A Redis that lost its data lost the group membership too.
@@ -275,4 +272,4 @@ class OverviewConsumer(GuardedConsumer):
             self.changed.clear()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        await self.send_json({"type": "error", "error": "This socket takes no messages."})
+        await self.send_json(protocol.error_message("This socket takes no messages."))

@@ -4,6 +4,8 @@ Each process gets one publisher thread with its own event loop and a long-lived 
 connection: `async_to_sync(group_send)` per event would open a connection per call
 (~150 events/s). Events carry absolute state, so a dropped one is repaired by the next,
 and a per-job sequence number (a Redis counter) lets consumers detect gaps and resync.
+Each is a `protocol.JobChangedEvent` to the job's group; the consumers relay it to their
+sockets as the public `job.progress` message.
 """
 
 from __future__ import annotations
@@ -12,11 +14,16 @@ import asyncio
 import logging
 import os
 import threading
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import cast
 
 import redis.asyncio as aioredis
 from channels.layers import get_channel_layer
 from django.conf import settings
+
+from jobs import protocol
+from jobs.protocol import ChunkDelta, ChunkState, JobState
 
 logger = logging.getLogger(__name__)
 
@@ -44,11 +51,19 @@ async def current_seq(job_id: int) -> int:
     return int(value or 0)
 
 
+@dataclass
+class _Pending:
+    """What waits to be published for one job: its newest state, chunk deltas merged."""
+
+    job: JobState | None = None
+    chunks: dict[int, ChunkDelta] = field(default_factory=dict)
+
+
 class _Publisher:
     def __init__(self) -> None:
         self._pid = os.getpid()
         self._lock = threading.Lock()
-        self._pending: dict[int, dict[str, Any]] = {}
+        self._pending: dict[int, _Pending] = {}
         self._ready = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._kick: asyncio.Event | None = None
@@ -59,20 +74,18 @@ class _Publisher:
     def owned_by_this_process(self) -> bool:
         return self._pid == os.getpid()
 
-    def publish(
-        self, job_id: int, *, job: dict[str, Any] | None, chunks: list[dict[str, Any]]
-    ) -> None:
+    def publish(self, job_id: int, *, job: JobState | None, chunks: Sequence[ChunkDelta]) -> None:
         with self._lock:
-            entry = self._pending.setdefault(job_id, {"job": None, "chunks": {}})
+            entry = self._pending.setdefault(job_id, _Pending())
             if job is not None:
-                entry["job"] = job
+                entry.job = job
             for chunk in chunks:
-                merged = entry["chunks"].setdefault(chunk["index"], {})
+                merged = entry.chunks.setdefault(chunk["index"], {"index": chunk["index"]})
                 merged.update(chunk)
         if self._loop is not None and self._kick is not None:
             self._loop.call_soon_threadsafe(self._kick.set)
 
-    def _drain(self) -> dict[int, dict[str, Any]]:
+    def _drain(self) -> dict[int, _Pending]:
         with self._lock:
             pending, self._pending = self._pending, {}
         return pending
@@ -96,16 +109,10 @@ class _Publisher:
                         pipe.incr(seq_key(job_id))
                         pipe.expire(seq_key(job_id), SEQ_TTL_SECONDS)
                         seq, _ = await pipe.execute()
-                    await layer.group_send(
-                        job_group(job_id),
-                        {
-                            "type": "job.progress",
-                            "job_id": job_id,
-                            "seq": seq,
-                            "job": entry["job"],
-                            "chunks": list(entry["chunks"].values()),
-                        },
+                    event = protocol.job_changed_event(
+                        job_id=job_id, seq=seq, job=entry.job, chunks=list(entry.chunks.values())
                     )
+                    await layer.group_send(job_group(job_id), dict(event))
                 except Exception:
                     # Live progress is best effort: the database stays the truth and pages
                     # resync from it, so a Redis hiccup must never fail a chunk.
@@ -126,12 +133,14 @@ def _get_publisher() -> _Publisher:
         return _publisher
 
 
-def job_changed(job_state: dict[str, Any], chunk_states: list[dict[str, Any]]) -> None:
+def job_changed(job_state: JobState, chunk_states: Sequence[ChunkState]) -> None:
     """Publish a job's absolute state (and some of its chunks') to its group."""
-    _get_publisher().publish(job_state["id"], job=job_state, chunks=chunk_states)
+    # A whole chunk state is a delta that sets every field.
+    deltas = [cast(ChunkDelta, state) for state in chunk_states]
+    _get_publisher().publish(job_state["id"], job=job_state, chunks=deltas)
 
 
-def chunks_claimed(job_id: int, chunk_states: list[dict[str, Any]]) -> None:
+def chunks_claimed(job_id: int, chunk_states: Sequence[ChunkDelta]) -> None:
     _get_publisher().publish(job_id, job=None, chunks=chunk_states)
 
 

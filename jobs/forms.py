@@ -8,6 +8,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 
 from jobs.models import Job
+from jobs.selectors import HISTORY_DEFAULT_SORT, HISTORY_SORTS
 
 PARAMS_PREFIX = "params"
 
@@ -23,13 +24,20 @@ class UploadWidget(forms.ClearableFileInput):
 
 
 class JobOptionsForm(forms.Form):
-    """Options every job has, shown beside the kind's own parameter form."""
+    """Options every job has, shown beside the kind's own parameter form.
+
+    The one definition of a valid `parallelism`: the services validate every job's with
+    this form's field (jobs.services.jobs.job_plan), whether it came from a page or the API.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        limit = settings.COREBOARD_MAX_PARALLELISM
+        between = f"Must be between 1 and {limit}."
         self.fields["parallelism"] = forms.IntegerField(
             min_value=1,
-            max_value=settings.COREBOARD_MAX_PARALLELISM,
+            max_value=limit,
+            error_messages={"min_value": between, "max_value": between},
             required=False,
             help_text=(
                 "Most worker processes the job uses at once; empty means all the live worker "
@@ -44,14 +52,12 @@ class JobOptionsForm(forms.Form):
         )
 
 
-HISTORY_SORT_CHOICES = [
-    ("-created", "Newest first"),
-    ("created", "Oldest first"),
-    ("-duration", "Longest duration first"),
-    ("duration", "Shortest duration first"),
-    ("-speedup", "Highest speedup first"),
-    ("speedup", "Lowest speedup first"),
-]
+def parallelism_field() -> forms.Field:
+    """JobOptionsForm's `parallelism` field (it reads the settings when made)."""
+    return JobOptionsForm().fields["parallelism"]
+
+
+HISTORY_SORT_CHOICES = [(key, sort.label) for key, sort in HISTORY_SORTS.items()]
 
 
 class UsernameField(forms.CharField):
@@ -147,7 +153,7 @@ class HistoryFilterForm(forms.Form):
             "owner": data.get("owner"),
             "created_from": data.get("created_from"),
             "created_to": data.get("created_to"),
-            "sort": data.get("sort") or HISTORY_SORT_CHOICES[0][0],
+            "sort": data.get("sort") or HISTORY_DEFAULT_SORT,
         }
 
 

@@ -1,8 +1,87 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import (
+    Case,
+    Count,
+    ExpressionWrapper,
+    F,
+    FloatField,
+    IntegerField,
+    OuterRef,
+    Q,
+    Subquery,
+    TextField,
+    Value,
+    When,
+)
+from django.db.models.functions import Cast, Coalesce, Concat, Extract, NullIf
+
+# --- wall time, speedup, efficiency: one formula, in Python and in SQL ------------------------
+# speedup = cpu_seconds / wall_seconds and efficiency = speedup / ideal, where ideal is the
+# parallelism, or for an all-processes job (parallelism 0) the worker processes that ran its
+# done chunks. `_ratio` is the division both forms share: null when either side is null or
+# the divisor is 0. Job's properties apply it to Python values, JobQuerySet.with_timings()
+# to SQL expressions; tests/test_history.py checks the two agree job by job.
+
+
+def _ratio(numerator: Any, denominator: Any, *, sql: bool) -> Any:
+    if sql:
+        divisor = NullIf(Cast(denominator, FloatField()), Value(0.0))
+        return ExpressionWrapper(numerator / divisor, output_field=FloatField())
+    return numerator / denominator if numerator is not None and denominator else None
+
+
+def _ideal(parallelism: Any, processes_used: Any, *, sql: bool) -> Any:
+    if sql:
+        return Coalesce(NullIf(parallelism, Value(0)), processes_used)
+    return parallelism or processes_used or None
+
+
+def _processes_used_sql() -> Any:
+    """Distinct worker processes (host and pid) that ran an all-processes job's done chunks;
+    null for a job with a parallelism."""
+    used = (
+        Chunk.objects.filter(job_id=OuterRef("pk"), status=Chunk.Status.DONE, pid__isnull=False)
+        .order_by()
+        .values("job_id")
+        .annotate(
+            n=Count(
+                Concat("worker", Value("|"), Cast("pid", TextField()), output_field=TextField()),
+                distinct=True,
+            )
+        )
+        .values("n")
+    )
+    return Case(
+        When(parallelism=Job.ALL_PROCESSES, then=Coalesce(Subquery(used), 0)),
+        default=None,
+        output_field=IntegerField(),
+    )
+
+
+class JobQuerySet(models.QuerySet["Job"]):
+    def with_processes_used(self) -> JobQuerySet:
+        """`processes_used` on every job (null unless it is an all-processes job)."""
+        return self.annotate(processes_used=_processes_used_sql())
+
+    def with_timings(self) -> JobQuerySet:
+        """`processes_used`, `timed_wall_seconds`, `timed_speedup` and `timed_efficiency`
+        computed by PostgreSQL, for sorting and exporting (the properties `wall_seconds`,
+        `speedup` and `efficiency` read them when present)."""
+        wall = Extract(F("finished_at") - F("started_at"), "epoch", output_field=FloatField())
+        return self.with_processes_used().annotate(
+            timed_wall_seconds=wall,
+            timed_speedup=_ratio(F("cpu_seconds"), F("timed_wall_seconds"), sql=True),
+            timed_efficiency=_ratio(
+                F("timed_speedup"),
+                _ideal(F("parallelism"), F("processes_used"), sql=True),
+                sql=True,
+            ),
+        )
 
 
 class Job(models.Model):
@@ -46,6 +125,8 @@ class Job(models.Model):
         "ScalingStudy", null=True, blank=True, on_delete=models.CASCADE, related_name="runs"
     )
 
+    objects = JobQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created_at", "-id"]
         constraints = [
@@ -82,26 +163,30 @@ class Job(models.Model):
 
     @property
     def wall_seconds(self) -> float | None:
+        if "timed_wall_seconds" in self.__dict__:
+            return self.__dict__["timed_wall_seconds"]  # type: ignore[no-any-return]
         if self.started_at is None or self.finished_at is None:
             return None
         return (self.finished_at - self.started_at).total_seconds()
 
     @property
     def speedup(self) -> float | None:
-        wall = self.wall_seconds
-        return self.cpu_seconds / wall if wall else None
+        if "timed_speedup" in self.__dict__:
+            return self.__dict__["timed_speedup"]  # type: ignore[no-any-return]
+        return _ratio(self.cpu_seconds, self.wall_seconds, sql=False)  # type: ignore[no-any-return]
 
     @property
     def processes_ideal(self) -> int | None:
         """What its speedup is measured against: its parallelism, or for an all-processes
-        job the worker processes that ran its chunks (`processes_used`, which
-        jobs.selectors annotates: see `with_processes_used`)."""
-        return self.parallelism or getattr(self, "processes_used", None) or None
+        job the worker processes that ran its chunks (`processes_used`, annotated by
+        JobQuerySet.with_processes_used / with_timings)."""
+        return _ideal(self.parallelism, getattr(self, "processes_used", None), sql=False)  # type: ignore[no-any-return]
 
     @property
     def efficiency(self) -> float | None:
-        speedup, ideal = self.speedup, self.processes_ideal
-        return speedup / ideal if speedup is not None and ideal else None
+        if "timed_efficiency" in self.__dict__:
+            return self.__dict__["timed_efficiency"]  # type: ignore[no-any-return]
+        return _ratio(self.speedup, self.processes_ideal, sql=False)  # type: ignore[no-any-return]
 
 
 class ScalingStudy(models.Model):

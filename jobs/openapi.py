@@ -1,24 +1,37 @@
 """The OpenAPI description of the JSON API (drf-spectacular): shapes, errors, kinds' params.
 
-The views build their JSON with `selectors.job_as_dict` / `chunk_as_dict`; the serializers
-here only *describe* those shapes for the schema, and a test checks every field against the
-real output. Each kind's `params` is described from its own Django form
-(`form_json_schema`), so the schema cannot drift from what the API validates.
+The views build their JSON with jobs/protocol.py's builders; the job, chunk and waiting
+schemas (JobOut, ChunkOut, WaitingOut) are derived from its TypedDicts here, so a field
+added there is documented with no change in this module. Each kind's `params` is described
+from its own Django form (`form_json_schema`), so the schema cannot drift from what the API
+validates.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from functools import cache
+from types import UnionType
+from typing import (
+    Annotated,
+    Any,
+    Literal,
+    Union,
+    get_args,
+    get_origin,
+    get_type_hints,
+    is_typeddict,
+)
 
 from django import forms
 from django.conf import settings
+from django.db.models import Choices
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 
-from jobs import kinds
+from jobs import kinds, protocol
 from jobs.kinds.base import UploadField
-from jobs.models import Chunk, Job, ScalingStudy
+from jobs.models import Job, ScalingStudy
 
 COMPONENTS = "#/components/schemas/"
 
@@ -198,83 +211,82 @@ def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"{COMPONENTS}{name}"}
 
 
-class WaitingOut(serializers.Serializer):
-    """Why an active job makes no progress now (selectors.jobs_live)."""
+def _described_field(hint: Any) -> serializers.Field[Any, Any, Any, Any]:
+    """A DRF field that describes one TypedDict field of jobs.protocol for the schema.
 
-    reason = serializers.ChoiceField(
-        choices=["no_worker_with_kind", "lost_leases", "retry_backoff", "queued"],
-        help_text="The first reason that applies.",
-    )
-    text = serializers.CharField(
-        help_text="Every reason that applies, in words, e.g. "
-        "\"Waiting: no live worker has the kind 'mandelbrot'\"."
-    )
-    seconds = serializers.FloatField(
-        allow_null=True, help_text="Seconds until the first reason ends by itself, if known."
-    )
-
-
-class JobOut(serializers.Serializer):
-    """A job as every reader sees it (selectors.job_as_dict)."""
-
-    id = serializers.IntegerField()
-    kind = serializers.CharField()
-    params = serializers.DictField(help_text="The validated parameters of its kind.")
-    status = serializers.ChoiceField(choices=Job.Status.choices)
-    progress = serializers.FloatField(min_value=0, max_value=1)
-    total_chunks = serializers.IntegerField()
-    done_chunks = serializers.IntegerField()
-    failed_chunks = serializers.IntegerField()
-    parallelism = serializers.IntegerField(
-        min_value=0, help_text="Most worker processes at once; 0: all live ones with its kind."
-    )
-    result = serializers.JSONField(allow_null=True, help_text="The kind's result, once done.")
-    error = serializers.CharField(allow_blank=True)
-    created_at = serializers.DateTimeField()
-    started_at = serializers.DateTimeField(allow_null=True)
-    finished_at = serializers.DateTimeField(allow_null=True)
-    wall_seconds = serializers.FloatField(allow_null=True)
-    cpu_seconds = serializers.FloatField()
-    speedup = serializers.FloatField(allow_null=True, help_text="CPU seconds / wall seconds.")
-    efficiency = serializers.FloatField(allow_null=True, help_text="Speedup / parallelism.")
-    version = serializers.IntegerField()
-    result_file = serializers.CharField(allow_null=True, help_text="URL of the result file.")
-    waiting = WaitingOut(
-        allow_null=True,
-        help_text="While the job is active and makes no progress: why (it is not failed).",
-    )
+    `Annotated` extras say more: a string is the description, a TextChoices class the
+    allowed values, protocol.DateTime an ISO 8601 time.
+    """
+    extras: tuple[Any, ...] = ()
+    if get_origin(hint) is Annotated:
+        hint, *rest = get_args(hint)
+        extras = tuple(rest)
+    kwargs: dict[str, Any] = {}
+    args = get_args(hint)
+    if get_origin(hint) in (Union, UnionType) and type(None) in args:
+        kwargs["allow_null"] = True
+        others = [arg for arg in args if arg is not type(None)]
+        hint = others[0] if len(others) == 1 else Any
+    for extra in extras:
+        if isinstance(extra, str):
+            kwargs["help_text"] = extra
+    choices = next((e for e in extras if isinstance(e, type) and issubclass(e, Choices)), None)
+    field: serializers.Field[Any, Any, Any, Any]
+    if choices is not None:
+        field = serializers.ChoiceField(choices=choices.choices, **kwargs)
+    elif protocol.DateTime in extras:
+        field = serializers.DateTimeField(**kwargs)
+    elif get_origin(hint) is Literal:
+        field = serializers.ChoiceField(choices=list(get_args(hint)), **kwargs)
+    elif is_typeddict(hint):
+        field = typed_dict_serializer(hint)(**kwargs)
+    elif hint is bool:
+        field = serializers.BooleanField(**kwargs)
+    elif hint is int:
+        field = serializers.IntegerField(**kwargs)
+    elif hint is float:
+        field = serializers.FloatField(**kwargs)
+    elif hint is str:
+        field = serializers.CharField(allow_blank=True, **kwargs)
+    elif hint is dict or get_origin(hint) is dict:
+        field = serializers.DictField(**kwargs)
+    else:
+        field = serializers.JSONField(**kwargs)
+    return field
 
 
-class ChunkOut(serializers.Serializer):
-    """One chunk of a job (selectors.chunk_as_dict)."""
-
-    index = serializers.IntegerField()
-    status = serializers.ChoiceField(choices=Chunk.Status.choices)
-    attempts = serializers.IntegerField()
-    worker = serializers.CharField(allow_blank=True)
-    pid = serializers.IntegerField(allow_null=True)
-    queued_at = serializers.DateTimeField(allow_null=True)
-    started_at = serializers.DateTimeField(allow_null=True)
-    finished_at = serializers.DateTimeField(allow_null=True)
-    cpu_seconds = serializers.FloatField(allow_null=True)
-    error = serializers.CharField(allow_blank=True)
+@cache
+def typed_dict_serializer(shape: type) -> type[serializers.Serializer[Any]]:
+    """A serializer class named `<Shape>Out` (the schema component's name) that describes a
+    jobs.protocol TypedDict: every field, its type, nullability and description. It only
+    describes: the views build their JSON with the protocol's builders."""
+    hints = get_type_hints(shape, include_extras=True)
+    fields = {name: _described_field(hint) for name, hint in hints.items()}
+    name = shape.__name__.removesuffix("State").removesuffix("Api") + "Out"
+    return type(name, (serializers.Serializer,), {**fields, "__doc__": shape.__doc__})
 
 
-class JobPreviewOut(serializers.Serializer):
+# The API's job, chunk and waiting shapes, from jobs/protocol.py.
+JobOut = typed_dict_serializer(protocol.JobApiState)
+ChunkOut = typed_dict_serializer(protocol.ChunkState)
+WaitingOut = typed_dict_serializer(protocol.WaitingState)
+
+
+class JobPreviewOut(serializers.Serializer[Any]):
     chunks = serializers.IntegerField(help_text="How many chunks the job would have.")
 
 
-class UploadIn(serializers.Serializer):
+class UploadIn(serializers.Serializer[Any]):
     file = serializers.FileField()
 
 
-class UploadOut(serializers.Serializer):
+class UploadOut(serializers.Serializer[Any]):
     id = serializers.IntegerField()
     name = serializers.CharField()
     size = serializers.IntegerField()
 
 
-class UploadListItem(serializers.Serializer):
+class UploadListItem(serializers.Serializer[Any]):
     id = serializers.IntegerField()
     name = serializers.CharField()
     size = serializers.IntegerField()
@@ -282,7 +294,7 @@ class UploadListItem(serializers.Serializer):
     jobs = serializers.IntegerField(help_text="How many jobs read it.")
 
 
-class KindOut(serializers.Serializer):
+class KindOut(serializers.Serializer[Any]):
     name = serializers.CharField()
     label = serializers.CharField()  # type: ignore[assignment]
     description = serializers.CharField(allow_blank=True)
@@ -388,7 +400,7 @@ kind_list = extend_schema(
 # --- scaling studies (jobs/api_studies.py, shape: jobs.study_selectors.study_as_dict) ---------
 
 
-class StudyRunOut(serializers.Serializer):
+class StudyRunOut(serializers.Serializer[Any]):
     """One level of a study: its run and the figures jobs/scaling.py gives it."""
 
     parallelism = serializers.IntegerField()
@@ -410,7 +422,7 @@ class StudyRunOut(serializers.Serializer):
     )
 
 
-class StudyOut(serializers.Serializer):
+class StudyOut(serializers.Serializer[Any]):
     """A scaling study (jobs.study_selectors.study_as_dict)."""
 
     id = serializers.IntegerField()
@@ -430,7 +442,7 @@ class StudyOut(serializers.Serializer):
     runs = StudyRunOut(many=True)
 
 
-class StudyCreateIn(serializers.Serializer):
+class StudyCreateIn(serializers.Serializer[Any]):
     job = serializers.IntegerField(min_value=0, help_text="A succeeded job of yours.")
 
 

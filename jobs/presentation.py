@@ -11,7 +11,7 @@ from typing import Any
 
 from jobs import kinds
 from jobs.kinds.base import ResultDisplay, display_value
-from jobs.models import Job
+from jobs.models import Job, Upload
 
 
 def job_kind_label(job: Job) -> str:
@@ -27,7 +27,22 @@ def job_params_display(job: Job) -> list[tuple[str, str]]:
         kind = kinds.get(job.kind)
     except kinds.UnknownKind:
         return [(name, display_value(value)) for name, value in job.params.items()]
-    return kind.params_display(job.params)
+    return kind.params_display(_upload_names(kind, job.params))
+
+
+def _upload_names(kind: kinds.JobKind, params: dict[str, Any]) -> dict[str, Any]:
+    """`params` with each upload id replaced by its file name, as people know the file."""
+    fields = kind.upload_fields()
+    ids = [params[name] for name in fields if isinstance(params.get(name), int)]
+    if not ids:
+        return params
+    names = dict(Upload.objects.filter(pk__in=ids).values_list("pk", "name"))
+    shown = dict(params)
+    for name in fields:
+        upload_id = params.get(name)
+        if isinstance(upload_id, int):
+            shown[name] = names.get(upload_id, f"upload #{upload_id} (deleted)")
+    return shown
 
 
 def job_params_text(job: Job) -> str:

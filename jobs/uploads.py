@@ -28,7 +28,7 @@ def jobs_reading(upload_id: int) -> QuerySet[Job]:
     names = {name for kind in kinds.all_kinds() for name in kind.upload_fields()}
     match = Q(pk__in=[])
     for name in names:
-        match |= Q(**{f"params__{name}__id": upload_id})
+        match |= Q(**{f"params__{name}": upload_id})
     return Job.objects.filter(match)
 
 

@@ -17,7 +17,7 @@ from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from jobs import services
+from jobs import protocol, services
 from jobs.models import Job
 from jobs.services import chunks
 
@@ -185,13 +185,7 @@ BAD_JOB_INPUT = [
 
 # --- shapes ------------------------------------------------------------------------------------
 
-JOB_FIELDS = {
-    "id", "kind", "params", "status", "progress", "total_chunks", "done_chunks",
-    "failed_chunks", "parallelism", "result", "error", "created_at", "started_at",
-    "finished_at", "wall_seconds", "cpu_seconds", "speedup", "efficiency", "version",
-    "result_file", "waiting",
-}  # fmt: skip
-CHUNK_FIELDS = {
-    "index", "status", "attempts", "worker", "pid", "queued_at", "started_at", "finished_at",
-    "cpu_seconds", "error",
-}  # fmt: skip
+# The API's shapes, as jobs/protocol.py declares them (tests/test_protocol.py checks the
+# builders fill exactly these).
+JOB_FIELDS = set(protocol.field_names(protocol.JobApiState))
+CHUNK_FIELDS = set(protocol.field_names(protocol.ChunkState))

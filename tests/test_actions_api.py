@@ -41,7 +41,7 @@ def test_api_delete(alice_api: APIClient, alice: User, failed_job: Job) -> None:
     active = make_job(alice)
     conflict = alice_api.delete(f"/api/jobs/{active.pk}/")
     assert conflict.status_code == 409
-    assert "cancel it first" in conflict.json()["status"][0]
+    assert "cancel it before deleting it" in conflict.json()["status"][0]
     assert Job.objects.filter(pk=active.pk).exists()
 
 

@@ -10,7 +10,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
 from jobs import services
-from jobs.models import Job
+from jobs.models import Job, Upload
 from tests.factories import (
     make_job,
     start,
@@ -150,12 +150,12 @@ def test_run_again_keeps_the_upload_unless_another_file_is_picked(
             "params-upload": "", "params-chunks": "3", "params-top": "2"}  # fmt: skip
     assert alice_client.post("/jobs/new/", form).status_code == 302
     same = Job.objects.filter(rerun_of=job).get()
-    assert same.params["upload"]["id"] == upload.pk
+    assert same.params["upload"] == upload.pk
     assert same.total_chunks == 3
     other = SimpleUploadedFile("other.txt", b"x y z")
     assert alice_client.post("/jobs/new/", {**form, "params-upload": other}).status_code == 302
     newest = Job.objects.filter(rerun_of=job).exclude(pk=same.pk).get()
-    assert newest.params["upload"]["name"] == "other.txt"
+    assert Upload.objects.get(pk=newest.params["upload"]).name == "other.txt"
 
 
 def test_a_kept_upload_name_is_escaped(alice: User, alice_client: Client) -> None:

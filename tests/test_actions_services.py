@@ -10,7 +10,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from jobs import kinds, selectors, services
+from jobs import kinds, services
 from jobs.models import Chunk, Job, Upload
 from jobs.services import chunks
 from tests.factories import (
@@ -35,7 +35,7 @@ def test_retry_requeues_only_the_unfinished_chunks(
 ) -> None:
     version = failed_job.version
     with django_capture_on_commit_callbacks(execute=True):
-        assert services.job_retry_failed(job=failed_job) is True
+        assert services.job_retry_failed(job=failed_job) == failed_job
     assert failed_job.status == Job.Status.RUNNING
     assert failed_job.failed_chunks == 0
     assert failed_job.done_chunks == 1
@@ -82,7 +82,7 @@ def test_stale_work_of_the_old_run_does_not_double_count(
     assert job.status == Job.Status.FAILED
     assert chunk_statuses(job) == {0: "running", 1: "failed", 2: "cancelled"}
 
-    assert services.job_retry_failed(job=job) is True
+    assert services.job_retry_failed(job=job) == job
     # Chunk 0 keeps its lease: the old worker's result now counts for the retried job.
     assert chunk_statuses(job) == {0: "running", 1: "pending", 2: "pending"}
     complete(job, slow)
@@ -104,7 +104,7 @@ def test_a_retried_chunk_gets_its_attempts_afresh(alice: User, dispatched: list[
     chunks.leases_release(owner=TEST_OWNER)  # a lost run
     fail_next(job)
     assert job.chunks.get().attempts == 2
-    assert services.job_retry_failed(job=job) is True
+    assert services.job_retry_failed(job=job) == job
     again = claim_one(job)
     assert (again.attempts, again.runs_lost) == (1, 0)
     job.refresh_from_db()
@@ -120,7 +120,7 @@ def test_retry_fails_the_job_again_when_the_chunk_fails_again(
     assert failed_job.status == Job.Status.FAILED
     assert failed_job.failed_chunks == 1
     assert chunk_statuses(failed_job) == {0: "done", 1: "failed", 2: "cancelled", 3: "cancelled"}
-    assert services.job_retry_failed(job=failed_job) is True
+    assert services.job_retry_failed(job=failed_job) == failed_job
 
 
 def test_retry_refuses_jobs_without_failed_chunks(alice: User, dispatched: list[int]) -> None:
@@ -134,7 +134,8 @@ def test_retry_refuses_jobs_without_failed_chunks(alice: User, dispatched: list[
     for job in (running, cancelled, succeeded):
         job.refresh_from_db()
         before = (job.status, job.version)
-        assert services.job_retry_failed(job=job) is False
+        with pytest.raises(services.JobConflict, match="nothing to retry"):
+            services.job_retry_failed(job=job)
         job.refresh_from_db()
         assert (job.status, job.version) == before
 
@@ -154,7 +155,7 @@ def test_a_failed_combine_keeps_the_chunks_and_retry_only_combines_again(
     assert job.error.startswith("combine failed")
     assert chunk_statuses(job) == {0: "done", 1: "done"}
     monkeypatch.setattr(burn, "combine", real_combine)
-    assert services.job_retry_failed(job=job) is True
+    assert services.job_retry_failed(job=job) == job
     assert job.status == Job.Status.RUNNING
     assert job.error == ""
     # The reconciler finishes a running job with nothing left to run: the combine alone.
@@ -187,7 +188,11 @@ def test_rerun_of_a_wordcount_job_reads_the_same_upload(alice: User, mallory: Us
         owner=alice, file=SimpleUploadedFile("book.txt", b"one two two three")
     )
     job = make_job(alice, "wordcount", upload=upload.pk, chunks=2, top=3)
-    assert selectors.job_rerun_params(job) == {"upload": upload.pk, "chunks": 2, "top": 3}
+    # The job keeps the id it was given; only its chunk specs know where the file is.
+    assert job.params == {"upload": upload.pk, "chunks": 2, "top": 3}
+    assert {spec["storage_name"] for spec in job.chunks.values_list("spec", flat=True)} == {
+        upload.file.name
+    }
     again = services.job_rerun(job=job, owner=alice)
     assert again.params == job.params
     # Somebody else (staff, say) cannot read alice's file through a rerun.
@@ -206,7 +211,7 @@ def test_delete_removes_the_job_its_chunks_and_result_file(
     name = job.result_file.name
     assert default_storage.exists(name)
     with django_capture_on_commit_callbacks(execute=True):
-        assert services.job_delete(job=job) is True
+        services.job_delete(job=job)
     assert not Job.objects.filter(pk=job.pk).exists()
     assert not Chunk.objects.filter(job_id=job.pk).exists()
     assert not default_storage.exists(name)
@@ -218,14 +223,15 @@ def test_delete_keeps_the_upload_the_job_read(alice: User) -> None:
     upload = services.upload_create(owner=alice, file=SimpleUploadedFile("b.txt", b"a b c"))
     job = make_job(alice, "wordcount", upload=upload.pk, chunks=1, top=1)
     services.job_cancel(job=job)
-    assert services.job_delete(job=job) is True
+    services.job_delete(job=job)
     assert Upload.objects.filter(pk=upload.pk).exists()
 
 
 def test_delete_refuses_an_active_job(alice: User, dispatched: list[int]) -> None:
     job = make_job(alice)
     start(job)
-    assert services.job_delete(job=job) is False
+    with pytest.raises(services.JobConflict, match="cancel it before deleting it"):
+        services.job_delete(job=job)
     job.refresh_from_db()
     assert job.status == Job.Status.RUNNING
     assert job.chunks.count() == 4

@@ -128,7 +128,7 @@ def test_upload_then_wordcount_job(alice_api: APIClient) -> None:
         format="json",
     )
     assert created.status_code == 201
-    assert created.json()["params"]["upload"]["id"] == body["id"]
+    assert created.json()["params"]["upload"] == body["id"]
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import User
 from django.db.models import F
 
-from jobs import cluster, consumers, events
+from jobs import cluster, consumers, events, protocol
 from jobs.models import Job
 from project.asgi import application
 from tests.factories import make_ended_job, make_unclaimable_job
@@ -32,10 +32,8 @@ create_waiting_job = database_sync_to_async(make_unclaimable_job)
 
 
 async def publish(job_id: int, seq: int, **fields: Any) -> None:
-    await get_channel_layer().group_send(
-        events.job_group(job_id),
-        {"type": "job.progress", "job_id": job_id, "seq": seq, "job": None, "chunks": [], **fields},
-    )
+    event = protocol.job_changed_event(job_id=job_id, seq=seq, job=None, chunks=[])
+    await get_channel_layer().group_send(events.job_group(job_id), {**event, **fields})
 
 
 async def test_a_big_jobs_snapshot_comes_in_pages_under_the_frame_limit(alice: User) -> None:

@@ -15,7 +15,7 @@ from channels.layers import get_channel_layer
 from channels_redis.core import RedisChannelLayer
 from django.contrib.auth.models import User
 
-from jobs import events
+from jobs import events, protocol
 from tests.factories import make_ended_job
 from tests.sockets import communicator_for
 
@@ -29,10 +29,8 @@ IDLE_S = 11
 
 
 async def publish(job_id: int, seq: int, **fields: Any) -> None:
-    await get_channel_layer().group_send(
-        events.job_group(job_id),
-        {"type": "job.progress", "job_id": job_id, "seq": seq, "job": None, "chunks": [], **fields},
-    )
+    event = protocol.job_changed_event(job_id=job_id, seq=seq, job=None, chunks=[])
+    await get_channel_layer().group_send(events.job_group(job_id), {**event, **fields})
 
 
 async def test_idle_socket_still_receives_after_ten_seconds(alice: User) -> None:

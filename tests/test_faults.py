@@ -203,7 +203,7 @@ def test_a_combine_that_fails_once_succeeds_on_retry(alice: User) -> None:
         results.unlink()
         if aside.is_dir():
             aside.rename(results)
-    assert services.job_retry_failed(job=job) is True
+    assert services.job_retry_failed(job=job) == job
     job = poll_until(lambda: job_ended(job.pk), timeout=RECOVERY_S)
     assert job.status == Job.Status.SUCCEEDED, job.error
     assert job.result_file

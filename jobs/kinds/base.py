@@ -18,9 +18,10 @@ Progress = Callable[[float, float], None]
 class UploadField(forms.IntegerField):
     """A parameter that names a file uploaded through `POST /api/uploads/`.
 
-    The form sees the upload's id; before `split` runs, Coreboard checks that the upload
-    belongs to the job's owner and replaces the id with `{"id", "name", "size",
-    "storage_name"}`. Kinds read the file with Django's storage API
+    The job's params keep the upload's id, as the person gave it. Only `split` sees more:
+    Coreboard checks that the upload belongs to the job's owner and passes `split` the
+    params with the id swapped for `{"id", "name", "size", "storage_name"}`; what `run`
+    needs of it goes into the chunk specs. Kinds read the file with Django's storage API
     (`default_storage.open(storage_name)`), so workers on other machines can too.
     """
 
@@ -201,8 +202,9 @@ class JobKind:
     def params_display(self, params: Mapping[str, Any]) -> list[tuple[str, str]]:
         """Parameters as `(form label, value)` in the form's order, without internal keys.
 
-        An upload shows its file name. Numbers are written plainly (no thousands
-        separators), so the history search finds what the page shows.
+        An upload shows what `params` holds there (jobs.presentation passes its file name).
+        Numbers are written plainly (no thousands separators), so the history search finds
+        what the page shows.
         """
         shown = []
         for name, form_field in self.form_class.base_fields.items():
@@ -220,8 +222,6 @@ class JobKind:
 
 def display_value(value: Any) -> str:
     """One parameter value as people read it."""
-    if isinstance(value, Mapping) and "name" in value:
-        return str(value["name"])
     if isinstance(value, bool):
         return "yes" if value else "no"
     if value is None or value == "":

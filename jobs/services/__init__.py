@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 from jobs.services.jobs import (
+    JobConflict,
     JobPlan,
     JobRejected,
     job_cancel,
@@ -22,6 +23,7 @@ from jobs.services.jobs import (
 )
 
 __all__ = [
+    "JobConflict",
     "JobPlan",
     "JobRejected",
     "job_cancel",

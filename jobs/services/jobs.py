@@ -16,8 +16,9 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from jobs import kinds, quotas, selectors
-from jobs.kinds.base import Params, Spec
+from jobs import kinds, quotas
+from jobs.forms import parallelism_field
+from jobs.kinds.base import Params, Spec, json_type_error
 from jobs.models import Chunk, Job, ScalingStudy, Upload
 from jobs.services import dispatch
 from jobs.services.job_state import (
@@ -34,6 +35,15 @@ class JobRejected(ValueError):
     def __init__(self, errors: dict[str, Any]) -> None:
         super().__init__(json.dumps(errors))
         self.errors = errors
+
+
+class JobConflict(Exception):
+    """The job is not in a state for this action. `message` says why, in words that the API
+    (a 409) and the pages (a message) both show."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
 
 
 # --- creating ---------------------------------------------------------------------------------
@@ -65,22 +75,31 @@ def job_plan(
     except kinds.UnknownKind:
         names = ", ".join(k.name for k in kinds.all_kinds())
         raise JobRejected({"kind": [f"Unknown kind {kind!r}; choose one of: {names}."]}) from None
-    limit = settings.COREBOARD_MAX_PARALLELISM
-    if parallelism is None:
-        # The default, COREBOARD_DEFAULT_PARALLELISM, is Job.ALL_PROCESSES unless set to a number.
-        parallelism = min(settings.COREBOARD_DEFAULT_PARALLELISM, limit)
-    elif isinstance(parallelism, bool) or not isinstance(parallelism, int):
-        raise JobRejected({"parallelism": ["Must be an integer."]})
-    elif not 1 <= parallelism <= limit:
-        raise JobRejected({"parallelism": [f"Must be between 1 and {limit}."]})
+    parallelism = _parallelism_clean(parallelism)
     try:
-        clean = _uploads_resolve(owner=owner, kind=spec, params=spec.clean_params(params))
-        specs = list(spec.split(clean))
+        clean = spec.clean_params(params)
+        specs = list(spec.split(clean | _uploads_resolve(owner=owner, kind=spec, params=clean)))
     except ValidationError as exc:
         raise JobRejected({"params": exc.message_dict}) from None
     if over := quotas.job_quota_errors(owner=owner, kind=spec, params=clean, chunks=len(specs)):
         raise JobRejected(over)
     return JobPlan(kind=kind, params=clean, specs=specs, parallelism=parallelism)
+
+
+def _parallelism_clean(value: Any) -> int:
+    """A job's parallelism as JobOptionsForm's field validates it, after the JSON type check
+    every API value gets; None takes COREBOARD_DEFAULT_PARALLELISM (Job.ALL_PROCESSES unless
+    set to a number)."""
+    field = parallelism_field()
+    try:
+        if (error := json_type_error(field, value)) is not None:
+            raise ValidationError(error)
+        cleaned = field.clean(value)
+    except ValidationError as error:
+        raise JobRejected({"parallelism": error.messages}) from None
+    if cleaned is None:
+        return min(settings.COREBOARD_DEFAULT_PARALLELISM, settings.COREBOARD_MAX_PARALLELISM)
+    return int(cleaned)
 
 
 def job_create(
@@ -116,8 +135,10 @@ def job_create(
 
 
 def _uploads_resolve(*, owner: Any, kind: kinds.JobKind, params: Params) -> Params:
-    """Swap upload ids for what a kind needs to read the file, if the owner may."""
-    resolved = dict(params)
+    """What the kind's `split` reads in place of each upload id (see UploadField), if the
+    owner may read that upload. Only `split` sees it: the job keeps the id in its params,
+    and the chunk specs carry what `run` needs."""
+    resolved: Params = {}
     for name in kind.upload_fields():
         upload = Upload.objects.filter(pk=params[name], owner=owner).first()
         if upload is None:
@@ -136,23 +157,27 @@ def _uploads_resolve(*, owner: Any, kind: kinds.JobKind, params: Params) -> Para
 # --- actions by people -------------------------------------------------------------------------
 
 
-def job_cancel(*, job: Job) -> bool:
-    """Cancel an active job. Queued chunks will not start; running ones stop at their next
-    progress call. Returns False if the job had already ended."""
+def job_cancel(*, job: Job) -> Job:
+    """Cancel an active job and return it, refreshed. Queued chunks will not start; running
+    ones stop at their next progress call. JobConflict if the job had already ended."""
     with transaction.atomic():
         updated = Job.objects.filter(pk=job.pk, status__in=Job.ACTIVE_STATUSES).update(
             status=Job.Status.CANCELLED, finished_at=timezone.now(), version=F("version") + 1
         )
         if not updated:
-            return False
+            ended = Job.objects.filter(pk=job.pk).values_list("status", flat=True).first()
+            raise JobConflict(
+                f"Job {job.pk} has already ended ({ended or 'deleted'}); nothing to cancel."
+            )
         job.refresh_from_db()
         chunks_cancel_unstarted(job)
         job_publish_after_commit(job)
-    return True
+    return job
 
 
-def job_retry_failed(*, job: Job) -> bool:
-    """Run a failed job's unfinished chunks again; False if there is nothing to retry.
+def job_retry_failed(*, job: Job) -> Job:
+    """Run a failed job's unfinished chunks again and return it, refreshed; JobConflict if
+    there is nothing to retry.
 
     Only a job that ended `failed` qualifies. A cancelled job does not: somebody stopped it
     on purpose, and "run again" starts it afresh. A job whose `combine` (or result file)
@@ -175,14 +200,16 @@ def job_retry_failed(*, job: Job) -> bool:
     with transaction.atomic():
         locked = Job.objects.select_for_update().filter(pk=job.pk).first()
         if locked is None or locked.status != Job.Status.FAILED:
-            return False
-        if not locked.chunks.filter(status=Chunk.Status.FAILED).exists():
+            retried = False
+        elif not locked.chunks.filter(status=Chunk.Status.FAILED).exists():
             retried = _job_retry_combine(locked)
         else:
             retried = True
             _job_retry_chunks(locked)
     job.refresh_from_db()
-    return retried
+    if not retried:
+        raise JobConflict(f"Job {job.pk} has nothing to retry ({job.status}).")
+    return job
 
 
 def _job_retry_chunks(locked: Job) -> None:
@@ -232,15 +259,16 @@ def job_rerun(*, job: Job, owner: Any) -> Job:
     return job_create(
         owner=owner,
         kind=job.kind,
-        params=selectors.job_rerun_params(job),
+        # Upload fields hold the upload's id, as the person gave it: validated afresh.
+        params=job.params,
         # An all-processes job runs again with the default (all processes unless set).
         parallelism=job.parallelism or None,
         rerun_of=job,
     )
 
 
-def job_delete(*, job: Job) -> bool:
-    """Delete an ended job, its chunks and its result file; False while the job is active.
+def job_delete(*, job: Job) -> None:
+    """Delete an ended job, its chunks and its result file; JobConflict while it is active.
 
     An active job is refused rather than cancelled on the way: deleting cannot be undone,
     so stopping the work stays a separate, visible step. Uploads the job read are kept
@@ -250,14 +278,15 @@ def job_delete(*, job: Job) -> bool:
     with transaction.atomic():
         locked = Job.objects.select_for_update().filter(pk=job.pk).first()
         if locked is None:
-            return True
+            return
         if locked.is_active:
-            return False
+            raise JobConflict(
+                f"Job {locked.pk} is still {locked.status}; cancel it before deleting it."
+            )
         if locked.result_file:
             storage, name = locked.result_file.storage, locked.result_file.name
             transaction.on_commit(partial(storage.delete, name))
         locked.delete()
-    return True
 
 
 # --- uploads -------------------------------------------------------------------------------------

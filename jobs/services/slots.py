@@ -27,7 +27,6 @@ import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, connection
@@ -35,6 +34,7 @@ from django.utils import timezone
 
 from jobs import events, kinds
 from jobs.models import Job
+from jobs.protocol import ChunkDelta
 from jobs.services import dispatch
 from jobs.services.chunks import (
     Claim,
@@ -297,7 +297,7 @@ class _SlotRun:
     def _claim(self) -> list[Claim]:
         return chunks_claim(job_id=self.job_id, claimer=self.claimer, limit=self.batch_size)
 
-    def _claimed_state(self, claim: Claim) -> dict[str, Any]:
+    def _claimed_state(self, claim: Claim) -> ChunkDelta:
         now = timezone.now().isoformat()
         return {
             "index": claim.index,

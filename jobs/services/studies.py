@@ -13,6 +13,7 @@ reconciler period, no more.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
@@ -21,10 +22,10 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from jobs import scaling, selectors
+from jobs import scaling
 from jobs.models import Job, ScalingStudy
 from jobs.services import dispatch
-from jobs.services.jobs import JobRejected, job_cancel, job_create
+from jobs.services.jobs import JobConflict, JobRejected, job_cancel, job_create
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ def study_create(*, owner: Any, job: Job, processes: int | None = None) -> Scali
             owner=owner,
             source=job,
             kind=job.kind,
-            params=selectors.job_rerun_params(job),
+            params=job.params,
             levels=levels,
         )
         _study_run_create(study, levels[0])
@@ -168,6 +169,8 @@ def study_cancel(*, study: ScalingStudy) -> bool:
             return False
         _study_end(locked, ScalingStudy.Status.CANCELLED)
         for run in locked.runs.filter(status__in=Job.ACTIVE_STATUSES):
-            job_cancel(job=run)
+            # It may have ended since: that is what cancelling it wants anyway.
+            with contextlib.suppress(JobConflict):
+                job_cancel(job=run)
     study.refresh_from_db()
     return True

@@ -16,13 +16,6 @@ from jobs.forms import PARAMS_PREFIX, JobOptionsForm, UploadWidget
 from jobs.models import Job
 
 
-def job_or_404(request: HttpRequest, job_id: int) -> Job:
-    job = selectors.job_get_for_user(user=request.user, job_id=job_id)
-    if job is None:
-        raise Http404("No such job.")
-    return job
-
-
 def job_new(request: HttpRequest) -> HttpResponse:
     """The form of one kind; with `?rerun=<id>`, prefilled from that job to run it again."""
     available = kinds.all_kinds()
@@ -41,7 +34,7 @@ def job_new(request: HttpRequest) -> HttpResponse:
     upload_errors = _uploads_from_form(request, kind, data)
     params_initial = options_initial = None
     if rerun is not None and data is None:
-        params_initial = selectors.job_rerun_params(rerun)
+        params_initial = rerun.params
         options_initial = {"parallelism": rerun.parallelism or None}
     params_form = kind.form_class(data, initial=params_initial, prefix=PARAMS_PREFIX)
     for name in kind.upload_fields():
@@ -77,7 +70,7 @@ def job_new(request: HttpRequest) -> HttpResponse:
             "params_form": params_form,
             "options_form": options_form,
             "rerun": rerun,
-            "kept_uploads": _kept_uploads(kind, params_form, rerun),
+            "kept_uploads": _kept_uploads(request, kind, params_form),
         },
         status=400 if request.method == "POST" else 200,
     )
@@ -111,11 +104,11 @@ def _rerun_source(request: HttpRequest) -> Job | None:
         job_id = int(value)
     except ValueError:
         raise Http404("No such job.") from None
-    return job_or_404(request, job_id)
+    return selectors.job_get_for_user(user=request.user, job_id=job_id)
 
 
 def _kept_uploads(
-    kind: kinds.JobKind, params_form: forms.Form, rerun: Job | None
+    request: HttpRequest, kind: kinds.JobKind, params_form: forms.Form
 ) -> list[dict[str, object]]:
     """Uploads the form carries in hidden inputs, so a rerun (or a form sent back with
     errors) uses the same file unless the person picks another one.
@@ -136,10 +129,12 @@ def _kept_uploads(
             upload_id = int(str(value))
         except ValueError:
             continue
-        label = f"upload #{upload_id}"
-        original = rerun.params.get(name) if rerun is not None else None
-        if isinstance(original, dict) and original.get("id") == upload_id:
-            label = f"“{original.get('name')}”"
+        try:
+            upload = selectors.upload_get_for_user(user=request.user, upload_id=upload_id)
+        except Http404:
+            label = f"upload #{upload_id}"
+        else:
+            label = f"“{upload.name}”"
         # Form templates print help_text unescaped, and upload names come from people.
         params_form.fields[name].help_text = format_html(
             "Uses {} again unless you choose another file.", label
@@ -197,7 +192,7 @@ def _summary_context(job: Job) -> dict[str, object]:
 
 
 def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
-    job = job_or_404(request, job_id)
+    job = selectors.job_get_for_user(user=request.user, job_id=job_id)
     live = selectors.job_live(job)
     return render(
         request,
@@ -220,40 +215,44 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
 
 def job_summary(request: HttpRequest, job_id: int) -> HttpResponse:
     """The ended-job part of the job page, fetched by the page when the job ends live."""
-    job = job_or_404(request, job_id)
+    job = selectors.job_get_for_user(user=request.user, job_id=job_id)
     return render(request, "jobs/_job_summary.html", _summary_context(job))
 
 
 @require_POST
 def job_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
-    job = job_or_404(request, job_id)
-    if services.job_cancel(job=job):
-        messages.success(request, f"Job {job.pk} cancelled.")
+    job = selectors.job_get_for_user(user=request.user, job_id=job_id)
+    try:
+        services.job_cancel(job=job)
+    except services.JobConflict as conflict:
+        messages.info(request, conflict.message)
     else:
-        messages.info(request, f"Job {job.pk} had already ended ({job.status}).")
+        messages.success(request, f"Job {job.pk} cancelled.")
     return redirect("jobs:detail", job_id=job.pk)
 
 
 @require_POST
 def job_retry(request: HttpRequest, job_id: int) -> HttpResponse:
-    job = job_or_404(request, job_id)
-    if services.job_retry_failed(job=job):
-        messages.success(request, f"Job {job.pk}: retrying what failed.")
+    job = selectors.job_get_for_user(user=request.user, job_id=job_id)
+    try:
+        services.job_retry_failed(job=job)
+    except services.JobConflict as conflict:
+        messages.info(request, conflict.message)
     else:
-        messages.info(request, f"Job {job.pk} has nothing to retry ({job.status}).")
+        messages.success(request, f"Job {job.pk}: retrying what failed.")
     return redirect("jobs:detail", job_id=job.pk)
 
 
 @require_http_methods(["GET", "POST"])
 def job_delete(request: HttpRequest, job_id: int) -> HttpResponse:
     """GET asks for confirmation; POST deletes and goes back to the history."""
-    job = job_or_404(request, job_id)
+    job = selectors.job_get_for_user(user=request.user, job_id=job_id)
     if request.method == "POST":
-        if services.job_delete(job=job):
-            messages.success(request, f"Job {job.pk} deleted.")
-            return redirect("jobs:list")
-        messages.error(
-            request, f"Job {job.pk} is still {job.status}; cancel it before deleting it."
-        )
-        return redirect("jobs:detail", job_id=job.pk)
+        try:
+            services.job_delete(job=job)
+        except services.JobConflict as conflict:
+            messages.error(request, conflict.message)
+            return redirect("jobs:detail", job_id=job.pk)
+        messages.success(request, f"Job {job.pk} deleted.")
+        return redirect("jobs:list")
     return render(request, "jobs/job_delete.html", {"job": job})

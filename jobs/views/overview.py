@@ -16,10 +16,11 @@ from jobs.services import nodes
 
 def overview(request: HttpRequest) -> HttpResponse:
     # The same state the overview socket pushes every second, so the first paint is full.
-    initial = {
-        **selectors.overview(user=request.user, active_max=settings.COREBOARD_OVERVIEW_ACTIVE_MAX),
-        "cluster": selectors.cluster_for_user(user=request.user, state=cluster.cluster_state()),
-    }
+    initial = selectors.overview_state(
+        user=request.user,
+        cluster_state=cluster.cluster_state(),
+        active_max=settings.COREBOARD_OVERVIEW_ACTIVE_MAX,
+    )
     return render(request, "jobs/overview.html", {"initial": initial})
 
 

@@ -9,10 +9,9 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from jobs import study_selectors
+from jobs import selectors, study_selectors
 from jobs.models import ScalingStudy
 from jobs.services import JobRejected, studies
-from jobs.views.jobs import job_or_404
 
 
 def study_or_404(request: HttpRequest, study_id: int) -> ScalingStudy:
@@ -24,7 +23,7 @@ def study_or_404(request: HttpRequest, study_id: int) -> ScalingStudy:
 
 @require_POST
 def study_create(request: HttpRequest, job_id: int) -> HttpResponse:
-    job = job_or_404(request, job_id)
+    job = selectors.job_get_for_user(user=request.user, job_id=job_id)
     try:
         study = studies.study_create(owner=request.user, job=job)
     except JobRejected as rejected:

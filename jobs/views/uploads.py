@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib import messages
 from django.db.models import Sum
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
@@ -29,8 +29,6 @@ def upload_list(request: HttpRequest) -> HttpResponse:
 @require_POST
 def upload_delete(request: HttpRequest, upload_id: int) -> HttpResponse:
     upload = selectors.upload_get_for_user(user=request.user, upload_id=upload_id)
-    if upload is None:
-        raise Http404("No such upload.")
     if uploads.upload_delete(upload=upload):
         messages.success(request, f"Upload {upload.name!r} deleted.")
     else:

@@ -1,0 +1,380 @@
+"""The one typed shape of everything Coreboard sends: job and chunk states, the job socket's
+messages, the overview's state, errors, and what a client may send.
+
+The JSON API (jobs/api.py), its OpenAPI description (jobs/openapi.py derives the JobOut,
+ChunkOut and WaitingOut schemas from the TypedDicts here), the publisher (jobs/events.py),
+the consumers (jobs/consumers.py) and the tests all build or check messages through this
+module, so a field is declared once: add it to the TypedDict (with its description in
+`Annotated`) and to its builder below, and every reader has it.
+
+Public message types (the `type` of a websocket message, read by the pages and the command
+line client) are separate from the channel-layer events that processes send each other:
+Channels dispatches an event `{"type": "job.changed"}` to the consumer method
+`job_changed`, which is an internal name and never reaches a browser.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, NotRequired, TypedDict, TypeGuard
+
+from django.urls import reverse
+
+from jobs.models import Chunk, Job
+
+# --- public message types (websocket `type`) ---------------------------------------------------
+
+JOB_SNAPSHOT: Literal["job.snapshot"] = "job.snapshot"
+JOB_CHUNKS: Literal["job.chunks"] = "job.chunks"
+JOB_PROGRESS: Literal["job.progress"] = "job.progress"
+JOB_LIVE: Literal["job.live"] = "job.live"
+OVERVIEW_STATE: Literal["overview.state"] = "overview.state"
+ERROR: Literal["error"] = "error"
+# The one message a client sends (job socket): asks for a fresh snapshot.
+RESYNC: Literal["resync"] = "resync"
+
+# --- channel-layer events between processes (handled by the consumer method of that name,
+# dots as underscores); never sent to a client ---------------------------------------------------
+
+EVENT_JOB_CHANGED: Literal["job.changed"] = "job.changed"
+EVENT_CLUSTER_CHANGED: Literal["cluster.changed"] = "cluster.changed"
+
+
+class DateTime:
+    """`Annotated` marker: an ISO 8601 date and time in a string (OpenAPI `date-time`)."""
+
+
+# --- states ---------------------------------------------------------------------------------------
+
+WaitingReason = Literal["no_worker_with_kind", "lost_leases", "retry_backoff", "queued"]
+
+
+class WaitingState(TypedDict):
+    """Why an active job makes no progress now (selectors.jobs_live)."""
+
+    reason: Annotated[WaitingReason, "The first reason that applies."]
+    text: Annotated[
+        str,
+        "Every reason that applies, in words, e.g. "
+        "\"Waiting: no live worker has the kind 'mandelbrot'\".",
+    ]
+    seconds: Annotated[float | None, "Seconds until the first reason ends by itself, if known."]
+
+
+class JobState(TypedDict):
+    """A job as the pages, the sockets and the API show it (built by `job_state`)."""
+
+    id: int
+    kind: str
+    params: Annotated[dict[str, Any], "The validated parameters of its kind."]
+    status: Annotated[str, Job.Status]
+    progress: Annotated[float, "Done chunks / total chunks, 0..1 (1 once succeeded)."]
+    total_chunks: int
+    done_chunks: int
+    failed_chunks: int
+    parallelism: Annotated[int, "Most worker processes at once; 0: all live ones with its kind."]
+    result: Annotated[Any, "The kind's result, once done."]
+    error: str
+    created_at: Annotated[str, DateTime]
+    started_at: Annotated[str | None, DateTime]
+    finished_at: Annotated[str | None, DateTime]
+    wall_seconds: Annotated[float | None, "Started to finished, in seconds."]
+    cpu_seconds: float
+    speedup: Annotated[float | None, "CPU seconds / wall seconds."]
+    efficiency: Annotated[
+        float | None, "Speedup / parallelism (all-processes job: / processes that ran it)."
+    ]
+    version: Annotated[int, "Bumped by every change of the job; newer states have higher ones."]
+    result_file: Annotated[str | None, "URL of the result file."]
+
+
+class JobApiState(JobState):
+    """A job as the JSON API shows it: its state, and why it waits."""
+
+    waiting: Annotated[
+        WaitingState | None,
+        "While the job is active and makes no progress: why (it is not failed).",
+    ]
+
+
+class ChunkState(TypedDict):
+    """One chunk of a job (built by `chunk_state`)."""
+
+    index: int
+    status: Annotated[str, Chunk.Status]
+    attempts: int
+    worker: str
+    pid: int | None
+    queued_at: Annotated[str | None, DateTime]
+    started_at: Annotated[str | None, DateTime]
+    finished_at: Annotated[str | None, DateTime]
+    cpu_seconds: float | None
+    error: str
+
+
+class ChunkDelta(TypedDict, total=False):
+    """What changed of one chunk in a `job.progress`: its index and any ChunkState fields,
+    plus `progress` (0..1) while it runs."""
+
+    index: int
+    status: str
+    attempts: int
+    worker: str
+    pid: int | None
+    queued_at: str | None
+    started_at: str | None
+    finished_at: str | None
+    cpu_seconds: float | None
+    error: str
+    progress: float
+
+
+class LiveState(TypedDict):
+    """What an active job is doing now (selectors.jobs_live)."""
+
+    throughput: float | None
+    eta_seconds: float | None
+    processes_now: int | None
+    waiting: WaitingState | None
+
+
+class ActiveJobState(JobState):
+    """A running or queued job on the overview: its state and its LiveState."""
+
+    throughput: float | None
+    eta_seconds: float | None
+    processes_now: int | None
+    waiting: WaitingState | None
+
+
+class JobsOverview(TypedDict):
+    active: list[ActiveJobState]
+    active_more: int
+    recent: list[JobState]
+
+
+class ProcessState(TypedDict):
+    id: str
+    node: str
+    host: str
+    pid: int
+    core: int | None
+    state: str
+    job_id: int | None
+    chunk_index: int | None
+    since: float
+    last_seen: float
+    # Busy with a job the reader cannot see (then job_id and chunk_index are null).
+    other: NotRequired[bool]
+
+
+class ClusterState(TypedDict):
+    """jobs.cluster.cluster_state as a person may see it (selectors.cluster_for_user)."""
+
+    now: float
+    web: dict[str, Any]
+    nodes: list[dict[str, Any]]
+    processes: list[ProcessState]
+    throughput: list[list[int]]
+
+
+class StudyRunState(TypedDict):
+    parallelism: int
+    job: int | None
+    status: str
+    wall_seconds: float | None
+    speedup: float | None
+    ideal_speedup: float
+    efficiency: float | None
+    karp_flatt: float | None
+    amdahl_speedup: float | None
+
+
+class StudyState(TypedDict):
+    id: int
+    url: str
+    status: str
+    kind: str
+    params: dict[str, Any]
+    source_job: int | None
+    levels: list[int]
+    created_at: str | None
+    finished_at: str | None
+    error: str
+    serial_fraction: float | None
+    max_speedup: float | None
+    runs: list[StudyRunState]
+
+
+# --- messages -------------------------------------------------------------------------------------
+
+
+class JobSnapshotMessage(TypedDict):
+    type: Literal["job.snapshot"]
+    seq: int
+    job: JobState
+    chunks: list[ChunkState]
+    chunk_pages: int
+    live: LiveState | None
+
+
+class JobChunksMessage(TypedDict):
+    type: Literal["job.chunks"]
+    seq: int
+    page: int
+    chunks: list[ChunkState]
+
+
+class JobProgressMessage(TypedDict):
+    type: Literal["job.progress"]
+    seq: int
+    job: JobState | None
+    chunks: list[ChunkDelta]
+
+
+class JobLiveMessage(TypedDict):
+    type: Literal["job.live"]
+    live: LiveState
+
+
+class OverviewStateMessage(JobsOverview):
+    type: Literal["overview.state"]
+    cluster: ClusterState
+
+
+class ErrorMessage(TypedDict):
+    type: Literal["error"]
+    error: str
+
+
+class ResyncMessage(TypedDict):
+    type: Literal["resync"]
+
+
+class JobChangedEvent(TypedDict):
+    """Channel-layer event from a publisher to the job's group (jobs/events.py)."""
+
+    type: Literal["job.changed"]
+    job_id: int
+    seq: int
+    job: JobState | None
+    chunks: list[ChunkDelta]
+
+
+# --- builders -------------------------------------------------------------------------------------
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value else None
+
+
+def rounded(value: float | None, digits: int = 4) -> float | None:
+    """How every figure is rounded in a message."""
+    return round(value, digits) if value is not None else None
+
+
+def job_state(job: Job) -> JobState:
+    """A job's state. Its efficiency needs `processes_used` for an all-processes job: read
+    it with JobQuerySet.with_timings(), or use selectors.job_as_dict, which fills it in."""
+    return {
+        "id": job.pk,
+        "kind": job.kind,
+        "params": job.params,
+        "status": job.status,
+        "progress": round(job.progress, 4),
+        "total_chunks": job.total_chunks,
+        "done_chunks": job.done_chunks,
+        "failed_chunks": job.failed_chunks,
+        "parallelism": job.parallelism,
+        "result": job.result,
+        "error": job.error,
+        "created_at": job.created_at.isoformat(),
+        "started_at": _iso(job.started_at),
+        "finished_at": _iso(job.finished_at),
+        "wall_seconds": rounded(job.wall_seconds),
+        "cpu_seconds": round(job.cpu_seconds, 4),
+        "speedup": rounded(job.speedup),
+        "efficiency": rounded(job.efficiency),
+        "version": job.version,
+        "result_file": (reverse("api-job-result-file", args=[job.pk]) if job.result_file else None),
+    }
+
+
+def job_api_state(state: JobState, *, waiting: WaitingState | None) -> JobApiState:
+    return {**state, "waiting": waiting}
+
+
+def chunk_state(chunk: Chunk) -> ChunkState:
+    return {
+        "index": chunk.index,
+        "status": chunk.status,
+        "attempts": chunk.attempts,
+        "worker": chunk.worker,
+        "pid": chunk.pid,
+        "queued_at": _iso(chunk.queued_at),
+        "started_at": _iso(chunk.started_at),
+        "finished_at": _iso(chunk.finished_at),
+        "cpu_seconds": rounded(chunk.cpu_seconds),
+        "error": chunk.error,
+    }
+
+
+def active_job_state(state: JobState, live: LiveState) -> ActiveJobState:
+    return {**state, **live}
+
+
+def job_snapshot_message(
+    *, seq: int, job: JobState, chunks: list[ChunkState], chunk_pages: int, live: LiveState | None
+) -> JobSnapshotMessage:
+    return {
+        "type": JOB_SNAPSHOT,
+        "seq": seq,
+        "job": job,
+        "chunks": chunks,
+        "chunk_pages": chunk_pages,
+        "live": live,
+    }
+
+
+def job_chunks_message(*, seq: int, page: int, chunks: list[ChunkState]) -> JobChunksMessage:
+    return {"type": JOB_CHUNKS, "seq": seq, "page": page, "chunks": chunks}
+
+
+def job_progress_message(
+    *, seq: int, job: JobState | None, chunks: list[ChunkDelta]
+) -> JobProgressMessage:
+    return {"type": JOB_PROGRESS, "seq": seq, "job": job, "chunks": chunks}
+
+
+def job_live_message(live: LiveState) -> JobLiveMessage:
+    return {"type": JOB_LIVE, "live": live}
+
+
+def overview_state_message(jobs: JobsOverview, cluster: ClusterState) -> OverviewStateMessage:
+    return {
+        "type": OVERVIEW_STATE,
+        "active": jobs["active"],
+        "active_more": jobs["active_more"],
+        "recent": jobs["recent"],
+        "cluster": cluster,
+    }
+
+
+def error_message(text: str) -> ErrorMessage:
+    return {"type": ERROR, "error": text}
+
+
+def job_changed_event(
+    *, job_id: int, seq: int, job: JobState | None, chunks: list[ChunkDelta]
+) -> JobChangedEvent:
+    return {"type": EVENT_JOB_CHANGED, "job_id": job_id, "seq": seq, "job": job, "chunks": chunks}
+
+
+def is_resync(content: object) -> TypeGuard[ResyncMessage]:
+    """Whether a decoded client message is `{"type": "resync"}` (the only one there is)."""
+    return isinstance(content, dict) and content.get("type") == RESYNC
+
+
+def field_names(shape: type) -> frozenset[str]:
+    """The keys a TypedDict declares (its own and inherited), for contract checks."""
+    keys: frozenset[str] = shape.__required_keys__ | shape.__optional_keys__  # type: ignore[attr-defined]
+    return keys
