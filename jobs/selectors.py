@@ -476,6 +476,10 @@ def _history_search(jobs: JobQuerySet, q: str) -> JobQuerySet:
     if number.isdecimal() and int(number) <= _BIGINT_MAX:
         return jobs.filter(pk=int(number))
     whole = Q(kind__icontains=q) | Q(params_text__icontains=q)
+    # Params keep an upload's id; people search by the file's name.
+    named = list(Upload.objects.filter(name__icontains=q).values_list("pk", flat=True)[:1000])
+    if named:
+        whole |= Q(params__upload__in=named)
     # Or the words as the pages show a job: a kind's label ("Count primes"), a parameter's
     # form label followed by its value ("Stop 1000"), a label or a value alone.
     words = Q()

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from asgiref.sync import async_to_sync
 from django.contrib.auth.models import User
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.http import HttpResponse, StreamingHttpResponse
 from django.test import AsyncClient, Client
 
@@ -478,3 +479,12 @@ def test_compare_without_a_kind_asks_for_one(alice_client: Client) -> None:
     assert bad.status_code == 200
     assert 'id="id_kind_error"' in bad.content.decode()
     assert "compare-runs" not in bad.content.decode()
+
+
+def test_search_by_the_name_of_the_uploaded_file(alice_client: Client, alice: User) -> None:
+    upload = services.upload_create(
+        owner=alice, file=SimpleUploadedFile("moby-dick.txt", b"call me ishmael")
+    )
+    wanted = make_job(alice, "wordcount", upload=upload.pk, chunks=1)
+    make_job(alice, chunks=1)
+    assert listed(alice_client.get("/history/", {"q": "moby"})) == [wanted.pk]
