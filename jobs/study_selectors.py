@@ -14,7 +14,7 @@ from typing import Any
 from django.db.models import QuerySet
 from django.urls import reverse
 
-from jobs import scaling
+from jobs import protocol, scaling
 from jobs.models import Job, ScalingStudy
 
 # A level whose run has not been created yet.
@@ -57,7 +57,8 @@ def study_runs(study: ScalingStudy) -> dict[int, Job]:
     return {run.parallelism: run for run in study.runs.all()}
 
 
-def study_as_dict(study: ScalingStudy) -> dict[str, Any]:
+def study_as_dict(study: ScalingStudy) -> protocol.StudyState:
+    """The one shape of a study, for its page, the API and the JSON export."""
     runs = study_runs(study)
     walls = {
         level: runs[level].wall_seconds
@@ -66,7 +67,7 @@ def study_as_dict(study: ScalingStudy) -> dict[str, Any]:
         for level in study.levels
     }
     analysis = scaling.scaling_analyse(walls)
-    points = []
+    points: list[protocol.StudyRunState] = []
     for point in analysis.points:
         run = runs.get(point.parallelism)
         points.append(
@@ -105,7 +106,8 @@ def study_csv(study: ScalingStudy) -> str:
     writer = csv.writer(out)
     writer.writerow(STUDY_EXPORT_COLUMNS)
     for point in study_as_dict(study)["runs"]:
-        writer.writerow(["" if point[c] is None else point[c] for c in STUDY_EXPORT_COLUMNS])
+        row: dict[str, Any] = dict(point)
+        writer.writerow(["" if row[c] is None else row[c] for c in STUDY_EXPORT_COLUMNS])
     return out.getvalue()
 
 

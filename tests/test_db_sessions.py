@@ -52,12 +52,18 @@ def other_session() -> Iterator[psycopg.Connection]:
         yield other
 
 
+def _hold_job_lock(session: psycopg.Connection, job: Job) -> None:
+    """Lock the job's row from another session, as a machine in mid-transaction does."""
+    session.execute("BEGIN")
+    session.execute("SELECT 1 FROM jobs_job WHERE id = %s FOR UPDATE", [job.pk])
+
+
 @pytest.mark.services
 @pytest.mark.django_db(transaction=True)
 def test_waiting_for_a_held_job_lock_retries_then_gives_up(
     alice: User, other_session: psycopg.Connection
 ) -> None:
-    job = make_job(alice)
+    job = make_unclaimable_job(alice)
     tries = 0
 
     def lock_the_job() -> None:
@@ -68,8 +74,7 @@ def test_waiting_for_a_held_job_lock_retries_then_gives_up(
                 cursor.execute("SET LOCAL lock_timeout = '50ms'")
             job_state.job_lock(job.pk)
 
-    other_session.execute("BEGIN")
-    other_session.execute("SELECT 1 FROM jobs_job WHERE id = %s FOR UPDATE", [job.pk])
+    _hold_job_lock(other_session, job)
     started = time.monotonic()
     with pytest.raises(OperationalError) as raised:
         job_state.retry_on_lock_timeout(lock_the_job, patience_s=0.6)
@@ -89,11 +94,9 @@ def test_a_job_held_by_a_silent_machine_answers_busy_and_changes_nothing(
     job = make_unclaimable_job(alice)
     client = Client()
     client.force_login(alice)
-    client.get("/")
     with connection.cursor() as cursor:
         cursor.execute("SET lock_timeout = '100ms'")
-    other_session.execute("BEGIN")
-    other_session.execute("SELECT 1 FROM jobs_job WHERE id = %s FOR UPDATE", [job.pk])
+    _hold_job_lock(other_session, job)
     try:
         page = client.post(f"/jobs/{job.pk}/cancel/")
         api = client.post(f"/api/jobs/{job.pk}/cancel/")
