@@ -8,9 +8,14 @@ from datetime import timedelta
 from typing import Any
 
 import dj_database_url
+import django_stubs_ext
 from csp.constants import NONE, SELF
 
 from project import stack
+
+# Django's generic classes (ModelAdmin[Job], QuerySet[Job], ...) subscriptable at runtime,
+# as django-stubs types them, so a class can name its model in its base.
+django_stubs_ext.monkeypatch()
 
 BASE_DIR = stack.BASE_DIR
 

@@ -149,7 +149,8 @@ def _waiting(job: Job, **registry: Any) -> dict[str, Any] | None:
     job.refresh_from_db()
     registry.setdefault("workers", BURN_WORKER)
     registry.setdefault("seen", {})
-    return selectors.jobs_live([job], **registry)[job.pk]["waiting"]
+    waiting: dict[str, Any] | None = selectors.jobs_live([job], **registry)[job.pk]["waiting"]
+    return waiting
 
 
 @pytest.mark.services
@@ -253,7 +254,7 @@ def test_a_job_nobody_can_run_waits_with_a_reason_then_runs(
 ) -> None:
     node = f"lacking-{uuid.uuid4().hex[:6]}"
     lacking = start_celery_worker(
-        _probe_env(child_env, COREBOARD_WORKER_KINDS="burn"), 1, name=node
+        _probe_env(child_env, COREBOARD_WORKER_KINDS="burn"), 1, node=node
     )
     capable = None
     try:
@@ -261,8 +262,10 @@ def test_a_job_nobody_can_run_waits_with_a_reason_then_runs(
         created = time.time()
 
         def waiting_reason() -> str | None:
-            live = selectors.job_live(Job.objects.get(pk=job.pk))
-            return live["waiting"] and live["waiting"]["reason"]
+            waiting: dict[str, Any] | None = selectors.job_live(Job.objects.get(pk=job.pk))[
+                "waiting"
+            ]
+            return waiting["reason"] if waiting else None
 
         poll_until(lambda: waiting_reason() == "no_worker_with_kind", timeout=10)
         api = APIClient()
