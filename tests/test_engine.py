@@ -106,9 +106,7 @@ def test_cancel_leaves_no_chunk_running_or_pending(alice: User) -> None:
     wait_until(
         job.pk,
         lambda: (
-            not Chunk.objects.filter(
-                job_id=job.pk, status__in=("pending", "queued", "running")
-            ).exists()
+            not Chunk.objects.filter(job_id=job.pk, status__in=Chunk.UNFINISHED_STATUSES).exists()
         ),
         timeout=10,
     )

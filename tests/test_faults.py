@@ -162,9 +162,7 @@ def test_cancel_then_kill_the_worker_leaves_nothing_running(
     killed = time.monotonic()
     poll_until(
         lambda: (
-            not Chunk.objects.filter(
-                job_id=job.pk, status__in=("pending", "queued", "running")
-            ).exists()
+            not Chunk.objects.filter(job_id=job.pk, status__in=Chunk.UNFINISHED_STATUSES).exists()
         ),
         timeout=60,
     )
