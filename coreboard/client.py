@@ -17,7 +17,7 @@ import json
 import os
 import time
 import tomllib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -191,7 +191,7 @@ class Client:
         scheme = "wss" if parts.scheme == "https" else "ws"
         return urlunsplit((scheme, parts.netloc, f"{parts.path}/ws/jobs/{job_id}/", "", ""))
 
-    def _watch_socket(self, job_id: int) -> Iterator[dict[str, Any]]:
+    def _watch_socket(self, job_id: int) -> Generator[dict[str, Any], None, None]:
         from websockets.sync.client import connect
         from websockets.typing import Origin
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
+from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
@@ -16,8 +16,10 @@ from jobs import services
 from jobs.models import Chunk, Job, ScalingStudy
 from jobs.services import studies
 
+_M = TypeVar("_M", bound=Model)
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+
+class ReadOnlyAdmin(admin.ModelAdmin[_M]):
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
@@ -26,7 +28,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 
 @admin.register(Job)
-class JobAdmin(ReadOnlyAdmin):
+class JobAdmin(ReadOnlyAdmin[Job]):
     """Deleting and cancelling use the services, with their rules: an active job cannot be
     deleted (cancel it first), and a deleted job takes its result file with it."""
 
@@ -89,7 +91,7 @@ def _done(action: Callable[..., object], job: Job) -> bool:
 
 
 @admin.register(Chunk)
-class ChunkAdmin(ReadOnlyAdmin):
+class ChunkAdmin(ReadOnlyAdmin[Chunk]):
     list_display = ["id", "job", "index", "status", "attempts", "worker", "pid", "cpu"]
     list_filter = ["status"]
     search_fields = ["=job__id"]
@@ -112,7 +114,7 @@ class ChunkAdmin(ReadOnlyAdmin):
 
 
 @admin.register(ScalingStudy)
-class ScalingStudyAdmin(ReadOnlyAdmin):
+class ScalingStudyAdmin(ReadOnlyAdmin[ScalingStudy]):
     """Cancelling goes through the service, which also cancels the study's running run."""
 
     list_display = ["id", "kind", "owner", "status", "levels", "created_at", "finished_at"]

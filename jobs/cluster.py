@@ -463,7 +463,8 @@ def cluster_state(conn: redis.Redis | None = None) -> dict[str, Any]:
 
 def node_get(node: str, conn: redis.Redis | None = None) -> dict[str, Any] | None:
     """One node as cluster_state shows it, or None when it is not (or no longer) known."""
-    for entry in cluster_state(conn)["nodes"]:
+    nodes: list[dict[str, Any]] = cluster_state(conn)["nodes"]
+    for entry in nodes:
         if entry["node"] == node:
             return entry
     return None

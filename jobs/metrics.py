@@ -127,7 +127,6 @@ def chunk_metrics() -> Iterator[Metric]:
             cpu_seconds=Sum("cpu_seconds", filter=done),
             failed=Count("id", filter=Q(status=Chunk.Status.FAILED)),
             retried=Count("id", filter=Q(attempts__gt=1)),
-            queued=Count("id", filter=Q(status=Chunk.Status.QUEUED)),
             running=Count("id", filter=Q(status=Chunk.Status.RUNNING)),
             **buckets,
         )
@@ -159,10 +158,10 @@ def chunk_metrics() -> Iterator[Metric]:
     )
     in_flight = GaugeMetricFamily(
         "coreboard_chunks_in_flight",
-        "Chunks handed to workers: queued (a message is out) or running.",
+        "Chunks running on a worker process (claimed under a lease).",
         labels=["status"],
     )
-    in_flight_counts: Counter[str] = Counter()
+    running = 0
     for kind in names:
         row = by_kind.get(kind, {})
         for key, family in families.items():
@@ -178,10 +177,9 @@ def chunk_metrics() -> Iterator[Metric]:
             ],
             sum_value=row.get("run_seconds_sum") or 0.0,
         )
-        in_flight_counts["queued"] += row.get("queued", 0)
-        in_flight_counts["running"] += row.get("running", 0)
-    for status in ("queued", "running"):
-        in_flight.add_metric([status], in_flight_counts[status])
+        running += row.get("running", 0)
+    # The `status` label stays (one value now) so that existing queries keep matching.
+    in_flight.add_metric(["running"], running)
     yield from (*families.values(), histogram, in_flight)
 
 

@@ -138,10 +138,8 @@ class Job(models.Model):
             )
         ]
         indexes = [
-            models.Index(fields=["owner", "-created_at"], name="job_owner_created"),
             models.Index(fields=["status", "-created_at"], name="job_status_created"),
             models.Index(fields=["kind", "-created_at"], name="job_kind_created"),
-            models.Index(fields=["-created_at"], name="job_created"),
             # History pages order by (created, id); with id in the index a deep page is an
             # index walk, not an incremental sort (tests/benchmarks/history.py).
             models.Index(fields=["owner", "-created_at", "-id"], name="job_owner_created_id"),
@@ -230,14 +228,15 @@ class ScalingStudy(models.Model):
 
 class Chunk(models.Model):
     class Status(models.TextChoices):
+        # A chunk is claimed straight from pending to running under a lease
+        # (jobs.services.chunks); migration 0006 turned the old `queued` rows back to pending.
         PENDING = "pending"
-        QUEUED = "queued"
         RUNNING = "running"
         DONE = "done"
         FAILED = "failed"
         CANCELLED = "cancelled"
 
-    IN_FLIGHT_STATUSES = (Status.QUEUED, Status.RUNNING)
+    UNFINISHED_STATUSES = (Status.PENDING, Status.RUNNING)
     FINAL_STATUSES = (Status.DONE, Status.FAILED, Status.CANCELLED)
 
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="chunks")
@@ -256,7 +255,6 @@ class Chunk(models.Model):
     retry_at = models.DateTimeField(null=True, blank=True)
     worker = models.CharField(max_length=255, blank=True)
     pid = models.PositiveIntegerField(null=True, blank=True)
-    core = models.PositiveIntegerField(null=True, blank=True)
     queued_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

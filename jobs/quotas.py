@@ -15,8 +15,6 @@ from jobs import kinds
 from jobs.kinds.base import Params
 from jobs.models import Chunk, Job, Upload
 
-UNFINISHED_CHUNK_STATUSES = (Chunk.Status.PENDING, *Chunk.IN_FLIGHT_STATUSES)
-
 
 def job_estimated_seconds(job: Job) -> float:
     """CPU seconds the job's unfinished chunks still ask for (0 when the kind cannot say)."""
@@ -47,7 +45,7 @@ def job_quota_errors(
         )
     chunk_limit = settings.COREBOARD_QUOTA_CHUNKS
     unfinished = Chunk.objects.filter(
-        job__in=[job.pk for job in active], status__in=UNFINISHED_CHUNK_STATUSES
+        job__in=[job.pk for job in active], status__in=Chunk.UNFINISHED_STATUSES
     ).count()
     if unfinished + chunks > chunk_limit:
         errors.append(

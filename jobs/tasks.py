@@ -34,8 +34,11 @@ TELEMETRY = slots.SlotHooks(
 )
 
 
+# Acknowledged after it ran, and redelivered when its process dies (kill -9, OOM): a lost
+# slot comes back rather than leaving its job short of a process. Results go to
+# PostgreSQL, so no result backend.
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
-def slot_run(self: Task, job_id: int, token: str) -> str:
+def slot_run(self: Task[[int, str], str], job_id: int, token: str) -> str:
     """One execution slot of a job (jobs.services.slots).
 
     A database or broker error ends the slot without touching any chunk's retry budget:

@@ -138,7 +138,9 @@ class LimitedRequest(WebRequest):
         )
         self.channel.transport.write(head + body)
         self.channel.persistent = False
-        reactor.callLater(LINGER_S, self._linger_over)  # type: ignore[attr-defined,arg-type]
+        # Twisted declares interface methods without `self` (zope.interface style), which
+        # mypy reads as an unbound call without the mypy-zope plugin.
+        reactor.callLater(LINGER_S, self._linger_over)  # type: ignore[arg-type]
 
     def _linger_over(self) -> None:
         if self.channel is not None and self.channel.transport is not None:
@@ -206,7 +208,7 @@ class CoreboardCommandLine(CommandLineInterface):
 
 def main() -> None:
     # daphne's Server.run builds `daphne.server.HTTPFactory(self)`; this process uses ours.
-    daphne.server.HTTPFactory = LimitedHTTPFactory  # type: ignore[misc]
+    daphne.server.HTTPFactory = LimitedHTTPFactory
     CoreboardCommandLine().run(sys.argv[1:])
 
 

@@ -8,9 +8,14 @@ from datetime import timedelta
 from typing import Any
 
 import dj_database_url
+import django_stubs_ext
 from csp.constants import NONE, SELF
 
 from project import stack
+
+# Django's generic classes (ModelAdmin[Job], QuerySet[Job], ...) subscriptable at runtime,
+# as django-stubs types them, so a class can name its model in its base.
+django_stubs_ext.monkeypatch()
 
 BASE_DIR = stack.BASE_DIR
 
@@ -239,9 +244,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": max(3600, CHUNK_SOFT_TI
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
-CELERY_TASK_IGNORE_RESULT = True
-CELERY_TASK_ACKS_LATE = True
-CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# Delivery policy (acks_late, reject_on_worker_lost, ignore_result) is on the one task,
+# jobs.tasks.slot_run, where it is read with the code it protects.
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = CHUNK_SOFT_TIME_LIMIT + COREBOARD_SLOT_MAX_SECONDS
 CELERY_TASK_TIME_LIMIT = CELERY_TASK_SOFT_TIME_LIMIT + 30

@@ -235,10 +235,10 @@ class EmbeddedPostgres:
             )
         return user
 
-    def _run(self, args: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+    def _run(self, args: list[str]) -> subprocess.CompletedProcess[str]:
         user = self.os_user()
         command = ["runuser", "-u", user, "--", *args] if user else args
-        return subprocess.run(command, text=True, capture_output=True, check=False, **kwargs)  # type: ignore[call-overload]
+        return subprocess.run(command, text=True, capture_output=True, check=False)
 
     def _prepare_root(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)

@@ -58,7 +58,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             problems.add(f"{item.path.name}: no layer; add pytestmark = pytest.mark.<layer>")
         elif len(layers) > 1:
             problems.add(f"{test}: several layers {layers}; a test has one")
-        elif PROCESS_FIXTURES & set(item.fixturenames) and layers[0] not in PROCESS_LAYERS:
+        elif (
+            isinstance(item, pytest.Function)
+            and PROCESS_FIXTURES & set(item.fixturenames)
+            and layers[0] not in PROCESS_LAYERS
+        ):
             problems.add(f"{test}: starts real processes, so is integration or browser")
     if problems:
         raise pytest.UsageError(
@@ -152,7 +156,12 @@ def dispatched(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     from jobs.services import dispatch
 
     sent: list[int] = []
-    monkeypatch.setattr(dispatch, "job_dispatch", lambda *, job_id: sent.append(job_id) or 0)
+
+    def job_dispatch(*, job_id: int) -> int:
+        sent.append(job_id)
+        return 0
+
+    monkeypatch.setattr(dispatch, "job_dispatch", job_dispatch)
     return sent
 
 

@@ -55,7 +55,8 @@ class ServerProcess:
             raise RuntimeError(f"{self.name} never printed {needle!r}:\n" + self.output())
 
     def children(self) -> list[psutil.Process]:
-        return psutil.Process(self.process.pid).children(recursive=True)
+        children: list[psutil.Process] = psutil.Process(self.process.pid).children(recursive=True)
+        return children
 
     def kill_all(self) -> None:
         """As if its machine died: the process and all its children at once (SIGKILL)."""

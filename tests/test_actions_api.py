@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from django.contrib.auth.models import User
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -122,7 +124,7 @@ def test_api_preview_counts_chunks_and_creates_nothing(alice_api: APIClient) -> 
 
 @pytest.mark.parametrize(("payload", "path", "message"), BAD_JOB_INPUT)
 def test_api_preview_rejects_like_creation(
-    alice_api: APIClient, payload: dict, path: list[str], message: str
+    alice_api: APIClient, payload: dict[str, Any], path: list[str], message: str
 ) -> None:
     previewed = alice_api.post("/api/jobs/preview/", payload, format="json")
     created = alice_api.post("/api/jobs/", payload, format="json")

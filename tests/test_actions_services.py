@@ -53,9 +53,12 @@ def test_retried_chunks_complete_and_combine_runs_once(
     failed_job: Job, dispatched: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[list[Any]] = []
-    monkeypatch.setattr(
-        kinds.get("burn"), "combine", lambda params, partials: calls.append(partials) or {"ok": 1}
-    )
+
+    def combine(params: dict[str, Any], partials: list[Any]) -> dict[str, Any]:
+        calls.append(partials)
+        return {"ok": 1}
+
+    monkeypatch.setattr(kinds.get("burn"), "combine", combine)
     services.job_retry_failed(job=failed_job)
     claimed = [complete_next(failed_job, {"iterations": index}) for index in (1, 2, 3)]
     # Late duplicates of every completion change nothing.

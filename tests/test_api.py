@@ -9,7 +9,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
 from jobs import services
-from jobs.middleware import ENVELOPE_BYTES, RequestBodyLimit
+from jobs.middleware import ENVELOPE_BYTES, Message, Receive, RequestBodyLimit, Scope, Send
 from jobs.models import Chunk, Job, Upload
 from jobs.parsers import BodyTooLarge, DepthLimitedJSONParser
 from tests.factories import BAD_JOB_INPUT, CHUNK_FIELDS, JOB_FIELDS, make_job
@@ -35,7 +35,7 @@ def test_create_returns_the_job(alice_api: APIClient) -> None:
 
 @pytest.mark.parametrize(("payload", "path", "message"), BAD_JOB_INPUT)
 def test_bad_input_is_rejected_by_field_and_creates_nothing(
-    alice_api: APIClient, payload: dict, path: list[str], message: str
+    alice_api: APIClient, payload: dict[str, Any], path: list[str], message: str
 ) -> None:
     response = alice_api.post("/api/jobs/", payload, format="json")
     assert response.status_code == 400
@@ -140,7 +140,9 @@ def test_upload_then_wordcount_job(alice_api: APIClient) -> None:
         ({"file": SimpleUploadedFile("l.txt", b"na\xefve")}, "not valid UTF-8"),
     ],
 )
-def test_bad_uploads_are_rejected(alice_api: APIClient, payload: dict, message: str) -> None:
+def test_bad_uploads_are_rejected(
+    alice_api: APIClient, payload: dict[str, Any], message: str
+) -> None:
     response = alice_api.post("/api/uploads/", payload, format="multipart")
     assert response.status_code == 400
     assert message in response.json()["file"][0]
@@ -171,19 +173,19 @@ def test_result_file_and_preview_of_another_users_job_are_not_found(
 async def test_body_limit_refuses_oversized_requests_before_reading_them() -> None:
     calls: list[str] = []
 
-    async def app(scope: dict, receive: object, send: object) -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
         calls.append("app")
 
-    sent: list[dict] = []
+    sent: list[Message] = []
 
-    async def send(message: dict) -> None:
+    async def send(message: Message) -> None:
         sent.append(message)
 
-    async def receive() -> dict:
+    async def receive() -> Message:
         raise AssertionError("the body must not be read")
 
     limited = RequestBodyLimit(app, max_bytes=10)
-    scope = {
+    scope: Scope = {
         "type": "http",
         "headers": [(b"content-length", str(10 + ENVELOPE_BYTES + 1).encode())],
     }

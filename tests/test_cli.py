@@ -21,7 +21,7 @@ from tokens import services as token_services
 COREBOARD = str(Path(sys.executable).with_name("coreboard"))
 
 
-def _run(url: str, key: str, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+def _run(url: str, key: str, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "COREBOARD_URL": url, "COREBOARD_TOKEN": key}
     env.pop("COREBOARD_CONFIG", None)
     return subprocess.run(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Callable
+from typing import Any
 
 import psutil
 import pytest
@@ -19,12 +21,14 @@ from tests.waiting import wait_for_job, wait_until
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
-def wait_for_cluster(predicate: object, timeout: float = 15) -> dict:
+def wait_for_cluster(
+    predicate: Callable[[dict[str, Any]], object], timeout: float = 15
+) -> dict[str, Any]:
     """Poll the cluster state (it is sampled once a second) until predicate holds."""
     deadline = time.monotonic() + timeout
     while True:
         state = cluster.cluster_state()
-        if predicate(state):  # type: ignore[operator]
+        if predicate(state):
             return state
         if time.monotonic() > deadline:
             raise AssertionError(f"cluster never reached the expected state: {state}")

@@ -51,9 +51,7 @@ def _addresses(*entries: tuple[str, str]) -> dict[str, list[Any]]:
 def test_listen_network_is_the_interface_network_unless_given(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(
-        join.psutil, "net_if_addrs", lambda: _addresses(("10.0.0.5", "255.255.0.0"))
-    )
+    monkeypatch.setattr(psutil, "net_if_addrs", lambda: _addresses(("10.0.0.5", "255.255.0.0")))
     listen = join.listen_from_env({"COREBOARD_LISTEN": "10.0.0.5"})
     assert listen is not None
     assert str(listen.network) == "10.0.0.0/16"
@@ -81,18 +79,14 @@ def test_listen_network_is_the_interface_network_unless_given(
 def test_listen_refuses_what_it_cannot_serve(
     monkeypatch: pytest.MonkeyPatch, environ: dict[str, str], message: str
 ) -> None:
-    monkeypatch.setattr(
-        join.psutil, "net_if_addrs", lambda: _addresses(("10.0.0.5", "255.255.255.0"))
-    )
+    monkeypatch.setattr(psutil, "net_if_addrs", lambda: _addresses(("10.0.0.5", "255.255.255.0")))
     with pytest.raises(stack.StackError, match=message):
         join.listen_from_env(environ)
 
 
 @pytest.mark.services
 def test_a_host_route_address_needs_the_network_named(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(
-        join.psutil, "net_if_addrs", lambda: _addresses(("10.0.0.5", "255.255.255.255"))
-    )
+    monkeypatch.setattr(psutil, "net_if_addrs", lambda: _addresses(("10.0.0.5", "255.255.255.255")))
     with pytest.raises(stack.StackError, match="set COREBOARD_LISTEN_NETWORK"):
         join.listen_from_env({"COREBOARD_LISTEN": "10.0.0.5"})
 

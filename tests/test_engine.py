@@ -43,6 +43,7 @@ def test_a_lost_worker_machine_costs_seconds_not_the_job(
     assert time.monotonic() - killed_at < 30
     assert job.done_chunks == 10
     assert job.chunks.filter(status="done").count() == 10
+    assert job.result is not None
     assert job.result["chunks"] == 10
     redone = job.chunks.filter(attempts__gt=1)
     assert redone.exists()
@@ -57,6 +58,7 @@ def test_losing_the_brokers_data_mid_job_is_repaired(alice: User) -> None:
     job = wait_for_job(job.pk, until=FINAL, timeout=60)
     assert job.status == Job.Status.SUCCEEDED, job.error
     assert time.monotonic() - flushed_at < 30
+    assert job.result is not None
     assert job.result["chunks"] == 24
     assert job.done_chunks == 24
     assert job.chunks.filter(status="done").count() == 24
@@ -104,9 +106,7 @@ def test_cancel_leaves_no_chunk_running_or_pending(alice: User) -> None:
     wait_until(
         job.pk,
         lambda: (
-            not Chunk.objects.filter(
-                job_id=job.pk, status__in=("pending", "queued", "running")
-            ).exists()
+            not Chunk.objects.filter(job_id=job.pk, status__in=Chunk.UNFINISHED_STATUSES).exists()
         ),
         timeout=10,
     )

@@ -145,6 +145,7 @@ def test_a_worker_killed_and_restarted_mid_job(alice: User, child_env: dict[str,
         again.stop()
     assert job.status == Job.Status.SUCCEEDED, job.error
     assert_counted_once(job, 12)
+    assert job.result is not None
     assert job.result["chunks"] == 12
 
 
@@ -161,9 +162,7 @@ def test_cancel_then_kill_the_worker_leaves_nothing_running(
     killed = time.monotonic()
     poll_until(
         lambda: (
-            not Chunk.objects.filter(
-                job_id=job.pk, status__in=("pending", "queued", "running")
-            ).exists()
+            not Chunk.objects.filter(job_id=job.pk, status__in=Chunk.UNFINISHED_STATUSES).exists()
         ),
         timeout=60,
     )
@@ -229,6 +228,7 @@ def test_a_viewer_connected_through_a_flushall_ends_on_the_real_final_state(
     received_at, last = messages[-1]
     assert last["job"]["status"] == "succeeded"
     assert last["job"]["done_chunks"] == 30
+    assert job.finished_at is not None
     assert received_at - job.finished_at.timestamp() < 10
     assert_counted_once(job, 30)
 
@@ -275,7 +275,7 @@ def test_ctrl_c_of_make_run_mid_chunk_then_start_again() -> None:
         ).stdout.strip()
 
     def job_state(job_id: str) -> dict[str, Any]:
-        return json.loads(
+        state: dict[str, Any] = json.loads(
             django(
                 "import json; from jobs.models import Job; j = Job.objects.get(pk=" + job_id + "); "
                 "print(json.dumps({'status': j.status, 'done': j.done_chunks, 'running': "
@@ -283,6 +283,7 @@ def test_ctrl_c_of_make_run_mid_chunk_then_start_again() -> None:
                 "sorted(j.chunks.values_list('attempts', flat=True))}))"
             )
         )
+        return state
 
     run = start()
     try:

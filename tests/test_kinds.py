@@ -21,7 +21,7 @@ from tests.factories import SMALL_MANDELBROT, generated_text
 pytestmark = pytest.mark.services
 
 
-def run_kind(name: str, params: dict) -> object:
+def run_kind(name: str, params: dict[str, Any]) -> Any:
     kind = kinds.get(name)
     clean = kind.clean_params(params)
     partials = [kind.run(spec, lambda done, total: None) for spec in kind.split(clean)]
@@ -82,7 +82,9 @@ def test_primes_reports_progress_up_to_the_total() -> None:
         ({"start": 0, "stop": 100, "chunks": 1, "step": 2}, "step", "Unknown parameter"),
     ],
 )
-def test_primes_rejects_bad_params_naming_the_field(params: dict, field: str, message: str) -> None:
+def test_primes_rejects_bad_params_naming_the_field(
+    params: dict[str, Any], field: str, message: str
+) -> None:
     with pytest.raises(ValidationError) as caught:
         kinds.get("primes").clean_params(params)
     assert message in " ".join(caught.value.message_dict[field])
@@ -116,7 +118,7 @@ def test_burn_with_fail_rate_one_always_raises() -> None:
         ({"chunks": 1, "ms": 10**7}, "ms"),
     ],
 )
-def test_burn_rejects_bad_params(params: dict, field: str) -> None:
+def test_burn_rejects_bad_params(params: dict[str, Any], field: str) -> None:
     with pytest.raises(ValidationError) as caught:
         kinds.get("burn").clean_params(params)
     assert field in caught.value.message_dict
@@ -195,7 +197,7 @@ def test_mandelbrot_preview_is_one_band() -> None:
         ({"max_iter": 10**6}, "max_iter"),
     ],
 )
-def test_mandelbrot_rejects_bad_params(change: dict, field: str) -> None:
+def test_mandelbrot_rejects_bad_params(change: dict[str, Any], field: str) -> None:
     with pytest.raises(ValidationError) as caught:
         kinds.get("mandelbrot").clean_params({**SMALL_MANDELBROT, "chunks": 4, **change})
     assert field in caught.value.message_dict
@@ -215,7 +217,7 @@ def stored_text(settings: Any, tmp_path: Path) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("chunks", [1, 16, 97])
-def test_wordcount_equals_a_single_process_count(stored_text: dict, chunks: int) -> None:
+def test_wordcount_equals_a_single_process_count(stored_text: dict[str, Any], chunks: int) -> None:
     kind = kinds.get("wordcount")
     params = {"upload": stored_text["upload"], "chunks": chunks, "top": 5}
     specs = kind.split(params)
@@ -263,7 +265,7 @@ def test_hash_search_first_find_finishes_the_job() -> None:
         ({"prefix": "x", "difficulty": 1, "chunks": 5000}, "chunks"),
     ],
 )
-def test_hash_search_rejects_bad_params(params: dict, field: str) -> None:
+def test_hash_search_rejects_bad_params(params: dict[str, Any], field: str) -> None:
     with pytest.raises(ValidationError) as caught:
         kinds.get("hash_search").clean_params(params)
     assert field in caught.value.message_dict

@@ -15,7 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from jobs import kinds, selectors, services
+from jobs import kinds, protocol, selectors, services
 from jobs.models import Chunk, Job
 from jobs.services import chunks, dispatch, slots
 from tests.factories import claim, make_job, start
@@ -119,7 +119,9 @@ def test_an_all_processes_job_is_measured_against_the_processes_it_used(alice: U
     state = selectors.job_as_dict(job)
     assert state["parallelism"] == 0
     # 3 CPU seconds in ~1.5 s on 2 processes: speedup ~2, efficiency ~1.
-    assert state["efficiency"] == pytest.approx(state["speedup"] / 2, rel=1e-3)
+    speedup = state["speedup"]
+    assert speedup is not None
+    assert state["efficiency"] == pytest.approx(speedup / 2, rel=1e-3)
     listed = selectors.with_processes_used(Job.objects.filter(pk=job.pk)).get()
     assert listed.processes_used == 2  # type: ignore[attr-defined]
 
@@ -145,7 +147,7 @@ def test_a_slot_on_a_worker_without_the_kind_claims_nothing(alice: User) -> None
 BURN_WORKER = {"w@nodeB": dispatch.LiveWorker(concurrency=2, kinds=frozenset({"burn"}))}
 
 
-def _waiting(job: Job, **registry: Any) -> dict[str, Any] | None:
+def _waiting(job: Job, **registry: Any) -> protocol.WaitingState | None:
     job.refresh_from_db()
     registry.setdefault("workers", BURN_WORKER)
     registry.setdefault("seen", {})
@@ -177,7 +179,9 @@ def test_chunks_on_a_lost_node_say_when_they_come_back(alice: User) -> None:
     assert waiting is not None
     assert waiting["reason"] == "lost_leases"
     assert waiting["text"].startswith("2 chunks on lost node gone@nodeA, back to pending in ")
-    assert 5 <= waiting["seconds"] <= 7
+    seconds = waiting["seconds"]
+    assert seconds is not None
+    assert 5 <= seconds <= 7
     state = selectors.jobs_live([job], workers=BURN_WORKER, seen=seen)[job.pk]
     assert state["eta_seconds"] is None
     assert state["processes_now"] == 2
@@ -261,8 +265,8 @@ def test_a_job_nobody_can_run_waits_with_a_reason_then_runs(
         created = time.time()
 
         def waiting_reason() -> str | None:
-            live = selectors.job_live(Job.objects.get(pk=job.pk))
-            return live["waiting"] and live["waiting"]["reason"]
+            waiting = selectors.job_live(Job.objects.get(pk=job.pk))["waiting"]
+            return waiting["reason"] if waiting else None
 
         poll_until(lambda: waiting_reason() == "no_worker_with_kind", timeout=10)
         api = APIClient()

@@ -5,10 +5,12 @@ from __future__ import annotations
 import io
 import urllib.error
 import urllib.request
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.http import StreamingHttpResponse
 from django.test import Client
 from PIL import Image
 
@@ -29,7 +31,7 @@ def _worker(celery_worker: ServerProcess) -> ServerProcess:
     return celery_worker
 
 
-def run_job(owner: User, kind: str, params: dict, parallelism: int = 2) -> Job:
+def run_job(owner: User, kind: str, params: dict[str, Any], parallelism: int = 2) -> Job:
     job = make_job(owner, kind, parallelism=parallelism, committed=True, **params)
     job = wait_for_job(job.pk, until={"succeeded", "failed", "cancelled"})
     assert job.status == Job.Status.SUCCEEDED, job.error
@@ -58,7 +60,8 @@ def test_mandelbrot_png_result_and_band_previews(alice: User) -> None:
     client.force_login(alice)
     response = client.get(f"/api/jobs/{job.pk}/result-file/")
     assert response.status_code == 200
-    png = b"".join(response.streaming_content)
+    assert isinstance(response, StreamingHttpResponse)
+    png = response.getvalue()
     assert Image.open(io.BytesIO(png)).size == (64, 48)
     download = client.get(f"/api/jobs/{job.pk}/result-file/?download=1")
     assert "attachment" in download["Content-Disposition"]
@@ -75,6 +78,7 @@ def test_wordcount_counts_an_upload_like_a_single_process(alice: User) -> None:
     )
     job = run_job(alice, "wordcount", {"upload": upload.pk, "chunks": 16, "top": 3})
     expected = count_words(text)
+    assert job.result is not None
     assert job.result["total_words"] == sum(expected.values())
     assert job.result["distinct_words"] == len(expected)
     assert job.done_chunks == 16
@@ -82,6 +86,7 @@ def test_wordcount_counts_an_upload_like_a_single_process(alice: User) -> None:
 
 def test_hash_search_stops_at_the_first_find(alice: User) -> None:
     job = run_job(alice, "hash_search", {"prefix": "cb", "difficulty": 4, "chunks": 64})
+    assert job.result is not None
     assert job.result["hash"] == digest("cb", job.result["nonce"])
     assert job.result["hash"].startswith("0000")
     assert job.done_chunks < 64

@@ -37,9 +37,9 @@ FAMILIES = {
 }
 
 
-def parse(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+def parse(text: str) -> Samples:
     """Every sample of a scrape, by name and sorted labels; checks each family's type."""
-    samples = {}
+    samples: Samples = {}
     families = {family.name: family for family in text_string_to_metric_families(text)}
     for name, kind in FAMILIES.items():
         assert name in families, f"{name} is missing"
@@ -50,7 +50,10 @@ def parse(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return samples
 
 
-def value(samples: dict, name: str, **labels: str) -> float:
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
@@ -125,7 +128,7 @@ def test_a_real_job_moves_the_counters_by_its_chunks(
 ) -> None:
     key = token_services.token_create(user=staff, name="prometheus").key
 
-    def scrape() -> dict:
+    def scrape() -> Samples:
         response = httpx.get(f"{daphne_server}/metrics", headers={"Authorization": f"Token {key}"})
         assert response.status_code == 200
         return parse(response.text)

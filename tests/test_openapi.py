@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -24,8 +25,9 @@ pytestmark = pytest.mark.api
 README_ROUTE = re.compile(r"^\s*\| `(GET|POST|DELETE|PUT|PATCH) (/api/[^` ]+)`", re.M)
 
 
-def _schema() -> dict:
-    return SchemaGenerator().get_schema(request=None, public=True)
+def _schema() -> dict[str, Any]:
+    schema: dict[str, Any] = SchemaGenerator().get_schema(request=None, public=True)
+    return schema
 
 
 def test_spectacular_validates_without_warnings(tmp_path: Path) -> None:
@@ -84,6 +86,7 @@ def test_documented_job_and_chunk_fields_are_exactly_the_real_ones(alice: User) 
     schemas = _schema()["components"]["schemas"]
     assert set(schemas["JobOut"]["properties"]) == set(selectors.job_as_api_dict(job))
     chunk = selectors.job_chunks(job).first()
+    assert chunk is not None
     assert set(schemas["ChunkOut"]["properties"]) == set(selectors.chunk_as_dict(chunk))
     assert set(schemas["JobStatusEnum"]["enum"]) == set(Job.Status.values)
 

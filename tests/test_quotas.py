@@ -16,7 +16,7 @@ from jobs.models import Job, Upload
 
 pytestmark = pytest.mark.django_db
 
-BURN = {"kind": "burn", "params": {"chunks": 1, "ms": 1}}
+BURN: dict[str, Any] = {"kind": "burn", "params": {"chunks": 1, "ms": 1}}
 
 
 @pytest.fixture(autouse=True)
@@ -133,7 +133,7 @@ def test_upload_count_and_bytes_are_capped(
 
 
 @pytest.fixture
-def rates(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+def rates(monkeypatch: pytest.MonkeyPatch) -> dict[str, str | None]:
     """The throttle rates, changeable per test (DRF reads them once, at import)."""
     changed = dict(SimpleRateThrottle.THROTTLE_RATES)
     monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES", changed)
@@ -153,7 +153,9 @@ def test_20_creations_in_a_second_are_throttled_with_retry_after(alice_api: APIC
 
 
 @pytest.mark.api
-def test_throttles_are_per_person(alice_api: APIClient, rates: dict[str, str], bob: User) -> None:
+def test_throttles_are_per_person(
+    alice_api: APIClient, rates: dict[str, str | None], bob: User
+) -> None:
     rates["job-create"] = "2/minute"
     for _ in range(2):
         alice_api.post("/api/jobs/", BURN, format="json")
@@ -175,7 +177,7 @@ def test_throttles_are_per_person(alice_api: APIClient, rates: dict[str, str], b
     ],
 )
 def test_other_writes_are_throttled(
-    alice_api: APIClient, rates: dict[str, str], scope: str, path: str
+    alice_api: APIClient, rates: dict[str, str | None], scope: str, path: str
 ) -> None:
     rates[scope] = "1/minute"
     alice_api.post(path, {}, format="json")

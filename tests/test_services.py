@@ -116,9 +116,12 @@ def test_combine_runs_once_when_the_last_chunk_completes(
 ) -> None:
     calls: list[list[Any]] = []
     burn = kinds.get("burn")
-    monkeypatch.setattr(
-        burn, "combine", lambda params, partials: calls.append(partials) or {"ok": 1}
-    )
+
+    def combine(params: dict[str, Any], partials: list[Any]) -> dict[str, Any]:
+        calls.append(partials)
+        return {"ok": 1}
+
+    monkeypatch.setattr(burn, "combine", combine)
     job = make_job(alice, chunks=2, parallelism=2)
     start(job)
     claimed = claim(job, limit=2)
@@ -222,7 +225,9 @@ def test_leases_are_renewed_by_their_owner(alice: User) -> None:
     Chunk.objects.filter(pk=claimed.id).update(lease_expires_at=timezone.now())
     assert chunks.leases_renew(owner=TEST_OWNER) == 1
     assert chunks.leases_renew(owner="someone|else|x") == 0
-    assert job.chunks.get().lease_expires_at > timezone.now() + timedelta(seconds=5)
+    expires = job.chunks.get().lease_expires_at
+    assert expires is not None
+    assert expires > timezone.now() + timedelta(seconds=5)
     assert chunks.leases_reap() == []
 
 

@@ -14,10 +14,11 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
 
-from jobs import cluster, consumers, selectors
+from jobs import cluster, selectors, socket_guards
 from jobs.models import Job
 from project.asgi import application
 from tests.factories import make_unclaimable_job
+from tests.sockets import db_sync_to_async
 
 pytestmark = [
     pytest.mark.consumers,
@@ -33,7 +34,7 @@ def _quick_session_checks(settings: Any) -> None:
     settings.COREBOARD_SOCKET_SESSION_CHECK_SECONDS = 0.5
 
 
-@database_sync_to_async
+@db_sync_to_async
 def logged_in(user: User) -> Client:
     client = Client()
     client.force_login(user)
@@ -171,7 +172,7 @@ async def test_logging_out_closes_the_overview_socket_within_5_s(alice: User) ->
     assert (await communicator.connect(timeout=5))[0]
     await database_sync_to_async(client.post)("/accounts/logout/")
     began = time.monotonic()
-    assert await closed_with(communicator, timeout=5) == consumers.CLOSE_UNAUTHENTICATED
+    assert await closed_with(communicator, timeout=5) == socket_guards.CLOSE_UNAUTHENTICATED
     assert time.monotonic() - began < 5
 
 
@@ -180,13 +181,13 @@ async def test_a_password_change_closes_the_job_socket(alice: User) -> None:
     communicator = socket(f"/ws/jobs/{job.pk}/", await logged_in(alice))
     assert (await communicator.connect(timeout=5))[0]
 
-    @database_sync_to_async
+    @db_sync_to_async
     def change_password() -> None:
         alice.set_password("a-new-password-2")
         alice.save()
 
     await change_password()
-    assert await closed_with(communicator, timeout=5) == consumers.CLOSE_UNAUTHENTICATED
+    assert await closed_with(communicator, timeout=5) == socket_guards.CLOSE_UNAUTHENTICATED
 
 
 async def test_an_expired_session_closes_the_socket(alice: User) -> None:
@@ -194,7 +195,7 @@ async def test_an_expired_session_closes_the_socket(alice: User) -> None:
     communicator = socket("/ws/overview/", client)
     assert (await communicator.connect(timeout=5))[0]
 
-    @database_sync_to_async
+    @db_sync_to_async
     def expire() -> None:
         from django.contrib.sessions.models import Session
 
@@ -203,13 +204,13 @@ async def test_an_expired_session_closes_the_socket(alice: User) -> None:
         )
 
     await expire()
-    assert await closed_with(communicator, timeout=5) == consumers.CLOSE_UNAUTHENTICATED
+    assert await closed_with(communicator, timeout=5) == socket_guards.CLOSE_UNAUTHENTICATED
 
 
 # --- the overview's frames -------------------------------------------------------------------
 
 
-@database_sync_to_async
+@db_sync_to_async
 def many_active_jobs(owner: User, count: int) -> None:
     Job.objects.bulk_create(
         Job(

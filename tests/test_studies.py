@@ -21,6 +21,17 @@ from tests.factories import complete_next, fail_next, make_job, start
 pytestmark = pytest.mark.django_db
 
 
+def workers_alive(monkeypatch: pytest.MonkeyPatch, processes: int) -> None:
+    """Pretend one worker with this many processes (none when 0) is alive, running every kind."""
+    every_kind = frozenset(kind.name for kind in kinds.all_kinds())
+
+    def live_workers() -> dict[str, dispatch.LiveWorker]:
+        alive = dispatch.LiveWorker(concurrency=processes, kinds=every_kind)
+        return {"w1": alive} if processes else {}
+
+    monkeypatch.setattr(dispatch, "live_workers", live_workers)
+
+
 def _succeeded(owner: User, chunks: int = 2) -> Job:
     job = make_job(owner, chunks=chunks, parallelism=2)
     _finish(job)
@@ -37,12 +48,6 @@ def _finish(job: Job) -> None:
 
 def _run(study: ScalingStudy, parallelism: int) -> Job:
     return study.runs.get(parallelism=parallelism)
-
-
-def _worker(processes: int) -> dispatch.LiveWorker:
-    return dispatch.LiveWorker(
-        concurrency=processes, kinds=frozenset(kind.name for kind in kinds.all_kinds())
-    )
 
 
 @pytest.mark.services
@@ -203,7 +208,7 @@ def test_measure_scaling_button_only_for_the_owner_of_a_succeeded_job(
 def test_page_creates_a_study_and_shows_it(
     alice: User, alice_client: Client, dispatched: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(studies.dispatch, "live_workers", lambda: {"w1": _worker(2)})
+    workers_alive(monkeypatch, 2)
     job = _succeeded(alice)
     assert alice_client.get(reverse("jobs:study-create", args=[job.pk])).status_code == 405
     response = alice_client.post(reverse("jobs:study-create", args=[job.pk]))
@@ -221,7 +226,7 @@ def test_page_creates_a_study_and_shows_it(
 def test_page_explains_a_refusal(
     alice: User, alice_client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(studies.dispatch, "live_workers", lambda: {})
+    workers_alive(monkeypatch, 0)
     job = _succeeded(alice)
     response = alice_client.post(reverse("jobs:study-create", args=[job.pk]), follow=True)
     assert "Cannot measure scaling: 0 worker process(es) alive" in response.content.decode()
@@ -258,7 +263,7 @@ def test_nobody_sees_another_users_study(
 def test_api_creates_reads_cancels_and_exports(
     alice: User, alice_api: APIClient, dispatched: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(studies.dispatch, "live_workers", lambda: {"w1": _worker(3)})
+    workers_alive(monkeypatch, 3)
     job = _succeeded(alice)
     for body, field in (
         ({"job": "12"}, "job"),
@@ -307,10 +312,13 @@ def test_study_of_a_primes_job_runs_to_the_end_on_two_processes(alice: User) -> 
     run1, run2 = _run(study, 1), _run(study, 2)
     assert run1.result == run2.result == job.result
     # One after the other: the second run started after the first had finished.
+    assert run1.finished_at is not None
     assert run1.finished_at <= run2.created_at
     assert len({c.pid for c in run2.chunks.all()}) == 2
     rows = list(csv.DictReader(io.StringIO(study_selectors.study_csv(study))))
     assert [row["parallelism"] for row in rows] == ["1", "2"]
+    assert run1.wall_seconds
+    assert run2.wall_seconds
     speedup = run1.wall_seconds / run2.wall_seconds
     assert float(rows[1]["speedup"]) == pytest.approx(speedup, abs=1e-4)
     assert float(rows[1]["efficiency"]) == pytest.approx(speedup / 2, abs=1e-4)

@@ -121,7 +121,7 @@ def test_page_needs_login() -> None:
 @pytest.mark.services
 @pytest.mark.django_db
 def test_token_create_command_prints_a_working_key(
-    alice: User, capsys: pytest.CaptureFixture
+    alice: User, capsys: pytest.CaptureFixture[str]
 ) -> None:
     call_command("token_create", "alice", "--name", "ops")
     key = capsys.readouterr().out.strip()

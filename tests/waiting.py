@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TypeVar
 
 from asgiref.sync import async_to_sync
 from channels import DEFAULT_CHANNEL_LAYER
@@ -16,15 +16,17 @@ from channels.layers import channel_layers
 from jobs import events
 from jobs.models import Job
 
+T = TypeVar("T")
 
-def wait_until(job_id: int, check: Callable[[], Any], *, timeout: float = 90) -> Any:
+
+def wait_until(job_id: int, check: Callable[[], T | None], *, timeout: float = 90) -> T:
     """Block until `check()` (run against the database) returns something truthy.
 
     Woken by the job's progress events on the channel layer; since events may be
     coalesced or dropped, the database is re-read at least every second either way.
     """
 
-    async def _wait() -> Any:
+    async def _wait() -> T:
         # A layer of its own: channels-redis keeps per-loop state (receive locks) that a
         # shared instance would carry into the next call's new event loop.
         layer = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
@@ -32,11 +34,13 @@ def wait_until(job_id: int, check: Callable[[], Any], *, timeout: float = 90) ->
         await layer.group_add(events.job_group(job_id), channel)
         try:
             async with asyncio.timeout(timeout):
-                while not (value := await database_sync_to_async(check)()):
+                while True:
+                    value: T | None = await database_sync_to_async(check)()
+                    if value:
+                        return value
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(1):
                             await layer.receive(channel)
-                return value
         finally:
             await layer.group_discard(events.job_group(job_id), channel)
             await layer.close_pools()
@@ -52,7 +56,7 @@ def wait_for_job(job_id: int, *, until: set[str], timeout: float = 90) -> Job:
     return wait_until(job_id, check, timeout=timeout)
 
 
-def poll_until(check: Callable[[], Any], *, timeout: float = 60, every: float = 0.2) -> Any:
+def poll_until(check: Callable[[], T | None], *, timeout: float = 60, every: float = 0.2) -> T:
     """Poll the database until `check()` returns something truthy: for faults during which
     the channel layer (Redis) is down, so there is no event to wait for."""
     deadline = time.monotonic() + timeout

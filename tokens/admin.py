@@ -9,7 +9,7 @@ from tokens.models import ApiToken
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):
+class ApiTokenAdmin(admin.ModelAdmin[ApiToken]):
     """Staff may look and revoke (delete); keys are made on the tokens page, shown once."""
 
     list_display = ["name", "user", "prefix", "created_at", "last_used_at", "expires_at"]

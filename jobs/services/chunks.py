@@ -435,7 +435,7 @@ def jobs_finish_idle() -> list[int]:
     failed and is retried); the ids of the jobs finished."""
     unfinished = Chunk.objects.filter(
         job_id=OuterRef("pk"),
-        status__in=(Chunk.Status.PENDING, Chunk.Status.QUEUED, Chunk.Status.RUNNING),
+        status__in=Chunk.UNFINISHED_STATUSES,
     )
     idle = Job.objects.filter(status=Job.Status.RUNNING).exclude(Exists(unfinished))
     finished = []
@@ -454,9 +454,7 @@ def jobs_finish_idle() -> list[int]:
 def _work_done(job: Job) -> bool:
     """Every chunk done, or one whose result ends the job early; nothing still to run."""
     chunks = job.chunks
-    if chunks.filter(
-        status__in=(Chunk.Status.PENDING, Chunk.Status.QUEUED, Chunk.Status.RUNNING)
-    ).exists():
+    if chunks.filter(status__in=Chunk.UNFINISHED_STATUSES).exists():
         return False
     if job.total_chunks and job.done_chunks == job.total_chunks:
         return True

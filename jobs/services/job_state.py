@@ -114,6 +114,6 @@ def _study_advance_after_run(study_id: int) -> None:
 
 def chunks_cancel_unstarted(job: Job) -> None:
     """Chunks nobody has claimed will not run: the job has ended."""
-    job.chunks.filter(status__in=(Chunk.Status.PENDING, Chunk.Status.QUEUED)).update(
+    job.chunks.filter(status=Chunk.Status.PENDING).update(
         status=Chunk.Status.CANCELLED, finished_at=timezone.now(), retry_at=None
     )

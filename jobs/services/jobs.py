@@ -236,9 +236,7 @@ def _job_retry_combine(locked: Job) -> bool:
     """A job whose combine (or result file) failed keeps its finished chunks: retrying it
     runs only the combine step again, on a worker (the reconciler finishes a running job
     with nothing left to run)."""
-    unfinished = locked.chunks.filter(
-        status__in=(Chunk.Status.PENDING, Chunk.Status.QUEUED, Chunk.Status.RUNNING)
-    )
+    unfinished = locked.chunks.filter(status__in=Chunk.UNFINISHED_STATUSES)
     if not locked.error.startswith(COMBINE_FAILED) or unfinished.exists():
         return False
     locked.status = Job.Status.RUNNING

@@ -30,7 +30,7 @@ from typing import Any
 
 from jobs import scaling
 from tests.benchmarks import harness, report
-from tests.benchmarks.speedup import Api, _run_spec, _timed, _wait
+from tests.benchmarks.speedup import Api, _run_spec, _timed, _wait, _wall
 
 # Estimated chunk-seconds of a big sweep are over a person's default quota.
 SCALING_LIMITS = {"COREBOARD_QUOTA_CHUNK_SECONDS": str(10**9)}
@@ -59,7 +59,9 @@ def _processes_alive() -> int:
     return sum(worker.concurrency for worker in dispatch.live_workers().values())
 
 
-def _coreboard_level(api: Api, env: dict[str, str], p: int, params: dict, runs: int) -> list:
+def _coreboard_level(
+    api: Api, env: dict[str, str], p: int, params: dict[str, Any], runs: int
+) -> list[float]:
     from tests.processes import start_celery_worker
 
     worker = start_celery_worker(env, concurrency=p)
@@ -69,7 +71,7 @@ def _coreboard_level(api: Api, env: dict[str, str], p: int, params: dict, runs: 
         _wait(api.submit("burn", {"chunks": p, "ms": 50, "fail_rate": 0}, p))  # warm up
         walls = []
         for _ in range(runs):
-            walls.append(_wait(api.submit("primes", params, p), timeout=3600).wall_seconds)
+            walls.append(_wall(_wait(api.submit("primes", params, p), timeout=3600)))
         return walls
     finally:
         worker.stop()

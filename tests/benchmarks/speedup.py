@@ -28,11 +28,14 @@ import time
 import urllib.request
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 
 from tests.benchmarks import harness, report
+
+if TYPE_CHECKING:  # imported where used, once the harness has configured Django
+    from jobs.models import Job
 
 COARSE = {"start": 0, "stop": 800_000_000, "chunks": 16}
 FINE = ((600, 1), (120, 20), (24, 250))
@@ -62,7 +65,7 @@ class Api:
             return int(json.load(response)["id"])
 
 
-def _wait(job_id: int, timeout: float = 900) -> Any:
+def _wait(job_id: int, timeout: float = 900) -> Job:
     """A slow poll: it takes no CPU from the workers, unlike following every event."""
     from jobs.models import Job
 
@@ -74,9 +77,15 @@ def _wait(job_id: int, timeout: float = 900) -> Any:
     return job
 
 
-def _coreboard(api: Api, kind: str, params: dict[str, Any], parallelism: int) -> tuple[Any, float]:
+def _wall(job: Job) -> float:
+    """A finished job's wall time (`_wait` returns only finished jobs)."""
+    assert job.wall_seconds is not None, f"job {job.pk} has no wall time"
+    return job.wall_seconds
+
+
+def _coreboard(api: Api, kind: str, params: dict[str, Any], parallelism: int) -> tuple[Job, float]:
     job = _wait(api.submit(kind, params, parallelism))
-    return job, job.wall_seconds
+    return job, _wall(job)
 
 
 def _timed(run: Callable[[], Any]) -> tuple[Any, float]:
@@ -111,7 +120,9 @@ def main() -> int:
         with multiprocessing.get_context("fork").Pool(cores) as pool:
             pool.map(_run_spec, [("burn", {"index": 0, "ms": 10, "fail_rate": 0})] * cores)
 
-            def compare(kind: str, params: dict[str, Any], parallelisms: Sequence[int]) -> dict:
+            def compare(
+                kind: str, params: dict[str, Any], parallelisms: Sequence[int]
+            ) -> dict[str, Any]:
                 specs = [(kind, s) for s in kinds.get(kind).split(params)]
                 times: dict[str, list[float]] = {"serial": [], "pool": []}
                 overheads: list[float] = []
@@ -162,13 +173,14 @@ def main() -> int:
     return 0
 
 
-def _overhead_per_chunk_ms(job: Any, parallelism: int) -> float:
+def _overhead_per_chunk_ms(job: Job, parallelism: int) -> float:
     """Wall time not spent running chunks, per chunk: (wall × processes − Σ chunk time) / n."""
     busy = sum(
         (c.finished_at - c.started_at).total_seconds()
         for c in job.chunks.only("started_at", "finished_at")
+        if c.finished_at and c.started_at
     )
-    return (job.wall_seconds * parallelism - busy) / job.total_chunks * 1000
+    return (_wall(job) * parallelism - busy) / job.total_chunks * 1000
 
 
 def _row(name: str, values: list[float]) -> str:
@@ -179,7 +191,7 @@ def _row(name: str, values: list[float]) -> str:
     )
 
 
-def _coarse_section(result: dict, cores: int, runs: int) -> str:
+def _coarse_section(result: dict[str, Any], cores: int, runs: int) -> str:
     m = result["medians"]
     t = result["times"]
     return f"""## Coarse: primes 0..8·10⁸ in 16 chunks
@@ -203,7 +215,7 @@ Times in seconds; Coreboard's is the job's started → finished.
 | overhead per chunk (median) | {statistics.median(result["overhead_ms"]):.2f} ms | |"""
 
 
-def _fine_section(rows: list[tuple[int, int, dict]], cores: int, runs: int) -> str:
+def _fine_section(rows: list[tuple[int, int, dict[str, Any]]], cores: int, runs: int) -> str:
     goals = {1: 0.5, 20: 0.9, 250: 0.95}
     lines = []
     for n, ms, result in rows:
@@ -230,14 +242,15 @@ def _big_section(api: Api, worker_pid: int, chunks: int, cores: int) -> str:
     before = _worker_rss(worker_pid)
     job = _wait(api.submit("burn", {"chunks": chunks, "ms": 1, "fail_rate": 0}, cores), 1800)
     after = _worker_rss(worker_pid)
+    wall = _wall(job)
     ideal = chunks / 1000 / cores
-    print(f"big: {job.wall_seconds:.1f} s for {chunks} chunks", flush=True)
+    print(f"big: {wall:.1f} s for {chunks} chunks", flush=True)
     return f"""## Big: one job of {chunks:,} × 1 ms
 
 | figure | value | goal |
 |---|---|---|
-| wall (started → finished) | {job.wall_seconds:.1f} s (ideal {ideal:.1f} s) | |
-| efficiency | **{ideal / job.wall_seconds:.2f}** | ≥ 0.5 |
+| wall (started → finished) | {wall:.1f} s (ideal {ideal:.1f} s) | |
+| efficiency | **{ideal / wall:.2f}** | ≥ 0.5 |
 | overhead per chunk | {_overhead_per_chunk_ms(job, cores):.3f} ms | |
 | worker RSS (main + children) before → after | {before / 2**20:.1f} → {after / 2**20:.1f} MiB ({(after - before) / before * 100:+.1f} %) | within ±10 % |"""
 
@@ -252,6 +265,7 @@ def _fairness_section(api: Api, bob_api: Api, cores: int) -> str:
     sent = datetime.now(UTC)
     small = _wait(bob_api.submit("burn", {"chunks": 1, "ms": 100, "fail_rate": 0}, 1))
     started = small.chunks.get().started_at
+    assert started is not None
     waited = (started - sent).total_seconds()
     big_job = _wait(big)
     print(f"fairness: the small job started {waited:.2f} s after submission", flush=True)
