@@ -10,7 +10,7 @@ import { formatFixed, formatPercent, formatSeconds, plural } from "../lib/format
 export const JOB_ACTIVE = new Set(["pending", "running"]);
 export const JOB_ENDED = new Set(["succeeded", "failed", "cancelled"]);
 const CHUNK_FINAL = new Set(["done", "failed", "cancelled"]);
-const CHUNK_STATUSES = ["pending", "queued", "running", "done", "failed", "cancelled"];
+const CHUNK_STATUSES = ["pending", "running", "done", "failed", "cancelled"];
 
 export function jobStateCreate(snapshot) {
   const state = { job: snapshot.job, live: snapshot.live ?? null, chunks: new Map() };
@@ -135,7 +135,7 @@ export function countsText(state) {
   const counts = chunkCounts(state);
   return (
     `${job.done_chunks} of ${job.total_chunks} chunks done · ${counts.running} running · ` +
-    `${counts.queued} queued · ${counts.pending} pending · ${job.failed_chunks} failed · ` +
+    `${counts.pending} pending · ${job.failed_chunks} failed · ` +
     `${counts.cancelled} cancelled`
   );
 }

@@ -49,10 +49,10 @@ describe("snapshot and its pages", () => {
       job: job(),
       chunks: [chunk(0, "done"), chunk(1, "running")],
     });
-    messageApply(state, { type: "job.chunks", seq: 3, chunks: [chunk(2, "queued")] });
+    messageApply(state, { type: "job.chunks", seq: 3, chunks: [chunk(2, "pending")] });
     messageApply(state, { type: "job.chunks", seq: 2, chunks: [chunk(3, "failed")] });
     assert.deepEqual([...state.chunks.keys()].sort(), [0, 1, 2]);
-    assert.equal(state.chunks.get(2).status, "queued");
+    assert.equal(state.chunks.get(2).status, "pending");
   });
 
   test("a delta between the pages is newer than the page that follows it", () => {
@@ -66,7 +66,12 @@ describe("snapshot and its pages", () => {
   test("a snapshot replaces the chunks and redraws all of them", () => {
     const state = snapshotState([chunk(0, "done"), chunk(1, "done")]);
     dirtyTake(state);
-    messageApply(state, { type: "job.snapshot", seq: 2, job: job(), chunks: [chunk(0, "queued")] });
+    messageApply(state, {
+      type: "job.snapshot",
+      seq: 2,
+      job: job(),
+      chunks: [chunk(0, "pending")],
+    });
     assert.deepEqual([...state.chunks.keys()], [0]);
     assert.equal(dirtyTake(state), null);
   });
@@ -74,7 +79,7 @@ describe("snapshot and its pages", () => {
 
 describe("progress deltas", () => {
   test("out-of-order deltas: a chunk's final state is not undone by a late report", () => {
-    const state = snapshotState([chunk(0, "queued"), chunk(1, "queued")]);
+    const state = snapshotState([chunk(0, "pending"), chunk(1, "pending")]);
     messageApply(state, {
       type: "job.progress",
       job: job({ version: 3, done_chunks: 1 }),
@@ -136,7 +141,7 @@ describe("progress deltas", () => {
   });
 
   test("only the chunks a delta touched are redrawn", () => {
-    const state = snapshotState([chunk(0, "queued"), chunk(1, "queued"), chunk(2, "queued")]);
+    const state = snapshotState([chunk(0, "pending"), chunk(1, "pending"), chunk(2, "pending")]);
     assert.equal(dirtyTake(state), null);
     messageApply(state, { type: "job.progress", chunks: [chunk(2, "running")] });
     assert.deepEqual([...dirtyTake(state)], [2]);
@@ -156,11 +161,11 @@ describe("what the page shows", () => {
 
   test("counts by chunk status", () => {
     const state = snapshotState(
-      [chunk(0, "done"), chunk(1, "running"), chunk(2, "queued"), chunk(3, "queued")],
+      [chunk(0, "done"), chunk(1, "running"), chunk(2, "pending"), chunk(3, "pending")],
       { done_chunks: 1 },
     );
-    assert.equal(chunkCounts(state).queued, 2);
-    assert.match(countsText(state), /^1 of 4 chunks done · 1 running · 2 queued · 0 pending/);
+    assert.equal(chunkCounts(state).pending, 2);
+    assert.match(countsText(state), /^1 of 4 chunks done · 1 running · 2 pending · 0 failed/);
   });
 
   test("pace comes from the server's live state, and only while the job runs", () => {
