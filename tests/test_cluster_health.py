@@ -182,7 +182,8 @@ def test_a_drained_node_finishes_its_chunks_and_takes_no_more_until_resumed(
     assert not dispatch.worker_is_draining(alpha_name)
     assert node_of(cluster.cluster_state(), alpha_name)["state"] == "active"  # type: ignore[index]
 
-    job_id = make_job(alice, chunks=16, ms=300, committed=True).pk
+    # Every live process (parallelism left out): other tests' workers may be alive too.
+    job_id = make_job(alice, chunks=16, ms=300, parallelism=None, committed=True).pk
     wait_for_chunk_running_on(job_id, alpha_pids)
     response = node_control(staff_client, alpha_name, "drain")
     drained_at = timezone.now()
@@ -207,7 +208,7 @@ def test_a_drained_node_finishes_its_chunks_and_takes_no_more_until_resumed(
     assert response.status_code == 200, response.content
     assert node_of(cluster.cluster_state(), alpha_name)["state"] == "active"  # type: ignore[index]
     assert not dispatch.worker_is_draining(alpha_name)
-    second = make_job(alice, chunks=8, ms=300, committed=True).pk
+    second = make_job(alice, chunks=24, ms=300, parallelism=None, committed=True).pk
     wait_for_chunk_running_on(second, alpha_pids)
     wait_for_job(second, until={"succeeded"})
 
