@@ -16,6 +16,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from jobs import services
 from jobs.services import nodes
+from tests.factories import make_job
 from tests.processes import ServerProcess, start_daphne
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -243,10 +244,7 @@ def test_wordcount_form_rejects_a_binary_file(
 def test_overview_shows_running_jobs_and_the_cluster(
     page: Page, daphne_server: str, alice: User
 ) -> None:
-    with transaction.atomic():
-        job = services.job_create(
-            owner=alice, kind="burn", params={"chunks": 6, "ms": 1500}, parallelism=2
-        )
+    job = make_job(alice, chunks=6, ms=1500, committed=True)
     log_in(page, daphne_server, "alice", "alice-password-1")
     card = page.locator(f'#active-jobs li[data-job-id="{job.pk}"]')
     expect(card).to_be_visible()
@@ -467,10 +465,7 @@ def test_run_again_a_wordcount_job_without_choosing_a_file(
 def test_overview_keeps_focus_and_tolerates_server_changes(
     page: Page, daphne_server: str, alice: User
 ) -> None:
-    with transaction.atomic():
-        job = services.job_create(
-            owner=alice, kind="burn", params={"chunks": 6, "ms": 1500}, parallelism=2
-        )
+    job = make_job(alice, chunks=6, ms=1500, committed=True)
     log_in(page, daphne_server, "alice", "alice-password-1")
     card = page.locator(f'#active-jobs li[data-job-id="{job.pk}"]')
     link = card.get_by_role("link")
@@ -525,10 +520,7 @@ def test_job_end_shows_in_the_title_is_announced_and_notifies(
         """
     )
     log_in(page, daphne_server, "alice", "alice-password-1")
-    with transaction.atomic():
-        job = services.job_create(
-            owner=alice, kind="burn", params={"chunks": 6, "ms": 1500}, parallelism=2
-        )
+    job = make_job(alice, chunks=6, ms=1500, committed=True)
     page.goto(f"{daphne_server}/jobs/{job.pk}/")
     page.get_by_role("button", name="Notify me when it ends").click()
     notify = page.locator("#notify-button")

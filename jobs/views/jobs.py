@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django import forms
 from django.contrib import messages
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
@@ -219,28 +221,31 @@ def job_summary(request: HttpRequest, job_id: int) -> HttpResponse:
     return render(request, "jobs/_job_summary.html", _summary_context(job))
 
 
-@require_POST
-def job_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
+def _job_action(
+    request: HttpRequest, job_id: int, action: Callable[..., object], done: str
+) -> HttpResponse:
+    """Run a service action on a visible job; its refusal (JobConflict) or `done` as a
+    message on the job's page."""
     job = selectors.job_get_for_user(user=request.user, job_id=job_id)
     try:
-        services.job_cancel(job=job)
+        action(job=job)
     except services.JobConflict as conflict:
         messages.info(request, conflict.message)
     else:
-        messages.success(request, f"Job {job.pk} cancelled.")
+        messages.success(request, done.format(job=job))
     return redirect("jobs:detail", job_id=job.pk)
+
+
+@require_POST
+def job_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
+    return _job_action(request, job_id, services.job_cancel, "Job {job.pk} cancelled.")
 
 
 @require_POST
 def job_retry(request: HttpRequest, job_id: int) -> HttpResponse:
-    job = selectors.job_get_for_user(user=request.user, job_id=job_id)
-    try:
-        services.job_retry_failed(job=job)
-    except services.JobConflict as conflict:
-        messages.info(request, conflict.message)
-    else:
-        messages.success(request, f"Job {job.pk}: retrying what failed.")
-    return redirect("jobs:detail", job_id=job.pk)
+    return _job_action(
+        request, job_id, services.job_retry_failed, "Job {job.pk}: retrying what failed."
+    )
 
 
 @require_http_methods(["GET", "POST"])
