@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +149,14 @@ class _OwnJobView(GenericAPIView[Any]):
     def get_job(self, job_id: int) -> Job:
         return selectors.job_get_for_user(user=self.request.user, job_id=job_id)
 
+    def job_action(self, action: Callable[..., Job], job_id: int) -> Response:
+        """A service action on a visible job: its new state, or 409 with its refusal."""
+        try:
+            job = action(job=self.get_job(job_id))
+        except services.JobConflict as conflict:
+            return _conflict(conflict)
+        return Response(selectors.job_as_api_dict(job))
+
 
 def _conflict(conflict: services.JobConflict) -> Response:
     return Response({"status": [conflict.message]}, status=status.HTTP_409_CONFLICT)
@@ -170,11 +179,7 @@ class JobDetail(_OwnJobView):
 class JobCancel(_OwnJobView):
     @openapi.job_cancel
     def post(self, request: Request, job_id: int) -> Response:
-        try:
-            job = services.job_cancel(job=self.get_job(job_id))
-        except services.JobConflict as conflict:
-            return _conflict(conflict)
-        return Response(selectors.job_as_api_dict(job))
+        return self.job_action(services.job_cancel, job_id)
 
 
 class JobRetry(PostThrottled, _OwnJobView):
@@ -182,11 +187,7 @@ class JobRetry(PostThrottled, _OwnJobView):
 
     @openapi.job_retry
     def post(self, request: Request, job_id: int) -> Response:
-        try:
-            job = services.job_retry_failed(job=self.get_job(job_id))
-        except services.JobConflict as conflict:
-            return _conflict(conflict)
-        return Response(selectors.job_as_api_dict(job))
+        return self.job_action(services.job_retry_failed, job_id)
 
 
 class JobRerun(PostThrottled, _OwnJobView):

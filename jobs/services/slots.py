@@ -270,13 +270,13 @@ class _SlotRun:
                 events.chunks_claimed(self.job_id, [self._claimed_state(claims[0])])
             outcomes, active = self._run_batch(kind, claims)
             now = time.monotonic()
-            # A draining node finishes the chunks it has and claims no more.
-            yielding = (
-                now >= hard_end
-                or (now >= slice_end and dispatch.slot_should_yield(self.node, self.queues))
-                # One EXISTS per batch (about 100 ms of work): a drain takes effect at
-                # the next chunk boundary, not a second later.
-                or dispatch.worker_is_draining(self.node)
+            # A draining node finishes the chunks it has and claims no more: one EXISTS per
+            # batch (about 100 ms of work), so a drain takes effect at the next chunk
+            # boundary; at a slice's end slot_should_yield asks that in the same round trip.
+            yielding = now >= hard_end or (
+                dispatch.slot_should_yield(self.node, self.queues)
+                if now >= slice_end
+                else dispatch.worker_is_draining(self.node)
             )
             if now >= slice_end and not yielding:
                 slice_end = now + settings.COREBOARD_SLOT_SLICE_SECONDS
