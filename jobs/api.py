@@ -86,7 +86,7 @@ class JobListCreate(PostThrottled, GenericAPIView[Job]):
     @openapi.job_list
     def get(self, request: Request) -> Response:
         page = self.paginate_queryset(self.get_queryset()) or []
-        return self.get_paginated_response([selectors.job_as_api_dict(job) for job in page])
+        return self.get_paginated_response(selectors.jobs_as_api_dicts(list(page)))
 
     @openapi.job_create
     def post(self, request: Request) -> Response:

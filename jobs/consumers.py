@@ -117,10 +117,10 @@ class JobConsumer(GuardedConsumer):
             gap = any(now - noticed >= GAP_GRACE_S for noticed in self.missing.values())
             behind = version > self.version_sent
             if gap or (behind and self.behind_since_beat):
-                await self.send_snapshot()
+                await self.send_snapshot()  # carries `live` too
             else:
                 self.behind_since_beat = behind
-            await self.send_live()
+                await self.send_live()
 
     async def send_snapshot(self) -> None:
         """`job.snapshot` (the job, the first page of chunks, `chunk_pages` in all, and

@@ -180,7 +180,11 @@ def overview(*, user: Any, recent: int = 10, active_max: int = 100) -> JobsOverv
     the most recently finished ones."""
     jobs = jobs_visible_to(user)
     active = jobs.filter(status__in=Job.ACTIVE_STATUSES).order_by("created_at", "id")
-    finished = jobs.exclude(status__in=Job.ACTIVE_STATUSES).order_by("-finished_at", "-id")
+    finished = (
+        jobs.exclude(status__in=Job.ACTIVE_STATUSES)
+        .with_processes_used()
+        .order_by("-finished_at", "-id")
+    )
     now = timezone.now()
     listed = list(active[:active_max])
     more = active.count() - len(listed) if len(listed) == active_max else 0
@@ -391,8 +395,18 @@ def job_live_by_id(*, job_id: int) -> LiveState | None:
 def job_as_api_dict(job: Job) -> JobApiState:
     """A job as the JSON API shows it: job_as_dict and, while it is active and makes no
     progress, why (`waiting`, from jobs_live; null otherwise)."""
-    waiting = job_live(job)["waiting"] if job.is_active else None
-    return protocol.job_api_state(job_as_dict(job), waiting=waiting)
+    return jobs_as_api_dicts([job])[0]
+
+
+def jobs_as_api_dicts(jobs: list[Job]) -> list[JobApiState]:
+    """job_as_api_dict of many jobs, with one jobs_live for all the active ones."""
+    live = jobs_live([job for job in jobs if job.is_active])
+    return [
+        protocol.job_api_state(
+            job_as_dict(job), waiting=live[job.pk]["waiting"] if job.pk in live else None
+        )
+        for job in jobs
+    ]
 
 
 def _jobs_running_now(silent: datetime) -> int:

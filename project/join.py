@@ -34,6 +34,8 @@ JOIN_COMMAND_FILE = "join-command"
 # kinds); the join command carries those the main machine has set.
 WORKER_SETTINGS = (
     "COREBOARD_JOB_KINDS",
+    # Where slots of each kind are sent: a worker must consume the same queues.
+    "COREBOARD_KIND_QUEUES",
     "COREBOARD_LEASE_MS",
     "COREBOARD_RECONCILE_MS",
     "COREBOARD_CHUNK_MAX_RETRIES",

@@ -54,8 +54,9 @@ def node_drain(*, node: str, draining: bool) -> NodeControlResult:
         replies = change(queue, destination=[node], reply=True, timeout=CONTROL_REPLY_TIMEOUT_S)
         if not any(node in reply for reply in replies or []):
             unconfirmed.append(queue)
-    dispatch.worker_draining(node, draining=draining)
     if not draining:
+        # The node's field first: the sampler renews the engine's flag from it.
         cluster.node_draining_set(node, draining=False)
+    dispatch.worker_draining(node, draining=draining)
     cluster.changed_publish()
     return NodeControlResult(node=node, draining=draining, queues=queues, unconfirmed=unconfirmed)
