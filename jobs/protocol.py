@@ -263,7 +263,8 @@ class JobChangedEvent(TypedDict):
 # --- builders -------------------------------------------------------------------------------------
 
 
-def _iso(value: Any) -> str | None:
+def iso(value: Any) -> str | None:
+    """How every time is written in a message."""
     return value.isoformat() if value else None
 
 
@@ -288,8 +289,8 @@ def job_state(job: Job) -> JobState:
         "result": job.result,
         "error": job.error,
         "created_at": job.created_at.isoformat(),
-        "started_at": _iso(job.started_at),
-        "finished_at": _iso(job.finished_at),
+        "started_at": iso(job.started_at),
+        "finished_at": iso(job.finished_at),
         "wall_seconds": rounded(job.wall_seconds),
         "cpu_seconds": round(job.cpu_seconds, 4),
         "speedup": rounded(job.speedup),
@@ -310,9 +311,9 @@ def chunk_state(chunk: Chunk) -> ChunkState:
         "attempts": chunk.attempts,
         "worker": chunk.worker,
         "pid": chunk.pid,
-        "queued_at": _iso(chunk.queued_at),
-        "started_at": _iso(chunk.started_at),
-        "finished_at": _iso(chunk.finished_at),
+        "queued_at": iso(chunk.queued_at),
+        "started_at": iso(chunk.started_at),
+        "finished_at": iso(chunk.finished_at),
         "cpu_seconds": rounded(chunk.cpu_seconds),
         "error": chunk.error,
     }

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import datetime
 from typing import Any
 
 from django.db.models import QuerySet
@@ -45,14 +44,6 @@ def study_get_for_user(*, user: Any, study_id: int) -> ScalingStudy | None:
     return studies_of(user).filter(pk=study_id).first()
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
-
-
-def _rounded(value: float | None, digits: int = 4) -> float | None:
-    return round(value, digits) if value is not None else None
-
-
 def study_runs(study: ScalingStudy) -> dict[int, Job]:
     return {run.parallelism: run for run in study.runs.all()}
 
@@ -75,12 +66,12 @@ def study_as_dict(study: ScalingStudy) -> protocol.StudyState:
                 "parallelism": point.parallelism,
                 "job": run.pk if run else None,
                 "status": run.status if run else RUN_WAITING,
-                "wall_seconds": _rounded(point.wall_seconds),
-                "speedup": _rounded(point.speedup),
+                "wall_seconds": protocol.rounded(point.wall_seconds),
+                "speedup": protocol.rounded(point.speedup),
                 "ideal_speedup": point.ideal_speedup,
-                "efficiency": _rounded(point.efficiency),
-                "karp_flatt": _rounded(point.karp_flatt),
-                "amdahl_speedup": _rounded(point.amdahl_speedup),
+                "efficiency": protocol.rounded(point.efficiency),
+                "karp_flatt": protocol.rounded(point.karp_flatt),
+                "amdahl_speedup": protocol.rounded(point.amdahl_speedup),
             }
         )
     return {
@@ -91,11 +82,11 @@ def study_as_dict(study: ScalingStudy) -> protocol.StudyState:
         "params": study.params,
         "source_job": study.source_id,
         "levels": study.levels,
-        "created_at": _iso(study.created_at),
-        "finished_at": _iso(study.finished_at),
+        "created_at": protocol.iso(study.created_at),
+        "finished_at": protocol.iso(study.finished_at),
         "error": study.error,
-        "serial_fraction": _rounded(analysis.serial_fraction),
-        "max_speedup": _rounded(analysis.max_speedup),
+        "serial_fraction": protocol.rounded(analysis.serial_fraction),
+        "max_speedup": protocol.rounded(analysis.max_speedup),
         "runs": points,
     }
 
