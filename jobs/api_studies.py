@@ -48,7 +48,8 @@ class StudyListCreate(PostThrottled, GenericAPIView[Any]):
 
     @openapi.study_list
     def get(self, request: Request) -> Response:
-        page = self.paginate_queryset(study_selectors.studies_of(request.user)) or []
+        studies = study_selectors.studies_of(request.user).prefetch_related("runs")
+        page = self.paginate_queryset(studies) or []
         return self.get_paginated_response([study_selectors.study_as_dict(s) for s in page])
 
     @openapi.study_create
