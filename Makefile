@@ -20,7 +20,7 @@ TEST_PACKAGES := $(RUN_PACKAGES) chromium
 .PHONY: run worker test test-fast test-js bench lint format typecheck screenshots system-packages test-system-packages
 
 run: system-packages .venv/.synced node_modules/.installed
-	$(PY) -m project.run
+	$(PY) -m launcher.run
 
 # A worker only, for more machines: point DATABASE_URL and REDIS_URL at the shared servers
 # (`COREBOARD_LISTEN=<address> make run` prints the whole line). Options, given on the
@@ -28,7 +28,7 @@ run: system-packages .venv/.synced node_modules/.installed
 # CONCURRENCY=n, LABELS=a,b; COREBOARD_WORKER_NODE/_QUEUES/_CONCURRENCY/_LABELS otherwise.
 given = $(if $(filter command line,$(origin $(1))),$(2) '$($(1))')
 worker: .venv/.synced
-	$(PY) -m project.worker $(call given,NODE,--node) $(call given,QUEUES,--queues) \
+	$(PY) -m launcher.worker $(call given,NODE,--node) $(call given,QUEUES,--queues) \
 		$(call given,CONCURRENCY,--concurrency) $(call given,LABELS,--labels)
 
 test: test-system-packages .venv/.synced node_modules/.installed lint test-js
@@ -52,7 +52,7 @@ bench: test-system-packages .venv/.synced node_modules/.installed
 	$(PY) -m tests.benchmarks.scaling
 
 screenshots: test-system-packages .venv/.synced node_modules/.installed
-	COREBOARD_SCREENSHOT_DIR=docs $(PY) -m pytest tests/test_browser.py
+	COREBOARD_SCREENSHOT_DIR=docs $(PY) -m pytest tests/browser/test_browser.py
 
 lint: .venv/.synced node_modules/.installed
 	$(PY) -m ruff check .

@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 
 from jobs.models import Job
-from jobs.selectors import HISTORY_DEFAULT_SORT, HISTORY_SORTS
+from jobs.selectors.jobs import HISTORY_DEFAULT_SORT, HISTORY_SORTS
 
 PARAMS_PREFIX = "params"
 

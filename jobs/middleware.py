@@ -104,9 +104,9 @@ class LockTimeoutIsBusy:
         return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
-        # Imported here: project.server loads this module (RequestBodyLimit) before Django
+        # Imported here: launcher.server loads this module (RequestBodyLimit) before Django
         # is set up, and these import models.
-        from jobs.services.job_state import is_lock_timeout
+        from jobs.engine.job_state import is_lock_timeout
         from jobs.views.errors import lock_busy
 
         return lock_busy(request) if is_lock_timeout(exception) else None

@@ -229,7 +229,7 @@ class ScalingStudy(models.Model):
 class Chunk(models.Model):
     class Status(models.TextChoices):
         # A chunk is claimed straight from pending to running under a lease
-        # (jobs.services.chunks); migration 0006 turned the old `queued` rows back to pending.
+        # (jobs.engine.chunks); migration 0006 turned the old `queued` rows back to pending.
         PENDING = "pending"
         RUNNING = "running"
         DONE = "done"
@@ -248,7 +248,7 @@ class Chunk(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     failures = models.PositiveIntegerField(default=0)
     # A claimed (running) chunk is leased to one process, which renews the lease while it
-    # lives; an expired lease returns the chunk to pending (see jobs.services.chunks).
+    # lives; an expired lease returns the chunk to pending (see jobs.engine.chunks).
     lease_owner = models.CharField(max_length=255, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     # A chunk that raised waits until then before it may be claimed again (backoff).

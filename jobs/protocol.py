@@ -168,7 +168,7 @@ class ProcessState(TypedDict):
 
 
 class ClusterState(TypedDict):
-    """jobs.cluster.cluster_state as a person may see it (selectors.cluster_for_user)."""
+    """jobs.engine.cluster.cluster_state as a person may see it (selectors.cluster_for_user)."""
 
     now: float
     web: dict[str, Any]

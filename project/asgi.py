@@ -15,8 +15,8 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from jobs.middleware import RequestBodyLimit  # noqa: E402
-from jobs.routing import websocket_urlpatterns  # noqa: E402
-from jobs.socket_guards import ExactOriginValidator  # noqa: E402
+from jobs.sockets.guards import ExactOriginValidator  # noqa: E402
+from jobs.sockets.routing import websocket_urlpatterns  # noqa: E402
 from tokens.authentication import TokenAuthMiddleware  # noqa: E402
 
 application = ProtocolTypeRouter(

@@ -11,7 +11,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
 app = Celery("coreboard")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks()
+# The engine's Celery adapters (jobs.engine.tasks), found where the engine keeps them.
+app.autodiscover_tasks(related_name="engine.tasks")
 
 
 @signals.task_prerun.connect

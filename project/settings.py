@@ -11,7 +11,7 @@ import dj_database_url
 import django_stubs_ext
 from csp.constants import NONE, SELF
 
-from project import stack
+from launcher import stack
 
 # Django's generic classes (ModelAdmin[Job], QuerySet[Job], ...) subscriptable at runtime,
 # as django-stubs types them, so a class can name its model in its base.
@@ -173,7 +173,7 @@ DATABASES = {
 # No machine may freeze the others by vanishing while it holds a lock (a job's row lock is
 # shared by every worker of that job). Every session, web and worker alike:
 # - waits at most COREBOARD_DB_LOCK_TIMEOUT_MS for a lock, then the caller retries or says
-#   "busy" (jobs.services.job_state.retry_on_lock_timeout, jobs.middleware);
+#   "busy" (jobs.engine.job_state.retry_on_lock_timeout, jobs.middleware);
 # - is ended by the server once idle inside a transaction for
 #   COREBOARD_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS, which releases a vanished machine's locks;
 # - has TCP keepalives on both ends, so a dead peer is noticed in about
@@ -391,7 +391,7 @@ REST_FRAMEWORK: dict[str, Any] = {
         "upload": env_str("COREBOARD_RATE_UPLOAD", "20/minute"),
     },
     "DEFAULT_PARSER_CLASSES": [
-        "jobs.parsers.DepthLimitedJSONParser",
+        "jobs.api.parsers.DepthLimitedJSONParser",
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
@@ -419,7 +419,7 @@ SPECTACULAR_SETTINGS: dict[str, Any] = {
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "jobs.openapi.add_components",
+        "jobs.api.openapi.add_components",
     ],
 }
 

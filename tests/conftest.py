@@ -16,9 +16,10 @@ from django.db import connection
 from django.test import Client, override_settings
 from rest_framework.test import APIClient
 
-from jobs import events, worker_preflight
+from jobs.engine import events
+from jobs.engine import preflight as worker_preflight
 from jobs.models import Job
-from project import stack
+from launcher import stack
 from tests.factories import (
     api_client_for,
     chunk_statuses,
@@ -153,7 +154,7 @@ def staff_client(staff: User) -> Client:
 def dispatched(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Ids of jobs handed to dispatch (after commit), which sends no slot here: services
     are tested directly."""
-    from jobs.services import dispatch
+    from jobs.engine import dispatch
 
     sent: list[int] = []
 

@@ -18,8 +18,8 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from jobs import protocol, services
+from jobs.engine import chunks
 from jobs.models import Job
-from jobs.services import chunks
 
 TEST_OWNER = "test-host|1|boot"
 

@@ -11,8 +11,8 @@ from collections import deque
 
 import psutil
 
-from project import stack
-from project.run import daphne_command, worker_command
+from launcher import stack
+from launcher.run import daphne_command, worker_command
 
 
 class ServerProcess:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from project import stack
+from launcher import stack
 
 # COREBOARD_TEST_VAR lets two suites run side by side (each needs its own cluster).
 TEST_VAR = Path(os.environ.get("COREBOARD_TEST_VAR", str(stack.VAR_DIR / "test")))

@@ -25,10 +25,10 @@ import pytest
 from django.db import connection
 
 from coreboard.client import Client
-from jobs import worker_preflight
-from jobs.services import dispatch
-from project import join, stack, worker
-from project.run import worker_command
+from jobs.engine import dispatch
+from jobs.engine import preflight as worker_preflight
+from launcher import join, stack, worker
+from launcher.run import worker_command
 from tests.processes import ServerProcess
 from tests.services_plugin import TEST_VAR
 
@@ -179,7 +179,7 @@ def test_make_worker_passes_only_the_options_given() -> None:
         check=True,
     ).stdout
     line = " ".join(dry.replace("\\\n", " ").split())
-    assert "-m project.worker --node 'n1' --queues 'q1,q2' --concurrency '2' --labels 'a'" in line
+    assert "-m launcher.worker --node 'n1' --queues 'q1,q2' --concurrency '2' --labels 'a'" in line
     plain = subprocess.run(
         ["make", "-n", "worker"],
         cwd=stack.BASE_DIR,
@@ -388,7 +388,7 @@ def test_the_join_command_starts_a_worker_in_another_network_namespace(
     )
     env.pop("COREBOARD_ADMIN_PASSWORD", None)
     env.pop("MEDIA_ROOT", None)
-    main = ServerProcess([sys.executable, "-m", "project.run"], env, "make run")
+    main = ServerProcess([sys.executable, "-m", "launcher.run"], env, "make run")
     far_worker: ServerProcess | None = None
     try:
         main.wait_for_line("Coreboard is running", timeout=180)

@@ -16,9 +16,9 @@ from django.contrib.auth.models import User
 from django.db import OperationalError, connection, transaction
 from django.test import Client
 
+from jobs.engine import job_state
 from jobs.models import Chunk, Job
-from jobs.services import job_state
-from project import stack
+from launcher import stack
 from tests.factories import make_job, make_unclaimable_job
 from tests.processes import start_celery_worker
 from tests.waiting import poll_until
@@ -168,7 +168,7 @@ import django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 django.setup()
 from django.db import transaction
-from jobs.services.job_state import job_lock
+from jobs.engine.job_state import job_lock
 with transaction.atomic():
     job_lock(int(sys.argv[1]))
     print("locked", flush=True)

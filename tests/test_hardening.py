@@ -17,7 +17,7 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from jobs.models import Job, Upload
-from project import stack
+from launcher import stack
 from tests.factories import make_job
 
 pytestmark = pytest.mark.django_db

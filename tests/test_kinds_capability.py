@@ -15,9 +15,10 @@ from django.db import transaction
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from jobs import kinds, protocol, selectors, services
+from jobs import kinds, protocol, services
+from jobs.engine import chunks, dispatch, slots
 from jobs.models import Chunk, Job
-from jobs.services import chunks, dispatch, slots
+from jobs.selectors import jobs as selectors
 from tests.factories import claim, make_job, start
 from tests.processes import ServerProcess, start_celery_worker
 from tests.waiting import poll_until, wait_for_job, wait_until

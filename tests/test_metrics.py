@@ -175,7 +175,7 @@ def test_grafana_dashboard_only_uses_metrics_we_export() -> None:
     import json
     import re
 
-    from project import stack
+    from launcher import stack
 
     dashboard = json.loads((stack.BASE_DIR / "docs" / "grafana-dashboard.json").read_text())
     exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]

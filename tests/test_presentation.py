@@ -11,8 +11,9 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.template.loader import render_to_string
 from django.test import Client
 
-from jobs import insights, kinds, presentation, services
+from jobs import kinds, services
 from jobs.models import Chunk, Job
+from jobs.views import insights, presentation
 from tests.factories import make_job
 
 pytestmark = pytest.mark.django_db

@@ -1,4 +1,4 @@
-"""Per-person quotas (jobs.quotas) and API rate limits."""
+"""Per-person quotas (jobs.services.quotas) and API rate limits."""
 
 from __future__ import annotations
 

@@ -13,9 +13,11 @@ from django.test import Client
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from jobs import kinds, services, study_selectors
+from jobs import kinds, services
+from jobs.engine import dispatch
 from jobs.models import Job, ScalingStudy
-from jobs.services import dispatch, studies
+from jobs.selectors import studies as study_selectors
+from jobs.services import studies
 from tests.factories import complete_next, fail_next, make_job, start
 
 pytestmark = pytest.mark.django_db

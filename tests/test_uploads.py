@@ -17,7 +17,7 @@ from rest_framework.test import APIClient
 
 from jobs import services
 from jobs.models import Upload
-from jobs.uploads import media_prune
+from jobs.services.uploads import media_prune
 from tests.factories import make_job
 
 pytestmark = pytest.mark.django_db

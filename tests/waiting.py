@@ -13,7 +13,7 @@ from channels import DEFAULT_CHANNEL_LAYER
 from channels.db import database_sync_to_async
 from channels.layers import channel_layers
 
-from jobs import events
+from jobs.engine import events
 from jobs.models import Job
 
 T = TypeVar("T")

@@ -202,7 +202,7 @@ class JobKind:
     def params_display(self, params: Mapping[str, Any]) -> list[tuple[str, str]]:
         """Parameters as `(form label, value)` in the form's order, without internal keys.
 
-        An upload shows what `params` holds there (jobs.presentation passes its file name).
+        An upload shows what `params` holds there (jobs.views.presentation passes its file name).
         Numbers are written plainly (no thousands separators), so the history search finds
         what the page shows.
         """

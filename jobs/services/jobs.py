@@ -16,17 +16,18 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from jobs import kinds, quotas
-from jobs.forms import parallelism_field
-from jobs.kinds.base import Params, Spec, json_type_error
-from jobs.models import Chunk, Job, ScalingStudy, Upload
-from jobs.services import dispatch
-from jobs.services.job_state import (
+from jobs import kinds
+from jobs.engine import dispatch
+from jobs.engine.job_state import (
     COMBINE_FAILED,
     chunks_cancel_unstarted,
     job_publish_after_commit,
     job_save,
 )
+from jobs.forms import parallelism_field
+from jobs.kinds.base import Params, Spec, json_type_error
+from jobs.models import Chunk, Job, ScalingStudy, Upload
+from jobs.services import quotas
 
 
 class JobRejected(ValueError):
@@ -189,7 +190,7 @@ def job_retry_failed(*, job: Job) -> Job:
     from the ended run keeps its lease: its completion now counts for the retried job, and
     if its process is gone the lease expires and it is claimed again. Accounting stays
     exactly-once because counters move only when a chunk leaves `running` under the job's
-    lock (jobs.services.chunks).
+    lock (jobs.engine.chunks).
 
     Attempts start again from zero: a chunk is failed after COREBOARD_CHUNK_MAX_ATTEMPTS
     lost runs (meant for chunks that keep killing their worker), so carrying the old count

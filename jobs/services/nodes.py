@@ -16,8 +16,7 @@ from dataclasses import dataclass, field
 from celery import current_app
 from django.conf import settings
 
-from jobs import cluster
-from jobs.services import dispatch
+from jobs.engine import cluster, dispatch
 
 # How long to wait for the node to confirm a consumer change.
 CONTROL_REPLY_TIMEOUT_S = 2.0

@@ -6,7 +6,7 @@ starts when the one before has succeeded (`study_advance`). Advancing is idempot
 safe to call from anywhere at any time: under the study's row lock it looks at the runs
 that exist and does the one thing missing (start the next level, or end the study), and
 a database constraint allows one run per level. It is called right after a run's job
-finishes (jobs.services.job_state) and by the reconciler on every pass, so a worker that
+finishes (jobs.engine.job_state) and by the reconciler on every pass, so a worker that
 dies between the end of one run and the start of the next delays the study by one
 reconciler period, no more.
 """
@@ -23,8 +23,8 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from jobs import scaling
+from jobs.engine import dispatch
 from jobs.models import Job, ScalingStudy
-from jobs.services import dispatch
 from jobs.services.jobs import JobConflict, JobRejected, job_cancel, job_create
 
 logger = logging.getLogger(__name__)

@@ -34,7 +34,7 @@ def local_time(value: datetime | None) -> SafeString | str:
 @register.simple_tag
 def socket_url(name: str, *args: object) -> str:
     """The path of a named websocket route (jobs/routing.py), for a page script to open."""
-    return reverse(name, urlconf="jobs.routing", args=args)
+    return reverse(name, urlconf="jobs.sockets.routing", args=args)
 
 
 @register.simple_tag

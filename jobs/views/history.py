@@ -15,8 +15,10 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, QueryDict, StreamingHttpResponse
 from django.shortcuts import render
 
-from jobs import kinds, presentation, selectors
+from jobs import kinds
 from jobs.forms import CompareForm, HistoryFilterForm
+from jobs.selectors import jobs as selectors
+from jobs.views import presentation
 
 PAGE_SIZE = 25
 # Rows fetched per round trip of the server-side cursor, and text sent per streamed piece.

@@ -13,9 +13,11 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.views.decorators.http import require_http_methods, require_POST
 
-from jobs import insights, kinds, presentation, selectors, services
+from jobs import kinds, services
 from jobs.forms import PARAMS_PREFIX, JobOptionsForm, UploadWidget
 from jobs.models import Job
+from jobs.selectors import jobs as selectors
+from jobs.views import insights, presentation
 
 
 def job_new(request: HttpRequest) -> HttpResponse:

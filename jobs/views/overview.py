@@ -10,7 +10,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from jobs import cluster, selectors
+from jobs.engine import cluster
+from jobs.selectors import jobs as selectors
 from jobs.services import nodes
 
 

@@ -9,8 +9,9 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from jobs import selectors, study_selectors
 from jobs.models import ScalingStudy
+from jobs.selectors import jobs as selectors
+from jobs.selectors import studies as study_selectors
 from jobs.services import JobRejected, studies
 
 

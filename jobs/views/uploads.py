@@ -9,7 +9,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from jobs import selectors, uploads
+from jobs.selectors import jobs as selectors
+from jobs.services import uploads
 
 
 def upload_list(request: HttpRequest) -> HttpResponse:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from project import stack
+from launcher import stack
 
 BENCH_VAR = stack.VAR_DIR / "bench"
 BENCH_LIMITS = {

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from project import stack
+from launcher import stack
 from tests.benchmarks import harness, report
 
 BENCH_VAR = stack.VAR_DIR / "bench-history"
@@ -140,7 +140,7 @@ def main() -> int:
         from django.http import StreamingHttpResponse
         from django.test import Client
 
-        from jobs import selectors
+        from jobs.selectors import jobs as selectors
 
         call_command("migrate", "--noinput", verbosity=0)
         began = time.perf_counter()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from project import stack
+from launcher import stack
 
 REPORT = stack.BASE_DIR / "BENCHMARKS.md"
 HEADER = "# Benchmarks\n\nWritten by `make bench` (tests/benchmarks/); do not edit by hand.\n"

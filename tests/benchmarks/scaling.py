@@ -54,7 +54,7 @@ def _until(check: Any, what: str) -> None:
 
 
 def _processes_alive() -> int:
-    from jobs.services import dispatch
+    from jobs.engine import dispatch
 
     return sum(worker.concurrency for worker in dispatch.live_workers().values())
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from jobs import worker_preflight
+from jobs.engine import preflight as worker_preflight
 
 
 class Command(BaseCommand):

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from jobs.uploads import PRUNE_MIN_AGE_S, media_prune
+from jobs.services.uploads import PRUNE_MIN_AGE_S, media_prune
 
 
 class Command(BaseCommand):

@@ -1,0 +1,280 @@
+"""JSON API (DRF): parse, call a service or selector, respond with the shared job shape."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.http import FileResponse, Http404, HttpResponse
+from redis.exceptions import RedisError
+from rest_framework import serializers, status
+from rest_framework.generics import GenericAPIView
+from rest_framework.parsers import MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
+
+from jobs import kinds, services
+from jobs.api import openapi
+from jobs.forms import parallelism_field
+from jobs.kinds.base import params_from_form_values
+from jobs.models import Job
+from jobs.protocol import JobApiState
+from jobs.selectors import jobs as selectors
+from jobs.services import uploads
+
+logger = logging.getLogger(__name__)
+
+
+class JobCreateSerializer(serializers.Serializer[Any]):
+    kind = serializers.CharField(max_length=64)
+    params = serializers.DictField(required=False, default=dict)
+    # Taken as sent: job_plan accepts a JSON integer only (DRF's IntegerField would take
+    # "12" and full-width digits).
+    parallelism = serializers.JSONField(required=False, allow_null=True, default=None)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        data = self.initial_data
+        unknown = sorted(set(data) - set(self.fields)) if isinstance(data, dict) else []
+        if unknown:
+            expected = ", ".join(self.fields)
+            raise serializers.ValidationError(
+                {name: [f"Unknown field; expected one of: {expected}."] for name in unknown}
+            )
+        return attrs
+
+
+class ScopedRateThrottleFailingOpen(ScopedRateThrottle):
+    """DRF's scoped throttle, letting requests through while its cache (Redis) does not
+    answer: the quotas still bound what one person can start, and a Redis outage must not
+    turn every job creation into a 500 (the job runs once Redis is back)."""
+
+    def allow_request(self, request: Request, view: APIView) -> bool:
+        try:
+            return super().allow_request(request, view)
+        except (RedisError, OSError) as error:
+            logger.warning("throttle cache unavailable (%s); letting the request through", error)
+            return True
+
+
+class PostThrottled(APIView):
+    """Throttles POST only (rates by `throttle_scope`, see settings), so reads stay free."""
+
+    throttle_classes = [ScopedRateThrottleFailingOpen]
+
+    def get_throttles(self) -> list[Any]:
+        return super().get_throttles() if self.request.method == "POST" else []
+
+
+class JobSerializer(serializers.BaseSerializer[Job]):
+    def to_representation(self, instance: Job) -> JobApiState:
+        return selectors.job_as_api_dict(instance)
+
+
+class JobListCreate(PostThrottled, GenericAPIView[Job]):
+    serializer_class = JobSerializer
+    throttle_scope = "job-create"
+
+    def get_queryset(self) -> Any:
+        status_filter = self.request.query_params.get("status")
+        return selectors.job_history(
+            user=self.request.user,
+            status=status_filter if status_filter in Job.Status.values else None,
+        )
+
+    @openapi.job_list
+    def get(self, request: Request) -> Response:
+        page = self.paginate_queryset(self.get_queryset()) or []
+        return self.get_paginated_response(selectors.jobs_as_api_dicts(list(page)))
+
+    @openapi.job_create
+    def post(self, request: Request) -> Response:
+        incoming = JobCreateSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        try:
+            job = services.job_create(owner=request.user, **incoming.validated_data)
+        except services.JobRejected as rejected:
+            return Response(rejected.errors, status=status.HTTP_400_BAD_REQUEST)
+        return Response(selectors.job_as_api_dict(job), status=status.HTTP_201_CREATED)
+
+
+class JobPreview(PostThrottled):
+    """How many chunks a job would have: the body of a creation, validated, nothing stored.
+
+    With `?form=1` (the new-job page's live count) parameter values may be the strings a
+    form holds; they are converted by the kind's form fields first.
+    """
+
+    throttle_scope = "job-preview"
+
+    @openapi.job_preview
+    def post(self, request: Request) -> Response:
+        incoming = JobCreateSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        data = dict(incoming.validated_data)
+        try:
+            if request.query_params.get("form") == "1":
+                data["params"], data["parallelism"] = _form_values(
+                    data["kind"], data["params"], data["parallelism"]
+                )
+            plan = services.job_plan(owner=request.user, **data)
+        except services.JobRejected as rejected:
+            return Response(rejected.errors, status=status.HTTP_400_BAD_REQUEST)
+        return Response({"chunks": len(plan.specs)})
+
+
+def _form_values(kind: str, params: dict[str, Any], parallelism: Any) -> tuple[Any, Any]:
+    """A form's strings as JSON values; JobRejected by field when one is not."""
+    try:
+        fields = kinds.get(kind).form_class.base_fields
+    except kinds.UnknownKind:
+        return params, parallelism
+    try:
+        typed = params_from_form_values(fields, params)
+    except ValidationError as error:
+        raise services.JobRejected({"params": error.message_dict}) from None
+    if isinstance(parallelism, str):
+        # As the new-job page's form reads it (then the services check it as any other).
+        try:
+            parallelism = params_from_form_values(
+                {"parallelism": parallelism_field()}, {"parallelism": parallelism}
+            )["parallelism"]
+        except ValidationError as error:
+            raise services.JobRejected({"parallelism": error.messages}) from None
+    return typed, parallelism
+
+
+class _OwnJobView(GenericAPIView[Any]):
+    def get_job(self, job_id: int) -> Job:
+        return selectors.job_get_for_user(user=self.request.user, job_id=job_id)
+
+    def job_action(self, action: Callable[..., Job], job_id: int) -> Response:
+        """A service action on a visible job: its new state, or 409 with its refusal."""
+        try:
+            job = action(job=self.get_job(job_id))
+        except services.JobConflict as conflict:
+            return _conflict(conflict)
+        return Response(selectors.job_as_api_dict(job))
+
+
+def _conflict(conflict: services.JobConflict) -> Response:
+    return Response({"status": [conflict.message]}, status=status.HTTP_409_CONFLICT)
+
+
+class JobDetail(_OwnJobView):
+    @openapi.job_retrieve
+    def get(self, request: Request, job_id: int) -> Response:
+        return Response(selectors.job_as_api_dict(self.get_job(job_id)))
+
+    @openapi.job_delete
+    def delete(self, request: Request, job_id: int) -> Response:
+        try:
+            services.job_delete(job=self.get_job(job_id))
+        except services.JobConflict as conflict:
+            return _conflict(conflict)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class JobCancel(_OwnJobView):
+    @openapi.job_cancel
+    def post(self, request: Request, job_id: int) -> Response:
+        return self.job_action(services.job_cancel, job_id)
+
+
+class JobRetry(PostThrottled, _OwnJobView):
+    throttle_scope = "job-action"
+
+    @openapi.job_retry
+    def post(self, request: Request, job_id: int) -> Response:
+        return self.job_action(services.job_retry_failed, job_id)
+
+
+class JobRerun(PostThrottled, _OwnJobView):
+    throttle_scope = "job-action"
+
+    @openapi.job_rerun
+    def post(self, request: Request, job_id: int) -> Response:
+        try:
+            job = services.job_rerun(job=self.get_job(job_id), owner=request.user)
+        except services.JobRejected as rejected:
+            return Response(rejected.errors, status=status.HTTP_400_BAD_REQUEST)
+        return Response(selectors.job_as_api_dict(job), status=status.HTTP_201_CREATED)
+
+
+class JobChunks(_OwnJobView):
+    @openapi.job_chunks
+    def get(self, request: Request, job_id: int) -> Response:
+        chunks = selectors.job_chunks(self.get_job(job_id))
+        page = self.paginate_queryset(chunks) or []
+        return self.get_paginated_response([selectors.chunk_as_dict(c) for c in page])
+
+
+class JobResultFile(_OwnJobView):
+    @openapi.job_result_file
+    def get(self, request: Request, job_id: int) -> FileResponse:
+        job = self.get_job(job_id)
+        if not job.result_file:
+            raise Http404("This job has no result file.")
+        return FileResponse(
+            job.result_file.open("rb"),
+            as_attachment="download" in request.query_params,
+            filename=Path(job.result_file.name).name,
+        )
+
+
+class ChunkPreview(_OwnJobView):
+    @openapi.chunk_preview
+    def get(self, request: Request, job_id: int, index: int) -> HttpResponse:
+        job = self.get_job(job_id)
+        preview = selectors.chunk_preview(job=job, index=index)
+        if preview is None:
+            raise Http404("No preview for this chunk (yet).")
+        response = HttpResponse(preview.data, content_type=preview.content_type)
+        response["Cache-Control"] = "private, max-age=3600"
+        return response
+
+
+class UploadListCreate(PostThrottled, GenericAPIView[Any]):
+    """GET: one's uploads, newest first, paginated; POST: upload a file (multipart)."""
+
+    parser_classes = [MultiPartParser]
+    throttle_scope = "upload"
+    serializer_class = openapi.UploadListItem
+
+    @openapi.upload_list
+    def get(self, request: Request) -> Response:
+        page = self.paginate_queryset(selectors.uploads_of(request.user)) or []
+        return self.get_paginated_response([uploads.upload_list_item(u) for u in page])
+
+    @openapi.upload_create
+    def post(self, request: Request) -> Response:
+        file = request.FILES.get("file")
+        if file is None:
+            return Response(
+                {"file": ["Send the file as multipart form data in the field `file`."]},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        try:
+            upload = services.upload_create(owner=request.user, file=file)
+        except ValidationError as error:
+            return Response(error.message_dict, status=status.HTTP_400_BAD_REQUEST)
+        return Response(
+            {"id": upload.pk, "name": upload.name, "size": upload.size},
+            status=status.HTTP_201_CREATED,
+        )
+
+
+class UploadDetail(APIView):
+    @openapi.upload_delete
+    def delete(self, request: Request, upload_id: int) -> Response:
+        upload = selectors.upload_get_for_user(user=request.user, upload_id=upload_id)
+        if not uploads.upload_delete(upload=upload):
+            return Response(
+                {"detail": f"Upload {upload.pk} is read by an active job; cancel it first."},
+                status=status.HTTP_409_CONFLICT,
+            )
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from jobs.api import jobs as api
+from jobs.api import kinds as api_kinds
+from jobs.api import studies as api_studies
+
+urlpatterns = [
+    path("jobs/", api.JobListCreate.as_view(), name="api-jobs"),
+    path("jobs/preview/", api.JobPreview.as_view(), name="api-job-preview"),
+    path("jobs/<int:job_id>/", api.JobDetail.as_view(), name="api-job"),
+    path("jobs/<int:job_id>/cancel/", api.JobCancel.as_view(), name="api-job-cancel"),
+    path("jobs/<int:job_id>/retry/", api.JobRetry.as_view(), name="api-job-retry"),
+    path("jobs/<int:job_id>/rerun/", api.JobRerun.as_view(), name="api-job-rerun"),
+    path("jobs/<int:job_id>/chunks/", api.JobChunks.as_view(), name="api-job-chunks"),
+    path(
+        "jobs/<int:job_id>/chunks/<int:index>/preview/",
+        api.ChunkPreview.as_view(),
+        name="api-chunk-preview",
+    ),
+    path("jobs/<int:job_id>/result-file/", api.JobResultFile.as_view(), name="api-job-result-file"),
+    path("uploads/", api.UploadListCreate.as_view(), name="api-uploads"),
+    path("uploads/<int:upload_id>/", api.UploadDetail.as_view(), name="api-upload"),
+    path("kinds/", api_kinds.KindList.as_view(), name="api-kinds"),
+    path("studies/", api_studies.StudyListCreate.as_view(), name="api-studies"),
+    path("studies/<int:study_id>/", api_studies.StudyDetail.as_view(), name="api-study"),
+    path(
+        "studies/<int:study_id>/cancel/",
+        api_studies.StudyCancel.as_view(),
+        name="api-study-cancel",
+    ),
+    path(
+        "studies/<int:study_id>/export.csv",
+        api_studies.StudyExportCsv.as_view(),
+        name="api-study-export-csv",
+    ),
+]

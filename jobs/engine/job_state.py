@@ -1,0 +1,121 @@
+"""Saving a locked job and telling live pages about it: shared by every service module."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import traceback
+from collections.abc import Callable
+from functools import partial
+from typing import TypeVar
+
+import psycopg.errors
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.db import OperationalError, transaction
+from django.utils import timezone
+
+from jobs import kinds
+from jobs.engine import events
+from jobs.models import Chunk, Job
+from jobs.selectors import jobs as selectors
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def is_lock_timeout(error: BaseException) -> bool:
+    """True for a statement PostgreSQL cancelled after `lock_timeout` (see settings)."""
+    return isinstance(error, OperationalError) and isinstance(
+        error.__cause__, psycopg.errors.LockNotAvailable
+    )
+
+
+def retry_on_lock_timeout(work: Callable[[], T], *, patience_s: float | None = None) -> T:
+    """Run `work` (one whole transaction) again while it times out waiting for a lock.
+
+    A lock is only held for long by a session that stopped answering (a machine lost or
+    partitioned mid-transaction); PostgreSQL ends such a session after
+    COREBOARD_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS. Waiting in short lock_timeout steps
+    rather than on the lock itself keeps the caller in charge: after `patience_s` (by
+    default that idle timeout plus one lock wait) the last error is raised.
+    """
+    if patience_s is None:
+        patience_s = (
+            settings.COREBOARD_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS
+            + settings.COREBOARD_DB_LOCK_TIMEOUT_MS
+        ) / 1000
+    deadline = time.monotonic() + patience_s
+    pause = 0.05
+    while True:
+        try:
+            return work()
+        except OperationalError as error:
+            if not is_lock_timeout(error) or time.monotonic() + pause >= deadline:
+                raise
+            logger.warning("waited too long for a lock (%s); trying again", error)
+        time.sleep(pause)
+        pause = min(pause * 2, 1.0)
+
+
+def job_save(job: Job, fields: list[str]) -> None:
+    """Save a job locked by select_for_update, bumping its version."""
+    job.version += 1
+    job.save(update_fields=[*fields, "version"])
+
+
+def job_publish_after_commit(job: Job, chunks: list[Chunk] | None = None) -> None:
+    """Publish the job's state (and some of its chunks') once the transaction commits."""
+    job_state = selectors.job_as_dict(job)
+    chunk_states = [selectors.chunk_as_dict(chunk) for chunk in chunks or []]
+    transaction.on_commit(partial(events.job_changed, job_state, chunk_states))
+
+
+def job_lock(job_id: int) -> Job | None:
+    return Job.objects.select_for_update(of=("self",)).filter(pk=job_id).first()
+
+
+COMBINE_FAILED = "combine failed"
+
+
+def job_finish(job: Job) -> None:
+    """Combine the finished chunks' results (all of them, or fewer on an early exit).
+
+    The job must be locked; the caller saves it. Unstarted chunks are cancelled.
+    """
+    partials = list(
+        job.chunks.filter(status=Chunk.Status.DONE)
+        .order_by("index")
+        .values_list("result", flat=True)
+    )
+    try:
+        kind = kinds.get(job.kind)
+        job.result = kind.combine(job.params, partials)
+        json.dumps(job.result)
+        produced = kind.result_file(job.params, partials)
+        if produced is not None:
+            job.result_file.save(produced.name, ContentFile(produced.data), save=False)
+        job.status = Job.Status.SUCCEEDED
+    except Exception:
+        job.result = None
+        job.status = Job.Status.FAILED
+        job.error = f"{COMBINE_FAILED}:\n" + traceback.format_exc()
+    job.finished_at = timezone.now()
+    chunks_cancel_unstarted(job)
+    if job.study_id is not None:
+        transaction.on_commit(partial(_study_advance_after_run, job.study_id))
+
+
+def _study_advance_after_run(study_id: int) -> None:
+    # Imported here: the studies service creates jobs, whose modules import this one.
+    from jobs.services.studies import study_advance_after_run
+
+    study_advance_after_run(study_id)
+
+
+def chunks_cancel_unstarted(job: Job) -> None:
+    """Chunks nobody has claimed will not run: the job has ended."""
+    job.chunks.filter(status=Chunk.Status.PENDING).update(
+        status=Chunk.Status.CANCELLED, finished_at=timezone.now(), retry_at=None
+    )

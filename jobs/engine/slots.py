@@ -1,0 +1,398 @@
+"""Running one slot in a worker process: claim chunks, run them back to back, record them.
+
+A slot claims a batch of the job's pending chunks, runs them one after another in this
+process and records their outcomes in one transaction (at most every
+COREBOARD_FLUSH_MS while a batch runs), then claims again, until the job has nothing left
+or its time slice (COREBOARD_SLOT_SLICE_MS) is over while other messages wait; then it
+puts itself back at the end of the queue, so several people's jobs interleave.
+
+A slot that reaches a worker without its job's kind (two kinds routed to one queue, or a
+stale message) claims nothing and ends: no chunk's budget is touched, and the reconciler
+sends the job a new slot on its kind's queue.
+
+The batch grows while chunks are short: it aims at COREBOARD_BATCH_TARGET_MS of work per
+claim, so a 1 ms chunk does not pay a transaction of its own, while progress, cancel
+checks and live events stay per chunk.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
+from django.db import DatabaseError, connection
+from django.utils import timezone
+
+from jobs import kinds
+from jobs.engine import dispatch, events
+from jobs.engine.chunks import (
+    Claim,
+    Claimer,
+    Done,
+    Outcome,
+    Raised,
+    Stopped,
+    chunks_claim,
+    chunks_record,
+    job_start_if_pending,
+    job_status,
+    leases_renew,
+)
+from jobs.models import Job
+from jobs.protocol import ChunkDelta
+
+logger = logging.getLogger(__name__)
+
+MAX_BATCH = 1000
+# How long a slot with nothing claimable waits for a chunk whose retry is due.
+RETRY_WAIT_MAX_S = 2.0
+
+
+class ChunkCancelled(Exception):
+    """Raised from a progress call when the chunk's job is no longer running."""
+
+
+@dataclass
+class SlotHooks:
+    """Telemetry the Celery adapter plugs in (kept out of the accounting code)."""
+
+    chunk_started: Callable[[int, int], None] = lambda job_id, index: None
+    chunk_finished: Callable[[], None] = lambda: None
+    idle: Callable[[], None] = lambda: None
+
+
+class SlotPace:
+    """What a slot does at most so often, however short its chunks: look at the job's
+    status (every COREBOARD_CANCEL_POLL_SECONDS; cancellation lives in the database, not
+    in Celery revokes) and publish a chunk's progress (COREBOARD_PROGRESS_INTERVAL_SECONDS).
+    A database hiccup skips one look."""
+
+    def __init__(self, job_id: int) -> None:
+        self.job_id = job_id
+        self._next_check = time.monotonic() + settings.COREBOARD_CANCEL_POLL_SECONDS
+        self._next_publish = 0.0
+
+    def check_cancelled(self) -> None:
+        now = time.monotonic()
+        if now < self._next_check:
+            return
+        self._next_check = now + settings.COREBOARD_CANCEL_POLL_SECONDS
+        try:
+            status = job_status(job_id=self.job_id)
+        except DatabaseError:
+            connection.close()
+            return
+        if status != Job.Status.RUNNING:
+            raise ChunkCancelled
+
+    def publish_due(self) -> bool:
+        now = time.monotonic()
+        if now < self._next_publish:
+            return False
+        self._next_publish = now + settings.COREBOARD_PROGRESS_INTERVAL_SECONDS
+        return True
+
+
+class ChunkProgress:
+    """The `progress(done, total)` callable handed to a kind's `run`."""
+
+    def __init__(self, job_id: int, index: int, pace: SlotPace) -> None:
+        self.job_id = job_id
+        self.index = index
+        self.pace = pace
+
+    def __call__(self, done: float, total: float) -> None:
+        self.pace.check_cancelled()
+        if self.pace.publish_due():
+            fraction = min(max(done / total, 0.0), 1.0) if total else 0.0
+            events.chunk_progressed(self.job_id, self.index, fraction)
+
+
+# --- the keepalive thread: leases and the slot's registry entry --------------------------------
+
+
+class _Keepalive:
+    """Renews this process's leases and its running slot's registry entry every second."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.lock = threading.Lock()
+        self.slot: tuple[int, str, str, str] | None = None
+        self.holding = False
+        threading.Thread(target=self._run, name="coreboard-keepalive", daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(1.0)
+            with self.lock:
+                slot, holding = self.slot, self.holding
+                try:
+                    if slot is not None:
+                        dispatch.slot_refresh(*slot)
+                    if holding:
+                        leases_renew(owner=dispatch.process_id())
+                except DatabaseError:
+                    connection.close()
+                    logger.warning("could not renew leases", exc_info=True)
+                except Exception:
+                    logger.warning("could not refresh slot", exc_info=True)
+
+    def running(self, job_id: int, token: str, node: str, owner: str) -> None:
+        with self.lock:
+            self.slot = (job_id, token, node, owner)
+            self.holding = True
+
+    def stopped(self) -> None:
+        with self.lock:
+            self.slot = None
+            self.holding = False
+
+
+_keepalive: _Keepalive | None = None
+
+
+def _keepalive_here() -> _Keepalive:
+    global _keepalive
+    if _keepalive is None or _keepalive.pid != os.getpid():
+        _keepalive = _Keepalive()
+    return _keepalive
+
+
+# --- the slot ----------------------------------------------------------------------------------
+
+
+def slot_run(
+    *,
+    job_id: int,
+    token: str,
+    node: str,
+    hooks: SlotHooks | None = None,
+    worker_kinds: frozenset[str] | None = None,
+    queues: Iterable[str] = (),
+) -> str:
+    """Run one slot of a job in this process; how it ended (for logs and tests).
+
+    `worker_kinds`: the kinds this worker runs (None: every kind registered here);
+    `queues`: the queues it consumes, whose waiting messages make a slot yield.
+    """
+    hooks = hooks or SlotHooks()
+    queues = tuple(queues)
+    owner = dispatch.process_id()
+    if not dispatch.slot_begin(job_id, token, node, owner):
+        return "stale"
+    keepalive = _keepalive_here()
+    keepalive.running(job_id, token, node, owner)
+    requeued = False
+    try:
+        while True:
+            run = _SlotRun(
+                job_id=job_id,
+                owner=owner,
+                node=node,
+                hooks=hooks,
+                worker_kinds=worker_kinds,
+                queues=queues,
+            )
+            ended = run.run()
+            if ended != "slice":
+                return ended
+            with keepalive.lock:
+                keepalive.slot = None
+            requeued = dispatch.slot_requeue(job_id, token, dispatch.kind_queue(run.kind_name))
+            if requeued:
+                return ended
+            # The queue could not take the slot back: keep working rather than drop it.
+            keepalive.running(job_id, token, node, owner)
+    finally:
+        keepalive.stopped()
+        hooks.idle()
+        if not requeued:
+            dispatch.slot_end(job_id, token)
+
+
+class _SlotRun:
+    def __init__(
+        self,
+        *,
+        job_id: int,
+        owner: str,
+        node: str,
+        hooks: SlotHooks,
+        worker_kinds: frozenset[str] | None = None,
+        queues: tuple[str, ...] = (),
+    ) -> None:
+        self.job_id = job_id
+        self.node = node
+        self.hooks = hooks
+        self.worker_kinds = worker_kinds
+        self.queues = queues
+        self.kind_name = ""
+        self.worker = socket.gethostname()
+        self.pid = os.getpid()
+        self.claimer = Claimer(owner=owner, worker=self.worker, pid=self.pid)
+        self.batch_size = 1
+        self.chunk_seconds: float | None = None
+        self.pace = SlotPace(job_id)
+
+    def run(self) -> str:
+        job = Job.objects.filter(pk=self.job_id).values("kind", "status").first()
+        if job is None or job["status"] not in Job.ACTIVE_STATUSES:
+            return "over"
+        self.kind_name = job["kind"]
+        try:
+            kind = kinds.get(job["kind"])
+        except kinds.UnknownKind:
+            return "lacks-kind"
+        if self.worker_kinds is not None and kind.name not in self.worker_kinds:
+            return "lacks-kind"
+        if job["status"] == Job.Status.PENDING:
+            job_start_if_pending(job_id=self.job_id)
+        slice_end = time.monotonic() + settings.COREBOARD_SLOT_SLICE_SECONDS
+        hard_end = time.monotonic() + settings.COREBOARD_SLOT_MAX_SECONDS
+        claims = self._claim()
+        while True:
+            if not claims:
+                if self._wait_for_retry(slice_end):
+                    claims = self._claim()
+                    continue
+                return "drained"
+            if len(claims) == 1:
+                # Batches of short chunks finish before anybody could see them running.
+                events.chunks_claimed(self.job_id, [self._claimed_state(claims[0])])
+            outcomes, active = self._run_batch(kind, claims)
+            now = time.monotonic()
+            # A draining node finishes the chunks it has and claims no more: one EXISTS per
+            # batch (about 100 ms of work), so a drain takes effect at the next chunk
+            # boundary; at a slice's end slot_should_yield asks that in the same round trip.
+            yielding = now >= hard_end or (
+                dispatch.slot_should_yield(self.node, self.queues)
+                if now >= slice_end
+                else dispatch.worker_is_draining(self.node)
+            )
+            if now >= slice_end and not yielding:
+                slice_end = now + settings.COREBOARD_SLOT_SLICE_SECONDS
+            self._adapt_batch()
+            # The batch's outcomes and the next claim share one transaction.
+            recorded = chunks_record(
+                job_id=self.job_id,
+                outcomes=outcomes,
+                claimer=self.claimer,
+                claim=self.batch_size if active and not yielding else 0,
+            )
+            if not (active and recorded.job_active):
+                return "over"
+            if yielding:
+                return "slice"
+            claims = recorded.claims
+
+    def _claim(self) -> list[Claim]:
+        return chunks_claim(job_id=self.job_id, claimer=self.claimer, limit=self.batch_size)
+
+    def _claimed_state(self, claim: Claim) -> ChunkDelta:
+        now = timezone.now().isoformat()
+        return {
+            "index": claim.index,
+            "status": "running",
+            "attempts": claim.attempts,
+            "worker": self.worker,
+            "pid": self.pid,
+            "queued_at": now,
+            "started_at": now,
+            "finished_at": None,
+        }
+
+    def _run_batch(self, kind: kinds.JobKind, claims: list[Claim]) -> tuple[list[Outcome], bool]:
+        """Run claimed chunks, recording outcomes as they pile up (at most every
+        COREBOARD_FLUSH_SECONDS); the outcomes left to record, and False once the job is
+        over (the rest of the batch is handed back as stopped)."""
+        outcomes: list[Outcome] = []
+        last_flush = time.monotonic()
+        active = True
+        for claim in claims:
+            if not active:
+                outcomes.append(Stopped(claim.id))
+                continue
+            outcome = self._run_one(kind, claim)
+            outcomes.append(outcome)
+            if isinstance(outcome, Stopped):
+                active = False
+            if time.monotonic() - last_flush >= settings.COREBOARD_FLUSH_SECONDS:
+                recorded = chunks_record(job_id=self.job_id, outcomes=outcomes)
+                active = active and recorded.job_active
+                outcomes = []
+                last_flush = time.monotonic()
+        return outcomes, active
+
+    def _run_one(self, kind: kinds.JobKind, claim: Claim) -> Outcome:
+        if claim.runs_lost >= settings.COREBOARD_CHUNK_MAX_ATTEMPTS:
+            return Raised(
+                claim.id,
+                f"Chunk {claim.index} was started {claim.runs_lost} times without finishing "
+                "(its worker process was lost each time); giving up.",
+                final=True,
+            )
+        try:
+            self.pace.check_cancelled()
+        except ChunkCancelled:
+            return Stopped(claim.id)
+        self.hooks.chunk_started(self.job_id, claim.index)
+        started_at: datetime = timezone.now()
+        began = time.perf_counter()
+        cpu_before = time.process_time()
+        try:
+            result = kind.run(claim.spec, ChunkProgress(self.job_id, claim.index, self.pace))
+            # Encoded once: this checks the result is JSON and is what gets stored.
+            result_json = json.dumps(result)
+        except ChunkCancelled:
+            return Stopped(claim.id)
+        except Exception:
+            return Raised(claim.id, traceback.format_exc(), started_at, timezone.now())
+        finally:
+            self._observe(time.perf_counter() - began)
+        self.hooks.chunk_finished()
+        return Done(
+            claim.id,
+            result,
+            time.process_time() - cpu_before,
+            started_at,
+            timezone.now(),
+            result_json,
+        )
+
+    def _observe(self, seconds: float) -> None:
+        previous = self.chunk_seconds
+        self.chunk_seconds = seconds if previous is None else 0.7 * previous + 0.3 * seconds
+
+    def _adapt_batch(self) -> None:
+        target = settings.COREBOARD_BATCH_TARGET_SECONDS
+        per_chunk = max(self.chunk_seconds or target, 1e-5)
+        self.batch_size = max(1, min(MAX_BATCH, int(target / per_chunk)))
+
+    def _wait_for_retry(self, slice_end: float) -> bool:
+        """Nothing claimable now: wait for a chunk whose retry is due soon, if any."""
+        from jobs.models import Chunk
+
+        due = (
+            Chunk.objects.filter(
+                job_id=self.job_id, status=Chunk.Status.PENDING, retry_at__isnull=False
+            )
+            .order_by("retry_at")
+            .values_list("retry_at", flat=True)
+            .first()
+        )
+        if due is None:
+            return False
+        wait = (due - timezone.now()).total_seconds()
+        if wait > RETRY_WAIT_MAX_S or time.monotonic() + wait > slice_end + RETRY_WAIT_MAX_S:
+            return False
+        time.sleep(max(wait, 0.0) + 0.01)
+        return True

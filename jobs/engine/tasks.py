@@ -1,0 +1,153 @@
+"""Celery adapters: ids in, a service call; delivery policy and telemetry, no business rules."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Task, shared_task, signals
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.db import DatabaseError, connection
+
+from jobs.engine import cluster, dispatch, slots
+from jobs.engine import preflight as worker_preflight
+
+logger = logging.getLogger(__name__)
+
+
+# The worker's node name (`-n name@host`), known in the main process before it forks the
+# pool, so every child inherits it.
+class _Node:
+    name = ""
+    concurrency = 1
+    # The kinds it runs and the queues it consumes (set before the pool forks); None in a
+    # process that is not a worker: every registered kind, the default queue.
+    kinds: frozenset[str] | None = None
+    queues: tuple[str, ...] = ()
+
+
+TELEMETRY = slots.SlotHooks(
+    chunk_started=cluster.process_running,
+    chunk_finished=cluster.chunk_finished,
+    idle=cluster.process_idle,
+)
+
+
+# Acknowledged after it ran, and redelivered when its process dies (kill -9, OOM): a lost
+# slot comes back rather than leaving its job short of a process. Results go to
+# PostgreSQL, so no result backend.
+@shared_task(
+    name=dispatch.SLOT_TASK,
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+)
+def slot_run(self: Task[[int, str], str], job_id: int, token: str) -> str:
+    """One execution slot of a job (jobs.engine.slots).
+
+    A database or broker error ends the slot without touching any chunk's retry budget:
+    its leases expire or are handed back, and the reconciler sends a new slot once the
+    service answers again.
+    """
+    node = _Node.name or self.request.hostname or ""
+    try:
+        if dispatch.worker_is_draining(node):
+            # Reserved before an operator drained this node: back to the queue it came
+            # from, unrun, so a draining node takes no more chunks.
+            delivery = self.request.delivery_info or {}
+            queue = delivery.get("routing_key") or settings.CELERY_TASK_DEFAULT_QUEUE
+            dispatch.slot_requeue(job_id, token, queue)
+            return "requeued"
+        return slots.slot_run(
+            job_id=job_id,
+            token=token,
+            node=node,
+            hooks=TELEMETRY,
+            worker_kinds=_Node.kinds,
+            queues=_Node.queues,
+        )
+    except DatabaseError as error:
+        connection.close()
+        logger.warning("slot of job %s stopped by a database error: %s", job_id, error)
+        return "database-error"
+
+
+@signals.celeryd_init.connect
+def remember_node(sender: str | None = None, **kwargs: Any) -> None:
+    _Node.name = sender or ""
+
+
+@signals.worker_init.connect
+def consume_kind_queues(sender: Any = None, **kwargs: object) -> None:
+    """The worker consumes the queues of the kinds it has, on top of its default queue or
+    the ones given with -Q (after Celery selected those), and remembers both."""
+    try:
+        _Node.kinds = dispatch.worker_kinds()
+    except ImproperlyConfigured as error:
+        # Celery logs and swallows exceptions from signal handlers; this one must stop it.
+        raise SystemExit(f"coreboard worker: {error}") from None
+    queues = sender.app.amqp.queues
+    for name in dispatch.worker_kind_queues(_Node.kinds):
+        queues.select_add(name)
+    _Node.queues = tuple(sorted(queues.consume_from))
+
+
+@signals.worker_init.connect
+def preflight(sender: Any = None, **kwargs: Any) -> None:
+    """Refuse to start on a schema, MEDIA_ROOT, node name or clock that does not fit."""
+    worker_preflight.worker_preflight(_Node.name or getattr(sender, "hostname", "") or "")
+
+
+@signals.task_received.connect
+def slot_reserved(request: Any = None, **kwargs: Any) -> None:
+    """A worker reserved a slot's message: it is alive while that worker beats."""
+    if request is None or request.name != dispatch.SLOT_TASK:
+        return
+    try:
+        job_id, token = request.args
+        dispatch.slot_reserved(int(job_id), str(token), _Node.name)
+    except Exception:
+        logger.warning("could not mark a slot reserved", exc_info=True)
+
+
+@signals.worker_process_init.connect
+def start_process_heartbeat(**kwargs: object) -> None:
+    """Each prefork child reports itself (idle/busy, current chunk) once a second."""
+    cluster.start_heartbeat(node=_Node.name)
+
+
+@signals.worker_ready.connect
+def start_main_process_threads(sender: Any = None, **kwargs: object) -> None:
+    """Each worker's main process publishes its node (info, per-core CPU use) and runs the
+    reconciler."""
+    concurrency = getattr(getattr(sender, "controller", None), "concurrency", None) or 1
+    _Node.concurrency = int(concurrency)
+    app = getattr(sender, "app", None)
+    queues = list(app.amqp.queues.consume_from) if app is not None else []
+    cluster.start_node_sampler(
+        node=_Node.name, info=cluster.node_info(concurrency=_Node.concurrency, queues=queues)
+    )
+    dispatch.worker_draining(_Node.name, draining=False)
+    dispatch.start_reconciler(_Node.name, _Node.concurrency, _Node.kinds or ())
+
+
+@signals.worker_shutting_down.connect
+def drain(**kwargs: object) -> None:
+    """Warm shutdown: running slots give their processes back after their current chunk."""
+    dispatch.worker_draining(_Node.name, draining=True)
+    cluster.node_stopping()
+
+
+@signals.worker_process_shutdown.connect
+def forget_process(**kwargs: object) -> None:
+    cluster.process_forget()
+
+
+@signals.worker_shutdown.connect
+def forget_node(**kwargs: object) -> None:
+    """The main process removes its node and every process of it (a clean stop is not a
+    loss), after the pool has stopped."""
+    cluster.node_forget()
+    dispatch.worker_forget(_Node.name)

@@ -1,0 +1,277 @@
+"""Websocket consumers: authorise, join the job's group, send a snapshot, relay deltas."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Coroutine
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+from django.http import Http404
+
+from jobs import protocol
+from jobs.engine import cluster, events
+from jobs.protocol import JobChangedEvent, LiveState
+from jobs.selectors import jobs as selectors
+from jobs.sockets.guards import CLOSE_SERVER_ERROR, CLOSE_UNAUTHENTICATED, GuardedConsumer
+
+logger = logging.getLogger(__name__)
+
+CLOSE_NOT_FOUND = 4404
+MAX_MESSAGE_BYTES = 1024
+HEARTBEAT_S = 2.0
+GAP_GRACE_S = 2.0
+# A gap wider than this is not waited for: a snapshot is cheaper than tracking it.
+MAX_TRACKED_GAP = 1000
+# A client's resyncs are answered at most this often (more are merged into one).
+MIN_RESYNC_INTERVAL_S = 1.0
+OVERVIEW_INTERVAL_S = 1.0
+
+
+async def accept_authenticated(consumer: AsyncJsonWebsocketConsumer) -> Any | None:
+    """Accept the socket and return its user, or close it with 4401 when not logged in.
+
+    Accepting first lets the page see the code and stop reconnecting.
+    """
+    await consumer.accept()
+    user = consumer.scope.get("user")
+    if user is None or not user.is_authenticated:
+        await consumer.close(code=CLOSE_UNAUTHENTICATED)
+        return None
+    return user
+
+
+class JobConsumer(GuardedConsumer):
+    """Live state of one job: `job.snapshot` (and `job.chunks` pages) first, then
+    `job.progress` deltas.
+
+    Every delta carries the job's sequence number. Deltas numbered up to the snapshot's
+    are already in it and are dropped; later ones are relayed even when they arrive out of
+    order (worker processes publish independently, and each carries different chunks).
+    A number that has not arrived GAP_GRACE_S after a later one did is a real gap (the
+    channel layer may drop messages): then the consumer sends a fresh snapshot. Every
+    HEARTBEAT_S it also joins the job's group again (a Redis that lost its data lost the
+    membership too) and compares the job's version in the database with the newest one it
+    relayed: a socket that stays behind for two beats resyncs. The client may send
+    `{"type": "resync"}` too, answered at most once per MIN_RESYNC_INTERVAL_S.
+    """
+
+    job_id: int
+    group: str | None = None
+    snapshot_seq = 0
+    max_seq = 0
+    last_snapshot_at = 0.0
+    version_sent = 0
+    behind_since_beat = False
+    live_sent: LiveState | None = None
+    ticker: asyncio.Task[None] | None = None
+    resync_later: asyncio.Task[None] | None = None
+
+    async def connect(self) -> None:
+        user = await accept_authenticated(self)
+        if user is None or not await self.guard_connect(user):
+            return
+        self.job_id = int(self.scope["url_route"]["kwargs"]["job_id"])
+        try:
+            await database_sync_to_async(selectors.job_get_for_user)(user=user, job_id=self.job_id)
+        except Http404:
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        self.missing: dict[int, float] = {}
+        self.group = events.job_group(self.job_id)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.send_snapshot()
+        self.ticker = asyncio.create_task(supervised(self, self._beat()))
+
+    async def send_live(self) -> None:
+        """`job.live`: pace, live processes and why it waits (selectors.jobs_live), which
+        change with the cluster and the clock rather than with the job's own events."""
+        live = await database_sync_to_async(selectors.job_live_by_id)(job_id=self.job_id)
+        if live is not None and live != self.live_sent:
+            self.live_sent = live
+            await self.send_json(protocol.job_live_message(live))
+
+    async def disconnect(self, code: int) -> None:
+        for task in (self.ticker, self.resync_later):
+            if task is not None:
+                task.cancel()
+        await self.guard_disconnect()
+        if self.group is not None:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def _beat(self) -> None:
+        group = events.job_group(self.job_id)
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            await self.channel_layer.group_add(group, self.channel_name)
+            version = await database_sync_to_async(selectors.job_version)(job_id=self.job_id)
+            if version is None:
+                await self.close(code=CLOSE_NOT_FOUND)
+                return
+            now = time.monotonic()
+            gap = any(now - noticed >= GAP_GRACE_S for noticed in self.missing.values())
+            behind = version > self.version_sent
+            if gap or (behind and self.behind_since_beat):
+                await self.send_snapshot()  # carries `live` too
+            else:
+                self.behind_since_beat = behind
+                await self.send_live()
+
+    async def send_snapshot(self) -> None:
+        """`job.snapshot` (the job, the first page of chunks, `chunk_pages` in all, and
+        `live`: selectors.jobs_live), then one `job.chunks` message per further page, all
+        with the snapshot's seq."""
+        # Read the counter before the database: deltas numbered after it are newer.
+        seq = await events.current_seq(self.job_id)
+        snapshot = await database_sync_to_async(selectors.job_snapshot_pages)(job_id=self.job_id)
+        if snapshot is None:
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        job, pages = snapshot
+        live = await database_sync_to_async(selectors.job_live_by_id)(job_id=self.job_id)
+        self.live_sent = live
+        self.snapshot_seq = seq
+        self.max_seq = max(self.max_seq, seq)
+        self.missing = {number: at for number, at in self.missing.items() if number > seq}
+        self.version_sent = job["version"]
+        self.behind_since_beat = False
+        self.last_snapshot_at = time.monotonic()
+        await self.send_json(
+            protocol.job_snapshot_message(
+                seq=seq, job=job, chunks=pages[0], chunk_pages=len(pages), live=live
+            )
+        )
+        for number, page in enumerate(pages[1:], start=1):
+            await self.send_json(protocol.job_chunks_message(seq=seq, page=number, chunks=page))
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if text_data is None or len(text_data) > MAX_MESSAGE_BYTES:
+            await self._reply_error(
+                f"Send a JSON text message of at most {MAX_MESSAGE_BYTES} bytes."
+            )
+            return
+        try:
+            content = json.loads(text_data)
+        except json.JSONDecodeError:
+            await self._reply_error("Message is not valid JSON.")
+            return
+        await self.receive_json(content)
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        if protocol.is_resync(content):
+            if self.group is not None and self._resync_allowed_now():
+                await self.send_snapshot()
+            return
+        await self._reply_error(f'Unknown message: "type" must be "{protocol.RESYNC}".')
+
+    def _resync_allowed_now(self) -> bool:
+        """A client's resyncs are answered at most once per MIN_RESYNC_INTERVAL_S: one that
+        comes sooner is merged into a single snapshot sent when the interval is over."""
+        wait = self.last_snapshot_at + MIN_RESYNC_INTERVAL_S - time.monotonic()
+        if wait <= 0:
+            return True
+        if self.resync_later is None or self.resync_later.done():
+            self.resync_later = asyncio.create_task(self._snapshot_after(wait))
+        return False
+
+    async def _snapshot_after(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        await self.send_snapshot()
+
+    async def _reply_error(self, message: str) -> None:
+        await self.send_json(protocol.error_message(message))
+
+    async def job_changed(self, event: JobChangedEvent) -> None:
+        """A publisher's `job.changed` event (jobs/events.py), relayed as `job.progress`."""
+        seq = event["seq"]
+        if seq <= self.snapshot_seq:
+            return  # published before the snapshot was read, so already in it
+        self.missing.pop(seq, None)
+        if seq > self.max_seq + 1:
+            if seq - self.max_seq > MAX_TRACKED_GAP:
+                await self.send_snapshot()
+                return
+            noticed = time.monotonic()
+            self.missing.update(dict.fromkeys(range(self.max_seq + 1, seq), noticed))
+        self.max_seq = max(self.max_seq, seq)
+        if event["job"] is not None:
+            self.version_sent = max(self.version_sent, event["job"]["version"])
+        await self.send_json(
+            protocol.job_progress_message(seq=seq, job=event["job"], chunks=event["chunks"])
+        )
+
+
+async def supervised(consumer: AsyncJsonWebsocketConsumer, loop: Coroutine[Any, Any, None]) -> None:
+    """Run a consumer's background loop; if it fails, close the socket so that the page
+    reconnects and resyncs, instead of the loop dying silently."""
+    try:
+        await loop
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        logger.exception("live socket loop failed; closing the socket")
+        await consumer.close(code=CLOSE_SERVER_ERROR)
+
+
+class OverviewConsumer(GuardedConsumer):
+    """The overview's live state, pushed once a second: the person's running, queued and
+    recently finished jobs, and the cluster (nodes, per-core CPU, worker processes,
+    chunk throughput). Each push is complete, so nothing is lost between pushes and a
+    reconnecting page is in sync with its first message.
+
+    The active list holds at most COREBOARD_OVERVIEW_ACTIVE_MAX jobs (`active_more` counts
+    the rest), so a frame stays far below daphne's 1 MiB limit; the cluster shows other
+    people's work without their job ids; an error closes the socket with 4500, so the
+    page reconnects rather than silently stopping.
+    """
+
+    ticker: asyncio.Task[None] | None = None
+    joined = False
+
+    async def connect(self) -> None:
+        user = await accept_authenticated(self)
+        if user is None or not await self.guard_connect(user):
+            return
+        # A node that joins, leaves or drains says so on this group: pushed at once.
+        self.changed = asyncio.Event()
+        await self.channel_layer.group_add(cluster.CLUSTER_GROUP, self.channel_name)
+        self.joined = True
+        self.ticker = asyncio.create_task(supervised(self, self._tick(user)))
+
+    async def disconnect(self, code: int) -> None:
+        if self.ticker is not None:
+            self.ticker.cancel()
+        await self.guard_disconnect()
+        if self.joined:
+            await self.channel_layer.group_discard(cluster.CLUSTER_GROUP, self.channel_name)
+
+    async def cluster_changed(self, event: dict[str, Any]) -> None:
+        """protocol.EVENT_CLUSTER_CHANGED from jobs/cluster.py: push at once."""
+        self.changed.set()
+
+    async def _tick(self, user: Any) -> None:
+        ticks = 0
+        while True:
+            state = await sync_to_async(cluster.cluster_state, thread_sensitive=False)()
+            message = await database_sync_to_async(selectors.overview_state)(
+                user=user, cluster_state=state, active_max=settings.COREBOARD_OVERVIEW_ACTIVE_MAX
+            )
+            await self.send_json(message)
+            ticks += 1
+            if ticks % 60 == 0:
+                # A Redis that lost its data lost the group membership too.
+                await self.channel_layer.group_add(cluster.CLUSTER_GROUP, self.channel_name)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(OVERVIEW_INTERVAL_S):
+                    await self.changed.wait()
+            self.changed.clear()
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        await self.send_json(protocol.error_message("This socket takes no messages."))

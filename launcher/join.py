@@ -1,0 +1,219 @@
+"""Cluster in minutes: which network `make run` exposes its embedded services to, and the
+command that starts a worker on another machine (the "join command").
+
+`COREBOARD_LISTEN=<address>` names an address of this machine that the other machines
+reach. The embedded PostgreSQL and Redis then listen on it as well as on 127.0.0.1, and
+PostgreSQL accepts password (SCRAM) logins from `COREBOARD_LISTEN_NETWORK` only: by
+default the network of the interface that holds the address (e.g. 10.0.0.5/24 gives
+10.0.0.0/24), which is the network the operator named by picking that interface.
+
+Nothing here imports Django: `make run` uses it before settings exist.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import shlex
+import socket
+import subprocess
+import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from launcher import stack
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+JOIN_COMMAND_FILE = "join-command"
+# Settings every worker must share with the main machine (the engine's timings and the
+# kinds); the join command carries those the main machine has set.
+WORKER_SETTINGS = (
+    "COREBOARD_JOB_KINDS",
+    # Where slots of each kind are sent: a worker must consume the same queues.
+    "COREBOARD_KIND_QUEUES",
+    "COREBOARD_LEASE_MS",
+    "COREBOARD_RECONCILE_MS",
+    "COREBOARD_CHUNK_MAX_RETRIES",
+    "COREBOARD_CHUNK_MAX_ATTEMPTS",
+    "COREBOARD_CHUNK_TIME_LIMIT",
+    "COREBOARD_SLOT_MAX_SECONDS",
+    "COREBOARD_SLOT_SLICE_MS",
+    "COREBOARD_OWNER_MAX_SLOTS",
+    "COREBOARD_BATCH_TARGET_MS",
+    "COREBOARD_FLUSH_MS",
+    "COREBOARD_CANCEL_POLL_MS",
+    "COREBOARD_PROGRESS_INTERVAL_MS",
+    "COREBOARD_PUBLISH_INTERVAL_MS",
+    "TIME_ZONE",
+)
+
+
+@dataclass(frozen=True)
+class Listen:
+    """The address other machines reach this one at, and who may log in through it."""
+
+    address: IPAddress
+    network: IPNetwork
+
+    @property
+    def url_host(self) -> str:
+        return url_host(self.address)
+
+
+def url_host(address: IPAddress) -> str:
+    return f"[{address}]" if address.version == 6 else str(address)
+
+
+def _interface_network(address: IPAddress) -> IPNetwork | None:
+    for entries in psutil.net_if_addrs().values():
+        for entry in entries:
+            if entry.family not in (socket.AF_INET, socket.AF_INET6) or not entry.netmask:
+                continue
+            try:
+                if ipaddress.ip_address(entry.address.split("%", 1)[0]) != address:
+                    continue
+                return ipaddress.ip_network(f"{address}/{entry.netmask}", strict=False)
+            except ValueError:
+                continue
+    return None
+
+
+def _local_addresses() -> list[str]:
+    return sorted(
+        entry.address
+        for entries in psutil.net_if_addrs().values()
+        for entry in entries
+        if entry.family in (socket.AF_INET, socket.AF_INET6)
+    )
+
+
+def listen_from_env(environ: Mapping[str, str] = os.environ) -> Listen | None:
+    """COREBOARD_LISTEN / COREBOARD_LISTEN_NETWORK, checked; None when not set."""
+    raw = environ.get("COREBOARD_LISTEN", "").strip()
+    if not raw:
+        return None
+    try:
+        address = ipaddress.ip_address(raw)
+    except ValueError:
+        raise stack.StackError(
+            f"COREBOARD_LISTEN must be an IP address of this machine, not {raw!r}"
+        ) from None
+    if address.is_loopback or address.is_unspecified:
+        raise stack.StackError(
+            f"COREBOARD_LISTEN={raw} is not reachable from other machines; name the address "
+            "of the interface they reach (loopback is always served)"
+        )
+    interface_network = _interface_network(address)
+    if interface_network is None:
+        raise stack.StackError(
+            f"COREBOARD_LISTEN={raw} is not an address of this machine (its addresses: "
+            f"{', '.join(_local_addresses())})"
+        )
+    given = environ.get("COREBOARD_LISTEN_NETWORK", "").strip()
+    if given:
+        try:
+            network = ipaddress.ip_network(given, strict=False)
+        except ValueError:
+            raise stack.StackError(
+                f"COREBOARD_LISTEN_NETWORK must be a network such as 10.0.0.0/24, not {given!r}"
+            ) from None
+        if network.version != address.version:
+            raise stack.StackError(
+                f"COREBOARD_LISTEN_NETWORK={given} and COREBOARD_LISTEN={raw} are not of the "
+                "same IP version"
+            )
+    else:
+        network = interface_network
+        if network.num_addresses == 1:
+            raise stack.StackError(
+                f"the interface of COREBOARD_LISTEN={raw} has no network (/{network.prefixlen}); "
+                "set COREBOARD_LISTEN_NETWORK to the network the workers connect from"
+            )
+    return Listen(address=address, network=network)
+
+
+def _credentials_url(scheme: str, user: str, password: str, host: str, port: int, path: str) -> str:
+    # Passwords may hold any character: URL-encode them (the generated ones need not).
+    credentials = f"{urllib.parse.quote(user, safe='')}:{urllib.parse.quote(password, safe='')}"
+    return f"{scheme}://{credentials}@{host}:{port}/{path}"
+
+
+def postgres_url(*, user: str, password: str, host: str, port: int, database: str) -> str:
+    return _credentials_url("postgresql", user, password, host, port, database)
+
+
+def redis_url(*, password: str, host: str, port: int, db: int = 0) -> str:
+    return _credentials_url("redis", "", password, host, port, str(db))
+
+
+def url_is_loopback(url: str) -> bool:
+    host = urllib.parse.urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def code_version() -> str:
+    """The checkout's commit, so the operator can give workers the same code."""
+    try:
+        return subprocess.run(  # noqa: S603 - fixed arguments
+            ["git", "-C", str(stack.BASE_DIR), "rev-parse", "--short", "HEAD"],  # noqa: S607
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=5,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def join_command(
+    *,
+    database_url: str,
+    redis_url: str,
+    media_root: Path,
+    environ: Mapping[str, str] = os.environ,
+) -> str:
+    """The shell line that starts a worker on another machine, in a checkout of the same
+    code there: `make worker` with the shared services' URLs, the shared MEDIA_ROOT and
+    the settings workers must share."""
+    assignments = {
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "MEDIA_ROOT": str(media_root.resolve()),
+    }
+    for name in WORKER_SETTINGS:
+        if environ.get(name):
+            assignments[name] = environ[name]
+    line = " ".join(f"{name}={shlex.quote(value)}" for name, value in assignments.items())
+    return f"{line} make worker"
+
+
+def join_command_file() -> Path:
+    return stack.VAR_DIR / JOIN_COMMAND_FILE
+
+
+def join_command_write(command: str) -> Path:
+    """var/join-command, 0600: it holds passwords."""
+    path = join_command_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.unlink(missing_ok=True)
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(command + "\n")
+    partial.replace(path)
+    return path
+
+
+def join_command_forget() -> None:
+    """No stale credentials lie around once the services are not exposed any more."""
+    join_command_file().unlink(missing_ok=True)

@@ -1,0 +1,576 @@
+"""The embedded default: a private PostgreSQL cluster and Redis server under ./var.
+
+Used by `make run` (launcher.run), by the test suite (tests.services_plugin) and by
+settings (for the default connection URLs). Nothing here imports Django, so it can
+run before settings are configured.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import secrets
+import shlex
+import shutil
+import socket
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+# Everything `make run` keeps (data, secrets, media); COREBOARD_VAR_DIR moves it.
+VAR_DIR = Path(os.environ.get("COREBOARD_VAR_DIR") or BASE_DIR / "var")
+SECRETS_DIR = VAR_DIR / "secrets"
+# Files the services create are not for other local users (group: the service account).
+SERVICE_UMASK = 0o027
+
+DEFAULT_PG_PORT = 54329
+DEFAULT_REDIS_PORT = 56379
+STARTUP_TIMEOUT_S = 30.0
+
+
+class StackError(RuntimeError):
+    """An embedded service could not be prepared or started."""
+
+
+def secret_file(name: str) -> Path:
+    return SECRETS_DIR / name
+
+
+def read_or_create_secret(name: str, *, nbytes: int = 24, min_length: int = 0) -> str:
+    """Return the secret stored under var/secrets/<name>, creating it (0600) if missing or
+    shorter than `min_length` (a key kept from an older version)."""
+    path = secret_file(name)
+    if path.exists():
+        value = path.read_text().strip()
+        if len(value) >= min_length:
+            return value
+        path.unlink()
+    SECRETS_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
+    value = secrets.token_urlsafe(nbytes)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value + "\n")
+    return value
+
+
+def read_secret(name: str) -> str:
+    path = secret_file(name)
+    return path.read_text().strip() if path.exists() else ""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_is_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex((host, port)) == 0
+
+
+def wait_for_port(
+    port: int, *, timeout: float = STARTUP_TIMEOUT_S, what: str = "server", host: str = "127.0.0.1"
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not port_is_open(port, host):
+        if time.monotonic() > deadline:
+            raise StackError(f"{what} did not open {host}:{port} within {timeout:.0f} s")
+        time.sleep(0.05)
+
+
+def postgres_bin_dir() -> Path:
+    configured = os.environ.get("COREBOARD_PG_BIN")
+    if configured:
+        return Path(configured)
+    candidates = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+        key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
+    )
+    if candidates:
+        return candidates[-1].parent
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).parent
+    raise StackError("PostgreSQL server binaries not found (apt-get install postgresql)")
+
+
+def service_user() -> pwd.struct_passwd | None:
+    """The unprivileged account daphne, Celery and Redis run as when started by root
+    (COREBOARD_OS_USER, created as a system user if missing); None when not root."""
+    if os.geteuid() != 0:
+        return None
+    name = os.environ.get("COREBOARD_OS_USER", "coreboard")
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
+            check=True,
+        )
+        return pwd.getpwnam(name)
+
+
+def as_service_user(user: pwd.struct_passwd | None) -> dict[str, Any]:
+    """Popen keyword arguments that start a process as `user` (no other groups) with the
+    services' umask; just the umask when `user` is None."""
+    if user is None:
+        return {"umask": SERVICE_UMASK}
+    return {
+        "user": user.pw_uid,
+        "group": user.pw_gid,
+        "extra_groups": [],
+        "umask": SERVICE_UMASK,
+    }
+
+
+def give_to(path: Path, user: pwd.struct_passwd) -> None:
+    """Make `path` (a directory, created if missing, and everything in it) belong to
+    `user` and nobody else (no access for others, also for what older versions left
+    readable), and let that user reach it."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o750)
+    for item in [path, *path.rglob("*")]:
+        if item.is_symlink():
+            continue
+        os.chown(item, user.pw_uid, user.pw_gid)
+        item.chmod(stat.S_IMODE(item.stat().st_mode) & ~0o007)
+    _grant_traverse(path, user.pw_name)
+
+
+def grant_interpreter(user: pwd.struct_passwd) -> None:
+    """Let `user` reach the Python interpreter and the checkout (the virtualenv's python
+    may live under /root, which is 0700 on Debian)."""
+    _grant_traverse(Path(os.path.realpath(sys.executable)), user.pw_name)
+    _grant_traverse(BASE_DIR / "manage.py", user.pw_name)
+
+
+def _grant_traverse(path: Path, user: str) -> None:
+    # PostgreSQL refuses to run as root, so it runs as an unprivileged user that must be
+    # able to reach ./var/pg. Grant that one user traverse-only access to each ancestor
+    # directory that others cannot already traverse (e.g. /root is 0700 on Debian).
+    for ancestor in reversed(path.parents):
+        mode = ancestor.stat().st_mode
+        if mode & stat.S_IXOTH:
+            continue
+        if shutil.which("setfacl") is None:
+            raise StackError(
+                f"user {user!r} cannot reach {ancestor}; install 'acl' or run "
+                f"'chmod o+x {ancestor}'"
+            )
+        subprocess.run(["setfacl", "-m", f"u:{user}:x", str(ancestor)], check=True)
+
+
+@dataclass(frozen=True)
+class EmbeddedPostgres:
+    """A private PostgreSQL cluster on 127.0.0.1, data under `root`.
+
+    With `listen_address` (COREBOARD_LISTEN) it also listens there, and its client
+    authentication file, written afresh at every start, lets the unprivileged worker role
+    log in with its password from `listen_network` only; the superuser stays on loopback.
+    With `ssl_cert` and `ssl_key` those logins must use TLS.
+    """
+
+    root: Path
+    port: int
+    user: str = "coreboard"
+    database: str = "coreboard"
+    secret_name: str = "pg-password"  # noqa: S105 - the name of a file under var/secrets
+    listen_address: str = ""
+    listen_network: str = ""
+    ssl_cert: str = ""
+    ssl_key: str = ""
+    # 0: PostgreSQL's own default (100); a cluster needs more (README: Scaling out).
+    max_connections: int = 0
+    # The role workers on other machines log in as: no superuser over the network.
+    worker_user: str = "coreboard_worker"
+    worker_secret_name: str = "pg-worker-password"  # noqa: S105 - a file name
+
+    @classmethod
+    def default(cls, *, listen_address: str = "", listen_network: str = "") -> EmbeddedPostgres:
+        return cls(
+            root=VAR_DIR / "pg",
+            port=int(os.environ.get("COREBOARD_PG_PORT", DEFAULT_PG_PORT)),
+            listen_address=listen_address,
+            listen_network=listen_network,
+            ssl_cert=os.environ.get("COREBOARD_PG_SSL_CERT", ""),
+            ssl_key=os.environ.get("COREBOARD_PG_SSL_KEY", ""),
+            max_connections=int(os.environ.get("COREBOARD_PG_MAX_CONNECTIONS") or 0),
+        )
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def log_file(self) -> Path:
+        return self.root / "postgres.log"
+
+    def url(self, database: str | None = None) -> str:
+        password = read_secret(self.secret_name)
+        return (
+            f"postgresql://{self.user}:{password}@127.0.0.1:{self.port}/{database or self.database}"
+        )
+
+    # -- running as the unprivileged owner of the cluster ---------------------------------
+
+    @staticmethod
+    def os_user() -> str | None:
+        if os.geteuid() != 0:
+            return None
+        user = os.environ.get("COREBOARD_PG_OS_USER", "postgres")
+        try:
+            pwd.getpwnam(user)
+        except KeyError:
+            subprocess.run(
+                ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", user],
+                check=True,
+            )
+        return user
+
+    def _run(self, args: list[str]) -> subprocess.CompletedProcess[str]:
+        user = self.os_user()
+        command = ["runuser", "-u", user, "--", *args] if user else args
+        return subprocess.run(command, text=True, capture_output=True, check=False)
+
+    def _prepare_root(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        user = self.os_user()
+        if user:
+            entry = pwd.getpwnam(user)
+            os.chown(self.root, entry.pw_uid, entry.pw_gid)
+            _grant_traverse(self.root, user)
+
+    def ensure_initialised(self) -> None:
+        if (self.data_dir / "PG_VERSION").exists():
+            return
+        self._prepare_root()
+        password = read_or_create_secret(self.secret_name)
+        pwfile = self.root / "initdb-password"
+        pwfile.write_text(password + "\n")
+        user = self.os_user()
+        if user:
+            entry = pwd.getpwnam(user)
+            os.chown(pwfile, entry.pw_uid, entry.pw_gid)
+        pwfile.chmod(0o600)
+        try:
+            result = self._run(
+                [
+                    str(postgres_bin_dir() / "initdb"),
+                    "--pgdata",
+                    str(self.data_dir),
+                    "--username",
+                    self.user,
+                    "--pwfile",
+                    str(pwfile),
+                    "--auth",
+                    "scram-sha-256",
+                    "--encoding",
+                    "UTF8",
+                    "--locale",
+                    "C",
+                ]
+            )
+        finally:
+            pwfile.unlink(missing_ok=True)
+        if result.returncode != 0:
+            raise StackError(f"initdb failed:\n{result.stdout}{result.stderr}")
+
+    def is_running(self) -> bool:
+        result = self._run([str(postgres_bin_dir() / "pg_ctl"), "status", "-D", str(self.data_dir)])
+        return result.returncode == 0
+
+    def start(self) -> None:
+        self.ensure_initialised()
+        if self.is_running():
+            raise StackError(
+                f"a PostgreSQL server already runs on {self.data_dir}; is another "
+                "'make run' or test run using this checkout?"
+            )
+        if port_is_open(self.port):
+            raise StackError(f"port {self.port} is taken; set COREBOARD_PG_PORT to a free port")
+        addresses = ",".join(filter(None, ["127.0.0.1", self.listen_address]))
+        options = (
+            f"-c listen_addresses={addresses} -c port={self.port} -c unix_socket_directories='' "
+            f"-c hba_file={shlex.quote(str(self._hba_write()))}"
+        )
+        if self.max_connections:
+            options += f" -c max_connections={self.max_connections}"
+        if self.ssl_cert and self.ssl_key:
+            options += (
+                f" -c ssl=on -c ssl_cert_file={shlex.quote(self.ssl_cert)}"
+                f" -c ssl_key_file={shlex.quote(self.ssl_key)}"
+            )
+        result = self._run(
+            [
+                str(postgres_bin_dir() / "pg_ctl"),
+                "start",
+                "--wait",
+                f"--timeout={int(STARTUP_TIMEOUT_S)}",
+                "-D",
+                str(self.data_dir),
+                "-l",
+                str(self.log_file),
+                "-o",
+                options,
+            ]
+        )
+        if result.returncode != 0:
+            log = self.log_file.read_text()[-2000:] if self.log_file.exists() else ""
+            raise StackError(f"PostgreSQL did not start:\n{result.stdout}{result.stderr}{log}")
+        self._ensure_database()
+
+    def _hba_write(self) -> Path:
+        """pg_hba.conf for this start: passwords everywhere; the network only for workers."""
+        lines = [
+            "# Written by Coreboard at every start (project/stack.py): edits are lost.",
+            "host all all 127.0.0.1/32 scram-sha-256",
+            "host all all ::1/128 scram-sha-256",
+        ]
+        if self.listen_address and self.listen_network:
+            method = "hostssl" if self.ssl_cert and self.ssl_key else "host"
+            lines.append(
+                f"{method} {self.database} {self.worker_user} {self.listen_network} scram-sha-256"
+            )
+        path = self.root / "pg_hba.conf"
+        path.write_text("\n".join(lines) + "\n")
+        user = self.os_user()
+        if user:
+            entry = pwd.getpwnam(user)
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+        path.chmod(0o600)
+        return path
+
+    def worker_url(self, host: str) -> str:
+        """The worker role's URL through `host` (an address other machines reach)."""
+        from launcher.join import postgres_url
+
+        return postgres_url(
+            user=self.worker_user,
+            password=read_secret(self.worker_secret_name),
+            host=host,
+            port=self.port,
+            database=self.database,
+        ) + ("?sslmode=require" if self.ssl_cert and self.ssl_key else "")
+
+    def worker_role_ensure(self) -> None:
+        """The worker role, allowed to read and write Coreboard's tables (after migrate) and
+        nothing else: no DDL, no superuser powers such as COPY TO PROGRAM."""
+        import psycopg
+        from psycopg import sql
+
+        password = read_or_create_secret(self.worker_secret_name)
+        role = sql.Identifier(self.worker_user)
+        owner = sql.Identifier(self.user)
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            exists = conn.execute(
+                "SELECT 1 FROM pg_roles WHERE rolname = %s", [self.worker_user]
+            ).fetchone()
+            if not exists:
+                conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(role))
+            statements = [
+                sql.SQL("ALTER ROLE {} WITH LOGIN NOSUPERUSER PASSWORD {}").format(
+                    role, sql.Literal(password)
+                ),
+                sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
+                    sql.Identifier(self.database), role
+                ),
+                sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(role),
+                sql.SQL(
+                    "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {}"
+                ).format(role),
+                sql.SQL(
+                    "GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO {}"
+                ).format(role),
+                # Tables a later `manage.py migrate` creates are the workers' too.
+                sql.SQL(
+                    "ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA public "
+                    "GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {}"
+                ).format(owner, role),
+                sql.SQL(
+                    "ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA public "
+                    "GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO {}"
+                ).format(owner, role),
+            ]
+            for statement in statements:
+                conn.execute(statement)
+
+    def _ensure_database(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
+            exists = conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", [self.database]
+            ).fetchone()
+            if not exists:
+                conn.execute(f'CREATE DATABASE "{self.database}"')
+
+    def stop(self) -> None:
+        self._run(
+            [str(postgres_bin_dir() / "pg_ctl"), "stop", "--mode=fast", "-D", str(self.data_dir)]
+        )
+
+    def restart(self) -> None:
+        """A fast restart (open sessions are cut), as after a crash or an upgrade."""
+        self.stop()
+        self.start()
+
+
+@dataclass
+class EmbeddedRedis:
+    """A private redis-server on 127.0.0.1, data under `root`, run as our child process.
+
+    It requires a password (generated once into var/secrets/<secret_name>, given to Redis
+    in a 0600 config file rather than on its command line, and carried by `url()`), so
+    another local process cannot enqueue tasks or forge live progress; and it runs as the
+    service user when started by root.
+    """
+
+    root: Path
+    port: int
+    persist: bool = True
+    secret_name: str = "redis-password"  # noqa: S105 - the name of a file under var/secrets
+    process: subprocess.Popen[bytes] | None = None
+    # COREBOARD_LISTEN: also bound there (with the same password), for other machines.
+    listen_address: str = ""
+
+    @classmethod
+    def default(cls, *, listen_address: str = "") -> EmbeddedRedis:
+        port = int(os.environ.get("COREBOARD_REDIS_PORT", DEFAULT_REDIS_PORT))
+        return cls(root=VAR_DIR / "redis", port=port, listen_address=listen_address)
+
+    def url_through(self, host: str, db: int = 0) -> str:
+        """The URL through `host` (an address other machines reach)."""
+        from launcher.join import redis_url
+
+        return redis_url(password=read_secret(self.secret_name), host=host, port=self.port, db=db)
+
+    def url(self, db: int = 0) -> str:
+        password = read_secret(self.secret_name)
+        credentials = f":{password}@" if password else ""
+        return f"redis://{credentials}127.0.0.1:{self.port}/{db}"
+
+    def start(self) -> None:
+        server = (
+            os.environ.get("COREBOARD_REDIS_SERVER")
+            or shutil.which("redis-server")
+            or "/usr/bin/redis-server"
+        )
+        if not Path(server).exists():
+            raise StackError(
+                f"redis-server not found at {server} (apt-get install redis-server, or set "
+                "COREBOARD_REDIS_SERVER to its path)"
+            )
+        if port_is_open(self.port):
+            raise StackError(f"port {self.port} is taken; set COREBOARD_REDIS_PORT to a free port")
+        password = read_or_create_secret(self.secret_name)
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o750)
+        config = self.root / "redis.conf"
+        config.unlink(missing_ok=True)
+        fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(f"requirepass {password}\n")
+        log = (self.root / "redis.log").open("ab")
+        user = service_user()
+        if user is not None:
+            give_to(self.root, user)
+        self.process = subprocess.Popen(
+            [
+                server,
+                str(config),
+                "--bind",
+                *filter(None, ["127.0.0.1", self.listen_address]),
+                "--port",
+                str(self.port),
+                "--dir",
+                str(self.root),
+                # The broker's messages and the slot registry must survive a restart:
+                # an append-only file written every second, and never evict a key.
+                "--save",
+                "",
+                "--appendonly",
+                "yes" if self.persist else "no",
+                "--appendfsync",
+                "everysec",
+                "--maxmemory-policy",
+                "noeviction",
+                "--protected-mode",
+                "yes",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            **as_service_user(user),
+        )
+        try:
+            wait_for_port(self.port, what="redis-server")
+        except StackError:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+
+@dataclass
+class PrivateServices:
+    """What start_private_services started (None where a URL was given instead)."""
+
+    postgres: EmbeddedPostgres | None = None
+    redis: EmbeddedRedis | None = None
+
+    def stops(self) -> list[Callable[[], None]]:
+        """The functions that stop them, in starting order."""
+        return [service.stop for service in (self.postgres, self.redis) if service is not None]
+
+
+def start_private_services(
+    root: Path,
+    *,
+    secret_name: str,
+    persist: bool = True,
+    redis_secret_name: str = "test-redis-password",  # noqa: S107 - a file name
+) -> PrivateServices:
+    """A private PostgreSQL and Redis under `root` on free ports, for tests and benchmarks.
+
+    Skips each one whose URL (DATABASE_URL / REDIS_URL) is already set and exports the
+    URLs of those it starts.
+    """
+    started = PrivateServices()
+    try:
+        if "DATABASE_URL" not in os.environ:
+            postgres = EmbeddedPostgres(root=root / "pg", port=free_port(), secret_name=secret_name)
+            postgres.start()
+            started.postgres = postgres
+            os.environ["DATABASE_URL"] = postgres.url()
+        if "REDIS_URL" not in os.environ:
+            redis = EmbeddedRedis(
+                root=root / "redis",
+                port=free_port(),
+                persist=persist,
+                secret_name=redis_secret_name,
+            )
+            redis.start()
+            started.redis = redis
+            os.environ["REDIS_URL"] = redis.url()
+    except BaseException:
+        for stop in reversed(started.stops()):
+            stop()
+        raise
+    return started

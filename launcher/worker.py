@@ -1,0 +1,122 @@
+"""`make worker [NODE=name] [QUEUES=q1,q2] [CONCURRENCY=n] [LABELS=a,b]`: a Celery worker
+only, for more machines (point DATABASE_URL and REDIS_URL at the shared servers; `make run`
+with COREBOARD_LISTEN prints the whole line).
+
+The node name is the worker's identity in the cluster (the overview, drain, the slot
+registry, the collision check of jobs.engine.preflight). By default it is
+`coreboard-<node id>@<host name>`, where the node id is 8 random hex digits generated once
+into var/node-id: stable across restarts of this checkout, and distinct for two machines
+(or clones) that share a host name. Two workers from one checkout need NODE= names.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import secrets
+import socket
+import sys
+from collections.abc import Sequence
+
+from launcher import stack
+
+NODE_ID_FILE = "node-id"
+# Celery node names, queue names and labels travel in Redis keys and on pages: plain words.
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}$")
+_NODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}(@[A-Za-z0-9][A-Za-z0-9_.-]{0,252})?$")
+
+
+class WorkerOptionError(ValueError):
+    """A `make worker` option that cannot be used; the message names it and the rule."""
+
+
+def node_id() -> str:
+    """This checkout's node id (var/node-id, created once); a fresh one per start when
+    var/ cannot be written (the name then changes with every start)."""
+    path = stack.VAR_DIR / NODE_ID_FILE
+    try:
+        value = path.read_text().strip()
+        if re.fullmatch(r"[0-9a-f]{8}", value):
+            return value
+    except OSError:
+        pass
+    value = secrets.token_hex(4)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(value + "\n")
+    except OSError:
+        print(f"make worker: cannot write {path}; this start's node id is {value}", file=sys.stderr)
+    return value
+
+
+def default_node_name() -> str:
+    return f"coreboard-{node_id()}@{socket.gethostname()}"
+
+
+def node_name(given: str) -> str:
+    """NODE=name becomes name@<host name>; NODE=name@host is used as given."""
+    if not _NODE.match(given):
+        raise WorkerOptionError(
+            f"NODE must be a name (letters, digits, '_', '.', '-'; up to 63 characters), "
+            f"optionally followed by @host: not {given!r}"
+        )
+    return given if "@" in given else f"{given}@{socket.gethostname()}"
+
+
+def names(option: str, value: str) -> list[str]:
+    items = [item.strip() for item in value.split(",") if item.strip()]
+    for item in items:
+        if not _NAME.match(item):
+            raise WorkerOptionError(
+                f"{option} must be comma-separated names (letters, digits, '_', '.', ':', '-'; "
+                f"up to 63 characters each): not {item!r}"
+            )
+    return items
+
+
+def concurrency(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise WorkerOptionError(f"CONCURRENCY must be a whole number, not {value!r}") from None
+    if not 1 <= number <= 1024:
+        raise WorkerOptionError(f"CONCURRENCY must be between 1 and 1024, not {number}")
+    return number
+
+
+def worker_args(
+    argv: Sequence[str], environ: dict[str, str] | None = None
+) -> tuple[list[str], dict[str, str]]:
+    """The celery command line and environment of `make worker` with these options."""
+    from launcher.run import worker_command
+
+    environ = dict(os.environ if environ is None else environ)
+    parser = argparse.ArgumentParser(prog="make worker")
+    parser.add_argument("--node", default=environ.get("COREBOARD_WORKER_NODE", ""))
+    parser.add_argument("--queues", default=environ.get("COREBOARD_WORKER_QUEUES", ""))
+    parser.add_argument(
+        "--concurrency",
+        default=environ.get("COREBOARD_WORKER_CONCURRENCY") or str(os.cpu_count() or 1),
+    )
+    parser.add_argument("--labels", default=environ.get("COREBOARD_WORKER_LABELS", ""))
+    options = parser.parse_args(list(argv))
+    extra = ["-n", node_name(options.node) if options.node else default_node_name()]
+    queues = names("QUEUES", options.queues)
+    if queues:
+        extra += ["-Q", ",".join(queues)]
+    environ["COREBOARD_WORKER_LABELS"] = ",".join(names("LABELS", options.labels))
+    return worker_command(concurrency(str(options.concurrency)), *extra), environ
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args, environ = worker_args(sys.argv[1:] if argv is None else argv)
+    except WorkerOptionError as error:
+        print(f"make worker: {error}", file=sys.stderr)
+        return 2
+    os.execve(args[0], args, environ)  # noqa: S606 - our own celery, a fixed program
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,737 @@
+"""The job pages in Debian's Chromium (Playwright), against real daphne and prefork workers."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import User
+from django.db import transaction
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from jobs import services
+from jobs.services import nodes
+from tests.factories import make_job
+from tests.processes import ServerProcess, start_daphne
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+CHROMIUM = "/usr/bin/chromium"
+SCREENSHOT_DIR = os.environ.get("COREBOARD_SCREENSHOT_DIR")
+AXE_SOURCE = (
+    Path(__file__).resolve().parents[2] / "node_modules/axe-core/axe.min.js"
+).read_text()
+PHONE = {"width": 390, "height": 844}
+# Every Content-Security-Policy violation a page reports, and every error its scripts throw
+# (a module that fails to load or run), kept where the test can read them.
+CSP_WATCH = """
+window.__cspViolations = [];
+document.addEventListener("securitypolicyviolation", (event) => {
+  const where = `${event.sourceFile}:${event.lineNumber}`;
+  window.__cspViolations.push(`${event.violatedDirective} ${event.blockedURI} ${where}`);
+});
+window.__scriptErrors = [];
+window.addEventListener("error", (event) => {
+  const where = event.filename ? `${event.filename}:${event.lineno}` : event.target.src;
+  window.__scriptErrors.push(`${event.message || "failed to load"} ${where}`);
+}, true);
+window.addEventListener("unhandledrejection", (event) => {
+  window.__scriptErrors.push(`unhandled rejection: ${event.reason}`);
+});
+"""
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    # Playwright's sync API keeps an event loop running on this thread for as long as the
+    # browser lives, and Django refuses ORM calls (fixtures, database flushes) beside a
+    # running loop. Nothing here is concurrent, so the guard can stand down meanwhile.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        yield from _launch()
+
+
+def _launch() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser, celery_worker: ServerProcess) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.add_init_script(CSP_WATCH)
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    yield page
+    context.close()
+
+
+def assert_page_is_sound(page: Page, where: str) -> None:
+    """axe-core finds nothing, no CSP violation or script error, nothing wider than the
+    viewport."""
+    page.wait_for_load_state("load")
+    page.evaluate(AXE_SOURCE)
+    violations = page.evaluate(
+        """async () => {
+          const result = await axe.run(document, { resultTypes: ["violations"] });
+          const where = (v) => v.nodes.slice(0, 3).map((n) => n.target.join(" ")).join(", ");
+          return result.violations.map((v) => `${v.id}: ${where(v)}`);
+        }"""
+    )
+    assert violations == [], f"axe on {where}: {violations}"
+    blocked = page.evaluate("window.__cspViolations")
+    assert blocked == [], f"CSP on {where}: {blocked}"
+    errors = page.evaluate("window.__scriptErrors")
+    assert errors == [], f"script errors on {where}: {errors}"
+    widths = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    assert widths[0] <= widths[1], f"{where} is {widths[0]} px wide in a {widths[1]} px window"
+
+
+def screenshot(page: Page, name: str) -> None:
+    if SCREENSHOT_DIR:
+        Path(SCREENSHOT_DIR).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(SCREENSHOT_DIR) / name), full_page=True)
+
+
+def log_in(page: Page, base_url: str, username: str, password: str) -> None:
+    page.goto(f"{base_url}/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name="Overview")).to_be_visible()
+
+
+def test_create_a_job_and_watch_it_finish(page: Page, daphne_server: str, alice: User) -> None:
+    log_in(page, daphne_server, "alice", "alice-password-1")
+    page.get_by_role("link", name="New job").first.click()
+    page.get_by_role("link", name="Burn CPU").click()
+    page.get_by_label("Chunks").fill("6")
+    page.get_by_label("Milliseconds per chunk").fill("1500")
+    page.get_by_role("button", name="Start job").click()
+
+    expect(page.locator("#connection")).to_have_text("live")
+    progress = page.get_by_role("progressbar", name="Job progress")
+    expect(page.locator("#job-status")).to_have_text("running")
+    expect(page.locator(".cell.chunk-done").first).to_be_visible()
+    expect(page.locator("#cancel-button")).to_be_visible()
+    screenshot(page, "job-running.png")
+    expect(progress).to_have_attribute("aria-valuenow", "100", timeout=60_000)
+    expect(page.locator("#job-status")).to_have_text("succeeded")
+    expect(page.locator("#result")).to_contain_text('"chunks": 6')
+    expect(page.locator("#timings")).to_contain_text("Speedup")
+    expect(page.locator("#cancel-button")).to_be_hidden()
+    timeline = page.get_by_role(
+        "img", name=re.compile("Timeline of 6 chunks on 2 worker processes")
+    )
+    expect(timeline).to_have_attribute("data-running", "0")
+    expect(page.locator(".cell.chunk-done")).to_have_count(6)
+    screenshot(page, "job-finished.png")
+
+    page.get_by_role("link", name="History").click()
+    page.get_by_label("Status").select_option("succeeded")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.locator("tbody tr")).to_have_count(1)
+    screenshot(page, "history.png")
+
+
+def test_invalid_form_shows_field_errors(page: Page, daphne_server: str, alice: User) -> None:
+    log_in(page, daphne_server, "alice", "alice-password-1")
+    page.goto(f"{daphne_server}/jobs/new/?kind=primes")
+    page.get_by_label("Start").fill("100")
+    page.get_by_label("Stop").fill("10")
+    page.get_by_role("button", name="Start job").click()
+    expect(page.get_by_text("Must be greater than Start (100).", exact=True)).to_be_visible()
+    summary = page.locator("#error-summary")
+    expect(summary).to_be_focused()
+    summary.get_by_role("link", name="Stop: Must be greater than Start (100).").click()
+    expect(page.get_by_label("Stop")).to_be_focused()
+
+
+def test_cancel_a_running_job_from_its_page(page: Page, daphne_server: str, alice: User) -> None:
+    log_in(page, daphne_server, "alice", "alice-password-1")
+    page.goto(f"{daphne_server}/jobs/new/?kind=burn")
+    page.get_by_label("Chunks").fill("4")
+    page.get_by_label("Milliseconds per chunk").fill("60000")
+    page.get_by_role("button", name="Start job").click()
+    expect(page.locator(".cell.chunk-running")).to_have_count(2)
+    page.get_by_role("button", name="Cancel job").click()
+    expect(page.locator("#job-status")).to_have_text("cancelled")
+    expect(page.locator(".cell.chunk-cancelled")).to_have_count(4, timeout=10_000)
+
+
+def test_mandelbrot_fills_in_band_by_band(page: Page, daphne_server: str, alice: User) -> None:
+    log_in(page, daphne_server, "alice", "alice-password-1")
+    page.goto(f"{daphne_server}/jobs/new/?kind=mandelbrot")
+    page.get_by_label("Width").fill("360")
+    page.get_by_label("Height").fill("240")
+    page.get_by_label("Max iter").fill("400")
+    page.get_by_label("Chunks").fill("12")
+    page.get_by_role("button", name="Start job").click()
+    band = page.locator("#preview img").first
+    expect(band).to_be_visible()
+    screenshot(page, "mandelbrot-running.png")
+    assert_page_is_sound(page, "a Mandelbrot job filling in")
+    # Beside the progress bar, above the grid, at its real size.
+    band_box = band.bounding_box()
+    assert band_box is not None
+    assert band_box["width"] == 360
+    grid_box = page.locator("#chunk-grid").bounding_box()
+    assert grid_box is not None
+    assert band_box["y"] < grid_box["y"]
+    expect(page.locator(".cell.chunk-done")).to_have_count(12, timeout=60_000)
+    result = page.get_by_role("img", name="Result of job")
+    expect(result).to_be_visible()
+    page.wait_for_function("document.getElementById('result-file-image').naturalWidth === 360")
+    result_box = result.bounding_box()
+    assert result_box is not None
+    assert (result_box["x"], result_box["width"], result_box["height"]) == (band_box["x"], 360, 240)
+    expect(page.get_by_role("link", name="Download")).to_have_attribute(
+        "href", re.compile(r"/api/jobs/\d+/result-file/\?download=1")
+    )
+
+
+def wordcount_job_done(page: Page, base_url: str, text: Path, chunks: int = 2) -> None:
+    """Log in as alice, count the words of `text` from the form, wait for success."""
+    log_in(page, base_url, "alice", "alice-password-1")
+    page.goto(f"{base_url}/jobs/new/?kind=wordcount")
+    page.get_by_label("Upload").set_input_files(str(text))
+    page.get_by_label("Chunks").fill(str(chunks))
+    page.get_by_role("button", name="Start job").click()
+    expect(page.locator("#job-status")).to_have_text("succeeded", timeout=60_000)
+
+
+def test_wordcount_with_a_file_from_the_form(
+    page: Page, daphne_server: str, alice: User, tmp_path: Path
+) -> None:
+    text = tmp_path / "poem.txt"
+    text.write_text("the cat and the hat\nthe end\n")
+    wordcount_job_done(page, daphne_server, text, chunks=3)
+    expect(page.locator("#result-figures")).to_contain_text("Words7")
+    expect(page.locator("#result-table tbody tr").first).to_have_text("1the3")
+
+
+def test_wordcount_form_rejects_a_binary_file(
+    page: Page, daphne_server: str, alice: User, tmp_path: Path
+) -> None:
+    binary = tmp_path / "image.bin"
+    binary.write_bytes(b"\x89PNG\x00\x00")
+    log_in(page, daphne_server, "alice", "alice-password-1")
+    page.goto(f"{daphne_server}/jobs/new/?kind=wordcount")
+    page.get_by_label("Upload").set_input_files(str(binary))
+    page.get_by_role("button", name="Start job").click()
+    expect(page.locator(".errorlist").get_by_text("The file looks binary")).to_be_visible()
+    expect(page.locator("#error-summary")).to_be_focused()
+
+
+def test_overview_shows_running_jobs_and_the_cluster(
+    page: Page, daphne_server: str, alice: User
+) -> None:
+    job = make_job(alice, chunks=6, ms=1500, committed=True)
+    log_in(page, daphne_server, "alice", "alice-password-1")
+    card = page.locator(f'#active-jobs li[data-job-id="{job.pk}"]')
+    expect(card).to_be_visible()
+    expect(card.get_by_role("progressbar")).to_be_visible()
+    expect(page.locator("#processes .proc-busy")).to_have_count(2, timeout=15_000)
+    expect(page.locator("#nodes canvas")).to_have_count(1)
+    expect(card).to_contain_text("chunks/s", timeout=15_000)
+    screenshot(page, "overview.png")
+    assert_page_is_sound(page, "the overview with a running job")
+    expect(page.locator(f'#recent-jobs tr[data-job-id="{job.pk}"]')).to_be_visible(timeout=60_000)
+    expect(card).to_have_count(0)
+
+
+def test_job_page_reconnects_after_daphne_restarts(
+    page: Page, child_env: dict[str, str], alice: User
+) -> None:
+    server, base_url = start_daphne(child_env)
+    port = int(base_url.rsplit(":", 1)[1])
+    try:
+        with transaction.atomic():
+            job = services.job_create(
+                owner=alice, kind="burn", params={"chunks": 8, "ms": 1500}, parallelism=2
+            )
+        log_in(page, base_url, "alice", "alice-password-1")
+        page.goto(f"{base_url}/jobs/{job.pk}/")
+        connection = page.locator("#connection")
+        expect(connection).to_have_text("live")
+        server.stop()
+        expect(connection).to_contain_text("disconnected — reconnecting")
+        expect(page.locator("#connection[data-state=reconnecting]")).to_be_visible()
+        # Only the state is a live region; the ticking seconds are hidden from it.
+        expect(page.get_by_role("status").filter(has_text="reconnecting")).to_have_text(
+            "disconnected — reconnecting"
+        )
+        expect(page.locator(".connection-countdown")).to_have_attribute("aria-hidden", "true")
+        server, _ = start_daphne(child_env, port=port)
+        expect(connection).to_have_text("live", timeout=20_000)
+        progress = page.get_by_role("progressbar", name="Job progress")
+        expect(progress).to_have_attribute("aria-valuenow", "100", timeout=60_000)
+        expect(page.locator("#job-status")).to_have_text("succeeded")
+        expect(page.locator(".cell.chunk-done")).to_have_count(8)
+    finally:
+        server.stop()
+
+
+def test_new_job_form_previews_the_chunk_count(page: Page, daphne_server: str, alice: User) -> None:
+    log_in(page, daphne_server, "alice", "alice-password-1")
+    page.goto(f"{daphne_server}/jobs/new/?kind=burn")
+    preview = page.locator("#chunk-preview")
+    expect(preview).to_have_attribute("aria-live", "polite")
+    expect(preview).to_have_text("This job will have 8 chunks")
+    page.get_by_label("Chunks").fill("6")
+    expect(preview).to_have_text("This job will have 6 chunks")
+    page.get_by_label("Chunks").fill("0")
+    expect(preview).to_have_text("Chunks: Ensure this value is greater than or equal to 1.")
+    page.goto(f"{daphne_server}/jobs/new/?kind=wordcount")
+    page.get_by_label("Chunks").fill("3")
+    page.wait_for_timeout(600)
+    expect(page.locator("#chunk-preview")).to_have_text("")
+
+
+def test_retry_the_failed_chunks_of_a_job(page: Page, daphne_server: str, alice: User) -> None:
+    log_in(page, daphne_server, "alice", "alice-password-1")
+    page.goto(f"{daphne_server}/jobs/new/?kind=burn")
+    page.get_by_label("Chunks").fill("2")
+    page.get_by_label("Milliseconds per chunk").fill("200")
+    page.get_by_label("Fail rate").fill("1")
+    page.get_by_role("button", name="Start job").click()
+    retry = page.get_by_role("button", name="Retry", exact=True)
+    expect(retry).to_be_hidden()
+    expect(page.locator("#job-status")).to_have_text("failed", timeout=60_000)
+    # The button appears when the job ends, without a reload.
+    expect(retry).to_be_visible()
+    expect(page.get_by_role("link", name="Delete")).to_be_visible()
+    retry.focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_text("retrying what failed")).to_be_visible()
+    expect(page.locator("#job-status")).to_have_text("failed", timeout=60_000)
+    expect(page.locator(".cell.chunk-failed").first).to_have_attribute(
+        "title", re.compile(r"attempts 3\b")
+    )
+
+
+def test_run_again_then_delete_with_confirmation(
+    page: Page, daphne_server: str, alice: User
+) -> None:
+    log_in(page, daphne_server, "alice", "alice-password-1")
+    page.goto(f"{daphne_server}/jobs/new/?kind=burn")
+    page.get_by_label("Chunks").fill("2")
+    page.get_by_label("Milliseconds per chunk").fill("50")
+    page.get_by_role("button", name="Start job").click()
+    expect(page.locator("#job-status")).to_have_text("succeeded", timeout=60_000)
+    first_url = page.url
+
+    page.get_by_role("link", name="Run again").click()
+    expect(page.get_by_text("again, with its parameters")).to_be_visible()
+    expect(page.get_by_label("Chunks")).to_have_value("2")
+    expect(page.get_by_label("Milliseconds per chunk")).to_have_value("50")
+    expect(page.locator("#chunk-preview")).to_have_text("This job will have 2 chunks")
+    page.get_by_label("Chunks").fill("3")
+    expect(page.locator("#chunk-preview")).to_have_text("This job will have 3 chunks")
+    page.get_by_role("button", name="Start job").click()
+    expect(page.locator("#job-status")).to_have_text("succeeded", timeout=60_000)
+    expect(page.locator(".cell.chunk-done")).to_have_count(3)
+    assert page.url != first_url
+
+    page.get_by_role("link", name="Delete").click()
+    heading = page.get_by_role("heading", name=re.compile(r"Delete job #\d+\?"))
+    expect(heading).to_be_visible()
+    page.get_by_role("link", name="Cancel").click()
+    expect(page.locator("#job-status")).to_have_text("succeeded")
+    page.get_by_role("link", name="Delete").click()
+    page.get_by_role("button", name=re.compile(r"Delete job #\d+")).click()
+    expect(page).to_have_url(re.compile(r"/history/$"))
+    expect(page.get_by_text(re.compile(r"Job \d+ deleted\."))).to_be_visible()
+    expect(page.locator("tbody tr[data-job-id]")).to_have_count(1)
+
+
+def test_failed_chunks_show_their_tracebacks(page: Page, daphne_server: str, alice: User) -> None:
+    with transaction.atomic():
+        job = services.job_create(
+            owner=alice, kind="burn", params={"chunks": 2, "ms": 20, "fail_rate": 1}, parallelism=1
+        )
+    log_in(page, daphne_server, "alice", "alice-password-1")
+    page.goto(f"{daphne_server}/jobs/{job.pk}/")
+    expect(page.locator("#job-status")).to_have_text("failed", timeout=60_000)
+    failure = page.locator("#failures details").first
+    expect(failure).to_contain_text("Chunk 0: failed after 3 attempt(s)")
+    failure.locator("summary").click()
+    expect(failure.locator("pre")).to_contain_text("Traceback (most recent call last)")
+    # Chunk 1 may run (and fail) while chunk 0 waits for its retry: both are outlined.
+    expect(page.locator(".cell.retried").first).to_be_visible()
+    page.locator(".cell").first.focus()
+    expect(page.locator("#chunk-details")).to_contain_text("attempts 3")
+
+
+def ended_job(
+    page: Page, base_url: str, owner: User, params: dict[str, object], status: str
+) -> int:
+    with transaction.atomic():
+        job = services.job_create(owner=owner, kind="burn", params=params, parallelism=2)
+    page.goto(f"{base_url}/jobs/{job.pk}/")
+    expect(page.locator("#job-status")).to_have_text(status, timeout=60_000)
+    return job.pk
+
+
+def test_every_page_is_accessible_and_fits_a_phone(
+    browser: Browser, page: Page, daphne_server: str, alice: User
+) -> None:
+    log_in(page, daphne_server, "alice", "alice-password-1")
+    done = ended_job(page, daphne_server, alice, {"chunks": 4, "ms": 50}, "succeeded")
+    failed = ended_job(
+        page, daphne_server, alice, {"chunks": 2, "ms": 20, "fail_rate": 1}, "failed"
+    )
+    paths = [
+        "/",
+        "/history/",
+        "/history/?q=zzz&created_from=nonsense",
+        "/history/compare/?kind=burn",
+        *[f"/jobs/new/?kind={kind}" for kind in
+          ("burn", "hash_search", "mandelbrot", "montecarlo_pi", "primes", "wordcount")],
+        f"/jobs/{done}/",
+        f"/jobs/{failed}/",
+        f"/jobs/{done}/delete/",
+        "/jobs/987654321/",
+        "/uploads/",
+        "/tokens/",
+    ]  # fmt: skip
+    cookies = page.context.cookies()
+    for name, options in [
+        ("desktop", {"viewport": {"width": 1280, "height": 900}}),
+        ("phone", {"viewport": PHONE, "is_mobile": True, "has_touch": True}),
+        ("phone, dark", {"viewport": PHONE, "color_scheme": "dark"}),
+    ]:
+        context = browser.new_context(**options)  # type: ignore[arg-type]
+        context.add_init_script(CSP_WATCH)
+        context.add_cookies(cookies)  # type: ignore[arg-type]
+        tab = context.new_page()
+        for path in paths:
+            tab.goto(f"{daphne_server}{path}")
+            if path.startswith("/jobs/") and path.endswith(f"{failed}/"):
+                expect(tab.locator("#failures details").first).to_be_visible()
+            assert_page_is_sound(tab, f"{path} ({name})")
+        if name == "phone":
+            tab.goto(f"{daphne_server}/jobs/{done}/")
+            screenshot(tab, "phone-job.png")
+            tab.goto(f"{daphne_server}/")
+            screenshot(tab, "phone-overview.png")
+        context.close()
+    page.context.clear_cookies()
+    page.goto(f"{daphne_server}/accounts/login/")
+    assert_page_is_sound(page, "the login page")
+    # The watch itself works: an inline style is blocked and reported.
+    page.evaluate("document.body.insertAdjacentHTML('beforeend', '<p style=\"color: red\">x</p>')")
+    page.wait_for_function("window.__cspViolations.length > 0")
+    assert page.evaluate("window.__cspViolations")[0].startswith("style-src")
+    icon = page.locator('link[rel="icon"]').get_attribute("href")
+    assert page.request.get(f"{daphne_server}{icon}").status == 200
+
+
+def test_run_again_a_wordcount_job_without_choosing_a_file(
+    page: Page, daphne_server: str, alice: User, tmp_path: Path
+) -> None:
+    text = tmp_path / "sample.txt"
+    text.write_text("one two two three three three\n")
+    wordcount_job_done(page, daphne_server, text)
+    first_url = page.url
+    page.get_by_role("link", name="Run again").click()
+    expect(page.get_by_text("Uses “sample.txt” again")).to_be_visible()
+    page.get_by_label("Chunks").fill("3")
+    page.get_by_role("button", name="Start job").click()
+    expect(page).not_to_have_url(first_url)
+    expect(page.locator("#job-status")).to_have_text("succeeded", timeout=60_000)
+    expect(page.locator("#params")).to_contain_text("sample.txt")
+    expect(page.locator("#result-table tbody tr").first).to_contain_text("three")
+
+
+def test_overview_keeps_focus_and_tolerates_server_changes(
+    page: Page, daphne_server: str, alice: User
+) -> None:
+    job = make_job(alice, chunks=6, ms=1500, committed=True)
+    log_in(page, daphne_server, "alice", "alice-password-1")
+    card = page.locator(f'#active-jobs li[data-job-id="{job.pk}"]')
+    link = card.get_by_role("link")
+    link.focus()
+    bar = card.get_by_role("progressbar")
+    before = bar.get_attribute("aria-valuenow")
+    # Pushes arrive once a second: wait until one has moved the bar.
+    expect(bar).not_to_have_attribute("aria-valuenow", before or "0", timeout=15_000)
+    assert page.evaluate("document.activeElement.getAttribute('href')") == f"/jobs/{job.pk}/"
+    assert page.evaluate("document.activeElement.isConnected")
+
+
+def test_chunk_grid_is_one_keyboard_widget(page: Page, daphne_server: str, alice: User) -> None:
+    log_in(page, daphne_server, "alice", "alice-password-1")
+    pk = ended_job(page, daphne_server, alice, {"chunks": 12, "ms": 10}, "succeeded")
+    page.goto(f"{daphne_server}/jobs/{pk}/")
+    grid = page.get_by_role("listbox", name="Chunks")
+    expect(grid.get_by_role("option")).to_have_count(12)
+    assert page.locator('#chunk-grid [tabindex="0"]').count() == 1
+    page.locator("#notify-button, #rerun-link").last.focus()
+    page.locator("#chunk-grid [tabindex='0']").focus()
+    focused = "document.activeElement.dataset.index"
+    page.keyboard.press("ArrowRight")
+    assert page.evaluate(focused) == "1"
+    page.keyboard.press("End")
+    assert page.evaluate(focused) == "11"
+    page.keyboard.press("ArrowLeft")
+    assert page.evaluate(focused) == "10"
+    page.keyboard.press("Home")
+    assert page.evaluate(focused) == "0"
+    expect(page.locator("#chunk-details")).to_contain_text("Chunk 0: done")
+    assert page.locator('#chunk-grid [tabindex="0"]').count() == 1
+    # One Tab leaves the grid, whatever the number of chunks.
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.closest('#chunk-grid') === null")
+
+
+def test_job_end_shows_in_the_title_is_announced_and_notifies(
+    page: Page, daphne_server: str, alice: User
+) -> None:
+    page.add_init_script(
+        """
+        window.__notified = [];
+        window.Notification = class {
+          constructor(title) { window.__notified.push(title); }
+          static get permission() { return window.__permission || "default"; }
+          static requestPermission() {
+            window.__permission = "granted";
+            return Promise.resolve("granted");
+          }
+        };
+        """
+    )
+    log_in(page, daphne_server, "alice", "alice-password-1")
+    job = make_job(alice, chunks=6, ms=1500, committed=True)
+    page.goto(f"{daphne_server}/jobs/{job.pk}/")
+    page.get_by_role("button", name="Notify me when it ends").click()
+    notify = page.locator("#notify-button")
+    expect(notify).to_have_attribute("aria-pressed", "true")
+    expect(notify).to_have_text("You will be notified when it ends")
+    assert_page_is_sound(page, "a running job")
+    expect(page).to_have_title(re.compile(r"^\d+(\.\d)?% · Job \d+ · Coreboard$"))
+    announcer = page.locator("#job-announcer")
+    expect(announcer).to_have_text("")
+    expect(page).to_have_title(f"✓ Job {job.pk} succeeded · Coreboard", timeout=60_000)
+    expect(announcer).to_have_text(f"Job {job.pk} succeeded.")
+    assert page.evaluate("window.__notified") == [f"Job {job.pk} succeeded"]
+    # The result and the notes come in without a reload.
+    expect(page.locator("#result-figures")).to_contain_text("Chunks burnt")
+    page.reload()
+    expect(page.locator("#job-announcer")).to_have_text("")
+
+
+def test_times_use_the_viewers_time_zone(
+    browser: Browser, page: Page, daphne_server: str, alice: User
+) -> None:
+    log_in(page, daphne_server, "alice", "alice-password-1")
+    pk = ended_job(page, daphne_server, alice, {"chunks": 2, "ms": 10}, "succeeded")
+    context = browser.new_context(timezone_id="Asia/Kolkata")
+    context.add_cookies(page.context.cookies())  # type: ignore[arg-type]
+    tab = context.new_page()
+    shape = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d GMT\+5:30$")
+    tab.goto(f"{daphne_server}/history/")
+    expect(tab.locator(f'tr[data-job-id="{pk}"] time')).to_have_text(shape)
+    tab.goto(f"{daphne_server}/")
+    expect(tab.locator(f'#recent-jobs tr[data-job-id="{pk}"] time')).to_have_text(shape)
+    context.close()
+
+
+def test_overview_takes_a_capped_list_and_processes_without_a_job(
+    page: Page, daphne_server: str, alice: User
+) -> None:
+    # The server may cap the active list (`active_more` counts the rest) and leave out the
+    # job of a process that works for somebody else: a stand-in socket sends such a state.
+    job = {
+        "id": 41, "kind": "burn", "status": "running", "progress": 0.5, "done_chunks": 2,
+        "total_chunks": 4, "throughput": 1.0, "eta_seconds": 2.0,
+    }  # fmt: skip
+    state = {
+        "type": "overview.state",
+        "active": [job],
+        "active_more": 7,
+        "recent": [],
+        "cluster": {
+            "now": 1000.0,
+            "nodes": [],
+            "processes": [{"host": "vm", "pid": 7, "core": None, "state": "busy",
+                           "since": 990.0, "last_seen": 999.0}],
+            "throughput": [],
+        },
+    }  # fmt: skip
+    page.route_web_socket(re.compile(r"/ws/overview/$"), lambda ws: ws.send(json.dumps(state)))
+    log_in(page, daphne_server, "alice", "alice-password-1")
+    expect(page.locator("#active-count")).to_have_text("(8)")
+    expect(page.locator("#active-more")).to_have_text("and 7 more")
+    expect(page.locator('#active-jobs li[data-job-id="41"]')).to_contain_text("2/4 chunks")
+    expect(page.locator("#processes tr")).to_have_count(1)
+    expect(page.locator("#processes tr")).to_contain_text("another job")
+
+
+def test_admin_pages_keep_to_the_content_security_policy(
+    page: Page, daphne_server: str, django_user_model: type[User], alice: User
+) -> None:
+    django_user_model.objects.create_superuser("root", password="root-password-1")
+    with transaction.atomic():
+        job = services.job_create(owner=alice, kind="burn", params={"chunks": 1, "ms": 1})
+    log_in(page, daphne_server, "root", "root-password-1")
+    for path in ("/admin/", "/admin/jobs/job/", f"/admin/jobs/job/{job.pk}/change/"):
+        page.goto(f"{daphne_server}{path}")
+        page.wait_for_load_state("load")
+        assert page.evaluate("window.__cspViolations") == [], path
+
+
+def test_a_ten_thousand_chunk_job_stays_live(page: Page, daphne_server: str, alice: User) -> None:
+    with transaction.atomic():
+        job = services.job_create(
+            owner=alice, kind="burn", params={"chunks": 10_000, "ms": 1}, parallelism=2
+        )
+    closes: list[int] = []
+    page.on("websocket", lambda socket: socket.on("close", lambda _: closes.append(1)))
+    log_in(page, daphne_server, "alice", "alice-password-1")
+    page.goto(f"{daphne_server}/jobs/{job.pk}/")
+    expect(page.locator("#chunk-grid .cell")).to_have_count(10_000)
+    expect(page.locator("#counts")).to_contain_text("10000 of 10000 chunks done", timeout=120_000)
+    expect(page.locator("#job-status")).to_have_text("succeeded")
+    expect(page.locator("#chunk-grid .chunk-done")).to_have_count(10_000)
+    expect(page.locator("#connection")).to_have_text("live")
+    assert closes == []  # the snapshot pages fit daphne's frame limit: no 1011 and retry
+
+
+def test_token_made_in_the_browser_works_until_revoked(
+    page: Page, daphne_server: str, alice: User
+) -> None:
+    import httpx
+
+    page.set_viewport_size({"width": 360, "height": 800})
+    log_in(page, daphne_server, "alice", "alice-password-1")
+    page.get_by_role("link", name="API tokens").click()
+    expect(page.get_by_role("heading", name="API tokens", exact=True)).to_be_visible()
+    # By keyboard: type the name, Enter submits.
+    page.get_by_label("Name").fill("laptop")
+    page.get_by_label("Name").press("Enter")
+    key = page.get_by_label("Key").input_value()
+    assert key.startswith("cb_")
+    # The page's own content fits a phone (the shared top bar is the restyle's business).
+    assert page.evaluate("document.querySelector('main').scrollWidth") <= 360
+    screenshot(page, "tokens.png")
+
+    headers = {"Authorization": f"Token {key}"}
+    assert httpx.get(f"{daphne_server}/api/jobs/", headers=headers).status_code == 200
+    page.goto(f"{daphne_server}/tokens/")
+    expect(page.get_by_role("cell", name="laptop", exact=True)).to_be_visible()
+    assert key not in page.content()
+    page.get_by_role("button", name="Revoke token laptop").click()
+    expect(page.get_by_role("status").filter(has_text="revoked")).to_be_visible()
+    assert httpx.get(f"{daphne_server}/api/jobs/", headers=headers).status_code == 401
+
+
+def test_uploads_page_deletes_by_keyboard(
+    page: Page, daphne_server: str, alice: User, tmp_path: Path
+) -> None:
+    text = tmp_path / "notes.txt"
+    text.write_text("some words to count\n")
+    wordcount_job_done(page, daphne_server, text)
+    page.goto(f"{daphne_server}/uploads/")
+    expect(page.get_by_role("cell", name=text.name, exact=True)).to_be_visible()
+    page.get_by_role("button", name=f"Delete {text.name}").focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_text(f"Upload '{text.name}' deleted.")).to_be_visible()
+    expect(page.get_by_text("You have not uploaded anything.")).to_be_visible()
+
+
+def test_staff_drain_a_node_from_the_overview_on_a_phone(
+    browser: Browser, page: Page, daphne_server: str, alice: User, staff: User
+) -> None:
+    log_in(page, daphne_server, "alice", "alice-password-1")
+    expect(page.locator("#nodes .node").first).to_be_visible(timeout=15_000)
+    expect(page.locator("#nodes .node-info").first).to_contain_text("Python")
+    expect(page.locator(".node-control")).to_have_count(0)
+
+    context = browser.new_context(viewport={"width": 360, "height": 800})
+    context.add_init_script(CSP_WATCH)
+    tab = context.new_page()
+    log_in(tab, daphne_server, "sam", "sam-password-1")
+    active = tab.locator("#nodes .node").filter(has=tab.locator(".node-state-active")).first
+    name = active.locator("h3").inner_text()
+    card = tab.locator("#nodes .node").filter(has=tab.get_by_role("heading", name=name))
+    drain = card.get_by_role("button", name=f"Drain node {name}")
+    expect(drain).to_be_visible(timeout=15_000)
+    assert_page_is_sound(tab, "the overview for staff at 360 px")
+    try:
+        drain.focus()
+        tab.keyboard.press("Enter")
+        expect(tab.locator("#node-status")).to_contain_text(f"Node {name} is draining")
+        resume = card.get_by_role("button", name=f"Resume node {name}")
+        expect(resume).to_be_visible()
+        expect(card.locator(".node-state")).to_contain_text("drained")
+        # The same button, still focused: the live update never moved focus.
+        assert tab.evaluate("document.activeElement.getAttribute('aria-label')") == (
+            f"Resume node {name}"
+        )
+        assert_page_is_sound(tab, "the overview with a drained node at 360 px")
+        tab.reload()
+        expect(card.locator(".node-state")).to_contain_text("drained")
+        card.get_by_role("button", name=f"Resume node {name}").click()
+        expect(tab.locator("#node-status")).to_contain_text(f"Node {name} takes work again")
+        expect(card.locator(".node-state")).to_have_text("active")
+    finally:
+        # Playwright's loop runs on this thread: the service (which publishes through
+        # async_to_sync) runs on another.
+        thread = threading.Thread(target=nodes.node_drain, kwargs={"node": name, "draining": False})
+        thread.start()
+        thread.join()
+
+
+def test_measure_scaling_by_keyboard_and_read_the_study(
+    browser: Browser, page: Page, daphne_server: str, alice: User
+) -> None:
+    log_in(page, daphne_server, "alice", "alice-password-1")
+    ended_job(page, daphne_server, alice, {"chunks": 4, "ms": 300}, "succeeded")
+    page.locator("#study-button").focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name=re.compile(r"Scaling study #\d+"))).to_be_visible()
+    # The page follows the study live: both runs end and the figures fill in without reload.
+    expect(page.locator("#study-status")).to_have_text("succeeded", timeout=90_000)
+    rows = page.locator("#study-table tbody tr")
+    expect(rows).to_have_count(2)
+    expect(rows.nth(1).locator('[data-field="speedup"]')).to_have_text(re.compile(r"^\d+\.\d\d×$"))
+    expect(rows.nth(1).locator('[data-field="karp_flatt"]')).not_to_be_empty()
+    expect(page.locator("#study-fit")).to_contain_text("serial fraction")
+    expect(page.locator("#study-cancel-form")).to_be_hidden()
+    csv_url = page.locator("#study-export-csv").get_attribute("href")
+    exported = page.request.get(f"{daphne_server}{csv_url}")
+    assert exported.text().splitlines()[0].startswith("parallelism,job,status,wall_seconds")
+    study_path = page.url.removeprefix(daphne_server)
+    screenshot(page, "scaling-study.png")
+    cookies = page.context.cookies()
+    for name, options in [
+        ("desktop", {"viewport": {"width": 1280, "height": 900}}),
+        ("phone", {"viewport": {"width": 360, "height": 740}, "is_mobile": True}),
+    ]:
+        context = browser.new_context(**options)  # type: ignore[arg-type]
+        context.add_init_script(CSP_WATCH)
+        context.add_cookies(cookies)  # type: ignore[arg-type]
+        tab = context.new_page()
+        for path in (study_path, "/studies/"):
+            tab.goto(f"{daphne_server}{path}")
+            assert_page_is_sound(tab, f"{path} ({name})")
+        context.close()

@@ -1,0 +1,133 @@
+"""The wire protocol's contract: builders fill exactly the fields jobs/protocol.py declares,
+the README lists them, the public message types stay what clients read, and the timings
+that SQL computes equal the model's."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import User
+from django.utils import timezone
+
+from jobs import protocol
+from jobs.models import Chunk, Job
+from jobs.selectors import jobs as selectors
+from jobs.sockets import consumers
+from tests.factories import claim_one, complete, make_job, start
+
+pytestmark = [pytest.mark.services, pytest.mark.django_db]
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def _readme_fields(sentence: str) -> set[str]:
+    """The names in the README's "<sentence> `a, b (x|y), c`" list, parentheses dropped."""
+    found = re.search(rf"{sentence} `([^`]*)`", README.read_text().replace("\n  ", " "))
+    assert found is not None, f"README has no “{sentence} `...`” list"
+    return {re.sub(r"\s*\(.*?\)", "", name).strip() for name in found.group(1).split(",")}
+
+
+def test_readme_lists_exactly_the_job_and_chunk_fields() -> None:
+    assert _readme_fields("A job is") == protocol.field_names(protocol.JobApiState)
+    assert _readme_fields("A chunk is") == protocol.field_names(protocol.ChunkState)
+
+
+def test_builders_fill_exactly_the_declared_fields(alice: User) -> None:
+    job = make_job(alice, chunks=2)
+    start(job)
+    complete(job, claim_one(job))
+    job.refresh_from_db()
+    assert set(selectors.job_as_dict(job)) == protocol.field_names(protocol.JobState)
+    assert set(selectors.job_as_api_dict(job)) == protocol.field_names(protocol.JobApiState)
+    chunk = job.chunks.get(index=0)
+    assert set(selectors.chunk_as_dict(chunk)) == protocol.field_names(protocol.ChunkState)
+    assert set(selectors.job_live(job)) == protocol.field_names(protocol.LiveState)
+    overview = selectors.overview(user=alice)
+    assert set(overview) == protocol.field_names(protocol.JobsOverview)
+    assert set(overview["active"][0]) == protocol.field_names(protocol.ActiveJobState)
+    snapshot = selectors.job_snapshot_pages(job_id=job.pk)
+    assert snapshot is not None
+    state, pages = snapshot
+    message = protocol.job_snapshot_message(
+        seq=1, job=state, chunks=pages[0], chunk_pages=len(pages), live=None
+    )
+    assert set(message) == protocol.field_names(protocol.JobSnapshotMessage)
+    assert [c["index"] for c in message["chunks"]] == [0, 1]
+
+
+def test_public_message_types_are_what_clients_read() -> None:
+    # The pages (static/jobs/*.js) and the command line client switch on these strings.
+    assert (
+        protocol.JOB_SNAPSHOT,
+        protocol.JOB_CHUNKS,
+        protocol.JOB_PROGRESS,
+        protocol.JOB_LIVE,
+        protocol.OVERVIEW_STATE,
+        protocol.ERROR,
+        protocol.RESYNC,
+    ) == (
+        "job.snapshot",
+        "job.chunks",
+        "job.progress",
+        "job.live",
+        "overview.state",
+        "error",
+        "resync",
+    )
+    assert protocol.error_message("no")["type"] == "error"
+    assert protocol.is_resync({"type": "resync"})
+    assert not protocol.is_resync({"type": "job.snapshot"})
+    assert not protocol.is_resync(["resync"])
+
+
+def test_channel_layer_events_are_not_public_types_and_have_a_handler() -> None:
+    public = {protocol.JOB_SNAPSHOT, protocol.JOB_CHUNKS, protocol.JOB_PROGRESS}
+    public |= {protocol.JOB_LIVE, protocol.OVERVIEW_STATE, protocol.ERROR}
+    for event, consumer in (
+        (protocol.EVENT_JOB_CHANGED, consumers.JobConsumer),
+        (protocol.EVENT_CLUSTER_CHANGED, consumers.OverviewConsumer),
+    ):
+        assert event not in public
+        # Channels calls the method named after the event's type, dots as underscores.
+        assert callable(getattr(consumer, event.replace(".", "_")))
+    # A public type must not reach a handler: a client could not send one, and a producer
+    # that sent one would bypass the consumer's sequence checks.
+    assert not hasattr(consumers.JobConsumer, "job_progress")
+
+
+def test_timings_in_sql_equal_the_model_properties(alice: User) -> None:
+    """JobQuerySet.with_timings() and Job's properties share one formula (jobs/models.py);
+    they agree on every kind of job: not started, zero wall time, fixed parallelism, all
+    processes (efficiency against the processes that ran it)."""
+    now = timezone.now()
+    fixed = make_job(alice, parallelism=4)
+    every = make_job(alice, parallelism=None, chunks=2)
+    instant = make_job(alice, parallelism=2)
+    unstarted = make_job(alice, parallelism=2)
+    Job.objects.filter(pk__in=[fixed.pk, every.pk]).update(
+        started_at=now - timedelta(seconds=8), finished_at=now, cpu_seconds=12.0
+    )
+    Job.objects.filter(pk=instant.pk).update(started_at=now, finished_at=now, cpu_seconds=1.0)
+    every.chunks.update(status=Chunk.Status.DONE, worker="w@h", pid=11)
+    every.chunks.filter(index=1).update(pid=12)
+    timed = {job.pk: job for job in Job.objects.with_timings()}
+    expected = {
+        fixed.pk: (8.0, 1.5, 1.5 / 4),
+        every.pk: (8.0, 1.5, 1.5 / 2),
+        instant.pk: (0.0, None, None),
+        unstarted.pk: (None, None, None),
+    }
+    for pk, (wall, speedup, efficiency) in expected.items():
+        plain = Job.objects.get(pk=pk)
+        plain.processes_used = timed[pk].processes_used  # type: ignore[attr-defined]
+        sql = timed[pk]
+        for figure, value in (
+            ("wall_seconds", wall),
+            ("speedup", speedup),
+            ("efficiency", efficiency),
+        ):
+            assert getattr(sql, figure) == pytest.approx(value), (pk, figure)
+            assert getattr(plain, figure) == pytest.approx(value), (pk, figure)
