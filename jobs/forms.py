@@ -3,12 +3,12 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 
+from jobs.history import HISTORY_DEFAULT_SORT, HISTORY_SORTS
 from jobs.models import Job
-from jobs.selectors.jobs import HISTORY_DEFAULT_SORT, HISTORY_SORTS
+from jobs.options import parallelism_field
 
 PARAMS_PREFIX = "params"
 
@@ -26,35 +26,13 @@ class UploadWidget(forms.ClearableFileInput):
 class JobOptionsForm(forms.Form):
     """Options every job has, shown beside the kind's own parameter form.
 
-    The one definition of a valid `parallelism`: the services validate every job's with
-    this form's field (jobs.services.jobs.job_plan), whether it came from a page or the API.
+    Its `parallelism` field is jobs.options' one definition, which the services validate
+    every job's with (jobs.services.jobs.job_plan), whether it came from a page or the API.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        limit = settings.COREBOARD_MAX_PARALLELISM
-        between = f"Must be between 1 and {limit}."
-        self.fields["parallelism"] = forms.IntegerField(
-            min_value=1,
-            max_value=limit,
-            error_messages={"min_value": between, "max_value": between},
-            required=False,
-            help_text=(
-                "Most worker processes the job uses at once; empty means all the live worker "
-                "processes that can run it, counted while it runs."
-                if not settings.COREBOARD_DEFAULT_PARALLELISM
-                else "Most worker processes the job uses at once; empty means "
-                f"{settings.COREBOARD_DEFAULT_PARALLELISM}."
-            ),
-            widget=forms.NumberInput(
-                attrs={"placeholder": str(settings.COREBOARD_DEFAULT_PARALLELISM or "all")}
-            ),
-        )
-
-
-def parallelism_field() -> forms.Field:
-    """JobOptionsForm's `parallelism` field (it reads the settings when made)."""
-    return JobOptionsForm().fields["parallelism"]
+        self.fields["parallelism"] = parallelism_field()
 
 
 HISTORY_SORT_CHOICES = [(key, sort.label) for key, sort in HISTORY_SORTS.items()]

@@ -273,9 +273,20 @@ def rounded(value: float | None, digits: int = 4) -> float | None:
     return round(value, digits) if value is not None else None
 
 
+def _processes_used_known(job: Job) -> None:
+    """An ended all-processes job that was not read with `with_timings` reads it now (its
+    efficiency needs it)."""
+    ended = job.finished_at is not None and job.started_at is not None
+    unknown = getattr(job, "processes_used", None) is None
+    if job.parallelism == Job.ALL_PROCESSES and ended and unknown:
+        read = Job.objects.filter(pk=job.pk).with_processes_used().only("pk").first()
+        job.processes_used = getattr(read, "processes_used", None)  # type: ignore[attr-defined]
+
+
 def job_state(job: Job) -> JobState:
-    """A job's state. Its efficiency needs `processes_used` for an all-processes job: read
-    it with JobQuerySet.with_timings(), or use selectors.job_as_dict, which fills it in."""
+    """A job's state. Its efficiency needs `processes_used` for an ended all-processes job:
+    read with JobQuerySet.with_timings() it costs nothing, otherwise it is read here."""
+    _processes_used_known(job)
     return {
         "id": job.pk,
         "kind": job.kind,

@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 from celery import Celery, signals
+from django.db import close_old_connections
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
@@ -23,6 +24,4 @@ def close_old_db_connections(**kwargs: Any) -> None:
     With CELERY_DB_REUSE_MAX set, Celery no longer closes connections around tasks; this
     keeps CONN_MAX_AGE and the health checks working as they do for HTTP requests.
     """
-    from django.db import close_old_connections
-
     close_old_connections()

@@ -10,7 +10,7 @@ The run is bounded: COREBOARD_FUZZ_EXAMPLES examples per operation (default 12),
 so that CI sees the same cases every time; about 20 s on 2 cores.
 
 That the checks can fail was shown by hand, once (not in CI), by breaking the server:
-- `job_as_dict` with an extra `"secret": 1` field: `response_schema_conformance` failed on
+- `protocol.job_state` with an extra `"secret": 1` field: `response_schema_conformance` failed on
   every operation returning a job ("Additional properties are not allowed ('secret' ...)");
 - `JobDetail.get` raising ZeroDivisionError: `not_a_server_error` failed ("Server error");
 - `job_get_for_user` returning any user's job: `no_cross_user_access` failed ("bob's job

@@ -117,7 +117,7 @@ def test_an_all_processes_job_is_measured_against_the_processes_it_used(alice: U
         started_at=timezone.now() - timedelta(seconds=1.5), finished_at=timezone.now()
     )
     job.refresh_from_db()
-    state = selectors.job_as_dict(job)
+    state = protocol.job_state(job)
     assert state["parallelism"] == 0
     # 3 CPU seconds in ~1.5 s on 2 processes: speedup ~2, efficiency ~1.
     speedup = state["speedup"]

@@ -18,11 +18,11 @@ from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
-from jobs import kinds, services
+from jobs import kinds, protocol, services
 from jobs.api import openapi
-from jobs.forms import parallelism_field
 from jobs.kinds.base import params_from_form_values
 from jobs.models import Job
+from jobs.options import parallelism_field
 from jobs.protocol import JobApiState
 from jobs.selectors import jobs as selectors
 from jobs.services import uploads
@@ -210,7 +210,7 @@ class JobChunks(_OwnJobView):
     def get(self, request: Request, job_id: int) -> Response:
         chunks = selectors.job_chunks(self.get_job(job_id))
         page = self.paginate_queryset(chunks) or []
-        return self.get_paginated_response([selectors.chunk_as_dict(c) for c in page])
+        return self.get_paginated_response([protocol.chunk_state(c) for c in page])
 
 
 class JobResultFile(_OwnJobView):

@@ -184,7 +184,7 @@ def add_components(result: dict[str, Any], **_: Any) -> dict[str, Any]:
     schemas["FieldErrors"] = FIELD_ERRORS
     schemas["Detail"] = DETAIL
     schemas["Conflict"] = CONFLICT
-    # Responses carry exactly the documented fields: a field added to job_as_dict without
+    # Responses carry exactly the documented fields: a field added to protocol.job_state without
     # its description here fails the schema checks (tests/test_api_fuzz.py).
     for name in (
         "JobOut",

@@ -43,7 +43,7 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from jobs import kinds
-from jobs.engine import redis_clients
+from jobs.engine import redis_clients, signals
 from jobs.engine.chunks import jobs_finish_idle, leases_reap, leases_release
 from jobs.models import Chunk, Job
 
@@ -436,12 +436,9 @@ def reconcile() -> int:
     """One pass: expired leases back to pending, jobs with nothing left to run finished
     (a retried combine), scaling studies moved to their next run, missing slots sent; the
     number of slots sent."""
-    # Imported here: the studies service creates jobs, which dispatch through this module.
-    from jobs.services.studies import studies_advance
-
     leases_reap()
     jobs_finish_idle()
-    studies_advance()
+    signals.reconciler_pass.send(sender=None)
     active = Job.objects.filter(status__in=Job.ACTIVE_STATUSES).values_list("pk", flat=True)
     return _jobs_top_up(active)
 

@@ -16,10 +16,9 @@ from django.core.files.base import ContentFile
 from django.db import OperationalError, transaction
 from django.utils import timezone
 
-from jobs import kinds
-from jobs.engine import events
+from jobs import kinds, protocol
+from jobs.engine import events, signals
 from jobs.models import Chunk, Job
-from jobs.selectors import jobs as selectors
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -67,8 +66,8 @@ def job_save(job: Job, fields: list[str]) -> None:
 
 def job_publish_after_commit(job: Job, chunks: list[Chunk] | None = None) -> None:
     """Publish the job's state (and some of its chunks') once the transaction commits."""
-    job_state = selectors.job_as_dict(job)
-    chunk_states = [selectors.chunk_as_dict(chunk) for chunk in chunks or []]
+    job_state = protocol.job_state(job)
+    chunk_states = [protocol.chunk_state(chunk) for chunk in chunks or []]
     transaction.on_commit(partial(events.job_changed, job_state, chunk_states))
 
 
@@ -103,15 +102,10 @@ def job_finish(job: Job) -> None:
         job.error = f"{COMBINE_FAILED}:\n" + traceback.format_exc()
     job.finished_at = timezone.now()
     chunks_cancel_unstarted(job)
-    if job.study_id is not None:
-        transaction.on_commit(partial(_study_advance_after_run, job.study_id))
-
-
-def _study_advance_after_run(study_id: int) -> None:
-    # Imported here: the studies service creates jobs, whose modules import this one.
-    from jobs.services.studies import study_advance_after_run
-
-    study_advance_after_run(study_id)
+    transaction.on_commit(
+        partial(signals.job_finished.send, sender=Job, job_id=job.pk, study_id=job.study_id),
+        robust=True,
+    )
 
 
 def chunks_cancel_unstarted(job: Job) -> None:

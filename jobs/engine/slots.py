@@ -47,7 +47,7 @@ from jobs.engine.chunks import (
     job_status,
     leases_renew,
 )
-from jobs.models import Job
+from jobs.models import Chunk, Job
 from jobs.protocol import ChunkDelta
 
 logger = logging.getLogger(__name__)
@@ -379,8 +379,6 @@ class _SlotRun:
 
     def _wait_for_retry(self, slice_end: float) -> bool:
         """Nothing claimable now: wait for a chunk whose retry is due soon, if any."""
-        from jobs.models import Chunk
-
         due = (
             Chunk.objects.filter(
                 job_id=self.job_id, status=Chunk.Status.PENDING, retry_at__isnull=False

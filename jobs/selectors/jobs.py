@@ -6,13 +6,12 @@ import json
 import logging
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any, cast
 
 import redis
 from django.conf import settings
-from django.db.models import Count, Exists, F, Max, Min, OuterRef, Q, QuerySet, TextField
+from django.db.models import Count, Exists, Max, Min, OuterRef, Q, QuerySet, TextField
 from django.db.models.functions import Cast
 from django.forms.utils import pretty_name
 from django.http import Http404
@@ -20,6 +19,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from jobs import kinds, protocol
+from jobs.engine import dispatch
+from jobs.history import HISTORY_DEFAULT_SORT, HISTORY_SORTS
 from jobs.kinds.base import File
 from jobs.models import Chunk, Job, JobQuerySet, Upload
 from jobs.protocol import (
@@ -111,26 +112,6 @@ def with_processes_used(jobs: QuerySet[Job]) -> JobQuerySet:
     return cast(JobQuerySet, jobs).with_processes_used()
 
 
-def _processes_used_known(job: Job) -> None:
-    """An ended all-processes job that was not read with `with_timings` reads it now (its
-    efficiency needs it)."""
-    ended = job.finished_at is not None and job.started_at is not None
-    unknown = getattr(job, "processes_used", None) is None
-    if job.parallelism == Job.ALL_PROCESSES and ended and unknown:
-        read = Job.objects.filter(pk=job.pk).with_processes_used().only("pk").first()
-        job.processes_used = getattr(read, "processes_used", None)  # type: ignore[attr-defined]
-
-
-def job_as_dict(job: Job) -> JobState:
-    """protocol.job_state, with what its efficiency needs read first."""
-    _processes_used_known(job)
-    return protocol.job_state(job)
-
-
-def chunk_as_dict(chunk: Chunk) -> ChunkState:
-    return protocol.chunk_state(chunk)
-
-
 def job_version(*, job_id: int) -> int | None:
     return Job.objects.filter(pk=job_id).values_list("version", flat=True).first()
 
@@ -153,14 +134,14 @@ def job_snapshot_pages(*, job_id: int) -> tuple[JobState, list[list[ChunkState]]
     pages: list[list[ChunkState]] = [[]]
     size = 0
     for chunk in job_chunks(job).iterator(chunk_size=2000):
-        state = chunk_as_dict(chunk)
+        state = protocol.chunk_state(chunk)
         cost = len(json.dumps(state)) + 1
         if pages[-1] and size + cost > SNAPSHOT_PAGE_BYTES:
             pages.append([])
             size = 0
         pages[-1].append(state)
         size += cost
-    return job_as_dict(job), pages
+    return protocol.job_state(job), pages
 
 
 def chunk_preview(*, job: Job, index: int) -> File | None:
@@ -190,9 +171,11 @@ def overview(*, user: Any, recent: int = 10, active_max: int = 100) -> JobsOverv
     more = active.count() - len(listed) if len(listed) == active_max else 0
     live = jobs_live(listed, now=now)
     return {
-        "active": [protocol.active_job_state(job_as_dict(job), live[job.pk]) for job in listed],
+        "active": [
+            protocol.active_job_state(protocol.job_state(job), live[job.pk]) for job in listed
+        ],
         "active_more": more,
-        "recent": [job_as_dict(job) for job in finished[:recent]],
+        "recent": [protocol.job_state(job) for job in finished[:recent]],
     }
 
 
@@ -274,8 +257,6 @@ def jobs_live(
     `seconds`: until the first of them changes by itself, when known. Three queries and
     one Redis read, whatever the number of jobs; ended jobs cost nothing.
     """
-    from jobs.engine import dispatch
-
     now = now or timezone.now()
     live = {job.pk: job_pace(job, now=now) for job in jobs}
     active = [job for job in jobs if job.is_active]
@@ -393,7 +374,7 @@ def job_live_by_id(*, job_id: int) -> LiveState | None:
 
 
 def job_as_api_dict(job: Job) -> JobApiState:
-    """A job as the JSON API shows it: job_as_dict and, while it is active and makes no
+    """A job as the JSON API shows it: protocol.job_state and, while it is active and makes no
     progress, why (`waiting`, from jobs_live; null otherwise)."""
     return jobs_as_api_dicts([job])[0]
 
@@ -403,7 +384,7 @@ def jobs_as_api_dicts(jobs: list[Job]) -> list[JobApiState]:
     live = jobs_live([job for job in jobs if job.is_active])
     return [
         protocol.job_api_state(
-            job_as_dict(job), waiting=live[job.pk]["waiting"] if job.pk in live else None
+            protocol.job_state(job), waiting=live[job.pk]["waiting"] if job.pk in live else None
         )
         for job in jobs
     ]
@@ -419,8 +400,6 @@ def _jobs_running_now(silent: datetime) -> int:
 
 def _lost_node_name(host: str, seen: Mapping[str, float], now: datetime) -> str:
     """`lost node name@host` when the registry knows a silent worker node on that host."""
-    from jobs.engine import dispatch
-
     stale = [
         node
         for node, beat in seen.items()
@@ -432,33 +411,6 @@ def _lost_node_name(host: str, seen: Mapping[str, float], now: datetime) -> str:
 # --- History: search, sort, compare -----------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class HistorySort:
-    label: str
-    order: tuple[Any, ...]
-
-
-# The history's orders: the filter form's choices, the sortable column headers and the
-# queries all read this. Duration and speedup are JobQuerySet.with_timings() annotations.
-HISTORY_SORTS: dict[str, HistorySort] = {
-    "-created": HistorySort("Newest first", ("-created_at", "-id")),
-    "created": HistorySort("Oldest first", ("created_at", "id")),
-    "-duration": HistorySort(
-        "Longest duration first", (F("timed_wall_seconds").desc(nulls_last=True), "-id")
-    ),
-    "duration": HistorySort(
-        "Shortest duration first", (F("timed_wall_seconds").asc(nulls_last=True), "-id")
-    ),
-    "-speedup": HistorySort(
-        "Highest speedup first", (F("timed_speedup").desc(nulls_last=True), "-id")
-    ),
-    "speedup": HistorySort(
-        "Lowest speedup first", (F("timed_speedup").asc(nulls_last=True), "-id")
-    ),
-}
-# The columns a history header can sort by, in order: `created`, `duration`, `speedup`.
-HISTORY_SORT_COLUMNS = tuple(dict.fromkeys(key.lstrip("-") for key in HISTORY_SORTS))
-HISTORY_DEFAULT_SORT = "-created"
 # What the history table and the compare page read: not the result or error text (large).
 HISTORY_COLUMNS = (
     "id",

@@ -24,9 +24,9 @@ from jobs.engine.job_state import (
     job_publish_after_commit,
     job_save,
 )
-from jobs.forms import parallelism_field
 from jobs.kinds.base import Params, Spec, json_type_error
 from jobs.models import Chunk, Job, ScalingStudy, Upload
+from jobs.options import parallelism_field
 from jobs.services import quotas
 
 
@@ -88,7 +88,7 @@ def job_plan(
 
 
 def _parallelism_clean(value: Any) -> int:
-    """A job's parallelism as JobOptionsForm's field validates it, after the JSON type check
+    """A job's parallelism as jobs.options' field validates it, after the JSON type check
     every API value gets; None takes COREBOARD_DEFAULT_PARALLELISM (Job.ALL_PROCESSES unless
     set to a number)."""
     field = parallelism_field()

@@ -6,9 +6,9 @@ starts when the one before has succeeded (`study_advance`). Advancing is idempot
 safe to call from anywhere at any time: under the study's row lock it looks at the runs
 that exist and does the one thing missing (start the next level, or end the study), and
 a database constraint allows one run per level. It is called right after a run's job
-finishes (jobs.engine.job_state) and by the reconciler on every pass, so a worker that
-dies between the end of one run and the start of the next delays the study by one
-reconciler period, no more.
+finishes and by the reconciler on every pass (the engine's signals, connected in
+jobs.apps), so a worker that dies between the end of one run and the start of the next
+delays the study by one reconciler period, no more.
 """
 
 from __future__ import annotations
@@ -142,8 +142,10 @@ def _study_end(study: ScalingStudy, status: str, error: str = "") -> None:
     study.save(update_fields=["status", "error", "finished_at"])
 
 
-def studies_advance() -> int:
-    """The reconciler's pass: advance every running study without an active run."""
+def studies_advance(**signal: Any) -> int:
+    """The reconciler's pass: advance every running study without an active run.
+
+    Connected to jobs.engine.signals.reconciler_pass (`signal` is its sender and name)."""
     active_run = Job.objects.filter(study_id=OuterRef("pk"), status__in=Job.ACTIVE_STATUSES)
     due = ScalingStudy.objects.filter(status=ScalingStudy.Status.RUNNING).exclude(
         Exists(active_run)
@@ -151,10 +153,15 @@ def studies_advance() -> int:
     return sum(study_advance(study_id=pk) for pk in due.values_list("pk", flat=True))
 
 
-def study_advance_after_run(study_id: int) -> None:
+def study_advance_after_run(*, study_id: int | None, **signal: Any) -> None:
     """After a run's job committed its end: start the next run now rather than at the
     reconciler's next pass. Never raises: the caller is a worker recording chunks, and
-    the reconciler retries whatever failed here."""
+    the reconciler retries whatever failed here.
+
+    Connected to jobs.engine.signals.job_finished, sent for every job: one that is not a
+    study's run (`study_id` None) has nothing to advance."""
+    if study_id is None:
+        return
     try:
         study_advance(study_id=study_id)
     except Exception:

@@ -20,6 +20,8 @@ from django.conf import settings
 from django.contrib import auth
 from django.http.request import split_domain_port, validate_host
 
+from tokens import services as tokens
+
 log = logging.getLogger(__name__)
 
 CLOSE_UNAUTHENTICATED = 4401
@@ -123,8 +125,6 @@ def _session_user_pk(session_key: str | None) -> Any:
 
 def _token_user_pk(key: str) -> Any:
     """The pk of the user an API token still logs in (None once revoked or expired)."""
-    from tokens import services as tokens
-
     token = tokens.token_authenticate(key=key)
     return token.user.pk if token else None
 

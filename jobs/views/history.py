@@ -17,6 +17,7 @@ from django.shortcuts import render
 
 from jobs import kinds
 from jobs.forms import CompareForm, HistoryFilterForm
+from jobs.history import HISTORY_SORT_COLUMNS
 from jobs.selectors import jobs as selectors
 from jobs.views import presentation
 
@@ -74,7 +75,7 @@ def _valid_query(request: HttpRequest, form: HistoryFilterForm) -> QueryDict:
 def _sort_headers(query: QueryDict, current: str) -> dict[str, dict[str, str]]:
     """For each sortable column: the query that sorts by it (or flips it), and its aria-sort."""
     headers = {}
-    for column in selectors.HISTORY_SORT_COLUMNS:
+    for column in HISTORY_SORT_COLUMNS:
         if current == column:
             target, state = f"-{column}", "ascending"
         elif current == f"-{column}":

@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.views.decorators.http import require_http_methods, require_POST
 
-from jobs import kinds, services
+from jobs import kinds, protocol, services
 from jobs.forms import PARAMS_PREFIX, JobOptionsForm, UploadWidget
 from jobs.models import Job
 from jobs.selectors import jobs as selectors
@@ -209,7 +209,7 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
             "preview_url": _preview_url_template(job),
             # The chunks come over the socket, in pages: a big job's would bloat the page.
             "snapshot": {
-                "job": selectors.job_as_dict(job),
+                "job": protocol.job_state(job),
                 "chunks": [],
                 "live": live,
             },

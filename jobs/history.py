@@ -1,0 +1,41 @@
+"""The history's sort orders: data that the filter form, the column headers and the query read.
+
+A table, not a read: it lives below both the form (jobs.forms) and the selectors, so that
+neither has to import the other for it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.db.models import F
+
+
+@dataclass(frozen=True)
+class HistorySort:
+    label: str
+    order: tuple[Any, ...]
+
+
+# The history's orders: the filter form's choices, the sortable column headers and the
+# queries all read this. Duration and speedup are JobQuerySet.with_timings() annotations.
+HISTORY_SORTS: dict[str, HistorySort] = {
+    "-created": HistorySort("Newest first", ("-created_at", "-id")),
+    "created": HistorySort("Oldest first", ("created_at", "id")),
+    "-duration": HistorySort(
+        "Longest duration first", (F("timed_wall_seconds").desc(nulls_last=True), "-id")
+    ),
+    "duration": HistorySort(
+        "Shortest duration first", (F("timed_wall_seconds").asc(nulls_last=True), "-id")
+    ),
+    "-speedup": HistorySort(
+        "Highest speedup first", (F("timed_speedup").desc(nulls_last=True), "-id")
+    ),
+    "speedup": HistorySort(
+        "Lowest speedup first", (F("timed_speedup").asc(nulls_last=True), "-id")
+    ),
+}
+# The columns a history header can sort by, in order: `created`, `duration`, `speedup`.
+HISTORY_SORT_COLUMNS = tuple(dict.fromkeys(key.lstrip("-") for key in HISTORY_SORTS))
+HISTORY_DEFAULT_SORT = "-created"
