@@ -192,6 +192,8 @@ class Client:
         return urlunsplit((scheme, parts.netloc, f"{parts.path}/ws/jobs/{job_id}/", "", ""))
 
     def _watch_socket(self, job_id: int) -> Generator[dict[str, Any], None, None]:
+        # Imported here: only watching needs the websocket library (~0.1 s to import), and
+        # most commands and scripts that use the client never watch (not a cycle).
         from websockets.sync.client import connect
         from websockets.typing import Origin
 

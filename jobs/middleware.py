@@ -10,14 +10,15 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 from django.utils.cache import add_never_cache_headers
 
+from jobs.engine.job_state import is_lock_timeout
+from jobs.views.errors import lock_busy
+from launcher.limits import ENVELOPE_BYTES
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[..., Awaitable[None]]
-
-# Room for multipart boundaries and the other form fields around the file itself.
-ENVELOPE_BYTES = 1024 * 1024
 
 
 class RequestBodyLimit:
@@ -104,9 +105,4 @@ class LockTimeoutIsBusy:
         return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
-        # Imported here: launcher.server loads this module (RequestBodyLimit) before Django
-        # is set up, and these import models.
-        from jobs.engine.job_state import is_lock_timeout
-        from jobs.views.errors import lock_busy
-
         return lock_busy(request) if is_lock_timeout(exception) else None

@@ -137,20 +137,6 @@ def listen_from_env(environ: Mapping[str, str] = os.environ) -> Listen | None:
     return Listen(address=address, network=network)
 
 
-def _credentials_url(scheme: str, user: str, password: str, host: str, port: int, path: str) -> str:
-    # Passwords may hold any character: URL-encode them (the generated ones need not).
-    credentials = f"{urllib.parse.quote(user, safe='')}:{urllib.parse.quote(password, safe='')}"
-    return f"{scheme}://{credentials}@{host}:{port}/{path}"
-
-
-def postgres_url(*, user: str, password: str, host: str, port: int, database: str) -> str:
-    return _credentials_url("postgresql", user, password, host, port, database)
-
-
-def redis_url(*, password: str, host: str, port: int, db: int = 0) -> str:
-    return _credentials_url("redis", "", password, host, port, str(db))
-
-
 def url_is_loopback(url: str) -> bool:
     host = urllib.parse.urlsplit(url).hostname or ""
     if host == "localhost":

@@ -22,23 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from launcher import join, stack, supervisor
-from launcher.worker import default_node_name
-
-VENV_BIN = Path(sys.executable).parent
-
-
-def worker_command(concurrency: int, *extra: str) -> list[str]:
-    """The Celery worker Coreboard runs: prefork, one process per core by default."""
-    return [
-        str(VENV_BIN / "celery"),
-        "-A",
-        "project",
-        "worker",
-        "--pool=prefork",
-        f"--concurrency={concurrency}",
-        "--loglevel=INFO",
-        *extra,
-    ]
+from launcher.worker import default_node_name, worker_command
 
 
 def daphne_command(port: int, bind: str = "127.0.0.1") -> list[str]:

@@ -35,9 +35,10 @@ import daphne.server
 from daphne.cli import CommandLineInterface
 from daphne.http_protocol import HTTPFactory, WebRequest
 from daphne.server import Server
+from django.conf import settings
 from twisted.internet import reactor
 
-from jobs.middleware import ENVELOPE_BYTES
+from launcher.limits import ENVELOPE_BYTES
 
 # Bodies up to this size need no credentials (login forms, logout, CSRF-protected forms).
 ANONYMOUS_BODY_MAX_BYTES = 64 * 1024
@@ -48,16 +49,12 @@ _REASONS = {401: b"Unauthorized", 413: b"Content Too Large"}
 
 
 def upload_limit() -> int:
-    from django.conf import settings
-
     return int(settings.COREBOARD_UPLOAD_MAX_BYTES)
 
 
 def has_credentials(headers: Any) -> bool:
     """Whether a request carries a session cookie or an Authorization header (unchecked:
     checking needs the database; the application does it)."""
-    from django.conf import settings
-
     if headers.hasHeader(b"authorization"):
         return True
     cookie_name = settings.SESSION_COOKIE_NAME.encode()

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from launcher.service_urls import postgres_url, redis_url
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 # Everything `make run` keeps (data, secrets, media); COREBOARD_VAR_DIR moves it.
 VAR_DIR = Path(os.environ.get("COREBOARD_VAR_DIR") or BASE_DIR / "var")
@@ -350,8 +352,6 @@ class EmbeddedPostgres:
 
     def worker_url(self, host: str) -> str:
         """The worker role's URL through `host` (an address other machines reach)."""
-        from launcher.join import postgres_url
-
         return postgres_url(
             user=self.worker_user,
             password=read_secret(self.worker_secret_name),
@@ -363,6 +363,9 @@ class EmbeddedPostgres:
     def worker_role_ensure(self) -> None:
         """The worker role, allowed to read and write Coreboard's tables (after migrate) and
         nothing else: no DDL, no superuser powers such as COPY TO PROGRAM."""
+        # The driver is imported only where the launcher talks to PostgreSQL itself: it
+        # costs ~0.2 s, and every `make worker` and `python -m launcher.*` imports this
+        # module without needing it (not a cycle: psycopg is a library).
         import psycopg
         from psycopg import sql
 
@@ -403,6 +406,7 @@ class EmbeddedPostgres:
                 conn.execute(statement)
 
     def _ensure_database(self) -> None:
+        # Imported here for the reason given in worker_role_ensure.
         import psycopg
 
         with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
@@ -448,8 +452,6 @@ class EmbeddedRedis:
 
     def url_through(self, host: str, db: int = 0) -> str:
         """The URL through `host` (an address other machines reach)."""
-        from launcher.join import redis_url
-
         return redis_url(password=read_secret(self.secret_name), host=host, port=self.port, db=db)
 
     def url(self, db: int = 0) -> str:

@@ -18,6 +18,7 @@ import secrets
 import socket
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from launcher import stack
 
@@ -25,6 +26,21 @@ NODE_ID_FILE = "node-id"
 # Celery node names, queue names and labels travel in Redis keys and on pages: plain words.
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}$")
 _NODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}(@[A-Za-z0-9][A-Za-z0-9_.-]{0,252})?$")
+VENV_BIN = Path(sys.executable).parent
+
+
+def worker_command(concurrency: int, *extra: str) -> list[str]:
+    """The Celery worker Coreboard runs: prefork, one process per core by default."""
+    return [
+        str(VENV_BIN / "celery"),
+        "-A",
+        "project",
+        "worker",
+        "--pool=prefork",
+        f"--concurrency={concurrency}",
+        "--loglevel=INFO",
+        *extra,
+    ]
 
 
 class WorkerOptionError(ValueError):
@@ -89,8 +105,6 @@ def worker_args(
     argv: Sequence[str], environ: dict[str, str] | None = None
 ) -> tuple[list[str], dict[str, str]]:
     """The celery command line and environment of `make worker` with these options."""
-    from launcher.run import worker_command
-
     environ = dict(os.environ if environ is None else environ)
     parser = argparse.ArgumentParser(prog="make worker")
     parser.add_argument("--node", default=environ.get("COREBOARD_WORKER_NODE", ""))

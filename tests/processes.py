@@ -12,7 +12,8 @@ from collections import deque
 import psutil
 
 from launcher import stack
-from launcher.run import daphne_command, worker_command
+from launcher.run import daphne_command
+from launcher.worker import worker_command
 
 
 class ServerProcess:

@@ -27,8 +27,8 @@ from django.db import connection
 from coreboard.client import Client
 from jobs.engine import dispatch
 from jobs.engine import preflight as worker_preflight
-from launcher import join, stack, worker
-from launcher.run import worker_command
+from launcher import join, service_urls, stack, worker
+from launcher.worker import worker_command
 from tests.processes import ServerProcess
 from tests.services_plugin import TEST_VAR
 
@@ -94,12 +94,12 @@ def test_a_host_route_address_needs_the_network_named(monkeypatch: pytest.Monkey
 @pytest.mark.services
 def test_join_command_survives_any_password_and_carries_shared_settings(tmp_path: Path) -> None:
     password = "p@ss:w/rd?#% 'x\""
-    database_url = join.postgres_url(
+    database_url = service_urls.postgres_url(
         user="coreboard_worker", password=password, host="10.0.0.5", port=54329, database="cb"
     )
     command = join.join_command(
         database_url=database_url,
-        redis_url=join.redis_url(password=password, host="10.0.0.5", port=56379),
+        redis_url=service_urls.redis_url(password=password, host="10.0.0.5", port=56379),
         media_root=tmp_path,
         environ={"COREBOARD_JOB_KINDS": "mykinds", "COREBOARD_LEASE_MS": "20000", "HOME": "/x"},
     )

@@ -10,8 +10,9 @@ from rest_framework.test import APIClient
 
 from jobs import services
 from jobs.api.parsers import BodyTooLarge, DepthLimitedJSONParser
-from jobs.middleware import ENVELOPE_BYTES, Message, Receive, RequestBodyLimit, Scope, Send
+from jobs.middleware import Message, Receive, RequestBodyLimit, Scope, Send
 from jobs.models import Chunk, Job, Upload
+from launcher.limits import ENVELOPE_BYTES
 from tests.factories import BAD_JOB_INPUT, CHUNK_FIELDS, JOB_FIELDS, make_job
 from tokens.services import token_create
 
