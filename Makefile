@@ -57,6 +57,7 @@ screenshots: test-system-packages .venv/.synced node_modules/.installed
 lint: .venv/.synced node_modules/.installed
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	.venv/bin/lint-imports --no-cache --no-logo
 	node_modules/.bin/eslint $(JS_SOURCES)
 	node_modules/.bin/prettier --check $(JS_SOURCES)
 
