@@ -12,8 +12,10 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
 app = Celery("coreboard")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-# The engine's Celery adapters (jobs.engine.tasks), found where the engine keeps them.
-app.autodiscover_tasks(related_name="engine.tasks")
+# The engine's Celery adapters (jobs.engine.tasks), named: autodiscovery by a related name
+# would look for `<app>.engine.tasks` in every installed app and stop at daphne's missing
+# `daphne.engine` (Celery ignores only a missing last part).
+app.autodiscover_tasks(["jobs.engine"])
 
 
 @signals.task_prerun.connect
