@@ -41,7 +41,7 @@ test-js: node_modules/.installed
 	node --test tests/js/*.test.mjs
 
 # The services, API, pages and consumers layers: no browser, no worker or daphne process
-# (see Testing in README.md); under a minute on 2 cores.
+# (see docs/testing.md); under a minute on 2 cores.
 test-fast: system-packages .venv/.synced
 	$(PY) -m pytest -m "not browser and not integration"
 

@@ -1,11 +1,12 @@
 """The one typed shape of everything Coreboard sends: job and chunk states, the job socket's
 messages, the overview's state, errors, and what a client may send.
 
-The JSON API (jobs/api.py), its OpenAPI description (jobs/openapi.py derives the JobOut,
-ChunkOut and WaitingOut schemas from the TypedDicts here), the publisher (jobs/events.py),
-the consumers (jobs/consumers.py) and the tests all build or check messages through this
-module, so a field is declared once: add it to the TypedDict (with its description in
-`Annotated`) and to its builder below, and every reader has it.
+The JSON API (jobs/api/), its OpenAPI description (jobs/api/openapi.py derives the JobOut,
+ChunkOut and WaitingOut schemas from the TypedDicts here), the publisher
+(jobs/engine/events.py), the consumers (jobs/sockets/consumers.py), the generated
+docs/protocol.md and the tests all build or check messages through this module, so a
+field is declared once: add it to the TypedDict (with its description in `Annotated`) and
+to its builder below, and every reader has it.
 
 Public message types (the `type` of a websocket message, read by the pages and the command
 line client) are separate from the channel-layer events that processes send each other:
@@ -251,7 +252,7 @@ class ResyncMessage(TypedDict):
 
 
 class JobChangedEvent(TypedDict):
-    """Channel-layer event from a publisher to the job's group (jobs/events.py)."""
+    """Channel-layer event from a publisher to the job's group (jobs/engine/events.py)."""
 
     type: Literal["job.changed"]
     job_id: int

@@ -101,7 +101,7 @@ def _join_hint(
         join.join_command_forget()
         return (
             "To add worker machines: COREBOARD_LISTEN=<this machine's address> make run "
-            "(README: Scaling out)."
+            "(docs/operations.md: Scaling out)."
         )
     worker_database_url = (
         postgres.worker_url(listen.url_host) if postgres and listen else database_url
@@ -134,7 +134,7 @@ def _bind_note(bind: str) -> str:
         return ""
     return (
         f"daphne listens on {bind} (COREBOARD_BIND): put the names people use in ALLOWED_HOSTS, "
-        "and TLS in front (README: Security).\n"
+        "and TLS in front (docs/security.md).\n"
     )
 
 

@@ -189,7 +189,7 @@ class EmbeddedPostgres:
     listen_network: str = ""
     ssl_cert: str = ""
     ssl_key: str = ""
-    # 0: PostgreSQL's own default (100); a cluster needs more (README: Scaling out).
+    # 0: PostgreSQL's own default (100); a cluster needs more (docs/operations.md: Scaling out).
     max_connections: int = 0
     # The role workers on other machines log in as: no superuser over the network.
     worker_user: str = "coreboard_worker"

@@ -142,7 +142,7 @@ def test_wordcount_result_is_a_table() -> None:
 @pytest.mark.services
 def test_every_kind_has_defaults_worth_parallelising() -> None:
     # Measured on one core of the dev machines: each default job takes 3 to 8 s, in chunks
-    # of about 0.3 s or more (see README, Job kinds).
+    # of about 0.3 s or more (see docs/using.md, Job kinds).
     for kind in kinds.all_kinds():
         form = kind.form_class()
         defaults = {name: field.initial for name, field in form.fields.items()}

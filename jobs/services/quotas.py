@@ -1,7 +1,7 @@
 """Per-person caps: active jobs, chunks waiting or running, estimated chunk-seconds, uploads.
 
 Reads only; the services call these before writing and refuse with the message returned.
-Each message names the limit and the variable that sets it (README: Security).
+Each message names the limit and the variable that sets it (docs/security.md).
 """
 
 from __future__ import annotations

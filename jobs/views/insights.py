@@ -24,7 +24,7 @@ from jobs.models import Chunk, Job
 
 # Below this share of the ideal speedup, the page explains the figure.
 LOW_EFFICIENCY = 0.75
-# Chunks should do at least this much work each (DESIGN.md: Celery's per-chunk cost).
+# Chunks should do at least this much work each (docs/decisions.md: slots, not one task per chunk).
 GOOD_CHUNK_SECONDS = 0.3
 # A chunk whose CPU time is under this share of its run time waited for the CPU.
 SHARED_CPU_SHARE = 0.8

@@ -1,12 +1,11 @@
-"""The wire protocol's contract: builders fill exactly the fields jobs/protocol.py declares,
-the README lists them, the public message types stay what clients read, and the timings
-that SQL computes equal the model's."""
+"""The wire protocol's contract: builders fill exactly the fields jobs/protocol.py declares
+(docs/protocol.md is generated from the same declarations, tests/services/test_docs.py),
+the public message types stay what clients read, and the timings that SQL computes equal
+the model's."""
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
@@ -19,20 +18,6 @@ from jobs.sockets import consumers
 from tests.factories import claim_one, complete, make_job, start
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db]
-
-README = Path(__file__).resolve().parents[2] / "README.md"
-
-
-def _readme_fields(sentence: str) -> set[str]:
-    """The names in the README's "<sentence> `a, b (x|y), c`" list, parentheses dropped."""
-    found = re.search(rf"{sentence} `([^`]*)`", README.read_text().replace("\n  ", " "))
-    assert found is not None, f"README has no “{sentence} `...`” list"
-    return {re.sub(r"\s*\(.*?\)", "", name).strip() for name in found.group(1).split(",")}
-
-
-def test_readme_lists_exactly_the_job_and_chunk_fields() -> None:
-    assert _readme_fields("A job is") == protocol.field_names(protocol.JobApiState)
-    assert _readme_fields("A chunk is") == protocol.field_names(protocol.ChunkState)
 
 
 def test_builders_fill_exactly_the_declared_fields(alice: User) -> None:
@@ -59,7 +44,7 @@ def test_builders_fill_exactly_the_declared_fields(alice: User) -> None:
 
 
 def test_public_message_types_are_what_clients_read() -> None:
-    # The pages (static/jobs/*.js) and the command line client switch on these strings.
+    # The pages (static/jobs/*.mjs) and the command line client switch on these strings.
     assert (
         protocol.JOB_SNAPSHOT,
         protocol.JOB_CHUNKS,
