@@ -11,8 +11,10 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
 app = Celery("coreboard")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-# The engine's Celery adapters (jobs.engine.tasks), found where the engine keeps them.
-app.autodiscover_tasks(related_name="engine.tasks")
+# The engine's Celery adapters (jobs.engine.tasks), found where the engine keeps them. Only
+# in `jobs`: Celery would look for `<app>.engine.tasks` in every installed app, and a
+# missing `engine` package (daphne's, say) stops the worker.
+app.autodiscover_tasks(lambda: ["jobs"], related_name="engine.tasks")
 
 
 @signals.task_prerun.connect
