@@ -13,6 +13,7 @@ import psutil
 
 from launcher import stack
 from launcher.run import daphne_command, worker_command
+from project import paths
 
 
 class ServerProcess:
@@ -24,7 +25,7 @@ class ServerProcess:
         self._seen = threading.Condition()
         self.process = subprocess.Popen(
             args,
-            cwd=stack.BASE_DIR,
+            cwd=paths.BASE_DIR,
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -19,7 +19,7 @@ from jobs.kinds.burn import BurnForm
 from jobs.kinds.primes import MAX_STOP, PrimesForm
 from jobs.models import Job
 from jobs.selectors import jobs as selectors
-from launcher import stack
+from project import paths
 from tests.factories import make_job
 
 pytestmark = pytest.mark.api
@@ -41,16 +41,16 @@ def test_spectacular_validates_without_warnings(tmp_path: Path) -> None:
 
 
 def test_schema_lists_every_endpoint_of_the_readme_table() -> None:
-    readme = (stack.BASE_DIR / "README.md").read_text()
+    readme = (paths.BASE_DIR / "README.md").read_text()
     routes = README_ROUTE.findall(readme)
     assert len(routes) >= 12, "the README lost its API table"
-    paths = _schema()["paths"]
+    schema_paths = _schema()["paths"]
     for method, path in routes:
         path = re.sub(r"^/api/uploads/<id>/", "/api/uploads/{upload_id}/", path)
         path = path.replace("<id>", "{job_id}").replace("<index>", "{index}")
         path = path.replace("<study_id>", "{study_id}")
-        assert path in paths, f"{path} is in the README but not in the schema"
-        assert method.lower() in paths[path], f"{method} {path} is not in the schema"
+        assert path in schema_paths, f"{path} is in the README but not in the schema"
+        assert method.lower() in schema_paths[path], f"{method} {path} is not in the schema"
 
 
 def test_every_kind_has_its_params_and_creation_body() -> None:

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from launcher import stack
+from project import paths
 
-BENCH_VAR = stack.VAR_DIR / "bench"
+BENCH_VAR = paths.VAR_DIR / "bench"
 BENCH_LIMITS = {
     "COREBOARD_RATE_JOB_CREATE": "100000/minute",
     "COREBOARD_QUOTA_ACTIVE_JOBS": "1000",
