@@ -522,12 +522,12 @@ def start_private_services(
     """
     started = PrivateServices()
     try:
-        if "DATABASE_URL" not in os.environ:
+        if not config.is_set("DATABASE_URL"):
             postgres = EmbeddedPostgres(root=root / "pg", port=free_port(), secret_name=secret_name)
             postgres.start()
             started.postgres = postgres
             os.environ["DATABASE_URL"] = postgres.url()
-        if "REDIS_URL" not in os.environ:
+        if not config.is_set("REDIS_URL"):
             redis = EmbeddedRedis(
                 root=root / "redis",
                 port=free_port(),

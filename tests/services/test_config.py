@@ -145,3 +145,21 @@ def test_a_setting_is_read_as_the_type_it_is_declared() -> None:
         config.string("COREBOARD_LEASE_MS")
     with pytest.raises(KeyError, match="not declared"):
         config.integer("COREBOARD_NO_SUCH_SETTING")
+
+
+def test_code_reads_the_environment_only_through_the_table() -> None:
+    """A variable read behind the table's back would have no type, no doc and no alias."""
+    reads = re.compile(
+        r"(?:environ\.get\(|getenv\(|environ\[)\s*\"([A-Z][A-Z0-9_]*)\"(?!\]\s*=[^=])"
+        r"|\"([A-Z][A-Z0-9_]*)\"\s+(?:not\s+)?in\s+(?:os\.)?environ"
+    )
+    # Process plumbing rather than settings.
+    allowed = {"DJANGO_SETTINGS_MODULE"}
+    found = {}
+    for package in ("jobs", "launcher", "project", "tokens"):
+        for path in Path(paths.BASE_DIR, package).rglob("*.py"):
+            for match in reads.finditer(path.read_text()):
+                name = match.group(1) or match.group(2)
+                if name not in allowed:
+                    found[name] = str(path.relative_to(paths.BASE_DIR))
+    assert found == {}, f"read directly, not through project/config.py: {found}"
