@@ -24,33 +24,13 @@ from pathlib import Path
 
 import psutil
 
+from coreconf import config, paths
 from launcher import stack
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 JOIN_COMMAND_FILE = "join-command"
-# Settings every worker must share with the main machine (the engine's timings and the
-# kinds); the join command carries those the main machine has set.
-WORKER_SETTINGS = (
-    "COREBOARD_JOB_KINDS",
-    # Where slots of each kind are sent: a worker must consume the same queues.
-    "COREBOARD_KIND_QUEUES",
-    "COREBOARD_LEASE_MS",
-    "COREBOARD_RECONCILE_MS",
-    "COREBOARD_CHUNK_MAX_RETRIES",
-    "COREBOARD_CHUNK_MAX_ATTEMPTS",
-    "COREBOARD_CHUNK_TIME_LIMIT",
-    "COREBOARD_SLOT_MAX_SECONDS",
-    "COREBOARD_SLOT_SLICE_MS",
-    "COREBOARD_OWNER_MAX_SLOTS",
-    "COREBOARD_BATCH_TARGET_MS",
-    "COREBOARD_FLUSH_MS",
-    "COREBOARD_CANCEL_POLL_MS",
-    "COREBOARD_PROGRESS_INTERVAL_MS",
-    "COREBOARD_PUBLISH_INTERVAL_MS",
-    "TIME_ZONE",
-)
 
 
 @dataclass(frozen=True)
@@ -94,7 +74,7 @@ def _local_addresses() -> list[str]:
 
 def listen_from_env(environ: Mapping[str, str] = os.environ) -> Listen | None:
     """COREBOARD_LISTEN / COREBOARD_LISTEN_NETWORK, checked; None when not set."""
-    raw = environ.get("COREBOARD_LISTEN", "").strip()
+    raw = config.string("COREBOARD_LISTEN", environ).strip()
     if not raw:
         return None
     try:
@@ -114,7 +94,7 @@ def listen_from_env(environ: Mapping[str, str] = os.environ) -> Listen | None:
             f"COREBOARD_LISTEN={raw} is not an address of this machine (its addresses: "
             f"{', '.join(_local_addresses())})"
         )
-    given = environ.get("COREBOARD_LISTEN_NETWORK", "").strip()
+    given = config.string("COREBOARD_LISTEN_NETWORK", environ).strip()
     if given:
         try:
             network = ipaddress.ip_network(given, strict=False)
@@ -151,7 +131,7 @@ def code_version() -> str:
     """The checkout's commit, so the operator can give workers the same code."""
     try:
         return subprocess.run(  # noqa: S603 - fixed arguments
-            ["git", "-C", str(stack.BASE_DIR), "rev-parse", "--short", "HEAD"],  # noqa: S607
+            ["git", "-C", str(paths.BASE_DIR), "rev-parse", "--short", "HEAD"],  # noqa: S607
             capture_output=True,
             text=True,
             check=True,
@@ -169,22 +149,24 @@ def join_command(
     environ: Mapping[str, str] = os.environ,
 ) -> str:
     """The shell line that starts a worker on another machine, in a checkout of the same
-    code there: `make worker` with the shared services' URLs, the shared MEDIA_ROOT and
-    the settings workers must share."""
+    code there: `make worker` with every setting workers must share (coreconf.config,
+    `shared=True`): the services' URLs as other machines reach them, the shared MEDIA_ROOT,
+    and each other one set here, under its current name even where set under an old one."""
     assignments = {
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
         "MEDIA_ROOT": str(media_root.resolve()),
     }
-    for name in WORKER_SETTINGS:
-        if environ.get(name):
-            assignments[name] = environ[name]
+    for setting in config.shared_settings():
+        given = setting.given_in(environ)
+        if given and setting.name not in assignments:
+            assignments[setting.name] = given
     line = " ".join(f"{name}={shlex.quote(value)}" for name, value in assignments.items())
     return f"{line} make worker"
 
 
 def join_command_file() -> Path:
-    return stack.VAR_DIR / JOIN_COMMAND_FILE
+    return paths.VAR_DIR / JOIN_COMMAND_FILE
 
 
 def join_command_write(command: str) -> Path:

@@ -18,9 +18,9 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
+from coreconf import config, paths
 from launcher import join, stack, supervisor
 from launcher.worker import default_node_name, worker_command
 
@@ -41,7 +41,7 @@ def daphne_command(port: int, bind: str = "127.0.0.1") -> list[str]:
 
 def _manage(*args: str) -> str:
     return subprocess.run(
-        [sys.executable, str(stack.BASE_DIR / "manage.py"), *args],
+        [sys.executable, str(paths.BASE_DIR / "manage.py"), *args],
         check=True,
         capture_output=True,
         text=True,
@@ -53,7 +53,7 @@ def _spawn(
 ) -> subprocess.Popen[bytes]:
     # Own process group: Ctrl-C reaches only us, and we stop children in order.
     return subprocess.Popen(
-        args, cwd=stack.BASE_DIR, start_new_session=True, env=env, **stack.as_service_user(user)
+        args, cwd=paths.BASE_DIR, start_new_session=True, env=env, **stack.as_service_user(user)
     )
 
 
@@ -61,14 +61,10 @@ def service_env(*, database_url: str, redis_url: str) -> dict[str, str]:
     """The environment of daphne and Celery: ours plus the secrets they must not read from
     var/secrets (root's) themselves."""
     env = dict(os.environ)
-    env.setdefault("SECRET_KEY", stack.read_or_create_secret("django-secret-key"))
+    env.setdefault("SECRET_KEY", paths.django_secret_key())
     env["DATABASE_URL"] = database_url
     env["REDIS_URL"] = redis_url
     return env
-
-
-def media_root() -> Path:
-    return Path(os.environ.get("MEDIA_ROOT") or stack.VAR_DIR / "media")
 
 
 class _Child:
@@ -108,7 +104,7 @@ def _join_hint(
     )
     worker_redis_url = redis.url_through(listen.url_host) if redis and listen else redis_url
     command = join.join_command(
-        database_url=worker_database_url, redis_url=worker_redis_url, media_root=media_root()
+        database_url=worker_database_url, redis_url=worker_redis_url, media_root=paths.media_root()
     )
     path = join.join_command_write(command)
     notes = [
@@ -139,14 +135,18 @@ def _bind_note(bind: str) -> str:
 
 
 def main() -> int:
-    port = int(os.environ.get("PORT", "8000"))
-    bind = os.environ.get("COREBOARD_BIND", "127.0.0.1")
-    concurrency = int(os.environ.get("COREBOARD_WORKER_CONCURRENCY", str(os.cpu_count() or 1)))
-    # How long Ctrl-C waits for running chunks (a warm shutdown) before a cold one.
-    stop_wait = float(os.environ.get("COREBOARD_STOP_WAIT_SECONDS", "60"))
-    watcher = supervisor.Supervisor(
-        max_crashes=int(os.environ.get("COREBOARD_SUPERVISE_MAX_CRASHES", "5"))
-    )
+    try:
+        port = config.integer("PORT")
+        bind = config.string("COREBOARD_BIND")
+        # 0: no local worker (a web-only main machine).
+        concurrency = config.integer("COREBOARD_WORKER_CONCURRENCY")
+        # How long Ctrl-C waits for running chunks (a warm shutdown) before a cold one.
+        stop_wait = config.number("COREBOARD_STOP_WAIT_S")
+        max_crashes = config.integer("COREBOARD_SUPERVISE_MAX_CRASHES")
+    except config.SettingError as error:
+        print(f"make run: {error}", file=sys.stderr)
+        return 1
+    watcher = supervisor.Supervisor(max_crashes=max_crashes)
     stopping = False
 
     def request_stop(signum: int, _frame: object) -> None:
@@ -156,14 +156,10 @@ def main() -> int:
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
     try:
-        if concurrency < 0:
-            raise stack.StackError(
-                "COREBOARD_WORKER_CONCURRENCY must be 0 (no local worker) or more"
-            )
         listen = join.listen_from_env()
         listen_address = str(listen.address) if listen else ""
-        database_url = os.environ.get("DATABASE_URL", "")
-        redis_url = os.environ.get("REDIS_URL", "")
+        database_url = config.string("DATABASE_URL")
+        redis_url = config.string("REDIS_URL")
         postgres: stack.EmbeddedPostgres | None = None
         redis: stack.EmbeddedRedis | None = None
         if not database_url:
@@ -205,7 +201,7 @@ def main() -> int:
         _manage("media_mark")
         user = stack.service_user()
         if user is not None:
-            stack.give_to(media_root(), user)
+            stack.give_to(paths.media_root(), user)
             stack.grant_interpreter(user)
         env = service_env(database_url=database_url, redis_url=redis_url)
         if concurrency:

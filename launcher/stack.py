@@ -1,8 +1,8 @@
 """The embedded default: a private PostgreSQL cluster and Redis server under ./var.
 
-Used by `make run` (launcher.run), by the test suite (tests.services_plugin) and by
-settings (for the default connection URLs). Nothing here imports Django, so it can
-run before settings are configured.
+Used by `make run` (launcher.run) and by the test suite (tests.services_plugin); the
+default connection URLs settings use come from coreconf.paths, which this builds on.
+Nothing here imports Django, so it can run before settings are configured.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
-import secrets
 import shlex
 import shutil
 import socket
@@ -23,48 +22,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from launcher.service_urls import postgres_url, redis_url
+from coreconf import config, paths
+from coreconf.paths import read_or_create_secret, read_secret
 
-BASE_DIR = Path(__file__).resolve().parent.parent
-# Everything `make run` keeps (data, secrets, media); COREBOARD_VAR_DIR moves it.
-VAR_DIR = Path(os.environ.get("COREBOARD_VAR_DIR") or BASE_DIR / "var")
-SECRETS_DIR = VAR_DIR / "secrets"
 # Files the services create are not for other local users (group: the service account).
 SERVICE_UMASK = 0o027
 
-DEFAULT_PG_PORT = 54329
-DEFAULT_REDIS_PORT = 56379
 STARTUP_TIMEOUT_S = 30.0
 
 
 class StackError(RuntimeError):
     """An embedded service could not be prepared or started."""
-
-
-def secret_file(name: str) -> Path:
-    return SECRETS_DIR / name
-
-
-def read_or_create_secret(name: str, *, nbytes: int = 24, min_length: int = 0) -> str:
-    """Return the secret stored under var/secrets/<name>, creating it (0600) if missing or
-    shorter than `min_length` (a key kept from an older version)."""
-    path = secret_file(name)
-    if path.exists():
-        value = path.read_text().strip()
-        if len(value) >= min_length:
-            return value
-        path.unlink()
-    SECRETS_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
-    value = secrets.token_urlsafe(nbytes)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(value + "\n")
-    return value
-
-
-def read_secret(name: str) -> str:
-    path = secret_file(name)
-    return path.read_text().strip() if path.exists() else ""
 
 
 def free_port() -> int:
@@ -90,7 +58,7 @@ def wait_for_port(
 
 
 def postgres_bin_dir() -> Path:
-    configured = os.environ.get("COREBOARD_PG_BIN")
+    configured = config.string("COREBOARD_PG_BIN")
     if configured:
         return Path(configured)
     candidates = sorted(
@@ -110,7 +78,7 @@ def service_user() -> pwd.struct_passwd | None:
     (COREBOARD_OS_USER, created as a system user if missing); None when not root."""
     if os.geteuid() != 0:
         return None
-    name = os.environ.get("COREBOARD_OS_USER", "coreboard")
+    name = config.string("COREBOARD_OS_USER")
     try:
         return pwd.getpwnam(name)
     except KeyError:
@@ -151,7 +119,7 @@ def grant_interpreter(user: pwd.struct_passwd) -> None:
     """Let `user` reach the Python interpreter and the checkout (the virtualenv's python
     may live under /root, which is 0700 on Debian)."""
     _grant_traverse(Path(os.path.realpath(sys.executable)), user.pw_name)
-    _grant_traverse(BASE_DIR / "manage.py", user.pw_name)
+    _grant_traverse(paths.BASE_DIR / "manage.py", user.pw_name)
 
 
 def _grant_traverse(path: Path, user: str) -> None:
@@ -182,9 +150,9 @@ class EmbeddedPostgres:
 
     root: Path
     port: int
-    user: str = "coreboard"
-    database: str = "coreboard"
-    secret_name: str = "pg-password"  # noqa: S105 - the name of a file under var/secrets
+    user: str = paths.EMBEDDED_PG_USER
+    database: str = paths.EMBEDDED_PG_DATABASE
+    secret_name: str = paths.PG_PASSWORD_SECRET
     listen_address: str = ""
     listen_network: str = ""
     ssl_cert: str = ""
@@ -198,13 +166,13 @@ class EmbeddedPostgres:
     @classmethod
     def default(cls, *, listen_address: str = "", listen_network: str = "") -> EmbeddedPostgres:
         return cls(
-            root=VAR_DIR / "pg",
-            port=int(os.environ.get("COREBOARD_PG_PORT", DEFAULT_PG_PORT)),
+            root=paths.VAR_DIR / "pg",
+            port=config.integer("COREBOARD_PG_PORT"),
             listen_address=listen_address,
             listen_network=listen_network,
-            ssl_cert=os.environ.get("COREBOARD_PG_SSL_CERT", ""),
-            ssl_key=os.environ.get("COREBOARD_PG_SSL_KEY", ""),
-            max_connections=int(os.environ.get("COREBOARD_PG_MAX_CONNECTIONS") or 0),
+            ssl_cert=config.string("COREBOARD_PG_SSL_CERT"),
+            ssl_key=config.string("COREBOARD_PG_SSL_KEY"),
+            max_connections=config.integer("COREBOARD_PG_MAX_CONNECTIONS"),
         )
 
     @property
@@ -216,9 +184,11 @@ class EmbeddedPostgres:
         return self.root / "postgres.log"
 
     def url(self, database: str | None = None) -> str:
-        password = read_secret(self.secret_name)
-        return (
-            f"postgresql://{self.user}:{password}@127.0.0.1:{self.port}/{database or self.database}"
+        return paths.embedded_postgres_url(
+            port=self.port,
+            secret_name=self.secret_name,
+            user=self.user,
+            database=database or self.database,
         )
 
     # -- running as the unprivileged owner of the cluster ---------------------------------
@@ -227,7 +197,7 @@ class EmbeddedPostgres:
     def os_user() -> str | None:
         if os.geteuid() != 0:
             return None
-        user = os.environ.get("COREBOARD_PG_OS_USER", "postgres")
+        user = config.string("COREBOARD_PG_OS_USER")
         try:
             pwd.getpwnam(user)
         except KeyError:
@@ -332,7 +302,7 @@ class EmbeddedPostgres:
     def _hba_write(self) -> Path:
         """pg_hba.conf for this start: passwords everywhere; the network only for workers."""
         lines = [
-            "# Written by Coreboard at every start (project/stack.py): edits are lost.",
+            "# Written by Coreboard at every start (launcher/stack.py): edits are lost.",
             "host all all 127.0.0.1/32 scram-sha-256",
             "host all all ::1/128 scram-sha-256",
         ]
@@ -352,7 +322,7 @@ class EmbeddedPostgres:
 
     def worker_url(self, host: str) -> str:
         """The worker role's URL through `host` (an address other machines reach)."""
-        return postgres_url(
+        return paths.postgres_url(
             user=self.worker_user,
             password=read_secret(self.worker_secret_name),
             host=host,
@@ -440,28 +410,28 @@ class EmbeddedRedis:
     root: Path
     port: int
     persist: bool = True
-    secret_name: str = "redis-password"  # noqa: S105 - the name of a file under var/secrets
+    secret_name: str = paths.REDIS_PASSWORD_SECRET
     process: subprocess.Popen[bytes] | None = None
     # COREBOARD_LISTEN: also bound there (with the same password), for other machines.
     listen_address: str = ""
 
     @classmethod
     def default(cls, *, listen_address: str = "") -> EmbeddedRedis:
-        port = int(os.environ.get("COREBOARD_REDIS_PORT", DEFAULT_REDIS_PORT))
-        return cls(root=VAR_DIR / "redis", port=port, listen_address=listen_address)
+        port = config.integer("COREBOARD_REDIS_PORT")
+        return cls(root=paths.VAR_DIR / "redis", port=port, listen_address=listen_address)
 
     def url_through(self, host: str, db: int = 0) -> str:
         """The URL through `host` (an address other machines reach)."""
-        return redis_url(password=read_secret(self.secret_name), host=host, port=self.port, db=db)
+        return paths.redis_url(
+            password=read_secret(self.secret_name), host=host, port=self.port, db=db
+        )
 
     def url(self, db: int = 0) -> str:
-        password = read_secret(self.secret_name)
-        credentials = f":{password}@" if password else ""
-        return f"redis://{credentials}127.0.0.1:{self.port}/{db}"
+        return paths.embedded_redis_url(port=self.port, secret_name=self.secret_name, db=db)
 
     def start(self) -> None:
         server = (
-            os.environ.get("COREBOARD_REDIS_SERVER")
+            config.string("COREBOARD_REDIS_SERVER")
             or shutil.which("redis-server")
             or "/usr/bin/redis-server"
         )
@@ -474,9 +444,9 @@ class EmbeddedRedis:
             raise StackError(f"port {self.port} is taken; set COREBOARD_REDIS_PORT to a free port")
         password = read_or_create_secret(self.secret_name)
         self.root.mkdir(parents=True, exist_ok=True, mode=0o750)
-        config = self.root / "redis.conf"
-        config.unlink(missing_ok=True)
-        fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        config_file = self.root / "redis.conf"
+        config_file.unlink(missing_ok=True)
+        fd = os.open(config_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(f"requirepass {password}\n")
         log = (self.root / "redis.log").open("ab")
@@ -486,7 +456,7 @@ class EmbeddedRedis:
         self.process = subprocess.Popen(
             [
                 server,
-                str(config),
+                str(config_file),
                 "--bind",
                 *filter(None, ["127.0.0.1", self.listen_address]),
                 "--port",
@@ -556,12 +526,12 @@ def start_private_services(
     """
     started = PrivateServices()
     try:
-        if "DATABASE_URL" not in os.environ:
+        if not config.is_set("DATABASE_URL"):
             postgres = EmbeddedPostgres(root=root / "pg", port=free_port(), secret_name=secret_name)
             postgres.start()
             started.postgres = postgres
             os.environ["DATABASE_URL"] = postgres.url()
-        if "REDIS_URL" not in os.environ:
+        if not config.is_set("REDIS_URL"):
             redis = EmbeddedRedis(
                 root=root / "redis",
                 port=free_port(),

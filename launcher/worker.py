@@ -20,7 +20,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from launcher import stack
+from coreconf import config, paths
 
 NODE_ID_FILE = "node-id"
 # Celery node names, queue names and labels travel in Redis keys and on pages: plain words.
@@ -50,7 +50,7 @@ class WorkerOptionError(ValueError):
 def node_id() -> str:
     """This checkout's node id (var/node-id, created once); a fresh one per start when
     var/ cannot be written (the name then changes with every start)."""
-    path = stack.VAR_DIR / NODE_ID_FILE
+    path = paths.VAR_DIR / NODE_ID_FILE
     try:
         value = path.read_text().strip()
         if re.fullmatch(r"[0-9a-f]{8}", value):
@@ -107,13 +107,17 @@ def worker_args(
     """The celery command line and environment of `make worker` with these options."""
     environ = dict(os.environ if environ is None else environ)
     parser = argparse.ArgumentParser(prog="make worker")
-    parser.add_argument("--node", default=environ.get("COREBOARD_WORKER_NODE", ""))
-    parser.add_argument("--queues", default=environ.get("COREBOARD_WORKER_QUEUES", ""))
+    parser.add_argument("--node", default=config.string("COREBOARD_WORKER_NODE", environ))
+    parser.add_argument("--queues", default=config.string("COREBOARD_WORKER_QUEUES", environ))
+    # Read as text: CONCURRENCY= and the variable get one check, with one message.
     parser.add_argument(
         "--concurrency",
-        default=environ.get("COREBOARD_WORKER_CONCURRENCY") or str(os.cpu_count() or 1),
+        default=config.setting("COREBOARD_WORKER_CONCURRENCY").given_in(environ)
+        or str(os.cpu_count() or 1),
     )
-    parser.add_argument("--labels", default=environ.get("COREBOARD_WORKER_LABELS", ""))
+    parser.add_argument(
+        "--labels", default=",".join(config.strings("COREBOARD_WORKER_LABELS", environ))
+    )
     options = parser.parse_args(list(argv))
     extra = ["-n", node_name(options.node) if options.node else default_node_name()]
     queues = names("QUEUES", options.queues)
@@ -126,7 +130,9 @@ def worker_args(
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args, environ = worker_args(sys.argv[1:] if argv is None else argv)
-    except WorkerOptionError as error:
+        # Django's key, created here on a fresh machine rather than by importing settings.
+        environ.setdefault("SECRET_KEY", paths.django_secret_key())
+    except (WorkerOptionError, config.SettingError) as error:
         print(f"make worker: {error}", file=sys.stderr)
         return 2
     os.execve(args[0], args, environ)  # noqa: S606 - our own celery, a fixed program

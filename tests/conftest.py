@@ -16,10 +16,10 @@ from django.db import connection
 from django.test import Client, override_settings
 from rest_framework.test import APIClient
 
+from coreconf import paths
 from jobs.engine import events
 from jobs.engine import preflight as worker_preflight
 from jobs.models import Job
-from launcher import stack
 from tests.factories import (
     api_client_for,
     chunk_statuses,
@@ -211,7 +211,7 @@ def _test_database_url() -> str:
 @pytest.fixture(scope="session")
 def docs_example_kind() -> str:
     """The worked example of docs/job-kinds.md as an importable module; its name."""
-    page = (stack.BASE_DIR / "docs" / "job-kinds.md").read_text()
+    page = (paths.BASE_DIR / "docs" / "job-kinds.md").read_text()
     marker = re.search(r"<!-- example-module: (\w+) -->\s*```python\n(.*?)```", page, re.S)
     assert marker, "docs/job-kinds.md lost its example module"
     name, source = marker.groups()

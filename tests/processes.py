@@ -11,6 +11,7 @@ from collections import deque
 
 import psutil
 
+from coreconf import paths
 from launcher import stack
 from launcher.run import daphne_command
 from launcher.worker import worker_command
@@ -25,7 +26,7 @@ class ServerProcess:
         self._seen = threading.Condition()
         self.process = subprocess.Popen(
             args,
-            cwd=stack.BASE_DIR,
+            cwd=paths.BASE_DIR,
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

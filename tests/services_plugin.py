@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from coreconf import paths
 from launcher import stack
 
 # COREBOARD_TEST_VAR lets two suites run side by side (each needs its own cluster).
-TEST_VAR = Path(os.environ.get("COREBOARD_TEST_VAR", str(stack.VAR_DIR / "test")))
+TEST_VAR = Path(os.environ.get("COREBOARD_TEST_VAR", str(paths.VAR_DIR / "test")))
 TEST_MEDIA_ROOT = TEST_VAR / "media"
 
 
@@ -29,6 +30,8 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
     # Persistent connections held by asgiref's worker threads would keep pytest-django
     # from dropping the test database at the end.
     os.environ.setdefault("DB_CONN_MAX_AGE", "0")
+    # Settings only read Django's key; the suite's daphne and workers get it from here.
+    os.environ.setdefault("SECRET_KEY", paths.django_secret_key())
     SERVICES.append(
         stack.start_private_services(TEST_VAR, secret_name="test-pg-password", persist=False)
     )

@@ -25,9 +25,10 @@ import pytest
 from django.db import connection
 
 from coreboard.client import Client
+from coreconf import paths
 from jobs.engine import dispatch
 from jobs.engine import preflight as worker_preflight
-from launcher import join, service_urls, stack, worker
+from launcher import join, stack, worker
 from launcher.worker import worker_command
 from tests.processes import ServerProcess
 from tests.services_plugin import TEST_VAR
@@ -94,12 +95,12 @@ def test_a_host_route_address_needs_the_network_named(monkeypatch: pytest.Monkey
 @pytest.mark.services
 def test_join_command_survives_any_password_and_carries_shared_settings(tmp_path: Path) -> None:
     password = "p@ss:w/rd?#% 'x\""
-    database_url = service_urls.postgres_url(
+    database_url = paths.postgres_url(
         user="coreboard_worker", password=password, host="10.0.0.5", port=54329, database="cb"
     )
     command = join.join_command(
         database_url=database_url,
-        redis_url=service_urls.redis_url(password=password, host="10.0.0.5", port=56379),
+        redis_url=paths.redis_url(password=password, host="10.0.0.5", port=56379),
         media_root=tmp_path,
         environ={"COREBOARD_JOB_KINDS": "mykinds", "COREBOARD_LEASE_MS": "20000", "HOME": "/x"},
     )
@@ -128,7 +129,7 @@ def test_join_command_survives_any_password_and_carries_shared_settings(tmp_path
 def test_make_worker_options_become_celery_options(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(stack, "VAR_DIR", tmp_path)
+    monkeypatch.setattr(paths, "VAR_DIR", tmp_path)
     args, environ = worker.worker_args(
         ["--node", "gpu1", "--queues", "big,small", "--concurrency", "3", "--labels", "gpu,ssd"],
         {"PATH": "/usr/bin"},
@@ -173,7 +174,7 @@ def test_make_worker_passes_only_the_options_given() -> None:
         pytest.skip("make is not installed")
     dry = subprocess.run(
         ["make", "-n", "worker", "NODE=n1", "QUEUES=q1,q2", "CONCURRENCY=2", "LABELS=a"],
-        cwd=stack.BASE_DIR,
+        cwd=paths.BASE_DIR,
         capture_output=True,
         text=True,
         check=True,
@@ -182,7 +183,7 @@ def test_make_worker_passes_only_the_options_given() -> None:
     assert "-m launcher.worker --node 'n1' --queues 'q1,q2' --concurrency '2' --labels 'a'" in line
     plain = subprocess.run(
         ["make", "-n", "worker"],
-        cwd=stack.BASE_DIR,
+        cwd=paths.BASE_DIR,
         capture_output=True,
         text=True,
         check=True,
@@ -198,7 +199,7 @@ def _start_refused(env: dict[str, str], node: str) -> subprocess.CompletedProces
     """A real worker that is expected to refuse: its exit status and output."""
     return subprocess.run(
         worker_command(1, "--without-gossip", "--without-mingle", "-n", node),
-        cwd=stack.BASE_DIR,
+        cwd=paths.BASE_DIR,
         env=env,
         capture_output=True,
         text=True,
@@ -261,7 +262,7 @@ def old_schema_env(child_env: dict[str, str]) -> Iterator[dict[str, str]]:
     try:
         subprocess.run(
             [sys.executable, "manage.py", "migrate", "jobs", "0003", "--noinput", "-v", "0"],
-            cwd=stack.BASE_DIR,
+            cwd=paths.BASE_DIR,
             env=env,
             check=True,
         )
@@ -431,7 +432,7 @@ def test_the_join_command_starts_a_worker_in_another_network_namespace(
 
         token = subprocess.run(
             [sys.executable, "manage.py", "token_create", "admin"],
-            cwd=stack.BASE_DIR,
+            cwd=paths.BASE_DIR,
             env=env,
             capture_output=True,
             text=True,

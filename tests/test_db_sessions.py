@@ -16,9 +16,9 @@ from django.contrib.auth.models import User
 from django.db import OperationalError, connection, transaction
 from django.test import Client
 
+from coreconf import paths
 from jobs.engine import job_state
 from jobs.models import Chunk, Job
-from launcher import stack
 from tests.factories import make_job, make_unclaimable_job
 from tests.processes import start_celery_worker
 from tests.waiting import poll_until
@@ -133,7 +133,7 @@ def test_a_node_frozen_while_holding_a_job_lock_stalls_nobody_for_long(
         poll_until(lambda: _done(busy.pk) >= 4, timeout=60)
         frozen = subprocess.Popen(
             [sys.executable, "-c", _FREEZE_HOLDING_LOCK, str(busy.pk)],
-            cwd=stack.BASE_DIR,
+            cwd=paths.BASE_DIR,
             env=child_env,
             stdout=subprocess.PIPE,
             text=True,

@@ -175,9 +175,9 @@ def test_grafana_dashboard_only_uses_metrics_we_export() -> None:
     import json
     import re
 
-    from launcher import stack
+    from coreconf import paths
 
-    dashboard = json.loads((stack.BASE_DIR / "docs" / "grafana-dashboard.json").read_text())
+    dashboard = json.loads((paths.BASE_DIR / "docs" / "grafana-dashboard.json").read_text())
     exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
     used = set(re.findall(r"coreboard_[a-z_]+", " ".join(exprs)))
     exported = (

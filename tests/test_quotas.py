@@ -60,7 +60,7 @@ def test_a_burn_of_10000_chunks_of_300_s_is_refused_by_default(alice_api: APICli
         format="json",
     )
     assert response.status_code == 400
-    assert "COREBOARD_QUOTA_CHUNK_SECONDS" in " ".join(response.json()["quota"])
+    assert "COREBOARD_QUOTA_CHUNK_S" in " ".join(response.json()["quota"])
     assert not Job.objects.exists()
 
 

@@ -43,7 +43,7 @@ from tokens.authentication import key_from_header
 logger = logging.getLogger(__name__)
 
 # Run time of one chunk, seconds. Chunks should take >= 0.3 s (docs/job-kinds.md) and are capped by
-# COREBOARD_CHUNK_TIME_LIMIT (600 s by default).
+# COREBOARD_CHUNK_TIME_LIMIT_S (600 s by default).
 CHUNK_SECONDS_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 # "Recently finished" jobs whose speedup and efficiency are reported.
 RECENT_JOBS_WINDOW = timedelta(hours=1)

@@ -110,7 +110,7 @@ class Recorded:
 
 
 def _lease_until() -> datetime:
-    return timezone.now() + timedelta(seconds=settings.COREBOARD_LEASE_SECONDS)
+    return timezone.now() + timedelta(milliseconds=settings.COREBOARD_LEASE_MS)
 
 
 def job_start_if_pending(*, job_id: int) -> None:
@@ -153,7 +153,7 @@ def chunks_claim(*, job_id: int, claimer: Claimer, limit: int) -> list[Claim]:
     """Claim up to `limit` of the job's claimable pending chunks, lowest index first.
 
     Nothing is claimed for a job that is not running. Each claimed chunk is `running`,
-    leased to the claimer for COREBOARD_LEASE_SECONDS, its attempts counted.
+    leased to the claimer for COREBOARD_LEASE_MS, its attempts counted.
     """
     with transaction.atomic():
         _commit_without_waiting_for_disk()

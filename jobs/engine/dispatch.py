@@ -505,9 +505,9 @@ def worker_forget(node: str) -> None:
 
 def start_reconciler(node: str, concurrency: int, worker_kinds: Iterable[str]) -> None:
     """In each worker's main process: beat (with its processes and kinds), hand back lost
-    local chunks, and reconcile (one machine at a time) every COREBOARD_RECONCILE_SECONDS."""
+    local chunks, and reconcile (one machine at a time) every COREBOARD_RECONCILE_MS."""
     worker_kinds = sorted(worker_kinds)
-    period = settings.COREBOARD_RECONCILE_SECONDS
+    period = settings.COREBOARD_RECONCILE_MS / 1000
 
     def run() -> None:
         while True:

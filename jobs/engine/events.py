@@ -99,7 +99,7 @@ class _Publisher:
         self._ready.set()
         layer = get_channel_layer()
         client = redis_client()
-        interval = settings.COREBOARD_PUBLISH_INTERVAL_SECONDS
+        interval = settings.COREBOARD_PUBLISH_INTERVAL_MS / 1000
         while True:
             await self._kick.wait()
             self._kick.clear()

@@ -72,20 +72,20 @@ class SlotHooks:
 
 class SlotPace:
     """What a slot does at most so often, however short its chunks: look at the job's
-    status (every COREBOARD_CANCEL_POLL_SECONDS; cancellation lives in the database, not
-    in Celery revokes) and publish a chunk's progress (COREBOARD_PROGRESS_INTERVAL_SECONDS).
+    status (every COREBOARD_CANCEL_POLL_MS; cancellation lives in the database, not
+    in Celery revokes) and publish a chunk's progress (COREBOARD_PROGRESS_INTERVAL_MS).
     A database hiccup skips one look."""
 
     def __init__(self, job_id: int) -> None:
         self.job_id = job_id
-        self._next_check = time.monotonic() + settings.COREBOARD_CANCEL_POLL_SECONDS
+        self._next_check = time.monotonic() + settings.COREBOARD_CANCEL_POLL_MS / 1000
         self._next_publish = 0.0
 
     def check_cancelled(self) -> None:
         now = time.monotonic()
         if now < self._next_check:
             return
-        self._next_check = now + settings.COREBOARD_CANCEL_POLL_SECONDS
+        self._next_check = now + settings.COREBOARD_CANCEL_POLL_MS / 1000
         try:
             status = job_status(job_id=self.job_id)
         except DatabaseError:
@@ -98,7 +98,7 @@ class SlotPace:
         now = time.monotonic()
         if now < self._next_publish:
             return False
-        self._next_publish = now + settings.COREBOARD_PROGRESS_INTERVAL_SECONDS
+        self._next_publish = now + settings.COREBOARD_PROGRESS_INTERVAL_MS / 1000
         return True
 
 
@@ -256,8 +256,8 @@ class _SlotRun:
             return "lacks-kind"
         if job["status"] == Job.Status.PENDING:
             job_start_if_pending(job_id=self.job_id)
-        slice_end = time.monotonic() + settings.COREBOARD_SLOT_SLICE_SECONDS
-        hard_end = time.monotonic() + settings.COREBOARD_SLOT_MAX_SECONDS
+        slice_end = time.monotonic() + settings.COREBOARD_SLOT_SLICE_MS / 1000
+        hard_end = time.monotonic() + settings.COREBOARD_SLOT_MAX_S
         claims = self._claim()
         while True:
             if not claims:
@@ -279,7 +279,7 @@ class _SlotRun:
                 else dispatch.worker_is_draining(self.node)
             )
             if now >= slice_end and not yielding:
-                slice_end = now + settings.COREBOARD_SLOT_SLICE_SECONDS
+                slice_end = now + settings.COREBOARD_SLOT_SLICE_MS / 1000
             self._adapt_batch()
             # The batch's outcomes and the next claim share one transaction.
             recorded = chunks_record(
@@ -312,7 +312,7 @@ class _SlotRun:
 
     def _run_batch(self, kind: kinds.JobKind, claims: list[Claim]) -> tuple[list[Outcome], bool]:
         """Run claimed chunks, recording outcomes as they pile up (at most every
-        COREBOARD_FLUSH_SECONDS); the outcomes left to record, and False once the job is
+        COREBOARD_FLUSH_MS); the outcomes left to record, and False once the job is
         over (the rest of the batch is handed back as stopped)."""
         outcomes: list[Outcome] = []
         last_flush = time.monotonic()
@@ -325,7 +325,7 @@ class _SlotRun:
             outcomes.append(outcome)
             if isinstance(outcome, Stopped):
                 active = False
-            if time.monotonic() - last_flush >= settings.COREBOARD_FLUSH_SECONDS:
+            if time.monotonic() - last_flush >= settings.COREBOARD_FLUSH_MS / 1000:
                 recorded = chunks_record(job_id=self.job_id, outcomes=outcomes)
                 active = active and recorded.job_active
                 outcomes = []
@@ -373,7 +373,7 @@ class _SlotRun:
         self.chunk_seconds = seconds if previous is None else 0.7 * previous + 0.3 * seconds
 
     def _adapt_batch(self) -> None:
-        target = settings.COREBOARD_BATCH_TARGET_SECONDS
+        target = settings.COREBOARD_BATCH_TARGET_MS / 1000
         per_chunk = max(self.chunk_seconds or target, 1e-5)
         self.batch_size = max(1, min(MAX_BATCH, int(target / per_chunk)))
 

@@ -174,7 +174,7 @@ class JobKind:
 
     def estimate_seconds(self, params: Params) -> float | None:
         """CPU seconds the whole job will take, when the kind can tell from its parameters
-        (used by the per-person quota COREBOARD_QUOTA_CHUNK_SECONDS); None when it cannot."""
+        (used by the per-person quota COREBOARD_QUOTA_CHUNK_S); None when it cannot."""
         return None
 
     def upload_fields(self) -> list[str]:

@@ -273,7 +273,7 @@ def jobs_live(
         logger.warning("worker registry unreadable; job states without waiting reasons")
         workers, seen = None, {}
     ids = [job.pk for job in active]
-    silent = now + timedelta(seconds=max(settings.COREBOARD_LEASE_SECONDS - LEASE_SILENT_S, 0))
+    silent = now + timedelta(seconds=max(settings.COREBOARD_LEASE_MS / 1000 - LEASE_SILENT_S, 0))
     due = Q(retry_at__isnull=True) | Q(retry_at__lte=now)
     pending = Q(status=Chunk.Status.PENDING)
     counts = {

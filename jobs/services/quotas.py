@@ -54,13 +54,13 @@ def job_quota_errors(
         )
     estimate = kind.estimate_seconds(params)
     if estimate is not None:
-        seconds_limit = settings.COREBOARD_QUOTA_CHUNK_SECONDS
+        seconds_limit = settings.COREBOARD_QUOTA_CHUNK_S
         others = sum(job_estimated_seconds(job) for job in active)
         if estimate + others > seconds_limit:
             errors.append(
                 f"This job asks for about {estimate:,.0f} CPU seconds and your active jobs "
                 f"for {others:,.0f} more; the quota is {seconds_limit:,} "
-                "(COREBOARD_QUOTA_CHUNK_SECONDS)."
+                "(COREBOARD_QUOTA_CHUNK_S)."
             )
     return {"quota": errors} if errors else None
 

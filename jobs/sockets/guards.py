@@ -176,7 +176,7 @@ class GuardedConsumer(AsyncJsonWebsocketConsumer):
 
     async def _watch(self, user_pk: Any, check: Any, credential: str | None) -> None:
         """Close the socket once its session (or API token) no longer logs its person in."""
-        interval = settings.COREBOARD_SOCKET_SESSION_CHECK_SECONDS
+        interval = settings.COREBOARD_SOCKET_SESSION_CHECK_MS / 1000
         while True:
             await asyncio.sleep(interval)
             try:

@@ -11,9 +11,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from coreconf import paths
 from launcher import stack
 
-BENCH_VAR = stack.VAR_DIR / "bench"
+BENCH_VAR = paths.VAR_DIR / "bench"
 BENCH_LIMITS = {
     "COREBOARD_RATE_JOB_CREATE": "100000/minute",
     "COREBOARD_QUOTA_ACTIVE_JOBS": "1000",

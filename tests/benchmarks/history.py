@@ -21,10 +21,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from coreconf import paths
 from launcher import stack
 from tests.benchmarks import harness, report
 
-BENCH_VAR = stack.VAR_DIR / "bench-history"
+BENCH_VAR = paths.VAR_DIR / "bench-history"
 # Share of all jobs per person; staff own none but see every one.
 OWNERS = {"bench-alice": 0.6, "bench-bob": 0.25, "bench-carol": 0.15}
 STAFF = "bench-staff"

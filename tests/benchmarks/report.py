@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
-from launcher import stack
+from coreconf import paths
 
-REPORT = stack.BASE_DIR / "BENCHMARKS.md"
+REPORT = paths.BASE_DIR / "BENCHMARKS.md"
 HEADER = "# Benchmarks\n\nWritten by `make bench` (tests/benchmarks/); do not edit by hand.\n"
 
 

@@ -33,7 +33,7 @@ MIB = 1024 * 1024
 
 @pytest.fixture(autouse=True)
 def _quick_session_checks(settings: Any) -> None:
-    settings.COREBOARD_SOCKET_SESSION_CHECK_SECONDS = 0.5
+    settings.COREBOARD_SOCKET_SESSION_CHECK_MS = 500
 
 
 @db_sync_to_async

@@ -114,6 +114,6 @@ def test_cancel_leaves_no_chunk_running_or_pending(alice: User) -> None:
     assert job.status == Job.Status.CANCELLED
     # A chunk already claimed in a batch may start until the slot's next look at the
     # job's status (every COREBOARD_CANCEL_POLL_MS), never later.
-    late = cancelled_at + timedelta(seconds=settings.COREBOARD_CANCEL_POLL_SECONDS + 0.25)
+    late = cancelled_at + timedelta(milliseconds=settings.COREBOARD_CANCEL_POLL_MS + 250)
     assert not job.chunks.filter(started_at__gt=late).exists()
     assert job.chunks.filter(status="cancelled").count() > 100

@@ -24,6 +24,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.db import connection
 
+from coreconf import paths
 from jobs import services
 from jobs.engine import dispatch
 from jobs.models import Chunk, Job
@@ -255,7 +256,7 @@ def test_ctrl_c_of_make_run_mid_chunk_then_start_again() -> None:
         COREBOARD_REDIS_PORT=str(stack.free_port()),
         PORT=str(stack.free_port()),
         COREBOARD_WORKER_CONCURRENCY="2",
-        COREBOARD_STOP_WAIT_SECONDS="3",
+        COREBOARD_STOP_WAIT_S="3",
         PYTHONUNBUFFERED="1",
     )
 
@@ -267,7 +268,7 @@ def test_ctrl_c_of_make_run_mid_chunk_then_start_again() -> None:
     def django(code: str) -> str:
         return subprocess.run(
             [sys.executable, "manage.py", "shell", "--no-imports", "-c", code],
-            cwd=stack.BASE_DIR,
+            cwd=paths.BASE_DIR,
             env=env,
             check=True,
             capture_output=True,

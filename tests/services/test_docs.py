@@ -10,17 +10,17 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
+from coreconf import paths
 from jobs import reference
 from jobs.management.commands import reference as reference_command
-from launcher import stack
 
 pytestmark = pytest.mark.services
 
-ROOT = stack.BASE_DIR
+ROOT = paths.BASE_DIR
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 # A repository path as the docs write it: `jobs/engine/tasks.py`, static/jobs/job.mjs, ...
 REPO_PATH = re.compile(
-    r"(?<![\w/.-])((?:jobs|launcher|project|tokens|coreboard|tests|static|templates|docs)"
+    r"(?<![\w/.-])((?:jobs|launcher|project|coreconf|tokens|coreboard|tests|static|templates|docs)"
     r"/[\w./-]*\w\.(?:py|mjs|md|html|css|json|png|toml))\b"
 )
 # Files that other branches of issue 17 are writing at the same time: the engine modules

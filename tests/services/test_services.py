@@ -75,7 +75,7 @@ def test_claims_take_pending_chunks_in_order_under_a_lease(alice: User, settings
     assert chunk.status == Chunk.Status.RUNNING
     assert chunk.lease_owner == "other|2|boot"
     assert chunk.lease_expires_at is not None
-    lease = timedelta(seconds=settings.COREBOARD_LEASE_SECONDS)
+    lease = timedelta(milliseconds=settings.COREBOARD_LEASE_MS)
     assert timezone.now() < chunk.lease_expires_at <= timezone.now() + lease
     assert chunk.attempts == 1
     assert (chunk.worker, chunk.pid) == ("other", 2)
@@ -189,7 +189,7 @@ def test_cancel_stops_pending_chunks_and_running_ones_are_cancelled_when_they_st
 
 
 def test_a_running_chunk_stops_at_its_next_progress_call(alice: User, settings: Any) -> None:
-    settings.COREBOARD_CANCEL_POLL_SECONDS = 0
+    settings.COREBOARD_CANCEL_POLL_MS = 0
     job = make_job(alice, chunks=1)
     start(job)
     claimed = claim_one(job)

@@ -9,6 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from coreconf import config
 from jobs import reference
 
 # Each generated page (relative to the repository root) and the function that writes its
@@ -16,6 +17,7 @@ from jobs import reference
 REFERENCES: list[tuple[str, Callable[[], str]]] = [
     ("docs/api-reference.md", reference.api_reference),
     ("docs/protocol.md", reference.protocol_reference),
+    (config.REFERENCE_PATH, config.reference_markdown),
 ]
 
 

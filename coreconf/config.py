@@ -1,0 +1,1007 @@
+"""Every setting Coreboard reads from its environment, declared once.
+
+Each `register(...)` below names one environment variable: its type, default, unit, lower
+limit, whether every worker machine must share it, whether it is a secret, its section and
+a one-line doc. From this table
+
+- `project/settings.py` reads every knob (and derives Django's and Celery's settings),
+- the launcher (`make run`, `make worker`, the join command) reads its own knobs, and the
+  join command carries exactly the entries marked `shared`,
+- `docs/configuration.md` is generated (`python manage.py reference`).
+
+So a new setting is one `register(...)` here, plus the code that uses it.
+
+Names. A Django setting has the name of its environment variable, and its value is in the
+unit that name says. Coreboard's own names (`COREBOARD_*`) end in their unit: durations in
+`_MS` (whole milliseconds) or `_S` (seconds), never `_SECONDS`; sizes in `_BYTES`; days in
+`_DAYS`. Names Django or a convention already owns (`SECURE_HSTS_SECONDS`,
+`DB_CONN_MAX_AGE`) keep their usual spelling. A renamed variable keeps its old name as an
+alias: still read, listed as deprecated in the reference.
+
+Values. An empty value counts as unset (the default applies). A value that does not parse,
+or is below its minimum, stops the process with a message naming the variable and the rule.
+
+Nothing here imports Django or anything heavy: the launcher reads this table before any
+settings exist.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Kind = Literal["str", "bool", "int", "float", "list", "mapping"]
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+class SettingError(RuntimeError):
+    """An environment variable that cannot be used; the message names it and the rule."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One environment variable: what it is, what it defaults to, who must share it."""
+
+    name: str
+    kind: Kind
+    default: Any
+    doc: str
+    section: str
+    unit: str = ""
+    minimum: int | None = None
+    # Every worker machine must run with the main machine's value (the join command
+    # carries it): the engine's timings, the kinds and their queues.
+    shared: bool = False
+    # Never printed in full (a password, a key, a URL with credentials).
+    secret: bool = False
+    # Older names, still read when the new one is not set.
+    aliases: tuple[str, ...] = ()
+    # How the reference states a default computed at run time (the default is then "").
+    default_doc: str = ""
+    # Further rule on the parsed value: returns what is wrong, or "" when it holds.
+    check: Callable[[Any], str] | None = None
+
+    def parse(self, raw: str, *, source: str) -> Any:
+        """The value of `raw` (read from the variable `source`), checked."""
+        value = _PARSERS[self.kind](raw, source)
+        if self.minimum is not None and value < self.minimum:
+            raise SettingError(
+                f"environment variable {source} must be >= {self.minimum}, got {value}"
+            )
+        if self.check is not None:
+            problem = self.check(value)
+            if problem:
+                raise SettingError(f"environment variable {source}: {problem}")
+        return value
+
+    def read(self, environ: Mapping[str, str]) -> Any:
+        """This setting's value in `environ`: its own name first, then its aliases."""
+        for source in (self.name, *self.aliases):
+            raw = environ.get(source, "")
+            if raw.strip():
+                return self.parse(raw, source=source)
+        return self.default() if callable(self.default) else self.default
+
+    def given_in(self, environ: Mapping[str, str]) -> str:
+        """The raw value `environ` gives it (under its name or an alias), or ""."""
+        for source in (self.name, *self.aliases):
+            raw = environ.get(source, "")
+            if raw.strip():
+                return raw
+        return ""
+
+
+def _parse_str(raw: str, source: str) -> str:
+    return raw
+
+
+def _parse_bool(raw: str, source: str) -> bool:
+    if raw.lower() in _TRUE:
+        return True
+    if raw.lower() in _FALSE:
+        return False
+    raise SettingError(f"environment variable {source} must be a boolean, got {raw!r}")
+
+
+def _parse_int(raw: str, source: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise SettingError(
+            f"environment variable {source} must be an integer, got {raw!r}"
+        ) from None
+
+
+def _parse_float(raw: str, source: str) -> float:
+    try:
+        return float(raw)
+    except ValueError:
+        raise SettingError(f"environment variable {source} must be a number, got {raw!r}") from None
+
+
+def _parse_list(raw: str, source: str) -> list[str]:
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def _parse_mapping(raw: str, source: str) -> dict[str, str]:
+    mapping: dict[str, str] = {}
+    for item in _parse_list(raw, source):
+        key, _, value = item.partition("=")
+        if not key.strip() or not value.strip():
+            raise SettingError(f"environment variable {source}: {item!r} is not key=value")
+        mapping[key.strip()] = value.strip()
+    return mapping
+
+
+_PARSERS: dict[Kind, Callable[[str, str], Any]] = {
+    "str": _parse_str,
+    "bool": _parse_bool,
+    "int": _parse_int,
+    "float": _parse_float,
+    "list": _parse_list,
+    "mapping": _parse_mapping,
+}
+
+
+def _networks(value: list[str]) -> str:
+    for network in value:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            return f"{network!r} is not an address or network"
+    return ""
+
+
+def _header_and_value(value: list[str]) -> str:
+    return "" if len(value) in (0, 2) else "must be 'Header-Name,value'"
+
+
+# --- The table ---------------------------------------------------------------------------
+
+SETTINGS: dict[str, Setting] = {}
+_ALIASES: dict[str, str] = {}
+
+# Sections, in the order the reference lists them.
+SECTIONS = {
+    "run": "Running it (`make run`)",
+    "stores": "Data stores",
+    "cluster": "Cluster: more machines",
+    "workers": "Workers (`make worker`)",
+    "engine": "Execution engine",
+    "jobs": "Jobs, uploads and quotas",
+    "web": "Web pages, API and websockets",
+    "security": "Security",
+    "django": "Django",
+}
+
+
+def register(
+    name: str,
+    kind: Kind,
+    default: Any,
+    doc: str,
+    *,
+    section: str,
+    unit: str = "",
+    minimum: int | None = None,
+    shared: bool = False,
+    secret: bool = False,
+    aliases: tuple[str, ...] = (),
+    default_doc: str = "",
+    check: Callable[[Any], str] | None = None,
+) -> Setting:
+    """Declare one environment variable (once: a second declaration of a name is a bug)."""
+    if section not in SECTIONS:
+        raise ValueError(f"{name}: unknown section {section!r}")
+    for taken in (name, *aliases):
+        if taken in SETTINGS or taken in _ALIASES:
+            raise ValueError(f"setting {taken} is declared twice")
+    setting = Setting(
+        name=name,
+        kind=kind,
+        default=default,
+        doc=doc,
+        section=section,
+        unit=unit,
+        minimum=minimum,
+        shared=shared,
+        secret=secret,
+        aliases=aliases,
+        default_doc=default_doc,
+        check=check,
+    )
+    SETTINGS[name] = setting
+    for alias in aliases:
+        _ALIASES[alias] = name
+    return setting
+
+
+# Running it (`make run`)
+register("PORT", "int", 8000, "daphne's port", section="run", minimum=1)
+register(
+    "COREBOARD_BIND",
+    "str",
+    "127.0.0.1",
+    "the address daphne listens on; another than loopback wants `ALLOWED_HOSTS` and TLS",
+    section="run",
+)
+register(
+    "COREBOARD_WORKER_CONCURRENCY",
+    "int",
+    lambda: os.cpu_count() or 1,
+    "worker processes `make run` starts (`0`: no local worker, a web-only main machine), "
+    "and `make worker`'s when `CONCURRENCY=` is not given",
+    section="run",
+    minimum=0,
+    default_doc="number of cores",
+)
+register(
+    "COREBOARD_STOP_WAIT_S",
+    "float",
+    60.0,
+    "how long Ctrl-C of `make run` waits for running chunks (a warm shutdown) before a cold one",
+    section="run",
+    unit="s",
+    minimum=0,
+    aliases=("COREBOARD_STOP_WAIT_SECONDS",),
+)
+register(
+    "COREBOARD_SUPERVISE_MAX_CRASHES",
+    "int",
+    5,
+    "`make run` restarts a component that dies, with backoff; this many deaths within a "
+    "minute stop the stack",
+    section="run",
+    minimum=1,
+)
+register(
+    "COREBOARD_VAR_DIR",
+    "str",
+    "",
+    "where `make run` keeps the embedded services' data, the secrets and (by default) the media",
+    section="run",
+    default_doc="`var` in the checkout",
+)
+register(
+    "COREBOARD_OS_USER",
+    "str",
+    "coreboard",
+    "the unprivileged user Redis, daphne and Celery run as when `make run` runs as root "
+    "(created if missing)",
+    section="run",
+)
+register(
+    "COREBOARD_ADMIN_USER", "str", "admin", "the admin account `make run` ensures", section="run"
+)
+register(
+    "COREBOARD_ADMIN_PASSWORD",
+    "str",
+    "",
+    "its password; when set, an existing account's password is reset to it",
+    section="run",
+    secret=True,
+    default_doc="generated once into `var/secrets/admin-password`",
+)
+
+# Data stores
+register(
+    "DATABASE_URL",
+    "str",
+    "",
+    "PostgreSQL to use; when set, no private cluster is started",
+    section="stores",
+    shared=True,
+    secret=True,
+    default_doc="embedded cluster under `var/pg`",
+)
+register(
+    "REDIS_URL",
+    "str",
+    "",
+    "Redis to use (db 0: Celery broker, db 1: channel layer, db 2: cache); when set, no "
+    "private Redis is started",
+    section="stores",
+    shared=True,
+    secret=True,
+    default_doc="embedded server under `var/redis`",
+)
+register("COREBOARD_PG_PORT", "int", 54329, "port of the embedded PostgreSQL", section="stores")
+register("COREBOARD_REDIS_PORT", "int", 56379, "port of the embedded Redis", section="stores")
+register(
+    "COREBOARD_PG_BIN",
+    "str",
+    "",
+    "PostgreSQL's server binaries",
+    section="stores",
+    default_doc="newest `/usr/lib/postgresql/*/bin`",
+)
+register(
+    "COREBOARD_PG_OS_USER",
+    "str",
+    "postgres",
+    "the user the private cluster runs as when started by root",
+    section="stores",
+)
+register(
+    "COREBOARD_REDIS_SERVER",
+    "str",
+    "",
+    "the redis-server binary the embedded Redis runs",
+    section="stores",
+    default_doc="`redis-server` on the `PATH`",
+)
+register(
+    "COREBOARD_PG_MAX_CONNECTIONS",
+    "int",
+    0,
+    "`max_connections` of the embedded PostgreSQL (a cluster needs more); `0`: "
+    "PostgreSQL's own (`100`)",
+    section="stores",
+    minimum=0,
+)
+register(
+    "DB_CONN_MAX_AGE",
+    "int",
+    60,
+    "how long a database connection is reused",
+    section="stores",
+    unit="s",
+    minimum=0,
+)
+register(
+    "COREBOARD_DB_LOCK_TIMEOUT_MS",
+    "int",
+    5000,
+    "longest any database session waits for a lock; a worker then tries again (for up to "
+    'the idle timeout plus this), a page or API call answers 503 "busy" with `Retry-After`',
+    section="stores",
+    unit="ms",
+    minimum=0,
+    shared=True,
+)
+register(
+    "COREBOARD_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS",
+    "int",
+    20_000,
+    "PostgreSQL ends a session idle inside a transaction this long, releasing its locks (a "
+    "machine lost mid-transaction); `combine` runs inside one, so keep it quicker than this",
+    section="stores",
+    unit="ms",
+    minimum=0,
+    shared=True,
+)
+register(
+    "COREBOARD_DB_KEEPALIVE_S",
+    "int",
+    10,
+    "TCP keepalive of every database connection, on both ends (probes every half of it, 3 "
+    "probes), and unacknowledged writes give up after 2.5 times it",
+    section="stores",
+    unit="s",
+    minimum=1,
+    shared=True,
+)
+
+# Cluster: more machines
+register(
+    "COREBOARD_LISTEN",
+    "str",
+    "",
+    "an address of this machine the embedded PostgreSQL and Redis also listen on, for "
+    "worker machines; `make run` then writes the join command to `var/join-command`",
+    section="cluster",
+    default_doc="none: 127.0.0.1 only",
+)
+register(
+    "COREBOARD_LISTEN_NETWORK",
+    "str",
+    "",
+    "the network (CIDR) worker machines may log in to PostgreSQL from",
+    section="cluster",
+    default_doc="the network of `COREBOARD_LISTEN`'s interface",
+)
+register(
+    "COREBOARD_PG_SSL_CERT",
+    "str",
+    "",
+    "certificate: with the key, the embedded PostgreSQL runs with `ssl=on` and workers must "
+    "use TLS",
+    section="cluster",
+)
+register("COREBOARD_PG_SSL_KEY", "str", "", "the certificate's private key", section="cluster")
+
+# Workers (`make worker`)
+register(
+    "COREBOARD_WORKER_NODE",
+    "str",
+    "",
+    "`make worker`'s node name (its identity in the cluster) when `NODE=` is not given",
+    section="workers",
+    default_doc="`coreboard-<var/node-id>@<host>`",
+)
+register(
+    "COREBOARD_WORKER_QUEUES",
+    "str",
+    "",
+    "`make worker`'s Celery queues (comma-separated) when `QUEUES=` is not given",
+    section="workers",
+    default_doc="the default queue",
+)
+register(
+    "COREBOARD_WORKER_LABELS",
+    "list",
+    [],
+    "free-form tags a worker shows on the overview (e.g. `gpu,rack-2`); `LABELS=` of `make worker`",
+    section="workers",
+)
+register(
+    "COREBOARD_WORKER_KINDS",
+    "list",
+    [],
+    "kinds this worker advertises and runs (a narrower set than it has; an unknown name "
+    "stops the worker with a message naming it)",
+    section="workers",
+    default_doc="all registered",
+)
+register(
+    "COREBOARD_SKIP_PREFLIGHT",
+    "bool",
+    False,
+    "`1`: a worker starts without its checks (schema, `MEDIA_ROOT` marker, node name, "
+    "clock); emergencies only",
+    section="workers",
+)
+register(
+    "COREBOARD_TASK_EVENTS",
+    "bool",
+    False,
+    "send Celery task events (`worker_send_task_events`, `task_send_sent_event`), for "
+    "Flower or `celery events`",
+    section="workers",
+)
+register(
+    "COREBOARD_JOB_KINDS",
+    "list",
+    [],
+    "modules that register extra job kinds, added to the built-in ones",
+    section="workers",
+    shared=True,
+    default_doc="none (the built-in kinds)",
+)
+register(
+    "COREBOARD_KIND_QUEUES",
+    "mapping",
+    {},
+    "routing of kinds to broker queues, `kind=queue,...` (e.g. `mandelbrot=gpu`); a worker "
+    "consumes the queues of the kinds it has",
+    section="workers",
+    shared=True,
+    default_doc="none: `coreboard.kind.<kind>`",
+)
+
+# Execution engine: slots, leases, the reconciler (every machine must agree on these).
+register(
+    "COREBOARD_CHUNK_TIME_LIMIT_S",
+    "int",
+    600,
+    "how long a chunk may run (soft limit, measured per slot with `COREBOARD_SLOT_MAX_S` "
+    "added; then it fails like an exception)",
+    section="engine",
+    unit="s",
+    minimum=1,
+    shared=True,
+    aliases=("COREBOARD_CHUNK_TIME_LIMIT",),
+)
+register(
+    "COREBOARD_SLOT_MAX_S",
+    "int",
+    60,
+    "a slot gives up its process (re-queues itself) at least this often",
+    section="engine",
+    unit="s",
+    minimum=1,
+    shared=True,
+    aliases=("COREBOARD_SLOT_MAX_SECONDS",),
+)
+register(
+    "COREBOARD_SLOT_SLICE_MS",
+    "int",
+    500,
+    "a slot yields its process to waiting messages after this much work (fair share)",
+    section="engine",
+    unit="ms",
+    minimum=10,
+    shared=True,
+)
+register(
+    "COREBOARD_OWNER_MAX_SLOTS",
+    "int",
+    0,
+    "most worker processes one person's jobs may hold at once; `0`: no limit",
+    section="engine",
+    minimum=0,
+    shared=True,
+)
+register(
+    "COREBOARD_BATCH_TARGET_MS",
+    "int",
+    100,
+    "a slot claims as many chunks at once as fit in about this much work",
+    section="engine",
+    unit="ms",
+    minimum=1,
+    shared=True,
+)
+register(
+    "COREBOARD_FLUSH_MS",
+    "int",
+    250,
+    "while a batch runs, its outcomes so far are written at most this often",
+    section="engine",
+    unit="ms",
+    minimum=1,
+    shared=True,
+)
+register(
+    "COREBOARD_LEASE_MS",
+    "int",
+    10_000,
+    "lease of a claimed chunk, renewed every second; once expired the chunk runs again elsewhere",
+    section="engine",
+    unit="ms",
+    minimum=1000,
+    shared=True,
+)
+register(
+    "COREBOARD_RECONCILE_MS",
+    "int",
+    1000,
+    "how often the reconciler returns expired leases and re-issues missing slots",
+    section="engine",
+    unit="ms",
+    minimum=100,
+    shared=True,
+)
+register(
+    "COREBOARD_CANCEL_POLL_MS",
+    "int",
+    1000,
+    "how often a running chunk checks for cancellation",
+    section="engine",
+    unit="ms",
+    minimum=10,
+    shared=True,
+)
+register(
+    "COREBOARD_PROGRESS_INTERVAL_MS",
+    "int",
+    500,
+    "how often a running chunk reports its progress",
+    section="engine",
+    unit="ms",
+    minimum=10,
+    shared=True,
+)
+register(
+    "COREBOARD_PUBLISH_INTERVAL_MS",
+    "int",
+    100,
+    "how often each process flushes its coalesced live events",
+    section="engine",
+    unit="ms",
+    minimum=10,
+    shared=True,
+)
+register(
+    "COREBOARD_CHUNK_MAX_RETRIES",
+    "int",
+    2,
+    "retries (with backoff: 1 s, 2 s, 4 s, ... up to 30 s) of a chunk that raised, before "
+    "the job fails",
+    section="engine",
+    minimum=0,
+    shared=True,
+)
+register(
+    "COREBOARD_CHUNK_MAX_ATTEMPTS",
+    "int",
+    5,
+    "runs of one chunk whose worker process was lost before it is failed (a chunk that "
+    "kills its process cannot loop forever)",
+    section="engine",
+    minimum=1,
+    shared=True,
+)
+
+# Jobs, uploads and quotas
+register(
+    "COREBOARD_DEFAULT_PARALLELISM",
+    "int",
+    0,
+    "worker processes a job uses at once when it does not say; `0`: every live worker "
+    "process that has its kind, counted while it runs",
+    section="jobs",
+    minimum=0,
+)
+register(
+    "COREBOARD_MAX_PARALLELISM",
+    "int",
+    1024,
+    "upper limit a job may ask for",
+    section="jobs",
+    minimum=1,
+)
+register(
+    "COREBOARD_UPLOAD_MAX_BYTES",
+    "int",
+    200 * 1024 * 1024,
+    "largest upload; bigger bodies get 413 before Django reads them",
+    section="jobs",
+    unit="bytes",
+    minimum=1,
+    default_doc="`209715200` (200 MiB)",
+)
+register(
+    "COREBOARD_QUOTA_ACTIVE_JOBS",
+    "int",
+    10,
+    "active (pending or running) jobs per person",
+    section="jobs",
+    minimum=1,
+)
+register(
+    "COREBOARD_QUOTA_CHUNKS",
+    "int",
+    200_000,
+    "chunks waiting or running per person, across active jobs",
+    section="jobs",
+    minimum=1,
+)
+register(
+    "COREBOARD_QUOTA_CHUNK_S",
+    "int",
+    86_400,
+    "estimated CPU seconds per person across active jobs, for kinds that can estimate "
+    "(`burn`); 86,400 is one CPU-day",
+    section="jobs",
+    unit="s",
+    minimum=1,
+    aliases=("COREBOARD_QUOTA_CHUNK_SECONDS",),
+)
+register(
+    "COREBOARD_QUOTA_UPLOADS", "int", 100, "uploads kept per person", section="jobs", minimum=1
+)
+register(
+    "COREBOARD_QUOTA_UPLOAD_BYTES",
+    "int",
+    1024 * 1024 * 1024,
+    "total size of the uploads kept per person",
+    section="jobs",
+    unit="bytes",
+    minimum=1,
+    default_doc="`1073741824` (1 GiB)",
+)
+
+# Web pages, API and websockets
+for _rate_name, _rate, _what in (
+    ("COREBOARD_RATE_JOB_CREATE", "10/minute", "job creation"),
+    ("COREBOARD_RATE_JOB_PREVIEW", "120/minute", "job previews"),
+    ("COREBOARD_RATE_JOB_ACTION", "30/minute", "retry and rerun"),
+    ("COREBOARD_RATE_UPLOAD", "20/minute", "uploads"),
+):
+    register(
+        _rate_name,
+        "str",
+        _rate,
+        f"API rate limit of {_what} per person (DRF rates: `N/second`, `minute`, `hour`, "
+        "`day`); beyond it 429 with `Retry-After`",
+        section="web",
+    )
+register(
+    "COREBOARD_MAX_SOCKETS_PER_USER",
+    "int",
+    20,
+    "open websockets per person (per daphne process)",
+    section="web",
+    minimum=1,
+)
+register(
+    "COREBOARD_SOCKET_SESSION_CHECK_MS",
+    "int",
+    2000,
+    "how often a websocket checks that its session still holds",
+    section="web",
+    unit="ms",
+    minimum=100,
+)
+register(
+    "COREBOARD_OVERVIEW_ACTIVE_MAX",
+    "int",
+    100,
+    "active jobs the overview lists; the rest are counted",
+    section="web",
+    minimum=1,
+)
+register(
+    "COREBOARD_TOKEN_EXPIRY_DAYS",
+    "int",
+    90,
+    "days until a new API token expires unless its maker picks; `0`: never",
+    section="web",
+    unit="days",
+    minimum=0,
+)
+register(
+    "COREBOARD_METRICS_ALLOWED_IPS",
+    "list",
+    [],
+    "addresses or networks (CIDR) that may scrape `/metrics` without a staff member's token",
+    section="web",
+    check=_networks,
+)
+
+# Security
+register(
+    "SECRET_KEY",
+    "str",
+    "",
+    "Django's secret key",
+    section="security",
+    secret=True,
+    default_doc="generated once into `var/secrets/django-secret-key`",
+)
+register(
+    "COREBOARD_LOGIN_FAILURE_LIMIT",
+    "int",
+    5,
+    "failed logins in a row after which a username is refused (429), on both login forms "
+    "(django-axes)",
+    section="security",
+    minimum=1,
+)
+register(
+    "COREBOARD_LOGIN_LOCKOUT_S",
+    "int",
+    300,
+    "how long a username stays refused after too many failed logins",
+    section="security",
+    unit="s",
+    minimum=1,
+    aliases=("COREBOARD_LOGIN_LOCKOUT_SECONDS",),
+)
+register(
+    "SECURE_PROXY_SSL_HEADER",
+    "list",
+    [],
+    "behind a TLS proxy: the header and value that mark a request as HTTPS, "
+    "e.g. `X-Forwarded-Proto,https`",
+    section="security",
+    check=_header_and_value,
+    default_doc="unset",
+)
+register("SECURE_SSL_REDIRECT", "bool", False, "redirect plain HTTP to HTTPS", section="security")
+register(
+    "SESSION_COOKIE_SECURE",
+    "bool",
+    False,
+    "send the session cookie over HTTPS only",
+    section="security",
+)
+register(
+    "CSRF_COOKIE_SECURE", "bool", False, "send the CSRF cookie over HTTPS only", section="security"
+)
+register(
+    "SECURE_HSTS_SECONDS",
+    "int",
+    0,
+    "HTTP Strict Transport Security: how long browsers use HTTPS only",
+    section="security",
+    unit="s",
+    minimum=0,
+)
+register(
+    "SECURE_HSTS_INCLUDE_SUBDOMAINS",
+    "bool",
+    False,
+    "HSTS for subdomains too",
+    section="security",
+)
+register(
+    "SECURE_HSTS_PRELOAD", "bool", False, "allow browsers' HSTS preload lists", section="security"
+)
+
+# Django
+register("DEBUG", "bool", False, "Django's debug mode (never in production)", section="django")
+register(
+    "ALLOWED_HOSTS",
+    "list",
+    ["127.0.0.1", "localhost", "[::1]"],
+    "host names the site answers to",
+    section="django",
+)
+register(
+    "CSRF_TRUSTED_ORIGINS",
+    "list",
+    [],
+    "origins (scheme and host) trusted for unsafe requests, e.g. behind a proxy",
+    section="django",
+)
+register(
+    "MEDIA_ROOT",
+    "str",
+    "",
+    "where uploads and result files are stored (shared storage when workers run on several "
+    "machines)",
+    section="django",
+    shared=True,
+    default_doc="`var/media`",
+)
+register(
+    "TIME_ZONE",
+    "str",
+    "UTC",
+    "the time zone dates are shown and days counted in",
+    section="django",
+    shared=True,
+)
+register("LOG_LEVEL", "str", "INFO", "level of the root logger", section="django")
+
+
+# --- Reading -----------------------------------------------------------------------------
+
+
+def setting(name: str) -> Setting:
+    """The entry of `name` (or of the setting `name` is an old alias of)."""
+    try:
+        return SETTINGS[_ALIASES.get(name, name)]
+    except KeyError:
+        raise KeyError(f"{name} is not declared in coreconf/config.py") from None
+
+
+def _typed(name: str, kind: Kind, environ: Mapping[str, str] | None) -> Any:
+    entry = setting(name)
+    if entry.kind != kind:
+        raise TypeError(f"{name} is declared as {entry.kind}, read as {kind}")
+    return entry.read(os.environ if environ is None else environ)
+
+
+def string(name: str, environ: Mapping[str, str] | None = None) -> str:
+    value: str = _typed(name, "str", environ)
+    return value
+
+
+def boolean(name: str, environ: Mapping[str, str] | None = None) -> bool:
+    value: bool = _typed(name, "bool", environ)
+    return value
+
+
+def integer(name: str, environ: Mapping[str, str] | None = None) -> int:
+    value: int = _typed(name, "int", environ)
+    return value
+
+
+def number(name: str, environ: Mapping[str, str] | None = None) -> float:
+    value: float = _typed(name, "float", environ)
+    return value
+
+
+def strings(name: str, environ: Mapping[str, str] | None = None) -> list[str]:
+    value: list[str] = list(_typed(name, "list", environ))
+    return value
+
+
+def mapping(name: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    value: dict[str, str] = dict(_typed(name, "mapping", environ))
+    return value
+
+
+def is_set(name: str, environ: Mapping[str, str] | None = None) -> bool:
+    """Whether `environ` gives `name` a value (under its name or an alias)."""
+    return bool(setting(name).given_in(os.environ if environ is None else environ))
+
+
+def shared_settings() -> list[Setting]:
+    """The settings every worker machine must share with the main machine."""
+    return [entry for entry in SETTINGS.values() if entry.shared]
+
+
+# --- The reference -----------------------------------------------------------------------
+
+REFERENCE_PATH = "docs/configuration.md"
+_KIND_WORDS: dict[Kind, str] = {
+    "str": "text",
+    "bool": "boolean",
+    "int": "integer",
+    "float": "number",
+    "list": "list",
+    "mapping": "`key=value` list",
+}
+
+
+def _default_text(entry: Setting) -> str:
+    if entry.default_doc:
+        return entry.default_doc
+    value = entry.default
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, list | dict) and not value:
+        return "none"
+    if isinstance(value, list):
+        return f"`{','.join(value)}`"
+    if isinstance(value, float) and value.is_integer():
+        return f"`{int(value)}`"
+    if value == "":
+        return "none"
+    return f"`{value}`"
+
+
+def _type_text(entry: Setting) -> str:
+    words = [_KIND_WORDS[entry.kind]]
+    if entry.kind == "list":
+        words = ["comma-separated list"]
+    if entry.unit:
+        words.append(entry.unit)
+    if entry.minimum is not None:
+        words.append(f"≥ {entry.minimum}")
+    return ", ".join(words)
+
+
+def _meaning_text(entry: Setting) -> str:
+    notes = [entry.doc[0].upper() + entry.doc[1:] + "."]
+    if entry.secret:
+        notes.append("A secret: keep it out of logs and shared files.")
+    for alias in entry.aliases:
+        notes.append(f"Formerly `{alias}`, still read (deprecated).")
+    return " ".join(notes)
+
+
+def reference_markdown() -> str:
+    """docs/configuration.md: the table above, as Markdown for people."""
+    lines = [
+        "<!-- Generated from coreconf/config.py by `python manage.py reference`: edit the "
+        "table there, then regenerate; a test fails while this file and the table differ. -->",
+        "",
+        "# Configuration",
+        "",
+        "Everything is an environment variable; the defaults suit one machine. Durations are "
+        "named after their unit (`_MS`: milliseconds, `_S`: seconds), sizes in `_BYTES`; an "
+        "empty value counts as unset; a value that does not parse or is below its minimum "
+        "stops the process with a message naming the variable.",
+        "",
+        "**Shared**: every worker machine must run with the main machine's value. The join "
+        "command (`COREBOARD_LISTEN=<address> make run` writes it to `var/join-command`) "
+        "carries them: `DATABASE_URL`, `REDIS_URL` and `MEDIA_ROOT` always (as other machines "
+        "reach them), the others where the main machine sets them.",
+    ]
+    for section, title in SECTIONS.items():
+        entries = [entry for entry in SETTINGS.values() if entry.section == section]
+        lines += [
+            "",
+            f"## {title}",
+            "",
+            "| variable | type | default | shared | meaning |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| `{entry.name}` | {_type_text(entry)} | {_default_text(entry)} "
+            f"| {'yes' if entry.shared else ''} | {_meaning_text(entry)} |"
+            for entry in entries
+        ]
+    renamed = [(alias, entry.name) for entry in SETTINGS.values() for alias in entry.aliases]
+    if renamed:
+        lines += [
+            "",
+            "## Renamed variables",
+            "",
+            "The old names still work; when both are set, the new one wins.",
+            "",
+            "| old name (deprecated) | new name |",
+            "|---|---|",
+        ]
+        lines += [f"| `{old}` | `{new}` |" for old, new in sorted(renamed)]
+    return "\n".join(lines) + "\n"
