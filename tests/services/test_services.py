@@ -11,7 +11,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
 from jobs import kinds, services
-from jobs.engine import chunks, dispatch, slots
+from jobs.engine import chunks, redis_clients, slot_registry, slots
 from jobs.models import Chunk, Job, Upload
 from tests.factories import (
     TEST_OWNER,
@@ -250,7 +250,7 @@ def test_a_chunk_that_keeps_killing_its_worker_is_failed(alice: User, settings: 
     claimed = claim_one(job)
     assert claimed.runs_lost == 2
     outcome = slots._SlotRun(
-        job_id=job.pk, owner=TEST_OWNER, node="test@host", hooks=slots.SlotHooks()
+        job_id=job.pk, process=TEST_OWNER, node="test@host", hooks=slots.SlotHooks()
     )._run_one(kinds.get("burn"), claimed)
     assert isinstance(outcome, chunks.Raised)
     assert outcome.final
@@ -264,8 +264,8 @@ def test_slot_runs_every_chunk_and_records_cpu_and_worker(alice: User) -> None:
     job = services.job_create(
         owner=alice, kind="primes", params={"start": 0, "stop": 100_000, "chunks": 4}
     )
-    broker = dispatch.broker_client()
-    broker.hset(dispatch.registry_key(job.pk), "token-1", "q|0")
+    broker = redis_clients.broker()
+    broker.hset(slot_registry.registry_key(job.pk), "token-1", "q|0")
     assert slots.slot_run(job_id=job.pk, token="token-1", node="test@host") == "over"
     job.refresh_from_db()
     assert job.status == Job.Status.SUCCEEDED
@@ -276,7 +276,7 @@ def test_slot_runs_every_chunk_and_records_cpu_and_worker(alice: User) -> None:
     assert chunk.worker
     assert chunk.cpu_seconds is not None
     assert chunk.cpu_seconds > 0
-    assert not broker.hexists(dispatch.registry_key(job.pk), "token-1")
+    assert not broker.hexists(slot_registry.registry_key(job.pk), "token-1")
     # A message of a slot nobody registered (stale, or a duplicate) does nothing.
     assert slots.slot_run(job_id=job.pk, token="unknown", node="test@host") == "stale"
 
@@ -286,7 +286,7 @@ def test_a_raising_kind_becomes_a_retryable_outcome(alice: User) -> None:
     start(job)
     claimed = claim_one(job)
     outcome = slots._SlotRun(
-        job_id=job.pk, owner=TEST_OWNER, node="test@host", hooks=slots.SlotHooks()
+        job_id=job.pk, process=TEST_OWNER, node="test@host", hooks=slots.SlotHooks()
     )._run_one(kinds.get("burn"), claimed)
     assert isinstance(outcome, chunks.Raised)
     assert not outcome.final
