@@ -23,7 +23,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOT_DIR = os.environ.get("COREBOARD_SCREENSHOT_DIR")
-AXE_SOURCE = (Path(__file__).resolve().parents[2] / "node_modules/axe-core/axe.min.js").read_text()
+AXE_SOURCE = (
+    Path(__file__).resolve().parents[2] / "node_modules/axe-core/axe.min.js"
+).read_text()
 PHONE = {"width": 390, "height": 844}
 # Every Content-Security-Policy violation a page reports, and every error its scripts throw
 # (a module that fails to load or run), kept where the test can read them.
