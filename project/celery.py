@@ -12,7 +12,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 app = Celery("coreboard")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 # The engine's Celery adapters (jobs.engine.tasks), found where the engine keeps them.
-app.autodiscover_tasks(related_name="engine.tasks")
+# The Celery adapters live in jobs/engine/tasks.py; `related_name="engine.tasks"` over every
+# installed app would try daphne.engine.tasks and the like, and fail on the first.
+app.autodiscover_tasks(["jobs.engine"])
 
 
 @signals.task_prerun.connect
