@@ -108,7 +108,7 @@ def test_an_all_processes_job_is_measured_against_the_processes_it_used(alice: U
     job = services.job_create(owner=alice, kind="burn", params={"chunks": 3, "ms": 1})
     start(job)
     for owner in ("h1|11|b", "h2|22|b", "h2|22|b"):
-        (claimed,) = claim(job, owner=owner)
+        (claimed,) = claim(job, process=owner)
         now = timezone.now()
         chunks.chunks_record(
             job_id=job.pk, outcomes=[chunks.Done(claimed.id, {"iterations": 1}, 1.0, now, now)]
@@ -170,7 +170,7 @@ def test_a_job_no_live_worker_can_run_waits_for_one(alice: User) -> None:
 def test_chunks_on_a_lost_node_say_when_they_come_back(alice: User) -> None:
     job = make_job(alice, chunks=3)
     start(job)
-    claim(job, owner="gone@nodeA|41|boot", limit=2)
+    claim(job, process="gone@nodeA|41|boot", limit=2)
     # Not renewed for LOST_AFTER_S (3.5 s) or more: its lease runs out in 6 s.
     Chunk.objects.filter(job=job, status="running").update(
         lease_expires_at=timezone.now() + timedelta(seconds=6)
@@ -193,7 +193,7 @@ def test_chunks_on_a_lost_node_say_when_they_come_back(alice: User) -> None:
 def test_a_fresh_lease_means_progress_not_waiting(alice: User) -> None:
     job = make_job(alice, chunks=3)
     start(job)
-    claim(job, owner="nodeB|42|boot", limit=1)  # leased for COREBOARD_LEASE_MS from now
+    claim(job, process="nodeB|42|boot", limit=1)  # leased for COREBOARD_LEASE_MS from now
     assert _waiting(job) is None
 
 
@@ -219,7 +219,7 @@ def test_a_job_without_a_free_process_says_what_it_waits_behind(alice: User, bob
     assert (waiting["reason"], waiting["text"]) == ("queued", "Waiting for a free worker process")
     busy = make_job(bob, chunks=2)
     start(busy)
-    claim(busy, owner="nodeB|43|boot")
+    claim(busy, process="nodeB|43|boot")
     waiting = _waiting(waiting_job)
     assert waiting is not None
     assert waiting["text"] == "Queued behind 1 other job for a free worker process"

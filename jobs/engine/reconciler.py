@@ -54,7 +54,7 @@ def leases_release_local() -> None:
     )
     for process in list(processes):
         if workers.process_is_gone(process):
-            leases_release(owner=process)
+            leases_release(process=process)
 
 
 def start_reconciler(node: str) -> None:

@@ -134,7 +134,7 @@ def slot_begin(job_id: int, token: str, node: str, process: str) -> bool:
         if fresh and not workers.process_is_gone(state.process):
             return False
         if state.process:
-            leases_release(owner=state.process)
+            leases_release(process=state.process)
     return bool(client.eval(_SWAP, 1, key, token, state.value, running_state(node, process)))
 
 

@@ -141,7 +141,7 @@ class _Keepalive:
                     if slot is not None:
                         slot_registry.slot_refresh(*slot)
                     if holding:
-                        leases_renew(owner=holding)
+                        leases_renew(process=holding)
                 except DatabaseError:
                     connection.close()
                     logger.warning("could not renew leases", exc_info=True)
@@ -240,7 +240,7 @@ class _SlotRun:
         self.kind_name = ""
         self.worker = socket.gethostname()
         self.pid = os.getpid()
-        self.claimer = Claimer(owner=process, worker=self.worker, pid=self.pid)
+        self.claimer = Claimer(process=process, worker=self.worker, pid=self.pid)
         self.batch_size = 1
         self.chunk_seconds: float | None = None
         self.pace = SlotPace(job_id)
