@@ -345,12 +345,17 @@ def node_draining_set(node: str, *, draining: Draining | None) -> None:
     """Drain `node` ("drain": an operator's; "stop": its warm shutdown began) or resume it
     (None: clears an operator's drain only; a stopping node keeps stopping)."""
     conn = client()
-    if draining == "stop":
-        conn.hset(node_key(node), DRAINING_FIELD, "stop")
-    elif draining == "drain":
-        conn.hsetnx(node_key(node), DRAINING_FIELD, "drain")
-    else:
+    if draining is None:
         conn.eval(_DEL_FIELD_IF_EQUAL, 1, node_key(node), DRAINING_FIELD, "drain")
+        return
+    pipe = conn.pipeline(transaction=False)
+    if draining == "stop":
+        pipe.hset(node_key(node), DRAINING_FIELD, "stop")
+    else:
+        pipe.hsetnx(node_key(node), DRAINING_FIELD, "drain")
+    # A node that left meanwhile leaves no entry behind for good (a live one renews this).
+    pipe.expire(node_key(node), FORGET_AFTER_S)
+    pipe.execute()
 
 
 def node_draining_read(pipe: redis.client.Pipeline, node: str) -> None:
