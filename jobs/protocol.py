@@ -168,12 +168,62 @@ class ProcessState(TypedDict):
     other: NotRequired[bool]
 
 
+class NodeInfo(TypedDict):
+    """What a worker's main process publishes about itself (jobs.engine.workers.node_info)."""
+
+    host: str
+    boot: str
+    pid: int
+    code_version: str
+    coreboard_version: str
+    python_version: str
+    # The kinds it runs (COREBOARD_WORKER_KINDS, else every kind registered there).
+    kinds: list[str]
+    labels: list[str]
+    concurrency: int
+    queues: list[str]
+    started: float
+
+
+class NodeState(TypedDict):
+    """A worker node on the overview (jobs.engine.workers.cluster_state)."""
+
+    node: str
+    host: str
+    cpus: list[float]
+    lost: bool
+    last_seen: float
+    # active, draining, drained, stopping or lost.
+    state: str
+    # An operator drained it (a warm shutdown shows as state "stopping").
+    draining: bool
+    busy: int
+    code_version: str
+    coreboard_version: str
+    python_version: str
+    kinds: list[str]
+    missing_kinds: list[str]
+    extra_kinds: list[str]
+    labels: list[str]
+    queues: list[str]
+    concurrency: int | None
+    started: float | None
+
+
+class WebState(TypedDict):
+    """The web process the overview compares its nodes with."""
+
+    code_version: str
+    kinds: list[str]
+
+
 class ClusterState(TypedDict):
-    """jobs.engine.cluster.cluster_state as a person may see it (selectors.cluster_for_user)."""
+    """jobs.engine.workers.cluster_state, and as a person may see it
+    (selectors.cluster_for_user)."""
 
     now: float
-    web: dict[str, Any]
-    nodes: list[dict[str, Any]]
+    web: WebState
+    nodes: list[NodeState]
     processes: list[ProcessState]
     throughput: list[list[int]]
 

@@ -21,7 +21,8 @@ from jobs import protocol, services
 from jobs.engine import chunks
 from jobs.models import Job
 
-TEST_OWNER = "test-host|1|boot"
+# A worker process id (jobs.engine.workers.process_id): node, pid, boot.
+TEST_PROCESS = "test@host|1|boot"
 
 # A burn job's parameters unless a test says otherwise: four chunks that take no time.
 BURN_DEFAULTS: dict[str, Any] = {"chunks": 4, "ms": 1}
@@ -75,14 +76,14 @@ def start(job: Job) -> None:
     job.refresh_from_db()
 
 
-def claim(job: Job, *, owner: str = TEST_OWNER, limit: int = 1) -> list[chunks.Claim]:
-    host, pid, _ = owner.split("|")
-    claimer = chunks.Claimer(owner=owner, worker=host, pid=int(pid))
+def claim(job: Job, *, process: str = TEST_PROCESS, limit: int = 1) -> list[chunks.Claim]:
+    host, pid, _ = process.split("|")
+    claimer = chunks.Claimer(process=process, worker=host, pid=int(pid))
     return chunks.chunks_claim(job_id=job.pk, claimer=claimer, limit=limit)
 
 
-def claim_one(job: Job, *, owner: str = TEST_OWNER) -> chunks.Claim:
-    claimed = claim(job, owner=owner)
+def claim_one(job: Job, *, process: str = TEST_PROCESS) -> chunks.Claim:
+    claimed = claim(job, process=process)
     assert len(claimed) == 1, "expected a claimable chunk"
     return claimed[0]
 
@@ -96,8 +97,8 @@ def complete(job: Job, claimed: chunks.Claim, result: Any = None, cpu: float = 0
     chunks.chunks_record(job_id=job.pk, outcomes=[done(claimed, result, cpu)])
 
 
-def complete_next(job: Job, result: Any = None, *, owner: str = TEST_OWNER) -> chunks.Claim:
-    claimed = claim_one(job, owner=owner)
+def complete_next(job: Job, result: Any = None, *, process: str = TEST_PROCESS) -> chunks.Claim:
+    claimed = claim_one(job, process=process)
     complete(job, claimed, result)
     return claimed
 

@@ -26,8 +26,8 @@ from django.db import connection
 
 from coreboard.client import Client
 from coreconf import paths
-from jobs.engine import dispatch
 from jobs.engine import preflight as worker_preflight
+from jobs.engine import workers
 from launcher import join, stack, worker
 from launcher.worker import worker_command
 from tests.processes import ServerProcess
@@ -305,8 +305,8 @@ def test_a_worker_with_a_live_nodes_name_refuses(child_env: dict[str, str]) -> N
         assert f"node name {node!r} is taken by a live worker" in result.stderr
         assert "NODE=" in result.stderr
         # The refused one left the live node's registration alone.
-        owner = dispatch.broker_client().hget(dispatch.WORKERS_OWNER, node)
-        assert owner == dispatch.process_id(first.process.pid)
+        claimant = workers.client().hget(workers.node_key(node), workers.NODE_PROCESS_FIELD)
+        assert claimant == workers.process_id(node=node, pid=first.process.pid)
     finally:
         first.stop()
     # After a clean stop the name is free again at once.
@@ -323,11 +323,12 @@ def test_a_dead_workers_name_is_taken_over_by_its_restart() -> None:
     node = _node()
     gone = psutil.Popen([sys.executable, "-c", "pass"])
     gone.wait()
-    assert dispatch.worker_claim(node, owner=dispatch.process_id(gone.pid)) is None
+    assert workers.node_claim(node, process=workers.process_id(node=node, pid=gone.pid)) is None
     # Its entry is still "live" (beaten just now), but its process is gone.
     assert worker_preflight.node_problem(node) is None
-    assert dispatch.broker_client().hget(dispatch.WORKERS_OWNER, node) == dispatch.process_id()
-    dispatch.worker_forget(node)
+    claimant = workers.client().hget(workers.node_key(node), workers.NODE_PROCESS_FIELD)
+    assert claimant == workers.process_id(node=node)
+    workers.node_remove(node)
 
 
 # --- the join command, run in another network namespace -------------------------------------

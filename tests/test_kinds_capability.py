@@ -16,7 +16,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from jobs import kinds, protocol, services
-from jobs.engine import chunks, dispatch, slots
+from jobs.engine import chunks, dispatch, redis_clients, slot_registry, slots, workers
 from jobs.models import Chunk, Job
 from jobs.selectors import jobs as selectors
 from tests.factories import claim, make_job, start
@@ -65,23 +65,23 @@ def test_kinds_are_routed_to_their_own_queue_unless_configured(settings: Any) ->
 
 @pytest.mark.services
 def test_worker_kinds_are_the_registered_ones_narrowed_by_the_setting(settings: Any) -> None:
-    assert dispatch.worker_kinds() == {kind.name for kind in kinds.all_kinds()}
+    assert workers.worker_kinds() == {kind.name for kind in kinds.all_kinds()}
     settings.COREBOARD_WORKER_KINDS = ["burn", "primes"]
-    assert dispatch.worker_kinds() == {"burn", "primes"}
+    assert workers.worker_kinds() == {"burn", "primes"}
     settings.COREBOARD_WORKER_KINDS = ["burn", "mandlebrot"]
     with pytest.raises(Exception, match="mandlebrot"):
-        dispatch.worker_kinds()
+        workers.worker_kinds()
 
 
 @pytest.mark.services
 def test_slots_wanted_follow_live_capacity() -> None:
-    workers = {
-        "a@h1": dispatch.LiveWorker(concurrency=2, kinds=frozenset({"burn", "primes"})),
-        "b@h2": dispatch.LiveWorker(concurrency=4, kinds=frozenset({"primes"})),
+    live = {
+        "a@h1": workers.LiveWorker(concurrency=2, kinds=frozenset({"burn", "primes"})),
+        "b@h2": workers.LiveWorker(concurrency=4, kinds=frozenset({"primes"})),
     }
-    assert dispatch.kind_capacity(workers, "primes") == 6
-    assert dispatch.kind_capacity(workers, "burn") == 2
-    assert dispatch.kind_capacity(workers, "mandelbrot") == 0
+    assert workers.kind_capacity(live, "primes") == 6
+    assert workers.kind_capacity(live, "burn") == 2
+    assert workers.kind_capacity(live, "mandelbrot") == 0
     assert dispatch.job_slots_wanted(Job.ALL_PROCESSES, 6) == 6
     assert dispatch.job_slots_wanted(3, 6) == 3
     assert dispatch.job_slots_wanted(8, 2) == 2
@@ -108,7 +108,7 @@ def test_an_all_processes_job_is_measured_against_the_processes_it_used(alice: U
     job = services.job_create(owner=alice, kind="burn", params={"chunks": 3, "ms": 1})
     start(job)
     for owner in ("h1|11|b", "h2|22|b", "h2|22|b"):
-        (claimed,) = claim(job, owner=owner)
+        (claimed,) = claim(job, process=owner)
         now = timezone.now()
         chunks.chunks_record(
             job_id=job.pk, outcomes=[chunks.Done(claimed.id, {"iterations": 1}, 1.0, now, now)]
@@ -132,7 +132,7 @@ def test_an_all_processes_job_is_measured_against_the_processes_it_used(alice: U
 def test_a_slot_on_a_worker_without_the_kind_claims_nothing(alice: User) -> None:
     job = make_job(alice, chunks=2)
     token = uuid.uuid4().hex
-    dispatch.broker_client().hset(dispatch.registry_key(job.pk), token, "q|0")
+    redis_clients.broker().hset(slot_registry.registry_key(job.pk), token, "q|0")
     ended = slots.slot_run(
         job_id=job.pk, token=token, node="w@h", worker_kinds=frozenset({"primes"})
     )
@@ -140,12 +140,12 @@ def test_a_slot_on_a_worker_without_the_kind_claims_nothing(alice: User) -> None
     job.refresh_from_db()
     assert job.status == Job.Status.PENDING
     assert set(job.chunks.values_list("status", "attempts", "failures")) == {("pending", 0, 0)}
-    assert dispatch.slots_of(job.pk) == []  # given back: the reconciler sends a new one
+    assert slot_registry.slots_of(job.pk) == []  # given back: the reconciler sends a new one
 
 
 # --- unit: why a job waits ------------------------------------------------------------------
 
-BURN_WORKER = {"w@nodeB": dispatch.LiveWorker(concurrency=2, kinds=frozenset({"burn"}))}
+BURN_WORKER = {"w@nodeB": workers.LiveWorker(concurrency=2, kinds=frozenset({"burn"}))}
 
 
 def _waiting(job: Job, **registry: Any) -> protocol.WaitingState | None:
@@ -170,10 +170,10 @@ def test_a_job_no_live_worker_can_run_waits_for_one(alice: User) -> None:
 def test_chunks_on_a_lost_node_say_when_they_come_back(alice: User) -> None:
     job = make_job(alice, chunks=3)
     start(job)
-    claim(job, owner="nodeA|41|boot", limit=2)
-    # Not renewed for 3 s or more: its lease runs out in 7 s.
+    claim(job, process="gone@nodeA|41|boot", limit=2)
+    # Not renewed for LOST_AFTER_S (3.5 s) or more: its lease runs out in 6 s.
     Chunk.objects.filter(job=job, status="running").update(
-        lease_expires_at=timezone.now() + timedelta(seconds=7)
+        lease_expires_at=timezone.now() + timedelta(seconds=6)
     )
     seen = {"gone@nodeA": timezone.now().timestamp() - 60, "w@nodeB": timezone.now().timestamp()}
     waiting = _waiting(job, seen=seen)
@@ -193,7 +193,7 @@ def test_chunks_on_a_lost_node_say_when_they_come_back(alice: User) -> None:
 def test_a_fresh_lease_means_progress_not_waiting(alice: User) -> None:
     job = make_job(alice, chunks=3)
     start(job)
-    claim(job, owner="nodeB|42|boot", limit=1)  # leased for COREBOARD_LEASE_MS from now
+    claim(job, process="nodeB|42|boot", limit=1)  # leased for COREBOARD_LEASE_MS from now
     assert _waiting(job) is None
 
 
@@ -219,7 +219,7 @@ def test_a_job_without_a_free_process_says_what_it_waits_behind(alice: User, bob
     assert (waiting["reason"], waiting["text"]) == ("queued", "Waiting for a free worker process")
     busy = make_job(bob, chunks=2)
     start(busy)
-    claim(busy, owner="nodeB|43|boot")
+    claim(busy, process="nodeB|43|boot")
     waiting = _waiting(waiting_job)
     assert waiting is not None
     assert waiting["text"] == "Queued behind 1 other job for a free worker process"
@@ -280,7 +280,7 @@ def test_a_job_nobody_can_run_waits_with_a_reason_then_runs(
         poll_until(
             lambda: any(
                 name.startswith(node) and beat > created + 3
-                for name, beat in dispatch.workers_seen().items()
+                for name, beat in workers.workers_seen().items()
             ),
             timeout=10,
         )

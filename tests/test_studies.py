@@ -14,7 +14,7 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from jobs import kinds, services
-from jobs.engine import dispatch
+from jobs.engine import workers
 from jobs.models import Job, ScalingStudy
 from jobs.selectors import studies as study_selectors
 from jobs.services import studies
@@ -27,11 +27,11 @@ def workers_alive(monkeypatch: pytest.MonkeyPatch, processes: int) -> None:
     """Pretend one worker with this many processes (none when 0) is alive, running every kind."""
     every_kind = frozenset(kind.name for kind in kinds.all_kinds())
 
-    def live_workers() -> dict[str, dispatch.LiveWorker]:
-        alive = dispatch.LiveWorker(concurrency=processes, kinds=every_kind)
+    def live_workers() -> dict[str, workers.LiveWorker]:
+        alive = workers.LiveWorker(concurrency=processes, kinds=every_kind)
         return {"w1": alive} if processes else {}
 
-    monkeypatch.setattr(dispatch, "live_workers", live_workers)
+    monkeypatch.setattr(workers, "live_workers", live_workers)
 
 
 def _succeeded(owner: User, chunks: int = 2) -> Job:

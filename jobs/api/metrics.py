@@ -34,7 +34,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from jobs import kinds
-from jobs.engine import cluster, dispatch
+from jobs.engine import dispatch, workers
 from jobs.models import Chunk, Job
 from jobs.selectors import jobs as selectors
 from tokens import services as tokens
@@ -198,7 +198,7 @@ def redis_metrics() -> Iterator[Metric]:
     )
     try:
         depths = {name: _queue_depth(name) for name in names}
-        state = cluster.cluster_state()
+        state = workers.cluster_state()
     except redis.RedisError:
         logger.warning("metrics: Redis did not answer", exc_info=True)
         up.add_metric([], 0)

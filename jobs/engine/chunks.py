@@ -93,9 +93,10 @@ Outcome = Done | Raised | Stopped
 
 @dataclass(frozen=True)
 class Claimer:
-    """Who claims: the lease owner, and the host and pid shown on the chunk."""
+    """Who claims: the process (a workers.process_id, stored as the chunk's lease_owner),
+    and the host and pid shown on the chunk."""
 
-    owner: str
+    process: str
     worker: str
     pid: int
 
@@ -166,7 +167,7 @@ def _claim(job_id: int, claimer: Claimer, limit: int) -> list[Claim]:
             _CLAIM_SQL,
             {
                 "job_id": job_id,
-                "owner": claimer.owner,
+                "owner": claimer.process,
                 "worker": claimer.worker,
                 "pid": claimer.pid,
                 "limit": limit,
@@ -379,19 +380,19 @@ def _chunk_release(chunk: Chunk) -> None:
     chunk.lease_expires_at = None
 
 
-def leases_renew(*, owner: str) -> int:
-    """Extend the leases `owner` holds; the number of chunks it holds."""
-    return Chunk.objects.filter(status=Chunk.Status.RUNNING, lease_owner=owner).update(
+def leases_renew(*, process: str) -> int:
+    """Extend the leases `process` holds; the number of chunks it holds."""
+    return Chunk.objects.filter(status=Chunk.Status.RUNNING, lease_owner=process).update(
         lease_expires_at=_lease_until()
     )
 
 
-def leases_release(*, owner: str) -> list[int]:
-    """Hand back every chunk `owner` holds (its process is known to be gone).
+def leases_release(*, process: str) -> list[int]:
+    """Hand back every chunk `process` holds (it is known to be gone).
 
     Returns the ids of the jobs concerned.
     """
-    return _leases_return(lease_owner=owner)
+    return _leases_return(lease_owner=process)
 
 
 def leases_reap() -> list[int]:

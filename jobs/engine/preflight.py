@@ -35,7 +35,7 @@ from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.db.migrations.executor import MigrationExecutor
 
-from jobs.engine import dispatch
+from jobs.engine import workers
 
 MARKER_NAME = ".coreboard-cluster"
 SKIP_ENV = "COREBOARD_SKIP_PREFLIGHT"
@@ -158,17 +158,17 @@ def clock_problem() -> str | None:
 def node_problem(node: str, *, claim: bool = True) -> str | None:
     """With `claim`, takes `node` for this process (the registry entry its reconciler then
     beats); otherwise only looks."""
-    me = dispatch.process_id()
-    owner = dispatch.worker_claim(node, owner=me, check_only=not claim)
-    if owner is not None and owner != "?" and dispatch.process_is_gone(owner):
+    me = workers.process_id(node=node)
+    claimant = workers.node_claim(node, process=me, check_only=not claim)
+    if claimant is not None and claimant != "?" and workers.process_is_gone(claimant):
         # The previous worker of this name on this machine died (its entry outlives it
         # for a few seconds): this is its restart.
-        owner = dispatch.worker_claim(node, owner=me, take_over=True, check_only=not claim)
-    if owner is None:
+        claimant = workers.node_claim(node, process=me, take_over=True, check_only=not claim)
+    if claimant is None:
         return None
-    where = owner.split("|", 1)[0] if owner != "?" else "an older worker"
+    where = workers.process_node(claimant) if claimant != "?" else "an older worker"
     return (
-        f"node name {node!r} is taken by a live worker ({where}, process {owner}). Fix: give "
+        f"node name {node!r} is taken by a live worker ({where}, process {claimant}). Fix: give "
         "this worker its own name (make worker NODE=<name>, or celery -n <name>@%h), or stop "
         "the other one first."
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 
 import redis
+from django.conf import settings
 
 _clients: dict[tuple[int, str], redis.Redis] = {}
 
@@ -16,3 +17,9 @@ def for_url(url: str) -> redis.Redis:
     if client is None:
         client = _clients[key] = redis.Redis.from_url(url, socket_timeout=5, decode_responses=True)
     return client
+
+
+def broker() -> redis.Redis:
+    """A client on the broker's database: the messages, the slot registry and the worker
+    registry (jobs.engine.workers says why they share it)."""
+    return for_url(settings.CELERY_BROKER_URL)

@@ -18,5 +18,5 @@ job_finished = Signal()
 # Sent (sender: None) on each reconciler pass, after expired leases are reaped and idle
 # jobs finished and before missing slots are sent, so that jobs a receiver creates get
 # their slots in the same pass. A receiver that raises ends the pass, as any failure there
-# does (the reconciler logs it and runs again after COREBOARD_RECONCILE_SECONDS).
+# does (the reconciler logs it and runs again after COREBOARD_RECONCILE_MS).
 reconciler_pass = Signal()

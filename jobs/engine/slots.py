@@ -33,7 +33,7 @@ from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from jobs import kinds
-from jobs.engine import dispatch, events
+from jobs.engine import dispatch, events, slot_registry, workers
 from jobs.engine.chunks import (
     Claim,
     Claimer,
@@ -121,40 +121,42 @@ class ChunkProgress:
 
 
 class _Keepalive:
-    """Renews this process's leases and its running slot's registry entry every second."""
+    """Renews this process's leases and its running slot's registry entry every
+    HEARTBEAT_S."""
 
     def __init__(self) -> None:
         self.pid = os.getpid()
         self.lock = threading.Lock()
         self.slot: tuple[int, str, str, str] | None = None
-        self.holding = False
+        # The process id its leases are held under, while it holds any.
+        self.holding: str | None = None
         threading.Thread(target=self._run, name="coreboard-keepalive", daemon=True).start()
 
     def _run(self) -> None:
         while True:
-            time.sleep(1.0)
+            time.sleep(workers.HEARTBEAT_S)
             with self.lock:
                 slot, holding = self.slot, self.holding
                 try:
                     if slot is not None:
-                        dispatch.slot_refresh(*slot)
+                        slot_registry.slot_refresh(*slot)
                     if holding:
-                        leases_renew(owner=dispatch.process_id())
+                        leases_renew(process=holding)
                 except DatabaseError:
                     connection.close()
                     logger.warning("could not renew leases", exc_info=True)
                 except Exception:
                     logger.warning("could not refresh slot", exc_info=True)
 
-    def running(self, job_id: int, token: str, node: str, owner: str) -> None:
+    def running(self, job_id: int, token: str, node: str, process: str) -> None:
         with self.lock:
-            self.slot = (job_id, token, node, owner)
-            self.holding = True
+            self.slot = (job_id, token, node, process)
+            self.holding = process
 
     def stopped(self) -> None:
         with self.lock:
             self.slot = None
-            self.holding = False
+            self.holding = None
 
 
 _keepalive: _Keepalive | None = None
@@ -186,17 +188,17 @@ def slot_run(
     """
     hooks = hooks or SlotHooks()
     queues = tuple(queues)
-    owner = dispatch.process_id()
-    if not dispatch.slot_begin(job_id, token, node, owner):
+    process = workers.process_id(node=node)
+    if not slot_registry.slot_begin(job_id, token, node, process):
         return "stale"
     keepalive = _keepalive_here()
-    keepalive.running(job_id, token, node, owner)
+    keepalive.running(job_id, token, node, process)
     requeued = False
     try:
         while True:
             run = _SlotRun(
                 job_id=job_id,
-                owner=owner,
+                process=process,
                 node=node,
                 hooks=hooks,
                 worker_kinds=worker_kinds,
@@ -207,16 +209,16 @@ def slot_run(
                 return ended
             with keepalive.lock:
                 keepalive.slot = None
-            requeued = dispatch.slot_requeue(job_id, token, dispatch.kind_queue(run.kind_name))
+            requeued = slot_registry.slot_requeue(job_id, token, dispatch.kind_queue(run.kind_name))
             if requeued:
                 return ended
             # The queue could not take the slot back: keep working rather than drop it.
-            keepalive.running(job_id, token, node, owner)
+            keepalive.running(job_id, token, node, process)
     finally:
         keepalive.stopped()
         hooks.idle()
         if not requeued:
-            dispatch.slot_end(job_id, token)
+            slot_registry.slot_end(job_id, token)
 
 
 class _SlotRun:
@@ -224,7 +226,7 @@ class _SlotRun:
         self,
         *,
         job_id: int,
-        owner: str,
+        process: str,
         node: str,
         hooks: SlotHooks,
         worker_kinds: frozenset[str] | None = None,
@@ -238,7 +240,7 @@ class _SlotRun:
         self.kind_name = ""
         self.worker = socket.gethostname()
         self.pid = os.getpid()
-        self.claimer = Claimer(owner=owner, worker=self.worker, pid=self.pid)
+        self.claimer = Claimer(process=process, worker=self.worker, pid=self.pid)
         self.batch_size = 1
         self.chunk_seconds: float | None = None
         self.pace = SlotPace(job_id)
@@ -270,13 +272,13 @@ class _SlotRun:
                 events.chunks_claimed(self.job_id, [self._claimed_state(claims[0])])
             outcomes, active = self._run_batch(kind, claims)
             now = time.monotonic()
-            # A draining node finishes the chunks it has and claims no more: one EXISTS per
+            # A draining node finishes the chunks it has and claims no more: one HGET per
             # batch (about 100 ms of work), so a drain takes effect at the next chunk
             # boundary; at a slice's end slot_should_yield asks that in the same round trip.
             yielding = now >= hard_end or (
-                dispatch.slot_should_yield(self.node, self.queues)
+                slot_registry.slot_should_yield(self.node, self.queues)
                 if now >= slice_end
-                else dispatch.worker_is_draining(self.node)
+                else workers.node_is_draining(self.node)
             )
             if now >= slice_end and not yielding:
                 slice_end = now + settings.COREBOARD_SLOT_SLICE_MS / 1000

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, connection
 
-from jobs.engine import cluster, dispatch, slots
+from jobs.engine import dispatch, live, reconciler, slot_registry, slots, workers
 from jobs.engine import preflight as worker_preflight
 
 logger = logging.getLogger(__name__)
@@ -28,9 +28,9 @@ class _Node:
 
 
 TELEMETRY = slots.SlotHooks(
-    chunk_started=cluster.process_running,
-    chunk_finished=cluster.chunk_finished,
-    idle=cluster.process_idle,
+    chunk_started=live.process_running,
+    chunk_finished=live.chunk_finished,
+    idle=live.process_idle,
 )
 
 
@@ -38,7 +38,7 @@ TELEMETRY = slots.SlotHooks(
 # slot comes back rather than leaving its job short of a process. Results go to
 # PostgreSQL, so no result backend.
 @shared_task(
-    name=dispatch.SLOT_TASK,
+    name=slot_registry.SLOT_TASK,
     bind=True,
     acks_late=True,
     reject_on_worker_lost=True,
@@ -53,12 +53,12 @@ def slot_run(self: Task[[int, str], str], job_id: int, token: str) -> str:
     """
     node = _Node.name or self.request.hostname or ""
     try:
-        if dispatch.worker_is_draining(node):
+        if workers.node_is_draining(node):
             # Reserved before an operator drained this node: back to the queue it came
             # from, unrun, so a draining node takes no more chunks.
             delivery = self.request.delivery_info or {}
             queue = delivery.get("routing_key") or settings.CELERY_TASK_DEFAULT_QUEUE
-            dispatch.slot_requeue(job_id, token, queue)
+            slot_registry.slot_requeue(job_id, token, queue)
             return "requeued"
         return slots.slot_run(
             job_id=job_id,
@@ -77,6 +77,7 @@ def slot_run(self: Task[[int, str], str], job_id: int, token: str) -> str:
 @signals.celeryd_init.connect
 def remember_node(sender: str | None = None, **kwargs: Any) -> None:
     _Node.name = sender or ""
+    workers.this_node_set(_Node.name)
 
 
 @signals.worker_init.connect
@@ -84,7 +85,7 @@ def consume_kind_queues(sender: Any = None, **kwargs: object) -> None:
     """The worker consumes the queues of the kinds it has, on top of its default queue or
     the ones given with -Q (after Celery selected those), and remembers both."""
     try:
-        _Node.kinds = dispatch.worker_kinds()
+        _Node.kinds = workers.worker_kinds()
     except ImproperlyConfigured as error:
         # Celery logs and swallows exceptions from signal handlers; this one must stop it.
         raise SystemExit(f"coreboard worker: {error}") from None
@@ -103,11 +104,11 @@ def preflight(sender: Any = None, **kwargs: Any) -> None:
 @signals.task_received.connect
 def slot_reserved(request: Any = None, **kwargs: Any) -> None:
     """A worker reserved a slot's message: it is alive while that worker beats."""
-    if request is None or request.name != dispatch.SLOT_TASK:
+    if request is None or request.name != slot_registry.SLOT_TASK:
         return
     try:
         job_id, token = request.args
-        dispatch.slot_reserved(int(job_id), str(token), _Node.name)
+        slot_registry.slot_reserved(int(job_id), str(token), _Node.name)
     except Exception:
         logger.warning("could not mark a slot reserved", exc_info=True)
 
@@ -115,7 +116,7 @@ def slot_reserved(request: Any = None, **kwargs: Any) -> None:
 @signals.worker_process_init.connect
 def start_process_heartbeat(**kwargs: object) -> None:
     """Each prefork child reports itself (idle/busy, current chunk) once a second."""
-    cluster.start_heartbeat(node=_Node.name)
+    live.start_heartbeat()
 
 
 @signals.worker_ready.connect
@@ -126,28 +127,26 @@ def start_main_process_threads(sender: Any = None, **kwargs: object) -> None:
     _Node.concurrency = int(concurrency)
     app = getattr(sender, "app", None)
     queues = list(app.amqp.queues.consume_from) if app is not None else []
-    cluster.start_node_sampler(
-        node=_Node.name, info=cluster.node_info(concurrency=_Node.concurrency, queues=queues)
+    node_kinds = workers.worker_kinds() if _Node.kinds is None else _Node.kinds
+    live.start_node_sampler(
+        info=workers.node_info(concurrency=_Node.concurrency, queues=queues, node_kinds=node_kinds)
     )
-    dispatch.worker_draining(_Node.name, draining=False)
-    dispatch.start_reconciler(_Node.name, _Node.concurrency, _Node.kinds or ())
+    reconciler.start_reconciler(_Node.name)
 
 
 @signals.worker_shutting_down.connect
 def drain(**kwargs: object) -> None:
     """Warm shutdown: running slots give their processes back after their current chunk."""
-    dispatch.worker_draining(_Node.name, draining=True)
-    cluster.node_stopping()
+    live.node_stopping()
 
 
 @signals.worker_process_shutdown.connect
 def forget_process(**kwargs: object) -> None:
-    cluster.process_forget()
+    live.process_forget()
 
 
 @signals.worker_shutdown.connect
 def forget_node(**kwargs: object) -> None:
     """The main process removes its node and every process of it (a clean stop is not a
     loss), after the pool has stopped."""
-    cluster.node_forget()
-    dispatch.worker_forget(_Node.name)
+    live.node_forget()

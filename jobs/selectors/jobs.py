@@ -19,7 +19,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from jobs import kinds, protocol
-from jobs.engine import dispatch
+from jobs.engine import workers as worker_registry
 from jobs.history import HISTORY_DEFAULT_SORT, HISTORY_SORTS
 from jobs.kinds.base import File
 from jobs.models import Chunk, Job, JobQuerySet, Upload
@@ -198,7 +198,7 @@ def overview_state(
 ) -> OverviewStateMessage:
     """The overview as its page first paints it and its socket pushes it: the person's jobs
     (`overview`) and the cluster as they may see it. `cluster_state` is
-    jobs.engine.cluster.cluster_state(), read by the caller (the socket reads Redis off the
+    jobs.engine.workers.cluster_state(), read by the caller (the socket reads Redis off the
     database thread)."""
     return protocol.overview_state_message(
         overview(user=user, active_max=active_max),
@@ -226,9 +226,6 @@ def job_pace(job: Job, *, now: datetime) -> LiveState:
 
 # --- What an active job is doing now: pace, processes, or why it waits ------------------------
 
-# A lease is renewed every second; one not renewed for this long belongs to a lost process.
-LEASE_SILENT_S = 3.0
-
 
 def _plural(count: int, word: str, plural: str | None = None) -> str:
     return f"{count} {word if count == 1 else (plural or word + 's')}"
@@ -242,7 +239,7 @@ def jobs_live(
     jobs: Sequence[Job],
     *,
     now: datetime | None = None,
-    workers: Mapping[str, Any] | None = None,
+    workers: Mapping[str, worker_registry.LiveWorker] | None = None,
     seen: Mapping[str, float] | None = None,
 ) -> dict[int, LiveState]:
     """What each job is doing now, read from PostgreSQL and the worker registry:
@@ -262,18 +259,22 @@ def jobs_live(
     active = [job for job in jobs if job.is_active]
     if not active:
         return live
-    # `workers` (dispatch.live_workers) and `seen` (dispatch.workers_seen) are read from
+    # `workers` (workers.live_workers) and `seen` (workers.workers_seen) are read from
     # the registry unless given.
     try:
         if workers is None:
-            workers = dispatch.live_workers()
+            workers = worker_registry.live_workers()
         if seen is None:
-            seen = dispatch.workers_seen()
+            seen = worker_registry.workers_seen()
     except redis.RedisError:
         logger.warning("worker registry unreadable; job states without waiting reasons")
         workers, seen = None, {}
     ids = [job.pk for job in active]
-    silent = now + timedelta(seconds=max(settings.COREBOARD_LEASE_MS / 1000 - LEASE_SILENT_S, 0))
+    # A lease is renewed every heartbeat; one silent for LOST_AFTER_S belongs to a lost
+    # process.
+    silent = now + timedelta(
+        seconds=max(settings.COREBOARD_LEASE_MS / 1000 - worker_registry.LOST_AFTER_S, 0)
+    )
     due = Q(retry_at__isnull=True) | Q(retry_at__lte=now)
     pending = Q(status=Chunk.Status.PENDING)
     counts = {
@@ -299,14 +300,14 @@ def jobs_live(
         .values("job_id", "lease_owner")
         .annotate(n=Count("id"), until=Max("lease_expires_at"))
     ):
-        host = dispatch.owner_host(row["lease_owner"])
-        entry = lost.setdefault(row["job_id"], {}).setdefault(host, [0, row["until"]])
+        node = worker_registry.process_node(row["lease_owner"])
+        entry = lost.setdefault(row["job_id"], {}).setdefault(node, [0, row["until"]])
         entry[0] += row["n"]
         entry[1] = max(entry[1], row["until"])
     busy_elsewhere: int | None = None
     for job in active:
         row = counts.get(job.pk, {"fresh": 0, "claimable": 0, "backoff": 0, "next_retry": None})
-        capacity = None if workers is None else dispatch.kind_capacity(dict(workers), job.kind)
+        capacity = None if workers is None else worker_registry.kind_capacity(workers, job.kind)
         live[job.pk]["processes_now"] = capacity
         if row["fresh"]:
             continue
@@ -319,12 +320,12 @@ def jobs_live(
                     None,
                 )
             )
-        for host, (count, until) in sorted(lost.get(job.pk, {}).items()):
+        for node, (count, until) in sorted(lost.get(job.pk, {}).items()):
             left = max((until - now).total_seconds(), 0.0)
             parts.append(
                 (
                     "lost_leases",
-                    f"{_plural(count, 'chunk')} on {_lost_node_name(host, seen, now)}, "
+                    f"{_plural(count, 'chunk')} on {_lost_node_name(node, seen, now)}, "
                     f"back to pending {_in_seconds(left)}",
                     left,
                 )
@@ -398,14 +399,13 @@ def _jobs_running_now(silent: datetime) -> int:
     return Job.objects.filter(status=Job.Status.RUNNING).filter(Exists(running)).count()
 
 
-def _lost_node_name(host: str, seen: Mapping[str, float], now: datetime) -> str:
-    """`lost node name@host` when the registry knows a silent worker node on that host."""
-    stale = [
-        node
-        for node, beat in seen.items()
-        if node.rpartition("@")[2] == host and now.timestamp() - beat > dispatch.WORKER_STALE_S
-    ]
-    return f"lost node {', '.join(sorted(stale))}" if stale else f"a lost process on {host}"
+def _lost_node_name(node: str, seen: Mapping[str, float], now: datetime) -> str:
+    """`lost node <node>` when the registry saw the lease's node go silent, else its
+    process alone is lost."""
+    beat = seen.get(node)
+    if beat is not None and worker_registry.is_lost(beat, now=now.timestamp()):
+        return f"lost node {node}"
+    return f"a lost process of node {node}"
 
 
 # --- History: search, sort, compare -----------------------------------------------------------

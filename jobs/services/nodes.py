@@ -3,10 +3,10 @@ takes no more) and resume it.
 
 Celery's remote control does the routing part: `cancel_consumer` / `add_consumer` for
 each queue the node consumes, so the broker stops (or starts again) handing it messages.
-The engine's draining flag (dispatch.worker_draining) makes the node's running slots stop
-after their current chunks and hand their messages back to the queue, where other nodes
-take them. The flag is kept in Redis, so it is shown on every page and survives reloads;
-a node that restarts comes up active.
+The node's drain flag in the worker registry (jobs.engine.workers) makes its running
+slots stop after their current chunks and hand their messages back to the queue, where
+other nodes take them. The flag is kept in Redis, so it is shown on every page and
+survives reloads; a node that restarts comes up active.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from celery import current_app
 from django.conf import settings
 
-from jobs.engine import cluster, dispatch
+from jobs.engine import workers
 
 # How long to wait for the node to confirm a consumer change.
 CONTROL_REPLY_TIMEOUT_S = 2.0
@@ -38,24 +38,19 @@ class NodeControlResult:
 def node_drain(*, node: str, draining: bool) -> NodeControlResult:
     """Drain `node` (draining=True) or make it take work again; raises UnknownNode when no
     live node has that name."""
-    entry = cluster.node_get(node)
+    entry = workers.node_get(node)
     if entry is None or entry["lost"]:
         raise UnknownNode(node)
     queues = entry["queues"] or [settings.CELERY_TASK_DEFAULT_QUEUE]
     control = current_app.control
     change = control.cancel_consumer if draining else control.add_consumer
     unconfirmed = []
-    if draining:
-        # The broker stops handing it messages first, so a slot it gives back is not
-        # handed straight back to it.
-        cluster.node_draining_set(node, draining=True)
     for queue in queues:
         replies = change(queue, destination=[node], reply=True, timeout=CONTROL_REPLY_TIMEOUT_S)
         if not any(node in reply for reply in replies or []):
             unconfirmed.append(queue)
-    if not draining:
-        # The node's field first: the sampler renews the engine's flag from it.
-        cluster.node_draining_set(node, draining=False)
-    dispatch.worker_draining(node, draining=draining)
-    cluster.changed_publish()
+    # After the consumers changed: a slot the drain gives back is not handed straight back
+    # to this node, and a resumed node's slots claim again once it consumes.
+    workers.node_draining_set(node, draining="drain" if draining else None)
+    workers.changed_publish()
     return NodeControlResult(node=node, draining=draining, queues=queues, unconfirmed=unconfirmed)

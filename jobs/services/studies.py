@@ -23,7 +23,7 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from jobs import scaling
-from jobs.engine import dispatch
+from jobs.engine import workers
 from jobs.models import Job, ScalingStudy
 from jobs.services.jobs import JobConflict, JobRejected, job_cancel, job_create
 
@@ -52,7 +52,7 @@ def study_create(*, owner: Any, job: Job, processes: int | None = None) -> Scali
             {"job": [f"Job {job.pk} is {job.status}; only a succeeded job can be measured."]}
         )
     if processes is None:
-        processes = dispatch.kind_capacity(dispatch.live_workers(), job.kind)
+        processes = workers.kind_capacity(workers.live_workers(), job.kind)
     levels = study_levels(processes=processes)
     if len(levels) < MIN_PROCESSES:
         raise JobRejected(

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.http import Http404
 
 from jobs import protocol
-from jobs.engine import cluster, events
+from jobs.engine import events, workers
 from jobs.protocol import JobChangedEvent, LiveState
 from jobs.selectors import jobs as selectors
 from jobs.sockets.guards import CLOSE_SERVER_ERROR, CLOSE_UNAUTHENTICATED, GuardedConsumer
@@ -26,7 +26,9 @@ logger = logging.getLogger(__name__)
 
 CLOSE_NOT_FOUND = 4404
 MAX_MESSAGE_BYTES = 1024
-HEARTBEAT_S = 2.0
+# A job page's socket checks its group and version this often (not a worker heartbeat:
+# those are jobs.engine.workers.HEARTBEAT_S).
+SOCKET_BEAT_S = 2.0
 GAP_GRACE_S = 2.0
 # A gap wider than this is not waited for: a snapshot is cheaper than tracking it.
 MAX_TRACKED_GAP = 1000
@@ -57,7 +59,7 @@ class JobConsumer(GuardedConsumer):
     order (worker processes publish independently, and each carries different chunks).
     A number that has not arrived GAP_GRACE_S after a later one did is a real gap (the
     channel layer may drop messages): then the consumer sends a fresh snapshot. Every
-    HEARTBEAT_S it also joins the job's group again (a Redis that lost its data lost the
+    SOCKET_BEAT_S it also joins the job's group again (a Redis that lost its data lost the
     membership too) and compares the job's version in the database with the newest one it
     relayed: a socket that stays behind for two beats resyncs. The client may send
     `{"type": "resync"}` too, answered at most once per MIN_RESYNC_INTERVAL_S.
@@ -109,7 +111,7 @@ class JobConsumer(GuardedConsumer):
     async def _beat(self) -> None:
         group = events.job_group(self.job_id)
         while True:
-            await asyncio.sleep(HEARTBEAT_S)
+            await asyncio.sleep(SOCKET_BEAT_S)
             await self.channel_layer.group_add(group, self.channel_name)
             version = await database_sync_to_async(selectors.job_version)(job_id=self.job_id)
             if version is None:
@@ -241,7 +243,7 @@ class OverviewConsumer(GuardedConsumer):
             return
         # A node that joins, leaves or drains says so on this group: pushed at once.
         self.changed = asyncio.Event()
-        await self.channel_layer.group_add(cluster.CLUSTER_GROUP, self.channel_name)
+        await self.channel_layer.group_add(workers.CLUSTER_GROUP, self.channel_name)
         self.joined = True
         self.ticker = asyncio.create_task(supervised(self, self._tick(user)))
 
@@ -250,16 +252,16 @@ class OverviewConsumer(GuardedConsumer):
             self.ticker.cancel()
         await self.guard_disconnect()
         if self.joined:
-            await self.channel_layer.group_discard(cluster.CLUSTER_GROUP, self.channel_name)
+            await self.channel_layer.group_discard(workers.CLUSTER_GROUP, self.channel_name)
 
     async def cluster_changed(self, event: dict[str, Any]) -> None:
-        """protocol.EVENT_CLUSTER_CHANGED from jobs/cluster.py: push at once."""
+        """protocol.EVENT_CLUSTER_CHANGED from jobs.engine.workers: push at once."""
         self.changed.set()
 
     async def _tick(self, user: Any) -> None:
         ticks = 0
         while True:
-            state = await sync_to_async(cluster.cluster_state, thread_sensitive=False)()
+            state = await sync_to_async(workers.cluster_state, thread_sensitive=False)()
             message = await database_sync_to_async(selectors.overview_state)(
                 user=user, cluster_state=state, active_max=settings.COREBOARD_OVERVIEW_ACTIVE_MAX
             )
@@ -267,7 +269,7 @@ class OverviewConsumer(GuardedConsumer):
             ticks += 1
             if ticks % 60 == 0:
                 # A Redis that lost its data lost the group membership too.
-                await self.channel_layer.group_add(cluster.CLUSTER_GROUP, self.channel_name)
+                await self.channel_layer.group_add(workers.CLUSTER_GROUP, self.channel_name)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(OVERVIEW_INTERVAL_S):
                     await self.changed.wait()

@@ -10,7 +10,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from jobs.engine import cluster
+from jobs.engine import workers
 from jobs.selectors import jobs as selectors
 from jobs.services import nodes
 
@@ -19,7 +19,7 @@ def overview(request: HttpRequest) -> HttpResponse:
     # The same state the overview socket pushes every second, so the first paint is full.
     initial = selectors.overview_state(
         user=request.user,
-        cluster_state=cluster.cluster_state(),
+        cluster_state=workers.cluster_state(),
         active_max=settings.COREBOARD_OVERVIEW_ACTIVE_MAX,
     )
     return render(request, "jobs/overview.html", {"initial": initial})

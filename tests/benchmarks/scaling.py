@@ -54,9 +54,9 @@ def _until(check: Any, what: str) -> None:
 
 
 def _processes_alive() -> int:
-    from jobs.engine import dispatch
+    from jobs.engine import workers
 
-    return sum(worker.concurrency for worker in dispatch.live_workers().values())
+    return sum(worker.concurrency for worker in workers.live_workers().values())
 
 
 def _coreboard_level(

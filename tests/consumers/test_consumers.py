@@ -15,7 +15,7 @@ from django.contrib.auth.models import User
 from django.db.models import F
 
 from jobs import protocol
-from jobs.engine import cluster, events
+from jobs.engine import events, workers
 from jobs.models import Job
 from jobs.sockets import consumers
 from project.asgi import application
@@ -82,7 +82,7 @@ async def test_owner_gets_a_snapshot_then_progress(alice: User) -> None:
 
 @pytest.fixture
 def quick_beats(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(consumers, "HEARTBEAT_S", 0.2)
+    monkeypatch.setattr(consumers, "SOCKET_BEAT_S", 0.2)
     monkeypatch.setattr(consumers, "GAP_GRACE_S", 0.3)
 
 
@@ -202,7 +202,7 @@ async def test_overview_pushes_my_jobs_and_the_cluster(alice: User, mallory: Use
     assert second["cluster"]["now"] > first["cluster"]["now"]
     # A node that joins, leaves or drains is pushed at once, not at the next tick.
     told_at = time.monotonic()
-    await get_channel_layer().group_send(cluster.CLUSTER_GROUP, {"type": "cluster.changed"})
+    await get_channel_layer().group_send(workers.CLUSTER_GROUP, {"type": "cluster.changed"})
     assert (await communicator.receive_json_from(timeout=5))["type"] == "overview.state"
     assert time.monotonic() - told_at < 0.7
     await communicator.send_to(text_data='{"type": "resync"}')

@@ -14,7 +14,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
 
-from jobs.engine import cluster
+from jobs.engine import workers
 from jobs.models import Job
 from jobs.selectors import jobs as selectors
 from jobs.sockets import guards as socket_guards
@@ -273,7 +273,7 @@ async def test_the_overview_never_shows_another_persons_job_ids(
             "throughput": [],
         }
 
-    monkeypatch.setattr(cluster, "cluster_state", busy_cluster)
+    monkeypatch.setattr(workers, "cluster_state", busy_cluster)
     communicator = socket("/ws/overview/", await logged_in(alice))
     assert (await communicator.connect(timeout=5))[0]
     state = await communicator.receive_json_from(timeout=5)

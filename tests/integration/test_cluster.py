@@ -6,7 +6,6 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from typing import Any
 
 import psutil
 import pytest
@@ -14,8 +13,9 @@ from django.contrib.auth.models import User
 from django.db import transaction
 
 from jobs import services
-from jobs.engine import cluster
+from jobs.engine import workers
 from jobs.models import Chunk
+from jobs.protocol import ClusterState
 from tests.processes import ServerProcess
 from tests.waiting import wait_for_job, wait_until
 
@@ -23,12 +23,12 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
 def wait_for_cluster(
-    predicate: Callable[[dict[str, Any]], object], timeout: float = 15
-) -> dict[str, Any]:
+    predicate: Callable[[ClusterState], object], timeout: float = 15
+) -> ClusterState:
     """Poll the cluster state (it is sampled once a second) until predicate holds."""
     deadline = time.monotonic() + timeout
     while True:
-        state = cluster.cluster_state()
+        state = workers.cluster_state()
         if predicate(state):
             return state
         if time.monotonic() > deadline:
@@ -73,7 +73,7 @@ def test_a_killed_process_is_shown_as_lost(celery_worker: ServerProcess) -> None
         lambda s: any(p["pid"] == victim and p["state"] == "lost" for p in s["processes"]),
         timeout=10,
     )
-    assert time.monotonic() - killed_at < cluster.LOST_AFTER_S + 2
+    assert time.monotonic() - killed_at < workers.LOST_AFTER_S + 2
     # The pool replaces the process, and the replacement reports itself.
     wait_for_cluster(
         lambda s: any(p["pid"] not in children and p["state"] != "lost" for p in s["processes"])

@@ -21,8 +21,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from jobs import kinds
-from jobs.engine import cluster, dispatch
+from jobs.engine import dispatch, workers
 from jobs.models import Chunk
+from jobs.protocol import ClusterState, NodeState, ProcessState
 from tests.factories import make_job
 from tests.processes import ServerProcess, start_celery_worker
 from tests.waiting import poll_until, wait_for_chunk_running_on, wait_for_job
@@ -36,21 +37,21 @@ def node_name(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:6]}@{HOST}"
 
 
-def wait_for_cluster(predicate: Callable[[dict[str, Any]], bool], timeout: float = 15) -> Any:
+def wait_for_cluster(predicate: Callable[[ClusterState], object], timeout: float = 15) -> Any:
     """The first cluster state (polled every 0.1 s) for which predicate holds."""
 
-    def check() -> dict[str, Any] | None:
-        state = cluster.cluster_state()
+    def check() -> ClusterState | None:
+        state = workers.cluster_state()
         return state if predicate(state) else None
 
     return poll_until(check, timeout=timeout, every=0.1)
 
 
-def node_of(state: dict[str, Any], name: str) -> dict[str, Any] | None:
+def node_of(state: ClusterState, name: str) -> NodeState | None:
     return next((node for node in state["nodes"] if node["node"] == name), None)
 
 
-def processes_of(state: dict[str, Any], name: str) -> list[dict[str, Any]]:
+def processes_of(state: ClusterState, name: str) -> list[ProcessState]:
     return [p for p in state["processes"] if p["node"] == name]
 
 
@@ -73,7 +74,7 @@ def two_workers(
     beta.stop()
     # A killed node would stay on every overview (lost) for FORGET_AFTER_S.
     for name in (alpha_name, beta_name):
-        cluster.node_remove(name)
+        workers.node_remove(name)
 
 
 def test_nodes_show_identity_versions_and_kinds_then_loss_and_clean_stop(
@@ -92,8 +93,8 @@ def test_nodes_show_identity_versions_and_kinds_then_loss_and_clean_stop(
     assert alpha_node["host"] == beta_node["host"] == HOST
     for node in (alpha_node, beta_node):
         assert node["state"] == "active"
-        assert node["code_version"] == cluster.code_version() != "unknown"
-        assert node["coreboard_version"] == cluster.coreboard_version()
+        assert node["code_version"] == workers.code_version() != "unknown"
+        assert node["coreboard_version"] == workers.coreboard_version()
         assert node["python_version"].count(".") == 2
         assert node["concurrency"] == 1
         # The default queue and one per kind it has (jobs.engine.dispatch.kind_queue).
@@ -130,7 +131,7 @@ def test_nodes_show_identity_versions_and_kinds_then_loss_and_clean_stop(
     told = watch_cluster_group()
     beta.stop()
     assert beta.process.returncode == 0
-    state = cluster.cluster_state()
+    state = workers.cluster_state()
     assert node_of(state, beta_name) is None
     assert processes_of(state, beta_name) == []
     assert told(), "open overviews were not told that the node left"
@@ -141,7 +142,7 @@ def watch_cluster_group() -> Callable[[], bool]:
     arrived (waiting up to 5 s)."""
     layer = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
     channel = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)(cluster.CLUSTER_GROUP, channel)
+    async_to_sync(layer.group_add)(workers.CLUSTER_GROUP, channel)
 
     async def receive() -> bool:
         try:
@@ -152,7 +153,7 @@ def watch_cluster_group() -> Callable[[], bool]:
         except TimeoutError:
             return False
         finally:
-            await layer.group_discard(cluster.CLUSTER_GROUP, channel)
+            await layer.group_discard(workers.CLUSTER_GROUP, channel)
             await layer.close_pools()
 
     return lambda: async_to_sync(receive)()
@@ -179,8 +180,8 @@ def test_a_drained_node_finishes_its_chunks_and_takes_no_more_until_resumed(
     # Not staff: refused, and nothing changes.
     response = node_control(alice_client, alpha_name, "drain")
     assert response.status_code == 403
-    assert not dispatch.worker_is_draining(alpha_name)
-    assert node_of(cluster.cluster_state(), alpha_name)["state"] == "active"  # type: ignore[index]
+    assert not workers.node_is_draining(alpha_name)
+    assert node_of(workers.cluster_state(), alpha_name)["state"] == "active"  # type: ignore[index]
 
     # Every live process (parallelism left out): other tests' workers may be alive too.
     job_id = make_job(alice, chunks=16, ms=300, parallelism=None, committed=True).pk
@@ -202,12 +203,12 @@ def test_a_drained_node_finishes_its_chunks_and_takes_no_more_until_resumed(
     assert not chunks.filter(pid__in=alpha_pids, queued_at__gt=drained_at).exists()
     assert chunks.filter(pid__in=beta_pids, queued_at__gt=drained_at).exists()
     # The flag lives in Redis: a page loaded now still shows it.
-    assert node_of(cluster.cluster_state(), alpha_name)["draining"] is True  # type: ignore[index]
+    assert node_of(workers.cluster_state(), alpha_name)["draining"] is True  # type: ignore[index]
 
     response = node_control(staff_client, alpha_name, "resume")
     assert response.status_code == 200, response.content
-    assert node_of(cluster.cluster_state(), alpha_name)["state"] == "active"  # type: ignore[index]
-    assert not dispatch.worker_is_draining(alpha_name)
+    assert node_of(workers.cluster_state(), alpha_name)["state"] == "active"  # type: ignore[index]
+    assert not workers.node_is_draining(alpha_name)
     second = make_job(alice, chunks=24, ms=300, parallelism=None, committed=True).pk
     wait_for_chunk_running_on(second, alpha_pids)
     wait_for_job(second, until={"succeeded"})

@@ -14,7 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from jobs import services
-from jobs.engine import dispatch
+from jobs.engine import dispatch, redis_clients, slot_registry
 from jobs.models import Chunk, Job
 from tests.factories import make_job
 from tests.processes import start_celery_worker
@@ -53,7 +53,7 @@ def test_a_lost_worker_machine_costs_seconds_not_the_job(
 def test_losing_the_brokers_data_mid_job_is_repaired(alice: User) -> None:
     job = make_job(alice, "burn", parallelism=2, committed=True, chunks=24, ms=250)
     wait_until(job.pk, lambda: Job.objects.get(pk=job.pk).done_chunks >= 2)
-    dispatch.broker_client().flushdb()
+    redis_clients.broker().flushdb()
     flushed_at = time.monotonic()
     job = wait_for_job(job.pk, until=FINAL, timeout=60)
     assert job.status == Job.Status.SUCCEEDED, job.error
@@ -74,9 +74,9 @@ def test_a_duplicate_slot_message_runs_nothing_twice(
         job = services.job_create(
             owner=alice, kind="burn", params={"chunks": 6, "ms": 200}, parallelism=1
         )
-        dispatch.broker_client().hset(dispatch.registry_key(job.pk), token, "q|0")
+        redis_clients.broker().hset(slot_registry.registry_key(job.pk), token, "q|0")
     for _ in range(2):
-        current_app.send_task(dispatch.SLOT_TASK, args=[job.pk, token])
+        current_app.send_task(slot_registry.SLOT_TASK, args=[job.pk, token])
     job = wait_for_job(job.pk, until=FINAL)
     assert job.status == Job.Status.SUCCEEDED, job.error
     assert job.done_chunks == 6
@@ -94,7 +94,7 @@ def test_a_small_job_is_not_stuck_behind_a_big_one(alice: User, bob: User) -> No
     assert big.status == Job.Status.RUNNING
     assert big.done_chunks < 30
     # The big job never had more slots than there are worker processes.
-    assert len(dispatch.slots_of(big.pk)) <= 2
+    assert len(slot_registry.slots_of(big.pk)) <= 2
     services.job_cancel(job=big)
 
 

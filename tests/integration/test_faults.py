@@ -26,7 +26,7 @@ from django.db import connection
 
 from coreconf import paths
 from jobs import services
-from jobs.engine import dispatch
+from jobs.engine import redis_clients
 from jobs.models import Chunk, Job
 from launcher import stack
 from tests.factories import make_job
@@ -219,7 +219,7 @@ def test_a_viewer_connected_through_a_flushall_ends_on_the_real_final_state(
 
     def flush_mid_job() -> None:
         poll_until(lambda: Job.objects.get(pk=job.pk).done_chunks >= 3)
-        dispatch.broker_client().flushall()
+        redis_clients.broker().flushall()
 
     flusher = threading.Thread(target=flush_mid_job)
     flusher.start()

@@ -9,14 +9,14 @@ import socket
 import time
 import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import psutil
 import pytest
 from django.contrib.auth.models import User
 
-from jobs.engine import cluster
+from jobs.engine import workers
 from jobs.models import Chunk, Job
+from jobs.protocol import ClusterState, NodeState
 from tests.factories import make_job
 from tests.processes import ServerProcess, start_celery_worker
 from tests.waiting import poll_until, wait_for_chunk_running_on, wait_for_job
@@ -33,7 +33,7 @@ def _pids(worker: ServerProcess) -> set[int]:
     return {child.pid for child in psutil.Process(worker.process.pid).children()}
 
 
-def _node(state: dict[str, Any], name: str) -> dict[str, Any] | None:
+def _node(state: ClusterState, name: str) -> NodeState | None:
     return next((node for node in state["nodes"] if node["node"] == name), None)
 
 
@@ -45,7 +45,7 @@ def three_nodes(child_env: dict[str, str]) -> Iterator[dict[str, ServerProcess]]
     yield nodes
     for name, worker in nodes.items():
         worker.stop()
-        cluster.node_remove(name)
+        workers.node_remove(name)
 
 
 def test_a_job_runs_on_three_nodes_and_survives_losing_one(
@@ -53,8 +53,8 @@ def test_a_job_runs_on_three_nodes_and_survives_losing_one(
 ) -> None:
     names = list(three_nodes)
 
-    def all_active() -> dict[str, Any] | None:
-        state = cluster.cluster_state()
+    def all_active() -> ClusterState | None:
+        state = workers.cluster_state()
         active = all((node := _node(state, name)) and node["state"] == "active" for name in names)
         return state if active else None
 
@@ -62,7 +62,7 @@ def test_a_job_runs_on_three_nodes_and_survives_losing_one(
     for name in names:
         node = _node(state, name)
         assert node is not None
-        assert node["code_version"] == cluster.code_version()
+        assert node["code_version"] == workers.code_version()
         assert "primes" in node["kinds"]
         assert "burn" in node["kinds"]
 
@@ -83,7 +83,7 @@ def test_a_job_runs_on_three_nodes_and_survives_losing_one(
     victim.kill_all()
     killed_at = time.monotonic()
     poll_until(
-        lambda: (node := _node(cluster.cluster_state(), victim_name)) and node["state"] == "lost",
+        lambda: (node := _node(workers.cluster_state(), victim_name)) and node["state"] == "lost",
         timeout=LOST_WITHIN_S + 5,
         every=0.1,
     )
@@ -99,7 +99,7 @@ def test_a_job_runs_on_three_nodes_and_survives_losing_one(
     # A clean stop of another node leaves no lost process behind.
     stopped_name = names[1]
     three_nodes[stopped_name].stop()
-    state = cluster.cluster_state()
+    state = workers.cluster_state()
     assert _node(state, stopped_name) is None
     assert [p for p in state["processes"] if p["node"] == stopped_name] == []
     survivor = _node(state, names[0])

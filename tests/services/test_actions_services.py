@@ -14,7 +14,7 @@ from jobs import kinds, services
 from jobs.engine import chunks
 from jobs.models import Chunk, Job, Upload
 from tests.factories import (
-    TEST_OWNER,
+    TEST_PROCESS,
     chunk_statuses,
     claim_one,
     complete,
@@ -79,7 +79,7 @@ def test_stale_work_of_the_old_run_does_not_double_count(
     job = make_job(alice, chunks=3, parallelism=2)
     start(job)
     # The old run: chunk 0 is still running on a worker when chunk 1 fails the job.
-    slow = claim_one(job, owner="old|10|boot")
+    slow = claim_one(job, process="old|10|boot")
     fail_next(job)
     job.refresh_from_db()
     assert job.status == Job.Status.FAILED
@@ -104,7 +104,7 @@ def test_a_retried_chunk_gets_its_attempts_afresh(alice: User, dispatched: list[
     job = make_job(alice, chunks=1, parallelism=1)
     start(job)
     claim_one(job)
-    chunks.leases_release(owner=TEST_OWNER)  # a lost run
+    chunks.leases_release(process=TEST_PROCESS)  # a lost run
     fail_next(job)
     assert job.chunks.get().attempts == 2
     assert services.job_retry_failed(job=job) == job

@@ -11,10 +11,10 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
 from jobs import kinds, services
-from jobs.engine import chunks, dispatch, slots
+from jobs.engine import chunks, redis_clients, slot_registry, slots
 from jobs.models import Chunk, Job, Upload
 from tests.factories import (
-    TEST_OWNER,
+    TEST_PROCESS,
     claim,
     claim_one,
     complete,
@@ -67,7 +67,7 @@ def test_claims_take_pending_chunks_in_order_under_a_lease(alice: User, settings
     job = make_job(alice, chunks=5)
     start(job)
     first = claim(job, limit=3)
-    second = claim(job, owner="other|2|boot", limit=3)
+    second = claim(job, process="other|2|boot", limit=3)
     assert [c.index for c in first] == [0, 1, 2]
     assert [c.index for c in second] == [3, 4]
     assert claim(job) == []
@@ -203,7 +203,7 @@ def test_a_running_chunk_stops_at_its_next_progress_call(alice: User, settings: 
 def test_an_expired_lease_returns_the_chunk_to_pending(alice: User) -> None:
     job = make_job(alice, chunks=2)
     start(job)
-    lost = claim_one(job, owner="gone|9|boot")
+    lost = claim_one(job, process="gone|9|boot")
     kept = claim_one(job)
     Chunk.objects.filter(pk=lost.id).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
     assert chunks.leases_reap() == [job.pk]
@@ -223,8 +223,8 @@ def test_leases_are_renewed_by_their_owner(alice: User) -> None:
     start(job)
     claimed = claim_one(job)
     Chunk.objects.filter(pk=claimed.id).update(lease_expires_at=timezone.now())
-    assert chunks.leases_renew(owner=TEST_OWNER) == 1
-    assert chunks.leases_renew(owner="someone|else|x") == 0
+    assert chunks.leases_renew(process=TEST_PROCESS) == 1
+    assert chunks.leases_renew(process="someone|else|x") == 0
     expires = job.chunks.get().lease_expires_at
     assert expires is not None
     assert expires > timezone.now() + timedelta(seconds=5)
@@ -236,7 +236,7 @@ def test_a_lease_of_a_cancelled_job_ends_cancelled(alice: User) -> None:
     start(job)
     claim_one(job)
     services.job_cancel(job=job)
-    assert chunks.leases_release(owner=TEST_OWNER) == [job.pk]
+    assert chunks.leases_release(process=TEST_PROCESS) == [job.pk]
     assert job.chunks.get().status == Chunk.Status.CANCELLED
 
 
@@ -246,11 +246,11 @@ def test_a_chunk_that_keeps_killing_its_worker_is_failed(alice: User, settings: 
     start(job)
     for _ in range(2):  # each claim without an outcome stands for a lost process
         claim_one(job)
-        chunks.leases_release(owner=TEST_OWNER)
+        chunks.leases_release(process=TEST_PROCESS)
     claimed = claim_one(job)
     assert claimed.runs_lost == 2
     outcome = slots._SlotRun(
-        job_id=job.pk, owner=TEST_OWNER, node="test@host", hooks=slots.SlotHooks()
+        job_id=job.pk, process=TEST_PROCESS, node="test@host", hooks=slots.SlotHooks()
     )._run_one(kinds.get("burn"), claimed)
     assert isinstance(outcome, chunks.Raised)
     assert outcome.final
@@ -264,8 +264,8 @@ def test_slot_runs_every_chunk_and_records_cpu_and_worker(alice: User) -> None:
     job = services.job_create(
         owner=alice, kind="primes", params={"start": 0, "stop": 100_000, "chunks": 4}
     )
-    broker = dispatch.broker_client()
-    broker.hset(dispatch.registry_key(job.pk), "token-1", "q|0")
+    broker = redis_clients.broker()
+    broker.hset(slot_registry.registry_key(job.pk), "token-1", "q|0")
     assert slots.slot_run(job_id=job.pk, token="token-1", node="test@host") == "over"
     job.refresh_from_db()
     assert job.status == Job.Status.SUCCEEDED
@@ -276,7 +276,7 @@ def test_slot_runs_every_chunk_and_records_cpu_and_worker(alice: User) -> None:
     assert chunk.worker
     assert chunk.cpu_seconds is not None
     assert chunk.cpu_seconds > 0
-    assert not broker.hexists(dispatch.registry_key(job.pk), "token-1")
+    assert not broker.hexists(slot_registry.registry_key(job.pk), "token-1")
     # A message of a slot nobody registered (stale, or a duplicate) does nothing.
     assert slots.slot_run(job_id=job.pk, token="unknown", node="test@host") == "stale"
 
@@ -286,7 +286,7 @@ def test_a_raising_kind_becomes_a_retryable_outcome(alice: User) -> None:
     start(job)
     claimed = claim_one(job)
     outcome = slots._SlotRun(
-        job_id=job.pk, owner=TEST_OWNER, node="test@host", hooks=slots.SlotHooks()
+        job_id=job.pk, process=TEST_PROCESS, node="test@host", hooks=slots.SlotHooks()
     )._run_one(kinds.get("burn"), claimed)
     assert isinstance(outcome, chunks.Raised)
     assert not outcome.final
@@ -317,7 +317,7 @@ def test_first_find_finishes_the_job_and_cancels_the_rest(alice: User) -> None:
     )
     start(job)
     first = claim_one(job)
-    second = claim_one(job, owner="other|2|boot")
+    second = claim_one(job, process="other|2|boot")
     complete(job, second, {"nonce": 7, "hash": "00ab"}, 1)
     job.refresh_from_db()
     assert job.status == Job.Status.SUCCEEDED

@@ -1,0 +1,546 @@
+"""The worker registry: who the worker nodes and processes are, whether they are alive,
+whether they drain, and what they can run. Everything else reads this module.
+
+Identity. A node is one `celery worker`, named by its Celery node name (`-n name@host`),
+not by its machine's host name: two machines that share a host name stay two nodes. A
+process is `<node>|<pid>|<boot id>` (`process_id`): the same id is a chunk's lease owner
+(`Chunk.lease_owner`), a running slot's process and an overview row, so a lease maps to
+its node by splitting the id (`process_node`), and the boot id tells this machine's
+processes apart from another's (`process_is_gone`).
+
+Liveness. A worker's main process beats its node every HEARTBEAT_S (with its info and
+per-core CPU use, jobs.engine.live); each prefork child beats its process. One silent for
+LOST_AFTER_S is lost: the overview shows it lost, the dispatcher stops counting its
+processes, its running slots and its chunks' leases count as lost, and its node name may
+be taken by a restart. Lost entries stay on the page (greyed out) for FORGET_AFTER_S. A
+node that stops cleanly removes itself and its processes at once (`node_forget`), so a
+clean stop is never shown as lost.
+
+Draining. One field of the node's hash (`draining`): "drain" after an operator's drain,
+"stop" once a warm shutdown began. Slots read it once per batch and stop claiming; it
+goes away with the node (resume, restart, or the node forgotten).
+
+Where it lives: the broker's Redis database, not the channel layer's. The engine compares
+this registry with what sits beside it in the broker's database (a slot `v|<node>` is live
+while its node beats; a slot at its slice's end reads the queue lengths and the drain flag
+in one round trip), so both are lost together when Redis loses the broker's data and can
+never disagree about a machine: the beats rebuild the registry within a second, as the
+reconciler rebuilds the slots. The overview reads it once a second in one pipeline,
+which costs the broker no more than the channel layer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import socket
+import subprocess
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import cache
+from importlib import metadata
+from typing import Any, Literal
+
+import psutil
+import redis
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+from jobs import kinds, protocol
+from jobs.engine import redis_clients
+from jobs.protocol import ClusterState, NodeInfo, NodeState, ProcessState
+
+logger = logging.getLogger(__name__)
+
+# Every beat (a node's, a process's, a running slot's refresh, a lease's renewal) comes
+# this often; LOST_AFTER_S of silence, more than three beats, means lost.
+HEARTBEAT_S = 1.0
+LOST_AFTER_S = 3.5
+# A lost node or process stays on the page this long (greyed out), so an operator sees
+# which machine vanished, then it is forgotten.
+FORGET_AFTER_S = 600
+THROUGHPUT_WINDOW_S = 300
+THROUGHPUT_TTL_S = THROUGHPUT_WINDOW_S + 60
+
+NODES = "coreboard:nodes"
+PROCS = "coreboard:procs"
+# The channel-layer group of open overviews: told when a node joins, leaves or drains.
+CLUSTER_GROUP = "cluster"
+# Fields of a node's hash: the main process that claimed the name, and the drain flag.
+NODE_PROCESS_FIELD = "process"
+DRAINING_FIELD = "draining"
+Draining = Literal["drain", "stop"]
+# Fields of a node's hash that are JSON lists.
+_LIST_FIELDS = ("cpus", "kinds", "labels", "queues")
+
+# Register `node` for `process` unless another process's entry for it is live: that process.
+_NODE_CLAIM = """
+local beat = redis.call('zscore', KEYS[1], ARGV[1])
+local claimant = redis.call('hget', KEYS[2], 'process')
+if beat and tonumber(beat) > tonumber(ARGV[3]) and claimant ~= ARGV[2] and ARGV[5] == '0' then
+  return claimant or '?'
+end
+if ARGV[6] == '1' then
+  return false
+end
+redis.call('zadd', KEYS[1], ARGV[4], ARGV[1])
+redis.call('hset', KEYS[2], 'process', ARGV[2])
+redis.call('expire', KEYS[2], ARGV[7])
+return false
+"""
+# An operator's resume clears an operator's drain, not a warm shutdown.
+_DEL_FIELD_IF_EQUAL = """
+if redis.call('hget', KEYS[1], ARGV[1]) == ARGV[2] then
+  return redis.call('hdel', KEYS[1], ARGV[1])
+end
+return 0
+"""
+
+
+def client() -> redis.Redis:
+    """A Redis client on the registry's database, the broker's (per process)."""
+    return redis_clients.broker()
+
+
+def node_key(node: str) -> str:
+    return f"coreboard:node:{node}"
+
+
+def _process_key(process: str) -> str:
+    return f"coreboard:proc:{process}"
+
+
+def _throughput_key(second: int) -> str:
+    return f"coreboard:throughput:{second}"
+
+
+# --- identity ------------------------------------------------------------------------------
+
+# The Celery node name of this worker, set before the pool forks (every child inherits it).
+_this_node = {"name": ""}
+
+
+def this_node_set(node: str) -> None:
+    _this_node["name"] = node
+
+
+def this_node() -> str:
+    """This process's node; outside Celery (or before `-n` is known) the host name is the
+    best name there is."""
+    return _this_node["name"] or f"celery@{socket.gethostname()}"
+
+
+@cache
+def boot_id() -> str:
+    """Tells machines apart (and one machine's boots), whatever their host names."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as handle:
+            return handle.read().strip()[:8]
+    except OSError:
+        return "0"
+
+
+def process_id(*, node: str | None = None, pid: int | None = None) -> str:
+    """A worker process's one id, e.g. `alpha@node1|4242|a1b2c3d4`: its lease owner, its
+    running slots' process and its row on the overview."""
+    return f"{node or this_node()}|{pid or os.getpid()}|{boot_id()}"
+
+
+def process_node(process: str) -> str:
+    """The node of a process id (`process_id`)."""
+    return process.rsplit("|", 2)[0]
+
+
+def process_is_gone(process: str) -> bool:
+    """True when `process` names a process of this machine (this boot) that no longer
+    exists; a process of another machine is never known to be gone."""
+    parts = process.rsplit("|", 2)
+    if len(parts) != 3:
+        return False
+    _, pid, boot = parts
+    if boot != boot_id() or not pid.isdigit():
+        return False
+    return not psutil.pid_exists(int(pid))
+
+
+# --- what a node says about itself ----------------------------------------------------------
+
+
+@cache
+def code_version() -> str:
+    """The commit this process's code comes from, read once: a REVISION file written at
+    build time (for deployments without .git), else `git rev-parse`, else "unknown"."""
+    revision = settings.BASE_DIR / "REVISION"
+    try:
+        text = revision.read_text().strip()
+        if text:
+            return text[:40]
+    except OSError:
+        pass
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],  # noqa: S607 (git from PATH is the point)
+            cwd=settings.BASE_DIR,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return done.stdout.strip() or "unknown"
+
+
+@cache
+def coreboard_version() -> str:
+    try:
+        return metadata.version("coreboard")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def kind_names() -> list[str]:
+    """The job kinds registered in this process."""
+    return [kind.name for kind in kinds.all_kinds()]
+
+
+def worker_kinds() -> frozenset[str]:
+    """The kinds this worker runs: every kind registered in its process (built-in and
+    COREBOARD_JOB_KINDS), or only those named in COREBOARD_WORKER_KINDS."""
+    registered = set(kind_names())
+    wanted = set(settings.COREBOARD_WORKER_KINDS)
+    if not wanted:
+        return frozenset(registered)
+    if unknown := sorted(wanted - registered):
+        raise ImproperlyConfigured(
+            f"COREBOARD_WORKER_KINDS names kinds this worker does not have: "
+            f"{', '.join(unknown)} (it has: {', '.join(sorted(registered))}; add their "
+            f"modules to COREBOARD_JOB_KINDS)."
+        )
+    return frozenset(wanted)
+
+
+def node_info(*, concurrency: int, queues: Iterable[str], node_kinds: Iterable[str]) -> NodeInfo:
+    """What a worker's main process publishes about itself, besides its CPU samples:
+    `node_kinds` are the kinds it runs (what the dispatcher counts it for)."""
+    return {
+        "host": socket.gethostname(),
+        "boot": boot_id(),
+        "pid": os.getpid(),
+        "code_version": code_version(),
+        "coreboard_version": coreboard_version(),
+        "python_version": platform.python_version(),
+        "kinds": sorted(node_kinds),
+        "labels": list(settings.COREBOARD_WORKER_LABELS),
+        "concurrency": concurrency,
+        "queues": sorted(queues),
+        "started": time.time(),
+    }
+
+
+# --- claiming a node name (preflight) ------------------------------------------------------
+
+
+def node_claim(
+    node: str, *, process: str, take_over: bool = False, check_only: bool = False
+) -> str | None:
+    """Register this worker's main process (`process`) as `node`; None when done, or the
+    process of the live node of that name that stands in the way (nothing is then
+    changed). `take_over` replaces an entry whose process is known to be gone;
+    `check_only` looks without registering."""
+    now = time.time()
+    result = client().eval(
+        _NODE_CLAIM,
+        2,
+        NODES,
+        node_key(node),
+        node,
+        process,
+        now - LOST_AFTER_S,
+        now,
+        "1" if take_over else "0",
+        "1" if check_only else "0",
+        FORGET_AFTER_S,
+    )
+    return None if result is None else str(result)
+
+
+# --- beats, written by worker processes ------------------------------------------------------
+
+
+def node_start(node: str) -> None:
+    """A node starts active: a drain (an operator's, or the last run's shutdown) ends with
+    the worker that had it."""
+    client().hdel(node_key(node), DRAINING_FIELD)
+
+
+def node_beat(node: str, *, info: NodeInfo, cpus: list[float]) -> None:
+    """The node's heartbeat (its main process, every HEARTBEAT_S): its info and CPU use."""
+    fields: dict[Any, Any] = {k: json.dumps(v) if k in _LIST_FIELDS else v for k, v in info.items()}
+    now = time.time()
+    pipe = client().pipeline(transaction=False)
+    pipe.hset(
+        node_key(node),
+        mapping={
+            **fields,
+            "cpus": json.dumps(cpus),
+            "updated": now,
+            NODE_PROCESS_FIELD: process_id(node=node),
+        },
+    )
+    pipe.expire(node_key(node), FORGET_AFTER_S)
+    pipe.zadd(NODES, {node: now})
+    # Forgetting silent processes and machines is done here, once a second per machine,
+    # rather than by every open overview.
+    pipe.zremrangebyscore(PROCS, 0, now - FORGET_AFTER_S)
+    pipe.zremrangebyscore(NODES, 0, now - FORGET_AFTER_S)
+    pipe.execute()
+
+
+def process_beat(process: str, *, fields: Mapping[str, Any], finished: Mapping[int, int]) -> None:
+    """A process's heartbeat: its state (idle/busy, its chunk) and the chunks it finished,
+    by second, since its last beat (the throughput chart)."""
+    pipe = client().pipeline(transaction=False)
+    mapping: dict[Any, Any] = dict(fields)
+    pipe.hset(_process_key(process), mapping=mapping)
+    pipe.expire(_process_key(process), FORGET_AFTER_S)
+    pipe.zadd(PROCS, {process: time.time()})
+    for second, count in finished.items():
+        pipe.incrby(_throughput_key(second), count)
+        pipe.expire(_throughput_key(second), THROUGHPUT_TTL_S)
+    pipe.execute()
+
+
+def process_forget(process: str) -> None:
+    """A process shutting down cleanly leaves the registry (a killed one shows as lost)."""
+    pipe = client().pipeline(transaction=False)
+    pipe.zrem(PROCS, process)
+    pipe.delete(_process_key(process))
+    pipe.execute()
+
+
+def node_remove(node: str) -> None:
+    """Remove `node` and every process of it from the registry."""
+    conn = client()
+    every: list[str] = conn.zrange(PROCS, 0, -1)  # type: ignore[assignment]
+    processes = [process for process in every if process_node(process) == node]
+    pipe = conn.pipeline(transaction=False)
+    pipe.zrem(NODES, node)
+    pipe.delete(node_key(node))
+    if processes:
+        pipe.zrem(PROCS, *processes)
+        pipe.delete(*(_process_key(process) for process in processes))
+    pipe.execute()
+
+
+# --- the drain flag --------------------------------------------------------------------------
+
+
+def node_draining_set(node: str, *, draining: Draining | None) -> None:
+    """Drain `node` ("drain": an operator's; "stop": its warm shutdown began) or resume it
+    (None: clears an operator's drain only; a stopping node keeps stopping)."""
+    conn = client()
+    if draining is None:
+        conn.eval(_DEL_FIELD_IF_EQUAL, 1, node_key(node), DRAINING_FIELD, "drain")
+        return
+    pipe = conn.pipeline(transaction=False)
+    if draining == "stop":
+        pipe.hset(node_key(node), DRAINING_FIELD, "stop")
+    else:
+        pipe.hsetnx(node_key(node), DRAINING_FIELD, "drain")
+    # A node that left meanwhile leaves no entry behind for good (a live one renews this).
+    pipe.expire(node_key(node), FORGET_AFTER_S)
+    pipe.execute()
+
+
+def node_draining_read(pipe: redis.client.Pipeline, node: str) -> None:
+    """Add the read of `node`'s drain flag to `pipe`; its result reads as draining when
+    truthy (a slot asks with the queue lengths in one round trip)."""
+    pipe.hget(node_key(node), DRAINING_FIELD)
+
+
+def node_is_draining(node: str) -> bool:
+    """Whether `node` is draining (an operator's drain or a warm shutdown): its slots run
+    no further chunks. A Redis error reads as not draining (the work goes on)."""
+    try:
+        return bool(client().hget(node_key(node), DRAINING_FIELD))
+    except redis.RedisError:
+        return False
+
+
+# --- read by the dispatcher -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LiveWorker:
+    """A worker node whose main process beat recently: its processes and its kinds."""
+
+    concurrency: int
+    kinds: frozenset[str]
+
+
+def live_workers(conn: redis.Redis | None = None) -> dict[str, LiveWorker]:
+    """Worker nodes whose main process beat recently, with their process counts and kinds."""
+    conn = conn or client()
+    nodes: list[str] = conn.zrangebyscore(NODES, time.time() - LOST_AFTER_S, "+inf")  # type: ignore[assignment]
+    pipe = conn.pipeline(transaction=False)
+    for node in nodes:
+        pipe.hmget(node_key(node), "concurrency", "kinds")
+    found = pipe.execute() if nodes else []
+    return {
+        node: LiveWorker(
+            concurrency=int(concurrency or 1),
+            kinds=frozenset(json.loads(node_kinds or "[]")),
+        )
+        for node, (concurrency, node_kinds) in zip(nodes, found, strict=True)
+    }
+
+
+def workers_seen(conn: redis.Redis | None = None) -> dict[str, float]:
+    """Every worker node of the last FORGET_AFTER_S, live or not, with its last beat."""
+    conn = conn or client()
+    seen: list[tuple[str, float]] = conn.zrange(NODES, 0, -1, withscores=True)  # type: ignore[assignment]
+    return dict(seen)
+
+
+def is_lost(last_beat: float, *, now: float) -> bool:
+    return now - last_beat > LOST_AFTER_S
+
+
+def kind_capacity(workers: Mapping[str, LiveWorker], kind: str) -> int:
+    """Live worker processes that can run `kind`."""
+    return sum(worker.concurrency for worker in workers.values() if kind in worker.kinds)
+
+
+# --- read by the overview -----------------------------------------------------------------
+
+
+def changed_publish() -> None:
+    """Tell open overviews to push the cluster now rather than at their next tick."""
+    try:
+        layer = get_channel_layer()
+        if layer is not None:
+            async_to_sync(layer.group_send)(CLUSTER_GROUP, {"type": protocol.EVENT_CLUSTER_CHANGED})
+    except Exception:
+        logger.warning("could not tell open pages that the cluster changed", exc_info=True)
+
+
+def _node_state(*, lost: bool, draining: str, busy: int) -> str:
+    if lost:
+        return "lost"
+    if draining == "stop":
+        return "stopping"
+    if draining:
+        return "draining" if busy else "drained"
+    return "active"
+
+
+def cluster_state(conn: redis.Redis | None = None) -> ClusterState:
+    """Nodes (with their info, state and per-core CPU), processes with their state, chunks
+    finished per second, and this (web) process's code version and kinds to compare with."""
+    conn = conn or client()
+    now = time.time()
+    procs: list[tuple[str, float]] = list(conn.zrange(PROCS, 0, -1, withscores=True))  # type: ignore[arg-type]
+    nodes: list[tuple[str, float]] = list(conn.zrange(NODES, 0, -1, withscores=True))  # type: ignore[arg-type]
+    pipe = conn.pipeline(transaction=False)
+    for process, _ in procs:
+        pipe.hgetall(_process_key(process))
+    for node, _ in nodes:
+        pipe.hgetall(node_key(node))
+    seconds = list(range(int(now) - THROUGHPUT_WINDOW_S + 1, int(now) + 1))
+    pipe.mget([_throughput_key(s) for s in seconds])
+    results = pipe.execute()
+    proc_hashes = results[: len(procs)]
+    # A node that only claimed its name has not published itself yet: not shown.
+    node_hashes = [
+        data if "started" in data else {} for data in results[len(procs) : len(procs) + len(nodes)]
+    ]
+    counts = results[-1]
+    lost_nodes = {
+        node
+        for (node, seen), data in zip(nodes, node_hashes, strict=True)
+        if data and is_lost(seen, now=now)
+    }
+    processes: list[ProcessState] = []
+    for (process, seen), data in zip(procs, proc_hashes, strict=True):
+        if not data or now - seen > FORGET_AFTER_S:
+            continue
+        node = data.get("node") or process_node(process)
+        # A process of a lost node is lost with it, however recently it beat.
+        lost = is_lost(seen, now=now) or node in lost_nodes
+        processes.append(
+            {
+                "id": process,
+                "node": node,
+                "host": data["host"],
+                "pid": int(data["pid"]),
+                "core": int(data["core"]) if data.get("core") else None,
+                "state": "lost" if lost else data["state"],
+                "job_id": int(data["job_id"]) if data.get("job_id") and not lost else None,
+                "chunk_index": (
+                    int(data["chunk_index"]) if data.get("chunk_index") and not lost else None
+                ),
+                "since": float(data["since"]),
+                "last_seen": seen,
+            }
+        )
+    processes.sort(key=lambda p: (p["node"], p["pid"]))
+    busy: dict[str, int] = {}
+    for entry in processes:
+        if entry["state"] == "busy":
+            busy[entry["node"]] = busy.get(entry["node"], 0) + 1
+    web_kinds = set(kind_names())
+    node_list: list[NodeState] = []
+    for (node, seen), data in zip(nodes, node_hashes, strict=True):
+        if not data or now - seen > FORGET_AFTER_S:
+            continue
+        lost = node in lost_nodes
+        lists = {key: json.loads(data.get(key) or "[]") for key in _LIST_FIELDS}
+        node_kinds = set(lists["kinds"])
+        draining = data.get(DRAINING_FIELD, "")
+        node_list.append(
+            {
+                "node": node,
+                "host": data.get("host", node.partition("@")[2]),
+                "cpus": lists["cpus"],
+                "lost": lost,
+                "last_seen": seen,
+                "state": _node_state(lost=lost, draining=draining, busy=busy.get(node, 0)),
+                "draining": draining == "drain",
+                "busy": busy.get(node, 0),
+                "code_version": data.get("code_version", "unknown"),
+                "coreboard_version": data.get("coreboard_version", "unknown"),
+                "python_version": data.get("python_version", "unknown"),
+                "kinds": lists["kinds"],
+                # Only a node that says which kinds it has can lack some.
+                "missing_kinds": sorted(web_kinds - node_kinds) if "kinds" in data else [],
+                "extra_kinds": sorted(node_kinds - web_kinds),
+                "labels": lists["labels"],
+                "queues": lists["queues"],
+                "concurrency": int(data.get("concurrency") or 0) or None,
+                "started": float(data["started"]) if data.get("started") else None,
+            }
+        )
+    node_list.sort(key=lambda n: n["node"])
+    return {
+        "now": now,
+        "web": {"code_version": code_version(), "kinds": sorted(web_kinds)},
+        "nodes": node_list,
+        "processes": processes,
+        "throughput": [
+            [second, int(count or 0)] for second, count in zip(seconds, counts, strict=True)
+        ],
+    }
+
+
+def node_get(node: str, conn: redis.Redis | None = None) -> NodeState | None:
+    """One node as cluster_state shows it, or None when it is not (or no longer) known."""
+    for entry in cluster_state(conn)["nodes"]:
+        if entry["node"] == node:
+            return entry
+    return None

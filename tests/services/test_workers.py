@@ -1,0 +1,106 @@
+"""The worker registry: one process id, one lost threshold, one drain flag."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+
+import psutil
+import pytest
+
+from jobs.engine import slot_registry, workers
+
+pytestmark = [pytest.mark.services]
+
+INFO = workers.node_info(concurrency=2, queues=["coreboard"], node_kinds=["burn"])
+
+
+@pytest.fixture
+def node() -> Iterator[str]:
+    name = f"test-{uuid.uuid4().hex[:6]}@host"
+    yield name
+    workers.node_remove(name)
+
+
+def _silent_since(node: str, seconds: float) -> None:
+    workers.client().zadd(workers.NODES, {node: time.time() - seconds})
+
+
+def test_a_process_id_names_its_node_pid_and_boot() -> None:
+    process = workers.process_id(node="alpha@h1", pid=42)
+    assert process == f"alpha@h1|42|{workers.boot_id()}"
+    assert workers.process_node(process) == "alpha@h1"
+
+
+def test_only_a_gone_process_of_this_machine_is_known_to_be_gone() -> None:
+    gone = psutil.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    assert workers.process_is_gone(workers.process_id(node="a@h", pid=gone.pid))
+    assert not workers.process_is_gone(workers.process_id(node="a@h", pid=os.getpid()))
+    # Another machine's process (another boot id) is never known to be gone from here.
+    assert not workers.process_is_gone(f"a@h|{gone.pid}|another")
+    assert not workers.process_is_gone("not a process id")
+
+
+def test_a_node_silent_for_the_lost_threshold_is_lost_everywhere(node: str) -> None:
+    workers.node_beat(node, info=INFO, cpus=[10.0])
+    assert workers.live_workers()[node] == workers.LiveWorker(
+        concurrency=2, kinds=frozenset({"burn"})
+    )
+    assert workers.node_get(node)["state"] == "active"  # type: ignore[index]
+    _silent_since(node, workers.LOST_AFTER_S + 0.5)
+    assert node not in workers.live_workers()
+    assert workers.node_get(node)["state"] == "lost"  # type: ignore[index]
+    # A slot its worker reserved is lost with it; a running slot refreshed just as long ago
+    # is lost too.
+    reserved = slot_registry.SlotState("t", f"v|{node}")
+    assert not reserved.is_live(now=time.time(), live_nodes=set(workers.live_workers()))
+    stale = time.time() - workers.LOST_AFTER_S - 0.5
+    running = slot_registry.SlotState("t", f"r|{node}|{node}|1|boot|{stale:.3f}")
+    assert running.phase == "r"
+    assert running.process == f"{node}|1|boot"
+    assert not running.is_live(now=time.time(), live_nodes=set())
+
+
+def test_a_node_that_only_claimed_its_name_is_not_shown(node: str) -> None:
+    assert workers.node_claim(node, process=workers.process_id(node=node)) is None
+    assert workers.node_get(node) is None
+    workers.node_beat(node, info=INFO, cpus=[])
+    assert workers.node_get(node) is not None
+
+
+def test_resume_ends_an_operators_drain_but_not_a_shutdown(node: str) -> None:
+    workers.node_beat(node, info=INFO, cpus=[])
+    workers.node_draining_set(node, draining="drain")
+    assert workers.node_is_draining(node)
+    shown = workers.node_get(node)
+    assert shown is not None
+    assert (shown["state"], shown["draining"]) == ("drained", True)
+    workers.node_draining_set(node, draining=None)
+    assert not workers.node_is_draining(node)
+    assert workers.node_get(node)["state"] == "active"  # type: ignore[index]
+
+    workers.node_draining_set(node, draining="stop")
+    workers.node_draining_set(node, draining="drain")
+    workers.node_draining_set(node, draining=None)
+    assert workers.node_is_draining(node)
+    assert workers.node_get(node)["state"] == "stopping"  # type: ignore[index]
+    # A restart comes up active.
+    workers.node_start(node)
+    assert not workers.node_is_draining(node)
+
+
+def test_a_clean_stop_removes_the_node_and_its_processes(node: str) -> None:
+    workers.node_beat(node, info=INFO, cpus=[])
+    process = workers.process_id(node=node, pid=1234)
+    fields = {"node": node, "host": "h", "pid": 1234, "state": "idle", "since": time.time()}
+    workers.process_beat(process, fields=fields, finished={int(time.time()): 3})
+    state = workers.cluster_state()
+    assert [p["id"] for p in state["processes"] if p["node"] == node] == [process]
+    workers.node_remove(node)
+    state = workers.cluster_state()
+    assert all(n["node"] != node for n in state["nodes"])
+    assert all(p["node"] != node for p in state["processes"])
