@@ -45,7 +45,7 @@ window.addEventListener("unhandledrejection", (event) => {
 """
 
 
-@pytest.fixture(scope="module", autouse=True)
+@pytest.fixture(scope="session", autouse=True)
 def _axe_installed() -> None:
     """axe-core comes from npm: without it each browser test fails here, at once and saying
     so, while the other layers (which never read it) collect and run without node_modules."""
