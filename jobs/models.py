@@ -25,7 +25,7 @@ from django.db.models.functions import Cast, Coalesce, Concat, Extract, NullIf
 # parallelism, or for an all-processes job (parallelism 0) the worker processes that ran its
 # done chunks. `_ratio` is the division both forms share: null when either side is null or
 # the divisor is 0. Job's properties apply it to Python values, JobQuerySet.with_timings()
-# to SQL expressions; tests/test_history.py checks the two agree job by job.
+# to SQL expressions; tests/pages/test_history.py checks the two agree job by job.
 
 
 def _ratio(numerator: Any, denominator: Any, *, sql: bool) -> Any:

@@ -5,8 +5,10 @@ import os
 import re
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from channels import DEFAULT_CHANNEL_LAYER
 from channels.layers import channel_layers
@@ -42,6 +44,8 @@ CHILD_UPLOAD_MAX_BYTES = 256 * 1024
 # Each test belongs to exactly one (pyproject.toml describes them); `make test-fast` runs the
 # first four, which need no browser and start no process.
 LAYERS = ("services", "api", "pages", "consumers", "integration", "browser")
+# A test of a layer lives in tests/<layer>/, so that a folder selects what a marker does.
+TESTS_DIR = Path(__file__).resolve().parent
 PROCESS_LAYERS = {"integration", "browser"}
 # Fixtures that start real workers or daphne: only tests of a process layer may use them.
 PROCESS_FIXTURES = {"child_env", "celery_worker", "daphne_server"}
@@ -49,8 +53,9 @@ PROCESS_FIXTURES = {"child_env", "celery_worker", "daphne_server"}
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Refuse the run when a test has no layer, several, or starts processes outside the
-    process layers: a new module must say where it belongs (`pytestmark = pytest.mark.api`)."""
+    """Refuse the run when a test has no layer, several, one that is not its folder's, or
+    starts processes outside the process layers: a new module must say where it belongs
+    (`pytestmark = pytest.mark.api`) and sit there (tests/api/)."""
     problems = set()
     for item in items:
         test = item.nodeid.split("[")[0]
@@ -59,6 +64,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             problems.add(f"{item.path.name}: no layer; add pytestmark = pytest.mark.<layer>")
         elif len(layers) > 1:
             problems.add(f"{test}: several layers {layers}; a test has one")
+        elif not _in_its_folder(item.path, layers[0]):
+            where = item.path.resolve().relative_to(TESTS_DIR.parent)
+            problems.add(f"{where}: marked {layers[0]}, so it belongs in tests/{layers[0]}/")
         elif (
             isinstance(item, pytest.Function)
             and PROCESS_FIXTURES & set(item.fixturenames)
@@ -69,6 +77,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         raise pytest.UsageError(
             f"test layers ({', '.join(LAYERS)}):\n  " + "\n  ".join(sorted(problems))
         )
+
+
+def _in_its_folder(path: Path, layer: str) -> bool:
+    """Whether a test module under tests/ sits in tests/<layer>/ (one elsewhere, a plugin's
+    say, is not ours to place)."""
+    path = path.resolve()
+    return not path.is_relative_to(TESTS_DIR) or path.is_relative_to(TESTS_DIR / layer)
 
 
 @pytest.fixture(autouse=True)
@@ -197,6 +212,17 @@ def failed_job(alice: User, dispatched: list[int]) -> Job:
     assert chunk_statuses(job) == {0: "done", 1: "failed", 2: "cancelled", 3: "cancelled"}
     dispatched.clear()
     return job
+
+
+@pytest.fixture
+def other_session() -> Iterator[psycopg.Connection]:
+    """A second session, as another machine would hold."""
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    params.pop("prepare_threshold", None)
+    with psycopg.connect(**params) as other:
+        yield other
 
 
 # --- real processes -------------------------------------------------------------------------

@@ -2,24 +2,31 @@
 finish its chunks, and the clients, inputs and shapes several test modules share.
 
 Test modules import from here (and from tests/waiting.py, tests/sockets.py,
-tests/processes.py), never from one another or from conftest.
+tests/processes.py, tests/metrics_scrape.py, tests/schema_checks.py), never from one another
+or from conftest.
 """
 
 from __future__ import annotations
 
 import contextlib
 import random
+import secrets
+import socket
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import psycopg
+import pytest
 from django.contrib.auth.models import User
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import transaction
 from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from jobs import protocol, services
-from jobs.engine import chunks
-from jobs.models import Job
+from jobs import kinds, protocol, services
+from jobs.engine import chunks, workers
+from jobs.models import Chunk, Job, ScalingStudy
 
 # A worker process id (jobs.engine.workers.process_id): node, pid, boot.
 TEST_PROCESS = "test@host|1|boot"
@@ -127,6 +134,12 @@ def api_client_for(user: User) -> APIClient:
     return client
 
 
+def api_client_for_token(key: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+    return client
+
+
 # --- inputs -------------------------------------------------------------------------------------
 
 SMALL_MANDELBROT = {
@@ -186,7 +199,105 @@ BAD_JOB_INPUT = [
 
 # --- shapes ------------------------------------------------------------------------------------
 
-# The API's shapes, as jobs/protocol.py declares them (tests/test_protocol.py checks the
+# The API's shapes, as jobs/protocol.py declares them (tests/services/test_protocol.py checks the
 # builders fill exactly these).
 JOB_FIELDS = set(protocol.field_names(protocol.JobApiState))
 CHUNK_FIELDS = set(protocol.field_names(protocol.ChunkState))
+
+
+# --- jobs that have run ------------------------------------------------------------------------
+
+# When the hand-made runs of `finished` began.
+T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+
+
+def finished(
+    owner: User,
+    *,
+    chunks: int,
+    run_s: float,
+    gap_s: float,
+    cpu_share: float = 1.0,
+    processes: int = 2,
+    parallelism: int = 2,
+    params: dict[str, Any] | None = None,
+) -> Job:
+    """A burn job that ran its chunks on `processes` lanes, `gap_s` idle before each."""
+    job = make_job(owner, parallelism=parallelism, **(params or {"chunks": chunks, "ms": 1}))
+    lanes = [T0] * processes
+    for chunk in job.chunks.order_by("index"):
+        lane = chunk.index % processes
+        start = lanes[lane] + timedelta(seconds=gap_s)
+        end = start + timedelta(seconds=run_s)
+        lanes[lane] = end
+        Chunk.objects.filter(pk=chunk.pk).update(
+            status=Chunk.Status.DONE,
+            worker="host",
+            pid=100 + lane,
+            started_at=start,
+            finished_at=end,
+            cpu_seconds=run_s * cpu_share,
+        )
+    cpu = chunks * run_s * cpu_share
+    Job.objects.filter(pk=job.pk).update(
+        status=Job.Status.SUCCEEDED,
+        started_at=T0,
+        finished_at=max(lanes),
+        cpu_seconds=cpu,
+        done_chunks=chunks,
+        result={"chunks": chunks, "iterations": 10},
+    )
+    job.refresh_from_db()
+    return job
+
+
+def finish_job(job: Job) -> None:
+    start(job)
+    for _ in range(job.total_chunks):
+        complete_next(job)
+    job.refresh_from_db()
+
+
+def succeeded_job(owner: User, chunks: int = 2) -> Job:
+    job = make_job(owner, chunks=chunks, parallelism=2)
+    finish_job(job)
+    assert job.status == Job.Status.SUCCEEDED
+    return job
+
+
+def study_run(study: ScalingStudy, parallelism: int) -> Job:
+    """The study's run at this parallelism."""
+    return study.runs.get(parallelism=parallelism)
+
+
+def workers_alive(monkeypatch: pytest.MonkeyPatch, processes: int) -> None:
+    """Pretend one worker with this many processes (none when 0) is alive, running every kind."""
+    every_kind = frozenset(kind.name for kind in kinds.all_kinds())
+
+    def live_workers() -> dict[str, workers.LiveWorker]:
+        alive = workers.LiveWorker(concurrency=processes, kinds=every_kind)
+        return {"w1": alive} if processes else {}
+
+    monkeypatch.setattr(workers, "live_workers", live_workers)
+
+
+def hold_job_lock(session: psycopg.Connection, job: Job) -> None:
+    """Lock the job's row from another session, as a machine in mid-transaction does."""
+    session.execute("BEGIN")
+    session.execute("SELECT 1 FROM jobs_job WHERE id = %s FOR UPDATE", [job.pk])
+
+
+def preflight_node_name() -> str:
+    return f"preflight-{secrets.token_hex(4)}@{socket.gethostname()}"
+
+
+# --- requests ----------------------------------------------------------------------------------
+
+# A one-chunk burn job, as the API takes it (and as services.job_create's keyword arguments).
+BURN: dict[str, Any] = {"kind": "burn", "params": {"chunks": 1, "ms": 1}}
+
+
+def upload(api: APIClient, name: str = "words.txt", text: bytes = b"one two three") -> int:
+    response = api.post("/api/uploads/", {"file": SimpleUploadedFile(name, text, "text/plain")})
+    assert response.status_code == 201, response.json()
+    return int(response.json()["id"])

@@ -185,7 +185,7 @@ def add_components(result: dict[str, Any], **_: Any) -> dict[str, Any]:
     schemas["Detail"] = DETAIL
     schemas["Conflict"] = CONFLICT
     # Responses carry exactly the documented fields: a field added to protocol.job_state without
-    # its description here fails the schema checks (tests/test_api_fuzz.py).
+    # its description here fails the schema checks (tests/integration/test_api_fuzz.py).
     for name in (
         "JobOut",
         "WaitingOut",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -23,7 +24,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOT_DIR = os.environ.get("COREBOARD_SCREENSHOT_DIR")
-AXE_SOURCE = (Path(__file__).resolve().parents[2] / "node_modules/axe-core/axe.min.js").read_text()
+AXE_PATH = Path(__file__).resolve().parents[2] / "node_modules/axe-core/axe.min.js"
 PHONE = {"width": 390, "height": 844}
 # Every Content-Security-Policy violation a page reports, and every error its scripts throw
 # (a module that fails to load or run), kept where the test can read them.
@@ -42,6 +43,22 @@ window.addEventListener("unhandledrejection", (event) => {
   window.__scriptErrors.push(`unhandled rejection: ${event.reason}`);
 });
 """
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _axe_installed() -> None:
+    """axe-core comes from npm: without it each browser test fails here, at once and saying
+    so, while the other layers (which never read it) collect and run without node_modules."""
+    if not AXE_PATH.is_file():
+        pytest.fail(
+            f"{AXE_PATH} is missing: run `npm ci` (make test and make screenshots do)",
+            pytrace=False,
+        )
+
+
+@functools.cache
+def axe_source() -> str:
+    return AXE_PATH.read_text()
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +103,7 @@ def assert_page_is_sound(page: Page, where: str) -> None:
     """axe-core finds nothing, no CSP violation or script error, nothing wider than the
     viewport."""
     page.wait_for_load_state("load")
-    page.evaluate(AXE_SOURCE)
+    page.evaluate(axe_source())
     violations = page.evaluate(
         """async () => {
           const result = await axe.run(document, { resultTypes: ["violations"] });

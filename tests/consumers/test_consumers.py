@@ -1,5 +1,5 @@
 """The live sockets' consumers on Channels' in-memory layer: snapshots, deltas, gaps, resyncs,
-who may listen. tests/test_consumers_redis.py runs the same path over Redis."""
+who may listen. tests/integration/test_consumers_redis.py runs the same path over Redis."""
 
 from __future__ import annotations
 

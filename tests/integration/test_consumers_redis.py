@@ -1,6 +1,6 @@
 """The job socket over the real Redis channel layer, the one daphne uses in production.
 
-tests/test_consumers.py covers the consumer's logic on Channels' in-memory layer; this is
+tests/consumers/test_consumers.py covers the consumer's logic on Channels' in-memory layer; this is
 the path through Redis, kept as an integration test because it must idle in real time.
 """
 

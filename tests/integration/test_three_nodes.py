@@ -1,6 +1,6 @@
 """Three worker nodes on one machine (distinct Celery node names, as on three machines): a
 job spreads over all of them, one node dies mid-job without costing the job, another stops
-cleanly without a trace. tests/test_cluster_setup.py runs a worker in its own network
+cleanly without a trace. tests/integration/test_cluster_setup.py runs a worker in its own network
 namespace; these run as plain processes so that they work wherever the suite runs."""
 
 from __future__ import annotations

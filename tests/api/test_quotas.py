@@ -1,4 +1,4 @@
-"""Per-person quotas (jobs.services.quotas) and API rate limits."""
+"""Per-person quotas (jobs.services.quotas) and API rate limits, through the API."""
 
 from __future__ import annotations
 
@@ -13,15 +13,10 @@ from rest_framework.throttling import SimpleRateThrottle
 
 from jobs import services
 from jobs.models import Job, Upload
+from tests.factories import BURN
 
-pytestmark = pytest.mark.django_db
-
-BURN: dict[str, Any] = {"kind": "burn", "params": {"chunks": 1, "ms": 1}}
-
-
-@pytest.fixture(autouse=True)
-def _no_dispatch(dispatched: list[int]) -> list[int]:
-    return dispatched
+# Jobs are made here and never dispatched.
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("dispatched")]
 
 
 @pytest.mark.api
@@ -43,13 +38,6 @@ def test_a_finished_job_frees_its_place(alice: User, alice_api: APIClient) -> No
     jobs = [services.job_create(owner=alice, **BURN) for _ in range(10)]
     services.job_cancel(job=jobs[0])
     assert alice_api.post("/api/jobs/", BURN, format="json").status_code == 201
-
-
-@pytest.mark.services
-def test_quotas_are_per_person(alice: User, bob: User) -> None:
-    for _ in range(10):
-        services.job_create(owner=alice, **BURN)
-    services.job_create(owner=bob, **BURN)
 
 
 @pytest.mark.api
@@ -94,18 +82,6 @@ def test_a_10000_chunk_job_is_accepted_by_default(alice_api: APIClient) -> None:
         "/api/jobs/", {"kind": "burn", "params": {"chunks": 10_000, "ms": 1}}, format="json"
     )
     assert response.status_code == 201, response.json()
-
-
-@pytest.mark.pages
-def test_the_new_job_page_shows_the_quota(alice: User, alice_client: Any) -> None:
-    for _ in range(10):
-        services.job_create(owner=alice, **BURN)
-    page = alice_client.post(
-        "/jobs/new/",
-        {"kind": "burn", "params-chunks": "1", "params-ms": "1", "params-fail_rate": "0"},
-    )
-    assert page.status_code == 400
-    assert "COREBOARD_QUOTA_ACTIVE_JOBS" in page.content.decode()
 
 
 def text_file(name: str = "a.txt", size: int = 10) -> SimpleUploadedFile:

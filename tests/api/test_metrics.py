@@ -5,56 +5,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import httpx
-import psutil
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
-from prometheus_client.parser import text_string_to_metric_families
 
-from jobs.models import Chunk, Job
 from tests.factories import make_job
-from tests.processes import ServerProcess
-from tests.waiting import wait_for_job
+from tests.metrics_scrape import FAMILIES, parse, value
 from tokens import services as token_services
-
-FAMILIES = {
-    "coreboard_jobs": "gauge",
-    "coreboard_recent_jobs": "gauge",
-    "coreboard_recent_job_speedup_ratio": "gauge",
-    "coreboard_recent_job_efficiency_ratio": "gauge",
-    "coreboard_chunks_done": "counter",
-    "coreboard_chunks_failed": "counter",
-    "coreboard_chunks_retried": "counter",
-    "coreboard_chunk_cpu_seconds": "counter",
-    "coreboard_chunk_run_seconds": "histogram",
-    "coreboard_chunks_in_flight": "gauge",
-    "coreboard_redis_up": "gauge",
-    "coreboard_queue_messages": "gauge",
-    "coreboard_worker_processes": "gauge",
-    "coreboard_host_cpu_usage_ratio": "gauge",
-    "coreboard_host_cpus": "gauge",
-}
-
-
-def parse(text: str) -> Samples:
-    """Every sample of a scrape, by name and sorted labels; checks each family's type."""
-    samples: Samples = {}
-    families = {family.name: family for family in text_string_to_metric_families(text)}
-    for name, kind in FAMILIES.items():
-        assert name in families, f"{name} is missing"
-        assert families[name].type == kind, name
-    for family in families.values():
-        for sample in family.samples:
-            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return samples
-
-
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
 @pytest.mark.api
@@ -119,55 +76,6 @@ def test_values_come_from_the_database(alice: User, staff: User, dispatched: lis
     # No job ids as labels: every label is from a small, fixed set.
     for _, labels in samples:
         assert {name for name, _ in labels} <= {"kind", "status", "le", "host", "state", "queue"}
-
-
-@pytest.mark.integration
-@pytest.mark.django_db(transaction=True)
-def test_a_real_job_moves_the_counters_by_its_chunks(
-    daphne_server: str, celery_worker: ServerProcess, alice: User, staff: User
-) -> None:
-    key = token_services.token_create(user=staff, name="prometheus").key
-
-    def scrape() -> Samples:
-        response = httpx.get(f"{daphne_server}/metrics", headers={"Authorization": f"Token {key}"})
-        assert response.status_code == 200
-        return parse(response.text)
-
-    before = scrape()
-    job = make_job(alice, chunks=3, ms=50, parallelism=2, committed=True)
-    job = wait_for_job(job.pk, until={"succeeded", "failed"})
-    assert job.status == Job.Status.SUCCEEDED, job.error
-    after = scrape()
-
-    def grew(name: str, **labels: str) -> float:
-        return value(after, name, **labels) - value(before, name, **labels)
-
-    assert grew("coreboard_chunks_done_total", kind="burn") == 3
-    assert grew("coreboard_chunk_run_seconds_count", kind="burn") == 3
-    assert grew("coreboard_jobs", status="succeeded", kind="burn") == 1
-    assert (
-        value(after, "coreboard_jobs", status="succeeded", kind="burn")
-        == Job.objects.filter(kind="burn", status="succeeded").count()
-    )
-    assert (
-        value(after, "coreboard_chunks_done_total", kind="burn")
-        == Chunk.objects.filter(job__kind="burn", status="done").count()
-    )
-    # The database holds this test's job alone (a transactional test starts empty).
-    assert value(after, "coreboard_recent_jobs", kind="burn") == 1
-    assert job.speedup is not None
-    assert value(after, "coreboard_recent_job_speedup_ratio", kind="burn") == pytest.approx(
-        job.speedup
-    )
-    # The suite's worker: two prefork processes on this machine, and its CPU sampler.
-    processes = {
-        labels: count for (name, labels), count in after.items()
-        if name == "coreboard_worker_processes"
-    }  # fmt: skip
-    assert sum(count for labels, count in processes.items() if ("state", "lost") not in labels) >= 2
-    # Every worker of this suite runs on this machine.
-    cores = {count for (name, _), count in after.items() if name == "coreboard_host_cpus"}
-    assert cores == {psutil.cpu_count()}
 
 
 @pytest.mark.api

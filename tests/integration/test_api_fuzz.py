@@ -14,15 +14,14 @@ That the checks can fail was shown by hand, once (not in CI), by breaking the se
   every operation returning a job ("Additional properties are not allowed ('secret' ...)");
 - `JobDetail.get` raising ZeroDivisionError: `not_a_server_error` failed ("Server error");
 - `job_get_for_user` returning any user's job: `no_cross_user_access` failed ("bob's job
-  … answered 200"). `test_checks_catch_a_500_and_an_undocumented_field` below keeps the
-  first two honest without a server.
+  … answered 200"). tests/api/test_api_fuzz_checks.py keeps the first two honest without a
+  server.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -31,26 +30,15 @@ import schemathesis
 from django.contrib.auth.models import User
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Err
-from schemathesis.specs.openapi.checks import (
-    content_type_conformance,
-    response_schema_conformance,
-    status_code_conformance,
-)
 
 from jobs import services
 from jobs.models import Job
 from tests.factories import make_job
+from tests.schema_checks import CHECKS
 from tokens import services as token_services
 
 MAX_EXAMPLES = int(os.environ.get("COREBOARD_FUZZ_EXAMPLES", "12"))
-CHECKS = [
-    not_a_server_error,
-    status_code_conformance,
-    content_type_conformance,
-    response_schema_conformance,
-]
 
 
 def no_cross_user_access(forbidden: set[int]) -> Callable[..., None]:
@@ -142,38 +130,3 @@ def test_api_conforms_to_its_schema_and_keeps_users_apart(
     assert not failures, "\n\n".join(f"{label}:\n{text}" for label, text in failures.items())
     # Bob's jobs came through untouched.
     assert Job.objects.filter(pk__in=bob_jobs).count() == 3
-
-
-def _response(status: int, body: bytes) -> httpx.Response:
-    response = httpx.Response(
-        status,
-        content=body,
-        headers={"Content-Type": "application/json"},
-        request=httpx.Request("GET", "http://testserver/api/jobs/1/"),
-    )
-    response.read()
-    response.elapsed = timedelta(milliseconds=1)
-    return response
-
-
-@pytest.mark.api
-def test_checks_catch_a_500_and_an_undocumented_field() -> None:
-    """The harness's checks fail on the two faults the issue names, without a server."""
-    from drf_spectacular.generators import SchemaGenerator
-
-    document = SchemaGenerator().get_schema(request=None, public=True)
-    operation = schemathesis.openapi.from_dict(document)["/api/jobs/{job_id}/"]["GET"]
-    case = operation.Case(path_parameters={"job_id": 1})
-    job = (
-        b'{"id": 1, "kind": "burn", "params": {}, "status": "pending", "progress": 0.0,'
-        b' "total_chunks": 1, "done_chunks": 0, "failed_chunks": 0, "parallelism": 1,'
-        b' "result": null, "error": "", "created_at": "2026-01-01T00:00:00Z",'
-        b' "started_at": null, "finished_at": null, "wall_seconds": null, "cpu_seconds": 0.0,'
-        b' "speedup": null, "efficiency": null, "version": 0, "result_file": null,'
-        b' "waiting": null}'
-    )
-    case.validate_response(_response(200, job), checks=CHECKS)  # the real shape passes
-    with pytest.raises(BaseExceptionGroup, match="Additional properties"):
-        case.validate_response(_response(200, job[:-1] + b', "secret": 1}'), checks=CHECKS)
-    with pytest.raises(BaseExceptionGroup, match="Server error"):
-        case.validate_response(_response(500, b'{"detail": "boom"}'), checks=CHECKS)

@@ -1,21 +1,15 @@
-"""API tokens made and revoked in the browser, used by the API and the websocket."""
+"""API tokens made and revoked in the browser, then used by the API."""
 
 from __future__ import annotations
 
 import re
-from datetime import timedelta
 
 import pytest
-from channels.db import database_sync_to_async
-from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import User
-from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone
-from rest_framework.test import APIClient
 
-from project.asgi import application
-from tests.factories import make_ended_job
+from tests.factories import api_client_for_token as _api
 from tokens import services
 from tokens.models import ApiToken
 
@@ -28,12 +22,6 @@ def _create_in_page(client: Client, name: str, days: int = 30) -> str:
     match = KEY.search(response.content.decode())
     assert match, "the new key is shown once after creation"
     return match.group(1)
-
-
-def _api(key: str) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
-    return client
 
 
 @pytest.mark.pages
@@ -73,26 +61,6 @@ def test_bad_token_form_names_the_field_and_creates_nothing(alice_client: Client
     assert not ApiToken.objects.exists()
 
 
-@pytest.mark.api
-@pytest.mark.django_db
-def test_expired_token_is_refused(alice: User) -> None:
-    new = services.token_create(user=alice, name="old", expires_in_days=1)
-    ApiToken.objects.filter(pk=new.token.pk).update(
-        expires_at=timezone.now() - timedelta(seconds=1)
-    )
-    assert _api(new.key).get("/api/jobs/").status_code == 401
-
-
-@pytest.mark.services
-@pytest.mark.django_db
-def test_default_expiry_and_never(alice: User, settings: object) -> None:
-    settings.COREBOARD_TOKEN_EXPIRY_DAYS = 7  # type: ignore[attr-defined]
-    default = services.token_create(user=alice, name="a").token
-    assert default.expires_at is not None
-    assert timedelta(days=6) < default.expires_at - timezone.now() <= timedelta(days=7)
-    assert services.token_create(user=alice, name="b", expires_in_days=0).token.expires_at is None
-
-
 @pytest.mark.pages
 @pytest.mark.django_db
 def test_nobody_else_sees_or_revokes_my_tokens(
@@ -116,39 +84,3 @@ def test_page_needs_login() -> None:
     response = Client().get("/tokens/")
     assert response.status_code == 302
     assert "/accounts/login/" in response["Location"]
-
-
-@pytest.mark.services
-@pytest.mark.django_db
-def test_token_create_command_prints_a_working_key(
-    alice: User, capsys: pytest.CaptureFixture[str]
-) -> None:
-    call_command("token_create", "alice", "--name", "ops")
-    key = capsys.readouterr().out.strip()
-    assert _api(key).get("/api/jobs/").status_code == 200
-
-
-@pytest.mark.consumers
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.usefixtures("in_memory_channel_layer")
-async def test_websocket_accepts_a_token_header(alice: User) -> None:
-    # database_sync_to_async closes the connection its thread opened (plain sync_to_async
-    # would keep it, and the test database could not be dropped at the end).
-    job = await database_sync_to_async(make_ended_job)(alice)
-    new = await database_sync_to_async(services.token_create)(user=alice, name="cli")
-    headers = [(b"origin", b"http://localhost"), (b"host", b"localhost")]
-    communicator = WebsocketCommunicator(
-        application,
-        f"/ws/jobs/{job.pk}/",
-        headers=[*headers, (b"authorization", f"Token {new.key}".encode())],
-    )
-    connected, _ = await communicator.connect()
-    assert connected
-    assert (await communicator.receive_json_from())["type"] == "job.snapshot"
-    await communicator.disconnect()
-
-    refused = WebsocketCommunicator(
-        application, f"/ws/jobs/{job.pk}/", headers=[*headers, (b"authorization", b"Token nope")]
-    )
-    await refused.connect()
-    assert await refused.receive_output(timeout=5) == {"type": "websocket.close", "code": 4401}

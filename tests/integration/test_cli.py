@@ -9,11 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from django.contrib.auth.models import User
 
-from coreboard.cli import main, parse_param
-from coreboard.client import ApiError, Client, ConfigError
+from coreboard.client import ApiError, Client
 from jobs import services as job_services
 from tests.factories import make_job
 from tokens import services as token_services
@@ -109,28 +107,3 @@ def test_upload_and_result_commands(daphne_server: str, tmp_path: Path, alice_ke
     bad = _run(daphne_server, "not-a-token", "list")
     assert bad.returncode == 1
     assert "401" in bad.stderr
-
-
-@pytest.mark.api
-def test_parse_param_reads_json_values_or_text() -> None:
-    assert parse_param("stop=100") == ("stop", 100)
-    assert parse_param("rate=0.5") == ("rate", 0.5)
-    assert parse_param("prefix=abc") == ("prefix", "abc")
-    assert parse_param("prefix=") == ("prefix", "")
-
-
-@pytest.mark.api
-def test_missing_url_or_token_is_a_usage_error(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delenv("COREBOARD_URL", raising=False)
-    monkeypatch.delenv("COREBOARD_TOKEN", raising=False)
-    monkeypatch.setenv("COREBOARD_CONFIG", str(tmp_path / "none.toml"))
-    result = CliRunner().invoke(main, ["list"])
-    assert result.exit_code == 2
-    assert "COREBOARD_URL" in result.output
-    with pytest.raises(ConfigError):
-        Client()
-    config = tmp_path / "config.toml"
-    config.write_text('url = "http://example.invalid:1"\ntoken = "k"\n')
-    assert Client(config=config).url == "http://example.invalid:1"

@@ -1,23 +1,18 @@
-"""Deploy settings, caching headers, file modes and the admin going through the services."""
+"""Deploy settings, caching headers and the admin going through the services."""
 
 from __future__ import annotations
 
 import os
-import stat
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
-from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
-from rest_framework.test import APIClient
 
 from coreconf import config, paths
-from jobs.models import Job, Upload
+from jobs.models import Job
 from tests.factories import make_job
 
 pytestmark = pytest.mark.django_db
@@ -89,20 +84,6 @@ def test_logged_in_pages_are_not_stored(alice_client: Client) -> None:
         response = alice_client.get(path)
         assert response.status_code == 200
         assert "no-store" in response["Cache-Control"], path
-
-
-@pytest.mark.services
-def test_uploads_and_results_are_0640_in_private_directories(
-    alice_api: APIClient, settings: Any, tmp_path: Path
-) -> None:
-    settings.MEDIA_ROOT = tmp_path / "media"
-    response = alice_api.post(
-        "/api/uploads/", {"file": SimpleUploadedFile("a.txt", b"some words", "text/plain")}
-    )
-    assert response.status_code == 201
-    path = Path(Upload.objects.get().file.path)
-    assert stat.S_IMODE(path.stat().st_mode) == 0o640
-    assert stat.S_IMODE(path.parent.stat().st_mode) & 0o007 == 0
 
 
 @pytest.fixture

@@ -1,0 +1,28 @@
+"""One's uploads on their page: listed and deleted."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+from rest_framework.test import APIClient
+
+from jobs.models import Upload
+from tests.factories import upload
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.mark.pages
+def test_the_uploads_page_lists_and_deletes(
+    alice_client: Client, alice_api: APIClient, mallory_client: Client
+) -> None:
+    upload_id = upload(alice_api, "notes.txt")
+    page = alice_client.get("/uploads/")
+    assert page.status_code == 200
+    assert "notes.txt" in page.content.decode()
+    assert "of at most 100 files and 1.0\xa0GB" in page.content.decode()
+    assert "notes.txt" not in mallory_client.get("/uploads/").content.decode()
+    assert mallory_client.post(f"/uploads/{upload_id}/delete/").status_code == 404
+    response = alice_client.post(f"/uploads/{upload_id}/delete/", follow=True)
+    assert "deleted" in response.content.decode()
+    assert not Upload.objects.exists()
