@@ -260,6 +260,23 @@ class JobChangedEvent(TypedDict):
     chunks: list[ChunkDelta]
 
 
+# --- refusals (jobs.services.errors): the API's 400 and 409 bodies ------------------------------
+
+# Errors by field: each field's messages, or for `params` each parameter's messages
+# (`{"params": {"stop": ["..."]}}`), as a 400 of the API carries them.
+FieldErrors = dict[str, Any]
+
+
+class ConflictBody(TypedDict):
+    """A 409: the job, study or upload is not in a state for this action.
+
+    Two shapes used to answer a 409 (`status` for jobs and studies, `detail` for uploads);
+    every 409 now carries both, so clients of either keep working."""
+
+    detail: Annotated[str, "Why, in words."]
+    status: Annotated[list[str], "The same reason, as the errors of the `status` field."]
+
+
 # --- builders -------------------------------------------------------------------------------------
 
 
@@ -379,3 +396,7 @@ def field_names(shape: type) -> frozenset[str]:
     """The keys a TypedDict declares (its own and inherited), for contract checks."""
     keys: frozenset[str] = shape.__required_keys__ | shape.__optional_keys__  # type: ignore[attr-defined]
     return keys
+
+
+def conflict_body(message: str) -> ConflictBody:
+    return {"detail": message, "status": [message]}

@@ -76,6 +76,8 @@ def test_an_upload_an_active_job_reads_is_kept(alice: User, alice_api: APIClient
     response = alice_api.delete(f"/api/uploads/{upload_id}/")
     assert response.status_code == 409
     assert "active job" in response.json()["detail"]
+    # One 409 shape everywhere (jobs.protocol.ConflictBody): `status` as jobs' 409s have it.
+    assert response.json()["status"] == [response.json()["detail"]]
     assert alice_api.get("/api/uploads/").json()["results"][0]["jobs"] == 1
     services.job_cancel(job=job)
     assert alice_api.delete(f"/api/uploads/{upload_id}/").status_code == 204
@@ -95,6 +97,17 @@ def test_the_uploads_page_lists_and_deletes(
     response = alice_client.post(f"/uploads/{upload_id}/delete/", follow=True)
     assert "deleted" in response.content.decode()
     assert not Upload.objects.exists()
+
+
+@pytest.mark.pages
+def test_the_uploads_page_says_why_an_upload_an_active_job_reads_is_kept(
+    alice: User, alice_client: Client, alice_api: APIClient
+) -> None:
+    upload_id = upload(alice_api, "notes.txt")
+    make_job(alice, "wordcount", upload=upload_id, chunks=1)
+    response = alice_client.post(f"/uploads/{upload_id}/delete/", follow=True)
+    assert "is read by an active job; cancel it first." in response.content.decode()
+    assert Upload.objects.filter(pk=upload_id).exists()
 
 
 @pytest.mark.services

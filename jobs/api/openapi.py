@@ -169,11 +169,6 @@ DETAIL: dict[str, Any] = {
     "properties": {"detail": {"type": "string"}},
     "required": ["detail"],
 }
-CONFLICT: dict[str, Any] = {
-    "type": "object",
-    "properties": {"status": {"type": "array", "items": {"type": "string"}}},
-    "required": ["status"],
-}
 
 
 def add_components(result: dict[str, Any], **_: Any) -> dict[str, Any]:
@@ -183,7 +178,6 @@ def add_components(result: dict[str, Any], **_: Any) -> dict[str, Any]:
     schemas["JobCreate"] = job_create_schema()
     schemas["FieldErrors"] = FIELD_ERRORS
     schemas["Detail"] = DETAIL
-    schemas["Conflict"] = CONFLICT
     # Responses carry exactly the documented fields: a field added to job_as_dict without
     # its description here fails the schema checks (tests/test_api_fuzz.py).
     for name in (
@@ -196,6 +190,7 @@ def add_components(result: dict[str, Any], **_: Any) -> dict[str, Any]:
         "KindOut",
         "StudyOut",
         "StudyRunOut",
+        "ConflictOut",
     ):
         schemas[name]["additionalProperties"] = False
     # Ids in paths are `<int:...>` converters: a negative number matches no URL at all.
@@ -240,6 +235,10 @@ def _described_field(hint: Any) -> serializers.Field[Any, Any, Any, Any]:
         field = serializers.ChoiceField(choices=list(get_args(hint)), **kwargs)
     elif is_typeddict(hint):
         field = typed_dict_serializer(hint)(**kwargs)
+    elif get_origin(hint) is list and is_typeddict(item := get_args(hint)[0]):
+        field = typed_dict_serializer(item)(many=True, **kwargs)
+    elif get_origin(hint) is list:
+        field = serializers.ListField(child=_described_field(item), **kwargs)
     elif hint is bool:
         field = serializers.BooleanField(**kwargs)
     elif hint is int:
@@ -262,7 +261,7 @@ def typed_dict_serializer(shape: type) -> type[serializers.Serializer[Any]]:
     describes: the views build their JSON with the protocol's builders."""
     hints = get_type_hints(shape, include_extras=True)
     fields = {name: _described_field(hint) for name, hint in hints.items()}
-    name = shape.__name__.removesuffix("State").removesuffix("Api") + "Out"
+    name = shape.__name__.removesuffix("State").removesuffix("Body").removesuffix("Api") + "Out"
     return type(name, (serializers.Serializer,), {**fields, "__doc__": shape.__doc__})
 
 
@@ -310,7 +309,8 @@ BAD_INPUT = OpenApiResponse(
     description="Refused: errors by field, or a body that is not JSON (`detail`).",
 )
 INVALID_PAGE = OpenApiResponse(_ref("Detail"), description="No such page.")
-CONFLICT_RESPONSE = OpenApiResponse(_ref("Conflict"), description="Not in a state for this.")
+ConflictOut = typed_dict_serializer(protocol.ConflictBody)
+CONFLICT_RESPONSE = OpenApiResponse(ConflictOut, description="Not in a state for this.")
 THROTTLED = OpenApiResponse(
     _ref("Detail"),
     description="Too many requests from you: wait the seconds the `Retry-After` header says.",
@@ -388,7 +388,7 @@ upload_delete = extend_schema(
     responses={
         204: None,
         404: NOT_FOUND,
-        409: OpenApiResponse(_ref("Detail"), description="An active job reads it."),
+        409: OpenApiResponse(ConflictOut, description="An active job reads it."),
         **_COMMON,
     },
 )
