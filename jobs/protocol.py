@@ -19,7 +19,8 @@ from typing import Annotated, Any, Literal, NotRequired, TypedDict, TypeGuard
 
 from django.urls import reverse
 
-from jobs.models import Chunk, Job
+from jobs.models import Chunk, Job, ScalingStudy
+from jobs.scaling import ScalingAnalysis, ScalingPoint
 
 # --- public message types (websocket `type`) ---------------------------------------------------
 
@@ -177,31 +178,42 @@ class ClusterState(TypedDict):
     throughput: list[list[int]]
 
 
+# A study level whose run has not been created yet (StudyRunState.status).
+RUN_WAITING: Literal["waiting"] = "waiting"
+
+
 class StudyRunState(TypedDict):
+    """One level of a study: its run and the figures jobs/scaling.py gives it (built by
+    `study_run_state`; the CSV export has these columns, in this order)."""
+
     parallelism: int
-    job: int | None
-    status: str
-    wall_seconds: float | None
-    speedup: float | None
-    ideal_speedup: float
-    efficiency: float | None
-    karp_flatt: float | None
-    amdahl_speedup: float | None
+    job: Annotated[int | None, "The run's job; null until it starts."]
+    status: Annotated[str, Job.Status, Literal["waiting"], "The run's job status, or waiting."]
+    wall_seconds: Annotated[float | None, "Of a succeeded run."]
+    speedup: Annotated[float | None, "Wall at p = 1 / wall at p."]
+    ideal_speedup: Annotated[float, "p."]
+    efficiency: Annotated[float | None, "Speedup / p."]
+    karp_flatt: Annotated[float | None, "(1/speedup - 1/p) / (1 - 1/p); null at p = 1."]
+    amdahl_speedup: Annotated[
+        float | None, "What Amdahl's law with the fitted serial fraction predicts."
+    ]
 
 
 class StudyState(TypedDict):
+    """A scaling study, for its page, the API and the JSON export (built by `study_state`)."""
+
     id: int
-    url: str
-    status: str
+    url: Annotated[str, "Its page."]
+    status: Annotated[str, ScalingStudy.Status]
     kind: str
     params: dict[str, Any]
-    source_job: int | None
-    levels: list[int]
-    created_at: str | None
-    finished_at: str | None
+    source_job: Annotated[int | None, "The job it measures."]
+    levels: Annotated[list[int], "Parallelisms."]
+    created_at: Annotated[str, DateTime]
+    finished_at: Annotated[str | None, DateTime]
     error: str
-    serial_fraction: float | None
-    max_speedup: float | None
+    serial_fraction: Annotated[float | None, "Amdahl's serial fraction f, least-squares fit."]
+    max_speedup: Annotated[float | None, "1 / f."]
     runs: list[StudyRunState]
 
 
@@ -379,6 +391,40 @@ def overview_state_message(jobs: JobsOverview, cluster: ClusterState) -> Overvie
 
 def error_message(text: str) -> ErrorMessage:
     return {"type": ERROR, "error": text}
+
+
+def study_run_state(point: ScalingPoint, run: Job | None) -> StudyRunState:
+    """A level's figures, and its run (`run` None: not created yet)."""
+    return {
+        "parallelism": point.parallelism,
+        "job": run.pk if run else None,
+        "status": run.status if run else RUN_WAITING,
+        "wall_seconds": rounded(point.wall_seconds),
+        "speedup": rounded(point.speedup),
+        "ideal_speedup": point.ideal_speedup,
+        "efficiency": rounded(point.efficiency),
+        "karp_flatt": rounded(point.karp_flatt),
+        "amdahl_speedup": rounded(point.amdahl_speedup),
+    }
+
+
+def study_state(study: ScalingStudy, analysis: ScalingAnalysis, runs: dict[int, Job]) -> StudyState:
+    """A study with the analysis of its runs' wall times (`runs` by parallelism)."""
+    return {
+        "id": study.pk,
+        "url": reverse("jobs:study", args=[study.pk]),
+        "status": study.status,
+        "kind": study.kind,
+        "params": study.params,
+        "source_job": study.source_id,
+        "levels": study.levels,
+        "created_at": study.created_at.isoformat(),
+        "finished_at": iso(study.finished_at),
+        "error": study.error,
+        "serial_fraction": rounded(analysis.serial_fraction),
+        "max_speedup": rounded(analysis.max_speedup),
+        "runs": [study_run_state(point, runs.get(point.parallelism)) for point in analysis.points],
+    }
 
 
 def job_changed_event(

@@ -31,7 +31,7 @@ from rest_framework import serializers
 
 from jobs import kinds, protocol
 from jobs.kinds.base import UploadField
-from jobs.models import Job, ScalingStudy
+from jobs.models import Job
 
 COMPONENTS = "#/components/schemas/"
 
@@ -225,10 +225,17 @@ def _described_field(hint: Any) -> serializers.Field[Any, Any, Any, Any]:
     for extra in extras:
         if isinstance(extra, str):
             kwargs["help_text"] = extra
-    choices = next((e for e in extras if isinstance(e, type) and issubclass(e, Choices)), None)
+    # Allowed values: a Choices class's, and those of a `Literal` beside it (a run's job
+    # status, or "waiting").
+    choices: list[tuple[Any, str]] = []
+    for extra in extras:
+        if isinstance(extra, type) and issubclass(extra, Choices):
+            choices.extend(extra.choices)
+        elif get_origin(extra) is Literal:
+            choices.extend((value, str(value)) for value in get_args(extra))
     field: serializers.Field[Any, Any, Any, Any]
-    if choices is not None:
-        field = serializers.ChoiceField(choices=choices.choices, **kwargs)
+    if choices:
+        field = serializers.ChoiceField(choices=choices, **kwargs)
     elif protocol.DateTime in extras:
         field = serializers.DateTimeField(**kwargs)
     elif get_origin(hint) is Literal:
@@ -400,46 +407,9 @@ kind_list = extend_schema(
 # --- scaling studies (jobs/api_studies.py, shape: jobs.selectors.studies.study_as_dict) ---------
 
 
-class StudyRunOut(serializers.Serializer[Any]):
-    """One level of a study: its run and the figures jobs/scaling.py gives it."""
-
-    parallelism = serializers.IntegerField()
-    job = serializers.IntegerField(
-        allow_null=True, help_text="The run's job; null until it starts."
-    )
-    status = serializers.ChoiceField(
-        choices=[*Job.Status.values, "waiting"], help_text="The run's job status, or waiting."
-    )
-    wall_seconds = serializers.FloatField(allow_null=True, help_text="Of a succeeded run.")
-    speedup = serializers.FloatField(allow_null=True, help_text="Wall at p = 1 / wall at p.")
-    ideal_speedup = serializers.FloatField(help_text="p.")
-    efficiency = serializers.FloatField(allow_null=True, help_text="Speedup / p.")
-    karp_flatt = serializers.FloatField(
-        allow_null=True, help_text="(1/speedup - 1/p) / (1 - 1/p); null at p = 1."
-    )
-    amdahl_speedup = serializers.FloatField(
-        allow_null=True, help_text="What Amdahl's law with the fitted serial fraction predicts."
-    )
-
-
-class StudyOut(serializers.Serializer[Any]):
-    """A scaling study (jobs.selectors.studies.study_as_dict)."""
-
-    id = serializers.IntegerField()
-    url = serializers.CharField(help_text="Its page.")
-    status = serializers.ChoiceField(choices=ScalingStudy.Status.choices)
-    kind = serializers.CharField()
-    params = serializers.DictField()
-    source_job = serializers.IntegerField(allow_null=True, help_text="The job it measures.")
-    levels = serializers.ListField(child=serializers.IntegerField(), help_text="Parallelisms.")
-    created_at = serializers.DateTimeField()
-    finished_at = serializers.DateTimeField(allow_null=True)
-    error = serializers.CharField(allow_blank=True)
-    serial_fraction = serializers.FloatField(
-        allow_null=True, help_text="Amdahl's serial fraction f, least-squares fit."
-    )
-    max_speedup = serializers.FloatField(allow_null=True, help_text="1 / f.")
-    runs = StudyRunOut(many=True)
+# A study and its runs, from jobs/protocol.py (jobs.selectors.studies.study_as_dict).
+StudyRunOut = typed_dict_serializer(protocol.StudyRunState)
+StudyOut = typed_dict_serializer(protocol.StudyState)
 
 
 class StudyCreateIn(serializers.Serializer[Any]):
