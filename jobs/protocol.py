@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal, NotRequired, TypedDict, TypeGuard
 
 from django.urls import reverse
 
-from jobs.models import Chunk, Job, ScalingStudy
+from jobs.models import Chunk, Job, ScalingStudy, Upload
 from jobs.scaling import ScalingAnalysis, ScalingPoint
 
 # --- public message types (websocket `type`) ---------------------------------------------------
@@ -215,6 +215,21 @@ class StudyState(TypedDict):
     serial_fraction: Annotated[float | None, "Amdahl's serial fraction f, least-squares fit."]
     max_speedup: Annotated[float | None, "1 / f."]
     runs: list[StudyRunState]
+
+
+class UploadState(TypedDict):
+    """An upload, as its creation answers (built by `upload_state`)."""
+
+    id: int
+    name: str
+    size: Annotated[int, "Bytes."]
+
+
+class UploadListItemState(UploadState):
+    """An upload in one's list (built by `upload_list_item_state`)."""
+
+    created_at: Annotated[str, DateTime]
+    jobs: Annotated[int, "How many jobs read it."]
 
 
 # --- messages -------------------------------------------------------------------------------------
@@ -425,6 +440,14 @@ def study_state(study: ScalingStudy, analysis: ScalingAnalysis, runs: dict[int, 
         "max_speedup": rounded(analysis.max_speedup),
         "runs": [study_run_state(point, runs.get(point.parallelism)) for point in analysis.points],
     }
+
+
+def upload_state(upload: Upload) -> UploadState:
+    return {"id": upload.pk, "name": upload.name, "size": upload.size}
+
+
+def upload_list_item_state(upload: Upload, *, jobs: int) -> UploadListItemState:
+    return {**upload_state(upload), "created_at": upload.created_at.isoformat(), "jobs": jobs}
 
 
 def job_changed_event(

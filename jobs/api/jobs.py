@@ -18,7 +18,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
-from jobs import kinds, services
+from jobs import kinds, protocol, services
 from jobs.api import openapi
 from jobs.forms import parallelism_field
 from jobs.kinds.base import params_from_form_values
@@ -239,10 +239,7 @@ class UploadListCreate(PostThrottled, GenericAPIView[Any]):
                 {"file": ["Send the file as multipart form data in the field `file`."]}
             )
         upload = services.upload_create(owner=request.user, file=file)
-        return Response(
-            {"id": upload.pk, "name": upload.name, "size": upload.size},
-            status=status.HTTP_201_CREATED,
-        )
+        return Response(protocol.upload_state(upload), status=status.HTTP_201_CREATED)
 
 
 class UploadDetail(APIView):

@@ -8,13 +8,12 @@ from __future__ import annotations
 import time
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import Q, QuerySet
 
-from jobs import kinds
+from jobs import kinds, protocol
 from jobs.models import Job, Upload
 from jobs.services.errors import Conflict
 
@@ -71,11 +70,5 @@ def media_prune(*, min_age_s: float = PRUNE_MIN_AGE_S) -> list[str]:
     return deleted
 
 
-def upload_list_item(upload: Upload, used_by: Any = None) -> dict[str, Any]:
-    return {
-        "id": upload.pk,
-        "name": upload.name,
-        "size": upload.size,
-        "created_at": upload.created_at.isoformat(),
-        "jobs": used_by if used_by is not None else jobs_reading(upload.pk).count(),
-    }
+def upload_list_item(upload: Upload) -> protocol.UploadListItemState:
+    return protocol.upload_list_item_state(upload, jobs=jobs_reading(upload.pk).count())
