@@ -40,6 +40,18 @@ EVENT_JOB_CHANGED: Literal["job.changed"] = "job.changed"
 EVENT_CLUSTER_CHANGED: Literal["cluster.changed"] = "cluster.changed"
 
 
+# --- websocket close codes (4000-4999 are the application's; 4xxx echo HTTP's statuses) ------
+# static/lib/live.mjs keeps its copy (CLOSE_CODES); tests/consumers/test_close_codes.py
+# compares the two.
+
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_NOT_FOUND = 4404
+CLOSE_TOO_MANY_SOCKETS = 4429
+CLOSE_SERVER_ERROR = 4500
+# After these a page stops reconnecting: retrying cannot help (not logged in, not yours).
+CLOSE_FINAL = frozenset({CLOSE_UNAUTHENTICATED, CLOSE_NOT_FOUND})
+
+
 class DateTime:
     """`Annotated` marker: an ISO 8601 date and time in a string (OpenAPI `date-time`)."""
 

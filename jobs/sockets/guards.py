@@ -20,11 +20,10 @@ from django.conf import settings
 from django.contrib import auth
 from django.http.request import split_domain_port, validate_host
 
+from jobs.protocol import CLOSE_TOO_MANY_SOCKETS, CLOSE_UNAUTHENTICATED
+
 log = logging.getLogger(__name__)
 
-CLOSE_UNAUTHENTICATED = 4401
-CLOSE_TOO_MANY_SOCKETS = 4429
-CLOSE_SERVER_ERROR = 4500
 
 Scope = dict[str, Any]
 
