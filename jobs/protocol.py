@@ -15,7 +15,7 @@ Channels dispatches an event `{"type": "job.changed"}` to the consumer method
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, NotRequired, TypedDict, TypeGuard
+from typing import Annotated, Any, Literal, NotRequired, TypedDict, TypeGuard, cast
 
 from django.urls import reverse
 
@@ -373,6 +373,33 @@ def chunk_state(chunk: Chunk) -> ChunkState:
         "cpu_seconds": rounded(chunk.cpu_seconds),
         "error": chunk.error,
     }
+
+
+def chunk_state_delta(state: ChunkState) -> ChunkDelta:
+    """A whole chunk state as a delta: it sets every field (all but `progress`, which only a
+    running chunk's progress carries)."""
+    return cast(ChunkDelta, dict(state))
+
+
+def chunk_claimed_delta(
+    *, index: int, attempts: int, worker: str, pid: int | None, at: str
+) -> ChunkDelta:
+    """A chunk a slot has just claimed (`at`: the claim's time, as `iso` writes it)."""
+    return {
+        "index": index,
+        "status": Chunk.Status.RUNNING.value,
+        "attempts": attempts,
+        "worker": worker,
+        "pid": pid,
+        "queued_at": at,
+        "started_at": at,
+        "finished_at": None,
+    }
+
+
+def chunk_progress_delta(index: int, fraction: float) -> ChunkDelta:
+    """How far a running chunk has got, 0..1."""
+    return {"index": index, "status": Chunk.Status.RUNNING.value, "progress": round(fraction, 4)}
 
 
 def active_job_state(state: JobState, live: LiveState) -> ActiveJobState:
