@@ -42,7 +42,8 @@ class ApiError(Exception):
 
 def _describe(body: Any) -> str:
     if isinstance(body, Mapping):
-        if set(body) == {"detail"}:
+        # DRF errors are `{"detail"}`; a 409 repeats it as `status` (protocol.ConflictBody).
+        if "detail" in body:
             return str(body["detail"])
         return "; ".join(f"{key}: {_describe(value)}" for key, value in body.items())
     if isinstance(body, list):

@@ -63,11 +63,12 @@ class JobAdmin(ReadOnlyAdmin[Job]):
     def delete_model(self, request: HttpRequest, obj: Job) -> None:
         try:
             services.job_delete(job=obj)
-        except services.JobConflict as conflict:
-            self.message_user(request, conflict.message, messages.ERROR)
+        except services.Refused as refused:
+            for message in refused.messages:
+                self.message_user(request, message, messages.ERROR)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
-        refused = [job.pk for job in queryset if not _done(services.job_delete, job)]
+        refused = [job.pk for job in queryset if not _done(services.job_delete, job=job)]
         if refused:
             self.message_user(
                 request,
@@ -77,15 +78,15 @@ class JobAdmin(ReadOnlyAdmin[Job]):
 
     @admin.action(description="Cancel selected jobs", permissions=["delete"])
     def cancel_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
-        cancelled = sum(_done(services.job_cancel, job) for job in queryset)
+        cancelled = sum(_done(services.job_cancel, job=job) for job in queryset)
         self.message_user(request, f"Cancelled {cancelled} job(s).")
 
 
-def _done(action: Callable[..., object], job: Job) -> bool:
-    """Whether a job action went through (False on services.JobConflict)."""
+def _done(action: Callable[..., object], **target: Any) -> bool:
+    """Whether a service action went through (False on its refusal)."""
     try:
-        action(job=job)
-    except services.JobConflict:
+        action(**target)
+    except services.Refused:
         return False
     return True
 
@@ -126,5 +127,5 @@ class ScalingStudyAdmin(ReadOnlyAdmin[ScalingStudy]):
 
     @admin.action(description="Cancel selected studies", permissions=["delete"])
     def cancel_studies(self, request: HttpRequest, queryset: QuerySet[ScalingStudy]) -> None:
-        cancelled = sum(studies.study_cancel(study=study) for study in queryset)
+        cancelled = sum(_done(studies.study_cancel, study=study) for study in queryset)
         self.message_user(request, f"Cancelled {cancelled} scaling study(ies).")

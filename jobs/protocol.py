@@ -16,11 +16,12 @@ Channels dispatches an event `{"type": "job.changed"}` to the consumer method
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, NotRequired, TypedDict, TypeGuard
+from typing import Annotated, Any, Literal, NotRequired, TypedDict, TypeGuard, cast
 
 from django.urls import reverse
 
-from jobs.models import Chunk, Job
+from jobs.models import Chunk, Job, ScalingStudy, Upload
+from jobs.scaling import ScalingAnalysis, ScalingPoint
 
 # --- public message types (websocket `type`) ---------------------------------------------------
 
@@ -38,6 +39,18 @@ RESYNC: Literal["resync"] = "resync"
 
 EVENT_JOB_CHANGED: Literal["job.changed"] = "job.changed"
 EVENT_CLUSTER_CHANGED: Literal["cluster.changed"] = "cluster.changed"
+
+
+# --- websocket close codes (4000-4999 are the application's; 4xxx echo HTTP's statuses) ------
+# static/lib/live.mjs keeps its copy (CLOSE_CODES); tests/consumers/test_close_codes.py
+# compares the two.
+
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_NOT_FOUND = 4404
+CLOSE_TOO_MANY_SOCKETS = 4429
+CLOSE_SERVER_ERROR = 4500
+# After these a page stops reconnecting: retrying cannot help (not logged in, not yours).
+CLOSE_FINAL = frozenset({CLOSE_UNAUTHENTICATED, CLOSE_NOT_FOUND})
 
 
 class DateTime:
@@ -228,32 +241,58 @@ class ClusterState(TypedDict):
     throughput: list[list[int]]
 
 
+# A study level whose run has not been created yet (StudyRunState.status).
+RUN_WAITING: Literal["waiting"] = "waiting"
+
+
 class StudyRunState(TypedDict):
+    """One level of a study: its run and the figures jobs/scaling.py gives it (built by
+    `study_run_state`; the CSV export has these columns, in this order)."""
+
     parallelism: int
-    job: int | None
-    status: str
-    wall_seconds: float | None
-    speedup: float | None
-    ideal_speedup: float
-    efficiency: float | None
-    karp_flatt: float | None
-    amdahl_speedup: float | None
+    job: Annotated[int | None, "The run's job; null until it starts."]
+    status: Annotated[str, Job.Status, Literal["waiting"], "The run's job status, or waiting."]
+    wall_seconds: Annotated[float | None, "Of a succeeded run."]
+    speedup: Annotated[float | None, "Wall at p = 1 / wall at p."]
+    ideal_speedup: Annotated[float, "p."]
+    efficiency: Annotated[float | None, "Speedup / p."]
+    karp_flatt: Annotated[float | None, "(1/speedup - 1/p) / (1 - 1/p); null at p = 1."]
+    amdahl_speedup: Annotated[
+        float | None, "What Amdahl's law with the fitted serial fraction predicts."
+    ]
 
 
 class StudyState(TypedDict):
+    """A scaling study, for its page, the API and the JSON export (built by `study_state`)."""
+
     id: int
-    url: str
-    status: str
+    url: Annotated[str, "Its page."]
+    status: Annotated[str, ScalingStudy.Status]
     kind: str
     params: dict[str, Any]
-    source_job: int | None
-    levels: list[int]
-    created_at: str | None
-    finished_at: str | None
+    source_job: Annotated[int | None, "The job it measures."]
+    levels: Annotated[list[int], "Parallelisms."]
+    created_at: Annotated[str, DateTime]
+    finished_at: Annotated[str | None, DateTime]
     error: str
-    serial_fraction: float | None
-    max_speedup: float | None
+    serial_fraction: Annotated[float | None, "Amdahl's serial fraction f, least-squares fit."]
+    max_speedup: Annotated[float | None, "1 / f."]
     runs: list[StudyRunState]
+
+
+class UploadState(TypedDict):
+    """An upload, as its creation answers (built by `upload_state`)."""
+
+    id: int
+    name: str
+    size: Annotated[int, "Bytes."]
+
+
+class UploadListItemState(UploadState):
+    """An upload in one's list (built by `upload_list_item_state`)."""
+
+    created_at: Annotated[str, DateTime]
+    jobs: Annotated[int, "How many jobs read it."]
 
 
 # --- messages -------------------------------------------------------------------------------------
@@ -309,6 +348,23 @@ class JobChangedEvent(TypedDict):
     seq: int
     job: JobState | None
     chunks: list[ChunkDelta]
+
+
+# --- refusals (jobs.services.errors): the API's 400 and 409 bodies ------------------------------
+
+# Errors by field: each field's messages, or for `params` each parameter's messages
+# (`{"params": {"stop": ["..."]}}`), as a 400 of the API carries them.
+FieldErrors = dict[str, Any]
+
+
+class ConflictBody(TypedDict):
+    """A 409: the job, study or upload is not in a state for this action.
+
+    Two shapes used to answer a 409 (`status` for jobs and studies, `detail` for uploads);
+    every 409 now carries both, so clients of either keep working."""
+
+    detail: Annotated[str, "Why, in words."]
+    status: Annotated[list[str], "The same reason, as the errors of the `status` field."]
 
 
 # --- builders -------------------------------------------------------------------------------------
@@ -381,6 +437,33 @@ def chunk_state(chunk: Chunk) -> ChunkState:
     }
 
 
+def chunk_state_delta(state: ChunkState) -> ChunkDelta:
+    """A whole chunk state as a delta: it sets every field (all but `progress`, which only a
+    running chunk's progress carries)."""
+    return cast(ChunkDelta, dict(state))
+
+
+def chunk_claimed_delta(
+    *, index: int, attempts: int, worker: str, pid: int | None, at: str
+) -> ChunkDelta:
+    """A chunk a slot has just claimed (`at`: the claim's time, as `iso` writes it)."""
+    return {
+        "index": index,
+        "status": Chunk.Status.RUNNING.value,
+        "attempts": attempts,
+        "worker": worker,
+        "pid": pid,
+        "queued_at": at,
+        "started_at": at,
+        "finished_at": None,
+    }
+
+
+def chunk_progress_delta(index: int, fraction: float) -> ChunkDelta:
+    """How far a running chunk has got, 0..1."""
+    return {"index": index, "status": Chunk.Status.RUNNING.value, "progress": round(fraction, 4)}
+
+
 def active_job_state(state: JobState, live: LiveState) -> ActiveJobState:
     return {**state, **live}
 
@@ -426,6 +509,48 @@ def error_message(text: str) -> ErrorMessage:
     return {"type": ERROR, "error": text}
 
 
+def study_run_state(point: ScalingPoint, run: Job | None) -> StudyRunState:
+    """A level's figures, and its run (`run` None: not created yet)."""
+    return {
+        "parallelism": point.parallelism,
+        "job": run.pk if run else None,
+        "status": run.status if run else RUN_WAITING,
+        "wall_seconds": rounded(point.wall_seconds),
+        "speedup": rounded(point.speedup),
+        "ideal_speedup": point.ideal_speedup,
+        "efficiency": rounded(point.efficiency),
+        "karp_flatt": rounded(point.karp_flatt),
+        "amdahl_speedup": rounded(point.amdahl_speedup),
+    }
+
+
+def study_state(study: ScalingStudy, analysis: ScalingAnalysis, runs: dict[int, Job]) -> StudyState:
+    """A study with the analysis of its runs' wall times (`runs` by parallelism)."""
+    return {
+        "id": study.pk,
+        "url": reverse("jobs:study", args=[study.pk]),
+        "status": study.status,
+        "kind": study.kind,
+        "params": study.params,
+        "source_job": study.source_id,
+        "levels": study.levels,
+        "created_at": study.created_at.isoformat(),
+        "finished_at": iso(study.finished_at),
+        "error": study.error,
+        "serial_fraction": rounded(analysis.serial_fraction),
+        "max_speedup": rounded(analysis.max_speedup),
+        "runs": [study_run_state(point, runs.get(point.parallelism)) for point in analysis.points],
+    }
+
+
+def upload_state(upload: Upload) -> UploadState:
+    return {"id": upload.pk, "name": upload.name, "size": upload.size}
+
+
+def upload_list_item_state(upload: Upload, *, jobs: int) -> UploadListItemState:
+    return {**upload_state(upload), "created_at": upload.created_at.isoformat(), "jobs": jobs}
+
+
 def job_changed_event(
     *, job_id: int, seq: int, job: JobState | None, chunks: list[ChunkDelta]
 ) -> JobChangedEvent:
@@ -441,3 +566,7 @@ def field_names(shape: type) -> frozenset[str]:
     """The keys a TypedDict declares (its own and inherited), for contract checks."""
     keys: frozenset[str] = shape.__required_keys__ | shape.__optional_keys__  # type: ignore[attr-defined]
     return keys
+
+
+def conflict_body(message: str) -> ConflictBody:
+    return {"detail": message, "status": [message]}

@@ -306,6 +306,7 @@ REST_FRAMEWORK: dict[str, Any] = {
     "PAGE_SIZE": 25,
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "jobs.api.errors.refusal_exception_handler",
     # Per person (per address when logged out); 429 with Retry-After beyond (README: Security).
     "DEFAULT_THROTTLE_RATES": {
         "job-create": config.string("COREBOARD_RATE_JOB_CREATE"),

@@ -95,10 +95,7 @@ class JobListCreate(PostThrottled, GenericAPIView[Job]):
     def post(self, request: Request) -> Response:
         incoming = JobCreateSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
-        try:
-            job = services.job_create(owner=request.user, **incoming.validated_data)
-        except services.JobRejected as rejected:
-            return Response(rejected.errors, status=status.HTTP_400_BAD_REQUEST)
+        job = services.job_create(owner=request.user, **incoming.validated_data)
         return Response(selectors.job_as_api_dict(job), status=status.HTTP_201_CREATED)
 
 
@@ -116,19 +113,16 @@ class JobPreview(PostThrottled):
         incoming = JobCreateSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
         data = dict(incoming.validated_data)
-        try:
-            if request.query_params.get("form") == "1":
-                data["params"], data["parallelism"] = _form_values(
-                    data["kind"], data["params"], data["parallelism"]
-                )
-            plan = services.job_plan(owner=request.user, **data)
-        except services.JobRejected as rejected:
-            return Response(rejected.errors, status=status.HTTP_400_BAD_REQUEST)
+        if request.query_params.get("form") == "1":
+            data["params"], data["parallelism"] = _form_values(
+                data["kind"], data["params"], data["parallelism"]
+            )
+        plan = services.job_plan(owner=request.user, **data)
         return Response({"chunks": len(plan.specs)})
 
 
 def _form_values(kind: str, params: dict[str, Any], parallelism: Any) -> tuple[Any, Any]:
-    """A form's strings as JSON values; JobRejected by field when one is not."""
+    """A form's strings as JSON values; Rejected by field when one is not."""
     try:
         fields = kinds.get(kind).form_class.base_fields
     except kinds.UnknownKind:
@@ -136,7 +130,7 @@ def _form_values(kind: str, params: dict[str, Any], parallelism: Any) -> tuple[A
     try:
         typed = params_from_form_values(fields, params)
     except ValidationError as error:
-        raise services.JobRejected({"params": error.message_dict}) from None
+        raise services.Rejected({"params": error.message_dict}) from None
     if isinstance(parallelism, str):
         # As the new-job page's form reads it (then the services check it as any other).
         try:
@@ -144,7 +138,7 @@ def _form_values(kind: str, params: dict[str, Any], parallelism: Any) -> tuple[A
                 {"parallelism": parallelism_field()}, {"parallelism": parallelism}
             )["parallelism"]
         except ValidationError as error:
-            raise services.JobRejected({"parallelism": error.messages}) from None
+            raise services.Rejected({"parallelism": error.messages}) from None
     return typed, parallelism
 
 
@@ -153,16 +147,9 @@ class _OwnJobView(GenericAPIView[Any]):
         return selectors.job_get_for_user(user=self.request.user, job_id=job_id)
 
     def job_action(self, action: Callable[..., Job], job_id: int) -> Response:
-        """A service action on a visible job: its new state, or 409 with its refusal."""
-        try:
-            job = action(job=self.get_job(job_id))
-        except services.JobConflict as conflict:
-            return _conflict(conflict)
+        """A service action on a visible job: its new state (a refusal raises: a 409)."""
+        job = action(job=self.get_job(job_id))
         return Response(selectors.job_as_api_dict(job))
-
-
-def _conflict(conflict: services.JobConflict) -> Response:
-    return Response({"status": [conflict.message]}, status=status.HTTP_409_CONFLICT)
 
 
 class JobDetail(_OwnJobView):
@@ -172,10 +159,7 @@ class JobDetail(_OwnJobView):
 
     @openapi.job_delete
     def delete(self, request: Request, job_id: int) -> Response:
-        try:
-            services.job_delete(job=self.get_job(job_id))
-        except services.JobConflict as conflict:
-            return _conflict(conflict)
+        services.job_delete(job=self.get_job(job_id))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -198,10 +182,7 @@ class JobRerun(PostThrottled, _OwnJobView):
 
     @openapi.job_rerun
     def post(self, request: Request, job_id: int) -> Response:
-        try:
-            job = services.job_rerun(job=self.get_job(job_id), owner=request.user)
-        except services.JobRejected as rejected:
-            return Response(rejected.errors, status=status.HTTP_400_BAD_REQUEST)
+        job = services.job_rerun(job=self.get_job(job_id), owner=request.user)
         return Response(selectors.job_as_api_dict(job), status=status.HTTP_201_CREATED)
 
 
@@ -254,27 +235,16 @@ class UploadListCreate(PostThrottled, GenericAPIView[Any]):
     def post(self, request: Request) -> Response:
         file = request.FILES.get("file")
         if file is None:
-            return Response(
-                {"file": ["Send the file as multipart form data in the field `file`."]},
-                status=status.HTTP_400_BAD_REQUEST,
+            raise services.Rejected(
+                {"file": ["Send the file as multipart form data in the field `file`."]}
             )
-        try:
-            upload = services.upload_create(owner=request.user, file=file)
-        except ValidationError as error:
-            return Response(error.message_dict, status=status.HTTP_400_BAD_REQUEST)
-        return Response(
-            {"id": upload.pk, "name": upload.name, "size": upload.size},
-            status=status.HTTP_201_CREATED,
-        )
+        upload = services.upload_create(owner=request.user, file=file)
+        return Response(protocol.upload_state(upload), status=status.HTTP_201_CREATED)
 
 
 class UploadDetail(APIView):
     @openapi.upload_delete
     def delete(self, request: Request, upload_id: int) -> Response:
         upload = selectors.upload_get_for_user(user=request.user, upload_id=upload_id)
-        if not uploads.upload_delete(upload=upload):
-            return Response(
-                {"detail": f"Upload {upload.pk} is read by an active job; cancel it first."},
-                status=status.HTTP_409_CONFLICT,
-            )
+        uploads.upload_delete(upload=upload)
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -31,7 +31,7 @@ from rest_framework import serializers
 
 from jobs import kinds, protocol
 from jobs.kinds.base import UploadField
-from jobs.models import Job, ScalingStudy
+from jobs.models import Job
 
 COMPONENTS = "#/components/schemas/"
 
@@ -169,11 +169,6 @@ DETAIL: dict[str, Any] = {
     "properties": {"detail": {"type": "string"}},
     "required": ["detail"],
 }
-CONFLICT: dict[str, Any] = {
-    "type": "object",
-    "properties": {"status": {"type": "array", "items": {"type": "string"}}},
-    "required": ["status"],
-}
 
 
 def add_components(result: dict[str, Any], **_: Any) -> dict[str, Any]:
@@ -183,7 +178,6 @@ def add_components(result: dict[str, Any], **_: Any) -> dict[str, Any]:
     schemas["JobCreate"] = job_create_schema()
     schemas["FieldErrors"] = FIELD_ERRORS
     schemas["Detail"] = DETAIL
-    schemas["Conflict"] = CONFLICT
     # Responses carry exactly the documented fields: a field added to protocol.job_state without
     # its description here fails the schema checks (tests/integration/test_api_fuzz.py).
     for name in (
@@ -196,6 +190,7 @@ def add_components(result: dict[str, Any], **_: Any) -> dict[str, Any]:
         "KindOut",
         "StudyOut",
         "StudyRunOut",
+        "Conflict",
     ):
         schemas[name]["additionalProperties"] = False
     # Ids in paths are `<int:...>` converters: a negative number matches no URL at all.
@@ -230,16 +225,27 @@ def _described_field(hint: Any) -> serializers.Field[Any, Any, Any, Any]:
     for extra in extras:
         if isinstance(extra, str):
             kwargs["help_text"] = extra
-    choices = next((e for e in extras if isinstance(e, type) and issubclass(e, Choices)), None)
+    # Allowed values: a Choices class's, and those of a `Literal` beside it (a run's job
+    # status, or "waiting").
+    choices: list[tuple[Any, str]] = []
+    for extra in extras:
+        if isinstance(extra, type) and issubclass(extra, Choices):
+            choices.extend(extra.choices)
+        elif get_origin(extra) is Literal:
+            choices.extend((value, str(value)) for value in get_args(extra))
     field: serializers.Field[Any, Any, Any, Any]
-    if choices is not None:
-        field = serializers.ChoiceField(choices=choices.choices, **kwargs)
+    if choices:
+        field = serializers.ChoiceField(choices=choices, **kwargs)
     elif protocol.DateTime in extras:
         field = serializers.DateTimeField(**kwargs)
     elif get_origin(hint) is Literal:
         field = serializers.ChoiceField(choices=list(get_args(hint)), **kwargs)
     elif is_typeddict(hint):
         field = typed_dict_serializer(hint)(**kwargs)
+    elif get_origin(hint) is list and is_typeddict(item := get_args(hint)[0]):
+        field = typed_dict_serializer(item)(many=True, **kwargs)
+    elif get_origin(hint) is list:
+        field = serializers.ListField(child=_described_field(item), **kwargs)
     elif hint is bool:
         field = serializers.BooleanField(**kwargs)
     elif hint is int:
@@ -256,13 +262,13 @@ def _described_field(hint: Any) -> serializers.Field[Any, Any, Any, Any]:
 
 
 @cache
-def typed_dict_serializer(shape: type) -> type[serializers.Serializer[Any]]:
-    """A serializer class named `<Shape>Out` (the schema component's name) that describes a
-    jobs.protocol TypedDict: every field, its type, nullability and description. It only
-    describes: the views build their JSON with the protocol's builders."""
+def typed_dict_serializer(shape: type, component: str = "") -> type[serializers.Serializer[Any]]:
+    """A serializer class named `component` or `<Shape>Out` (the schema component's name)
+    that describes a jobs.protocol TypedDict: every field, its type, nullability and
+    description. It only describes: the views build their JSON with the protocol's builders."""
     hints = get_type_hints(shape, include_extras=True)
     fields = {name: _described_field(hint) for name, hint in hints.items()}
-    name = shape.__name__.removesuffix("State").removesuffix("Api") + "Out"
+    name = component or shape.__name__.removesuffix("State").removesuffix("Api") + "Out"
     return type(name, (serializers.Serializer,), {**fields, "__doc__": shape.__doc__})
 
 
@@ -280,18 +286,8 @@ class UploadIn(serializers.Serializer[Any]):
     file = serializers.FileField()
 
 
-class UploadOut(serializers.Serializer[Any]):
-    id = serializers.IntegerField()
-    name = serializers.CharField()
-    size = serializers.IntegerField()
-
-
-class UploadListItem(serializers.Serializer[Any]):
-    id = serializers.IntegerField()
-    name = serializers.CharField()
-    size = serializers.IntegerField()
-    created_at = serializers.DateTimeField()
-    jobs = serializers.IntegerField(help_text="How many jobs read it.")
+UploadOut = typed_dict_serializer(protocol.UploadState)
+UploadListItem = typed_dict_serializer(protocol.UploadListItemState, component="UploadListItem")
 
 
 class KindOut(serializers.Serializer[Any]):
@@ -310,7 +306,9 @@ BAD_INPUT = OpenApiResponse(
     description="Refused: errors by field, or a body that is not JSON (`detail`).",
 )
 INVALID_PAGE = OpenApiResponse(_ref("Detail"), description="No such page.")
-CONFLICT_RESPONSE = OpenApiResponse(_ref("Conflict"), description="Not in a state for this.")
+# Named as it was before its shape moved to jobs/protocol.py.
+ConflictOut = typed_dict_serializer(protocol.ConflictBody, component="Conflict")
+CONFLICT_RESPONSE = OpenApiResponse(ConflictOut, description="Not in a state for this.")
 THROTTLED = OpenApiResponse(
     _ref("Detail"),
     description="Too many requests from you: wait the seconds the `Retry-After` header says.",
@@ -388,7 +386,7 @@ upload_delete = extend_schema(
     responses={
         204: None,
         404: NOT_FOUND,
-        409: OpenApiResponse(_ref("Detail"), description="An active job reads it."),
+        409: OpenApiResponse(ConflictOut, description="An active job reads it."),
         **_COMMON,
     },
 )
@@ -400,46 +398,9 @@ kind_list = extend_schema(
 # --- scaling studies (jobs/api_studies.py, shape: jobs.selectors.studies.study_as_dict) ---------
 
 
-class StudyRunOut(serializers.Serializer[Any]):
-    """One level of a study: its run and the figures jobs/scaling.py gives it."""
-
-    parallelism = serializers.IntegerField()
-    job = serializers.IntegerField(
-        allow_null=True, help_text="The run's job; null until it starts."
-    )
-    status = serializers.ChoiceField(
-        choices=[*Job.Status.values, "waiting"], help_text="The run's job status, or waiting."
-    )
-    wall_seconds = serializers.FloatField(allow_null=True, help_text="Of a succeeded run.")
-    speedup = serializers.FloatField(allow_null=True, help_text="Wall at p = 1 / wall at p.")
-    ideal_speedup = serializers.FloatField(help_text="p.")
-    efficiency = serializers.FloatField(allow_null=True, help_text="Speedup / p.")
-    karp_flatt = serializers.FloatField(
-        allow_null=True, help_text="(1/speedup - 1/p) / (1 - 1/p); null at p = 1."
-    )
-    amdahl_speedup = serializers.FloatField(
-        allow_null=True, help_text="What Amdahl's law with the fitted serial fraction predicts."
-    )
-
-
-class StudyOut(serializers.Serializer[Any]):
-    """A scaling study (jobs.selectors.studies.study_as_dict)."""
-
-    id = serializers.IntegerField()
-    url = serializers.CharField(help_text="Its page.")
-    status = serializers.ChoiceField(choices=ScalingStudy.Status.choices)
-    kind = serializers.CharField()
-    params = serializers.DictField()
-    source_job = serializers.IntegerField(allow_null=True, help_text="The job it measures.")
-    levels = serializers.ListField(child=serializers.IntegerField(), help_text="Parallelisms.")
-    created_at = serializers.DateTimeField()
-    finished_at = serializers.DateTimeField(allow_null=True)
-    error = serializers.CharField(allow_blank=True)
-    serial_fraction = serializers.FloatField(
-        allow_null=True, help_text="Amdahl's serial fraction f, least-squares fit."
-    )
-    max_speedup = serializers.FloatField(allow_null=True, help_text="1 / f.")
-    runs = StudyRunOut(many=True)
+# A study and its runs, from jobs/protocol.py (jobs.selectors.studies.study_as_dict).
+StudyRunOut = typed_dict_serializer(protocol.StudyRunState)
+StudyOut = typed_dict_serializer(protocol.StudyState)
 
 
 class StudyCreateIn(serializers.Serializer[Any]):

@@ -15,7 +15,7 @@ from jobs.api.jobs import PostThrottled
 from jobs.models import ScalingStudy
 from jobs.selectors import jobs as selectors
 from jobs.selectors import studies as study_selectors
-from jobs.services import JobRejected, studies
+from jobs.services import Rejected, studies
 
 
 class StudyCreateSerializer(serializers.Serializer[Any]):
@@ -62,13 +62,8 @@ class StudyListCreate(PostThrottled, GenericAPIView[Any]):
         try:
             job = selectors.job_get_for_user(user=request.user, job_id=job_id)
         except Http404:
-            return Response(
-                {"job": [f"No job with id {job_id} of yours."]}, status=status.HTTP_400_BAD_REQUEST
-            )
-        try:
-            study = studies.study_create(owner=request.user, job=job)
-        except JobRejected as rejected:
-            return Response(rejected.errors, status=status.HTTP_400_BAD_REQUEST)
+            raise Rejected({"job": [f"No job with id {job_id} of yours."]}) from None
+        study = studies.study_create(owner=request.user, job=job)
         return Response(study_selectors.study_as_dict(study), status=status.HTTP_201_CREATED)
 
 
@@ -81,12 +76,7 @@ class StudyDetail(_OwnStudyView):
 class StudyCancel(_OwnStudyView):
     @openapi.study_cancel
     def post(self, request: Request, study_id: int) -> Response:
-        study = self.get_study(study_id)
-        if not studies.study_cancel(study=study):
-            return Response(
-                {"status": [f"Study {study.pk} has already ended ({study.status})."]},
-                status=status.HTTP_409_CONFLICT,
-            )
+        study = studies.study_cancel(study=self.get_study(study_id))
         return Response(study_selectors.study_as_dict(study))
 
 

@@ -16,7 +16,6 @@ import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import cast
 
 import redis.asyncio as aioredis
 from channels.layers import get_channel_layer
@@ -135,8 +134,7 @@ def _get_publisher() -> _Publisher:
 
 def job_changed(job_state: JobState, chunk_states: Sequence[ChunkState]) -> None:
     """Publish a job's absolute state (and some of its chunks') to its group."""
-    # A whole chunk state is a delta that sets every field.
-    deltas = [cast(ChunkDelta, state) for state in chunk_states]
+    deltas = [protocol.chunk_state_delta(state) for state in chunk_states]
     _get_publisher().publish(job_state["id"], job=job_state, chunks=deltas)
 
 
@@ -148,5 +146,5 @@ def chunk_progressed(job_id: int, index: int, fraction: float) -> None:
     _get_publisher().publish(
         job_id,
         job=None,
-        chunks=[{"index": index, "status": "running", "progress": round(fraction, 4)}],
+        chunks=[protocol.chunk_progress_delta(index, fraction)],
     )

@@ -32,7 +32,7 @@ from django.conf import settings
 from django.db import DatabaseError, connection
 from django.utils import timezone
 
-from jobs import kinds
+from jobs import kinds, protocol
 from jobs.engine import dispatch, events, slot_registry, workers
 from jobs.engine.chunks import (
     Claim,
@@ -300,17 +300,13 @@ class _SlotRun:
         return chunks_claim(job_id=self.job_id, claimer=self.claimer, limit=self.batch_size)
 
     def _claimed_state(self, claim: Claim) -> ChunkDelta:
-        now = timezone.now().isoformat()
-        return {
-            "index": claim.index,
-            "status": "running",
-            "attempts": claim.attempts,
-            "worker": self.worker,
-            "pid": self.pid,
-            "queued_at": now,
-            "started_at": now,
-            "finished_at": None,
-        }
+        return protocol.chunk_claimed_delta(
+            index=claim.index,
+            attempts=claim.attempts,
+            worker=self.worker,
+            pid=self.pid,
+            at=timezone.now().isoformat(),
+        )
 
     def _run_batch(self, kind: kinds.JobKind, claims: list[Claim]) -> tuple[list[Outcome], bool]:
         """Run claimed chunks, recording outcomes as they pile up (at most every

@@ -11,25 +11,12 @@ import io
 from typing import Any
 
 from django.db.models import QuerySet
-from django.urls import reverse
 
 from jobs import protocol, scaling
 from jobs.models import Job, ScalingStudy
 
-# A level whose run has not been created yet.
-RUN_WAITING = "waiting"
-
-STUDY_EXPORT_COLUMNS = (
-    "parallelism",
-    "job",
-    "status",
-    "wall_seconds",
-    "speedup",
-    "ideal_speedup",
-    "efficiency",
-    "karp_flatt",
-    "amdahl_speedup",
-)
+# The API's run fields, in its order (protocol.StudyRunState).
+STUDY_EXPORT_COLUMNS = tuple(protocol.StudyRunState.__annotations__)
 
 
 def studies_of(user: Any) -> QuerySet[ScalingStudy]:
@@ -57,38 +44,7 @@ def study_as_dict(study: ScalingStudy) -> protocol.StudyState:
         else None
         for level in study.levels
     }
-    analysis = scaling.scaling_analyse(walls)
-    points: list[protocol.StudyRunState] = []
-    for point in analysis.points:
-        run = runs.get(point.parallelism)
-        points.append(
-            {
-                "parallelism": point.parallelism,
-                "job": run.pk if run else None,
-                "status": run.status if run else RUN_WAITING,
-                "wall_seconds": protocol.rounded(point.wall_seconds),
-                "speedup": protocol.rounded(point.speedup),
-                "ideal_speedup": point.ideal_speedup,
-                "efficiency": protocol.rounded(point.efficiency),
-                "karp_flatt": protocol.rounded(point.karp_flatt),
-                "amdahl_speedup": protocol.rounded(point.amdahl_speedup),
-            }
-        )
-    return {
-        "id": study.pk,
-        "url": reverse("jobs:study", args=[study.pk]),
-        "status": study.status,
-        "kind": study.kind,
-        "params": study.params,
-        "source_job": study.source_id,
-        "levels": study.levels,
-        "created_at": protocol.iso(study.created_at),
-        "finished_at": protocol.iso(study.finished_at),
-        "error": study.error,
-        "serial_fraction": protocol.rounded(analysis.serial_fraction),
-        "max_speedup": protocol.rounded(analysis.max_speedup),
-        "runs": points,
-    }
+    return protocol.study_state(study, scaling.scaling_analyse(walls), runs)
 
 
 def study_csv(study: ScalingStudy) -> str:

@@ -1,18 +1,16 @@
 """Every write and state transition of jobs and chunks, one module per caller.
 
 - `jobs`: what people do (create, cancel, retry, rerun, delete, upload);
-- `chunks`: the worker's chunk lifecycle (claim under a lease, record outcomes, leases);
-- `slots`: running one execution slot in a worker process;
-- `dispatch`: how many slots each job has, and the reconciler that keeps it so;
-- `studies`: scaling studies (a job's work at parallelism 1, 2, 4, …, one run at a time).
+- `studies`: scaling studies (a job's work at parallelism 1, 2, 4, …, one run at a time);
+- `uploads`, `nodes`, `quotas`: deleting uploads, draining nodes, per-person caps;
+- `errors`: the one way a service refuses (`Refused`: `Conflict`, `Rejected`).
 """
 
 from __future__ import annotations
 
+from jobs.services.errors import Conflict, Refused, Rejected
 from jobs.services.jobs import (
-    JobConflict,
     JobPlan,
-    JobRejected,
     job_cancel,
     job_create,
     job_delete,
@@ -22,10 +20,17 @@ from jobs.services.jobs import (
     upload_create,
 )
 
+# The names before refusals had one family (issue 17), kept for code written against them.
+JobConflict = Conflict
+JobRejected = Rejected
+
 __all__ = [
+    "Conflict",
     "JobConflict",
     "JobPlan",
     "JobRejected",
+    "Refused",
+    "Rejected",
     "job_cancel",
     "job_create",
     "job_delete",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import codecs
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -28,24 +27,7 @@ from jobs.kinds.base import Params, Spec, json_type_error
 from jobs.models import Chunk, Job, ScalingStudy, Upload
 from jobs.options import parallelism_field
 from jobs.services import quotas
-
-
-class JobRejected(ValueError):
-    """Invalid job input. `errors` is JSON by field; `params` errors are keyed by parameter."""
-
-    def __init__(self, errors: dict[str, Any]) -> None:
-        super().__init__(json.dumps(errors))
-        self.errors = errors
-
-
-class JobConflict(Exception):
-    """The job is not in a state for this action. `message` says why, in words that the API
-    (a 409) and the pages (a message) both show."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
+from jobs.services.errors import Conflict, Rejected
 
 # --- creating ---------------------------------------------------------------------------------
 
@@ -67,7 +49,7 @@ def job_plan(
 ) -> JobPlan:
     """Validate a job's input and split it into chunk specs, writing nothing.
 
-    Raises JobRejected naming the field (`kind`, `parallelism`, or `params` by parameter).
+    Raises Rejected naming the field (`kind`, `parallelism`, or `params` by parameter).
     Upload ids are resolved (and their ownership checked) as for a real job, so a preview
     and a creation reject the same input with the same errors.
     """
@@ -75,15 +57,15 @@ def job_plan(
         spec = kinds.get(kind)
     except kinds.UnknownKind:
         names = ", ".join(k.name for k in kinds.all_kinds())
-        raise JobRejected({"kind": [f"Unknown kind {kind!r}; choose one of: {names}."]}) from None
+        raise Rejected({"kind": [f"Unknown kind {kind!r}; choose one of: {names}."]}) from None
     parallelism = _parallelism_clean(parallelism)
     try:
         clean = spec.clean_params(params)
         specs = list(spec.split(clean | _uploads_resolve(owner=owner, kind=spec, params=clean)))
     except ValidationError as exc:
-        raise JobRejected({"params": exc.message_dict}) from None
+        raise Rejected({"params": exc.message_dict}) from None
     if over := quotas.job_quota_errors(owner=owner, kind=spec, params=clean, chunks=len(specs)):
-        raise JobRejected(over)
+        raise Rejected(over)
     return JobPlan(kind=kind, params=clean, specs=specs, parallelism=parallelism)
 
 
@@ -97,7 +79,7 @@ def _parallelism_clean(value: Any) -> int:
             raise ValidationError(error)
         cleaned = field.clean(value)
     except ValidationError as error:
-        raise JobRejected({"parallelism": error.messages}) from None
+        raise Rejected({"parallelism": error.messages}) from None
     if cleaned is None:
         return min(settings.COREBOARD_DEFAULT_PARALLELISM, settings.COREBOARD_MAX_PARALLELISM)
     return int(cleaned)
@@ -114,7 +96,7 @@ def job_create(
 ) -> Job:
     """Validate, store the job and its chunks, and dispatch the first window after commit.
 
-    Raises JobRejected naming the field (`kind`, `parallelism`, or `params` by parameter);
+    Raises Rejected naming the field (`kind`, `parallelism`, or `params` by parameter);
     nothing is stored or queued then.
     """
     plan = job_plan(owner=owner, kind=kind, params=params, parallelism=parallelism)
@@ -160,14 +142,14 @@ def _uploads_resolve(*, owner: Any, kind: kinds.JobKind, params: Params) -> Para
 
 def job_cancel(*, job: Job) -> Job:
     """Cancel an active job and return it, refreshed. Queued chunks will not start; running
-    ones stop at their next progress call. JobConflict if the job had already ended."""
+    ones stop at their next progress call. Conflict if the job had already ended."""
     with transaction.atomic():
         updated = Job.objects.filter(pk=job.pk, status__in=Job.ACTIVE_STATUSES).update(
             status=Job.Status.CANCELLED, finished_at=timezone.now(), version=F("version") + 1
         )
         if not updated:
             ended = Job.objects.filter(pk=job.pk).values_list("status", flat=True).first()
-            raise JobConflict(
+            raise Conflict(
                 f"Job {job.pk} has already ended ({ended or 'deleted'}); nothing to cancel."
             )
         job.refresh_from_db()
@@ -177,7 +159,7 @@ def job_cancel(*, job: Job) -> Job:
 
 
 def job_retry_failed(*, job: Job) -> Job:
-    """Run a failed job's unfinished chunks again and return it, refreshed; JobConflict if
+    """Run a failed job's unfinished chunks again and return it, refreshed; Conflict if
     there is nothing to retry.
 
     Only a job that ended `failed` qualifies. A cancelled job does not: somebody stopped it
@@ -209,7 +191,7 @@ def job_retry_failed(*, job: Job) -> Job:
             _job_retry_chunks(locked)
     job.refresh_from_db()
     if not retried:
-        raise JobConflict(f"Job {job.pk} has nothing to retry ({job.status}).")
+        raise Conflict(f"Job {job.pk} has nothing to retry ({job.status}).")
     return job
 
 
@@ -252,7 +234,7 @@ def _job_retry_combine(locked: Job) -> bool:
 def job_rerun(*, job: Job, owner: Any) -> Job:
     """Create a new job with `job`'s kind, parameters and parallelism, owned by `owner`.
 
-    Validated afresh like any new job (JobRejected by field): an upload must still exist and
+    Validated afresh like any new job (Rejected by field): an upload must still exist and
     belong to `owner`, and the parallelism must be within today's limit.
     """
     return job_create(
@@ -267,7 +249,7 @@ def job_rerun(*, job: Job, owner: Any) -> Job:
 
 
 def job_delete(*, job: Job) -> None:
-    """Delete an ended job, its chunks and its result file; JobConflict while it is active.
+    """Delete an ended job, its chunks and its result file; Conflict while it is active.
 
     An active job is refused rather than cancelled on the way: deleting cannot be undone,
     so stopping the work stays a separate, visible step. Uploads the job read are kept
@@ -279,7 +261,7 @@ def job_delete(*, job: Job) -> None:
         if locked is None:
             return
         if locked.is_active:
-            raise JobConflict(
+            raise Conflict(
                 f"Job {locked.pk} is still {locked.status}; cancel it before deleting it."
             )
         if locked.result_file:
@@ -294,27 +276,25 @@ def job_delete(*, job: Job) -> None:
 def upload_create(*, owner: Any, file: UploadedFile) -> Upload:
     """Store an uploaded UTF-8 text file for a job to read.
 
-    Raises ValidationError on the `file` field (empty, too large, binary or not UTF-8);
-    nothing is stored then.
+    Raises Rejected on the `file` field (empty, too large, binary, not UTF-8, over the
+    quota); nothing is stored then.
     """
     limit = settings.COREBOARD_UPLOAD_MAX_BYTES
     if not file.size:
-        raise ValidationError({"file": "The file is empty."})
+        raise Rejected({"file": ["The file is empty."]})
     if file.size > limit:
-        raise ValidationError({"file": f"The file is larger than the limit of {limit:,} bytes."})
+        raise Rejected({"file": [f"The file is larger than the limit of {limit:,} bytes."]})
     if over := quotas.upload_quota_error(owner=owner, size=file.size):
-        raise ValidationError({"file": over})
+        raise Rejected({"file": [over]})
     decoder = codecs.getincrementaldecoder("utf-8")()
     try:
         for piece in file.chunks():
             if b"\x00" in piece:
-                raise ValidationError({"file": "The file looks binary (it contains NUL bytes)."})
+                raise Rejected({"file": ["The file looks binary (it contains NUL bytes)."]})
             decoder.decode(piece)
         decoder.decode(b"", final=True)
     except UnicodeDecodeError as error:
-        raise ValidationError(
-            {"file": f"The file is not valid UTF-8 text ({error.reason})."}
-        ) from None
+        raise Rejected({"file": [f"The file is not valid UTF-8 text ({error.reason})."]}) from None
     file.seek(0)
     name = (file.name or "upload.txt")[-255:]
     upload = Upload(owner=owner, name=name, size=file.size)

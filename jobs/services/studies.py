@@ -25,7 +25,8 @@ from django.utils import timezone
 from jobs import scaling
 from jobs.engine import workers
 from jobs.models import Job, ScalingStudy
-from jobs.services.jobs import JobConflict, JobRejected, job_cancel, job_create
+from jobs.services.errors import Conflict, Rejected
+from jobs.services.jobs import job_cancel, job_create
 
 logger = logging.getLogger(__name__)
 
@@ -42,20 +43,20 @@ def study_create(*, owner: Any, job: Job, processes: int | None = None) -> Scali
     """Start a scaling study of `job` (the owner's own, succeeded job) and its first run.
 
     `processes` is how far the study goes; by default the worker processes alive now.
-    Raises JobRejected by field: `job` (not yours, not succeeded), `workers` (fewer than
+    Raises Rejected by field: `job` (not yours, not succeeded), `workers` (fewer than
     two processes to compare), or what creating the first run refuses (quotas, params).
     """
     if job.owner_id != owner.pk:
-        raise JobRejected({"job": ["Only the job's owner can measure its scaling."]})
+        raise Rejected({"job": ["Only the job's owner can measure its scaling."]})
     if job.status != Job.Status.SUCCEEDED:
-        raise JobRejected(
+        raise Rejected(
             {"job": [f"Job {job.pk} is {job.status}; only a succeeded job can be measured."]}
         )
     if processes is None:
         processes = workers.kind_capacity(workers.live_workers(), job.kind)
     levels = study_levels(processes=processes)
     if len(levels) < MIN_PROCESSES:
-        raise JobRejected(
+        raise Rejected(
             {
                 "workers": [
                     f"{processes} worker process(es) alive; a scaling study needs at least "
@@ -106,8 +107,8 @@ def study_advance(*, study_id: int) -> bool:
             if run is None:
                 try:
                     _study_run_create(study, level)
-                except JobRejected as rejected:
-                    reasons = "; ".join(rejection_messages(rejected.errors))
+                except Rejected as rejected:
+                    reasons = "; ".join(rejected.messages)
                     _study_end(
                         study,
                         ScalingStudy.Status.FAILED,
@@ -125,14 +126,6 @@ def study_advance(*, study_id: int) -> bool:
                 return True
         _study_end(study, ScalingStudy.Status.SUCCEEDED)
         return True
-
-
-def rejection_messages(errors: Any) -> list[str]:
-    if isinstance(errors, dict):
-        return [message for value in errors.values() for message in rejection_messages(value)]
-    if isinstance(errors, list):
-        return [str(message) for message in errors]
-    return [str(errors)]
 
 
 def _study_end(study: ScalingStudy, status: str, error: str = "") -> None:
@@ -168,16 +161,18 @@ def study_advance_after_run(*, study_id: int | None, **signal: Any) -> None:
         logger.exception("could not advance scaling study %s; the reconciler will", study_id)
 
 
-def study_cancel(*, study: ScalingStudy) -> bool:
-    """Stop a running study and its active run; False if it had already ended."""
+def study_cancel(*, study: ScalingStudy) -> ScalingStudy:
+    """Stop a running study and its active run and return it, refreshed; Conflict if it
+    had already ended."""
     with transaction.atomic():
         locked = ScalingStudy.objects.select_for_update().filter(pk=study.pk).first()
         if locked is None or not locked.is_active:
-            return False
+            ended = locked.status if locked is not None else "deleted"
+            raise Conflict(f"Scaling study {study.pk} has already ended ({ended}).")
         _study_end(locked, ScalingStudy.Status.CANCELLED)
         for run in locked.runs.filter(status__in=Job.ACTIVE_STATUSES):
             # It may have ended since: that is what cancelling it wants anyway.
-            with contextlib.suppress(JobConflict):
+            with contextlib.suppress(Conflict):
                 job_cancel(job=run)
     study.refresh_from_db()
-    return True
+    return study

@@ -8,14 +8,14 @@ from __future__ import annotations
 import time
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import Q, QuerySet
 
-from jobs import kinds
+from jobs import kinds, protocol
 from jobs.models import Job, Upload
+from jobs.services.errors import Conflict
 
 # Directories (under MEDIA_ROOT) whose files belong to an Upload or a Job row.
 STORED_DIRS = ("uploads", "results")
@@ -32,21 +32,22 @@ def jobs_reading(upload_id: int) -> QuerySet[Job]:
     return Job.objects.filter(match)
 
 
-def upload_delete(*, upload: Upload) -> bool:
-    """Delete an upload and its file; False (nothing deleted) while an active job reads it.
+def upload_delete(*, upload: Upload) -> None:
+    """Delete an upload and its file; Conflict (nothing deleted) while an active job reads it.
 
     Ended jobs that read it keep their results; running them again then asks for a file.
     """
     with transaction.atomic():
         locked = Upload.objects.select_for_update().filter(pk=upload.pk).first()
         if locked is None:
-            return True
+            return
         if jobs_reading(locked.pk).filter(status__in=Job.ACTIVE_STATUSES).exists():
-            return False
+            raise Conflict(
+                f"Upload {locked.pk} ({locked.name!r}) is read by an active job; cancel it first."
+            )
         storage, name = locked.file.storage, locked.file.name
         locked.delete()
         transaction.on_commit(partial(storage.delete, name))
-    return True
 
 
 def media_prune(*, min_age_s: float = PRUNE_MIN_AGE_S) -> list[str]:
@@ -69,11 +70,5 @@ def media_prune(*, min_age_s: float = PRUNE_MIN_AGE_S) -> list[str]:
     return deleted
 
 
-def upload_list_item(upload: Upload, used_by: Any = None) -> dict[str, Any]:
-    return {
-        "id": upload.pk,
-        "name": upload.name,
-        "size": upload.size,
-        "created_at": upload.created_at.isoformat(),
-        "jobs": used_by if used_by is not None else jobs_reading(upload.pk).count(),
-    }
+def upload_list_item(upload: Upload) -> protocol.UploadListItemState:
+    return protocol.upload_list_item_state(upload, jobs=jobs_reading(upload.pk).count())

@@ -18,13 +18,18 @@ from django.http import Http404
 
 from jobs import protocol
 from jobs.engine import events, workers
-from jobs.protocol import JobChangedEvent, LiveState
+from jobs.protocol import (
+    CLOSE_NOT_FOUND,
+    CLOSE_SERVER_ERROR,
+    CLOSE_UNAUTHENTICATED,
+    JobChangedEvent,
+    LiveState,
+)
 from jobs.selectors import jobs as selectors
-from jobs.sockets.guards import CLOSE_SERVER_ERROR, CLOSE_UNAUTHENTICATED, GuardedConsumer
+from jobs.sockets.guards import GuardedConsumer
 
 logger = logging.getLogger(__name__)
 
-CLOSE_NOT_FOUND = 4404
 MAX_MESSAGE_BYTES = 1024
 # A job page's socket checks its group and version this often (not a worker heartbeat:
 # those are jobs.engine.workers.HEARTBEAT_S).

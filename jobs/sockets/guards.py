@@ -20,13 +20,11 @@ from django.conf import settings
 from django.contrib import auth
 from django.http.request import split_domain_port, validate_host
 
+from jobs.protocol import CLOSE_TOO_MANY_SOCKETS, CLOSE_UNAUTHENTICATED
 from tokens import services as tokens
 
 log = logging.getLogger(__name__)
 
-CLOSE_UNAUTHENTICATED = 4401
-CLOSE_TOO_MANY_SOCKETS = 4429
-CLOSE_SERVER_ERROR = 4500
 
 Scope = dict[str, Any]
 

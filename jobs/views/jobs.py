@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from django import forms
 from django.contrib import messages
-from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -17,7 +17,7 @@ from jobs import kinds, protocol, services
 from jobs.forms import PARAMS_PREFIX, JobOptionsForm, UploadWidget
 from jobs.models import Job
 from jobs.selectors import jobs as selectors
-from jobs.views import insights, presentation
+from jobs.views import insights, presentation, refusals
 
 
 def job_new(request: HttpRequest) -> HttpResponse:
@@ -55,13 +55,8 @@ def job_new(request: HttpRequest) -> HttpResponse:
                 parallelism=options_form.cleaned_data["parallelism"],
                 rerun_of=rerun,
             )
-        except services.JobRejected as rejected:
-            for field, errors in rejected.errors.get("params", {}).items():
-                params_form.add_error(None if field == "__all__" else field, errors)
-            if "parallelism" in rejected.errors:
-                options_form.add_error("parallelism", rejected.errors["parallelism"])
-            for message in rejected.errors.get("quota", []):
-                params_form.add_error(None, message)
+        except services.Rejected as rejected:
+            refusals.form_add_refusal(rejected, params_form, options_form)
         else:
             return redirect("jobs:detail", job_id=job.pk)
     return render(
@@ -181,8 +176,9 @@ def _uploads_from_form(
             continue
         try:
             data[key] = str(services.upload_create(owner=request.user, file=file).pk)
-        except ValidationError as error:
-            errors[name] = error.messages
+        except services.Rejected as rejected:
+            # The service names its field `file`; here it is the kind's upload field.
+            errors[name] = rejected.messages
     return errors
 
 
@@ -226,15 +222,16 @@ def job_summary(request: HttpRequest, job_id: int) -> HttpResponse:
 def _job_action(
     request: HttpRequest, job_id: int, action: Callable[..., object], done: str
 ) -> HttpResponse:
-    """Run a service action on a visible job; its refusal (JobConflict) or `done` as a
-    message on the job's page."""
+    """Run a service action on a visible job; its refusal or `done` as a message on the
+    job's page (a refusal as information: the job most likely ended meanwhile)."""
     job = selectors.job_get_for_user(user=request.user, job_id=job_id)
     try:
         action(job=job)
-    except services.JobConflict as conflict:
-        messages.info(request, conflict.message)
-    else:
-        messages.success(request, done.format(job=job))
+    except services.Refused as refused:
+        return refusals.refusal_redirect(
+            request, refused, "jobs:detail", level=messages.INFO, job_id=job.pk
+        )
+    messages.success(request, done.format(job=job))
     return redirect("jobs:detail", job_id=job.pk)
 
 
@@ -257,9 +254,8 @@ def job_delete(request: HttpRequest, job_id: int) -> HttpResponse:
     if request.method == "POST":
         try:
             services.job_delete(job=job)
-        except services.JobConflict as conflict:
-            messages.error(request, conflict.message)
-            return redirect("jobs:detail", job_id=job.pk)
+        except services.Refused as refused:
+            return refusals.refusal_redirect(request, refused, "jobs:detail", job_id=job.pk)
         messages.success(request, f"Job {job.pk} deleted.")
         return redirect("jobs:list")
     return render(request, "jobs/job_delete.html", {"job": job})

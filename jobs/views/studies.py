@@ -12,7 +12,8 @@ from django.views.decorators.http import require_POST
 from jobs.models import ScalingStudy
 from jobs.selectors import jobs as selectors
 from jobs.selectors import studies as study_selectors
-from jobs.services import JobRejected, studies
+from jobs.services import Refused, studies
+from jobs.views import refusals
 
 
 def study_or_404(request: HttpRequest, study_id: int) -> ScalingStudy:
@@ -27,10 +28,10 @@ def study_create(request: HttpRequest, job_id: int) -> HttpResponse:
     job = selectors.job_get_for_user(user=request.user, job_id=job_id)
     try:
         study = studies.study_create(owner=request.user, job=job)
-    except JobRejected as rejected:
-        for message in studies.rejection_messages(rejected.errors):
-            messages.error(request, f"Cannot measure scaling: {message}")
-        return redirect("jobs:detail", job_id=job.pk)
+    except Refused as refused:
+        return refusals.refusal_redirect(
+            request, refused, "jobs:detail", prefix="Cannot measure scaling: ", job_id=job.pk
+        )
     return redirect("jobs:study", study_id=study.pk)
 
 
@@ -51,10 +52,13 @@ def study_detail(request: HttpRequest, study_id: int) -> HttpResponse:
 @require_POST
 def study_cancel(request: HttpRequest, study_id: int) -> HttpResponse:
     study = study_or_404(request, study_id)
-    if studies.study_cancel(study=study):
-        messages.success(request, f"Scaling study {study.pk} cancelled.")
-    else:
-        messages.info(request, f"Scaling study {study.pk} had already ended ({study.status}).")
+    try:
+        studies.study_cancel(study=study)
+    except Refused as refused:
+        return refusals.refusal_redirect(
+            request, refused, "jobs:study", level=messages.INFO, study_id=study.pk
+        )
+    messages.success(request, f"Scaling study {study.pk} cancelled.")
     return redirect("jobs:study", study_id=study.pk)
 
 

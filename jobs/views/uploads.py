@@ -10,7 +10,8 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from jobs.selectors import jobs as selectors
-from jobs.services import uploads
+from jobs.services import Refused, uploads
+from jobs.views import refusals
 
 
 def upload_list(request: HttpRequest) -> HttpResponse:
@@ -30,8 +31,9 @@ def upload_list(request: HttpRequest) -> HttpResponse:
 @require_POST
 def upload_delete(request: HttpRequest, upload_id: int) -> HttpResponse:
     upload = selectors.upload_get_for_user(user=request.user, upload_id=upload_id)
-    if uploads.upload_delete(upload=upload):
-        messages.success(request, f"Upload {upload.name!r} deleted.")
-    else:
-        messages.error(request, f"{upload.name!r} is read by an active job; cancel it first.")
+    try:
+        uploads.upload_delete(upload=upload)
+    except Refused as refused:
+        return refusals.refusal_redirect(request, refused, "jobs:uploads")
+    messages.success(request, f"Upload {upload.name!r} deleted.")
     return redirect("jobs:uploads")

@@ -2,7 +2,15 @@
 // its state in a status element ("live" / "disconnected — reconnecting in N s").
 import { socketUrl } from "./urls.mjs";
 
-const STOP_CODES = new Set([4401, 4404]); // not logged in / not yours: retrying cannot help
+// jobs/protocol.py's CLOSE_* codes (tests/consumers/test_close_codes.py compares them).
+export const CLOSE_CODES = {
+  unauthenticated: 4401,
+  notFound: 4404,
+  tooManySockets: 4429,
+  serverError: 4500,
+};
+// Not logged in / not yours: retrying cannot help (protocol.CLOSE_FINAL).
+export const STOP_CODES = new Set([CLOSE_CODES.unauthenticated, CLOSE_CODES.notFound]);
 
 export function liveSocket(path, { onMessage, status }) {
   let retryDelay = 500;

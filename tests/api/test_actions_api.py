@@ -9,7 +9,7 @@ from django.contrib.auth.models import User
 from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
-from jobs import services
+from jobs import protocol, services
 from jobs.models import Chunk, Job
 from tests.factories import (
     BAD_JOB_INPUT,
@@ -44,6 +44,9 @@ def test_api_delete(alice_api: APIClient, alice: User, failed_job: Job) -> None:
     conflict = alice_api.delete(f"/api/jobs/{active.pk}/")
     assert conflict.status_code == 409
     assert "cancel it before deleting it" in conflict.json()["status"][0]
+    # One 409 shape everywhere (jobs.protocol.ConflictBody): `detail` as uploads' 409s have it.
+    assert conflict.json() == {"detail": conflict.json()["status"][0], **conflict.json()}
+    assert set(conflict.json()) == protocol.field_names(protocol.ConflictBody)
     assert Job.objects.filter(pk=active.pk).exists()
 
 

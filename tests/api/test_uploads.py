@@ -59,6 +59,8 @@ def test_an_upload_an_active_job_reads_is_kept(alice: User, alice_api: APIClient
     response = alice_api.delete(f"/api/uploads/{upload_id}/")
     assert response.status_code == 409
     assert "active job" in response.json()["detail"]
+    # One 409 shape everywhere (jobs.protocol.ConflictBody): `status` as jobs' 409s have it.
+    assert response.json()["status"] == [response.json()["detail"]]
     assert alice_api.get("/api/uploads/").json()["results"][0]["jobs"] == 1
     services.job_cancel(job=job)
     assert alice_api.delete(f"/api/uploads/{upload_id}/").status_code == 204

@@ -14,10 +14,10 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
 
+from jobs import protocol
 from jobs.engine import workers
 from jobs.models import Job
 from jobs.selectors import jobs as selectors
-from jobs.sockets import guards as socket_guards
 from project.asgi import application
 from tests.factories import make_unclaimable_job
 from tests.sockets import db_sync_to_async
@@ -174,7 +174,7 @@ async def test_logging_out_closes_the_overview_socket_within_5_s(alice: User) ->
     assert (await communicator.connect(timeout=5))[0]
     await database_sync_to_async(client.post)("/accounts/logout/")
     began = time.monotonic()
-    assert await closed_with(communicator, timeout=5) == socket_guards.CLOSE_UNAUTHENTICATED
+    assert await closed_with(communicator, timeout=5) == protocol.CLOSE_UNAUTHENTICATED
     assert time.monotonic() - began < 5
 
 
@@ -189,7 +189,7 @@ async def test_a_password_change_closes_the_job_socket(alice: User) -> None:
         alice.save()
 
     await change_password()
-    assert await closed_with(communicator, timeout=5) == socket_guards.CLOSE_UNAUTHENTICATED
+    assert await closed_with(communicator, timeout=5) == protocol.CLOSE_UNAUTHENTICATED
 
 
 async def test_an_expired_session_closes_the_socket(alice: User) -> None:
@@ -206,7 +206,7 @@ async def test_an_expired_session_closes_the_socket(alice: User) -> None:
         )
 
     await expire()
-    assert await closed_with(communicator, timeout=5) == socket_guards.CLOSE_UNAUTHENTICATED
+    assert await closed_with(communicator, timeout=5) == protocol.CLOSE_UNAUTHENTICATED
 
 
 # --- the overview's frames -------------------------------------------------------------------

@@ -87,3 +87,14 @@ def test_nobody_sees_another_users_study(
     assert refused.json() == {"job": [f"No job with id {job.pk} of yours."]}
     study.refresh_from_db()
     assert study.status == ScalingStudy.Status.RUNNING
+
+
+@pytest.mark.pages
+def test_page_says_a_study_had_already_ended(
+    alice: User, alice_client: Client, dispatched: list[int]
+) -> None:
+    study = studies.study_create(owner=alice, job=_succeeded(alice), processes=2)
+    cancel = reverse("jobs:study-cancel", args=[study.pk])
+    assert "cancelled." in alice_client.post(cancel, follow=True).content.decode()
+    again = alice_client.post(cancel, follow=True).content.decode()
+    assert f"Scaling study {study.pk} has already ended (cancelled)." in again

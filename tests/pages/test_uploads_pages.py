@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from django.contrib.auth.models import User
 from django.test import Client
 from rest_framework.test import APIClient
 
 from jobs.models import Upload
-from tests.factories import upload
+from tests.factories import make_job, upload
 
 pytestmark = pytest.mark.django_db
 
@@ -26,3 +27,15 @@ def test_the_uploads_page_lists_and_deletes(
     response = alice_client.post(f"/uploads/{upload_id}/delete/", follow=True)
     assert "deleted" in response.content.decode()
     assert not Upload.objects.exists()
+
+
+@pytest.mark.pages
+@pytest.mark.usefixtures("dispatched")
+def test_the_uploads_page_says_why_an_upload_an_active_job_reads_is_kept(
+    alice: User, alice_client: Client, alice_api: APIClient
+) -> None:
+    upload_id = upload(alice_api, "notes.txt")
+    make_job(alice, "wordcount", upload=upload_id, chunks=1)
+    response = alice_client.post(f"/uploads/{upload_id}/delete/", follow=True)
+    assert "is read by an active job; cancel it first." in response.content.decode()
+    assert Upload.objects.filter(pk=upload_id).exists()

@@ -137,7 +137,7 @@ def test_retry_refuses_jobs_without_failed_chunks(alice: User, dispatched: list[
     for job in (running, cancelled, succeeded):
         job.refresh_from_db()
         before = (job.status, job.version)
-        with pytest.raises(services.JobConflict, match="nothing to retry"):
+        with pytest.raises(services.Conflict, match="nothing to retry"):
             services.job_retry_failed(job=job)
         job.refresh_from_db()
         assert (job.status, job.version) == before
@@ -199,7 +199,7 @@ def test_rerun_of_a_wordcount_job_reads_the_same_upload(alice: User, mallory: Us
     again = services.job_rerun(job=job, owner=alice)
     assert again.params == job.params
     # Somebody else (staff, say) cannot read alice's file through a rerun.
-    with pytest.raises(services.JobRejected) as caught:
+    with pytest.raises(services.Rejected) as caught:
         services.job_rerun(job=job, owner=mallory)
     assert f"No upload with id {upload.pk}" in caught.value.errors["params"]["upload"][0]
 
@@ -233,7 +233,7 @@ def test_delete_keeps_the_upload_the_job_read(alice: User) -> None:
 def test_delete_refuses_an_active_job(alice: User, dispatched: list[int]) -> None:
     job = make_job(alice)
     start(job)
-    with pytest.raises(services.JobConflict, match="cancel it before deleting it"):
+    with pytest.raises(services.Conflict, match="cancel it before deleting it"):
         services.job_delete(job=job)
     job.refresh_from_db()
     assert job.status == Job.Status.RUNNING
@@ -244,7 +244,7 @@ def test_job_plan_validates_and_splits_without_writing(alice: User) -> None:
     plan = services.job_plan(owner=alice, kind="burn", params={"chunks": 6, "ms": 1})
     assert len(plan.specs) == 6
     assert plan.params == {"chunks": 6, "ms": 1, "fail_rate": 0.0}
-    with pytest.raises(services.JobRejected) as caught:
+    with pytest.raises(services.Rejected) as caught:
         services.job_plan(owner=alice, kind="burn", params={"chunks": 0, "ms": 1})
     assert "chunks" in caught.value.errors["params"]
     assert not Job.objects.exists()

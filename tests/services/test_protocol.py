@@ -43,6 +43,16 @@ def test_builders_fill_exactly_the_declared_fields(alice: User) -> None:
     assert [c["index"] for c in message["chunks"]] == [0, 1]
 
 
+def test_chunk_deltas_carry_the_chunks_running_status() -> None:
+    claimed = protocol.chunk_claimed_delta(index=3, attempts=1, worker="w", pid=7, at="t")
+    progressed = protocol.chunk_progress_delta(3, 0.123456)
+    declared = protocol.field_names(protocol.ChunkState)
+    assert set(claimed) == declared - {"cpu_seconds", "error"}
+    assert set(progressed) == {"index", "status", "progress"}
+    assert claimed["status"] == progressed["status"] == Chunk.Status.RUNNING
+    assert progressed["progress"] == 0.1235
+
+
 def test_public_message_types_are_what_clients_read() -> None:
     # The pages (static/jobs/*.mjs) and the command line client switch on these strings.
     assert (

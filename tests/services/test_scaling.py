@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from jobs import scaling
+from jobs import protocol, scaling
 
 pytestmark = pytest.mark.services
 
@@ -70,3 +72,10 @@ def test_missing_times_keep_their_place_without_figures() -> None:
     no_base = scaling.scaling_analyse({1: None, 2: 4.0})
     assert no_base.serial_fraction is None
     assert all(point.speedup is None for point in no_base.points)
+
+
+def test_a_study_run_carries_every_figure_of_a_point() -> None:
+    figures = {field.name for field in dataclasses.fields(scaling.ScalingPoint)}
+    assert protocol.field_names(protocol.StudyRunState) == figures | {"job", "status"}
+    point = scaling.scaling_analyse({1: 10.0, 2: 6.0}).points[1]
+    assert set(protocol.study_run_state(point, None)) == set(protocol.StudyRunState.__annotations__)

@@ -6,7 +6,6 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
-from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
@@ -40,13 +39,13 @@ def test_job_create_stores_chunks_and_dispatches_after_commit(
 
 
 def test_job_create_rejects_bad_input_and_stores_nothing(alice: User) -> None:
-    with pytest.raises(services.JobRejected) as caught:
+    with pytest.raises(services.Rejected) as caught:
         services.job_create(owner=alice, kind="primes", params={"start": 5, "stop": 1, "chunks": 1})
     assert "stop" in caught.value.errors["params"]
-    with pytest.raises(services.JobRejected) as caught:
+    with pytest.raises(services.Rejected) as caught:
         services.job_create(owner=alice, kind="nope", params={})
     assert "Unknown kind 'nope'" in caught.value.errors["kind"][0]
-    with pytest.raises(services.JobRejected) as caught:
+    with pytest.raises(services.Rejected) as caught:
         make_job(alice, parallelism=0)
     assert "between 1 and" in caught.value.errors["parallelism"][0]
     assert not Job.objects.exists()
@@ -184,7 +183,7 @@ def test_cancel_stops_pending_chunks_and_running_ones_are_cancelled_when_they_st
     job.refresh_from_db()
     assert job.status == Job.Status.CANCELLED
     assert set(job.chunks.values_list("status", flat=True)) == {"cancelled"}
-    with pytest.raises(services.JobConflict, match="already ended"):
+    with pytest.raises(services.Conflict, match="already ended"):
         services.job_cancel(job=job)
 
 
@@ -355,16 +354,16 @@ def test_upload_create_rejects_bad_files(
     alice: User, settings: Any, content: bytes, message: str
 ) -> None:
     settings.COREBOARD_UPLOAD_MAX_BYTES = 1024
-    with pytest.raises(ValidationError) as caught:
+    with pytest.raises(services.Rejected) as caught:
         services.upload_create(owner=alice, file=text_file(content))
-    assert message in caught.value.message_dict["file"][0]
+    assert message in caught.value.errors["file"][0]
     assert not Upload.objects.exists()
 
 
 def test_wordcount_needs_an_upload_of_the_owner(alice: User, mallory: User) -> None:
     upload = services.upload_create(owner=alice, file=text_file(b"one two two"))
     for owner, upload_id in ((mallory, upload.pk), (alice, upload.pk + 1000)):
-        with pytest.raises(services.JobRejected) as caught:
+        with pytest.raises(services.Rejected) as caught:
             services.job_create(
                 owner=owner, kind="wordcount", params={"upload": upload_id, "chunks": 2, "top": 3}
             )

@@ -70,12 +70,12 @@ def test_only_the_owners_succeeded_jobs_can_be_measured(
     alice: User, bob: User, dispatched: list[int]
 ) -> None:
     pending = make_job(alice)
-    with pytest.raises(services.JobRejected, match="only a succeeded job") as refused:
+    with pytest.raises(services.Rejected, match="only a succeeded job") as refused:
         studies.study_create(owner=alice, job=pending, processes=2)
     assert "job" in refused.value.errors
-    with pytest.raises(services.JobRejected, match="owner"):
+    with pytest.raises(services.Rejected, match="owner"):
         studies.study_create(owner=bob, job=_succeeded(alice), processes=2)
-    with pytest.raises(services.JobRejected, match="at least 2") as too_few:
+    with pytest.raises(services.Rejected, match="at least 2") as too_few:
         studies.study_create(owner=alice, job=_succeeded(alice), processes=1)
     assert "workers" in too_few.value.errors
     assert not ScalingStudy.objects.exists()
@@ -104,7 +104,7 @@ def test_quotas_apply_to_each_run(alice: User, dispatched: list[int], settings: 
     job = _succeeded(alice)
     settings.COREBOARD_QUOTA_ACTIVE_JOBS = 1
     other = make_job(alice)
-    with pytest.raises(services.JobRejected) as refused:
+    with pytest.raises(services.Rejected) as refused:
         studies.study_create(owner=alice, job=job, processes=2)
     assert "COREBOARD_QUOTA_ACTIVE_JOBS" in refused.value.errors["quota"][0]
     services.job_cancel(job=other)
@@ -124,7 +124,8 @@ def test_cancel_stops_the_study_and_its_run(alice: User, dispatched: list[int]) 
     assert studies.study_cancel(study=study)
     assert study.status == ScalingStudy.Status.CANCELLED
     assert _run(study, 1).status == Job.Status.CANCELLED
-    assert not studies.study_cancel(study=study)
+    with pytest.raises(services.Conflict, match="already ended"):
+        studies.study_cancel(study=study)
     assert not studies.study_advance(study_id=study.pk)
     assert study.runs.count() == 1
 
