@@ -40,10 +40,10 @@ test: test-system-packages .venv/.synced node_modules/.installed lint test-js
 test-js: node_modules/.installed
 	node --test tests/js/*.test.mjs
 
-# The services, API, pages and consumers layers: no browser, no worker or daphne process
-# (see docs/testing.md); under a minute on 2 cores.
+# The services, API, pages and consumers layers, one folder each: no browser, no worker or
+# daphne process (see docs/testing.md); about a minute on 2 cores.
 test-fast: system-packages .venv/.synced
-	$(PY) -m pytest -m "not browser and not integration"
+	$(PY) -m pytest tests/services tests/api tests/pages tests/consumers
 
 bench: test-system-packages .venv/.synced node_modules/.installed
 	$(PY) -m tests.benchmarks.speedup

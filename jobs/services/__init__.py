@@ -20,15 +20,9 @@ from jobs.services.jobs import (
     upload_create,
 )
 
-# The names before refusals had one family (issue 17), kept for code written against them.
-JobConflict = Conflict
-JobRejected = Rejected
-
 __all__ = [
     "Conflict",
-    "JobConflict",
     "JobPlan",
-    "JobRejected",
     "Refused",
     "Rejected",
     "job_cancel",
