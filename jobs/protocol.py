@@ -33,12 +33,23 @@ OVERVIEW_STATE: Literal["overview.state"] = "overview.state"
 ERROR: Literal["error"] = "error"
 # The one message a client sends (job socket): asks for a fresh snapshot.
 RESYNC: Literal["resync"] = "resync"
+# Every public type, in the order the generated reference (docs/protocol.md) lists them.
+PUBLIC_MESSAGE_TYPES = (
+    JOB_SNAPSHOT,
+    JOB_CHUNKS,
+    JOB_PROGRESS,
+    JOB_LIVE,
+    OVERVIEW_STATE,
+    ERROR,
+    RESYNC,
+)
 
 # --- channel-layer events between processes (handled by the consumer method of that name,
 # dots as underscores); never sent to a client ---------------------------------------------------
 
 EVENT_JOB_CHANGED: Literal["job.changed"] = "job.changed"
 EVENT_CLUSTER_CHANGED: Literal["cluster.changed"] = "cluster.changed"
+CHANNEL_LAYER_EVENTS = (EVENT_JOB_CHANGED, EVENT_CLUSTER_CHANGED)
 
 
 # --- websocket close codes (4000-4999 are the application's; 4xxx echo HTTP's statuses) ------

@@ -231,16 +231,8 @@ def _shape_section(shape: type) -> list[str]:
 
 def protocol_reference() -> str:
     """docs/protocol.md: every message type and every field of every shape in jobs/protocol.py."""
-    public = [
-        protocol.JOB_SNAPSHOT,
-        protocol.JOB_CHUNKS,
-        protocol.JOB_PROGRESS,
-        protocol.JOB_LIVE,
-        protocol.OVERVIEW_STATE,
-        protocol.ERROR,
-        protocol.RESYNC,
-    ]
-    events = [protocol.EVENT_JOB_CHANGED, protocol.EVENT_CLUSTER_CHANGED]
+    public = protocol.PUBLIC_MESSAGE_TYPES
+    events = protocol.CHANNEL_LAYER_EVENTS
     lines = [
         generated_notice("jobs/protocol.py"),
         "",
