@@ -25,7 +25,7 @@ SECRET_KEY = config.string("SECRET_KEY") or paths.read_secret(paths.DJANGO_SECRE
 ALLOWED_HOSTS = config.strings("ALLOWED_HOSTS")
 CSRF_TRUSTED_ORIGINS = config.strings("CSRF_TRUSTED_ORIGINS")
 
-# Behind TLS (README: Security): the proxy terminates TLS and says so in a header, e.g.
+# Behind TLS (docs/security.md): the proxy terminates TLS and says so in a header, e.g.
 # SECURE_PROXY_SSL_HEADER=X-Forwarded-Proto,https. With these set, `check --deploy` is clean.
 _proxy_ssl_header = config.strings("SECURE_PROXY_SSL_HEADER")
 if _proxy_ssl_header:
@@ -307,7 +307,7 @@ REST_FRAMEWORK: dict[str, Any] = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "jobs.api.errors.refusal_exception_handler",
-    # Per person (per address when logged out); 429 with Retry-After beyond (README: Security).
+    # Per person (per address when logged out); 429 with Retry-After beyond (docs/security.md).
     "DEFAULT_THROTTLE_RATES": {
         "job-create": config.string("COREBOARD_RATE_JOB_CREATE"),
         "job-preview": config.string("COREBOARD_RATE_JOB_PREVIEW"),

@@ -81,7 +81,7 @@ def media_marker_write() -> Path:
         f"{cluster_id()}\n"
         f"# Coreboard: the shared MEDIA_ROOT of database {connection.settings_dict['NAME']}, "
         f"written by {socket.gethostname()} at {written}.\n"
-        "# Workers refuse to start without it (jobs/worker_preflight.py). Do not copy it.\n"
+        "# Workers refuse to start without it (jobs/engine/preflight.py). Do not copy it.\n"
     )
     partial.chmod(0o644)
     partial.replace(path)

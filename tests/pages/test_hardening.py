@@ -17,7 +17,7 @@ from tests.factories import make_job
 
 pytestmark = pytest.mark.django_db
 
-# The settings for running behind a TLS proxy (README: Security; coreconf/config.py).
+# The settings for running behind a TLS proxy (docs/security.md; coreconf/config.py).
 TLS_ENV = {
     "DEBUG": "0",
     "SECURE_PROXY_SSL_HEADER": "X-Forwarded-Proto,https",
