@@ -78,14 +78,17 @@ class SlotPace:
 
     def __init__(self, job_id: int) -> None:
         self.job_id = job_id
-        self._next_check = time.monotonic() + settings.COREBOARD_CANCEL_POLL_MS / 1000
+        # Read once per slot: these are asked at every progress call.
+        self._check_every_s = settings.COREBOARD_CANCEL_POLL_MS / 1000
+        self._publish_every_s = settings.COREBOARD_PROGRESS_INTERVAL_MS / 1000
+        self._next_check = time.monotonic() + self._check_every_s
         self._next_publish = 0.0
 
     def check_cancelled(self) -> None:
         now = time.monotonic()
         if now < self._next_check:
             return
-        self._next_check = now + settings.COREBOARD_CANCEL_POLL_MS / 1000
+        self._next_check = now + self._check_every_s
         try:
             status = job_status(job_id=self.job_id)
         except DatabaseError:
@@ -98,7 +101,7 @@ class SlotPace:
         now = time.monotonic()
         if now < self._next_publish:
             return False
-        self._next_publish = now + settings.COREBOARD_PROGRESS_INTERVAL_MS / 1000
+        self._next_publish = now + self._publish_every_s
         return True
 
 
@@ -244,6 +247,10 @@ class _SlotRun:
         self.batch_size = 1
         self.chunk_seconds: float | None = None
         self.pace = SlotPace(job_id)
+        # Read once per slot: the batch loop and the chunk loop ask for them.
+        self.slice_s = settings.COREBOARD_SLOT_SLICE_MS / 1000
+        self.flush_s = settings.COREBOARD_FLUSH_MS / 1000
+        self.batch_target_s = settings.COREBOARD_BATCH_TARGET_MS / 1000
 
     def run(self) -> str:
         job = Job.objects.filter(pk=self.job_id).values("kind", "status").first()
@@ -258,7 +265,7 @@ class _SlotRun:
             return "lacks-kind"
         if job["status"] == Job.Status.PENDING:
             job_start_if_pending(job_id=self.job_id)
-        slice_end = time.monotonic() + settings.COREBOARD_SLOT_SLICE_MS / 1000
+        slice_end = time.monotonic() + self.slice_s
         hard_end = time.monotonic() + settings.COREBOARD_SLOT_MAX_S
         claims = self._claim()
         while True:
@@ -281,7 +288,7 @@ class _SlotRun:
                 else workers.node_is_draining(self.node)
             )
             if now >= slice_end and not yielding:
-                slice_end = now + settings.COREBOARD_SLOT_SLICE_MS / 1000
+                slice_end = now + self.slice_s
             self._adapt_batch()
             # The batch's outcomes and the next claim share one transaction.
             recorded = chunks_record(
@@ -323,7 +330,7 @@ class _SlotRun:
             outcomes.append(outcome)
             if isinstance(outcome, Stopped):
                 active = False
-            if time.monotonic() - last_flush >= settings.COREBOARD_FLUSH_MS / 1000:
+            if time.monotonic() - last_flush >= self.flush_s:
                 recorded = chunks_record(job_id=self.job_id, outcomes=outcomes)
                 active = active and recorded.job_active
                 outcomes = []
@@ -371,7 +378,7 @@ class _SlotRun:
         self.chunk_seconds = seconds if previous is None else 0.7 * previous + 0.3 * seconds
 
     def _adapt_batch(self) -> None:
-        target = settings.COREBOARD_BATCH_TARGET_MS / 1000
+        target = self.batch_target_s
         per_chunk = max(self.chunk_seconds or target, 1e-5)
         self.batch_size = max(1, min(MAX_BATCH, int(target / per_chunk)))
 
