@@ -465,6 +465,22 @@ register(
     section="workers",
 )
 register(
+    "COREBOARD_KINDS_DIR",
+    "str",
+    "",
+    "a folder of job-kind modules (`*.py` files and packages), imported by web and workers",
+    section="workers",
+    default_doc="`kinds/` in the project folder",
+)
+register(
+    "COREBOARD_RELOAD",
+    "bool",
+    True,
+    "`make run` restarts the workers and the web process when a kind's source changes "
+    "(development); `0` in production",
+    section="run",
+)
+register(
     "COREBOARD_JOB_KINDS",
     "list",
     [],
@@ -496,6 +512,36 @@ register(
     minimum=1,
     shared=True,
     aliases=("COREBOARD_CHUNK_TIME_LIMIT",),
+)
+register(
+    "COREBOARD_KILL_GRACE_MS",
+    "int",
+    2000,
+    "a chunk stopped by a cancel or its time limit gets SIGTERM, then SIGKILL after this long",
+    section="engine",
+    unit="ms",
+    minimum=100,
+    shared=True,
+)
+register(
+    "COREBOARD_CHUNK_CAPTURE",
+    "bool",
+    True,
+    "capture each chunk's output (stdout, stderr, log records) and measure its memory and "
+    "CPU time; off only to measure what capturing costs",
+    section="engine",
+    shared=True,
+)
+register(
+    "COREBOARD_CHUNK_OUTPUT_BYTES",
+    "int",
+    65_536,
+    "how much of each chunk's output is kept: its last this many bytes, with a marker "
+    "saying how much was cut",
+    section="engine",
+    unit="bytes",
+    minimum=1024,
+    shared=True,
 )
 register(
     "COREBOARD_SLOT_MAX_S",

@@ -113,6 +113,10 @@ class Job(models.Model):
     result = models.JSONField(null=True, blank=True)
     error = models.TextField(blank=True)
     cpu_seconds = models.FloatField(default=0.0)
+    # The largest peak resident memory of any of its chunks' processes (bytes), for sorting.
+    peak_rss = models.PositiveBigIntegerField(null=True, blank=True)
+    # Per-chunk time limit this job asked for (seconds); None: the kind's limit.
+    chunk_time_limit_s = models.PositiveIntegerField(null=True, blank=True)
     result_file = models.FileField(upload_to="results/%Y/%m/", blank=True)
     # Bumped by every change of the job row (under its lock), so live views can drop
     # states that reach them out of order from different worker processes.
@@ -259,6 +263,16 @@ class Chunk(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     cpu_seconds = models.FloatField(null=True, blank=True)
+    # User and system CPU time of the chunk's run (their sum is cpu_seconds).
+    cpu_user_s = models.FloatField(null=True, blank=True)
+    cpu_system_s = models.FloatField(null=True, blank=True)
+    # Resident memory of its process when the chunk started, and the peak while it ran (bytes).
+    start_rss = models.PositiveBigIntegerField(null=True, blank=True)
+    peak_rss = models.PositiveBigIntegerField(null=True, blank=True)
+    # The last COREBOARD_CHUNK_OUTPUT_BYTES of what the chunk wrote (stdout, stderr, log
+    # records), and how many bytes before them were cut.
+    output = models.TextField(blank=True, default="")
+    output_cut_bytes = models.PositiveBigIntegerField(default=0)
     result = models.JSONField(null=True, blank=True)
     error = models.TextField(blank=True)
 
@@ -278,6 +292,25 @@ class Chunk(models.Model):
 
     def __str__(self) -> str:
         return f"Chunk {self.job_id}/{self.index} ({self.status})"
+
+
+class ProcessSample(models.Model):
+    """One worker process's CPU use and resident memory while it ran one of a job's chunks,
+    sampled about once a second: the job page's CPU and memory timeline."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="process_samples")
+    # The worker process (`node|pid|boot`, as in the worker registry).
+    process = models.CharField(max_length=255)
+    at = models.DateTimeField()
+    cpu_percent = models.FloatField()
+    rss = models.PositiveBigIntegerField()
+
+    class Meta:
+        ordering = ["job", "at"]
+        indexes = [models.Index(fields=["job", "at"], name="process_sample_job_at")]
+
+    def __str__(self) -> str:
+        return f"Sample of job {self.job_id} by {self.process} at {self.at:%H:%M:%S}"
 
 
 class Upload(models.Model):

@@ -5,6 +5,7 @@ it); what Django and Celery need is derived from those values here."""
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import dj_database_url
@@ -192,6 +193,9 @@ COREBOARD_CHUNK_TIME_LIMIT_S = config.integer("COREBOARD_CHUNK_TIME_LIMIT_S")
 # A slot gives up its process at least this often (and every COREBOARD_SLOT_SLICE_MS when
 # other messages wait), so Celery's task time limits bound one chunk plus this.
 COREBOARD_SLOT_MAX_S = config.integer("COREBOARD_SLOT_MAX_S")
+COREBOARD_KILL_GRACE_MS = config.integer("COREBOARD_KILL_GRACE_MS")
+COREBOARD_CHUNK_CAPTURE = config.boolean("COREBOARD_CHUNK_CAPTURE")
+COREBOARD_CHUNK_OUTPUT_BYTES = config.integer("COREBOARD_CHUNK_OUTPUT_BYTES")
 CELERY_BROKER_URL = _redis_db_url(0)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # The visibility timeout must exceed the longest chunk, or Redis redelivers running chunks.
@@ -234,6 +238,7 @@ BUILTIN_JOB_KINDS = [
     "jobs.kinds.burn",
 ]
 COREBOARD_JOB_KINDS = [*BUILTIN_JOB_KINDS, *config.strings("COREBOARD_JOB_KINDS")]
+COREBOARD_KINDS_DIR = Path(config.string("COREBOARD_KINDS_DIR") or BASE_DIR / "kinds")
 COREBOARD_WORKER_LABELS = config.strings("COREBOARD_WORKER_LABELS")
 COREBOARD_WORKER_KINDS = config.strings("COREBOARD_WORKER_KINDS")
 COREBOARD_KIND_QUEUES = config.mapping("COREBOARD_KIND_QUEUES")

@@ -88,8 +88,10 @@ def test_every_setting_a_worker_reads_is_shared() -> None:
 def test_every_coreboard_knob_in_settings_comes_from_the_table() -> None:
     knobs = {name for name in vars(settings_module) if name.startswith("COREBOARD_")}
     assert knobs - DERIVED <= set(config.SETTINGS)
-    for name in knobs - DERIVED - {"COREBOARD_JOB_KINDS"}:
+    for name in knobs - DERIVED - {"COREBOARD_JOB_KINDS", "COREBOARD_KINDS_DIR"}:
         assert getattr(settings_module, name) == config.SETTINGS[name].read(os.environ), name
+    folder = config.string("COREBOARD_KINDS_DIR")
+    assert Path(folder or paths.BASE_DIR / "kinds") == settings_module.COREBOARD_KINDS_DIR
     kinds = settings_module.COREBOARD_JOB_KINDS
     assert kinds == [*settings_module.BUILTIN_JOB_KINDS, *config.strings("COREBOARD_JOB_KINDS")]
 
