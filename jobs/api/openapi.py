@@ -30,7 +30,7 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import serializers
 
 from jobs import kinds, protocol
-from jobs.kinds.base import UploadField
+from jobs.kinds.base import ListField, UploadField
 from jobs.models import Job
 
 COMPONENTS = "#/components/schemas/"
@@ -43,6 +43,11 @@ def _field_json_schema(field: forms.Field) -> dict[str, Any]:
     if isinstance(field, UploadField):
         schema = {"type": "integer", "minimum": field.min_value or 1}
         schema["description"] = "Id of an upload (POST /api/uploads/) of yours."
+    elif isinstance(field, ListField):
+        schema = {"type": "array", "items": _field_json_schema(field.item_field)}
+        schema["maxItems"] = field.max_items
+        if field.min_items:
+            schema["minItems"] = field.min_items
     elif isinstance(field, forms.FloatField | forms.DecimalField):  # subclasses of IntegerField
         schema = {"type": "number"}
     elif isinstance(field, forms.IntegerField):

@@ -31,6 +31,64 @@ class UploadField(forms.IntegerField):
         super().__init__(**kwargs)
 
 
+class ListField(forms.Field):
+    """A list parameter: one item per line in the browser (a textarea), a JSON array in the API.
+
+    Each item is cleaned by `item_field` (an IntegerField, FloatField or CharField with the
+    item's limits); blank lines are skipped; at most `max_items` items.
+    """
+
+    widget = forms.Textarea
+
+    def __init__(
+        self, *, item_field: forms.Field, max_items: int, min_items: int = 0, **kwargs: Any
+    ) -> None:
+        self.item_field = item_field
+        self.max_items = max_items
+        self.min_items = min_items
+        super().__init__(**kwargs)
+        self.widget.attrs.setdefault("rows", 6)
+        self.widget.attrs.setdefault("spellcheck", "false")
+
+    def prepare_value(self, value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            return "\n".join(str(item) for item in value)
+        return value
+
+    def to_python(self, value: Any) -> list[Any]:
+        if value in self.empty_values:
+            return []
+        if isinstance(value, str):
+            return [line.strip() for line in value.splitlines() if line.strip()]
+        if isinstance(value, list | tuple):
+            return list(value)
+        raise ValidationError("Must be a list: one item per line.", code="invalid")
+
+    def clean(self, value: Any) -> list[Any]:
+        items = self.to_python(value)
+        self.validate(items)
+        if len(items) > self.max_items:
+            raise ValidationError(f"At most {self.max_items} items, not {len(items)}.")
+        if len(items) < self.min_items:
+            raise ValidationError(f"At least {self.min_items} items, not {len(items)}.")
+        cleaned: list[Any] = []
+        errors: list[str] = []
+        for number, item in enumerate(items, start=1):
+            wrong = None if isinstance(item, str) else json_type_error(self.item_field, item)
+            try:
+                if wrong is not None:
+                    raise ValidationError(wrong)
+                cleaned.append(self.item_field.clean(item))
+            except ValidationError as error:
+                errors.append(f"Item {number} ({item!r}): {' '.join(error.messages)}")
+                if len(errors) == 5:
+                    break
+        if errors:
+            raise ValidationError(errors)
+        self.run_validators(cleaned)
+        return cleaned
+
+
 def json_type_error(field: forms.Field, value: Any) -> str | None:
     """Why `value` (decoded JSON) is the wrong type for `field`, or None when it is not.
 
@@ -52,6 +110,12 @@ def json_type_error(field: forms.Field, value: Any) -> str | None:
         return f"Must be a JSON integer, not {_json_type_name(value)}."
     if isinstance(field, forms.BooleanField):
         return None if isinstance(value, bool) else "Must be true or false."
+    if isinstance(field, ListField):
+        return (
+            None
+            if isinstance(value, list)
+            else f"Must be a JSON array, not {_json_type_name(value)}."
+        )
     if isinstance(field, forms.CharField | forms.ChoiceField):
         if isinstance(value, str):
             return None
@@ -220,6 +284,9 @@ class JobKind:
         return None
 
 
+LIST_SHOWN = 5
+
+
 def display_value(value: Any) -> str:
     """One parameter value as people read it."""
     if isinstance(value, bool):
@@ -228,6 +295,10 @@ def display_value(value: Any) -> str:
         return "—"
     if isinstance(value, float):
         return f"{value:g}"
+    if isinstance(value, list):
+        # A long list parameter (a ListField) shows its first items and its length.
+        shown = ", ".join(display_value(item) for item in value[:LIST_SHOWN])
+        return f"{shown}, … ({len(value)} items)" if len(value) > LIST_SHOWN else shown or "—"
     return str(value)
 
 

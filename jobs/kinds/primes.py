@@ -2,44 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from functools import lru_cache
 from math import isqrt
-from typing import Any
+from typing import Annotated
 
-from django import forms
-from django.core.exceptions import ValidationError
-
-from jobs.kinds import register
-from jobs.kinds.base import JobKind, Params, Progress, ResultDisplay, Spec, grouped
+from jobs.kinds.base import Params, Progress, ResultDisplay, grouped
+from jobs.kinds.function import Help, Range, kind, over_range
 
 MAX_STOP = 10**11
 MAX_RANGE = 10**10
 MAX_CHUNKS = 100_000
 SEGMENT = 1 << 18
-
-
-class PrimesForm(forms.Form):
-    start = forms.IntegerField(min_value=0, max_value=MAX_STOP - 1, initial=0)
-    stop = forms.IntegerField(
-        min_value=1, max_value=MAX_STOP, initial=600_000_000, help_text="Exclusive upper bound."
-    )
-    chunks = forms.IntegerField(min_value=1, max_value=MAX_CHUNKS, initial=12)
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean() or {}
-        start, stop, chunks = data.get("start"), data.get("stop"), data.get("chunks")
-        if start is None or stop is None:
-            return data
-        if stop <= start:
-            raise ValidationError({"stop": f"Must be greater than Start ({start})."})
-        if stop - start > MAX_RANGE:
-            raise ValidationError({"stop": f"Stop minus Start must be at most {MAX_RANGE:,}."})
-        if chunks is not None and chunks > stop - start:
-            raise ValidationError(
-                {"chunks": f"Must be at most the size of the range ({stop - start})."}
-            )
-        return data
 
 
 @lru_cache(maxsize=8)
@@ -78,26 +51,23 @@ def count_primes(start: int, stop: int, progress: Progress | None = None) -> int
     return total
 
 
-@register
-class Primes(JobKind):
-    name = "primes"
-    label = "Count primes"
-    description = (
-        "Counts the primes in [start, stop) with a segmented sieve, range split into chunks."
-    )
-    form_class = PrimesForm
+def primes_display(params: Params, result: dict[str, int]) -> ResultDisplay:
+    span = f"from {grouped(params['start'])} up to {grouped(params['stop'])} (exclusive)"
+    return ResultDisplay(figures=[("Primes found", grouped(result["count"])), ("Range", span)])
 
-    def split(self, params: Params) -> Sequence[Spec]:
-        start, stop, chunks = params["start"], params["stop"], params["chunks"]
-        bounds = [start + (stop - start) * i // chunks for i in range(chunks + 1)]
-        return [{"start": bounds[i], "stop": bounds[i + 1]} for i in range(chunks)]
 
-    def run(self, spec: Spec, progress: Progress) -> dict[str, int]:
-        return {"count": count_primes(spec["start"], spec["stop"], progress)}
-
-    def combine(self, params: Params, partials: Sequence[Any]) -> dict[str, int]:
-        return {"count": sum(partial["count"] for partial in partials)}
-
-    def result_display(self, params: Params, result: Any) -> ResultDisplay:
-        span = f"from {grouped(params['start'])} up to {grouped(params['stop'])} (exclusive)"
-        return ResultDisplay(figures=[("Primes found", grouped(result["count"])), ("Range", span)])
+@kind(
+    label="Count primes",
+    split=over_range("stop", start="start", max_size=MAX_RANGE),
+    combine="sum",
+    display=primes_display,
+)
+def primes(
+    numbers: range,
+    progress: Progress,
+    start: Annotated[int, Range(0, MAX_STOP - 1)] = 0,
+    stop: Annotated[int, Range(1, MAX_STOP), Help("Exclusive upper bound.")] = 600_000_000,
+    chunks: Annotated[int, Range(1, MAX_CHUNKS)] = 12,
+) -> dict[str, int]:
+    """Counts the primes in [start, stop) with a segmented sieve, range split into chunks."""
+    return {"count": count_primes(numbers.start, numbers.stop, progress)}

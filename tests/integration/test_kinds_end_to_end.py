@@ -14,9 +14,8 @@ from django.http import StreamingHttpResponse
 from django.test import Client
 from PIL import Image
 
-from jobs import services
+from jobs import kinds, services
 from jobs.kinds.hash_search import digest
-from jobs.kinds.montecarlo_pi import MonteCarloPi
 from jobs.kinds.wordcount import count_words
 from jobs.models import Job
 from tests.factories import SMALL_MANDELBROT, generated_text, make_job
@@ -45,7 +44,7 @@ def test_montecarlo_pi_is_reproducible_through_workers(
     first = run_job(alice, "montecarlo_pi", params)
     second = run_job(alice, "montecarlo_pi", params)
     assert first.result == second.result
-    kind = MonteCarloPi()
+    kind = kinds.get("montecarlo_pi")
     clean = kind.clean_params(params)
     local = kind.combine(clean, [kind.run(s, lambda d, t: None) for s in kind.split(clean)])
     assert first.result == local

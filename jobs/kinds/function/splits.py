@@ -1,0 +1,322 @@
+"""How a function kind cuts its input into chunks, and what its first parameter receives.
+
+- `over_range("n", start="start")`: the range [start, n) in `chunks` contiguous pieces; the
+  function gets a `range`.
+- `over_items("words")`: the list parameter `words` (the function's first) in `chunks`
+  contiguous slices; the function gets its slice.
+- `over_lines("file")`: an uploaded file cut at line ends into `chunks` byte ranges; the
+  function gets that range's lines (`list[str]`, without their line ends).
+- `seeded(share="samples")`: `chunks` independent repetitions, each with its own
+  `random.Random` from (kind, seed, chunk index); `share` divides that integer parameter
+  among them.
+
+A chunk spec carries only its own part (bounds, its items, a byte range, a seed and share),
+never the whole input; the job's other parameters ride along for the function.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import itertools
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import IO, Annotated, Any, ClassVar, get_args, get_origin
+
+from django import forms
+from django.core.files.storage import default_storage
+
+from jobs.kinds.base import ListField, Params, UploadField
+from jobs.kinds.function.fields import KindDefinitionError, ParamField, Upload, param_field
+
+CHUNKS = "chunks"
+SEED = "seed"
+# The `chunks` field a strategy adds when the function does not declare one.
+DEFAULT_CHUNKS = 16
+MAX_CHUNKS = 10_000
+MAX_SEED = 2**63 - 1
+# Keys of a chunk spec beside a strategy's own: a share parameter may not take these names.
+RESERVED = frozenset({"index", "params", SEED})
+
+
+def seeded_stream(kind_name: str, seed: int, index: int) -> random.Random:
+    """An independent random stream per (kind, seed, chunk index), the same in every process."""
+    digest = hashlib.sha256(f"{kind_name}:{seed}:{index}".encode()).digest()
+    # A simulation wants reproducible pseudo-randomness, not cryptographic randomness.
+    return random.Random(int.from_bytes(digest, "big"))  # noqa: S311
+
+
+# The strategies are classes named like functions: a kind reads `split=over_range("n")`.
+class Split:
+    """A split strategy: checks the function's parameters, then cuts a job into chunk parts."""
+
+    #: What the first parameter receives, as it may be annotated (checked when defined).
+    first_type: ClassVar[Any] = None
+
+    def own(self) -> tuple[str, ...]:
+        """Parameters whose per-chunk value is in the chunk's part (a share, the seed)."""
+        return ()
+
+    def prepare(
+        self, where: str, first: inspect.Parameter, first_hint: Any, fields: dict[str, ParamField]
+    ) -> dict[str, ParamField]:
+        """The form's fields, in order: the function's, then what the strategy adds."""
+        _check_first(where, first, first_hint, self.first_type)
+        return _with_chunks(where, fields)
+
+    def errors(self, data: Mapping[str, Any], fields: Mapping[str, ParamField]) -> dict[str, str]:
+        """Checks across fields (after each field's own), by field."""
+        return {}
+
+    def parts(self, params: Params) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def chunk(self, kind_name: str, spec: Mapping[str, Any]) -> Any:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class over_range(Split):
+    """The integers [start, n) cut into `chunks` contiguous ranges (start is 0 without one).
+
+    `max_size` bounds n - start (each bound alone has its own Range).
+    """
+
+    n: str
+    start: str | None = None
+    max_size: int | None = None
+    first_type: ClassVar[Any] = range
+
+    def prepare(
+        self, where: str, first: inspect.Parameter, first_hint: Any, fields: dict[str, ParamField]
+    ) -> dict[str, ParamField]:
+        for name in filter(None, (self.n, self.start)):
+            _integer(where, fields, name, "over_range")
+        return super().prepare(where, first, first_hint, fields)
+
+    def errors(self, data: Mapping[str, Any], fields: Mapping[str, ParamField]) -> dict[str, str]:
+        n, start = data.get(self.n), data.get(self.start, 0) if self.start else 0
+        if n is None or start is None:
+            return {}
+        after = f"{fields[self.start].label} ({start})" if self.start else "0"
+        if n <= start:
+            return {self.n: f"Must be greater than {after}."}
+        if self.max_size is not None and n - start > self.max_size:
+            span = f"{fields[self.n].label} minus {fields[self.start].label}" if self.start else ""
+            return {self.n: f"{span or 'It'} must be at most {self.max_size:,}."}
+        chunks = data.get(CHUNKS)
+        if chunks is not None and chunks > n - start:
+            return {CHUNKS: f"Must be at most the size of the range ({n - start})."}
+        return {}
+
+    def parts(self, params: Params) -> list[dict[str, Any]]:
+        start, stop, chunks = (
+            params[self.start] if self.start else 0,
+            params[self.n],
+            params[CHUNKS],
+        )
+        bounds = [start + (stop - start) * i // chunks for i in range(chunks + 1)]
+        return [{"start": bounds[i], "stop": bounds[i + 1]} for i in range(chunks)]
+
+    def chunk(self, kind_name: str, spec: Mapping[str, Any]) -> range:
+        return range(spec["start"], spec["stop"])
+
+
+@dataclass(frozen=True)
+class over_items(Split):
+    """The list parameter `name`, which is the function's first parameter, in `chunks`
+    contiguous slices: the form's field comes from its annotation (`list[str]`, `list[int]`,
+    `list[float]`), and each call receives one slice."""
+
+    name: str
+
+    def prepare(
+        self, where: str, first: inspect.Parameter, first_hint: Any, fields: dict[str, ParamField]
+    ) -> dict[str, ParamField]:
+        if first.name != self.name:
+            raise KindDefinitionError(
+                f"{where}(): over_items({self.name!r}) cuts the function's first parameter; "
+                f"name it `{self.name}` and annotate it as a list (it receives each chunk's items)."
+            )
+        source = param_field(f"{where}({first.name})", first, first_hint)
+        if not isinstance(source.field, ListField):
+            raise KindDefinitionError(
+                f"{where}(): over_items({self.name!r}) needs `{self.name}` annotated "
+                "list[str], list[int] or list[float]."
+            )
+        source.passed = False
+        return _with_chunks(where, {self.name: source, **fields})
+
+    def errors(self, data: Mapping[str, Any], fields: Mapping[str, ParamField]) -> dict[str, str]:
+        items, chunks = data.get(self.name), data.get(CHUNKS)
+        if items is None or chunks is None or chunks <= len(items):
+            return {}
+        label = fields[self.name].label
+        return {CHUNKS: f"Must be at most the number of {label} ({len(items)})."}
+
+    def parts(self, params: Params) -> list[dict[str, Any]]:
+        items: Sequence[Any] = params[self.name]
+        size, chunks = len(items), params[CHUNKS]
+        return [
+            {"items": list(items[size * i // chunks : size * (i + 1) // chunks])}
+            for i in range(chunks)
+        ]
+
+    def chunk(self, kind_name: str, spec: Mapping[str, Any]) -> list[Any]:
+        items: list[Any] = spec["items"]
+        return items
+
+
+@dataclass(frozen=True)
+class over_lines(Split):
+    """The lines of the uploaded file `name`, cut at line ends into `chunks` byte ranges.
+
+    Declare `name: Upload` to label it or to receive the file too; otherwise the form gets
+    an upload field of that name for you. Each call receives its range's lines as text
+    (UTF-8, line ends removed); ranges with no line are left out.
+    """
+
+    name: str
+    first_type: ClassVar[Any] = list[str]
+
+    def prepare(
+        self, where: str, first: inspect.Parameter, first_hint: Any, fields: dict[str, ParamField]
+    ) -> dict[str, ParamField]:
+        declared = fields.get(self.name)
+        if declared is None:
+            fields = {**fields, self.name: ParamField(self.name, UploadField(), passed=False)}
+        elif not isinstance(declared.field, UploadField):
+            raise KindDefinitionError(
+                f"{where}(): over_lines({self.name!r}) reads an upload; annotate "
+                f"`{self.name}` as Upload or leave it out."
+            )
+        return super().prepare(where, first, first_hint, fields)
+
+    def parts(self, params: Params) -> list[dict[str, Any]]:
+        upload = params[self.name]
+        file = Upload(**upload) if isinstance(upload, dict) else upload
+        with file.open() as handle:
+            chunks = params[CHUNKS]
+            cuts = [_line_start(handle, file.size * i // chunks, file.size) for i in range(chunks)]
+        cuts.append(file.size)
+        ranges = [(a, b) for a, b in itertools.pairwise(cuts) if b > a] or [(0, 0)]
+        return [
+            {"storage_name": file.storage_name, "start": start, "stop": stop}
+            for start, stop in ranges
+        ]
+
+    def chunk(self, kind_name: str, spec: Mapping[str, Any]) -> list[str]:
+        with default_storage.open(spec["storage_name"], "rb") as handle:
+            handle.seek(spec["start"])
+            data: bytes = handle.read(spec["stop"] - spec["start"])
+        text = data.decode("utf-8")
+        return (
+            [line.removesuffix("\r") for line in text.removesuffix("\n").split("\n")]
+            if text
+            else []
+        )
+
+
+@dataclass(frozen=True)
+class seeded(Split):
+    """`chunks` independent repetitions, each with its own reproducible `random.Random`.
+
+    The stream of chunk i comes from (kind name, `seed`, i), so the same seed gives the same
+    result on any machine. With `share`, that integer parameter is divided among the chunks
+    and each call receives its share.
+    """
+
+    share: str | None = None
+    first_type: ClassVar[Any] = random.Random
+
+    def own(self) -> tuple[str, ...]:
+        return (SEED, self.share) if self.share else (SEED,)
+
+    def prepare(
+        self, where: str, first: inspect.Parameter, first_hint: Any, fields: dict[str, ParamField]
+    ) -> dict[str, ParamField]:
+        if self.share is not None:
+            if self.share in RESERVED:
+                raise KindDefinitionError(
+                    f"{where}(): seeded(share=...) cannot share {self.share!r}."
+                )
+            _integer(where, fields, self.share, "seeded(share=...)")
+        fields = super().prepare(where, first, first_hint, fields)
+        if SEED in fields:
+            _integer(where, fields, SEED, "seeded()")
+            return fields
+        seed = forms.IntegerField(
+            min_value=0, max_value=MAX_SEED, initial=1, help_text="Same seed, same result."
+        )
+        return {**fields, SEED: ParamField(SEED, seed, passed=False)}
+
+    def errors(self, data: Mapping[str, Any], fields: Mapping[str, ParamField]) -> dict[str, str]:
+        if self.share is None:
+            return {}
+        total, chunks = data.get(self.share), data.get(CHUNKS)
+        if total is None or chunks is None or chunks <= total:
+            return {}
+        return {CHUNKS: f"Must be at most {fields[self.share].label} ({total})."}
+
+    def parts(self, params: Params) -> list[dict[str, Any]]:
+        chunks, seed = params[CHUNKS], params[SEED]
+        if self.share is None:
+            return [{SEED: seed} for _ in range(chunks)]
+        total = params[self.share]
+        return [
+            {SEED: seed, self.share: total * (i + 1) // chunks - total * i // chunks}
+            for i in range(chunks)
+        ]
+
+    def chunk(self, kind_name: str, spec: Mapping[str, Any]) -> random.Random:
+        return seeded_stream(kind_name, spec[SEED], spec["index"])
+
+
+def _line_start(handle: IO[bytes], position: int, size: int) -> int:
+    """The first offset >= position that starts a line (0, or just after a b"\\n")."""
+    if position <= 0 or position >= size:
+        return min(max(position, 0), size)
+    handle.seek(position - 1)
+    offset = position - 1
+    while block := handle.read(64 * 1024):
+        found = block.find(b"\n")
+        if found >= 0:
+            return offset + found + 1
+        offset += len(block)
+    return size
+
+
+def _with_chunks(where: str, fields: dict[str, ParamField]) -> dict[str, ParamField]:
+    if CHUNKS in fields:
+        _integer(where, fields, CHUNKS, "the chunk count")
+        return fields
+    chunks = forms.IntegerField(min_value=1, max_value=MAX_CHUNKS, initial=DEFAULT_CHUNKS)
+    return {**fields, CHUNKS: ParamField(CHUNKS, chunks, passed=False)}
+
+
+def _integer(where: str, fields: Mapping[str, ParamField], name: str, role: str) -> None:
+    declared = fields.get(name)
+    if (
+        declared is None
+        or not isinstance(declared.field, forms.IntegerField)
+        or isinstance(declared.field, forms.FloatField | UploadField)
+    ):
+        raise KindDefinitionError(
+            f"{where}(): {role} needs an int parameter `{name}` (with its Range and default)."
+        )
+
+
+def _check_first(where: str, first: inspect.Parameter, hint: Any, expected: Any) -> None:
+    if hint is inspect.Parameter.empty or expected is None:
+        return
+    if get_origin(hint) is Annotated:
+        hint = get_args(hint)[0]
+    if hint == expected or hint is Any or (hint is list and get_origin(expected) is list):
+        return
+    if isinstance(hint, type) and isinstance(expected, type) and issubclass(expected, hint):
+        return
+    raise KindDefinitionError(
+        f"{where}(): the first parameter `{first.name}` receives the chunk, a "
+        f"{getattr(expected, '__name__', None) or expected}, but is annotated {hint!r}."
+    )
