@@ -47,7 +47,6 @@ class ListField(forms.Field):
         self.max_items = max_items
         self.min_items = min_items
         super().__init__(**kwargs)
-        self.widget.attrs.setdefault("rows", 6)
         self.widget.attrs.setdefault("spellcheck", "false")
 
     def prepare_value(self, value: Any) -> Any:
@@ -73,8 +72,10 @@ class ListField(forms.Field):
             raise ValidationError(f"At least {self.min_items} items, not {len(items)}.")
         cleaned: list[Any] = []
         errors: list[str] = []
+        # Lines typed in a form are text to parse; the items of a JSON array have JSON types.
+        typed = not isinstance(value, str)
         for number, item in enumerate(items, start=1):
-            wrong = None if isinstance(item, str) else json_type_error(self.item_field, item)
+            wrong = json_type_error(self.item_field, item) if typed else None
             try:
                 if wrong is not None:
                     raise ValidationError(wrong)

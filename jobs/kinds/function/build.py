@@ -143,7 +143,7 @@ def function_kind(
     estimate_seconds: Callable[[Params], float | None] | None = None,
 ) -> type[FunctionKind]:
     """The JobKind class `@kind` registers, not registered (for tests and tools)."""
-    where = getattr(function, "__qualname__", repr(function))
+    where = getattr(function, "__name__", repr(function))
     if not isinstance(split, Split):
         raise KindDefinitionError(
             f"{where}(): split= must be over_range(...), over_items(...), over_lines(...) or "
