@@ -1,15 +1,19 @@
-"""A kind written as one function, for the integration test that runs it through real
-workers (COREBOARD_JOB_KINDS=tests.kinds_function). Importing this module registers it."""
+"""Kinds written as one function, for the tests of pages, the API and real workers
+(COREBOARD_JOB_KINDS=tests.kinds_function). Importing this module registers them; tests in
+this process use `registered()`, which takes them out of the registry again afterwards."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Literal
 
 from jobs import kinds
 from jobs.kinds import Progress
-from jobs.kinds.function import Help, Range, Upload, kind, over_lines
+from jobs.kinds.function import Help, Label, MaxLength, Range, Upload, kind, over_items, over_lines
 
 NAME = "letter_counts"
+SCALED_NAME = "scaled_sum"
 VOWELS = frozenset("aeiou")
 
 
@@ -31,5 +35,26 @@ def letter_counts(
     return counts
 
 
-# Kept so that a test can put it back in the registry after removing it.
-KIND = kinds.get(NAME)
+@kind(name=SCALED_NAME, split=over_items("values"), combine="sum")
+def scaled_sum(
+    values: Annotated[list[float], Range(-1000, 1000), MaxLength(100), Label("Values")],
+    factor: Annotated[float, Range(0, 10)] = 1.0,
+    absolute: bool = False,
+) -> float:
+    """Adds up the values, each times the factor."""
+    return sum(abs(v) if absolute else v for v in values) * factor
+
+
+# Kept so that a test can put them back in the registry after another took them out.
+KINDS = {name: kinds.get(name) for name in (NAME, SCALED_NAME)}
+
+
+@contextmanager
+def registered() -> Iterator[None]:
+    """These kinds in this process's registry, for the test only."""
+    kinds._registry.update(KINDS)
+    try:
+        yield
+    finally:
+        for name in KINDS:
+            kinds._registry.pop(name, None)

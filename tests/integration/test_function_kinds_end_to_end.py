@@ -9,7 +9,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from jobs import kinds, services
+from jobs import services
 from jobs.models import Job
 from tests.factories import generated_text, make_job
 from tests.processes import start_celery_worker
@@ -24,9 +24,8 @@ def letter_counts() -> Iterator[str]:
     worker does not import it)."""
     from tests import kinds_function
 
-    kinds._registry[kinds_function.NAME] = kinds_function.KIND
-    yield kinds_function.NAME
-    kinds._registry.pop(kinds_function.NAME, None)
+    with kinds_function.registered():
+        yield kinds_function.NAME
 
 
 def test_a_function_kind_runs_on_real_workers_like_a_class_kind(

@@ -1,0 +1,50 @@
+"""A kind written as one function through the JSON API: its schema and its checks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from rest_framework.test import APIClient
+
+pytestmark = [pytest.mark.api, pytest.mark.django_db]
+
+
+@pytest.fixture
+def scaled_sum() -> Iterator[str]:
+    from tests import kinds_function
+
+    with kinds_function.registered():
+        yield kinds_function.SCALED_NAME
+
+
+def test_a_list_parameter_is_a_json_array_checked_item_by_item(
+    alice_api: APIClient, scaled_sum: str
+) -> None:
+    listed = {kind["name"]: kind for kind in alice_api.get("/api/kinds/").json()}
+    assert listed[scaled_sum]["params_schema"]["properties"]["values"] == {
+        "type": "array",
+        "items": {"type": "number", "minimum": -1000, "maximum": 1000},
+        "maxItems": 100,
+        "title": "Values",
+    }
+    created = alice_api.post(
+        "/api/jobs/",
+        {"kind": scaled_sum, "params": {"values": [1, 2.5, -3], "factor": 2, "chunks": 3}},
+        format="json",
+    )
+    assert created.status_code == 201, created.json()
+    assert created.json()["params"] == {
+        "values": [1.0, 2.5, -3.0], "factor": 2.0, "absolute": False, "chunks": 3,
+    }  # fmt: skip
+    refused = alice_api.post(
+        "/api/jobs/",
+        {"kind": scaled_sum, "params": {"values": [1, "2", 5000], "chunks": 4}},
+        format="json",
+    )
+    assert refused.status_code == 400
+    errors = refused.json()["params"]
+    assert errors["values"] == [
+        "Item 2 ('2'): Must be a JSON number, not a string.",
+        "Item 3 (5000): Ensure this value is less than or equal to 1000.",
+    ]
