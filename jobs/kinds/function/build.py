@@ -159,6 +159,10 @@ def function_kind(
     }
     fields = split.prepare(where, first, hints.get(first.name, first.annotation), fields)
     kind_name = name or function.__name__
+    if not kind_name.isidentifier():
+        raise KindDefinitionError(
+            f"{where}(): name={kind_name!r} must be an identifier (letters, digits, _)."
+        )
     if time_limit_s is not None and (not isinstance(time_limit_s, int) or time_limit_s < 1):
         raise KindDefinitionError(f"{where}(): time_limit_s must be a whole number of seconds ≥ 1.")
     definition = Definition(

@@ -96,15 +96,18 @@ class over_range(Split):
         return super().prepare(where, first, first_hint, fields)
 
     def errors(self, data: Mapping[str, Any], fields: Mapping[str, ParamField]) -> dict[str, str]:
-        n, start = data.get(self.n), data.get(self.start, 0) if self.start else 0
+        # A bound that failed its own field's checks is missing here: nothing to compare.
+        n, start = data.get(self.n), data.get(self.start) if self.start else 0
         if n is None or start is None:
             return {}
         after = f"{fields[self.start].label} ({start})" if self.start else "0"
         if n <= start:
             return {self.n: f"Must be greater than {after}."}
         if self.max_size is not None and n - start > self.max_size:
-            span = f"{fields[self.n].label} minus {fields[self.start].label}" if self.start else ""
-            return {self.n: f"{span or 'It'} must be at most {self.max_size:,}."}
+            if not self.start:
+                return {self.n: f"Must be at most {self.max_size:,}."}
+            span = f"{fields[self.n].label} minus {fields[self.start].label}"
+            return {self.n: f"{span} must be at most {self.max_size:,}."}
         chunks = data.get(CHUNKS)
         if chunks is not None and chunks > n - start:
             return {CHUNKS: f"Must be at most the size of the range ({n - start})."}
