@@ -55,13 +55,23 @@ class ListField(forms.Field):
         return value
 
     def to_python(self, value: Any) -> list[Any]:
+        """Text (a form's lines) as the items' values; a list as it is."""
         if value in self.empty_values:
             return []
-        if isinstance(value, str):
-            return [line.strip() for line in value.splitlines() if line.strip()]
         if isinstance(value, list | tuple):
             return list(value)
-        raise ValidationError("Must be a list: one item per line.", code="invalid")
+        if not isinstance(value, str):
+            raise ValidationError("Must be a list: one item per line.", code="invalid")
+        items: list[Any] = []
+        errors: list[str] = []
+        for number, line in enumerate(filter(None, map(str.strip, value.splitlines())), 1):
+            try:
+                items.append(self.item_field.to_python(line))
+            except ValidationError as error:
+                errors.append(_item_error(number, line, error))
+        if errors:
+            raise ValidationError(errors[:MAX_ITEM_ERRORS])
+        return items
 
     def clean(self, value: Any) -> list[Any]:
         items = self.to_python(value)
@@ -72,7 +82,7 @@ class ListField(forms.Field):
             raise ValidationError(f"At least {self.min_items} items, not {len(items)}.")
         cleaned: list[Any] = []
         errors: list[str] = []
-        # Lines typed in a form are text to parse; the items of a JSON array have JSON types.
+        # The items of a JSON array must have their JSON type (to_python converted text).
         typed = not isinstance(value, str)
         for number, item in enumerate(items, start=1):
             wrong = json_type_error(self.item_field, item) if typed else None
@@ -81,13 +91,19 @@ class ListField(forms.Field):
                     raise ValidationError(wrong)
                 cleaned.append(self.item_field.clean(item))
             except ValidationError as error:
-                errors.append(f"Item {number} ({item!r}): {' '.join(error.messages)}")
-                if len(errors) == 5:
-                    break
+                errors.append(_item_error(number, item, error))
         if errors:
-            raise ValidationError(errors)
+            raise ValidationError(errors[:MAX_ITEM_ERRORS])
         self.run_validators(cleaned)
         return cleaned
+
+
+# A list parameter's errors name at most this many of its items.
+MAX_ITEM_ERRORS = 5
+
+
+def _item_error(number: int, item: Any, error: ValidationError) -> str:
+    return f"Item {number} ({item!r}): {' '.join(error.messages)}"
 
 
 def json_type_error(field: forms.Field, value: Any) -> str | None:
