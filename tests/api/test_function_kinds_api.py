@@ -53,11 +53,12 @@ def test_a_list_parameter_is_a_json_array_checked_item_by_item(
 def test_the_new_job_pages_live_count_reads_a_list_typed_one_per_line(
     alice_api: APIClient, scaled_sum: str
 ) -> None:
-    body = {"kind": scaled_sum, "params": {"values": "1\n2.5\n\n-3", "chunks": "2"}}
+    params = {"values": "1\n2.5\n\n-3", "chunks": "2"}
+    body = {"kind": scaled_sum, "params": params}
     counted = alice_api.post("/api/jobs/preview/?form=1", body, format="json")
     assert counted.status_code == 200, counted.json()
     assert counted.json() == {"chunks": 2}
-    body["params"]["values"] = "1\nmany"
+    params["values"] = "1\nmany"
     refused = alice_api.post("/api/jobs/preview/?form=1", body, format="json")
     assert refused.status_code == 400
     assert refused.json()["params"]["values"] == ["Item 2 ('many'): Enter a number."]
