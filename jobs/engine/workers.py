@@ -76,7 +76,7 @@ NODE_PROCESS_FIELD = "process"
 DRAINING_FIELD = "draining"
 Draining = Literal["drain", "stop"]
 # Fields of a node's hash that are JSON lists.
-_LIST_FIELDS = ("cpus", "kinds", "labels", "queues")
+_LIST_FIELDS = ("cpus", "kinds", "kind_failures", "labels", "queues")
 
 # Register `node` for `process` unless another process's entry for it is live: that process.
 _NODE_CLAIM = """
@@ -236,6 +236,7 @@ def node_info(*, concurrency: int, queues: Iterable[str], node_kinds: Iterable[s
         "coreboard_version": coreboard_version(),
         "python_version": platform.python_version(),
         "kinds": sorted(node_kinds),
+        "kind_failures": kinds.load_failures(),
         "labels": list(settings.COREBOARD_WORKER_LABELS),
         "concurrency": concurrency,
         "queues": sorted(queues),
@@ -520,6 +521,7 @@ def cluster_state(conn: redis.Redis | None = None) -> ClusterState:
                 # Only a node that says which kinds it has can lack some.
                 "missing_kinds": sorted(web_kinds - node_kinds) if "kinds" in data else [],
                 "extra_kinds": sorted(node_kinds - web_kinds),
+                "kind_failures": lists["kind_failures"],
                 "labels": lists["labels"],
                 "queues": lists["queues"],
                 "concurrency": int(data.get("concurrency") or 0) or None,
@@ -529,7 +531,11 @@ def cluster_state(conn: redis.Redis | None = None) -> ClusterState:
     node_list.sort(key=lambda n: n["node"])
     return {
         "now": now,
-        "web": {"code_version": code_version(), "kinds": sorted(web_kinds)},
+        "web": {
+            "code_version": code_version(),
+            "kinds": sorted(web_kinds),
+            "kind_failures": kinds.load_failures(),
+        },
         "nodes": node_list,
         "processes": processes,
         "throughput": [
