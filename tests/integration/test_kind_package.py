@@ -9,6 +9,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -167,3 +168,26 @@ def test_a_kinds_folder_file_appears_and_a_broken_one_is_named_with_its_line(
     # The same line is logged once by the process that loaded the kinds (to stderr).
     assert listed.stderr.count("'coreboard_kinds.broken' (kinds folder) failed to load") == 1
     assert "primes" in listed.stdout
+
+
+def _section_blocks(page: str, heading: str) -> list[str]:
+    section = page.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"^```python\n(.*?)^```", section, re.M | re.S)
+
+
+def test_the_docs_testing_examples_run_as_a_plain_python_script(tmp_path: Path) -> None:
+    page = (paths.BASE_DIR / "docs" / "job-kinds.md").read_text()
+    example = re.search(r"<!-- example-module: \w+ -->\s*```python\n(.*?)```", page, re.S)
+    assert example is not None
+    blocks = [example.group(1), *_section_blocks(page, "Trying and testing a kind")]
+    script = tmp_path / "test_my_kind.py"
+    script.write_text("\n\n".join(blocks) + "\nprint('docs examples ran')\n")
+    env = _env(PYTHONPATH=str(paths.BASE_DIR))
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+
+    ran = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+
+    assert ran.returncode == 0, ran.stderr
+    assert "docs examples ran" in ran.stdout
