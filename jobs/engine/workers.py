@@ -210,8 +210,8 @@ def kind_names() -> list[str]:
 
 
 def worker_kinds() -> frozenset[str]:
-    """The kinds this worker runs: every kind registered in its process (built-in and
-    COREBOARD_JOB_KINDS), or only those named in COREBOARD_WORKER_KINDS."""
+    """The kinds this worker runs: every kind registered in its process (built-in, and
+    found by jobs.kinds.loading), or only those named in COREBOARD_WORKER_KINDS."""
     registered = set(kind_names())
     wanted = set(settings.COREBOARD_WORKER_KINDS)
     if not wanted:
@@ -220,7 +220,8 @@ def worker_kinds() -> frozenset[str]:
         raise ImproperlyConfigured(
             f"COREBOARD_WORKER_KINDS names kinds this worker does not have: "
             f"{', '.join(unknown)} (it has: {', '.join(sorted(registered))}; add their "
-            f"modules to COREBOARD_JOB_KINDS)."
+            f"modules to the kinds folder or COREBOARD_JOB_KINDS, or install their package; "
+            f"`manage.py kinds` shows those that failed to load)."
         )
     return frozenset(wanted)
 

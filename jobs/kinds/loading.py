@@ -23,7 +23,7 @@ from typing import TypedDict
 from django.conf import settings
 
 from jobs.kinds.base import JobKind
-from jobs.kinds.registry import all_kinds, register
+from jobs.kinds.registry import all_kinds, register, unregister
 
 logger = logging.getLogger(__name__)
 
@@ -143,6 +143,7 @@ def folder_package_set(folder: Path) -> None:
 
 
 def _load(module: str, *, source: str, attr: str | None = None) -> None:
+    before = {kind.name for kind in all_kinds()}
     try:
         loaded = importlib.import_module(module)
         if attr:
@@ -153,6 +154,10 @@ def _load(module: str, *, source: str, attr: str | None = None) -> None:
             if isinstance(target, type) and issubclass(target, JobKind):
                 _register_once(target, registered)
     except Exception as error:
+        # A module that failed has no kinds: not the ones it registered before failing.
+        for kind in all_kinds():
+            if kind.name not in before:
+                unregister(kind.name)
         _failures.append(_failure_from(module, source, error))
 
 

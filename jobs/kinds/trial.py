@@ -111,7 +111,9 @@ def kind_resolve(name_or_module: str) -> JobKind:
     found = [
         kind
         for kind in registry.all_kinds()
-        if type(kind).__module__ == module_name or kind.name not in before
+        if kind.name not in before
+        or type(kind).__module__ == module_name
+        or type(kind).__module__.startswith(f"{module_name}.")
     ]
     if len(found) == 1:
         return found[0]
@@ -137,23 +139,30 @@ def _import_file(path: Path) -> str:
         name = f"{FOLDER_PACKAGE}.{stem}"
         importlib.import_module(name)
         return name
-    if stem in sys.modules:
+    loaded = sys.modules.get(stem)
+    if loaded is not None and getattr(loaded, "__file__", None) == str(path):
         return stem
+    # A file named like a module already imported (json.py) must not replace it.
+    name = stem if loaded is None else f"tried_{stem}"
+    # As `python pricer.py` would: the file's folder is on the path, so it imports its
+    # neighbours.
+    if str(path.parent) not in sys.path:
+        sys.path.insert(0, str(path.parent))
     spec = importlib.util.spec_from_file_location(
-        stem,
+        name,
         path,
         submodule_search_locations=[str(path.parent)] if path.name == "__init__.py" else None,
     )
     if spec is None or spec.loader is None:
         raise TrialError(f"{path} is not a Python module.")
     module = importlib.util.module_from_spec(spec)
-    sys.modules[stem] = module
+    sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
     except BaseException:
-        del sys.modules[stem]
+        del sys.modules[name]
         raise
-    return stem
+    return name
 
 
 def params_parse(kind: JobKind, pairs: Sequence[str]) -> tuple[Params, dict[str, Path]]:

@@ -219,3 +219,27 @@ def test_staff_see_where_kinds_failed_to_load_and_others_do_not(
     assert seen["file"] == "/srv/kinds/broken.py"
     assert selectors.kind_failures_seen(for_alice) == []
     assert for_alice["nodes"][0]["kind_failures"] == []
+
+
+def test_a_module_that_fails_after_registering_leaves_no_kind_behind(kinds_folder: Path) -> None:
+    (kinds_folder / "half.py").write_text(kind_source("half") + "\nraise ImportError('late')\n")
+
+    [failure] = kinds.load_configured()
+
+    assert failure["message"] == "late"
+    with pytest.raises(kinds.UnknownKind):
+        kinds.get("half")
+
+
+def test_two_modules_registering_one_name_fail_the_second_with_its_line(
+    kinds_folder: Path,
+) -> None:
+    (kinds_folder / "first.py").write_text(kind_source("twice", label="First"))
+    (kinds_folder / "second.py").write_text(kind_source("twice", label="Second"))
+
+    [failure] = kinds.load_configured()
+
+    assert failure["module"] == "coreboard_kinds.second"
+    assert "registered twice" in failure["message"]
+    assert failure["file"] == str(kinds_folder / "second.py")
+    assert kinds.get("twice").label == "First"

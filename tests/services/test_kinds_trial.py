@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from io import StringIO
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 
+from jobs import kinds
 from jobs.kinds import trial
 from jobs.kinds.testing import run_kind, split_kind
 
@@ -130,3 +132,23 @@ def test_results_without_a_display_read_as_a_table_of_fields() -> None:
 
     assert display.table_rows == [["estimate", "3.14159"], ["n", "1000"], ["bins", "[1, 2]"]]
     assert trial.display_text(display).splitlines()[:2] == ["Field     Value", "--------  -------"]
+
+
+def test_try_kind_imports_a_file_named_like_a_module_without_replacing_it(
+    tmp_path: Path,
+) -> None:
+    import json as standard_json
+
+    module = tmp_path / "json.py"
+    module.write_text(
+        NOT_JSON_KIND.replace("sets_partial", "json_named").replace(
+            '{"counts": [1, 2, {"seen": {spec["i"]}}]}', 'spec["i"]'
+        )
+    )
+
+    with kinds.temporary():
+        data = json.loads(try_kind(str(module), "-p", "n=3", "--json"))
+
+    assert data["kind"] == "json_named"
+    assert data["result"] == [0, 1, 2]
+    assert sys.modules["json"] is standard_json
