@@ -17,7 +17,8 @@ from jobs import kinds
 
 pytestmark = pytest.mark.services
 
-# The pages whose examples are code a person copies.
+# The pages whose examples are code a person copies and that run without a server
+# (docs/api.md's client example needs a live one).
 PAGES = ["docs/job-kinds.md"]
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.M | re.S)
 
