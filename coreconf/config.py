@@ -470,6 +470,8 @@ register(
     "",
     "a folder of job-kind modules (`*.py` files and packages), imported by web and workers",
     section="workers",
+    # Workers must load the kinds the web process offers: the join command carries it.
+    shared=True,
     default_doc="`kinds/` in the project folder",
 )
 register(

@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal, NotRequired, TypedDict, TypeGuard, c
 
 from django.urls import reverse
 
+from jobs.kinds.loading import LoadFailure
 from jobs.models import Chunk, Job, ScalingStudy, Upload
 from jobs.scaling import ScalingAnalysis, ScalingPoint
 
@@ -203,6 +204,8 @@ class NodeInfo(TypedDict):
     python_version: str
     # The kinds it runs (COREBOARD_WORKER_KINDS, else every kind registered there).
     kinds: list[str]
+    # Kind modules that failed to import there (jobs.kinds.loading); staff see them.
+    kind_failures: list[LoadFailure]
     labels: list[str]
     concurrency: int
     queues: list[str]
@@ -228,6 +231,8 @@ class NodeState(TypedDict):
     kinds: list[str]
     missing_kinds: list[str]
     extra_kinds: list[str]
+    # Empty for people who are not staff (selectors.cluster_for_user).
+    kind_failures: list[LoadFailure]
     labels: list[str]
     queues: list[str]
     concurrency: int | None
@@ -239,6 +244,8 @@ class WebState(TypedDict):
 
     code_version: str
     kinds: list[str]
+    # Kind modules that failed to import in the web process; empty for people who are not staff.
+    kind_failures: list[LoadFailure]
 
 
 class ClusterState(TypedDict):

@@ -140,11 +140,12 @@ def api_reference() -> str:
 
 
 def _shapes() -> list[type]:
-    """The TypedDicts jobs/protocol.py declares, in the order it declares them."""
+    """The TypedDicts jobs/protocol.py declares or imports, in that order."""
     return [
         value
         for value in vars(protocol).values()
-        if is_typeddict(value) and value.__module__ == protocol.__name__
+        # A shape declared where it is made (jobs.kinds.loading.LoadFailure) and imported here.
+        if is_typeddict(value) and value.__module__.startswith("jobs.")
     ]
 
 

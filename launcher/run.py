@@ -13,15 +13,17 @@ root can read, so var/secrets stays 0700 root.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from coreconf import config, paths
-from launcher import join, stack, supervisor
+from launcher import join, reload, stack, supervisor
 from launcher.worker import default_node_name, worker_command
 
 
@@ -67,11 +69,25 @@ def service_env(*, database_url: str, redis_url: str) -> dict[str, str]:
     return env
 
 
+# A reload stops a worker sooner than Ctrl-C does (a cold shutdown, then SIGKILL): a
+# running chunk of the old code is not worth waiting for (its lease expires and it runs
+# again, with the new code).
+RELOAD_STOP_S = 1.0
+WORKER = "celery worker"
+DAPHNE = "daphne"
+
+
 class _Child:
     """A supervised child process: started, watched, stopped gently."""
 
     def __init__(
-        self, name: str, args: list[str], env: dict[str, str], user: Any, stop_wait_s: float
+        self,
+        name: str,
+        args: list[str],
+        env: dict[str, str],
+        user: Any,
+        stop_wait_s: float,
+        reload_signal: int = signal.SIGTERM,
     ) -> None:
         self.process: subprocess.Popen[bytes] | None = None
         self.component = supervisor.Component(
@@ -79,7 +95,41 @@ class _Child:
             start=lambda: setattr(self, "process", _spawn(args, env, user)),
             alive=lambda: supervisor.process_alive(self.process),
             stop=lambda: supervisor.stop_gently(self.process, warm_s=stop_wait_s),
+            reload_stop=lambda: supervisor.stop_quickly(
+                self.process, sig=reload_signal, wait_s=RELOAD_STOP_S
+            ),
         )
+
+
+def kinds_report(env: dict[str, str] | None = None) -> dict[str, Any]:
+    """`manage.py kinds --json`: the kinds Django finds with this environment, the kind
+    modules that failed to load, and the sources to watch."""
+    output = subprocess.run(
+        [sys.executable, str(paths.BASE_DIR / "manage.py"), "kinds", "--json"],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+    ).stdout
+    report: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
+    return report
+
+
+def failures_text(report: dict[str, Any]) -> str:
+    """The kind modules that failed to load, a line each; "" when none did."""
+    failures = report.get("failures") or []
+    if not failures:
+        return ""
+    lines = ["Job kinds that failed to load (the other kinds run; staff see why on the overview):"]
+    for failure in failures:
+        where = failure["file"] or "module not found"
+        if failure["file"] and failure["line"] is not None:
+            where = f"{where}:{failure['line']}"
+        lines.append(
+            f"  {failure['module']} ({failure['source']}): {where}: "
+            f"{failure['error']}: {failure['message']}"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def _join_hint(
@@ -134,6 +184,34 @@ def _bind_note(bind: str) -> str:
     )
 
 
+def _reload(
+    watcher: supervisor.Supervisor, changed: list[str], *, env: dict[str, str], port: int, host: str
+) -> None:
+    """Restart the worker and daphne after a kind's source changed; say how long it took
+    and which kinds fail to load now."""
+    started = time.monotonic()
+    print(
+        f"reload: {reload.change_note(changed, paths.BASE_DIR)} changed; restarting "
+        "the worker and daphne",
+        flush=True,
+    )
+    watcher.restart({WORKER, DAPHNE})
+    stopped = time.monotonic() - started
+    stack.wait_for_port(port, what="daphne", host=host)
+    up = time.monotonic() - started
+    # After daphne is up, not beside it: on a small machine it would slow the restart.
+    try:
+        report = kinds_report(env)
+    except subprocess.CalledProcessError as error:
+        print(f"reload: the kinds could not be listed:\n{error.stderr}", flush=True)
+        return
+    print(
+        f"{failures_text(report)}reload: {len(report['kinds'])} kinds; stopped in "
+        f"{stopped:.1f} s, web up again {up:.1f} s after the change",
+        flush=True,
+    )
+
+
 def main() -> int:
     try:
         port = config.integer("PORT")
@@ -143,6 +221,7 @@ def main() -> int:
         # How long Ctrl-C waits for running chunks (a warm shutdown) before a cold one.
         stop_wait = config.number("COREBOARD_STOP_WAIT_S")
         max_crashes = config.integer("COREBOARD_SUPERVISE_MAX_CRASHES")
+        reloading = config.boolean("COREBOARD_RELOAD")
     except config.SettingError as error:
         print(f"make run: {error}", file=sys.stderr)
         return 1
@@ -207,15 +286,27 @@ def main() -> int:
         if concurrency:
             node = ["-n", default_node_name()]
             worker = _Child(
-                "celery worker", worker_command(concurrency, *node), env, user, stop_wait
+                WORKER, worker_command(concurrency, *node), env, user, stop_wait, signal.SIGQUIT
             )
             watcher.add(worker.component)
             workers = f"{concurrency} worker processes"
         else:
             workers = "web only: no local worker, COREBOARD_WORKER_CONCURRENCY=0"
-        watcher.add(_Child("daphne", daphne_command(port, bind), env, user, 10.0).component)
+        watcher.add(_Child(DAPHNE, daphne_command(port, bind), env, user, 10.0).component)
+        # Asked while daphne and the worker start: it takes a Django start of its own.
+        report = kinds_report(env)
         wildcard = bind in ("0.0.0.0", "::")  # noqa: S104 - what the operator asked for
-        stack.wait_for_port(port, what="daphne", host="127.0.0.1" if wildcard else bind)
+        port_host = "127.0.0.1" if wildcard else bind
+        stack.wait_for_port(port, what="daphne", host=port_host)
+        kind_watcher = None
+        reload_note = ""
+        if reloading:
+            kind_watcher = reload.KindWatcher(Path(source) for source in report["sources"])
+            kind_watcher.start()
+            reload_note = (
+                "Reloading the worker and daphne when a kind's source changes "
+                "(COREBOARD_RELOAD=0 turns it off).\n"
+            )
         hint = _join_hint(
             listen=listen,
             postgres=postgres,
@@ -224,14 +315,20 @@ def main() -> int:
             redis_url=redis_url,
         )
         print(
-            f"\nCoreboard is running at http://{'127.0.0.1' if wildcard else bind}:{port}/ "
+            f"\n{failures_text(report)}"
+            f"Coreboard is running at http://{'127.0.0.1' if wildcard else bind}:{port}/ "
             f"({workers}).\n{login}\n{_bind_note(bind)}"
-            f"{hint}\nPress Ctrl-C to stop.\n",
+            f"{hint}\n{reload_note}Press Ctrl-C to stop.\n",
             flush=True,
         )
         while not stopping:
             watcher.check()
-            time.sleep(0.5)
+            if kind_watcher is None:
+                time.sleep(0.5)
+            elif changed := kind_watcher.wait_changed(timeout=0.5):
+                _reload(watcher, changed, env=env, port=port, host=port_host)
+        if kind_watcher is not None:
+            kind_watcher.stop()
         return 0
     except (stack.StackError, subprocess.CalledProcessError, supervisor.GaveUp) as error:
         print(f"make run: {error}", file=sys.stderr)

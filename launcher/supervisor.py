@@ -12,9 +12,10 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +36,8 @@ class Component:
     stop: Callable[[], None]
     crashes: deque[float] = field(default_factory=deque)
     restart_at: float | None = None
+    # How a reload stops it (quicker than `stop`); `stop` when None.
+    reload_stop: Callable[[], None] | None = None
 
 
 class Supervisor:
@@ -77,6 +80,32 @@ class Supervisor:
         delay = min(BACKOFF_FIRST_S * 2 ** (len(component.crashes) - 1), BACKOFF_MAX_S)
         self.log(f"supervisor: {component.name} exited; restarting in {delay:.0f} s")
         component.restart_at = now + delay
+
+    def restart(self, names: Collection[str]) -> None:
+        """Stop the named components (the last started first) and start them again now: a
+        reload, not a crash, so no backoff and no crash counted."""
+        chosen = [component for component in self.components if component.name in names]
+
+        def stop(component: Component) -> None:
+            try:
+                (component.reload_stop or component.stop)()
+            except Exception as error:
+                self.log(f"supervisor: stopping {component.name} failed: {error}")
+
+        # At once: each waits for its own process, and a reload is waited for by a person.
+        stopping = [threading.Thread(target=stop, args=(c,)) for c in reversed(chosen)]
+        for thread in stopping:
+            thread.start()
+        for thread in stopping:
+            thread.join()
+        for component in chosen:
+            component.crashes.clear()
+            component.restart_at = None
+            try:
+                component.start()
+            except Exception as error:
+                self.log(f"supervisor: {component.name} did not start: {error}")
+                self._crashed(component, time.monotonic())
 
     def stop_all(self) -> None:
         """Stop every component, the last started first."""
@@ -126,4 +155,23 @@ def stop_gently(
         except subprocess.TimeoutExpired:
             continue
     process.kill()
+    process.wait()
+
+
+def stop_quickly(process: subprocess.Popen[bytes] | None, *, sig: int, wait_s: float) -> None:
+    """`sig`, then SIGKILL to its whole process group (a Celery pool's children too) after
+    `wait_s`: for a reload in development, where a person waits and a chunk cut short runs
+    again once its lease expires."""
+    if process is None or process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        process.send_signal(sig)
+    try:
+        process.wait(timeout=wait_s)
+        return
+    except subprocess.TimeoutExpired:
+        pass
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        # Started in its own session (launcher.run._spawn): its group is its pid.
+        os.killpg(process.pid, signal.SIGKILL)
     process.wait()

@@ -19,8 +19,10 @@ from django.test import Client, override_settings
 from rest_framework.test import APIClient
 
 from coreconf import paths
+from jobs import kinds
 from jobs.engine import events
 from jobs.engine import preflight as worker_preflight
+from jobs.kinds import loading as kinds_loading
 from jobs.models import Job
 from tests.factories import (
     api_client_for,
@@ -223,6 +225,18 @@ def other_session() -> Iterator[psycopg.Connection]:
     params.pop("prepare_threshold", None)
     with psycopg.connect(**params) as other:
         yield other
+
+
+@pytest.fixture
+def kinds_folder(tmp_path: Path, settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """An empty folder as COREBOARD_KINDS_DIR; the kinds registered and the load failures
+    recorded during the test (`kinds.load_configured()`) are forgotten after it."""
+    folder = tmp_path / "kinds"
+    folder.mkdir()
+    settings.COREBOARD_KINDS_DIR = folder
+    monkeypatch.setattr(kinds_loading, "_failures", [])
+    with kinds.temporary():
+        yield folder
 
 
 # --- real processes -------------------------------------------------------------------------

@@ -76,7 +76,7 @@ NODE_PROCESS_FIELD = "process"
 DRAINING_FIELD = "draining"
 Draining = Literal["drain", "stop"]
 # Fields of a node's hash that are JSON lists.
-_LIST_FIELDS = ("cpus", "kinds", "labels", "queues")
+_LIST_FIELDS = ("cpus", "kinds", "kind_failures", "labels", "queues")
 
 # Register `node` for `process` unless another process's entry for it is live: that process.
 _NODE_CLAIM = """
@@ -210,8 +210,8 @@ def kind_names() -> list[str]:
 
 
 def worker_kinds() -> frozenset[str]:
-    """The kinds this worker runs: every kind registered in its process (built-in and
-    COREBOARD_JOB_KINDS), or only those named in COREBOARD_WORKER_KINDS."""
+    """The kinds this worker runs: every kind registered in its process (built-in, and
+    found by jobs.kinds.loading), or only those named in COREBOARD_WORKER_KINDS."""
     registered = set(kind_names())
     wanted = set(settings.COREBOARD_WORKER_KINDS)
     if not wanted:
@@ -220,7 +220,8 @@ def worker_kinds() -> frozenset[str]:
         raise ImproperlyConfigured(
             f"COREBOARD_WORKER_KINDS names kinds this worker does not have: "
             f"{', '.join(unknown)} (it has: {', '.join(sorted(registered))}; add their "
-            f"modules to COREBOARD_JOB_KINDS)."
+            f"modules to the kinds folder or COREBOARD_JOB_KINDS, or install their package; "
+            f"`manage.py kinds` shows those that failed to load)."
         )
     return frozenset(wanted)
 
@@ -236,6 +237,7 @@ def node_info(*, concurrency: int, queues: Iterable[str], node_kinds: Iterable[s
         "coreboard_version": coreboard_version(),
         "python_version": platform.python_version(),
         "kinds": sorted(node_kinds),
+        "kind_failures": kinds.load_failures(),
         "labels": list(settings.COREBOARD_WORKER_LABELS),
         "concurrency": concurrency,
         "queues": sorted(queues),
@@ -520,6 +522,7 @@ def cluster_state(conn: redis.Redis | None = None) -> ClusterState:
                 # Only a node that says which kinds it has can lack some.
                 "missing_kinds": sorted(web_kinds - node_kinds) if "kinds" in data else [],
                 "extra_kinds": sorted(node_kinds - web_kinds),
+                "kind_failures": lists["kind_failures"],
                 "labels": lists["labels"],
                 "queues": lists["queues"],
                 "concurrency": int(data.get("concurrency") or 0) or None,
@@ -529,7 +532,11 @@ def cluster_state(conn: redis.Redis | None = None) -> ClusterState:
     node_list.sort(key=lambda n: n["node"])
     return {
         "now": now,
-        "web": {"code_version": code_version(), "kinds": sorted(web_kinds)},
+        "web": {
+            "code_version": code_version(),
+            "kinds": sorted(web_kinds),
+            "kind_failures": kinds.load_failures(),
+        },
         "nodes": node_list,
         "processes": processes,
         "throughput": [

@@ -181,7 +181,8 @@ def overview(*, user: Any, recent: int = 10, active_max: int = 100) -> JobsOverv
 
 def cluster_for_user(*, user: Any, state: Mapping[str, Any]) -> ClusterState:
     """The cluster state as `user` may see it: processes busy with a job the person cannot
-    see show `other: true` instead of its id and chunk."""
+    see show `other: true` instead of its id and chunk; kind modules that failed to load
+    (their files and tracebacks) are shown to staff only."""
     busy = {p["job_id"] for p in state["processes"] if p.get("job_id") is not None}
     visible = set(jobs_visible_to(user).filter(pk__in=busy).values_list("pk", flat=True))
     processes = []
@@ -190,7 +191,26 @@ def cluster_for_user(*, user: Any, state: Mapping[str, Any]) -> ClusterState:
         if job_id is not None and job_id not in visible:
             process = {**process, "job_id": None, "chunk_index": None, "other": True}
         processes.append(process)
-    return cast(ClusterState, {**state, "processes": processes})
+    if getattr(user, "is_staff", False):
+        return cast(ClusterState, {**state, "processes": processes})
+    web = {**state.get("web", {}), "kind_failures": []}
+    nodes = [{**node, "kind_failures": []} for node in state.get("nodes", [])]
+    return cast(ClusterState, {**state, "web": web, "nodes": nodes, "processes": processes})
+
+
+def kind_failures_seen(cluster: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The kind modules that failed to load in the web process or on a worker node, one
+    entry per module and error with `places` (\"web\" and node names) where it failed; as
+    `cluster` (cluster_for_user's) shows them, so empty for people who are not staff."""
+    seen: dict[tuple[str, str, str], dict[str, Any]] = {}
+    places = [("web", cluster.get("web", {}).get("kind_failures", []))]
+    places += [(node["node"], node.get("kind_failures", [])) for node in cluster.get("nodes", [])]
+    for place, failures in places:
+        for failure in failures:
+            key = (failure["module"], failure["error"], failure["message"])
+            entry = seen.setdefault(key, {**failure, "places": []})
+            entry["places"].append(place)
+    return sorted(seen.values(), key=lambda entry: entry["module"])
 
 
 def overview_state(

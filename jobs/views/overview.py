@@ -22,7 +22,11 @@ def overview(request: HttpRequest) -> HttpResponse:
         cluster_state=workers.cluster_state(),
         active_max=settings.COREBOARD_OVERVIEW_ACTIVE_MAX,
     )
-    return render(request, "jobs/overview.html", {"initial": initial})
+    return render(
+        request,
+        "jobs/overview.html",
+        {"initial": initial, "kind_failures": selectors.kind_failures_seen(initial["cluster"])},
+    )
 
 
 class NodeControlForm(forms.Form):

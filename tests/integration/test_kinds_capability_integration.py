@@ -28,11 +28,11 @@ FINAL = {"succeeded", "failed", "cancelled"}
 def probe_kind() -> Iterator[str]:
     """The `probe` kind, registered in this process for the test only (the suite's shared
     worker does not have it)."""
-    from tests import kinds_probe
+    with kinds.temporary():
+        from tests import kinds_probe
 
-    kinds._registry[kinds_probe.NAME] = kinds_probe.Probe()
-    yield kinds_probe.NAME
-    kinds._registry.pop(kinds_probe.NAME, None)
+        kinds.register(kinds_probe.Probe)
+        yield kinds_probe.NAME
 
 
 def _probe_env(child_env: dict[str, str], **extra: str) -> dict[str, str]:
