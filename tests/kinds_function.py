@@ -52,9 +52,5 @@ KINDS = {name: kinds.get(name) for name in (NAME, SCALED_NAME)}
 @contextmanager
 def registered() -> Iterator[None]:
     """These kinds in this process's registry, for the test only."""
-    kinds._registry.update(KINDS)
-    try:
+    with kinds.temporary(*(type(made) for made in KINDS.values())):
         yield
-    finally:
-        for name in KINDS:
-            kinds._registry.pop(name, None)

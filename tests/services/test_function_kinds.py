@@ -582,7 +582,7 @@ def registered() -> Iterator[list[str]]:
     names: list[str] = []
     yield names
     for name in names:
-        kinds._registry.pop(name, None)
+        kinds.unregister(name)
 
 
 def test_the_decorator_registers_the_kind_and_leaves_the_function_as_it_is(

@@ -54,7 +54,7 @@ def test_try_kind_shows_specs_times_chunks_and_prints_the_result_as_the_page_doe
     text = try_kind("primes", "--param", "start=0", "--param", "stop=1000", "-p", "chunks=4")
 
     assert "primes (Count primes): 4 chunks" in text
-    assert 'spec[0] {"start": 0, "stop": 250}' in text
+    assert 'spec[0] {"index": 0, "start": 0, "stop": 250, "params": {' in text
     assert "... 1 more" in text
     assert "chunk 4/4:" in text
     assert "Primes found: 168" in text
@@ -108,10 +108,8 @@ def test_try_kind_says_which_kinds_exist_when_the_name_is_unknown() -> None:
 
 def test_run_kind_runs_a_whole_job_in_one_line() -> None:
     assert run_kind("primes", start=0, stop=1000, chunks=3) == {"count": 168}
-    assert split_kind("primes", start=0, stop=100, chunks=2) == [
-        {"start": 0, "stop": 50},
-        {"start": 50, "stop": 100},
-    ]
+    specs = split_kind("primes", start=0, stop=100, chunks=2)
+    assert [(spec["start"], spec["stop"]) for spec in specs] == [(0, 50), (50, 100)]
 
 
 def test_run_kind_refuses_bad_parameters_and_values_that_are_not_json(
