@@ -43,6 +43,7 @@ def make_job(
     *,
     parallelism: int | None = 2,
     committed: bool = False,
+    chunk_time_limit_s: int | None = None,
     **params: Any,
 ) -> Job:
     """A job made the way people make one (the service: validated, split into chunks).
@@ -54,7 +55,13 @@ def make_job(
     if kind == "burn":
         params = BURN_DEFAULTS | params
     with transaction.atomic() if committed else contextlib.nullcontext():
-        return services.job_create(owner=owner, kind=kind, params=params, parallelism=parallelism)
+        return services.job_create(
+            owner=owner,
+            kind=kind,
+            params=params,
+            parallelism=parallelism,
+            chunk_time_limit_s=chunk_time_limit_s,
+        )
 
 
 def make_ended_job(owner: User, *, chunks: int = 3) -> Job:

@@ -148,6 +148,9 @@ class JobKind:
     form_class: ClassVar[type[forms.Form]]
     #: Media type of `preview`, or None when the kind has no live preview.
     preview_type: ClassVar[str | None] = None
+    #: Seconds one chunk may run before its process is stopped and the chunk fails for
+    #: good; None: COREBOARD_CHUNK_TIME_LIMIT_S (also the most a kind may ask for).
+    time_limit_s: ClassVar[int | None] = None
 
     def clean_params(self, data: Mapping[str, Any]) -> Params:
         """Validate raw parameters with the kind's form; raise ValidationError by field."""
