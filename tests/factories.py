@@ -193,6 +193,16 @@ BAD_JOB_INPUT = [
         ["parallelism"],
         "integer",
     ),
+    (
+        {"kind": "burn", "params": {"chunks": 1, "ms": 1}, "chunk_time_limit_s": 0},
+        ["chunk_time_limit_s"],
+        "Must be between 1 and 600 s (the kind's time limit).",
+    ),
+    (
+        {"kind": "burn", "params": {"chunks": 1, "ms": 1}, "chunk_time_limit_s": "5"},
+        ["chunk_time_limit_s"],
+        "Must be a JSON integer, not a string.",
+    ),
     # Strict JSON types: no coercion of objects, booleans or digit strings.
     ({"kind": "hash_search", "params": {"prefix": {"a": 1}}}, ["params", "prefix"], "string"),
     ({"kind": "burn", "params": {"chunks": "１２"}}, ["params", "chunks"], "JSON integer"),  # noqa: RUF001

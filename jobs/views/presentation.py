@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from jobs import kinds
+from jobs import kinds, options
 from jobs.kinds.base import ResultDisplay, display_value
 from jobs.models import Job, Upload
 
@@ -43,6 +43,17 @@ def _upload_names(kind: kinds.JobKind, params: dict[str, Any]) -> dict[str, Any]
         if isinstance(upload_id, int):
             shown[name] = names.get(upload_id, f"upload #{upload_id} (deleted)")
     return shown
+
+
+def job_time_limit_text(job: Job) -> str:
+    """How long one chunk of the job may run, and whose limit that is."""
+    try:
+        kind_limit = options.kind_time_limit_s(kinds.get(job.kind))
+    except kinds.UnknownKind:
+        kind_limit = None
+    if job.chunk_time_limit_s:
+        return f"{job.chunk_time_limit_s} s"
+    return f"{kind_limit} s (the kind's)" if kind_limit else "the kind's"
 
 
 def job_params_text(job: Job) -> str:

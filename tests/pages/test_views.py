@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
+from jobs import kinds
 from jobs.models import Job
 
 pytestmark = [pytest.mark.pages, pytest.mark.django_db]
@@ -87,3 +90,37 @@ def test_cancel_button_cancels(alice_client: Client, alice_job: Job) -> None:
     alice_job.refresh_from_db()
     assert alice_job.status == Job.Status.CANCELLED
     assert alice_client.get(f"/jobs/{alice_job.pk}/cancel/").status_code == 405
+
+
+def test_new_job_form_offers_a_chunk_time_limit_within_the_kind_s(
+    alice_client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(type(kinds.get("primes")), "time_limit_s", 120)
+    form = alice_client.get("/jobs/new/", {"kind": "primes"}).content.decode()
+    assert 'name="chunk_time_limit_s"' in form
+    assert "empty means the kind's limit, 120 s." in form
+    refused = alice_client.post(
+        "/jobs/new/",
+        {"kind": "primes", "params-start": "0", "params-stop": "1000", "params-chunks": "4",
+         "chunk_time_limit_s": "121"},
+    )  # fmt: skip
+    assert refused.status_code == 400
+    assert "Must be between 1 and 120 s (the kind&#x27;s time limit)." in refused.content.decode()
+    assert not Job.objects.exists()
+    alice_client.post(
+        "/jobs/new/",
+        {"kind": "primes", "params-start": "0", "params-stop": "1000", "params-chunks": "4",
+         "chunk_time_limit_s": "90"},
+    )  # fmt: skip
+    job = Job.objects.get()
+    assert job.chunk_time_limit_s == 90
+    page = alice_client.get(f"/jobs/{job.pk}/").content.decode()
+    assert '<dd id="time-limit-value">90 s</dd>' in page
+
+
+def test_job_page_shows_the_kind_s_time_limit_when_the_job_asked_for_none(
+    alice_client: Client, alice_job: Job, settings: Any
+) -> None:
+    settings.COREBOARD_CHUNK_TIME_LIMIT_S = 600
+    page = alice_client.get(f"/jobs/{alice_job.pk}/").content.decode()
+    assert '<dd id="time-limit-value">600 s (the kind&#x27;s)</dd>' in page
