@@ -139,7 +139,8 @@ class JobKind:
     Optional: `preview` (a picture of one finished chunk, shown while the job runs),
     `result_file` (a file kept with the job, e.g. a PNG), `finishes_job` (early exit:
     the first partial for which it is true ends the job successfully) and
-    `result_display` (the result as people read it; the raw JSON is shown without one).
+    `result_display` (the result as people read it; without one the page shows a table
+    of its fields).
     """
 
     name: ClassVar[str]
