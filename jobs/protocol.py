@@ -83,6 +83,11 @@ class WaitingState(TypedDict):
         "\"Waiting: no live worker has the kind 'mandelbrot'\".",
     ]
     seconds: Annotated[float | None, "Seconds until the first reason ends by itself, if known."]
+    held_by: Annotated[
+        list[int],
+        "While it waits for a free worker process: the ids of the owner's own jobs that hold "
+        "them (other people's are only counted in `text`).",
+    ]
 
 
 class JobState(TypedDict):
