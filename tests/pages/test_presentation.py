@@ -151,7 +151,7 @@ def test_admin_links_the_result_file_through_the_api_and_rounds_cpu(
 def test_a_result_without_a_display_is_a_table_of_its_fields_with_the_json_kept(
     alice: User, alice_client: Client
 ) -> None:
-    job = make_job(alice, "mandelbrot", **SMALL_MANDELBROT)
+    job = services.job_create(owner=alice, kind="mandelbrot", params=SMALL_MANDELBROT)
     result = {
         "pixels": 3072,
         "stats": {"inside": 512},
