@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -292,3 +295,34 @@ def test_a_kind_s_limit_is_capped_by_the_global_one(
     monkeypatch.setattr(type(burn), "time_limit_s", 10)
     assert options.chunk_time_limit_s(burn, None) == 10
     assert options.chunk_time_limit_s(burn, 3) == 3
+
+
+def test_a_child_that_ignores_sigterm_gets_sigkill_after_the_grace(
+    board: stopper._Board, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.COREBOARD_KILL_GRACE_MS = 100
+    stubborn = subprocess.Popen(
+        [sys.executable, "-c", "import signal, time\n"
+         "signal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('ready', flush=True)\n"
+         "time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert stubborn.stdout is not None
+        assert stubborn.stdout.readline() == "ready\n"
+        board.write(0, stubborn.pid, 5, 50, 0, 0.0, 1.0, 0)
+        monkeypatch.setattr(stopper, "chunk_stop", lambda **kwargs: True)
+        gone: list[bool] = []
+        watch = stopper.Stopper(board, "test@host", on_child_gone=lambda: gone.append(True))
+        (stopped,) = watch.tick()
+        assert stopped.pid == stubborn.pid
+        time.sleep(0.2)
+        assert stubborn.poll() is None  # SIGTERM ignored
+        watch.tick()  # past the grace: SIGKILL
+        assert stubborn.wait(timeout=5) == -signal.SIGKILL
+        watch.tick()
+        assert gone == [True]
+        assert board.read(0).pid == 0
+    finally:
+        if stubborn.poll() is None:
+            stubborn.kill()
