@@ -97,6 +97,14 @@ class _Board:
     def write(self, slot: int, *values: Any) -> None:
         _ENTRY.pack_into(self.memory, slot * _ENTRY.size, *values)
 
+    def busy(self) -> list[BoardEntry]:
+        """The entries of children that run a chunk now (one pass over a copy)."""
+        return [
+            BoardEntry(slot, *values)
+            for slot, values in enumerate(_ENTRY.iter_unpack(self.memory[:]))
+            if values[2] and values[0]
+        ]
+
     def stop_request_set(self, slot: int, chunk_id: int) -> None:
         offset = slot * _ENTRY.size + _ENTRY.size - 8
         struct.pack_into("=q", self.memory, offset, chunk_id)
@@ -207,8 +215,7 @@ class Stopper:
         self.stopping: dict[int, _Stopping] = {}
 
     def busy(self) -> list[BoardEntry]:
-        entries = (self.board.read(slot) for slot in range(self.board.entries))
-        return [entry for entry in entries if entry.chunk_id and entry.pid]
+        return self.board.busy()
 
     def tick(self) -> list[BoardEntry]:
         """One look: the entries whose chunks were stopped in it."""

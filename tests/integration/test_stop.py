@@ -14,6 +14,7 @@ from django.contrib.auth.models import User
 from jobs import kinds, services
 from jobs.engine import workers
 from jobs.models import Chunk, Job
+from jobs.selectors import jobs as selectors
 from tests.factories import make_job
 from tests.processes import ServerProcess, start_celery_worker
 from tests.waiting import poll_until, wait_for_job
@@ -79,7 +80,14 @@ def test_cancel_frees_every_process_within_5_s_and_the_next_job_starts(
     assert spinners <= _pids(worker)
     # Queued behind it: both processes are busy for good until the stop path frees them.
     following = make_job(alice, SPIN, committed=True, parallelism=2, chunks=4, finish_from=0)
-    time.sleep(1)
+
+    def waiting_text() -> str | None:
+        waiting = selectors.job_live(Job.objects.get(pk=following.pk))["waiting"]
+        return waiting["text"] if waiting and waiting["reason"] == "queued" else None
+
+    assert poll_until(waiting_text, timeout=10) == (
+        f"Waiting for a free worker process: all 2 are busy with job #{spinning.pk} (yours)"
+    )
     assert Job.objects.get(pk=following.pk).status == "pending"
 
     cancelled_at = time.monotonic()
