@@ -227,10 +227,22 @@ def kinds(ctx: click.Context) -> None:
 @click.argument("kind")
 @click.option("--param", "-p", "params", multiple=True, help="A parameter, NAME=VALUE.")
 @click.option("--parallelism", type=click.IntRange(min=1), help="Most chunks in flight.")
+@click.option(
+    "--chunk-time-limit",
+    "chunk_time_limit_s",
+    type=click.IntRange(min=1),
+    metavar="SECONDS",
+    help="Stop a chunk (its process) after this long; at most the kind's limit.",
+)
 @click.option("--wait", is_flag=True, help="Watch the job until it ends.")
 @click.pass_context
 def submit(
-    ctx: click.Context, kind: str, params: tuple[str, ...], parallelism: int | None, wait: bool
+    ctx: click.Context,
+    kind: str,
+    params: tuple[str, ...],
+    parallelism: int | None,
+    chunk_time_limit_s: int | None,
+    wait: bool,
 ) -> None:
     """Create a job of KIND, e.g. `coreboard submit primes -p stop=10000000 -p chunks=8`."""
     values = dict(parse_param(text) for text in params)
@@ -239,7 +251,9 @@ def submit(
         for name, value in suggested_params(client, kind, values).items():
             errors.print(f"{name}={json.dumps(value)} (the form's suggestion)", markup=False)
             values[name] = value
-        job = client.submit(kind, values, parallelism=parallelism)
+        job = client.submit(
+            kind, values, parallelism=parallelism, chunk_time_limit_s=chunk_time_limit_s
+        )
         if not wait:
             if as_json:
                 _print_json(job)

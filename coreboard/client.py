@@ -115,11 +115,18 @@ class Client:
         return list(self._request("GET", "/api/kinds/").json())
 
     def submit(
-        self, kind: str, params: Mapping[str, Any], *, parallelism: int | None = None
+        self,
+        kind: str,
+        params: Mapping[str, Any],
+        *,
+        parallelism: int | None = None,
+        chunk_time_limit_s: int | None = None,
     ) -> dict[str, Any]:
         body: dict[str, Any] = {"kind": kind, "params": dict(params)}
         if parallelism is not None:
             body["parallelism"] = parallelism
+        if chunk_time_limit_s is not None:
+            body["chunk_time_limit_s"] = chunk_time_limit_s
         return dict(self._request("POST", "/api/jobs/", json=body).json())
 
     def job(self, job_id: int) -> dict[str, Any]:

@@ -507,8 +507,9 @@ register(
     "COREBOARD_CHUNK_TIME_LIMIT_S",
     "int",
     600,
-    "how long a chunk may run (soft limit, measured per slot with `COREBOARD_SLOT_MAX_S` "
-    "added; then it fails like an exception)",
+    "how long one chunk may run at most (a kind's `time_limit_s` or a job's chunk time "
+    "limit may ask for less); past it the worker stops the chunk's process and the chunk "
+    "fails for good. Celery's task time limits are set above it, as a backstop",
     section="engine",
     unit="s",
     minimum=1,

@@ -7,8 +7,9 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 
 from jobs.history import HISTORY_DEFAULT_SORT, HISTORY_SORTS
+from jobs.kinds.base import JobKind
 from jobs.models import Job
-from jobs.options import parallelism_field
+from jobs.options import chunk_time_limit_field, parallelism_field
 
 PARAMS_PREFIX = "params"
 
@@ -26,13 +27,15 @@ class UploadWidget(forms.ClearableFileInput):
 class JobOptionsForm(forms.Form):
     """Options every job has, shown beside the kind's own parameter form.
 
-    Its `parallelism` field is jobs.options' one definition, which the services validate
-    every job's with (jobs.services.jobs.job_plan), whether it came from a page or the API.
+    Its fields (`parallelism`, and `chunk_time_limit_s` within `kind`'s limit) are
+    jobs.options' one definitions, which the services validate every job's with
+    (jobs.services.jobs.job_plan), whether it came from a page or the API.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, kind: JobKind | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["parallelism"] = parallelism_field()
+        self.fields["chunk_time_limit_s"] = chunk_time_limit_field(kind)
 
 
 HISTORY_SORT_CHOICES = [(key, sort.label) for key, sort in HISTORY_SORTS.items()]

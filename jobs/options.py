@@ -1,4 +1,5 @@
-"""Options every job has, whatever its kind: the one definition of a valid `parallelism`.
+"""Options every job has, whatever its kind: the one definition of a valid `parallelism`
+and of a chunk's time limit.
 
 The services validate every job's parallelism with this field, whether it came from a page
 or the API, and the new-job page's form shows the same field; both import it from here.
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 from django import forms
 from django.conf import settings
+
+from jobs.kinds.base import JobKind
 
 
 def parallelism_field() -> forms.IntegerField:
@@ -29,4 +32,37 @@ def parallelism_field() -> forms.IntegerField:
         widget=forms.NumberInput(
             attrs={"placeholder": str(settings.COREBOARD_DEFAULT_PARALLELISM or "all")}
         ),
+    )
+
+
+def kind_time_limit_s(kind: JobKind) -> int:
+    """How long one chunk of `kind` may run: its `time_limit_s`, at most (and by default)
+    COREBOARD_CHUNK_TIME_LIMIT_S, the ceiling Celery's task time limits are set above."""
+    ceiling: int = settings.COREBOARD_CHUNK_TIME_LIMIT_S
+    return min(kind.time_limit_s or ceiling, ceiling)
+
+
+def chunk_time_limit_s(kind: JobKind, job_limit_s: int | None) -> int:
+    """A job's chunk time limit: the one it asked for (`Job.chunk_time_limit_s`), within
+    its kind's."""
+    limit = kind_time_limit_s(kind)
+    return min(job_limit_s, limit) if job_limit_s else limit
+
+
+def chunk_time_limit_field(kind: JobKind | None = None) -> forms.IntegerField:
+    """A job's `chunk_time_limit_s` field (empty: the kind's limit); the bound is the
+    kind's limit when the kind is known, else the global ceiling."""
+    limit = kind_time_limit_s(kind) if kind is not None else settings.COREBOARD_CHUNK_TIME_LIMIT_S
+    between = f"Must be between 1 and {limit} s (the kind's time limit)."
+    return forms.IntegerField(
+        label="Chunk time limit (s)",
+        min_value=1,
+        max_value=limit,
+        error_messages={"min_value": between, "max_value": between},
+        required=False,
+        help_text=(
+            f"Seconds one chunk may run before its process is stopped and the chunk fails; "
+            f"empty means the kind's limit, {limit} s."
+        ),
+        widget=forms.NumberInput(attrs={"placeholder": str(limit)}),
     )

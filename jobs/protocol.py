@@ -84,6 +84,11 @@ class WaitingState(TypedDict):
         "\"Waiting: no live worker has the kind 'mandelbrot'\".",
     ]
     seconds: Annotated[float | None, "Seconds until the first reason ends by itself, if known."]
+    held_by: Annotated[
+        list[int],
+        "While it waits for a free worker process: the ids of the owner's own jobs that hold "
+        "them (other people's are only counted in `text`).",
+    ]
 
 
 class JobState(TypedDict):
@@ -98,6 +103,11 @@ class JobState(TypedDict):
     done_chunks: int
     failed_chunks: int
     parallelism: Annotated[int, "Most worker processes at once; 0: all live ones with its kind."]
+    chunk_time_limit_s: Annotated[
+        int | None,
+        "Seconds one chunk may run before its process is stopped and the chunk fails, as the "
+        "job asked (at most its kind's limit); null: its kind's limit.",
+    ]
     result: Annotated[Any, "The kind's result, once done."]
     error: str
     created_at: Annotated[str, DateTime]
@@ -422,6 +432,7 @@ def job_state(job: Job) -> JobState:
         "done_chunks": job.done_chunks,
         "failed_chunks": job.failed_chunks,
         "parallelism": job.parallelism,
+        "chunk_time_limit_s": job.chunk_time_limit_s,
         "result": job.result,
         "error": job.error,
         "created_at": job.created_at.isoformat(),

@@ -208,7 +208,12 @@ CELERY_ACCEPT_CONTENT = ["json"]
 # Delivery policy (acks_late, reject_on_worker_lost, ignore_result) is on the one task,
 # jobs.tasks.slot_run, where it is read with the code it protects.
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_TASK_SOFT_TIME_LIMIT = COREBOARD_CHUNK_TIME_LIMIT_S + COREBOARD_SLOT_MAX_S
+# A backstop only: the worker's main process stops a chunk at its own limit (at most
+# COREBOARD_CHUNK_TIME_LIMIT_S, jobs.engine.stopper), so the task's limit leaves room for a
+# slot's last chunk started just before COREBOARD_SLOT_MAX_S, the kill grace and a margin.
+CELERY_TASK_SOFT_TIME_LIMIT = (
+    COREBOARD_CHUNK_TIME_LIMIT_S + COREBOARD_SLOT_MAX_S + COREBOARD_KILL_GRACE_MS // 1000 + 30
+)
 CELERY_TASK_TIME_LIMIT = CELERY_TASK_SOFT_TIME_LIMIT + 30
 # A broker blip must not kill running slots: their results go to PostgreSQL, accounted
 # exactly once, and their leases keep their chunks.

@@ -43,6 +43,7 @@ def make_job(
     *,
     parallelism: int | None = 2,
     committed: bool = False,
+    chunk_time_limit_s: int | None = None,
     **params: Any,
 ) -> Job:
     """A job made the way people make one (the service: validated, split into chunks).
@@ -54,7 +55,13 @@ def make_job(
     if kind == "burn":
         params = BURN_DEFAULTS | params
     with transaction.atomic() if committed else contextlib.nullcontext():
-        return services.job_create(owner=owner, kind=kind, params=params, parallelism=parallelism)
+        return services.job_create(
+            owner=owner,
+            kind=kind,
+            params=params,
+            parallelism=parallelism,
+            chunk_time_limit_s=chunk_time_limit_s,
+        )
 
 
 def make_ended_job(owner: User, *, chunks: int = 3) -> Job:
@@ -185,6 +192,16 @@ BAD_JOB_INPUT = [
         {"kind": "burn", "params": {"chunks": 1, "ms": 1}, "parallelism": "many"},
         ["parallelism"],
         "integer",
+    ),
+    (
+        {"kind": "burn", "params": {"chunks": 1, "ms": 1}, "chunk_time_limit_s": 0},
+        ["chunk_time_limit_s"],
+        "Must be between 1 and 600 s (the kind's time limit).",
+    ),
+    (
+        {"kind": "burn", "params": {"chunks": 1, "ms": 1}, "chunk_time_limit_s": "5"},
+        ["chunk_time_limit_s"],
+        "Must be a JSON integer, not a string.",
     ),
     # Strict JSON types: no coercion of objects, booleans or digit strings.
     ({"kind": "hash_search", "params": {"prefix": {"a": 1}}}, ["params", "prefix"], "string"),

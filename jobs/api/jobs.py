@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from django import forms
 from django.core.exceptions import ValidationError
 from django.http import FileResponse, Http404, HttpResponse
 from redis.exceptions import RedisError
@@ -22,7 +23,7 @@ from jobs import kinds, protocol, services
 from jobs.api import openapi
 from jobs.kinds.base import params_from_form_values
 from jobs.models import Job
-from jobs.options import parallelism_field
+from jobs.options import chunk_time_limit_field, parallelism_field
 from jobs.protocol import JobApiState
 from jobs.selectors import jobs as selectors
 from jobs.services import uploads
@@ -36,6 +37,7 @@ class JobCreateSerializer(serializers.Serializer[Any]):
     # Taken as sent: job_plan accepts a JSON integer only (DRF's IntegerField would take
     # "12" and full-width digits).
     parallelism = serializers.JSONField(required=False, allow_null=True, default=None)
+    chunk_time_limit_s = serializers.JSONField(required=False, allow_null=True, default=None)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         data = self.initial_data
@@ -117,6 +119,9 @@ class JobPreview(PostThrottled):
             data["params"], data["parallelism"] = _form_values(
                 data["kind"], data["params"], data["parallelism"]
             )
+            data["chunk_time_limit_s"] = _option_form_value(
+                "chunk_time_limit_s", chunk_time_limit_field(), data["chunk_time_limit_s"]
+            )
         plan = services.job_plan(owner=request.user, **data)
         return Response({"chunks": len(plan.specs)})
 
@@ -131,15 +136,18 @@ def _form_values(kind: str, params: dict[str, Any], parallelism: Any) -> tuple[A
         typed = params_from_form_values(fields, params)
     except ValidationError as error:
         raise services.Rejected({"params": error.message_dict}) from None
-    if isinstance(parallelism, str):
-        # As the new-job page's form reads it (then the services check it as any other).
-        try:
-            parallelism = params_from_form_values(
-                {"parallelism": parallelism_field()}, {"parallelism": parallelism}
-            )["parallelism"]
-        except ValidationError as error:
-            raise services.Rejected({"parallelism": error.messages}) from None
-    return typed, parallelism
+    return typed, _option_form_value("parallelism", parallelism_field(), parallelism)
+
+
+def _option_form_value(name: str, field: forms.Field, value: Any) -> Any:
+    """A job option as the new-job page's form holds it (a string), as its JSON value (then
+    the services check it as any other); Rejected by field when it is not one."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return params_from_form_values({name: field}, {name: value})[name]
+    except ValidationError as error:
+        raise services.Rejected({name: error.messages}) from None
 
 
 class _OwnJobView(GenericAPIView[Any]):

@@ -32,6 +32,7 @@ from rest_framework import serializers
 from jobs import kinds, protocol
 from jobs.kinds.base import ListField, UploadField
 from jobs.models import Job
+from jobs.options import kind_time_limit_s
 
 COMPONENTS = "#/components/schemas/"
 
@@ -119,6 +120,7 @@ def kind_components() -> dict[str, dict[str, Any]]:
                 "kind": {"type": "string", "enum": [kind.name]},
                 "params": {"$ref": f"{COMPONENTS}{name}Params"},
                 "parallelism": parallelism_schema(),
+                "chunk_time_limit_s": chunk_time_limit_schema(kind),
             },
             "required": ["kind", "params"],
         }
@@ -147,6 +149,20 @@ def parallelism_schema() -> dict[str, Any]:
             "Most worker processes the job uses at once; null or absent: "
             "COREBOARD_DEFAULT_PARALLELISM, by default every live worker process that has "
             "the job's kind, counted while it runs (stored as 0)."
+        ),
+    }
+
+
+def chunk_time_limit_schema(kind: kinds.JobKind) -> dict[str, Any]:
+    limit = kind_time_limit_s(kind)
+    return {
+        "type": "integer",
+        "nullable": True,
+        "minimum": 1,
+        "maximum": limit,
+        "description": (
+            "Seconds one chunk may run before its process is stopped and the chunk fails for "
+            f"good (no retry); null or absent: the kind's limit, {limit} s."
         ),
     }
 

@@ -380,6 +380,55 @@ def _chunk_release(chunk: Chunk) -> None:
     chunk.lease_expires_at = None
 
 
+def chunk_stop(*, job_id: int, chunk_id: int, process: str, error: str | None = None) -> bool:
+    """Record how a chunk ends whose process is about to be stopped (jobs.engine.stopper):
+    `cancelled`, its job being over, or failed for good with `error` (its time limit; no
+    retry: it would run past it again). True when recorded; nothing is recorded unless
+    the chunk still runs under `process`'s lease (and, for a cancel, its job has ended).
+
+    The process's other chunks (claimed in the same batch, not run or not recorded yet)
+    go back to pending without counting a lost run (their attempt is given back), or are
+    cancelled with an ended job: the process is stopped for another chunk's sake.
+    """
+    return retry_on_lock_timeout(
+        partial(_chunk_stop, job_id=job_id, chunk_id=chunk_id, process=process, error=error)
+    )
+
+
+def _chunk_stop(*, job_id: int, chunk_id: int, process: str, error: str | None) -> bool:
+    with transaction.atomic():
+        job = job_lock(job_id)
+        if job is None or (error is None and job.status == Job.Status.RUNNING):
+            return False
+        running = Chunk.objects.select_for_update().filter(
+            job_id=job_id, status=Chunk.Status.RUNNING, lease_owner=process
+        )
+        if not running.filter(pk=chunk_id).exists():
+            return False
+        fields: set[str] = set()
+        outcome: Outcome = (
+            Stopped(chunk_id)
+            if error is None
+            else Raised(chunk_id, error, finished_at=timezone.now(), final=True)
+        )
+        changed = _chunks_not_done(job, {chunk_id: outcome}, fields)
+        others = list(running.exclude(pk=chunk_id).order_by("index"))
+        for chunk in others:
+            chunk.attempts = max(chunk.attempts - 1, 0)
+            if job.status == Job.Status.RUNNING:
+                _chunk_release(chunk)
+            else:
+                chunk.status = Chunk.Status.CANCELLED
+                chunk.finished_at = timezone.now()
+                chunk.lease_owner = ""
+                chunk.lease_expires_at = None
+        Chunk.objects.bulk_update(others, [*_CHUNK_OUTCOME_FIELDS, "attempts"])
+        if fields:
+            job_save(job, sorted(fields))
+        job_publish_after_commit(job, changed + others)
+    return True
+
+
 def leases_renew(*, process: str) -> int:
     """Extend the leases `process` holds; the number of chunks it holds."""
     return Chunk.objects.filter(status=Chunk.Status.RUNNING, lease_owner=process).update(
@@ -479,6 +528,7 @@ __all__ = [
     "Raised",
     "Recorded",
     "Stopped",
+    "chunk_stop",
     "chunks_claim",
     "chunks_record",
     "job_start_if_pending",

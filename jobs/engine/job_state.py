@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import traceback
@@ -18,6 +17,7 @@ from django.utils import timezone
 
 from jobs import kinds, protocol
 from jobs.engine import events, signals
+from jobs.engine.culprits import json_text, kind_traceback, not_json_message
 from jobs.models import Chunk, Job
 
 logger = logging.getLogger(__name__)
@@ -78,6 +78,10 @@ def job_lock(job_id: int) -> Job | None:
 COMBINE_FAILED = "combine failed"
 
 
+class NotJSONResult(Exception):
+    """A combined result that is not JSON (the message names the key path)."""
+
+
 def job_finish(job: Job) -> None:
     """Combine the finished chunks' results (all of them, or fewer on an early exit).
 
@@ -88,18 +92,26 @@ def job_finish(job: Job) -> None:
         .order_by("index")
         .values_list("result", flat=True)
     )
+    kind: kinds.JobKind | None = None
     try:
         kind = kinds.get(job.kind)
-        job.result = kind.combine(job.params, partials)
-        json.dumps(job.result)
+        result = kind.combine(job.params, partials)
+        if json_text(result) is None:
+            raise NotJSONResult(not_json_message(kind, result, what="the result", root="result"))
+        job.result = result
         produced = kind.result_file(job.params, partials)
         if produced is not None:
             job.result_file.save(produced.name, ContentFile(produced.data), save=False)
         job.status = Job.Status.SUCCEEDED
-    except Exception:
+    except NotJSONResult as error:
         job.result = None
         job.status = Job.Status.FAILED
-        job.error = f"{COMBINE_FAILED}:\n" + traceback.format_exc()
+        job.error = f"{COMBINE_FAILED}:\n{error}"
+    except Exception as error:
+        job.result = None
+        job.status = Job.Status.FAILED
+        shown = kind_traceback(kind, error) if kind is not None else traceback.format_exc()
+        job.error = f"{COMBINE_FAILED}:\n{shown}"
     job.finished_at = timezone.now()
     chunks_cancel_unstarted(job)
     transaction.on_commit(

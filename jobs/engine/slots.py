@@ -17,13 +17,11 @@ checks and live events stay per chunk.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
 import threading
 import time
-import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,8 +30,8 @@ from django.conf import settings
 from django.db import DatabaseError, connection
 from django.utils import timezone
 
-from jobs import kinds, protocol
-from jobs.engine import dispatch, events, slot_registry, workers
+from jobs import kinds, options, protocol
+from jobs.engine import dispatch, events, slot_registry, stopper, workers
 from jobs.engine.chunks import (
     Claim,
     Claimer,
@@ -47,6 +45,7 @@ from jobs.engine.chunks import (
     job_status,
     leases_renew,
 )
+from jobs.engine.culprits import json_text, kind_traceback, not_json_message
 from jobs.models import Chunk, Job
 from jobs.protocol import ChunkDelta
 
@@ -241,6 +240,7 @@ class _SlotRun:
         self.worker_kinds = worker_kinds
         self.queues = queues
         self.kind_name = ""
+        self.limit_s = 0
         self.worker = socket.gethostname()
         self.pid = os.getpid()
         self.claimer = Claimer(process=process, worker=self.worker, pid=self.pid)
@@ -253,7 +253,11 @@ class _SlotRun:
         self.batch_target_s = settings.COREBOARD_BATCH_TARGET_MS / 1000
 
     def run(self) -> str:
-        job = Job.objects.filter(pk=self.job_id).values("kind", "status").first()
+        job = (
+            Job.objects.filter(pk=self.job_id)
+            .values("kind", "status", "chunk_time_limit_s")
+            .first()
+        )
         if job is None or job["status"] not in Job.ACTIVE_STATUSES:
             return "over"
         self.kind_name = job["kind"]
@@ -263,6 +267,7 @@ class _SlotRun:
             return "lacks-kind"
         if self.worker_kinds is not None and kind.name not in self.worker_kinds:
             return "lacks-kind"
+        self.limit_s = options.chunk_time_limit_s(kind, job["chunk_time_limit_s"])
         if job["status"] == Job.Status.PENDING:
             job_start_if_pending(job_id=self.job_id)
         slice_end = time.monotonic() + self.slice_s
@@ -353,16 +358,32 @@ class _SlotRun:
         started_at: datetime = timezone.now()
         began = time.perf_counter()
         cpu_before = time.process_time()
+        # The worker's main process stops the chunk if it outlives its job or its limit.
+        stopper.chunk_begin(
+            job_id=self.job_id, chunk_id=claim.id, index=claim.index, limit_s=self.limit_s
+        )
         try:
             result = kind.run(claim.spec, ChunkProgress(self.job_id, claim.index, self.pace))
-            # Encoded once: this checks the result is JSON and is what gets stored.
-            result_json = json.dumps(result)
         except ChunkCancelled:
             return Stopped(claim.id)
-        except Exception:
-            return Raised(claim.id, traceback.format_exc(), started_at, timezone.now())
+        except Exception as error:
+            return Raised(claim.id, kind_traceback(kind, error), started_at, timezone.now())
         finally:
+            stopper.chunk_end()
             self._observe(time.perf_counter() - began)
+        # Encoded once: this checks the partial is JSON and is what gets stored. One that
+        # is not fails at once, for good: it would fail the same way on every retry.
+        result_json = json_text(result)
+        if result_json is None:
+            return Raised(
+                claim.id,
+                not_json_message(
+                    kind, result, what=f"the partial result of chunk {claim.index}", root="partial"
+                ),
+                started_at,
+                timezone.now(),
+                final=True,
+            )
         self.hooks.chunk_finished()
         return Done(
             claim.id,

@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from billiard.process import current_process
 from celery import Task, shared_task, signals
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, connection
 
-from jobs.engine import dispatch, live, reconciler, slot_registry, slots, workers
+from jobs.engine import dispatch, live, reconciler, slot_registry, slots, stopper, workers
 from jobs.engine import preflight as worker_preflight
 
 logger = logging.getLogger(__name__)
@@ -96,6 +97,13 @@ def consume_kind_queues(sender: Any = None, **kwargs: object) -> None:
 
 
 @signals.worker_init.connect
+def stop_board(**kwargs: object) -> None:
+    """The shared board on which pool children say which chunk they run, made before the
+    pool forks them (jobs.engine.stopper)."""
+    stopper.board_create()
+
+
+@signals.worker_init.connect
 def preflight(sender: Any = None, **kwargs: Any) -> None:
     """Refuse to start on a schema, MEDIA_ROOT, node name or clock that does not fit."""
     worker_preflight.worker_preflight(_Node.name or getattr(sender, "hostname", "") or "")
@@ -115,8 +123,10 @@ def slot_reserved(request: Any = None, **kwargs: Any) -> None:
 
 @signals.worker_process_init.connect
 def start_process_heartbeat(**kwargs: object) -> None:
-    """Each prefork child reports itself (idle/busy, current chunk) once a second."""
+    """Each prefork child reports itself (idle/busy, current chunk) once a second, and
+    takes its entry on the stop board (its billiard index)."""
     live.start_heartbeat()
+    stopper.child_init(slot=getattr(current_process(), "index", None))
 
 
 @signals.worker_ready.connect
@@ -132,6 +142,17 @@ def start_main_process_threads(sender: Any = None, **kwargs: object) -> None:
         info=workers.node_info(concurrency=_Node.concurrency, queues=queues, node_kinds=node_kinds)
     )
     reconciler.start_reconciler(_Node.name)
+    controller = getattr(sender, "controller", None)
+    hub = getattr(controller, "hub", None)
+    maintain = getattr(getattr(controller, "pool", None), "maintain_pool", None)
+
+    def pool_replace_children() -> None:
+        # The pool's own maintenance (fork replacements for exited children), run on the
+        # worker's event loop (kombu's call_soon wakes it from any thread).
+        if hub is not None and callable(maintain):
+            hub.call_soon(maintain)
+
+    stopper.start_stopper(_Node.name, on_child_gone=pool_replace_children)
 
 
 @signals.worker_shutting_down.connect

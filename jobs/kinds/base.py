@@ -220,7 +220,8 @@ class JobKind:
     Optional: `preview` (a picture of one finished chunk, shown while the job runs),
     `result_file` (a file kept with the job, e.g. a PNG), `finishes_job` (early exit:
     the first partial for which it is true ends the job successfully) and
-    `result_display` (the result as people read it; the raw JSON is shown without one).
+    `result_display` (the result as people read it; without one the page shows a table
+    of its fields).
     """
 
     name: ClassVar[str]
@@ -229,6 +230,9 @@ class JobKind:
     form_class: ClassVar[type[forms.Form]]
     #: Media type of `preview`, or None when the kind has no live preview.
     preview_type: ClassVar[str | None] = None
+    #: Seconds one chunk may run before its process is stopped and the chunk fails for
+    #: good; None: COREBOARD_CHUNK_TIME_LIMIT_S (also the most a kind may ask for).
+    time_limit_s: ClassVar[int | None] = None
 
     def clean_params(self, data: Mapping[str, Any]) -> Params:
         """Validate raw parameters with the kind's form; raise ValidationError by field."""

@@ -6,12 +6,13 @@ import json
 import logging
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any, cast
 
 import redis
 from django.conf import settings
-from django.db.models import Count, Exists, Max, Min, OuterRef, Q, QuerySet, TextField
+from django.db.models import Count, Max, Min, Q, QuerySet, TextField
 from django.db.models.functions import Cast
 from django.forms.utils import pretty_name
 from django.http import Http404
@@ -270,7 +271,9 @@ def jobs_live(
     Reasons, all that apply, in this order: `no_worker_with_kind` (no live worker has the
     job's kind: it waits, nothing fails), `lost_leases` (chunks leased to processes that
     stopped renewing them: back to pending when the lease expires), `retry_backoff` (every
-    chunk left waits for its retry), `queued` (its slots wait for a free worker process).
+    chunk left waits for its retry), `queued` (its slots wait for a free worker process; the
+    text says which jobs hold the processes: the owner's own by number, also in `held_by`,
+    other people's only counted).
     `seconds`: until the first of them changes by itself, when known. Three queries and
     one Redis read, whatever the number of jobs; ended jobs cost nothing.
     """
@@ -324,7 +327,7 @@ def jobs_live(
         entry = lost.setdefault(row["job_id"], {}).setdefault(node, [0, row["until"]])
         entry[0] += row["n"]
         entry[1] = max(entry[1], row["until"])
-    busy_elsewhere: int | None = None
+    holders: list[_Holder] | None = None
     for job in active:
         row = counts.get(job.pk, {"fresh": 0, "claimable": 0, "backoff": 0, "next_retry": None})
         capacity = None if workers is None else worker_registry.kind_capacity(workers, job.kind)
@@ -332,6 +335,7 @@ def jobs_live(
         if row["fresh"]:
             continue
         parts: list[tuple[WaitingReason, str, float | None]] = []
+        held_by: list[int] = []
         if capacity == 0:
             parts.append(
                 (
@@ -360,24 +364,17 @@ def jobs_live(
                 )
             )
         if row["claimable"] and capacity:
-            if busy_elsewhere is None:
-                busy_elsewhere = _jobs_running_now(silent)
-            others = busy_elsewhere
-            parts.append(
-                (
-                    "queued",
-                    f"Queued behind {_plural(others, 'other job')} for a free worker process"
-                    if others
-                    else "Waiting for a free worker process",
-                    None,
-                )
-            )
+            if holders is None:
+                holders = _process_holders(silent)
+            text, held_by = _held_by_text(job, holders, capacity)
+            parts.append(("queued", text, None))
         if parts:
             times = [seconds for _, _, seconds in parts if seconds is not None]
             live[job.pk]["waiting"] = {
                 "reason": parts[0][0],
                 "text": "; ".join(text for _, text, _ in parts),
                 "seconds": round(min(times), 1) if times else None,
+                "held_by": held_by,
             }
             live[job.pk]["eta_seconds"] = None
     return live
@@ -411,12 +408,58 @@ def jobs_as_api_dicts(jobs: list[Job]) -> list[JobApiState]:
     ]
 
 
-def _jobs_running_now(silent: datetime) -> int:
-    """Jobs with a chunk running on a live process (what a queued job waits behind)."""
-    running = Chunk.objects.filter(
-        job_id=OuterRef("pk"), status=Chunk.Status.RUNNING, lease_expires_at__gte=silent
+@dataclass(frozen=True)
+class _Holder:
+    """A running job that holds worker processes (a chunk running on each, live leases)."""
+
+    job_id: int
+    owner_id: int
+    processes: int
+
+
+def _process_holders(silent: datetime) -> list[_Holder]:
+    """The running jobs that hold live worker processes now (what a queued job waits
+    behind), with how many each holds: one query."""
+    rows = (
+        Chunk.objects.filter(
+            status=Chunk.Status.RUNNING,
+            lease_expires_at__gte=silent,
+            job__status=Job.Status.RUNNING,
+        )
+        .order_by()
+        .values("job_id", "job__owner_id")
+        .annotate(processes=Count("lease_owner", distinct=True))
     )
-    return Job.objects.filter(status=Job.Status.RUNNING).filter(Exists(running)).count()
+    return sorted(
+        (_Holder(row["job_id"], row["job__owner_id"], row["processes"]) for row in rows),
+        key=lambda holder: holder.job_id,
+    )
+
+
+def _job_list(ids: list[int]) -> str:
+    named = [f"#{job_id}" for job_id in ids]
+    listed = named[0] if len(named) == 1 else f"{', '.join(named[:-1])} and {named[-1]}"
+    return f"{'job' if len(ids) == 1 else 'jobs'} {listed}"
+
+
+def _held_by_text(job: Job, holders: list[_Holder], capacity: int) -> tuple[str, list[int]]:
+    """Why `job` waits for a process, naming the jobs that hold them: its owner's own by
+    number (`held_by`, for links), other people's only counted, never described."""
+    others = [holder for holder in holders if holder.job_id != job.pk]
+    if not others:
+        return "Waiting for a free worker process", []
+    own = [holder.job_id for holder in others if holder.owner_id == job.owner_id]
+    strangers = sum(1 for holder in others if holder.owner_id != job.owner_id)
+    parts = [f"{_job_list(own)} (yours)"] if own else []
+    if strangers:
+        parts.append(
+            f"{strangers} job of another person"
+            if strangers == 1
+            else f"{strangers} jobs of other people"
+        )
+    busy = sum(holder.processes for holder in others)
+    held = f"all {capacity} are" if busy >= capacity else f"{busy} of {capacity} are"
+    return f"Waiting for a free worker process: {held} busy with {' and '.join(parts)}", own
 
 
 def _lost_node_name(node: str, seen: Mapping[str, float], now: datetime) -> str:

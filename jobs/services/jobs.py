@@ -25,7 +25,7 @@ from jobs.engine.job_state import (
 )
 from jobs.kinds.base import Params, Spec, json_type_error
 from jobs.models import Chunk, Job, ScalingStudy, Upload
-from jobs.options import parallelism_field
+from jobs.options import chunk_time_limit_field, parallelism_field
 from jobs.services import quotas
 from jobs.services.errors import Conflict, Rejected
 
@@ -42,16 +42,23 @@ class JobPlan:
     # Most worker processes the job uses at once; Job.ALL_PROCESSES (0): every live one with
     # its kind, counted afresh while it runs.
     parallelism: int
+    # Seconds one chunk may run (None: its kind's limit).
+    chunk_time_limit_s: int | None = None
 
 
 def job_plan(
-    *, owner: Any, kind: str, params: Mapping[str, Any], parallelism: int | None = None
+    *,
+    owner: Any,
+    kind: str,
+    params: Mapping[str, Any],
+    parallelism: int | None = None,
+    chunk_time_limit_s: int | None = None,
 ) -> JobPlan:
     """Validate a job's input and split it into chunk specs, writing nothing.
 
-    Raises Rejected naming the field (`kind`, `parallelism`, or `params` by parameter).
-    Upload ids are resolved (and their ownership checked) as for a real job, so a preview
-    and a creation reject the same input with the same errors.
+    Raises Rejected naming the field (`kind`, `parallelism`, `chunk_time_limit_s`, or
+    `params` by parameter). Upload ids are resolved (and their ownership checked) as for
+    a real job, so a preview and a creation reject the same input with the same errors.
     """
     try:
         spec = kinds.get(kind)
@@ -59,6 +66,7 @@ def job_plan(
         names = ", ".join(k.name for k in kinds.all_kinds())
         raise Rejected({"kind": [f"Unknown kind {kind!r}; choose one of: {names}."]}) from None
     parallelism = _parallelism_clean(parallelism)
+    time_limit = _chunk_time_limit_clean(spec, chunk_time_limit_s)
     try:
         clean = spec.clean_params(params)
         specs = list(spec.split(clean | _uploads_resolve(owner=owner, kind=spec, params=clean)))
@@ -66,7 +74,13 @@ def job_plan(
         raise Rejected({"params": exc.message_dict}) from None
     if over := quotas.job_quota_errors(owner=owner, kind=spec, params=clean, chunks=len(specs)):
         raise Rejected(over)
-    return JobPlan(kind=kind, params=clean, specs=specs, parallelism=parallelism)
+    return JobPlan(
+        kind=kind,
+        params=clean,
+        specs=specs,
+        parallelism=parallelism,
+        chunk_time_limit_s=time_limit,
+    )
 
 
 def _parallelism_clean(value: Any) -> int:
@@ -85,27 +99,48 @@ def _parallelism_clean(value: Any) -> int:
     return int(cleaned)
 
 
+def _chunk_time_limit_clean(kind: kinds.JobKind, value: Any) -> int | None:
+    """A job's chunk time limit as jobs.options' field validates it (at least 1 s, at most
+    the kind's limit); None: the kind's."""
+    field = chunk_time_limit_field(kind)
+    try:
+        if (error := json_type_error(field, value)) is not None:
+            raise ValidationError(error)
+        cleaned = field.clean(value)
+    except ValidationError as error:
+        raise Rejected({"chunk_time_limit_s": error.messages}) from None
+    return None if cleaned is None else int(cleaned)
+
+
 def job_create(
     *,
     owner: Any,
     kind: str,
     params: Mapping[str, Any],
     parallelism: int | None = None,
+    chunk_time_limit_s: int | None = None,
     rerun_of: Job | None = None,
     study: ScalingStudy | None = None,
 ) -> Job:
     """Validate, store the job and its chunks, and dispatch the first window after commit.
 
-    Raises Rejected naming the field (`kind`, `parallelism`, or `params` by parameter);
-    nothing is stored or queued then.
+    Raises Rejected naming the field (`kind`, `parallelism`, `chunk_time_limit_s`, or
+    `params` by parameter); nothing is stored or queued then.
     """
-    plan = job_plan(owner=owner, kind=kind, params=params, parallelism=parallelism)
+    plan = job_plan(
+        owner=owner,
+        kind=kind,
+        params=params,
+        parallelism=parallelism,
+        chunk_time_limit_s=chunk_time_limit_s,
+    )
     with transaction.atomic():
         job = Job.objects.create(
             owner=owner,
             kind=plan.kind,
             params=plan.params,
             parallelism=plan.parallelism,
+            chunk_time_limit_s=plan.chunk_time_limit_s,
             total_chunks=len(plan.specs),
             rerun_of=rerun_of,
             study=study,
@@ -244,6 +279,7 @@ def job_rerun(*, job: Job, owner: Any) -> Job:
         params=job.params,
         # An all-processes job runs again with the default (all processes unless set).
         parallelism=job.parallelism or None,
+        chunk_time_limit_s=job.chunk_time_limit_s,
         rerun_of=job,
     )
 

@@ -39,13 +39,16 @@ def job_new(request: HttpRequest) -> HttpResponse:
     params_initial = options_initial = None
     if rerun is not None and data is None:
         params_initial = rerun.params
-        options_initial = {"parallelism": rerun.parallelism or None}
+        options_initial = {
+            "parallelism": rerun.parallelism or None,
+            "chunk_time_limit_s": rerun.chunk_time_limit_s,
+        }
     params_form = kind.form_class(data, initial=params_initial, prefix=PARAMS_PREFIX)
     for name in kind.upload_fields():
         params_form.fields[name].widget = UploadWidget()
     for name, errors in upload_errors.items():
         params_form.add_error(name, errors)
-    options_form = JobOptionsForm(data, initial=options_initial)
+    options_form = JobOptionsForm(data, initial=options_initial, kind=kind)
     if request.method == "POST" and params_form.is_valid() and options_form.is_valid():
         try:
             job = services.job_create(
@@ -53,6 +56,7 @@ def job_new(request: HttpRequest) -> HttpResponse:
                 kind=kind.name,
                 params=params_form.cleaned_data,
                 parallelism=options_form.cleaned_data["parallelism"],
+                chunk_time_limit_s=options_form.cleaned_data["chunk_time_limit_s"],
                 rerun_of=rerun,
             )
         except services.Rejected as rejected:
@@ -202,6 +206,7 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
             **_summary_context(job),
             "kind_label": presentation.job_kind_label(job),
             "params_display": presentation.job_params_display(job),
+            "time_limit_text": presentation.job_time_limit_text(job),
             "preview_url": _preview_url_template(job),
             # The chunks come over the socket, in pages: a big job's would bloat the page.
             "snapshot": {

@@ -3,6 +3,7 @@
 import { chartDefaultsApply, cssColour, translucent } from "../lib/colours.mjs";
 import {
   byId as $,
+  el,
   coalesced,
   localiseTimes,
   pageJson,
@@ -67,6 +68,7 @@ function render() {
   setText($("counts"), countsText(state));
   gridRender();
   setText($("pace"), paceText(state));
+  heldRender();
   setText($("parallelism-value"), parallelismText(state));
   timingsRender();
   heavyRender();
@@ -393,3 +395,21 @@ const live = liveSocket(connection.dataset.socketUrl, {
     renderSchedule();
   },
 });
+
+// Links to the person's own jobs that hold the processes this job waits for.
+function heldRender() {
+  const holder = $("pace-held");
+  const { job, live } = state;
+  const held = JOB_ACTIVE.has(job.status) && live && live.waiting ? live.waiting.held_by || [] : [];
+  const shown = held.join(",");
+  if (holder.dataset.shown === shown) return;
+  holder.dataset.shown = shown;
+  holder.hidden = held.length === 0;
+  holder.replaceChildren(
+    "Your jobs that hold them:",
+    ...held.flatMap((id) => [
+      " ",
+      el("a", { href: urlFill(holder.dataset.jobUrl, { id }), text: `#${id}` }),
+    ]),
+  );
+}

@@ -46,11 +46,15 @@ function chunkPreviewSetUp(form, output) {
       } else params[key] = el.value;
     }
     for (const [name, id] of Object.entries(uploads)) params[name.slice(PREFIX.length)] = id;
-    const parallelism = form.elements.namedItem("parallelism");
+    const option = (name) => {
+      const input = form.elements.namedItem(name);
+      return input && input.value !== "" ? input.value : null;
+    };
     return {
       kind: form.elements.namedItem("kind").value,
       params,
-      parallelism: parallelism && parallelism.value !== "" ? parallelism.value : null,
+      parallelism: option("parallelism"),
+      chunk_time_limit_s: option("chunk_time_limit_s"),
     };
   }
 

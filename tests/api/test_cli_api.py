@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -34,3 +36,24 @@ def test_missing_url_or_token_is_a_usage_error(
     config = tmp_path / "config.toml"
     config.write_text('url = "http://example.invalid:1"\ntoken = "k"\n')
     assert Client(config=config).url == "http://example.invalid:1"
+
+
+@pytest.mark.api
+def test_submit_sends_a_chunk_time_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    sent: list[dict[str, Any]] = []
+
+    def request(self: Client, method: str, path: str, **kwargs: Any) -> Any:
+        sent.append({"method": method, "path": path, **kwargs})
+        return SimpleNamespace(json=lambda: {"id": 7, "total_chunks": 2})
+
+    monkeypatch.setenv("COREBOARD_URL", "http://example.invalid:1")
+    monkeypatch.setenv("COREBOARD_TOKEN", "k")
+    monkeypatch.setattr(Client, "_request", request)
+    monkeypatch.setattr("coreboard.cli.suggested_params", lambda client, kind, values: {})
+    result = CliRunner().invoke(
+        main, ["submit", "burn", "-p", "chunks=2", "--chunk-time-limit", "30"]
+    )
+    assert result.exit_code == 0, result.output
+    assert sent[-1]["json"] == {"kind": "burn", "params": {"chunks": 2}, "chunk_time_limit_s": 30}
+    refused = CliRunner().invoke(main, ["submit", "burn", "--chunk-time-limit", "0"])
+    assert refused.exit_code == 2

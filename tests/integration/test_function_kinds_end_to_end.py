@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
@@ -39,7 +40,7 @@ def test_a_function_kind_runs_on_real_workers_like_a_class_kind(
         upload = services.upload_create(
             owner=alice, file=SimpleUploadedFile("letters.txt", text.encode())
         )
-        params = {"text": upload.pk, "letters": "vowels", "repeat": 2, "chunks": 6}
+        params: dict[str, Any] = {"text": upload.pk, "letters": "vowels", "repeat": 2, "chunks": 6}
         job = make_job(alice, letter_counts, parallelism=2, committed=True, **params)
         job = wait_for_job(job.pk, until={"succeeded", "failed", "cancelled"}, timeout=60)
         assert job.status == Job.Status.SUCCEEDED, job.error

@@ -11,7 +11,7 @@ from django.test import Client
 
 from jobs import services
 from jobs.models import Job
-from tests.factories import T0, finished, make_job
+from tests.factories import SMALL_MANDELBROT, T0, finished, make_job
 
 pytestmark = pytest.mark.django_db
 
@@ -145,3 +145,23 @@ def test_admin_links_the_result_file_through_the_api_and_rounds_cpu(
     assert f'href="/api/jobs/{job.pk}/result-file/"' in page
     assert "0.247" in page
     assert "0.246912" not in page
+
+
+@pytest.mark.pages
+def test_a_result_without_a_display_is_a_table_of_its_fields_with_the_json_kept(
+    alice: User, alice_client: Client
+) -> None:
+    job = services.job_create(owner=alice, kind="mandelbrot", params=SMALL_MANDELBROT)
+    result = {
+        "pixels": 3072,
+        "stats": {"inside": 512},
+        "rows": [{"y": 0, "n": 4}, {"y": 1, "n": 5}],
+    }
+    Job.objects.filter(pk=job.pk).update(status="succeeded", result=result, finished_at=T0)
+    page = alice_client.get(f"/jobs/{job.pk}/").content.decode()
+    # In the stored (jsonb) order of keys.
+    assert "<dt>stats.inside</dt><dd>512</dd><dt>pixels</dt><dd>3072</dd>" in page
+    assert '<caption id="result-table-caption-1">rows</caption>' in page
+    assert '<th scope="col">n</th><th scope="col">y</th>' in page
+    assert "<tr><td>4</td><td>0</td></tr><tr><td>5</td><td>1</td></tr>" in page
+    assert "<summary>The result as JSON</summary>" in page

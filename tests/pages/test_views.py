@@ -1,10 +1,15 @@
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
+from jobs import kinds
+from jobs.engine import workers
 from jobs.models import Job
+from tests.factories import claim, make_job, start
 
 pytestmark = [pytest.mark.pages, pytest.mark.django_db]
 
@@ -87,3 +92,57 @@ def test_cancel_button_cancels(alice_client: Client, alice_job: Job) -> None:
     alice_job.refresh_from_db()
     assert alice_job.status == Job.Status.CANCELLED
     assert alice_client.get(f"/jobs/{alice_job.pk}/cancel/").status_code == 405
+
+
+def test_new_job_form_offers_a_chunk_time_limit_within_the_kind_s(
+    alice_client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(type(kinds.get("primes")), "time_limit_s", 120)
+    form = alice_client.get("/jobs/new/", {"kind": "primes"}).content.decode()
+    assert 'name="chunk_time_limit_s"' in form
+    assert "empty means the kind's limit, 120 s." in form
+    refused = alice_client.post(
+        "/jobs/new/",
+        {"kind": "primes", "params-start": "0", "params-stop": "1000", "params-chunks": "4",
+         "chunk_time_limit_s": "121"},
+    )  # fmt: skip
+    assert refused.status_code == 400
+    assert "Must be between 1 and 120 s (the kind&#x27;s time limit)." in refused.content.decode()
+    assert not Job.objects.exists()
+    alice_client.post(
+        "/jobs/new/",
+        {"kind": "primes", "params-start": "0", "params-stop": "1000", "params-chunks": "4",
+         "chunk_time_limit_s": "90"},
+    )  # fmt: skip
+    job = Job.objects.get()
+    assert job.chunk_time_limit_s == 90
+    page = alice_client.get(f"/jobs/{job.pk}/").content.decode()
+    assert '<dd id="time-limit-value">90 s</dd>' in page
+
+
+def test_job_page_shows_the_kind_s_time_limit_when_the_job_asked_for_none(
+    alice_client: Client, alice_job: Job, settings: Any
+) -> None:
+    settings.COREBOARD_CHUNK_TIME_LIMIT_S = 600
+    page = alice_client.get(f"/jobs/{alice_job.pk}/").content.decode()
+    assert '<dd id="time-limit-value">600 s (the kind&#x27;s)</dd>' in page
+
+
+def test_a_waiting_job_s_page_links_the_owner_s_jobs_that_hold_the_processes(
+    alice: User, bob: User, alice_client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    live = {"w@node": workers.LiveWorker(concurrency=2, kinds=frozenset({"burn"}))}
+    monkeypatch.setattr(workers, "live_workers", lambda conn=None: live)
+    monkeypatch.setattr(workers, "workers_seen", lambda conn=None: {})
+    mine, theirs = make_job(alice, chunks=2), make_job(bob, chunks=2)
+    for job, process in ((mine, "w@node|41|boot"), (theirs, "w@node|42|boot")):
+        start(job)
+        claim(job, process=process)
+    waiting = make_job(alice, chunks=1)
+    page = alice_client.get(f"/jobs/{waiting.pk}/").content.decode()
+    assert (
+        f"Waiting for a free worker process: all 2 are busy with job #{mine.pk} (yours) "
+        "and 1 job of another person"
+    ) in page
+    assert f'Your jobs that hold them: <a href="/jobs/{mine.pk}/">#{mine.pk}</a></p>' in page
+    assert f"#{theirs.pk}" not in page.split('id="job-snapshot"')[0]

@@ -189,4 +189,27 @@ def test_a_job_without_a_free_process_says_what_it_waits_behind(alice: User, bob
     claim(busy, process="nodeB|43|boot")
     waiting = _waiting(waiting_job)
     assert waiting is not None
-    assert waiting["text"] == "Queued behind 1 other job for a free worker process"
+    assert waiting["text"] == (
+        "Waiting for a free worker process: 1 of 2 are busy with 1 job of another person"
+    )
+    assert waiting["held_by"] == []
+    mine = make_job(alice, chunks=2)
+    start(mine)
+    claim(mine, process="nodeB|44|boot")
+    waiting = _waiting(waiting_job)
+    assert waiting is not None
+    assert waiting["text"] == (
+        f"Waiting for a free worker process: all 2 are busy with job #{mine.pk} (yours) "
+        "and 1 job of another person"
+    )
+    assert waiting["held_by"] == [mine.pk]
+    # Bob's view of his own waiting job names his job and only counts Alice's.
+    bobs_next = make_job(bob, chunks=1)
+    waiting = _waiting(bobs_next)
+    assert waiting is not None
+    assert waiting["text"] == (
+        f"Waiting for a free worker process: all 2 are busy with job #{busy.pk} (yours) "
+        "and 1 job of another person"
+    )
+    assert waiting["held_by"] == [busy.pk]
+    assert f"#{mine.pk}" not in waiting["text"]
