@@ -13,7 +13,6 @@ from click.testing import CliRunner
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from coreboard import client as client_module
 from coreboard.cli import main, parse_param
 from coreboard.client import Client, ConfigError
 from jobs import services
@@ -78,7 +77,7 @@ def _printed(job: Job, index: int, text: str, limit: int = 1000) -> None:
 def test_logs_prints_each_chunks_output_under_a_header(
     alice_api: APIClient, alice_job: Job, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(client_module.httpx, "Client", _through(alice_api))
+    monkeypatch.setattr(httpx, "Client", _through(alice_api))
     start(alice_job)
     _printed(alice_job, 0, "zero\n")
     _printed(alice_job, 1, "y" * 30 + "one, no newline", limit=20)
