@@ -13,11 +13,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.utils import timezone
 
 from jobs import protocol
-from jobs.engine import chunks, output, resources
+from jobs.engine import chunks, events, output, redis_clients, resources
 from jobs.engine.output import Captured, OutputBuffer
 from jobs.models import Chunk
 from tests.factories import claim_one, make_job, start
@@ -209,3 +210,58 @@ def test_a_failed_or_cancelled_chunk_keeps_what_it_printed(alice: User) -> None:
         "computing...\n",
         0.5,
     )
+
+
+def test_the_flusher_sends_new_text_by_offset_and_keeps_a_running_tail_in_redis(
+    capturing: Callable[[], tuple[io.StringIO, io.StringIO]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    capturing()
+    sent: list[dict[str, Any]] = []
+    monkeypatch.setattr(events, "event_publish", lambda job_id, event: sent.append(event))
+    flusher = output._Flusher(thread=False)
+    monkeypatch.setattr(output, "_flusher", flusher)
+    client = redis_clients.for_url(settings.CHANNEL_LAYER_REDIS_URL)
+    key = output.live_tail_key(4242, 0)
+    client.delete(key)
+    output.chunk_output_begin(4242, 0)
+    print("abc")
+    flusher.flush()
+    print("de")
+    flusher.flush()
+    assert client.ttl(key) > output.ENDED_TAIL_TTL_S
+    output.chunk_output_end()
+    flusher.flush()
+    flusher.flush()  # nothing new: nothing sent
+    messages = [event["message"] for event in sent]
+    assert [(m["offset"], m["text"]) for m in messages] == [(0, "abc\n"), (4, "de\n"), (7, "")]
+    assert {m["type"] for m in messages} == {"chunk.output"}
+    assert {event["type"] for event in sent} == {"chunk.printed"}
+    assert output.live_tails(4242, [0, 1]) == {0: output.LiveTail(0, "abc\nde\n")}
+    assert 0 < client.ttl(key) <= output.ENDED_TAIL_TTL_S
+    client.delete(key)
+
+
+def test_chunks_that_end_between_flushes_send_a_bounded_amount_and_skip_redis(
+    capturing: Callable[[], tuple[io.StringIO, io.StringIO]],
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    capturing()
+    settings.COREBOARD_CHUNK_OUTPUT_BYTES = 1_000_000
+    sent: list[dict[str, Any]] = []
+    monkeypatch.setattr(events, "event_publish", lambda job_id, event: sent.append(event))
+    flusher = output._Flusher(thread=False)
+    monkeypatch.setattr(output, "_flusher", flusher)
+    for index in range(6):
+        output.chunk_output_begin(4343, index)
+        sys.stdout.write("z" * 100_000)
+        output.chunk_output_end()
+    flusher.flush()
+    messages = [event["message"] for event in sent]
+    assert [m["index"] for m in messages] == list(range(6))
+    # The last 64 KB of each, until 256 KB went out; then the whole length, no text.
+    live = output.LIVE_MESSAGE_BYTES
+    assert [(m["offset"], len(m["text"])) for m in messages] == [(100_000 - live, live)] * 4 + [
+        (100_000, 0)
+    ] * 2
+    assert output.live_tails(4343, list(range(6))) == {}
