@@ -42,6 +42,12 @@ if TYPE_CHECKING:  # imported where used, once the harness has configured Django
 COARSE = {"start": 0, "stop": 800_000_000, "chunks": 16}
 FINE = ((600, 1), (120, 20), (24, 250))
 FAIR_BIG = {"chunks": 40, "ms": 500}
+SECTION_HEADINGS = {
+    "coarse": "## Coarse",
+    "fine": "## Fine",
+    "big": "## Big",
+    "fairness": "## Fairness",
+}
 
 
 def _run_spec(job: tuple[str, dict[str, Any]]) -> Any:
@@ -112,6 +118,8 @@ def main() -> int:
         extra = [m for m in os.environ.get("COREBOARD_JOB_KINDS", "").split(",") if m]
         os.environ["COREBOARD_JOB_KINDS"] = ",".join([*extra, burn_twin.__name__])
     lacks = frozenset({burn_twin.NAME}) if "fine" not in skip else frozenset()
+    # Parts this run leaves out keep the earlier run's figures (marked), in their place.
+    kept = report.kept_parts("speedup", SECTION_HEADINGS, skip)
     with harness.running_stack(workers=cores, worker_lacks=lacks) as stack:
         from django.contrib.auth import get_user_model
 
@@ -185,6 +193,8 @@ def main() -> int:
             if "coarse" not in skip:
                 coarse = compare("primes", COARSE, [1, cores])
                 sections.append(_coarse_section(coarse, cores, runs))
+            elif "coarse" in kept:
+                sections.append(kept["coarse"])
             if "fine" not in skip:
                 fine = [
                     (
@@ -200,10 +210,16 @@ def main() -> int:
                     for n, ms in FINE
                 ]
                 sections.append(_fine_section(fine, cores, runs))
+            elif "fine" in kept:
+                sections.append(kept["fine"])
         if "big" not in skip:
             sections.append(_big_section(api, stack.worker_pid, big_chunks, cores))
+        elif "big" in kept:
+            sections.append(kept["big"])
         if "fairness" not in skip:
             sections.append(_fairness_section(api, bob_api, cores))
+        elif "fairness" in kept:
+            sections.append(kept["fairness"])
     report.write_section(
         "speedup",
         f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {harness.machine()}, "
