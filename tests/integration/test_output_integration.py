@@ -106,6 +106,7 @@ def test_print_in_a_running_chunk_streams_live_and_is_kept(
         started = job.chunks.get(index=0).started_at
         assert started is not None
         # Within 2 s of the chunk's start, and while it still runs.
+        print(f"first output on the job's group {seen_at - started.timestamp():.3f} s after start")
         assert seen_at - started.timestamp() < 2.0
         live = api.get(url).json()
         assert live["running"] is True
