@@ -58,9 +58,12 @@ class _Proc:
     def __init__(self) -> None:
         self.pid = os.getpid()
         self.status: int | None = None
+        self.statm: int | None = None
         self.clear_refs: int | None = None
+        self.page_size = os.sysconf("SC_PAGE_SIZE")
         try:
             self.status = os.open("/proc/self/status", os.O_RDONLY)
+            self.statm = os.open("/proc/self/statm", os.O_RDONLY)
             self.clear_refs = os.open("/proc/self/clear_refs", os.O_WRONLY)
         except OSError:
             pass
@@ -74,6 +77,15 @@ class _Proc:
             self.clear_refs = None
             return False
         return True
+
+    def rss(self) -> int | None:
+        """Resident memory now, bytes (statm: a fifth of the cost of status)."""
+        if self.statm is None:
+            return None
+        try:
+            return int(os.pread(self.statm, 128, 0).split()[1]) * self.page_size
+        except (OSError, IndexError, ValueError):
+            return None
 
     def read(self) -> tuple[int, int] | None:
         """(resident now, high-water mark), bytes."""
@@ -132,8 +144,8 @@ class ChunkMeter:
     def __init__(self) -> None:
         self._proc = _proc_here()
         self._hwm = self._proc.peak_reset()
-        read = self._proc.read() if self._hwm else None
-        self._start_rss = read[0] if read else int(psutil.Process().memory_info().rss)
+        rss = self._proc.rss() if self._hwm else None
+        self._start_rss = rss if rss is not None else int(psutil.Process().memory_info().rss)
         self._times = resource.getrusage(resource.RUSAGE_SELF)
 
     def stop(self) -> Usage:
