@@ -402,3 +402,17 @@ def live_tails(job_id: int, indexes: list[int]) -> dict[int, LiveTail]:
             record = json.loads(value)
             tails[index] = LiveTail(int(record["offset"]), str(record["text"]))
     return tails
+
+
+def live_captured(job_id: int, index: int) -> Captured | None:
+    """A chunk's output as its live tail in Redis holds it, in the stored form: for a
+    chunk whose process was ended before it could record its outcome (a kill on cancel or
+    time limit), which would otherwise lose what it printed. None when there is no tail
+    (it printed nothing, or ended between two flushes)."""
+    tail = live_tails(job_id, [index]).get(index)
+    if tail is None:
+        return None
+    text = tail.text
+    if tail.offset:
+        text = protocol.output_cut_marker(tail.offset) + text
+    return Captured(text, tail.offset, tail.offset + len(tail.text.encode()))

@@ -265,3 +265,16 @@ def test_chunks_that_end_between_flushes_send_a_bounded_amount_and_skip_redis(
         (100_000, 0)
     ] * 2
     assert output.live_tails(4343, list(range(6))) == {}
+
+
+def test_a_killed_chunks_output_can_be_taken_from_its_live_tail() -> None:
+    client = redis_clients.for_url(settings.CHANNEL_LAYER_REDIS_URL)
+    key = output.live_tail_key(4444, 2)
+    client.set(key, '{"offset": 10, "text": "spinning\\n"}', ex=60)
+    try:
+        assert output.live_captured(4444, 2) == Captured(
+            "[… 10 earlier bytes cut …]\nspinning\n", 10, 19
+        )
+        assert output.live_captured(4444, 3) is None
+    finally:
+        client.delete(key)
