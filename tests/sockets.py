@@ -17,6 +17,7 @@ from django.test import Client
 from project.asgi import application
 
 P = ParamSpec("P")
+JOB_STATE_TYPES = frozenset({"job.snapshot", "job.progress"})
 R = TypeVar("R")
 
 
@@ -60,7 +61,10 @@ def follow_job(
         while True:
             message = await communicator.receive_json_from(timeout=deadline - time.monotonic())
             messages.append((time.time(), message))
-            if (message.get("job") or {}).get("status") in until:
+            # Only snapshots and deltas carry a job state (`chunk.output` and
+            # `job.resources` carry the job's id).
+            state = message.get("job") if message["type"] in JOB_STATE_TYPES else None
+            if (state or {}).get("status") in until:
                 break
         await communicator.disconnect()
         return messages

@@ -31,8 +31,9 @@ from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from jobs import kinds, options, protocol
-from jobs.engine import dispatch, events, slot_registry, stopper, workers
+from jobs.engine import dispatch, events, output, resources, slot_registry, stopper, workers
 from jobs.engine.chunks import (
+    Captured,
     Claim,
     Claimer,
     Done,
@@ -52,6 +53,9 @@ from jobs.protocol import ChunkDelta
 logger = logging.getLogger(__name__)
 
 MAX_BATCH = 1000
+# A batch's outcomes are recorded early once they hold this much chunk output: chatty
+# chunks must not pile up a flush interval's worth of it (up to 64 KB each) in memory.
+OUTPUT_FLUSH_CHARS = 1024 * 1024
 # How long a slot with nothing claimable waits for a chunk whose retry is due.
 RETRY_WAIT_MAX_S = 2.0
 
@@ -251,6 +255,10 @@ class _SlotRun:
         self.slice_s = settings.COREBOARD_SLOT_SLICE_MS / 1000
         self.flush_s = settings.COREBOARD_FLUSH_MS / 1000
         self.batch_target_s = settings.COREBOARD_BATCH_TARGET_MS / 1000
+        # Once per process (a no-op after the first): stdout, stderr and logging go to the
+        # running chunk's output; the sampler writes the job's CPU/memory timeline.
+        output.capture_install()
+        self.sampling = settings.COREBOARD_CHUNK_CAPTURE
 
     def run(self) -> str:
         job = (
@@ -326,6 +334,7 @@ class _SlotRun:
         over (the rest of the batch is handed back as stopped)."""
         outcomes: list[Outcome] = []
         last_flush = time.monotonic()
+        output_held = 0
         active = True
         for claim in claims:
             if not active:
@@ -333,12 +342,14 @@ class _SlotRun:
                 continue
             outcome = self._run_one(kind, claim)
             outcomes.append(outcome)
+            output_held += len(outcome.output.output)
             if isinstance(outcome, Stopped):
                 active = False
-            if time.monotonic() - last_flush >= self.flush_s:
+            if time.monotonic() - last_flush >= self.flush_s or output_held >= OUTPUT_FLUSH_CHARS:
                 recorded = chunks_record(job_id=self.job_id, outcomes=outcomes)
                 active = active and recorded.job_active
                 outcomes = []
+                output_held = 0
                 last_flush = time.monotonic()
         return outcomes, active
 
@@ -355,22 +366,32 @@ class _SlotRun:
         except ChunkCancelled:
             return Stopped(claim.id)
         self.hooks.chunk_started(self.job_id, claim.index)
+        if self.sampling:
+            resources.sampling_begin(self.job_id)
+        output.chunk_output_begin(self.job_id, claim.index)
         started_at: datetime = timezone.now()
         began = time.perf_counter()
-        cpu_before = time.process_time()
         # The worker's main process stops the chunk if it outlives its job or its limit.
         stopper.chunk_begin(
             job_id=self.job_id, chunk_id=claim.id, index=claim.index, limit_s=self.limit_s
         )
+        meter = resources.ChunkMeter()
         try:
             result = kind.run(claim.spec, ChunkProgress(self.job_id, claim.index, self.pace))
         except ChunkCancelled:
-            return Stopped(claim.id)
+            usage, captured = self._ended(meter, began)
+            return Stopped(claim.id, usage, captured)
         except Exception as error:
-            return Raised(claim.id, kind_traceback(kind, error), started_at, timezone.now())
-        finally:
-            stopper.chunk_end()
-            self._observe(time.perf_counter() - began)
+            usage, captured = self._ended(meter, began)
+            return Raised(
+                claim.id,
+                kind_traceback(kind, error),
+                started_at,
+                timezone.now(),
+                usage=usage,
+                output=captured,
+            )
+        usage, captured = self._ended(meter, began)
         # Encoded once: this checks the partial is JSON and is what gets stored. One that
         # is not fails at once, for good: it would fail the same way on every retry.
         result_json = json_text(result)
@@ -383,16 +404,29 @@ class _SlotRun:
                 started_at,
                 timezone.now(),
                 final=True,
+                usage=usage,
+                output=captured,
             )
         self.hooks.chunk_finished()
         return Done(
             claim.id,
             result,
-            time.process_time() - cpu_before,
+            usage.cpu_seconds,
             started_at,
             timezone.now(),
             result_json,
+            usage,
+            captured,
         )
+
+    def _ended(self, meter: resources.ChunkMeter, began: float) -> tuple[resources.Usage, Captured]:
+        stopper.chunk_end()
+        usage = meter.stop()
+        self._observe(time.perf_counter() - began)
+        captured = output.chunk_output_end()
+        if self.sampling:
+            resources.sampling_end()
+        return usage, captured
 
     def _observe(self, seconds: float) -> None:
         previous = self.chunk_seconds

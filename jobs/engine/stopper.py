@@ -58,6 +58,7 @@ from django.db import DatabaseError, close_old_connections, connection
 
 from jobs.engine import workers
 from jobs.engine.chunks import chunk_stop
+from jobs.engine.output import NOTHING, live_captured
 from jobs.models import Job
 
 logger = logging.getLogger(__name__)
@@ -244,7 +245,12 @@ class Stopper:
     def stop(self, entry: BoardEntry, *, error: str | None) -> bool:
         process = workers.process_id(node=self.node, pid=entry.pid)
         recorded = chunk_stop(
-            job_id=entry.job_id, chunk_id=entry.chunk_id, process=process, error=error
+            job_id=entry.job_id,
+            chunk_id=entry.chunk_id,
+            process=process,
+            error=error,
+            # What it printed up to its last flush: the process ends before it can record.
+            output=live_captured(entry.job_id, entry.index) or NOTHING,
         )
         if not recorded:
             return False
