@@ -149,7 +149,9 @@ def test_the_stopper_stops_cancelled_and_overdue_chunks_only(
     recorded: list[tuple[int, str | None]] = []
     killed: list[tuple[int, int]] = []
 
-    def chunk_stop(*, job_id: int, chunk_id: int, process: str, error: str | None) -> bool:
+    def chunk_stop(
+        *, job_id: int, chunk_id: int, process: str, error: str | None, output: object
+    ) -> bool:
         recorded.append((chunk_id, error))
         return True
 
