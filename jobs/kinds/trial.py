@@ -31,11 +31,11 @@ from jobs.kinds.base import (
     Params,
     ResultDisplay,
     Spec,
-    display_value,
     params_from_form_values,
 )
 from jobs.kinds.jsoncheck import json_problem
 from jobs.kinds.loading import FOLDER_PACKAGE, folder_package_set
+from jobs.kinds.result_fields import result_fields
 
 # A parameter given as `name=@path` names a local file for an upload parameter.
 UPLOAD_PREFIX = "@"
@@ -287,24 +287,20 @@ def trial_run(
 
 
 def result_fields_display(result: Any) -> ResultDisplay:
-    """A result without a `result_display` as a readable table: one row per field (a
-    nested value as compact JSON), or a lone value as a figure."""
-    if isinstance(result, Mapping):
-        rows = [[str(key), _field_text(value)] for key, value in result.items()]
-        return ResultDisplay(table_columns=["Field", "Value"], table_rows=rows)
-    if isinstance(result, list) and result and all(isinstance(row, Mapping) for row in result):
-        columns = list(dict.fromkeys(key for row in result for key in row))
-        rows = [[_field_text(row.get(column)) for column in columns] for row in result]
-        return ResultDisplay(table_columns=[str(c) for c in columns], table_rows=rows)
-    return ResultDisplay(figures=[("Result", _field_text(result))])
-
-
-def _field_text(value: Any) -> str:
-    if isinstance(value, dict | list):
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return display_value(value)
+    """A result without a `result_display` as the job page shows it (its fields, see
+    jobs.kinds.result_fields): its first table as the table, further ones named."""
+    fields = result_fields(result)
+    figures = list(fields.figures)
+    if not fields.tables:
+        return ResultDisplay(figures=figures)
+    first, *more = fields.tables
+    figures += [(table.caption, f"a table of {len(table.rows)} rows") for table in more]
+    return ResultDisplay(
+        figures=figures,
+        table_caption=first.caption,
+        table_columns=first.columns,
+        table_rows=first.rows,
+    )
 
 
 def display_text(display: ResultDisplay) -> str:

@@ -128,8 +128,16 @@ def test_run_kind_refuses_bad_parameters_and_values_that_are_not_json(
 def test_results_without_a_display_read_as_a_table_of_fields() -> None:
     display = trial.result_fields_display({"estimate": 3.14159, "n": 1000, "bins": [1, 2]})
 
-    assert display.table_rows == [["estimate", "3.14159"], ["n", "1000"], ["bins", "[1, 2]"]]
-    assert trial.display_text(display).splitlines()[:2] == ["Field     Value", "--------  -------"]
+    # The same fields the job page shows (jobs.kinds.result_fields).
+    assert display.figures == [("estimate", "3.14159"), ("n", "1000"), ("bins", "1, 2")]
+    assert trial.display_text(display).splitlines() == [
+        "estimate: 3.14159",
+        "n: 1000",
+        "bins: 1, 2",
+    ]
+    table = trial.result_fields_display({"fits": [{"a": 1, "b": 2}, {"a": 3, "b": 4}]})
+    assert (table.table_caption, table.table_columns) == ("fits", ["a", "b"])
+    assert table.table_rows == [["1", "2"], ["3", "4"]]
 
 
 def test_try_kind_imports_a_file_named_like_a_module_without_replacing_it(

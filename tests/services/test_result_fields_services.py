@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from jobs.views.presentation import (
+from jobs.kinds.result_fields import (
     FIELDS_MAX,
     LIST_ITEMS_MAX,
     TABLE_ROWS_MAX,
