@@ -52,5 +52,11 @@ KINDS = {name: kinds.get(name) for name in (NAME, SCALED_NAME)}
 @contextmanager
 def registered() -> Iterator[None]:
     """These kinds in this process's registry, for the test only."""
-    with kinds.temporary(*(type(made) for made in KINDS.values())):
-        yield
+    try:
+        with kinds.temporary(*(type(made) for made in KINDS.values())):
+            yield
+    finally:
+        # Importing this module registered them for good: the registry saved by
+        # `temporary` had them already.
+        for name in KINDS:
+            kinds.unregister(name)
