@@ -29,6 +29,8 @@ JOB_SNAPSHOT: Literal["job.snapshot"] = "job.snapshot"
 JOB_CHUNKS: Literal["job.chunks"] = "job.chunks"
 JOB_PROGRESS: Literal["job.progress"] = "job.progress"
 JOB_LIVE: Literal["job.live"] = "job.live"
+CHUNK_OUTPUT: Literal["chunk.output"] = "chunk.output"
+JOB_RESOURCES: Literal["job.resources"] = "job.resources"
 OVERVIEW_STATE: Literal["overview.state"] = "overview.state"
 ERROR: Literal["error"] = "error"
 # The one message a client sends (job socket): asks for a fresh snapshot.
@@ -39,6 +41,8 @@ PUBLIC_MESSAGE_TYPES = (
     JOB_CHUNKS,
     JOB_PROGRESS,
     JOB_LIVE,
+    CHUNK_OUTPUT,
+    JOB_RESOURCES,
     OVERVIEW_STATE,
     ERROR,
     RESYNC,
@@ -49,7 +53,16 @@ PUBLIC_MESSAGE_TYPES = (
 
 EVENT_JOB_CHANGED: Literal["job.changed"] = "job.changed"
 EVENT_CLUSTER_CHANGED: Literal["cluster.changed"] = "cluster.changed"
-CHANNEL_LAYER_EVENTS = (EVENT_JOB_CHANGED, EVENT_CLUSTER_CHANGED)
+# A worker's new chunk output and process samples (jobs.engine.output, jobs.engine.resources),
+# relayed as `chunk.output` and `job.resources`.
+EVENT_CHUNK_PRINTED: Literal["chunk.printed"] = "chunk.printed"
+EVENT_JOB_SAMPLED: Literal["job.sampled"] = "job.sampled"
+CHANNEL_LAYER_EVENTS = (
+    EVENT_JOB_CHANGED,
+    EVENT_CLUSTER_CHANGED,
+    EVENT_CHUNK_PRINTED,
+    EVENT_JOB_SAMPLED,
+)
 
 
 # --- websocket close codes (4000-4999 are the application's; 4xxx echo HTTP's statuses) ------
@@ -134,6 +147,15 @@ class ChunkState(TypedDict):
     finished_at: Annotated[str | None, DateTime]
     cpu_seconds: float | None
     error: str
+    cpu_user_s: Annotated[float | None, "User CPU seconds of its run (once it ended)."]
+    cpu_system_s: Annotated[float | None, "System CPU seconds of its run (once it ended)."]
+    start_rss: Annotated[int | None, "Resident memory of its process when it started, bytes."]
+    peak_rss: Annotated[int | None, "Peak resident memory of its process while it ran, bytes."]
+    output_bytes: Annotated[
+        int,
+        "Bytes it wrote (stdout, stderr, log records), cut ones included; 0 when none. "
+        "The text: GET /api/jobs/<id>/chunks/<index>/output/.",
+    ]
 
 
 class ChunkDelta(TypedDict, total=False):
@@ -150,6 +172,11 @@ class ChunkDelta(TypedDict, total=False):
     finished_at: str | None
     cpu_seconds: float | None
     error: str
+    cpu_user_s: float | None
+    cpu_system_s: float | None
+    start_rss: int | None
+    peak_rss: int | None
+    output_bytes: int
     progress: float
 
 
@@ -306,6 +333,54 @@ class UploadListItemState(UploadState):
     jobs: Annotated[int, "How many jobs read it."]
 
 
+class ChunkOutputItem(TypedDict):
+    """What one chunk wrote (stdout, stderr and log records while it ran), from a byte
+    offset: the live tail while it runs, its stored tail once it ended."""
+
+    index: int
+    status: Annotated[str, Chunk.Status]
+    offset: Annotated[
+        int, "Byte offset, in the chunk's whole output, of the first character of `text`."
+    ]
+    text: Annotated[str, "Its output from `offset` on (only the retained tail is kept)."]
+    cut_bytes: Annotated[
+        int, "Bytes of its output cut before the retained tail (the bound is per chunk)."
+    ]
+    running: Annotated[bool, "Still running: more output may follow."]
+
+
+class ChunkOutputState(ChunkOutputItem):
+    """One chunk's output (GET /api/jobs/<id>/chunks/<index>/output/)."""
+
+    job: int
+
+
+class JobOutputState(TypedDict):
+    """The output of a job's chunks that wrote anything, by index
+    (GET /api/jobs/<id>/output/)."""
+
+    job: int
+    chunks: list[ChunkOutputItem]
+
+
+class ResourceSample(TypedDict):
+    """One worker process's CPU use and resident memory while it ran one of the job's
+    chunks (sampled about once a second)."""
+
+    process: Annotated[str, "The worker process, `node|pid|boot`."]
+    pid: int
+    at: Annotated[str, DateTime]
+    cpu_percent: Annotated[float, "CPU use of the process since its previous sample (100: a core)."]
+    rss: Annotated[int, "Resident memory, bytes."]
+
+
+class JobResourcesState(TypedDict):
+    """A job's CPU and memory timeline per process (GET /api/jobs/<id>/resources/)."""
+
+    job: int
+    samples: list[ResourceSample]
+
+
 # --- messages -------------------------------------------------------------------------------------
 
 
@@ -337,6 +412,29 @@ class JobLiveMessage(TypedDict):
     live: LiveState
 
 
+class ChunkOutputMessage(TypedDict):
+    """New output of a chunk: `text` starts at byte `offset` of the chunk's whole output. A
+    page appends it when `offset` is the length it has, and otherwise fetches the chunk's
+    output from the API. Sent at most about every 0.5 s while a chunk writes, and once
+    when it ends (then `text` may be empty when the chunk's output was too much to send
+    live: `offset` is then its whole length)."""
+
+    type: Literal["chunk.output"]
+    job: int
+    index: int
+    offset: int
+    text: str
+    cut_bytes: int
+
+
+class JobResourcesMessage(TypedDict):
+    """The newest process samples of a job, about once a second while it runs."""
+
+    type: Literal["job.resources"]
+    job: int
+    samples: list[ResourceSample]
+
+
 class OverviewStateMessage(JobsOverview):
     type: Literal["overview.state"]
     cluster: ClusterState
@@ -359,6 +457,20 @@ class JobChangedEvent(TypedDict):
     seq: int
     job: JobState | None
     chunks: list[ChunkDelta]
+
+
+class ChunkPrintedEvent(TypedDict):
+    """Channel-layer event from a worker to the job's group, relayed as `chunk.output`."""
+
+    type: Literal["chunk.printed"]
+    message: ChunkOutputMessage
+
+
+class JobSampledEvent(TypedDict):
+    """Channel-layer event from a worker to the job's group, relayed as `job.resources`."""
+
+    type: Literal["job.sampled"]
+    message: JobResourcesMessage
 
 
 # --- refusals (jobs.services.errors): the API's 400 and 409 bodies ------------------------------
@@ -433,6 +545,26 @@ def job_api_state(state: JobState, *, waiting: WaitingState | None) -> JobApiSta
     return {**state, "waiting": waiting}
 
 
+def chunk_output_bytes(chunk: Chunk) -> int:
+    """Bytes a chunk wrote: read as the `output_bytes` annotation of
+    selectors.job_chunks (no need to load the text), else from its fields."""
+    known = getattr(chunk, "output_bytes", None)
+    if known is not None:
+        return int(known)
+    kept = output_without_marker(chunk.output, chunk.output_cut_bytes)
+    return chunk.output_cut_bytes + len(kept.encode())
+
+
+def output_cut_marker(cut_bytes: int) -> str:
+    """The line a stored chunk output starts with when its beginning was cut."""
+    return f"[… {cut_bytes:,} earlier bytes cut …]\n"
+
+
+def output_without_marker(stored: str, cut_bytes: int) -> str:
+    """A stored chunk output without its cut marker: the bytes it kept, as written."""
+    return stored.removeprefix(output_cut_marker(cut_bytes)) if cut_bytes else stored
+
+
 def chunk_state(chunk: Chunk) -> ChunkState:
     return {
         "index": chunk.index,
@@ -445,6 +577,11 @@ def chunk_state(chunk: Chunk) -> ChunkState:
         "finished_at": iso(chunk.finished_at),
         "cpu_seconds": rounded(chunk.cpu_seconds),
         "error": chunk.error,
+        "cpu_user_s": rounded(chunk.cpu_user_s),
+        "cpu_system_s": rounded(chunk.cpu_system_s),
+        "start_rss": chunk.start_rss,
+        "peak_rss": chunk.peak_rss,
+        "output_bytes": chunk_output_bytes(chunk),
     }
 
 
@@ -467,6 +604,12 @@ def chunk_claimed_delta(
         "queued_at": at,
         "started_at": at,
         "finished_at": None,
+        # A new run: its resources and output start afresh.
+        "cpu_user_s": None,
+        "cpu_system_s": None,
+        "start_rss": None,
+        "peak_rss": None,
+        "output_bytes": 0,
     }
 
 
@@ -504,6 +647,44 @@ def job_progress_message(
 
 def job_live_message(live: LiveState) -> JobLiveMessage:
     return {"type": JOB_LIVE, "live": live}
+
+
+def chunk_output_message(
+    *, job: int, index: int, offset: int, text: str, cut_bytes: int
+) -> ChunkOutputMessage:
+    return {
+        "type": CHUNK_OUTPUT,
+        "job": job,
+        "index": index,
+        "offset": offset,
+        "text": text,
+        "cut_bytes": cut_bytes,
+    }
+
+
+def job_resources_message(*, job: int, samples: list[ResourceSample]) -> JobResourcesMessage:
+    return {"type": JOB_RESOURCES, "job": job, "samples": samples}
+
+
+def resource_sample(*, process: str, at: str, cpu_percent: float, rss: int) -> ResourceSample:
+    """A sample of `process` (`node|pid|boot`); its pid is read from the id."""
+    parts = process.rsplit("|", 2)
+    pid = int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else 0
+    return {
+        "process": process,
+        "pid": pid,
+        "at": at,
+        "cpu_percent": round(cpu_percent, 1),
+        "rss": rss,
+    }
+
+
+def chunk_printed_event(message: ChunkOutputMessage) -> ChunkPrintedEvent:
+    return {"type": EVENT_CHUNK_PRINTED, "message": message}
+
+
+def job_sampled_event(message: JobResourcesMessage) -> JobSampledEvent:
+    return {"type": EVENT_JOB_SAMPLED, "message": message}
 
 
 def overview_state_message(jobs: JobsOverview, cluster: ClusterState) -> OverviewStateMessage:

@@ -117,7 +117,7 @@ def in_memory_channel_layer(settings: Any, monkeypatch: pytest.MonkeyPatch) -> N
     layer that later tests would publish into.
     """
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-    for name in ("job_changed", "chunks_claimed", "chunk_progressed"):
+    for name in ("job_changed", "chunks_claimed", "chunk_progressed", "event_publish"):
         monkeypatch.setattr(events, name, lambda *args, **kwargs: None)
 
 

@@ -25,6 +25,7 @@ from jobs.models import Job
 from jobs.options import parallelism_field
 from jobs.protocol import JobApiState
 from jobs.selectors import jobs as selectors
+from jobs.selectors import output as output_selectors
 from jobs.services import uploads
 
 logger = logging.getLogger(__name__)
@@ -192,6 +193,29 @@ class JobChunks(_OwnJobView):
         chunks = selectors.job_chunks(self.get_job(job_id))
         page = self.paginate_queryset(chunks) or []
         return self.get_paginated_response([protocol.chunk_state(c) for c in page])
+
+
+class ChunkOutput(_OwnJobView):
+    @openapi.chunk_output
+    def get(self, request: Request, job_id: int, index: int) -> Response:
+        raw = request.query_params.get("offset")
+        if raw is not None and not (raw.isascii() and raw.isdigit()):
+            raise services.Rejected({"offset": ["A byte offset: a whole number, 0 or more."]})
+        job = self.get_job(job_id)
+        offset = int(raw) if raw is not None else None
+        return Response(output_selectors.chunk_output(job=job, index=index, offset=offset))
+
+
+class JobOutput(_OwnJobView):
+    @openapi.job_output
+    def get(self, request: Request, job_id: int) -> Response:
+        return Response(output_selectors.job_output(job=self.get_job(job_id)))
+
+
+class JobResources(_OwnJobView):
+    @openapi.job_resources
+    def get(self, request: Request, job_id: int) -> Response:
+        return Response(output_selectors.job_resources(job=self.get_job(job_id)))
 
 
 class JobResultFile(_OwnJobView):

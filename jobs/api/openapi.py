@@ -184,6 +184,11 @@ def add_components(result: dict[str, Any], **_: Any) -> dict[str, Any]:
         "JobOut",
         "WaitingOut",
         "ChunkOut",
+        "ChunkOutputOut",
+        "ChunkOutputItemOut",
+        "JobOutputOut",
+        "JobResourcesOut",
+        "ResourceSampleOut",
         "JobPreviewOut",
         "UploadOut",
         "UploadListItem",
@@ -276,6 +281,9 @@ def typed_dict_serializer(shape: type, component: str = "") -> type[serializers.
 JobOut = typed_dict_serializer(protocol.JobApiState)
 ChunkOut = typed_dict_serializer(protocol.ChunkState)
 WaitingOut = typed_dict_serializer(protocol.WaitingState)
+ChunkOutputOut = typed_dict_serializer(protocol.ChunkOutputState)
+JobOutputOut = typed_dict_serializer(protocol.JobOutputState)
+JobResourcesOut = typed_dict_serializer(protocol.JobResourcesState)
 
 
 class JobPreviewOut(serializers.Serializer[Any]):
@@ -357,6 +365,28 @@ job_rerun = extend_schema(
 job_chunks = extend_schema(
     summary="A job's chunks, by index",
     responses={200: ChunkOut(many=True), **_ONE_JOB},
+)
+chunk_output = extend_schema(
+    summary="What one chunk wrote (stdout, stderr, log records): live while it runs",
+    parameters=[
+        OpenApiParameter(
+            "offset",
+            OpenApiTypes.INT,
+            description=(
+                "Only the text from this byte of the chunk's output on (when it is still "
+                "retained; otherwise from the first retained byte: see `offset`)."
+            ),
+        )
+    ],
+    responses={200: ChunkOutputOut, 400: BAD_INPUT, **_ONE_JOB},
+)
+job_output = extend_schema(
+    summary="What the job's chunks wrote, by chunk",
+    responses={200: JobOutputOut, **_ONE_JOB},
+)
+job_resources = extend_schema(
+    summary="The job's CPU and memory timeline, per worker process",
+    responses={200: JobResourcesOut, **_ONE_JOB},
 )
 _FILE = {"type": "string", "format": "binary"}
 job_result_file = extend_schema(

@@ -19,6 +19,13 @@ urlpatterns = [
         api.ChunkPreview.as_view(),
         name="api-chunk-preview",
     ),
+    path(
+        "jobs/<int:job_id>/chunks/<int:index>/output/",
+        api.ChunkOutput.as_view(),
+        name="api-job-chunk-output",
+    ),
+    path("jobs/<int:job_id>/output/", api.JobOutput.as_view(), name="api-job-output"),
+    path("jobs/<int:job_id>/resources/", api.JobResources.as_view(), name="api-job-resources"),
     path("jobs/<int:job_id>/result-file/", api.JobResultFile.as_view(), name="api-job-result-file"),
     path("uploads/", api.UploadListCreate.as_view(), name="api-uploads"),
     path("uploads/<int:upload_id>/", api.UploadDetail.as_view(), name="api-upload"),

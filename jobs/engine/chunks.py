@@ -35,6 +35,8 @@ from jobs.engine.job_state import (
     job_save,
     retry_on_lock_timeout,
 )
+from jobs.engine.output import NOTHING, Captured
+from jobs.engine.resources import Usage
 from jobs.kinds.base import Spec
 from jobs.models import Chunk, Job
 
@@ -67,6 +69,8 @@ class Done:
     finished_at: datetime
     # The result as JSON text, when the runner already encoded it (to check it can be).
     result_json: str | None = None
+    usage: Usage | None = None
+    output: Captured = NOTHING
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,8 @@ class Raised:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     final: bool = False
+    usage: Usage | None = None
+    output: Captured = NOTHING
 
 
 @dataclass(frozen=True)
@@ -86,6 +92,8 @@ class Stopped:
     """The chunk gave up because its job is no longer running (cancel, early exit)."""
 
     chunk_id: int
+    usage: Usage | None = None
+    output: Captured = NOTHING
 
 
 Outcome = Done | Raised | Stopped
@@ -239,6 +247,8 @@ def _chunks_record(
             job.done_chunks += len(changed)
             job.cpu_seconds += sum(o.cpu_seconds for o in done if o.chunk_id in counted)
             fields |= {"done_chunks", "cpu_seconds"}
+            if _peak_raised(job, [chunk.peak_rss for chunk in changed]):
+                fields.add("peak_rss")
             recorded.counted = len(changed)
             kind = kinds.get(job.kind)
             finishes = any(kind.finishes_job(o.result) for o in done if o.chunk_id in counted)
@@ -249,7 +259,10 @@ def _chunks_record(
                 fields |= {"status", "result", "result_file", "error", "finished_at"}
         others = {o.chunk_id: o for o in outcomes if not isinstance(o, Done)}
         if others:
-            changed += _chunks_not_done(job, others, fields)
+            not_done = _chunks_not_done(job, others, fields)
+            if _peak_raised(job, [chunk.peak_rss for chunk in not_done]):
+                fields.add("peak_rss")
+            changed += not_done
         if fields:
             job_save(job, sorted(fields))
         recorded.job_active = job.is_active
@@ -260,16 +273,31 @@ def _chunks_record(
     return recorded
 
 
+def _peak_raised(job: Job, peaks: list[int | None]) -> bool:
+    """Job.peak_rss is the largest of its chunks' (history sorts by it)."""
+    known = [peak for peak in peaks if peak is not None]
+    if not known or (job.peak_rss is not None and job.peak_rss >= max(known)):
+        return False
+    job.peak_rss = max(known)
+    return True
+
+
 _DONE_SQL = """
 UPDATE jobs_chunk c
 SET status = 'done', result = v.result, cpu_seconds = v.cpu, started_at = v.started,
-    finished_at = v.finished, error = '', lease_owner = '', lease_expires_at = NULL
+    finished_at = v.finished, error = '', lease_owner = '', lease_expires_at = NULL,
+    cpu_user_s = v.cpu_user, cpu_system_s = v.cpu_system, start_rss = v.start_rss,
+    peak_rss = v.peak_rss, output = v.output, output_cut_bytes = v.output_cut
 FROM unnest(%(ids)s::bigint[], %(results)s::jsonb[], %(cpu)s::float8[],
-            %(started)s::timestamptz[], %(finished)s::timestamptz[])
-     AS v(id, result, cpu, started, finished)
+            %(started)s::timestamptz[], %(finished)s::timestamptz[],
+            %(cpu_user)s::float8[], %(cpu_system)s::float8[], %(start_rss)s::bigint[],
+            %(peak_rss)s::bigint[], %(output)s::text[], %(output_cut)s::bigint[])
+     AS v(id, result, cpu, started, finished, cpu_user, cpu_system, start_rss, peak_rss,
+          output, output_cut)
 WHERE c.id = v.id AND c.status = 'running'
 RETURNING c.id, c.index, c.attempts, c.worker, c.pid, c.queued_at, c.started_at,
-          c.finished_at, c.cpu_seconds
+          c.finished_at, c.cpu_seconds, c.cpu_user_s, c.cpu_system_s, c.start_rss,
+          c.peak_rss
 """
 
 
@@ -287,24 +315,39 @@ def _chunks_done(done: list[Done]) -> list[Chunk]:
                 "cpu": [o.cpu_seconds for o in done],
                 "started": [o.started_at for o in done],
                 "finished": [o.finished_at for o in done],
+                "cpu_user": [o.usage.cpu_user_s if o.usage else None for o in done],
+                "cpu_system": [o.usage.cpu_system_s if o.usage else None for o in done],
+                "start_rss": [o.usage.start_rss if o.usage else None for o in done],
+                "peak_rss": [o.usage.peak_rss if o.usage else None for o in done],
+                "output": [o.output.output for o in done],
+                "output_cut": [o.output.cut_bytes for o in done],
             },
         )
         rows = cursor.fetchall()
-    return [
-        Chunk(
-            id=row[0],
-            index=row[1],
-            status=Chunk.Status.DONE,
-            attempts=row[2],
-            worker=row[3],
-            pid=row[4],
-            queued_at=row[5],
-            started_at=row[6],
-            finished_at=row[7],
-            cpu_seconds=row[8],
-        )
-        for row in rows
-    ]
+    written = {o.chunk_id: o.output.total_bytes for o in done}
+    return [_done_chunk(row, written[row[0]]) for row in rows]
+
+
+def _done_chunk(row: tuple[Any, ...], output_bytes: int) -> Chunk:
+    """A chunk _DONE_SQL marked done, as an unsaved instance for its live state."""
+    chunk = Chunk(
+        id=row[0],
+        index=row[1],
+        status=Chunk.Status.DONE,
+        attempts=row[2],
+        worker=row[3],
+        pid=row[4],
+        queued_at=row[5],
+        started_at=row[6],
+        finished_at=row[7],
+        cpu_seconds=row[8],
+        cpu_user_s=row[9],
+        cpu_system_s=row[10],
+        start_rss=row[11],
+        peak_rss=row[12],
+    )
+    chunk.output_bytes = output_bytes  # type: ignore[attr-defined]
+    return chunk
 
 
 def _chunks_not_done(job: Job, outcomes: Mapping[int, Outcome], fields: set[str]) -> list[Chunk]:
@@ -316,6 +359,7 @@ def _chunks_not_done(job: Job, outcomes: Mapping[int, Outcome], fields: set[str]
     )
     for chunk in chunks:
         outcome = outcomes[chunk.pk]
+        _chunk_measured(chunk, outcome)
         if isinstance(outcome, Raised) and job.status == Job.Status.RUNNING:
             if _chunk_raised(chunk, outcome):
                 job.failed_chunks += 1
@@ -341,7 +385,27 @@ def _chunks_not_done(job: Job, outcomes: Mapping[int, Outcome], fields: set[str]
     return chunks
 
 
+def _chunk_measured(chunk: Chunk, outcome: Raised | Stopped | Done) -> None:
+    """What a chunk that did not finish printed and cost is kept too: what it printed
+    before failing is what people need most."""
+    if outcome.usage is not None:
+        chunk.cpu_user_s = outcome.usage.cpu_user_s
+        chunk.cpu_system_s = outcome.usage.cpu_system_s
+        chunk.start_rss = outcome.usage.start_rss
+        chunk.peak_rss = outcome.usage.peak_rss
+    if outcome.usage is not None or outcome.output.total_bytes:
+        chunk.output = outcome.output.output
+        chunk.output_cut_bytes = outcome.output.cut_bytes
+        chunk.output_bytes = outcome.output.total_bytes  # type: ignore[attr-defined]
+
+
 _CHUNK_OUTCOME_FIELDS = [
+    "cpu_user_s",
+    "cpu_system_s",
+    "start_rss",
+    "peak_rss",
+    "output",
+    "output_cut_bytes",
     "status",
     "result",
     "cpu_seconds",
@@ -472,6 +536,7 @@ def job_status(*, job_id: int) -> str | None:
 
 
 __all__ = [
+    "Captured",
     "Claim",
     "Claimer",
     "Done",

@@ -16,6 +16,7 @@ import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis.asyncio as aioredis
 from channels.layers import get_channel_layer
@@ -63,6 +64,8 @@ class _Publisher:
         self._pid = os.getpid()
         self._lock = threading.Lock()
         self._pending: dict[int, _Pending] = {}
+        # Events sent as they are, in order (chunk output, process samples): not coalesced.
+        self._events: list[tuple[int, dict[str, Any]]] = []
         self._ready = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._kick: asyncio.Event | None = None
@@ -84,10 +87,17 @@ class _Publisher:
         if self._loop is not None and self._kick is not None:
             self._loop.call_soon_threadsafe(self._kick.set)
 
-    def _drain(self) -> dict[int, _Pending]:
+    def publish_event(self, job_id: int, event: dict[str, Any]) -> None:
+        with self._lock:
+            self._events.append((job_id, event))
+        if self._loop is not None and self._kick is not None:
+            self._loop.call_soon_threadsafe(self._kick.set)
+
+    def _drain(self) -> tuple[dict[int, _Pending], list[tuple[int, dict[str, Any]]]]:
         with self._lock:
             pending, self._pending = self._pending, {}
-        return pending
+            raw, self._events = self._events, []
+        return pending, raw
 
     def _thread_main(self) -> None:
         asyncio.run(self._run())
@@ -102,7 +112,13 @@ class _Publisher:
         while True:
             await self._kick.wait()
             self._kick.clear()
-            for job_id, entry in self._drain().items():
+            pending, raw = self._drain()
+            for job_id, message in raw:
+                try:
+                    await layer.group_send(job_group(job_id), message)
+                except Exception:
+                    logger.exception("could not publish an event of job %s", job_id)
+            for job_id, entry in pending.items():
                 try:
                     async with client.pipeline(transaction=False) as pipe:
                         pipe.incr(seq_key(job_id))
@@ -148,3 +164,8 @@ def chunk_progressed(job_id: int, index: int, fraction: float) -> None:
         job=None,
         chunks=[protocol.chunk_progress_delta(index, fraction)],
     )
+
+
+def event_publish(job_id: int, event: dict[str, Any]) -> None:
+    """Send a channel-layer event to a job's group as it is (best effort, in order)."""
+    _get_publisher().publish_event(job_id, event)

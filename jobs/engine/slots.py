@@ -33,8 +33,9 @@ from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from jobs import kinds, protocol
-from jobs.engine import dispatch, events, slot_registry, workers
+from jobs.engine import dispatch, events, output, resources, slot_registry, workers
 from jobs.engine.chunks import (
+    Captured,
     Claim,
     Claimer,
     Done,
@@ -251,6 +252,10 @@ class _SlotRun:
         self.slice_s = settings.COREBOARD_SLOT_SLICE_MS / 1000
         self.flush_s = settings.COREBOARD_FLUSH_MS / 1000
         self.batch_target_s = settings.COREBOARD_BATCH_TARGET_MS / 1000
+        # Once per process (a no-op after the first): stdout, stderr and logging go to the
+        # running chunk's output; the sampler writes the job's CPU/memory timeline.
+        output.capture_install()
+        self.sampling = settings.COREBOARD_CHUNK_CAPTURE
 
     def run(self) -> str:
         job = Job.objects.filter(pk=self.job_id).values("kind", "status").first()
@@ -350,28 +355,43 @@ class _SlotRun:
         except ChunkCancelled:
             return Stopped(claim.id)
         self.hooks.chunk_started(self.job_id, claim.index)
+        if self.sampling:
+            resources.sampling_begin(self.job_id)
+        output.chunk_output_begin(self.job_id, claim.index)
         started_at: datetime = timezone.now()
         began = time.perf_counter()
-        cpu_before = time.process_time()
+        meter = resources.ChunkMeter()
         try:
             result = kind.run(claim.spec, ChunkProgress(self.job_id, claim.index, self.pace))
             # Encoded once: this checks the result is JSON and is what gets stored.
             result_json = json.dumps(result)
         except ChunkCancelled:
-            return Stopped(claim.id)
+            usage, captured = self._ended(meter, began)
+            return Stopped(claim.id, usage, captured)
         except Exception:
-            return Raised(claim.id, traceback.format_exc(), started_at, timezone.now())
-        finally:
-            self._observe(time.perf_counter() - began)
+            error = traceback.format_exc()
+            usage, captured = self._ended(meter, began)
+            return Raised(claim.id, error, started_at, timezone.now(), usage=usage, output=captured)
+        usage, captured = self._ended(meter, began)
         self.hooks.chunk_finished()
         return Done(
             claim.id,
             result,
-            time.process_time() - cpu_before,
+            usage.cpu_seconds,
             started_at,
             timezone.now(),
             result_json,
+            usage,
+            captured,
         )
+
+    def _ended(self, meter: resources.ChunkMeter, began: float) -> tuple[resources.Usage, Captured]:
+        usage = meter.stop()
+        self._observe(time.perf_counter() - began)
+        captured = output.chunk_output_end()
+        if self.sampling:
+            resources.sampling_end()
+        return usage, captured
 
     def _observe(self, seconds: float) -> None:
         previous = self.chunk_seconds

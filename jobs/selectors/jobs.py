@@ -12,6 +12,7 @@ from typing import Any, cast
 import redis
 from django.conf import settings
 from django.db.models import Count, Exists, Max, Min, OuterRef, Q, QuerySet, TextField
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Cast
 from django.forms.utils import pretty_name
 from django.http import Http404
@@ -116,8 +117,22 @@ def job_version(*, job_id: int) -> int | None:
     return Job.objects.filter(pk=job_id).values_list("version", flat=True).first()
 
 
+# Bytes a chunk wrote, without loading its text: the stored tail less its cut marker
+# (protocol.output_cut_marker, written the same way), plus the bytes cut.
+OUTPUT_BYTES_SQL = """
+output_cut_bytes + octet_length(output) - CASE WHEN output_cut_bytes > 0
+    THEN octet_length('[… ' || to_char(output_cut_bytes, 'FM999,999,999,999,999,999,999')
+                      || E' earlier bytes cut …]\\n')
+    ELSE 0 END
+"""
+
+
 def job_chunks(job: Job) -> QuerySet[Chunk]:
-    return job.chunks.order_by("index").defer("spec", "result")
+    return (
+        job.chunks.order_by("index")
+        .defer("spec", "result", "output")
+        .annotate(output_bytes=RawSQL(OUTPUT_BYTES_SQL, ()))  # noqa: S611 (a constant)
+    )
 
 
 # The job's chunks travel in pages of at most this much JSON: daphne closes a websocket with

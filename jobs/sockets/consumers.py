@@ -22,7 +22,9 @@ from jobs.protocol import (
     CLOSE_NOT_FOUND,
     CLOSE_SERVER_ERROR,
     CLOSE_UNAUTHENTICATED,
+    ChunkPrintedEvent,
     JobChangedEvent,
+    JobSampledEvent,
     LiveState,
 )
 from jobs.selectors import jobs as selectors
@@ -213,6 +215,15 @@ class JobConsumer(GuardedConsumer):
         await self.send_json(
             protocol.job_progress_message(seq=seq, job=event["job"], chunks=event["chunks"])
         )
+
+    async def chunk_printed(self, event: ChunkPrintedEvent) -> None:
+        """A worker's new chunk output, relayed as `chunk.output` (no sequence number: its
+        byte offset tells a page whether it fits what it has)."""
+        await self.send_json(event["message"])
+
+    async def job_sampled(self, event: JobSampledEvent) -> None:
+        """A worker process's sample while it runs the job, relayed as `job.resources`."""
+        await self.send_json(event["message"])
 
 
 async def supervised(consumer: AsyncJsonWebsocketConsumer, loop: Coroutine[Any, Any, None]) -> None:

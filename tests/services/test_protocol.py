@@ -60,6 +60,8 @@ def test_public_message_types_are_what_clients_read() -> None:
         "job.chunks",
         "job.progress",
         "job.live",
+        "chunk.output",
+        "job.resources",
         "overview.state",
         "error",
         "resync",
@@ -73,9 +75,12 @@ def test_public_message_types_are_what_clients_read() -> None:
 def test_channel_layer_events_are_not_public_types_and_have_a_handler() -> None:
     public = {protocol.JOB_SNAPSHOT, protocol.JOB_CHUNKS, protocol.JOB_PROGRESS}
     public |= {protocol.JOB_LIVE, protocol.OVERVIEW_STATE, protocol.ERROR}
+    public |= {protocol.CHUNK_OUTPUT, protocol.JOB_RESOURCES}
     for event, consumer in (
         (protocol.EVENT_JOB_CHANGED, consumers.JobConsumer),
         (protocol.EVENT_CLUSTER_CHANGED, consumers.OverviewConsumer),
+        (protocol.EVENT_CHUNK_PRINTED, consumers.JobConsumer),
+        (protocol.EVENT_JOB_SAMPLED, consumers.JobConsumer),
     ):
         assert event not in public
         # Channels calls the method named after the event's type, dots as underscores.
@@ -83,6 +88,8 @@ def test_channel_layer_events_are_not_public_types_and_have_a_handler() -> None:
     # A public type must not reach a handler: a client could not send one, and a producer
     # that sent one would bypass the consumer's sequence checks.
     assert not hasattr(consumers.JobConsumer, "job_progress")
+    assert not hasattr(consumers.JobConsumer, "chunk_output")
+    assert not hasattr(consumers.JobConsumer, "job_resources")
 
 
 def test_timings_in_sql_equal_the_model_properties(alice: User) -> None:

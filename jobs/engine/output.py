@@ -1,0 +1,384 @@
+"""A chunk's output: what it prints, writes to stderr and logs, kept per chunk (bounded),
+streamed live and stored with the chunk.
+
+The redirection is installed once per worker process (`capture_install`): `sys.stdout`
+and `sys.stderr` become streams that write to the running chunk's buffer when there is
+one (else to the streams they replaced), and a handler on the root logger copies log
+records into it. A chunk's path pays two assignments (`chunk_output_begin`/`_end`).
+Only Python-level writes are captured: a subprocess or C code writing to file
+descriptor 1 or 2 goes to the worker's terminal as before.
+
+A buffer keeps the LAST settings.COREBOARD_CHUNK_OUTPUT_BYTES bytes and counts the bytes
+cut before them, so a worker's memory stays flat however much its chunks print. While a
+chunk writes, a flusher thread publishes its new text (`chunk.output`, at most every
+FLUSH_INTERVAL_S) and keeps its tail in Redis for the API; once the chunk ends it
+publishes the rest. All of that is best effort: a Redis error never fails a chunk.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+import redis
+from django.conf import settings
+
+from jobs import protocol
+from jobs.engine import events, redis_clients
+
+logger = logging.getLogger(__name__)
+
+FLUSH_INTERVAL_S = 0.5
+# The most new text one `chunk.output` message carries, and all of one flush's messages of
+# a job: a page that gets less (an empty text at the whole length) fetches it from the API.
+LIVE_MESSAGE_BYTES = 64 * 1024
+LIVE_FLUSH_BYTES = 256 * 1024
+# How long an ended chunk's live tail stays in Redis: until its outcome is recorded (at
+# most COREBOARD_FLUSH_MS later), with room to spare. A running chunk's lives as long as
+# the chunk may run.
+ENDED_TAIL_TTL_S = 120
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# Coreboard's own threads (heartbeat, publisher, flusher) never write into a chunk's output.
+OWN_THREAD_PREFIX = "coreboard-"
+
+
+def live_tail_key(job_id: int, index: int) -> str:
+    return f"coreboard:chunk-output:{job_id}:{index}"
+
+
+class OutputBuffer:
+    """The last `limit` bytes a chunk wrote (UTF-8), and how many it wrote in all."""
+
+    __slots__ = ("_data", "_lock", "limit", "total")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = max(limit, 0)
+        self.total = 0
+        self._data = bytearray()
+        self._lock = threading.Lock()
+
+    def write(self, text: str) -> None:
+        data = text.encode("utf-8", "backslashreplace")
+        with self._lock:
+            self.total += len(data)
+            if len(data) >= self.limit:
+                self._data = bytearray(data[len(data) - self.limit :])
+                return
+            self._data += data
+            # Trimmed in steps, not at every write: at most twice the bound is held.
+            if len(self._data) > 2 * self.limit:
+                del self._data[: len(self._data) - self.limit]
+
+    def tail(self, since: int = 0) -> tuple[int, str]:
+        """(offset, text): the retained output from byte `since` on (from its first retained
+        whole character when `since` was cut)."""
+        with self._lock:
+            kept = bytes(self._data[-self.limit :]) if self.limit else b""
+            total = self.total
+        start = total - len(kept)
+        if since > start:
+            kept = kept[min(since, total) - start :]
+            start = min(since, total)
+        # A cut may fall inside a character: its continuation bytes count as cut.
+        skip = 0
+        while skip < min(len(kept), 3) and kept[skip] & 0xC0 == 0x80:
+            skip += 1
+        return start + skip, kept[skip:].decode("utf-8", "replace")
+
+    @property
+    def cut_bytes(self) -> int:
+        """Bytes before the first whole character retained."""
+        with self._lock:
+            first = max(len(self._data) - self.limit, 0)
+            head = self._data[first : first + 3]
+            kept = len(self._data) - first
+            total = self.total
+        skip = 0
+        while skip < len(head) and head[skip] & 0xC0 == 0x80:
+            skip += 1
+        return total - kept + skip
+
+    @property
+    def empty(self) -> bool:
+        return self.total == 0
+
+
+@dataclass(frozen=True)
+class Captured:
+    """What a chunk wrote, as stored: the retained text (with the cut marker first when
+    its beginning was cut) and the bytes cut before it."""
+
+    output: str
+    cut_bytes: int
+    total_bytes: int
+
+    @classmethod
+    def of(cls, buffer: OutputBuffer) -> Captured:
+        offset, text = buffer.tail()
+        if offset:
+            text = protocol.output_cut_marker(offset) + text
+        return cls(text, offset, buffer.total)
+
+
+NOTHING = Captured("", 0, 0)
+
+
+# --- the current chunk ------------------------------------------------------------------------
+
+
+@dataclass
+class _Running:
+    job_id: int
+    index: int
+    buffer: OutputBuffer
+    context: str
+    # Bytes already sent live, and whether the chunk's tail is in Redis.
+    sent: int = 0
+    in_redis: bool = False
+    ended: bool = False
+
+
+_current: _Running | None = None
+
+
+def _capturing() -> OutputBuffer | None:
+    running = _current
+    if running is None or threading.current_thread().name.startswith(OWN_THREAD_PREFIX):
+        return None
+    return running.buffer
+
+
+def log_context() -> str:
+    """` job=12 chunk=3` while a chunk runs in this process, else empty (log formats)."""
+    running = _current
+    return running.context if running is not None else ""
+
+
+class ChunkLogContext(logging.Filter):
+    """Adds `chunk_context` (` job=12 chunk=3`, or empty) to every record a handler emits:
+    the worker's log formats show it (CELERY_WORKER_LOG_FORMAT)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.chunk_context = log_context()
+        return True
+
+
+class _ChunkStream:
+    """Stands in for sys.stdout or sys.stderr: the running chunk's buffer, else the stream
+    it replaced."""
+
+    def __init__(self, original: TextIO) -> None:
+        self._original = original
+
+    def write(self, text: str) -> int:
+        buffer = _capturing()
+        if buffer is None:
+            return self._original.write(text)
+        buffer.write(text)
+        if _flusher is not None:
+            _flusher.wake()
+        return len(text)
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        if _capturing() is None:
+            self._original.flush()
+
+    def isatty(self) -> bool:
+        return False if _capturing() is not None else self._original.isatty()
+
+    def writable(self) -> bool:
+        return True
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._original, name)
+
+
+class _ChunkLogHandler(logging.Handler):
+    """Copies log records into the running chunk's output."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        buffer = _capturing()
+        if buffer is None:
+            return
+        try:
+            buffer.write(self.format(record) + "\n")
+        except Exception:
+            self.handleError(record)
+        if _flusher is not None:
+            _flusher.wake()
+
+
+_installed_in: int | None = None
+
+
+def capture_install() -> None:
+    """Redirect this process's stdout, stderr and log records to the running chunk (once
+    per process; a no-op with COREBOARD_CHUNK_CAPTURE off)."""
+    global _installed_in, _flusher
+    if _installed_in == os.getpid() or not settings.COREBOARD_CHUNK_CAPTURE:
+        return
+    _installed_in = os.getpid()
+    if not isinstance(sys.stdout, _ChunkStream):
+        sys.stdout = _ChunkStream(sys.stdout)
+    if not isinstance(sys.stderr, _ChunkStream):
+        sys.stderr = _ChunkStream(sys.stderr)
+    root = logging.getLogger()
+    if not any(isinstance(handler, _ChunkLogHandler) for handler in root.handlers):
+        handler = _ChunkLogHandler()
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        root.addHandler(handler)
+    _flusher = _Flusher()
+
+
+def chunk_output_begin(job_id: int, index: int) -> None:
+    """A chunk starts in this process: its output goes to a new buffer from now on."""
+    global _current
+    context = f" job={job_id} chunk={index}"
+    if _installed_in != os.getpid():
+        _current = _Running(job_id, index, OutputBuffer(0), context)
+        return
+    _current = _Running(job_id, index, OutputBuffer(settings.COREBOARD_CHUNK_OUTPUT_BYTES), context)
+
+
+def chunk_output_end() -> Captured:
+    """The running chunk ended: what it wrote (the flusher sends what is left live)."""
+    global _current
+    running, _current = _current, None
+    if running is None or running.buffer.empty:
+        return NOTHING
+    if _flusher is not None:
+        running.ended = True
+        _flusher.ended(running)
+    return Captured.of(running.buffer)
+
+
+# --- live: the flusher thread --------------------------------------------------------------------
+
+
+def _tail_record(buffer: OutputBuffer) -> str:
+    offset, text = buffer.tail()
+    return json.dumps({"offset": offset, "text": text})
+
+
+class _Flusher:
+    """Publishes new output of this process's chunks at most every FLUSH_INTERVAL_S."""
+
+    def __init__(self) -> None:
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._ended: list[_Running] = []
+        self._running_ttl_s = settings.COREBOARD_CHUNK_TIME_LIMIT_S + ENDED_TAIL_TTL_S
+        threading.Thread(target=self._run, name="coreboard-output", daemon=True).start()
+
+    def wake(self) -> None:
+        if not self._wake.is_set():
+            self._wake.set()
+
+    def ended(self, running: _Running) -> None:
+        with self._lock:
+            self._ended.append(running)
+        self.wake()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            try:
+                self.flush()
+            except Exception:
+                logger.warning("could not publish chunk output", exc_info=True)
+            time.sleep(FLUSH_INTERVAL_S)
+
+    def flush(self) -> None:
+        with self._lock:
+            todo, self._ended = self._ended, []
+        running = _current
+        if running is not None and running.buffer.total > running.sent and running not in todo:
+            todo.append(running)
+        if not todo:
+            return
+        budget: dict[int, int] = {}
+        client = redis_clients.for_url(settings.CHANNEL_LAYER_REDIS_URL)
+        pipe = client.pipeline(transaction=False)
+        for chunk in todo:
+            left = budget.get(chunk.job_id, LIVE_FLUSH_BYTES)
+            offset, text = self._new_text(chunk, left)
+            budget[chunk.job_id] = left - len(text)
+            events.event_publish(
+                chunk.job_id,
+                dict(
+                    protocol.chunk_printed_event(
+                        protocol.chunk_output_message(
+                            job=chunk.job_id,
+                            index=chunk.index,
+                            offset=offset,
+                            text=text,
+                            cut_bytes=chunk.buffer.cut_bytes,
+                        )
+                    )
+                ),
+            )
+            # A chunk that ends between two flushes never touches Redis: its outcome is
+            # recorded within COREBOARD_FLUSH_MS, and the API reads it from there.
+            if not chunk.ended or chunk.in_redis:
+                key = live_tail_key(chunk.job_id, chunk.index)
+                ttl = ENDED_TAIL_TTL_S if chunk.ended else self._running_ttl_s
+                pipe.set(key, _tail_record(chunk.buffer), ex=ttl)
+                chunk.in_redis = True
+        try:
+            pipe.execute()
+        except (redis.RedisError, OSError) as error:
+            logger.warning("could not keep the live chunk output in Redis: %s", error)
+
+    @staticmethod
+    def _new_text(chunk: _Running, budget: int) -> tuple[int, str]:
+        """The text not sent yet (within the budget), from where it starts; an empty text
+        at the whole length when there is too much (the page fetches it)."""
+        total = chunk.buffer.total
+        start = max(chunk.sent, total - LIVE_MESSAGE_BYTES)
+        chunk.sent = total
+        if total - start > max(budget, 0):
+            return total, ""
+        return chunk.buffer.tail(start)
+
+
+_flusher: _Flusher | None = None
+
+
+# --- reading the live tails (the API) ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LiveTail:
+    """A running (or just ended) chunk's retained output, from Redis."""
+
+    offset: int
+    text: str
+
+
+def live_tails(job_id: int, indexes: list[int]) -> dict[int, LiveTail]:
+    """The live tails of these chunks of a job that have one (none when Redis fails)."""
+    if not indexes:
+        return {}
+    client = redis_clients.for_url(settings.CHANNEL_LAYER_REDIS_URL)
+    try:
+        values = client.mget([live_tail_key(job_id, index) for index in indexes])
+    except (redis.RedisError, OSError) as error:
+        logger.warning("could not read live chunk output: %s", error)
+        return {}
+    tails = {}
+    for index, value in zip(indexes, values, strict=True):
+        if value:
+            record = json.loads(value)
+            tails[index] = LiveTail(int(record["offset"]), str(record["text"]))
+    return tails
