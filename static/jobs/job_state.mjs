@@ -7,7 +7,7 @@
 // (null: all); `output` is what the chunks printed (output_state.mjs), `resources` the CPU
 // and memory samples per process (resources_state.mjs).
 import { formatBytes, formatFixed, formatPercent, formatSeconds, plural } from "../lib/format.mjs";
-import { outputMessageApply, outputStateCreate } from "./output_state.mjs";
+import { outputForget, outputMessageApply, outputStateCreate } from "./output_state.mjs";
 import { resourcesApply, resourcesStateCreate } from "./resources_state.mjs";
 
 // A job is active while pending or running (jobs/models.py Job.is_active).
@@ -95,6 +95,8 @@ export function progressApply(state, message) {
     if (CHUNK_FINAL.has(known.status) && !CHUNK_FINAL.has(delta.status) && !newerAttempt) {
       continue;
     }
+    // Another run of the chunk writes its output afresh.
+    if (newerAttempt && known.attempts) outputForget(state.output, delta.index);
     const merged = { ...known, ...delta };
     if (merged.status !== "running") delete merged.progress;
     state.chunks.set(delta.index, merged);
@@ -196,8 +198,10 @@ export function chunkCpuText(chunk) {
   return `user ${formatFixed(user, 2, " s")} · system ${formatFixed(system, 2, " s")}`;
 }
 
-// The chunk inspector's figures, as (term, value) rows.
-export function chunkInspectorRows(chunk) {
+// The chunk inspector's figures, as (term, value) rows. `block`: its output as the page has
+// it (output_state.mjs), which runs ahead of the chunk's `output_bytes` while it writes.
+export function chunkInspectorRows(chunk, block = null) {
+  const written = Math.max(chunk.output_bytes || 0, block?.end || 0);
   const took = secondsBetween(chunk.started_at, chunk.finished_at);
   const where = chunk.pid ? `${chunk.worker} pid ${chunk.pid}` : "—";
   return [
@@ -206,7 +210,7 @@ export function chunkInspectorRows(chunk) {
     ["Run time", took === null ? "—" : `${took.toFixed(2)} s`],
     ["Peak memory", chunkMemoryText(chunk)],
     ["CPU time", chunkCpuText(chunk)],
-    ["Output", chunk.output_bytes ? `${formatBytes(chunk.output_bytes)} written` : "none"],
+    ["Output", written ? `${formatBytes(written)} written` : "none"],
   ];
 }
 

@@ -77,18 +77,40 @@ export function spanMerge(a, b) {
   return { start: low.start, text: low.text + decoder.decode(rest) };
 }
 
+// Whether two spans of output hold the same bytes where they overlap (false: they come from
+// different runs of the chunk; a retried chunk's output starts afresh).
+export function spansAgree(a, b) {
+  const [low, high] = a.start <= b.start ? [a, b] : [b, a];
+  const lowBytes = encoder.encode(low.text);
+  const highBytes = encoder.encode(high.text);
+  const from = high.start - low.start;
+  const length = Math.min(lowBytes.length - from, highBytes.length);
+  for (let i = 0; i < length; i++) if (lowBytes[from + i] !== highBytes[i]) return false;
+  return true;
+}
+
+export function outputForget(output, index) {
+  if (output.blocks.delete(index)) output.dirty.add(index);
+}
+
 // A `chunk.output` message: new text at byte `offset` of the chunk's output. Answers
-// `refetch: true` when the page misses what comes before it (a message it never got).
+// `refetch: true` when the page misses what comes before it (a message it never got, or
+// the text of a chunk's last message that was too much to send live: then `text` is empty
+// and `offset` the output's whole length).
 export function outputMessageApply(output, message) {
   const { index, offset, text } = message;
-  const known = output.blocks.get(index);
+  let known = output.blocks.get(index);
+  if (known && offset < known.end && text && !spansAgree(known, { start: offset, text })) {
+    outputForget(output, index);
+    known = undefined;
+  }
   if (!known) {
     // Nothing before `cut_bytes` is kept anywhere: text from there on is all there is.
     if (offset > (message.cut_bytes || 0)) return { refetch: true };
     if (text) blockPut(output, index, { start: offset, text, cutBytes: message.cut_bytes || 0 });
     return { refetch: false };
   }
-  if (!text) return { refetch: false };
+  if (!text) return { refetch: offset > known.end };
   if (offset === known.end) {
     blockPut(output, index, { text: known.text + text, cutBytes: message.cut_bytes || 0 });
     return { refetch: false };

@@ -18,7 +18,8 @@ export function resourcesStateCreate() {
 // The worker process as people know it: its node and pid (the boot part tells a restarted
 // process from an older one with the same pid, and stays in the key).
 export function processLabel(key, pid) {
-  const node = String(key).split("|")[0];
+  const parts = String(key).split("|");
+  const node = parts.length >= 3 ? parts.slice(0, -2).join("|") : parts[0];
   return pid === null || pid === undefined ? node : `${node} pid ${pid}`;
 }
 

@@ -258,6 +258,10 @@ describe("memory, CPU time and output of a chunk", () => {
     });
     assert.match(chunkLabel(done), /1\.50 s, peak 64 MiB$/);
     assert.equal(Object.fromEntries(chunkInspectorRows(chunk(4, "pending")))["Output"], "none");
+    // While it writes, the page's own text runs ahead of the chunk's last state.
+    const running = chunk(5, "running", { output_bytes: 0 });
+    const rows = Object.fromEntries(chunkInspectorRows(running, { start: 0, end: 3072 }));
+    assert.equal(rows.Output, "3.0 KiB written");
   });
 
   test("the job's peak is its largest chunk's, named, among the timings", () => {
@@ -291,6 +295,24 @@ describe("output and resources messages", () => {
     assert.equal(state.output.blocks.get(1).text, "hello\n");
     const gap = { type: "chunk.output", job: 7, index: 1, offset: 99, text: "x", cut_bytes: 0 };
     assert.equal(messageApply(state, gap).refetch, 1);
+  });
+
+  test("a retried chunk's output starts afresh", () => {
+    const state = snapshotState([chunk(0, "failed", { attempts: 1 })]);
+    messageApply(state, {
+      type: "chunk.output",
+      job: 7,
+      index: 0,
+      offset: 0,
+      text: "old\n",
+      cut_bytes: 0,
+    });
+    messageApply(state, {
+      type: "job.progress",
+      job: job({ version: 2 }),
+      chunks: [chunk(0, "running", { attempts: 2, output_bytes: 0 })],
+    });
+    assert.equal(state.output.blocks.has(0), false);
   });
 
   test("job.resources adds samples", () => {

@@ -18,6 +18,7 @@ import {
   outputMessageApply,
   outputStateCreate,
   spanMerge,
+  spansAgree,
 } from "../../static/jobs/output_state.mjs";
 
 function message(index, offset, text, cutBytes = 0) {
@@ -61,6 +62,24 @@ describe("chunk.output messages", () => {
     const block = output.blocks.get(4);
     assert.equal(block.start, 900);
     assert.match(outputCutText(block), /900 B of earlier output cut/);
+  });
+});
+
+describe("a chunk's last message and its runs", () => {
+  test("an empty last message past what the page has asks for the rest", () => {
+    const output = outputStateCreate();
+    outputMessageApply(output, message(0, 0, "a\n"));
+    assert.deepEqual(outputMessageApply(output, message(0, 2, "")), { refetch: false });
+    assert.deepEqual(outputMessageApply(output, message(0, 5000, "", 0)), { refetch: true });
+  });
+
+  test("output of another run of the chunk replaces the old run's", () => {
+    const output = outputStateCreate();
+    outputMessageApply(output, message(0, 0, "first run\n"));
+    assert.deepEqual(outputMessageApply(output, message(0, 0, "second\n")), { refetch: false });
+    assert.equal(output.blocks.get(0).text, "second\n");
+    assert.equal(spansAgree({ start: 0, text: "abc" }, { start: 1, text: "bcd" }), true);
+    assert.equal(spansAgree({ start: 0, text: "abc" }, { start: 1, text: "xc" }), false);
   });
 });
 

@@ -59,6 +59,7 @@ describe("samples", () => {
   test("a process is named by its node and pid", () => {
     assert.equal(processLabel("celery@host|4242|1700000000", 4242), "celery@host pid 4242");
     assert.equal(processLabel("celery@host", null), "celery@host");
+    assert.equal(processLabel("a|b@host|7|1", 7), "a|b@host pid 7");
   });
 });
 
