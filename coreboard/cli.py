@@ -339,6 +339,40 @@ def result(ctx: click.Context, job_id: int, output: Path | None) -> None:
 
 
 @main.command()
+@click.argument("job_id", type=int)
+@click.option("--chunk", "index", type=click.IntRange(min=0), help="Only this chunk's output.")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new output until the job ends.")
+@click.pass_context
+def logs(ctx: click.Context, job_id: int, index: int | None, follow: bool) -> None:
+    """Print what a job's chunks wrote (stdout, stderr, log records), a header per chunk."""
+    client, as_json = _context(ctx)
+    with _friendly_errors():
+        shown: dict[int, int] = {}
+        last: int | None = None
+        line_open = False
+        for piece in client.follow_output(job_id, chunk=index, follow=follow):
+            if as_json:
+                click.echo(json.dumps(piece, sort_keys=True))
+                continue
+            number, offset, text = piece["index"], piece["offset"], piece["text"]
+            before = shown.get(number, 0)
+            if number != last or offset > before:
+                if line_open:
+                    click.echo()
+                if number != last:
+                    click.echo(f"── chunk {number} ({piece['status']}) ──")
+                if offset > before:
+                    earlier = "earlier " if not before else ""
+                    click.echo(f"[… {offset - before:,} {earlier}bytes cut …]")
+            click.echo(text, nl=False)
+            line_open = (line_open and not text) or (bool(text) and not text.endswith("\n"))
+            last = number
+            shown[number] = offset + len(text.encode())
+        if line_open:
+            click.echo()
+
+
+@main.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.pass_context
 def upload(ctx: click.Context, file: Path) -> None:

@@ -148,6 +148,48 @@ class Client:
     def result_file(self, job_id: int) -> bytes:
         return self._request("GET", f"/api/jobs/{job_id}/result-file/").content
 
+    def chunk_output(self, job_id: int, index: int, *, offset: int | None = None) -> dict[str, Any]:
+        """What one chunk wrote, from byte `offset` on (when still retained)."""
+        params = {"offset": offset} if offset is not None else {}
+        path = f"/api/jobs/{job_id}/chunks/{index}/output/"
+        return dict(self._request("GET", path, params=params).json())
+
+    def output(self, job_id: int) -> dict[str, Any]:
+        """What the job's chunks wrote, by chunk (those that wrote anything)."""
+        return dict(self._request("GET", f"/api/jobs/{job_id}/output/").json())
+
+    def follow_output(
+        self, job_id: int, *, chunk: int | None = None, follow: bool = False
+    ) -> Iterator[dict[str, Any]]:
+        """Pieces of output as the API gives them (`index`, `offset`, `text`, `cut_bytes`),
+        each new to the caller; with `follow`, polled once a second until the job ended.
+
+        A piece whose `offset` is past what came before means bytes were cut in between.
+        """
+        sent: dict[int, int] = {}
+        while True:
+            ended = self.job(job_id)["status"] in ENDED
+            if chunk is not None:
+                pieces = [self.chunk_output(job_id, chunk, offset=sent.get(chunk))]
+            else:
+                pieces = self.output(job_id)["chunks"]
+            for piece in pieces:
+                index = piece["index"]
+                end = piece["offset"] + len(piece["text"].encode())
+                known = sent.get(index, 0)
+                if end <= known or not (piece["text"] or piece["cut_bytes"]):
+                    continue
+                if piece["offset"] < known:
+                    # The whole retained text again (all chunks): only its new part.
+                    new = piece["text"].encode()[known - piece["offset"] :]
+                    piece = {**piece, "offset": known, "text": new.decode("utf-8", "replace")}
+                sent[index] = end
+                yield piece
+            # The job's state was read first: what ended before it is all in these pieces.
+            if not follow or ended:
+                return
+            time.sleep(POLL_SECONDS)
+
     def upload(self, path: str | os.PathLike[str]) -> dict[str, Any]:
         file = Path(path)
         with file.open("rb") as handle:

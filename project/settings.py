@@ -214,6 +214,15 @@ CELERY_TASK_TIME_LIMIT = CELERY_TASK_SOFT_TIME_LIMIT + 30
 # exactly once, and their leases keep their chunks.
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 CELERY_TASK_DEFAULT_QUEUE = "coreboard"
+# Celery's formats plus the job and chunk running in the process (` job=12 chunk=3`), set
+# by a filter on the worker's handlers (jobs.engine.tasks.log_chunk_context).
+CELERY_WORKER_LOG_FORMAT = (
+    "[%(asctime)s: %(levelname)s/%(processName)s]%(chunk_context)s %(message)s"
+)
+CELERY_WORKER_TASK_LOG_FORMAT = (
+    "[%(asctime)s: %(levelname)s/%(processName)s] %(task_name)s[%(task_id)s]"
+    "%(chunk_context)s: %(message)s"
+)
 # Task events for monitors such as Flower (off by default: one more broker message per
 # task state change). COREBOARD_TASK_EVENTS=1 turns on both the worker's and the sender's.
 COREBOARD_TASK_EVENTS = config.boolean("COREBOARD_TASK_EVENTS")

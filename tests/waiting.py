@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import queue
+import threading
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from asgiref.sync import async_to_sync
 from channels import DEFAULT_CHANNEL_LAYER
@@ -72,3 +74,49 @@ def wait_for_chunk_running_on(job_id: int, pids: set[int]) -> None:
     from jobs.models import Chunk
 
     poll_until(lambda: Chunk.objects.filter(job_id=job_id, status="running", pid__in=pids).exists())
+
+
+class JobEvents:
+    """Every channel-layer event sent to a job's group from the moment it is made, read in a
+    thread of its own (one event loop for the listener's whole life: channels-redis ties a
+    channel to its layer instance); `next` awaits the next one that matches."""
+
+    def __init__(self, job_id: int) -> None:
+        self._queue: queue.Queue[dict[str, Any]] = queue.Queue()
+        self._ready = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=asyncio.run, args=(self._listen(job_id),))
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise TimeoutError("could not join the job's group")
+
+    async def _listen(self, job_id: int) -> None:
+        layer = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
+        channel = await layer.new_channel()
+        await layer.group_add(events.job_group(job_id), channel)
+        self._ready.set()
+        try:
+            while not self._stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(0.2):
+                        self._queue.put(await layer.receive(channel))
+        finally:
+            await layer.group_discard(events.job_group(job_id), channel)
+            await layer.close_pools()
+
+    def next(
+        self, match: Callable[[dict[str, Any]], bool], *, timeout: float = 30
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no matching event within {timeout:.0f} s")
+            with contextlib.suppress(queue.Empty):
+                event = self._queue.get(timeout=left)
+                if match(event):
+                    return event
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(10)

@@ -257,7 +257,6 @@ def chunk_output_end() -> Captured:
     if running is None or running.buffer.empty:
         return NOTHING
     if _flusher is not None:
-        running.ended = True
         _flusher.ended(running)
     return Captured.of(running.buffer)
 
@@ -265,18 +264,33 @@ def chunk_output_end() -> Captured:
 # --- live: the flusher thread --------------------------------------------------------------------
 
 
-def _tail_record(buffer: OutputBuffer) -> str:
-    offset, text = buffer.tail()
-    return json.dumps({"offset": offset, "text": text})
+@dataclass(frozen=True)
+class _Piece:
+    """New output of one chunk, ready to be published (and its tail, for Redis)."""
+
+    job_id: int
+    index: int
+    offset: int
+    text: str
+    cut_bytes: int
+    # The retained tail as the API reads it (None: not kept in Redis), and for how long.
+    tail: str | None
+    ttl_s: int
 
 
 class _Flusher:
-    """Publishes new output of this process's chunks at most every FLUSH_INTERVAL_S."""
+    """Publishes new output of this process's chunks at most every FLUSH_INTERVAL_S.
+
+    What an ended chunk still has to send is cut out of its buffer when it ends (at most
+    LIVE_FLUSH_BYTES waiting in all), so a worker running thousands of chatty chunks a
+    second holds no more than that between two flushes.
+    """
 
     def __init__(self) -> None:
         self._wake = threading.Event()
         self._lock = threading.Lock()
-        self._ended: list[_Running] = []
+        self._ended: list[_Piece] = []
+        self._ended_bytes = 0
         self._running_ttl_s = settings.COREBOARD_CHUNK_TIME_LIMIT_S + ENDED_TAIL_TTL_S
         threading.Thread(target=self._run, name="coreboard-output", daemon=True).start()
 
@@ -286,8 +300,34 @@ class _Flusher:
 
     def ended(self, running: _Running) -> None:
         with self._lock:
-            self._ended.append(running)
+            budget = LIVE_FLUSH_BYTES - self._ended_bytes
+            running.ended = True
+            piece = self._piece(running, budget)
+            self._ended.append(piece)
+            self._ended_bytes += len(piece.text)
         self.wake()
+
+    def _piece(self, chunk: _Running, budget: int) -> _Piece:
+        """The text of `chunk` not sent yet (within `budget` bytes), from where it starts;
+        an empty text at the whole length when there is too much (the page fetches it).
+        Called under the lock."""
+        buffer = chunk.buffer
+        total = buffer.total
+        start = max(chunk.sent, total - LIVE_MESSAGE_BYTES)
+        chunk.sent = total
+        if total - start > max(budget, 0):
+            offset, text = total, ""
+        else:
+            offset, text = buffer.tail(start)
+        # A chunk that ends between two flushes never touches Redis: its outcome is
+        # recorded within COREBOARD_FLUSH_MS, and the API reads it from there.
+        tail = None
+        if not chunk.ended or chunk.in_redis:
+            tail_offset, tail_text = buffer.tail()
+            tail = json.dumps({"offset": tail_offset, "text": tail_text})
+            chunk.in_redis = True
+        ttl = ENDED_TAIL_TTL_S if chunk.ended else self._running_ttl_s
+        return _Piece(chunk.job_id, chunk.index, offset, text, buffer.cut_bytes, tail, ttl)
 
     def _run(self) -> None:
         while True:
@@ -301,55 +341,30 @@ class _Flusher:
 
     def flush(self) -> None:
         with self._lock:
-            todo, self._ended = self._ended, []
-        running = _current
-        if running is not None and running.buffer.total > running.sent and running not in todo:
-            todo.append(running)
-        if not todo:
+            pieces, self._ended, self._ended_bytes = self._ended, [], 0
+            running = _current
+            if running is not None and running.buffer.total > running.sent:
+                spent = sum(len(piece.text) for piece in pieces if piece.job_id == running.job_id)
+                pieces.append(self._piece(running, LIVE_FLUSH_BYTES - spent))
+        if not pieces:
             return
-        budget: dict[int, int] = {}
         client = redis_clients.for_url(settings.CHANNEL_LAYER_REDIS_URL)
         pipe = client.pipeline(transaction=False)
-        for chunk in todo:
-            left = budget.get(chunk.job_id, LIVE_FLUSH_BYTES)
-            offset, text = self._new_text(chunk, left)
-            budget[chunk.job_id] = left - len(text)
-            events.event_publish(
-                chunk.job_id,
-                dict(
-                    protocol.chunk_printed_event(
-                        protocol.chunk_output_message(
-                            job=chunk.job_id,
-                            index=chunk.index,
-                            offset=offset,
-                            text=text,
-                            cut_bytes=chunk.buffer.cut_bytes,
-                        )
-                    )
-                ),
+        for piece in pieces:
+            message = protocol.chunk_output_message(
+                job=piece.job_id,
+                index=piece.index,
+                offset=piece.offset,
+                text=piece.text,
+                cut_bytes=piece.cut_bytes,
             )
-            # A chunk that ends between two flushes never touches Redis: its outcome is
-            # recorded within COREBOARD_FLUSH_MS, and the API reads it from there.
-            if not chunk.ended or chunk.in_redis:
-                key = live_tail_key(chunk.job_id, chunk.index)
-                ttl = ENDED_TAIL_TTL_S if chunk.ended else self._running_ttl_s
-                pipe.set(key, _tail_record(chunk.buffer), ex=ttl)
-                chunk.in_redis = True
+            events.event_publish(piece.job_id, dict(protocol.chunk_printed_event(message)))
+            if piece.tail is not None:
+                pipe.set(live_tail_key(piece.job_id, piece.index), piece.tail, ex=piece.ttl_s)
         try:
             pipe.execute()
         except (redis.RedisError, OSError) as error:
             logger.warning("could not keep the live chunk output in Redis: %s", error)
-
-    @staticmethod
-    def _new_text(chunk: _Running, budget: int) -> tuple[int, str]:
-        """The text not sent yet (within the budget), from where it starts; an empty text
-        at the whole length when there is too much (the page fetches it)."""
-        total = chunk.buffer.total
-        start = max(chunk.sent, total - LIVE_MESSAGE_BYTES)
-        chunk.sent = total
-        if total - start > max(budget, 0):
-            return total, ""
-        return chunk.buffer.tail(start)
 
 
 _flusher: _Flusher | None = None

@@ -54,6 +54,9 @@ from jobs.protocol import ChunkDelta
 logger = logging.getLogger(__name__)
 
 MAX_BATCH = 1000
+# A batch's outcomes are recorded early once they hold this much chunk output: chatty
+# chunks must not pile up a flush interval's worth of it (up to 64 KB each) in memory.
+OUTPUT_FLUSH_CHARS = 1024 * 1024
 # How long a slot with nothing claimable waits for a chunk whose retry is due.
 RETRY_WAIT_MAX_S = 2.0
 
@@ -326,6 +329,7 @@ class _SlotRun:
         over (the rest of the batch is handed back as stopped)."""
         outcomes: list[Outcome] = []
         last_flush = time.monotonic()
+        output_held = 0
         active = True
         for claim in claims:
             if not active:
@@ -333,12 +337,14 @@ class _SlotRun:
                 continue
             outcome = self._run_one(kind, claim)
             outcomes.append(outcome)
+            output_held += len(outcome.output.output)
             if isinstance(outcome, Stopped):
                 active = False
-            if time.monotonic() - last_flush >= self.flush_s:
+            if time.monotonic() - last_flush >= self.flush_s or output_held >= OUTPUT_FLUSH_CHARS:
                 recorded = chunks_record(job_id=self.job_id, outcomes=outcomes)
                 active = active and recorded.job_active
                 outcomes = []
+                output_held = 0
                 last_flush = time.monotonic()
         return outcomes, active
 

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, connection
 
-from jobs.engine import dispatch, live, reconciler, slot_registry, slots, workers
+from jobs.engine import dispatch, live, output, reconciler, slot_registry, slots, workers
 from jobs.engine import preflight as worker_preflight
 
 logger = logging.getLogger(__name__)
@@ -99,6 +99,18 @@ def consume_kind_queues(sender: Any = None, **kwargs: object) -> None:
 def preflight(sender: Any = None, **kwargs: Any) -> None:
     """Refuse to start on a schema, MEDIA_ROOT, node name or clock that does not fit."""
     worker_preflight.worker_preflight(_Node.name or getattr(sender, "hostname", "") or "")
+
+
+@signals.after_setup_logger.connect
+@signals.after_setup_task_logger.connect
+def log_chunk_context(logger: logging.Logger | None = None, **kwargs: Any) -> None:
+    """The worker's log lines name the job and chunk running in their process
+    (` job=12 chunk=3`, the `chunk_context` of CELERY_WORKER_LOG_FORMAT)."""
+    if logger is None:
+        return
+    for handler in logger.handlers:
+        if not any(isinstance(f, output.ChunkLogContext) for f in handler.filters):
+            handler.addFilter(output.ChunkLogContext())
 
 
 @signals.task_received.connect

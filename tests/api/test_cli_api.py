@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from click.testing import CliRunner
+from django.utils import timezone
+from rest_framework.test import APIClient
 
 from coreboard.cli import main, parse_param
 from coreboard.client import Client, ConfigError
+from jobs import services
+from jobs.engine import chunks
+from jobs.engine.output import Captured, OutputBuffer
+from jobs.models import Job
+from tests.factories import claim_one, start
 
 
 @pytest.mark.api
@@ -34,3 +45,55 @@ def test_missing_url_or_token_is_a_usage_error(
     config = tmp_path / "config.toml"
     config.write_text('url = "http://example.invalid:1"\ntoken = "k"\n')
     assert Client(config=config).url == "http://example.invalid:1"
+
+
+def _through(api: APIClient) -> Callable[..., httpx.Client]:
+    """httpx clients that the command line makes, answered by Django's test client."""
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        response = api.generic(request.method, str(request.url.raw_path.decode()))
+        return httpx.Response(response.status_code, content=response.content)
+
+    real = httpx.Client
+
+    def make(**kwargs: Any) -> httpx.Client:
+        return real(transport=httpx.MockTransport(handle), **kwargs)
+
+    return make
+
+
+def _printed(job: Job, index: int, text: str, limit: int = 1000) -> None:
+    claimed = claim_one(job)
+    assert claimed.index == index
+    buffer = OutputBuffer(limit)
+    buffer.write(text)
+    now = timezone.now()
+    outcome = chunks.Done(claimed.id, {"iterations": 1}, 0.1, now, now, output=Captured.of(buffer))
+    chunks.chunks_record(job_id=job.pk, outcomes=[outcome])
+
+
+@pytest.mark.api
+@pytest.mark.django_db
+def test_logs_prints_each_chunks_output_under_a_header(
+    alice_api: APIClient, alice_job: Job, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(httpx, "Client", _through(alice_api))
+    start(alice_job)
+    _printed(alice_job, 0, "zero\n")
+    _printed(alice_job, 1, "y" * 30 + "one, no newline", limit=20)
+    services.job_cancel(job=alice_job)
+    args = ["--url", "http://testserver", "--token", "k", "logs", str(alice_job.pk)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert result.output == (
+        "── chunk 0 (done) ──\n"
+        "zero\n"
+        "── chunk 1 (done) ──\n"
+        "[… 25 earlier bytes cut …]\n"
+        "yyyyyone, no newline\n"
+    )
+    # One chunk, from the follow loop (the job ended: it stops at once).
+    only = CliRunner().invoke(main, [*args, "--chunk", "0", "--follow"])
+    assert only.output == "── chunk 0 (done) ──\nzero\n"
+    as_json = CliRunner().invoke(main, ["--json", *args])
+    assert [json.loads(line)["index"] for line in as_json.output.splitlines()] == [0, 1]
