@@ -29,9 +29,10 @@ export class ResourceCharts {
   }
 
   update(series) {
-    for (const [field, title] of [
-      ["cpu", "CPU (% of one core)"],
-      ["rss", "Resident memory (MiB)"],
+    // CPU is read against one full core (100 %) even while a process idles.
+    for (const [field, title, suggestedMax] of [
+      ["cpu", "CPU (% of one core)", 100],
+      ["rss", "Resident memory (MiB)", undefined],
     ]) {
       const datasets = series.map((process) => {
         const { colour, dash } = this.style(process.key);
@@ -48,15 +49,16 @@ export class ResourceCharts {
         };
       });
       const chart = this.charts[field];
-      if (!chart) this.charts[field] = this.create(this.canvases[field], datasets, title);
-      else {
+      if (!chart) {
+        this.charts[field] = this.create(this.canvases[field], datasets, title, suggestedMax);
+      } else {
         chart.data.datasets = datasets;
         chart.update("none");
       }
     }
   }
 
-  create(canvas, datasets, title) {
+  create(canvas, datasets, title, suggestedMax) {
     return new this.Chart(canvas, {
       type: "line",
       data: { datasets },
@@ -71,7 +73,7 @@ export class ResourceCharts {
             min: 0,
             title: { display: true, text: "seconds since the job started" },
           },
-          y: { beginAtZero: true, title: { display: true, text: title } },
+          y: { beginAtZero: true, suggestedMax, title: { display: true, text: title } },
         },
         plugins: { legend: { labels: { boxHeight: 2 } } },
       },

@@ -820,6 +820,8 @@ def test_a_chunks_output_streams_into_the_page_while_it_runs(
     page.locator('#chunk-grid .cell[data-index="0"]').click()
     inspector = page.locator("#chunk-inspector")
     expect(inspector.locator("#inspector-output")).to_contain_text("line 4 of chunk 0 ")
+    # The CPU and memory timeline fills in too, said in words beside its charts.
+    expect(page.locator("#resources-summary")).to_contain_text("1 process; peak ")
     assert_page_is_sound(page, "a job page with its output streaming")
     screenshot(page, "job-output.png")
     page.set_viewport_size({"width": 360, "height": 800})
