@@ -1,5 +1,7 @@
-// The live job page's DOM: draws the state kept by job_state.mjs, which the socket's
-// messages change; the task stream is task_stream.mjs. Rendering is coalesced to one frame.
+// The live job page's DOM: draws the state kept by job_state.mjs (with the chunks' output,
+// output_state.mjs, and the CPU/memory samples, resources_state.mjs), which the socket's
+// messages and the API's answers change; the task stream is task_stream.mjs, the CPU and
+// memory charts resource_charts.mjs. Rendering is coalesced to one frame.
 import { chartDefaultsApply, cssColour, translucent } from "../lib/colours.mjs";
 import {
   byId as $,
