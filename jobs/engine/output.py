@@ -200,6 +200,10 @@ class _ChunkStream:
         return True
 
     def __getattr__(self, name: str) -> Any:
+        # Everything else (encoding, fileno, buffer) is the replaced stream's; writes to
+        # its `buffer` are not captured.
+        if name == "_original":
+            raise AttributeError(name)
         return getattr(self._original, name)
 
 
@@ -286,13 +290,14 @@ class _Flusher:
     second holds no more than that between two flushes.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, thread: bool = True) -> None:
         self._wake = threading.Event()
         self._lock = threading.Lock()
         self._ended: list[_Piece] = []
         self._ended_bytes = 0
         self._running_ttl_s = settings.COREBOARD_CHUNK_TIME_LIMIT_S + ENDED_TAIL_TTL_S
-        threading.Thread(target=self._run, name="coreboard-output", daemon=True).start()
+        if thread:
+            threading.Thread(target=self._run, name="coreboard-output", daemon=True).start()
 
     def wake(self) -> None:
         if not self._wake.is_set():

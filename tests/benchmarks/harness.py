@@ -10,9 +10,13 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from coreconf import paths
 from launcher import stack
+
+if TYPE_CHECKING:
+    from tests.processes import ServerProcess
 
 BENCH_VAR = paths.VAR_DIR / "bench"
 BENCH_LIMITS = {
@@ -51,20 +55,26 @@ class Stack:
     worker_pid: int
     # The environment the worker and daphne got, for benchmarks that start workers of their own.
     env: dict[str, str]
+    # What the stack stops when it ends (a benchmark may add the workers it started).
+    processes: list[ServerProcess]
+
+    def stop_later(self, process: ServerProcess) -> None:
+        self.processes.append(process)
 
 
 @contextlib.contextmanager
-def running_stack(*, workers: int) -> Iterator[Stack]:
+def running_stack(*, workers: int, worker_lacks: frozenset[str] = frozenset()) -> Iterator[Stack]:
     """Private PostgreSQL and Redis, a migrated database, a prefork worker with `workers`
     processes (none for 0) and daphne; yields daphne's base URL and the worker's main pid
-    (0 without one), and stops everything afterwards."""
+    (0 without one), and stops everything afterwards. The worker runs every kind but
+    `worker_lacks` (those are for workers a benchmark starts itself)."""
     # A benchmark stopped with SIGTERM still stops the servers it started (below).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     # Redis starts empty, so no message of an earlier, interrupted run is redelivered.
     stops = stack.start_private_services(
         BENCH_VAR, secret_name="bench-pg-password", persist=False
     ).stops()
-    processes = []
+    processes: list[ServerProcess] = []
     try:
         import django
 
@@ -83,12 +93,18 @@ def running_stack(*, workers: int) -> Iterator[Stack]:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         worker_pid = 0
         if workers:
-            worker = start_celery_worker(env, concurrency=workers)
+            worker_env = env
+            if worker_lacks:
+                from jobs import kinds
+
+                runs = [kind.name for kind in kinds.all_kinds() if kind.name not in worker_lacks]
+                worker_env = {**env, "COREBOARD_WORKER_KINDS": ",".join(runs)}
+            worker = start_celery_worker(worker_env, concurrency=workers)
             processes.append(worker)
             worker_pid = worker.process.pid
         daphne, base_url = start_daphne(env)
         processes.append(daphne)
-        yield Stack(base_url=base_url, worker_pid=worker_pid, env=env)
+        yield Stack(base_url=base_url, worker_pid=worker_pid, env=env, processes=processes)
     finally:
         for process in reversed(processes):
             process.stop()

@@ -18,3 +18,27 @@ def write_section(name: str, markdown: str) -> None:
     pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else f"{text}\n{block}\n"
     REPORT.write_text(text)
+
+
+def read_section(name: str) -> str:
+    """The current text of section `name` of BENCHMARKS.md (empty when there is none)."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    text = REPORT.read_text() if REPORT.exists() else ""
+    found = re.search(re.escape(start) + "\n(.*?)\n" + re.escape(end), text, re.S)
+    return found.group(1) if found else ""
+
+
+def kept_parts(name: str, headings: dict[str, str], skipped: set[str]) -> dict[str, str]:
+    """The `## ` parts of section `name` whose heading starts with `headings[key]`, for the
+    keys in `skipped`: a run that leaves parts out keeps the earlier run's, marked as such."""
+    current = read_section(name)
+    measured = current.split("\n", 1)[0] if current.startswith("Measured") else ""
+    parts = re.split(r"(?m)^(?=## )", current)
+    kept = {}
+    for key in skipped:
+        for part in parts:
+            if key in headings and part.startswith(headings[key]):
+                title, _, body = part.strip().partition("\n")
+                note = f"_Kept from an earlier run ({measured.rstrip('.')})._" if measured else ""
+                kept[key] = f"{title}\n\n{note}\n{body}".rstrip()
+    return kept

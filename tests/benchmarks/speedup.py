@@ -4,7 +4,9 @@ Every figure comes from one invocation on one machine, interleaved round by roun
 BENCHMARKS.md gets the medians and the ratios between them:
 
 - coarse: `primes` 0..8·10⁸ in 16 chunks: Coreboard at parallelism 1 and 2, Pool, serial;
-- fine: `burn` jobs of 600 × 1 ms, 120 × 20 ms and 24 × 250 ms at parallelism 2;
+- fine: `burn` jobs of 600 × 1 ms, 120 × 20 ms and 24 × 250 ms at parallelism 2, and
+  the same jobs on workers with chunk output capture and process sampling off
+  (COREBOARD_CHUNK_CAPTURE=0), in the same rounds;
 - big: one `burn` job of 100,000 × 1 ms, with the worker processes' memory before/after;
 - fairness: a 1-chunk job of another user submitted while a 40 × 0.5 s job of parallelism
   64 runs.
@@ -32,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 
-from tests.benchmarks import harness, report
+from tests.benchmarks import burn_twin, harness, report
 
 if TYPE_CHECKING:  # imported where used, once the harness has configured Django
     from jobs.models import Job
@@ -40,6 +42,12 @@ if TYPE_CHECKING:  # imported where used, once the harness has configured Django
 COARSE = {"start": 0, "stop": 800_000_000, "chunks": 16}
 FINE = ((600, 1), (120, 20), (24, 250))
 FAIR_BIG = {"chunks": 40, "ms": 500}
+SECTION_HEADINGS = {
+    "coarse": "## Coarse",
+    "fine": "## Fine",
+    "big": "## Big",
+    "fairness": "## Fairness",
+}
 
 
 def _run_spec(job: tuple[str, dict[str, Any]]) -> Any:
@@ -105,7 +113,14 @@ def main() -> int:
     skip = set(filter(None, os.environ.get("BENCH_SKIP", "").split(",")))
     cores = os.cpu_count() or 1
     sections: list[str] = []
-    with harness.running_stack(workers=cores) as stack:
+    if "fine" not in skip:
+        # The capture-off twin of burn: web and this process know it, the main worker not.
+        extra = [m for m in os.environ.get("COREBOARD_JOB_KINDS", "").split(",") if m]
+        os.environ["COREBOARD_JOB_KINDS"] = ",".join([*extra, burn_twin.__name__])
+    lacks = frozenset({burn_twin.NAME}) if "fine" not in skip else frozenset()
+    # Parts this run leaves out keep the earlier run's figures (marked), in their place.
+    kept = report.kept_parts("speedup", SECTION_HEADINGS, skip)
+    with harness.running_stack(workers=cores, worker_lacks=lacks) as stack:
         from django.contrib.auth import get_user_model
 
         from jobs import kinds
@@ -117,27 +132,51 @@ def main() -> int:
         api = Api(stack.base_url, token_create(user=alice, name="bench", expires_in_days=1).key)
         bob_api = Api(stack.base_url, token_create(user=bob, name="bench", expires_in_days=1).key)
         _coreboard(api, "burn", {"chunks": 4, "ms": 50}, cores)  # warm the workers
+        if "fine" not in skip:
+            from tests.processes import start_celery_worker
+
+            capture_off = start_celery_worker(
+                {
+                    **stack.env,
+                    "COREBOARD_WORKER_KINDS": burn_twin.NAME,
+                    "COREBOARD_CHUNK_CAPTURE": "0",
+                },
+                concurrency=cores,
+            )
+            stack.stop_later(capture_off)
+            _coreboard(api, burn_twin.NAME, {"chunks": 4, "ms": 50}, cores)
         with multiprocessing.get_context("fork").Pool(cores) as pool:
             pool.map(_run_spec, [("burn", {"index": 0, "ms": 10, "fail_rate": 0})] * cores)
 
             def compare(
-                kind: str, params: dict[str, Any], parallelisms: Sequence[int]
+                kind: str,
+                params: dict[str, Any],
+                parallelisms: Sequence[int],
+                capture_off: str | None = None,
             ) -> dict[str, Any]:
+                """`capture_off`: a twin of `kind` that workers with capture off run, at
+                parallelism `cores`, beside it in each round (which goes first alternates)."""
                 specs = [(kind, s) for s in kinds.get(kind).split(params)]
                 times: dict[str, list[float]] = {"serial": [], "pool": []}
                 overheads: list[float] = []
                 for p in parallelisms:
                     times[f"p{p}"] = []
+                if capture_off:
+                    times["off"] = []
                 for run in range(runs):
                     _, seconds = _timed(lambda: [_run_spec(s) for s in specs])
                     times["serial"].append(seconds)
                     _, seconds = _timed(lambda: pool.map(_run_spec, specs, chunksize=1))
                     times["pool"].append(seconds)
+                    if capture_off and run % 2:
+                        times["off"].append(_coreboard(api, capture_off, params, cores)[1])
                     for p in parallelisms:
                         job, seconds = _coreboard(api, kind, params, p)
                         times[f"p{p}"].append(seconds)
                         if p == cores:
                             overheads.append(_overhead_per_chunk_ms(job, p))
+                    if capture_off and not run % 2:
+                        times["off"].append(_coreboard(api, capture_off, params, cores)[1])
                     print(
                         f"{kind} {params} run {run + 1}: "
                         + ", ".join(f"{k} {v[-1]:.3f} s" for k, v in times.items()),
@@ -154,16 +193,33 @@ def main() -> int:
             if "coarse" not in skip:
                 coarse = compare("primes", COARSE, [1, cores])
                 sections.append(_coarse_section(coarse, cores, runs))
+            elif "coarse" in kept:
+                sections.append(kept["coarse"])
             if "fine" not in skip:
                 fine = [
-                    (n, ms, compare("burn", {"chunks": n, "ms": ms, "fail_rate": 0}, [cores]))
+                    (
+                        n,
+                        ms,
+                        compare(
+                            "burn",
+                            {"chunks": n, "ms": ms, "fail_rate": 0},
+                            [cores],
+                            capture_off=burn_twin.NAME,
+                        ),
+                    )
                     for n, ms in FINE
                 ]
                 sections.append(_fine_section(fine, cores, runs))
+            elif "fine" in kept:
+                sections.append(kept["fine"])
         if "big" not in skip:
             sections.append(_big_section(api, stack.worker_pid, big_chunks, cores))
+        elif "big" in kept:
+            sections.append(kept["big"])
         if "fairness" not in skip:
             sections.append(_fairness_section(api, bob_api, cores))
+        elif "fairness" in kept:
+            sections.append(kept["fairness"])
     report.write_section(
         "speedup",
         f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {harness.machine()}, "
@@ -218,6 +274,7 @@ Times in seconds; Coreboard's is the job's started → finished.
 def _fine_section(rows: list[tuple[int, int, dict[str, Any]]], cores: int, runs: int) -> str:
     goals = {1: 0.5, 20: 0.9, 250: 0.95}
     lines = []
+    capture: list[str] = []
     for n, ms, result in rows:
         m = result["medians"]
         ideal = n * ms / 1000 / cores
@@ -226,7 +283,19 @@ def _fine_section(rows: list[tuple[int, int, dict[str, Any]]], cores: int, runs:
             f"{ideal / m['pool']:.2f} | **{ideal / m[f'p{cores}']:.2f}** (≥ {goals[ms]}) | "
             f"{statistics.median(result['overhead_ms']):.2f} |"
         )
+        capture.append(
+            f"| {n} × {ms} ms | {m[f'p{cores}']:.3f} | {m['off']:.3f} | "
+            f"**{m[f'p{cores}'] / m['off']:.3f}** | "
+            + ", ".join(
+                f"{on / off:.3f}"
+                for on, off in zip(
+                    result["times"][f"p{cores}"], result["times"]["off"], strict=True
+                )
+            )
+            + " |"
+        )
     body = "\n".join(lines)
+    capture_rows = "\n".join(capture)
     return f"""## Fine: `burn` chunks at parallelism {cores}
 
 {runs} rounds each. Efficiency = ideal wall (chunks × ms / {cores}) / measured wall; Pool runs the
@@ -235,7 +304,16 @@ chunks: the amortised cost of Coreboard's bookkeeping (goal ≤ 2 ms, stretch �
 
 | job | serial (s) | Pool (s) | Coreboard (s) | Pool efficiency | Coreboard efficiency | overhead per chunk (ms) |
 |---|---|---|---|---|---|---|
-{body}"""
+{body}
+
+The same jobs, in the same rounds, on {cores} worker processes with chunk output capture
+and process sampling off (COREBOARD_CHUNK_CAPTURE=0; a twin of `burn` that only they run).
+Capture on is the default: stdout/stderr/log redirection, per-chunk peak memory and CPU,
+one sample a second per busy process.
+
+| job | capture on (s) | capture off (s) | on / off (median) | on / off by round |
+|---|---|---|---|---|
+{capture_rows}"""
 
 
 def _big_section(api: Api, worker_pid: int, chunks: int, cores: int) -> str:

@@ -32,6 +32,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 COREBOARD = str(Path(sys.executable).with_name("coreboard"))
 FINAL = {"succeeded", "failed", "cancelled"}
 MB = 1_000_000
+# How many 1 MB-printing chunks the flat-memory test runs (the 10,000:
+# COREBOARD_TEST_PRINT_CHUNKS=10000, about a minute on two cores).
+PRINT_CHUNKS = int(os.environ.get("COREBOARD_TEST_PRINT_CHUNKS", "2000"))
 
 
 @pytest.fixture(scope="module")
@@ -180,11 +183,11 @@ def test_printing_a_megabyte_per_chunk_keeps_the_workers_memory_flat(
 
     run(200)  # warm: both processes have printed and stored a megabyte already
     before = _worker_rss(chatter_worker)
-    job = run(2000)
+    job = run(PRINT_CHUNKS)
     after = _worker_rss(chatter_worker)
-    print(f"worker RSS {before:,} -> {after:,} bytes over 2,000 chunks of 1 MB")
+    print(f"worker RSS {before:,} -> {after:,} bytes over {PRINT_CHUNKS:,} chunks of 1 MB")
     assert after - before < 16 * 1024 * 1024
-    chunk = job.chunks.get(index=1999)
+    chunk = job.chunks.get(index=PRINT_CHUNKS - 1)
     assert chunk.output_cut_bytes == MB - 65536
     assert chunk.output.startswith("[… 934,464 earlier bytes cut …]\n")
     assert len(chunk.output.split("\n", 1)[1].encode()) == 65536
