@@ -35,7 +35,11 @@ HISTORY_SORTS: dict[str, HistorySort] = {
     "speedup": HistorySort(
         "Lowest speedup first", (F("timed_speedup").asc(nulls_last=True), "-id")
     ),
+    # Job.peak_rss: the largest peak resident memory of the job's chunks.
+    "-memory": HistorySort("Most memory first", (F("peak_rss").desc(nulls_last=True), "-id")),
+    "memory": HistorySort("Least memory first", (F("peak_rss").asc(nulls_last=True), "-id")),
 }
-# The columns a history header can sort by, in order: `created`, `duration`, `speedup`.
+# The columns a history header can sort by, in order: `created`, `duration`, `speedup`,
+# `memory`.
 HISTORY_SORT_COLUMNS = tuple(dict.fromkeys(key.lstrip("-") for key in HISTORY_SORTS))
 HISTORY_DEFAULT_SORT = "-created"

@@ -503,6 +503,7 @@ HISTORY_COLUMNS = (
     "started_at",
     "finished_at",
     "cpu_seconds",
+    "peak_rss",
     "owner",
     "owner__username",
 )
@@ -588,6 +589,7 @@ HISTORY_EXPORT: tuple[tuple[str, Any], ...] = (
     ("total_chunks", "total_chunks"),
     ("done_chunks", "done_chunks"),
     ("failed_chunks", "failed_chunks"),
+    ("peak_rss", "peak_rss"),
     # PostgreSQL's JSON text, not a decoded dict: see job_history_export.
     ("params", Cast("params", TextField())),
 )

@@ -31,6 +31,27 @@ def local_time(value: datetime | None) -> SafeString | str:
     )
 
 
+_BYTE_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
+
+
+@register.filter
+def binary_bytes(value: int | None) -> str:
+    """Bytes in binary units, as memory is counted and as the job page's script writes them
+    (static/lib/format.mjs formatBytes): `512 MiB`, `1.5 GiB`; one decimal below ten."""
+    if value is None:
+        return "—"
+    size = float(abs(value))
+    unit = 0
+    while size >= 1024 and unit < len(_BYTE_UNITS) - 1:
+        size /= 1024
+        unit += 1
+    digits = 0 if unit == 0 or size >= 10 else 1
+    text = f"{size:.{digits}f}"
+    if float(text) >= 1024 and unit < len(_BYTE_UNITS) - 1:
+        text, unit = "1.0", unit + 1
+    return f"{'-' if value < 0 else ''}{text} {_BYTE_UNITS[unit]}"
+
+
 @register.simple_tag
 def socket_url(name: str, *args: object) -> str:
     """The path of a named websocket route (jobs/routing.py), for a page script to open."""

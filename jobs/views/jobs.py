@@ -161,6 +161,17 @@ def _preview_url_template(job: Job) -> str | None:
     return url.replace("/chunks/0/", "/chunks/{index}/")
 
 
+def _output_urls(job: Job) -> dict[str, str]:
+    """The API URLs the page reads a job's output and CPU/memory samples from; a chunk's as
+    a template with `{index}` (static/lib/urls.mjs urlFill)."""
+    chunk_output = reverse("api-job-chunk-output", args=[job.pk, 0])
+    return {
+        "output_url": reverse("api-job-output", args=[job.pk]),
+        "chunk_output_url": chunk_output.replace("/chunks/0/", "/chunks/{index}/"),
+        "resources_url": reverse("api-job-resources", args=[job.pk]),
+    }
+
+
 def _uploads_from_form(
     request: HttpRequest, kind: kinds.JobKind, data: QueryDict | None
 ) -> dict[str, list[str]]:
@@ -208,6 +219,7 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
             "params_display": presentation.job_params_display(job),
             "time_limit_text": presentation.job_time_limit_text(job),
             "preview_url": _preview_url_template(job),
+            **_output_urls(job),
             # The chunks come over the socket, in pages: a big job's would bloat the page.
             "snapshot": {
                 "job": protocol.job_state(job),

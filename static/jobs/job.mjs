@@ -1,5 +1,7 @@
-// The live job page's DOM: draws the state kept by job_state.mjs, which the socket's
-// messages change; the task stream is task_stream.mjs. Rendering is coalesced to one frame.
+// The live job page's DOM: draws the state kept by job_state.mjs (with the chunks' output,
+// output_state.mjs, and the CPU/memory samples, resources_state.mjs), which the socket's
+// messages and the API's answers change; the task stream is task_stream.mjs, the CPU and
+// memory charts resource_charts.mjs. Rendering is coalesced to one frame.
 import { chartDefaultsApply, cssColour, translucent } from "../lib/colours.mjs";
 import {
   byId as $,
@@ -12,11 +14,13 @@ import {
   setText,
   syncChildren,
 } from "../lib/dom.mjs";
+import { formatBytes, formatTime } from "../lib/format.mjs";
 import { liveSocket } from "../lib/live.mjs";
 import { urlFill } from "../lib/urls.mjs";
 import {
   JOB_ACTIVE,
   JOB_ENDED,
+  chunkInspectorRows,
   chunkLabel,
   countsText,
   documentTitle,
@@ -33,6 +37,18 @@ import {
   speedupMeter,
   timingRows,
 } from "./job_state.mjs";
+import {
+  atBottom,
+  outputAnswerApply,
+  outputBlocks,
+  outputCutText,
+  outputDirtyTake,
+  outputDrawPlan,
+  outputHeading,
+  outputJobAnswerApply,
+} from "./output_state.mjs";
+import { resourcesRows, resourcesSeries, resourcesSummaryText } from "./resources_state.mjs";
+import { ResourceCharts } from "./resource_charts.mjs";
 import { TaskStream } from "./task_stream.mjs";
 
 const state = jobStateCreate(pageJson("job-snapshot"));
@@ -67,6 +83,8 @@ function render() {
   endingRender(percent);
   setText($("counts"), countsText(state));
   gridRender();
+  inspectorRender();
+  outputRender();
   setText($("pace"), paceText(state));
   heldRender();
   setText($("parallelism-value"), parallelismText(state));
@@ -228,6 +246,7 @@ function gridMoveTo(index) {
   cells[target].tabIndex = 0;
   cells[target].setAttribute("aria-selected", "true");
   cells[target].focus();
+  renderSchedule();
 }
 
 function gridKeyDown(event) {
@@ -252,6 +271,187 @@ function chunkDetailsShow(event) {
   if (!cell) return;
   const chunk = state.chunks.get(Number(cell.dataset.index));
   if (chunk) setText($("chunk-details"), chunkLabel(chunk));
+}
+
+// --- output: the Output panel and the chunk inspector -----------------------------------------
+
+// The API, as the page names it (the view reverses the URLs); answers null when it refuses.
+async function apiGet(url) {
+  const response = await fetch(url, {
+    credentials: "same-origin",
+    headers: { Accept: "application/json" },
+  });
+  return response.ok ? response.json() : null;
+}
+
+// Blocks the panel shows at most: the chunks that began to write last.
+const OUTPUT_PANEL_BLOCKS = 50;
+const outputSection = $("output-section");
+const inspector = $("chunk-inspector");
+const chunkOutputFetching = new Set();
+
+function outputLoad() {
+  apiGet(outputSection.dataset.url)
+    .then((answer) => {
+      if (answer === null) return;
+      outputJobAnswerApply(state.output, answer);
+      renderSchedule();
+    })
+    .catch(() => {});
+}
+
+function chunkOutputFetch(index) {
+  if (chunkOutputFetching.has(index)) return;
+  chunkOutputFetching.add(index);
+  apiGet(urlFill(inspector.dataset.urlTemplate, { index }))
+    .then((answer) => {
+      if (answer === null) return;
+      outputAnswerApply(state.output, answer);
+      renderSchedule();
+    })
+    .catch(() => {})
+    .finally(() => chunkOutputFetching.delete(index));
+}
+
+// What each <pre> shows of its block ({start, length}): new output is appended as a text
+// node, never parsed as HTML, and a reader's selection in the older text stays.
+const drawn = new WeakMap();
+
+function preDraw(pre, block) {
+  const plan = outputDrawPlan(block, drawn.get(pre));
+  if (plan.action === "append") pre.append(plan.text);
+  else if (plan.action === "replace") pre.textContent = plan.text;
+  drawn.set(pre, { start: block.start, length: block.text.length });
+}
+
+function cutDraw(node, block) {
+  const text = outputCutText(block);
+  setText(node, text);
+  node.hidden = text === "";
+}
+
+function outputRender() {
+  const panel = $("output");
+  const following = atBottom(panel.scrollTop, panel.clientHeight, panel.scrollHeight);
+  outputDirtyTake(state.output);
+  const blocks = outputBlocks(state.output, OUTPUT_PANEL_BLOCKS);
+  $("output-empty").hidden = blocks.length > 0;
+  syncChildren(
+    $("output-blocks"),
+    blocks,
+    (block) => block.index,
+    () => {
+      const node = document.createElement("div");
+      node.className = "output-block";
+      const cut = document.createElement("p");
+      cut.className = "output-cut";
+      const pre = document.createElement("pre");
+      pre.className = "output-text";
+      node.append(document.createElement("h3"), cut, pre);
+      return node;
+    },
+    (node, block) => {
+      setText(node.querySelector("h3"), outputHeading(block, state.chunks.get(block.index)));
+      if (node.dataset.version === String(block.version)) return;
+      node.dataset.version = String(block.version);
+      cutDraw(node.querySelector(".output-cut"), block);
+      preDraw(node.querySelector("pre"), block);
+    },
+  );
+  // Follows new output only for a reader at the bottom; never moves focus.
+  if (following) panel.scrollTop = panel.scrollHeight;
+}
+
+// The chosen chunk: the grid's active cell. Its output is fetched when the page lacks it
+// (a chunk that wrote before the page opened, or one dropped to keep the page small), once
+// per choice; `chunk.output` messages keep it current after that.
+let inspectorAsked = null;
+
+function inspectorRender() {
+  const index = activeCell;
+  const chunk = state.chunks.get(index) || { index, status: "pending", attempts: 0 };
+  setText($("inspector-index"), String(index));
+  const block = state.output.blocks.get(index);
+  const rows = chunkInspectorRows(chunk, block);
+  const dl = $("inspector-figures");
+  if (dl.children.length !== rows.length * 2) {
+    dl.replaceChildren(
+      ...rows.flatMap(([term]) => [
+        Object.assign(document.createElement("dt"), { textContent: term }),
+        document.createElement("dd"),
+      ]),
+    );
+  }
+  rows.forEach(([, value], i) => setText(dl.children[i * 2 + 1], value));
+  const asked = `${state.job.id}:${index}`;
+  if (!block && chunk.output_bytes > 0 && inspectorAsked !== asked) {
+    inspectorAsked = asked;
+    chunkOutputFetch(index);
+  }
+  const pre = $("inspector-output");
+  $("inspector-no-output").hidden = Boolean(block);
+  pre.hidden = !block;
+  if (!block) {
+    $("inspector-cut").hidden = true;
+    return;
+  }
+  if (pre.dataset.index !== String(index)) {
+    pre.dataset.index = String(index);
+    drawn.delete(pre);
+  }
+  const following = atBottom(pre.scrollTop, pre.clientHeight, pre.scrollHeight);
+  cutDraw($("inspector-cut"), block);
+  preDraw(pre, block);
+  if (following) pre.scrollTop = pre.scrollHeight;
+}
+
+// --- CPU and memory per process ------------------------------------------------------------
+
+const resourcesSection = $("resources-section");
+
+function resourcesLoad() {
+  apiGet(resourcesSection.dataset.url)
+    .then((answer) => {
+      if (answer === null) return;
+      messageApply(state, { type: "job.resources", samples: answer.samples });
+      renderSchedule();
+    })
+    .catch(() => {});
+}
+
+let resourcesDrawn = -1;
+
+function resourcesRender() {
+  const { resources } = state;
+  if (resources.version === resourcesDrawn) return;
+  resourcesDrawn = resources.version;
+  setText($("resources-summary"), resourcesSummaryText(resources));
+  syncChildren(
+    $("resources-rows"),
+    resourcesRows(resources),
+    (row) => row.key,
+    () => {
+      const tr = document.createElement("tr");
+      const th = document.createElement("th");
+      th.scope = "row";
+      tr.append(th, ...Array.from({ length: 5 }, () => document.createElement("td")));
+      return tr;
+    },
+    (tr, row) => {
+      const cells = [
+        row.label,
+        String(row.samples),
+        `${Math.round(row.meanCpu)} %`,
+        formatBytes(row.peakRss),
+        formatTime(new Date(row.from).toISOString()),
+        formatTime(new Date(row.to).toISOString()),
+      ];
+      cells.forEach((text, i) => setText(tr.children[i], text));
+    },
+  );
+  if (!Chart) return;
+  const origin = state.job.started_at ? Date.parse(state.job.started_at) : null;
+  resourceCharts.update(resourcesSeries(resources, origin));
 }
 
 function timingsRender() {
@@ -354,6 +554,12 @@ const taskStream = new TaskStream($("timeline"), {
   colours: streamColours(),
   label: chunkLabel,
 });
+const resourceCharts = new ResourceCharts($("resources-cpu"), $("resources-memory"), {
+  Chart,
+  colours: ["--accent", "--ok", "--warn", "--bad", "--queued", "--idle"].map((name) =>
+    cssColour(name),
+  ),
+});
 
 // The heavy parts (task stream, failures) redraw at most twice a second.
 let lastHeavy = 0;
@@ -370,6 +576,7 @@ function heavyRender() {
   lastHeavy = Date.now();
   if (Chart) taskStream.update(state.job, state.chunks.values());
   failuresRender();
+  resourcesRender();
 }
 
 const renderSchedule = coalesced(render);
@@ -390,8 +597,13 @@ const connection = $("connection");
 const live = liveSocket(connection.dataset.socketUrl, {
   status: connection,
   onMessage(message) {
-    const { resync } = messageApply(state, message);
+    const { resync, reload, refetch } = messageApply(state, message);
     if (resync) live.send({ type: "resync" });
+    if (reload) {
+      outputLoad();
+      resourcesLoad();
+    }
+    if (refetch !== null && refetch !== undefined) chunkOutputFetch(refetch);
     renderSchedule();
   },
 });

@@ -2,9 +2,13 @@
 // Node's test runner can drive it (tests/js/). Messages change the state only here
 // (`messageApply`); static/jobs/job.mjs draws it.
 //
-// The state is a plain object: { job, live, chunks: Map(index → chunk), snapshotSeq, dirty }.
-// `dirty` holds the chunk indices changed since the page last drew them (null: all).
-import { formatFixed, formatPercent, formatSeconds, plural } from "../lib/format.mjs";
+// The state is a plain object: { job, live, chunks: Map(index → chunk), snapshotSeq, dirty,
+// output, resources }. `dirty` holds the chunk indices changed since the page last drew them
+// (null: all); `output` is what the chunks printed (output_state.mjs), `resources` the CPU
+// and memory samples per process (resources_state.mjs).
+import { formatBytes, formatFixed, formatPercent, formatSeconds, plural } from "../lib/format.mjs";
+import { outputForget, outputMessageApply, outputStateCreate } from "./output_state.mjs";
+import { resourcesApply, resourcesStateCreate } from "./resources_state.mjs";
 
 // A job is active while pending or running (jobs/models.py Job.is_active).
 export const JOB_ACTIVE = new Set(["pending", "running"]);
@@ -16,17 +20,29 @@ export function jobStateCreate(snapshot) {
   const state = { job: snapshot.job, live: snapshot.live ?? null, chunks: new Map() };
   state.snapshotSeq = null;
   state.dirty = null;
+  state.output = outputStateCreate();
+  state.resources = resourcesStateCreate();
   for (const chunk of snapshot.chunks || []) state.chunks.set(chunk.index, chunk);
   return state;
 }
 
 // One switch over the message types of the job socket (jobs/consumers.py). Answers what the
 // page must do besides drawing: `resync` when the job changed phase (cancelled, failed,
-// retried: chunks change in bulk, so the page asks for all of them again).
+// retried: chunks change in bulk, so the page asks for all of them again); `reload` when the
+// page must read the output and samples from the API again (a snapshot: the socket is new,
+// and what was sent before it never reached this page); `refetch`, a chunk index whose
+// output the page misses a piece of.
 export function messageApply(state, message) {
   switch (message.type) {
     case "job.snapshot":
       snapshotApply(state, message);
+      return { resync: false, reload: true };
+    case "chunk.output": {
+      const { refetch } = outputMessageApply(state.output, message);
+      return { resync: false, refetch: refetch ? message.index : null };
+    }
+    case "job.resources":
+      resourcesApply(state.resources, message.samples);
       return { resync: false };
     case "job.chunks":
       chunksPageApply(state, message);
@@ -79,6 +95,8 @@ export function progressApply(state, message) {
     if (CHUNK_FINAL.has(known.status) && !CHUNK_FINAL.has(delta.status) && !newerAttempt) {
       continue;
     }
+    // Another run of the chunk writes its output afresh.
+    if (newerAttempt && known.attempts) outputForget(state.output, delta.index);
     const merged = { ...known, ...delta };
     if (merged.status !== "running") delete merged.progress;
     state.chunks.set(delta.index, merged);
@@ -159,8 +177,64 @@ export function chunkLabel(chunk) {
   const where = chunk.pid ? ` on ${chunk.worker} pid ${chunk.pid}` : "";
   const took = secondsBetween(chunk.started_at, chunk.finished_at);
   const duration = took === null ? "" : `, ${took.toFixed(2)} s`;
+  const memory = typeof chunk.peak_rss === "number" ? `, peak ${formatBytes(chunk.peak_rss)}` : "";
   const error = chunk.error ? `, error: ${lastLine(chunk.error)}` : "";
-  return `Chunk ${chunk.index}: ${chunk.status}${where}, attempts ${chunk.attempts}${duration}${error}`;
+  return `Chunk ${chunk.index}: ${chunk.status}${where}, attempts ${chunk.attempts}${duration}${memory}${error}`;
+}
+
+// "512 MiB (+12 MiB over start)": a chunk's peak resident memory, and how much of it the
+// chunk added to what its process held when it began ("—" before it is measured).
+export function chunkMemoryText(chunk) {
+  if (typeof chunk.peak_rss !== "number") return "—";
+  const peak = formatBytes(chunk.peak_rss);
+  if (typeof chunk.start_rss !== "number") return peak;
+  const grown = Math.max(0, chunk.peak_rss - chunk.start_rss);
+  return `${peak} (+${formatBytes(grown)} over start)`;
+}
+
+export function chunkCpuText(chunk) {
+  const { cpu_user_s: user, cpu_system_s: system } = chunk;
+  if (typeof user !== "number" && typeof system !== "number") return "—";
+  return `user ${formatFixed(user, 2, " s")} · system ${formatFixed(system, 2, " s")}`;
+}
+
+// The chunk inspector's figures, as (term, value) rows. `block`: its output as the page has
+// it (output_state.mjs), which runs ahead of the chunk's `output_bytes` while it writes.
+export function chunkInspectorRows(chunk, block = null) {
+  const written = Math.max(chunk.output_bytes || 0, block?.end || 0);
+  const took = secondsBetween(chunk.started_at, chunk.finished_at);
+  const where = chunk.pid ? `${chunk.worker} pid ${chunk.pid}` : "—";
+  return [
+    ["Status", `${chunk.status}, attempts ${chunk.attempts ?? 0}`],
+    ["Process", where],
+    ["Run time", took === null ? "—" : `${took.toFixed(2)} s`],
+    ["Peak memory", chunkMemoryText(chunk)],
+    ["CPU time", chunkCpuText(chunk)],
+    ["Output", written ? `${formatBytes(written)} written` : "none"],
+  ];
+}
+
+// The largest peak memory of any chunk so far (the job's own figure once the job has one),
+// and the chunk it was measured in (null when it is the job's figure).
+export function jobPeakMemory(state) {
+  let peak = null;
+  for (const chunk of state.chunks.values()) {
+    if (typeof chunk.peak_rss === "number" && (peak === null || chunk.peak_rss > peak.bytes)) {
+      peak = { bytes: chunk.peak_rss, index: chunk.index };
+    }
+  }
+  const own = state.job.peak_rss;
+  if (typeof own === "number" && (peak === null || own > peak.bytes)) {
+    peak = { bytes: own, index: null };
+  }
+  return peak;
+}
+
+export function jobPeakMemoryText(state) {
+  const peak = jobPeakMemory(state);
+  if (peak === null) return "—";
+  const where = peak.index === null ? "" : ` (chunk ${peak.index})`;
+  return `${formatBytes(peak.bytes)}${where}`;
 }
 
 // Pace and time left, or why the job makes no progress: the server works these out
@@ -226,6 +300,7 @@ export function timingRows(state) {
         ? "—"
         : `${formatPercent(tail)} of the wall time after the first process ran out of work`,
     ],
+    ["Peak memory", jobPeakMemoryText(state)],
   ];
 }
 

@@ -40,3 +40,26 @@ export function formatPercent(fraction, empty = "—") {
 export function plural(count, noun, suffix = "s") {
   return `${count} ${noun}${count === 1 ? "" : suffix}`;
 }
+
+const BYTE_UNITS = ["B", "KiB", "MiB", "GiB", "TiB"];
+
+// Bytes in binary units, as memory is counted: 512 MiB, 1.5 GiB, 800 KiB; one decimal below
+// ten units, none from there on.
+export function formatBytes(bytes, empty = "—") {
+  if (bytes === null || bytes === undefined || !Number.isFinite(bytes)) return empty;
+  const sign = bytes < 0 ? "-" : "";
+  let value = Math.abs(bytes);
+  let unit = 0;
+  while (value >= 1024 && unit < BYTE_UNITS.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  const digits = unit === 0 || value >= 10 ? 0 : 1;
+  let text = value.toFixed(digits);
+  // 1023.6 KiB rounds to "1024 KiB": say 1.0 MiB instead.
+  if (Number(text) >= 1024 && unit < BYTE_UNITS.length - 1) {
+    text = "1.0";
+    unit++;
+  }
+  return `${sign}${text} ${BYTE_UNITS[unit]}`;
+}

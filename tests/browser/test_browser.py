@@ -15,10 +15,10 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from jobs import services
+from jobs import kinds, services
 from jobs.services import nodes
 from tests.factories import make_job
-from tests.processes import ServerProcess, start_daphne
+from tests.processes import ServerProcess, start_celery_worker, start_daphne
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -750,3 +750,95 @@ def test_measure_scaling_by_keyboard_and_read_the_study(
             tab.goto(f"{daphne_server}{path}")
             assert_page_is_sound(tab, f"{path} ({name})")
         context.close()
+
+
+@pytest.fixture
+def chatty_worker(child_env: dict[str, str]) -> Iterator[str]:
+    """A worker (one process) that has the `chatty` kind, which prints slowly; the kind is
+    registered in this process too, for the test to create its job."""
+    with kinds.temporary():
+        from tests import kinds_chatty
+
+        kinds.register(kinds_chatty.Chatty)
+        env = {**child_env}
+        env["COREBOARD_JOB_KINDS"] = f"{child_env['COREBOARD_JOB_KINDS']},tests.kinds_chatty"
+        worker = start_celery_worker(env, concurrency=1)
+        try:
+            yield kinds_chatty.NAME
+        finally:
+            worker.stop()
+
+
+# The Output panel's block of chunk 0 once it holds line `n`: its heading and text.
+OUTPUT_LINE_SEEN = """([n]) => {
+  for (const block of document.querySelectorAll("#output-blocks .output-block")) {
+    const text = block.querySelector("pre").textContent;
+    if (text.includes(`line ${n} of chunk 0 `)) {
+      return { heading: block.querySelector("h3").textContent, text };
+    }
+  }
+  return null;
+}"""
+# The first line of chunk 0 printed after `since` (s), once it is on the page: when it was
+# printed and when the page first showed it (read at every frame).
+OUTPUT_LINE_AFTER = """([since]) => {
+  const text = document.getElementById("output-blocks").textContent;
+  for (const match of text.matchAll(/line \\d+ of chunk 0 printed at ([\\d.]+)/g)) {
+    const printedAt = Number(match[1]);
+    if (printedAt > since) return { printedAt, seenAt: Date.now() / 1000 };
+  }
+  return null;
+}"""
+
+
+def test_a_chunks_output_streams_into_the_page_while_it_runs(
+    page: Page, daphne_server: str, alice: User, chatty_worker: str
+) -> None:
+    with transaction.atomic():
+        job = services.job_create(
+            owner=alice, kind=chatty_worker, params={"chunks": 1, "lines": 16, "ms": 400},
+            parallelism=1,
+        )  # fmt: skip
+    log_in(page, daphne_server, "alice", "alice-password-1")
+    page.goto(f"{daphne_server}/jobs/{job.pk}/")
+    expect(page.locator("#connection")).to_have_text("live")
+    # Line 1 is printed as the chunk starts; it reaches the panel while the chunk runs on.
+    seen = page.wait_for_function(OUTPUT_LINE_SEEN, arg=[1], polling="raf").json_value()
+    assert seen["heading"] == "Chunk 0 · running", seen
+    # How late a line printed while the page watches reaches it (same machine, one clock).
+    since = page.evaluate("Date.now() / 1000")
+    line = page.wait_for_function(OUTPUT_LINE_AFTER, arg=[since], polling="raf").json_value()
+    delay = line["seenAt"] - line["printedAt"]
+    print(f"a printed line was on the page {delay:.2f} s after print()")
+    assert delay < 2.0
+    # Live output never takes focus: a reader in the panel stays there as lines come.
+    panel = page.get_by_role("region", name="Output")
+    panel.focus()
+    page.wait_for_function(OUTPUT_LINE_SEEN, arg=[3], polling="raf")
+    expect(panel).to_be_focused()
+    # The inspector follows the chosen chunk's output too.
+    page.locator('#chunk-grid .cell[data-index="0"]').click()
+    inspector = page.locator("#chunk-inspector")
+    expect(inspector.locator("#inspector-output")).to_contain_text("line 4 of chunk 0 ")
+    # The CPU and memory timeline fills in too, said in words beside its charts.
+    expect(page.locator("#resources-summary")).to_contain_text("1 process; peak ")
+    assert_page_is_sound(page, "a job page with its output streaming")
+    screenshot(page, "job-output.png")
+    page.set_viewport_size({"width": 360, "height": 800})
+    assert_page_is_sound(page, "a job page with its output streaming, 360 px wide")
+    expect(page.locator("#job-status")).to_have_text("succeeded", timeout=60_000)
+    expect(inspector.locator("#inspector-output")).to_contain_text("line 16 of chunk 0 ")
+    # Once it ended: its memory and CPU time in the inspector, the job's peak, the timeline.
+    figures = inspector.locator("#inspector-figures")
+    expect(figures).to_contain_text(re.compile(r"Peak memory\s*\d+(\.\d)? MiB \(\+"))
+    expect(figures).to_contain_text(re.compile(r"CPU time\s*user \d+\.\d\d s"))
+    expect(page.locator("#timings")).to_contain_text(re.compile(r"Peak memory\s*\d+"))
+    expect(page.locator("#resources-summary")).to_have_text(
+        re.compile(r"^1 process; peak \d+(\.\d)? MiB; mean CPU \d+ %$")
+    )
+    page.get_by_text("CPU and memory per process as a table").click()
+    expect(page.locator("#resources-rows tr")).to_have_count(1)
+    assert_page_is_sound(page, "an ended job with its output and timeline, 360 px wide")
+    # A page opened after the chunk ended reads its output from the API.
+    page.reload()
+    expect(page.locator("#output-blocks pre").first).to_contain_text("line 16 of chunk 0 ")

@@ -5,15 +5,20 @@ import { describe, test } from "node:test";
 
 import {
   chunkCounts,
+  chunkInspectorRows,
+  chunkLabel,
+  chunkMemoryText,
   countsText,
   dirtyTake,
   jobActions,
+  jobPeakMemoryText,
   jobStateCreate,
   messageApply,
   paceText,
   progressPercent,
   speedupMeter,
   tailShare,
+  timingRows,
 } from "../../static/jobs/job_state.mjs";
 
 function job(fields = {}) {
@@ -217,4 +222,108 @@ describe("actions", () => {
       assert.deepEqual(jobActions(status), expected);
     });
   }
+});
+
+describe("memory, CPU time and output of a chunk", () => {
+  const MIB = 1024 * 1024;
+
+  test("peak memory in binary units, and what the chunk added over its start", () => {
+    assert.equal(
+      chunkMemoryText(chunk(0, "done", { peak_rss: 512 * MIB, start_rss: 500 * MIB })),
+      "512 MiB (+12 MiB over start)",
+    );
+    assert.equal(chunkMemoryText(chunk(0, "done", { peak_rss: 512 * MIB })), "512 MiB");
+    assert.equal(chunkMemoryText(chunk(0, "running")), "—");
+  });
+
+  test("the inspector's figures and the grid's label carry them", () => {
+    const done = chunk(3, "done", {
+      worker: "w@h",
+      pid: 12,
+      started_at: "2026-12-06T08:00:00Z",
+      finished_at: "2026-12-06T08:00:01.5Z",
+      peak_rss: 64 * MIB,
+      start_rss: 60 * MIB,
+      cpu_user_s: 1.234,
+      cpu_system_s: 0.05,
+      output_bytes: 2048,
+    });
+    assert.deepEqual(Object.fromEntries(chunkInspectorRows(done)), {
+      Status: "done, attempts 1",
+      Process: "w@h pid 12",
+      "Run time": "1.50 s",
+      "Peak memory": "64 MiB (+4.0 MiB over start)",
+      "CPU time": "user 1.23 s · system 0.05 s",
+      Output: "2.0 KiB written",
+    });
+    assert.match(chunkLabel(done), /1\.50 s, peak 64 MiB$/);
+    assert.equal(Object.fromEntries(chunkInspectorRows(chunk(4, "pending")))["Output"], "none");
+    // While it writes, the page's own text runs ahead of the chunk's last state.
+    const running = chunk(5, "running", { output_bytes: 0 });
+    const rows = Object.fromEntries(chunkInspectorRows(running, { start: 0, end: 3072 }));
+    assert.equal(rows.Output, "3.0 KiB written");
+  });
+
+  test("the job's peak is its largest chunk's, named, among the timings", () => {
+    const state = snapshotState([
+      chunk(0, "done", { peak_rss: 100 * MIB }),
+      chunk(1, "done", { peak_rss: 300 * MIB }),
+      chunk(2, "running"),
+    ]);
+    assert.equal(jobPeakMemoryText(state), "300 MiB (chunk 1)");
+    assert.deepEqual(timingRows(state).at(-1), ["Peak memory", "300 MiB (chunk 1)"]);
+    assert.equal(jobPeakMemoryText(snapshotState([chunk(0, "pending")])), "—");
+  });
+});
+
+describe("output and resources messages", () => {
+  test("a snapshot asks the page to load output and samples; chunk.output lands in output", () => {
+    const state = jobStateCreate({ job: job(), chunks: [], live: null });
+    assert.equal(
+      messageApply(state, { type: "job.snapshot", seq: 1, job: job(), chunks: [] }).reload,
+      true,
+    );
+    const answer = messageApply(state, {
+      type: "chunk.output",
+      job: 7,
+      index: 1,
+      offset: 0,
+      text: "hello\n",
+      cut_bytes: 0,
+    });
+    assert.equal(answer.refetch, null);
+    assert.equal(state.output.blocks.get(1).text, "hello\n");
+    const gap = { type: "chunk.output", job: 7, index: 1, offset: 99, text: "x", cut_bytes: 0 };
+    assert.equal(messageApply(state, gap).refetch, 1);
+  });
+
+  test("a retried chunk's output starts afresh", () => {
+    const state = snapshotState([chunk(0, "failed", { attempts: 1 })]);
+    messageApply(state, {
+      type: "chunk.output",
+      job: 7,
+      index: 0,
+      offset: 0,
+      text: "old\n",
+      cut_bytes: 0,
+    });
+    messageApply(state, {
+      type: "job.progress",
+      job: job({ version: 2 }),
+      chunks: [chunk(0, "running", { attempts: 2, output_bytes: 0 })],
+    });
+    assert.equal(state.output.blocks.has(0), false);
+  });
+
+  test("job.resources adds samples", () => {
+    const state = jobStateCreate({ job: job(), chunks: [], live: null });
+    messageApply(state, {
+      type: "job.resources",
+      job: 7,
+      samples: [
+        { process: "w|1|b", pid: 1, at: "2026-12-06T08:00:00Z", cpu_percent: 99, rss: 1024 },
+      ],
+    });
+    assert.equal(state.resources.processes.get("w|1|b").samples.length, 1);
+  });
 });

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import { translucent } from "../../static/lib/colours.mjs";
-import { formatFixed, formatSeconds, formatTime } from "../../static/lib/format.mjs";
+import { formatBytes, formatFixed, formatSeconds, formatTime } from "../../static/lib/format.mjs";
 import { socketUrl, urlFill } from "../../static/lib/urls.mjs";
 
 test("URL templates from the page are filled in, and escaped", () => {
@@ -36,4 +36,14 @@ test("durations, figures and times", () => {
   assert.equal(formatFixed(1.234, 2, "×"), "1.23×");
   assert.equal(formatTime("not a time"), "—");
   assert.match(formatTime("2026-11-26T08:12:03Z"), /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S+$/);
+});
+
+test("memory reads in binary units, one decimal below ten", () => {
+  assert.equal(formatBytes(512 * 1024 * 1024), "512 MiB");
+  assert.equal(formatBytes(1.5 * 1024 ** 3), "1.5 GiB");
+  assert.equal(formatBytes(800 * 1024), "800 KiB");
+  assert.equal(formatBytes(12), "12 B");
+  assert.equal(formatBytes(1024 * 1024 - 1), "1.0 MiB");
+  assert.equal(formatBytes(-3 * 1024 * 1024), "-3.0 MiB");
+  assert.equal(formatBytes(null), "—");
 });

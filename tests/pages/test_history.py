@@ -317,6 +317,25 @@ def test_column_headers_sort_and_say_how(alice_client: Client, timed_jobs: dict[
     assert 'href="?kind=burn&amp;sort=-duration">Wall' in page
 
 
+def test_sort_by_peak_memory_puts_unmeasured_jobs_last(
+    alice_client: Client, timed_jobs: dict[str, Job]
+) -> None:
+    mib = 1024 * 1024
+    for name, peak in (("slow", 300 * mib), ("fast", 2 * 1024 * mib), ("medium", 512 * mib)):
+        Job.objects.filter(pk=timed_jobs[name].pk).update(peak_rss=peak)
+    pks = {job.pk: name for name, job in timed_jobs.items()}
+    most = alice_client.get("/history/", {"sort": "-memory"})
+    assert [pks[pk] for pk in listed(most)] == ["fast", "medium", "slow", "instant", "pending"]
+    least = alice_client.get("/history/", {"sort": "memory"})
+    assert [pks[pk] for pk in listed(least)] == ["slow", "medium", "fast", "instant", "pending"]
+    page = most.content.decode()
+    assert 'href="?sort=memory">Peak memory</a>' in page
+    assert '<th scope="col" aria-sort="descending"><a class="sort sort-descending" ' in page
+    assert "<td>2.0 GiB</td>" in page
+    assert "<td>512 MiB</td>" in page
+    assert re.search(r'<option value="-memory"[^>]*>Most memory first</option>', page)
+
+
 # --- CSV -------------------------------------------------------------------------------------
 
 
@@ -342,6 +361,7 @@ def test_csv_export_has_every_column(alice_client: Client, alice: User) -> None:
         "total_chunks": "1",
         "done_chunks": "0",
         "failed_chunks": "0",
+        "peak_rss": "",
         "params": row["params"],
     }
     assert json.loads(row["params"]) == {"start": 0, "stop": 500, "chunks": 1}

@@ -78,6 +78,26 @@ def test_pages_give_their_scripts_the_urls(alice_client: Client, alice_job: Job)
     assert '<script type="module" src="/static/jobs/overview.mjs">' in overview
 
 
+def test_job_page_has_the_output_panel_inspector_and_timeline(
+    alice_client: Client, alice_job: Job
+) -> None:
+    page = alice_client.get(f"/jobs/{alice_job.pk}/").content.decode()
+    # The Output panel: a focusable region to scroll, not a live region that reads each line.
+    assert (
+        '<div id="output" class="output-panel" role="region" aria-labelledby="output-heading" '
+        'aria-describedby="output-help" tabindex="0">'
+    ) in page
+    assert "aria-live" not in page.split('id="output-section"')[1].split("</div>\n</div>")[0]
+    assert f'data-url="/api/jobs/{alice_job.pk}/output/"' in page
+    # The chunk inspector fetches a chunk's output from a URL template the page gives.
+    assert f'data-url-template="/api/jobs/{alice_job.pk}/chunks/{{index}}/output/"' in page
+    assert 'id="inspector-figures"' in page
+    # The CPU and memory timeline: two charts, their text alternative and a table.
+    assert f'data-url="/api/jobs/{alice_job.pk}/resources/"' in page
+    assert page.count('aria-describedby="resources-summary"') == 2
+    assert '<caption id="resources-caption">CPU and memory per worker process</caption>' in page
+
+
 def test_another_users_job_page_is_404(alice_job: Job, mallory_client: Client) -> None:
     client = mallory_client
     assert client.get(f"/jobs/{alice_job.pk}/").status_code == 404
