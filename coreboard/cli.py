@@ -213,7 +213,7 @@ def kinds(ctx: click.Context) -> None:
                 if key in field
             )
             default = field.get("default", field.get("example"))
-            required = "" if name in schema["required"] else " (optional)"
+            required = "" if name in schema.get("required", ()) else " (optional)"
             help_text = field.get("description", "")
             _say(
                 f"  --param {name}=…  {field.get('type', '')}{required}"

@@ -160,13 +160,22 @@ def log_context() -> str:
     return running.context if running is not None else ""
 
 
-class ChunkLogContext(logging.Filter):
-    """Adds `chunk_context` (` job=12 chunk=3`, or empty) to every record a handler emits:
-    the worker's log formats show it (CELERY_WORKER_LOG_FORMAT)."""
+def log_context_install() -> None:
+    """Every log record made in this process (and the pool children it forks) carries
+    `chunk_context` (` job=12 chunk=3`, or empty), which the worker's log formats show
+    (CELERY_WORKER_LOG_FORMAT). A record factory rather than a handler filter: Celery
+    gives loggers such as billiard's their own handlers with the same format."""
+    previous = logging.getLogRecordFactory()
+    if getattr(previous, "adds_chunk_context", False):
+        return
 
-    def filter(self, record: logging.LogRecord) -> bool:
+    def record_with_context(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
         record.chunk_context = log_context()
-        return True
+        return record
+
+    record_with_context.adds_chunk_context = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(record_with_context)
 
 
 class _ChunkStream:

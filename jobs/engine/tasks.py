@@ -110,15 +110,10 @@ def preflight(sender: Any = None, **kwargs: Any) -> None:
 
 
 @signals.after_setup_logger.connect
-@signals.after_setup_task_logger.connect
-def log_chunk_context(logger: logging.Logger | None = None, **kwargs: Any) -> None:
+def log_chunk_context(**kwargs: Any) -> None:
     """The worker's log lines name the job and chunk running in their process
     (` job=12 chunk=3`, the `chunk_context` of CELERY_WORKER_LOG_FORMAT)."""
-    if logger is None:
-        return
-    for handler in logger.handlers:
-        if not any(isinstance(f, output.ChunkLogContext) for f in handler.filters):
-            handler.addFilter(output.ChunkLogContext())
+    output.log_context_install()
 
 
 @signals.task_received.connect

@@ -16,7 +16,7 @@ from rest_framework.test import APIClient
 
 from coreboard.cli import main, parse_param
 from coreboard.client import Client, ConfigError
-from jobs import services
+from jobs import kinds, services
 from jobs.engine import chunks
 from jobs.engine.output import Captured, OutputBuffer
 from jobs.models import Job
@@ -119,3 +119,19 @@ def test_logs_prints_each_chunks_output_under_a_header(
     assert only.output == "── chunk 0 (done) ──\nzero\n"
     as_json = CliRunner().invoke(main, ["--json", *args])
     assert [json.loads(line)["index"] for line in as_json.output.splitlines()] == [0, 1]
+
+
+@pytest.mark.api
+@pytest.mark.django_db
+def test_kinds_lists_every_kind_with_its_parameters(
+    alice_api: APIClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Kinds whose parameters are all optional have no "required" list in their schema.
+    monkeypatch.setattr(httpx, "Client", _through(alice_api))
+    args = ["--url", "http://testserver", "--token", "k", "kinds"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    for kind in kinds.all_kinds():
+        assert f"{kind.name} - {kind.label}" in result.output
+        for name in kind.form_class.base_fields:
+            assert f"--param {name}=" in result.output

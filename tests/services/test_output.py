@@ -125,16 +125,24 @@ def test_a_chunks_prints_and_logs_go_to_its_output_and_nowhere_else(
     assert err.getvalue() == ""
 
 
-def test_the_log_context_filter_names_the_running_chunk() -> None:
-    record = logging.LogRecord("x", logging.INFO, __file__, 1, "m", None, None)
+def test_every_log_record_names_the_running_chunk_in_every_logger(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(logging, "_logRecordFactory", logging.getLogRecordFactory())
+    output.log_context_install()
+    output.log_context_install()  # once only
+    formatter = logging.Formatter(settings.CELERY_WORKER_LOG_FORMAT)
     output._current = output._Running(12, 3, OutputBuffer(0), " job=12 chunk=3")
     try:
-        assert output.ChunkLogContext().filter(record)
-        assert record.chunk_context == " job=12 chunk=3"  # type: ignore[attr-defined]
+        # Any logger, whatever its handlers (billiard's has its own): the format works.
+        record = logging.getLogger("billiard").makeRecord(
+            "billiard", logging.INFO, "", 1, "m", (), None
+        )
+        assert formatter.format(record).endswith(" job=12 chunk=3 m")
     finally:
         output._current = None
-    output.ChunkLogContext().filter(record)
-    assert record.chunk_context == ""  # type: ignore[attr-defined]
+    record = logging.getLogger("x").makeRecord("x", logging.INFO, "", 1, "m", (), None)
+    assert formatter.format(record).endswith("] m")
 
 
 def test_capture_off_leaves_the_streams_alone(
