@@ -282,6 +282,8 @@ class _SlotRun:
         hard_end = time.monotonic() + settings.COREBOARD_SLOT_MAX_S
         claims = self._claim()
         while True:
+            if claims is None:
+                return "slice"
             if not claims:
                 if self._wait_for_retry(slice_end):
                     claims = self._claim()
@@ -292,32 +294,45 @@ class _SlotRun:
                 events.chunks_claimed(self.job_id, [self._claimed_state(claims[0])])
             outcomes, active = self._run_batch(kind, claims)
             now = time.monotonic()
-            # A draining node finishes the chunks it has and claims no more: one HGET per
-            # batch (about 100 ms of work), so a drain takes effect at the next chunk
-            # boundary; at a slice's end slot_should_yield asks that in the same round trip.
             yielding = now >= hard_end or (
-                slot_registry.slot_should_yield(self.node, self.queues)
-                if now >= slice_end
-                else workers.node_is_draining(self.node)
+                now >= slice_end and slot_registry.slot_should_yield(self.node, self.queues)
             )
             if now >= slice_end and not yielding:
                 slice_end = now + self.slice_s
             self._adapt_batch()
-            # The batch's outcomes and the next claim share one transaction.
-            recorded = chunks_record(
-                job_id=self.job_id,
-                outcomes=outcomes,
-                claimer=self.claimer,
-                claim=self.batch_size if active and not yielding else 0,
-            )
+            # A draining node finishes the chunks it has and claims no more: the claim
+            # permit (one round trip a batch, about 100 ms of work) is refused once it
+            # drains, so a drain takes effect at the next chunk boundary.
+            claiming = active and not yielding and self._permit()
+            yielding = yielding or (active and not claiming)
+            try:
+                # The batch's outcomes and the next claim share one transaction.
+                recorded = chunks_record(
+                    job_id=self.job_id,
+                    outcomes=outcomes,
+                    claimer=self.claimer,
+                    claim=self.batch_size if claiming else 0,
+                )
+            finally:
+                if claiming:
+                    workers.claim_done(self.node, self.claimer.process)
             if not (active and recorded.job_active):
                 return "over"
             if yielding:
                 return "slice"
             claims = recorded.claims
 
-    def _claim(self) -> list[Claim]:
-        return chunks_claim(job_id=self.job_id, claimer=self.claimer, limit=self.batch_size)
+    def _permit(self) -> bool:
+        return workers.claim_permit(self.node, self.claimer.process)
+
+    def _claim(self) -> list[Claim] | None:
+        """Claim the next batch; None when the node drains (no claim was made)."""
+        if not self._permit():
+            return None
+        try:
+            return chunks_claim(job_id=self.job_id, claimer=self.claimer, limit=self.batch_size)
+        finally:
+            workers.claim_done(self.node, self.claimer.process)
 
     def _claimed_state(self, claim: Claim) -> ChunkDelta:
         return protocol.chunk_claimed_delta(

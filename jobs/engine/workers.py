@@ -17,8 +17,11 @@ node that stops cleanly removes itself and its processes at once (`node_forget`)
 clean stop is never shown as lost.
 
 Draining. One field of the node's hash (`draining`): "drain" after an operator's drain,
-"stop" once a warm shutdown began. Slots read it once per batch and stop claiming; it
-goes away with the node (resume, restart, or the node forgotten).
+"stop" once a warm shutdown began. A slot asks for a claim permit before each claim
+(`claim_permit`: refused while the node drains, else the process marks itself claiming
+until its claim's transaction ends), so a drain waits for the claims in flight
+(`claims_settled`) and, once confirmed, no claim follows it. The flag goes away with the
+node (resume, restart, or the node forgotten).
 
 Where it lives: the broker's Redis database, not the channel layer's. The engine compares
 this registry with what sits beside it in the broker's database (a slot `v|<node>` is live
@@ -100,6 +103,25 @@ if redis.call('hget', KEYS[1], ARGV[1]) == ARGV[2] then
 end
 return 0
 """
+
+
+# A claim permit (jobs.engine.slots): refused while the node drains; otherwise the process
+# marks itself claiming (a field of the node's hash, its value the time) until its claim's
+# transaction has ended.
+_CLAIM_PERMIT = """
+if redis.call('hget', KEYS[1], ARGV[1]) then
+  return 0
+end
+redis.call('hset', KEYS[1], ARGV[2], ARGV[3])
+if redis.call('ttl', KEYS[1]) < 0 then
+  redis.call('expire', KEYS[1], ARGV[4])
+end
+return 1
+"""
+CLAIMING_PREFIX = "claiming:"
+# A mark older than this is a process that died while claiming (a claim's transaction
+# waits at most one lock timeout): a drain does not wait for it.
+CLAIM_MARK_MAX_AGE_S = 30.0
 
 
 def client() -> redis.Redis:
@@ -373,6 +395,51 @@ def node_is_draining(node: str) -> bool:
         return bool(client().hget(node_key(node), DRAINING_FIELD))
     except redis.RedisError:
         return False
+
+
+def claim_permit(node: str, process: str) -> bool:
+    """May this process claim chunks now? False while `node` drains; otherwise it is marked
+    claiming until `claim_done`. A Redis error permits (the work goes on)."""
+    try:
+        permitted = client().eval(
+            _CLAIM_PERMIT,
+            1,
+            node_key(node),
+            DRAINING_FIELD,
+            CLAIMING_PREFIX + process,
+            f"{time.time():.3f}",
+            FORGET_AFTER_S,
+        )
+    except redis.RedisError:
+        return True
+    return bool(permitted)
+
+
+def claim_done(node: str, process: str) -> None:
+    """This process's claim has ended (committed or not)."""
+    try:
+        client().hdel(node_key(node), CLAIMING_PREFIX + process)
+    except redis.RedisError:
+        logger.warning("could not clear the claim mark of %s", process, exc_info=True)
+
+
+def claims_settled(node: str, *, timeout_s: float, poll_s: float = 0.02) -> bool:
+    """Wait until no process of `node` is claiming (a drain's confirmation: every claim
+    from now on is refused); False when some still were after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        marks: dict[str, str] = client().hgetall(node_key(node))  # type: ignore[assignment]
+        now = time.time()
+        claiming = [
+            field
+            for field, at in marks.items()
+            if field.startswith(CLAIMING_PREFIX) and now - float(at) < CLAIM_MARK_MAX_AGE_S
+        ]
+        if not claiming:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(poll_s)
 
 
 # --- read by the dispatcher -----------------------------------------------------------------

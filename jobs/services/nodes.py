@@ -33,6 +33,9 @@ class NodeControlResult:
     queues: list[str]
     # Queues whose change the node did not confirm in time (it may be busy or gone).
     unconfirmed: list[str] = field(default_factory=list)
+    # A drain: no process of the node was still claiming once it was confirmed, so it
+    # claims nothing more (False: some still were after CONTROL_REPLY_TIMEOUT_S).
+    claims_settled: bool = True
 
 
 def node_drain(*, node: str, draining: bool) -> NodeControlResult:
@@ -52,5 +55,13 @@ def node_drain(*, node: str, draining: bool) -> NodeControlResult:
     # After the consumers changed: a slot the drain gives back is not handed straight back
     # to this node, and a resumed node's slots claim again once it consumes.
     workers.node_draining_set(node, draining="drain" if draining else None)
+    # Claims already permitted finish (one transaction each); every later one is refused.
+    settled = not draining or workers.claims_settled(node, timeout_s=CONTROL_REPLY_TIMEOUT_S)
     workers.changed_publish()
-    return NodeControlResult(node=node, draining=draining, queues=queues, unconfirmed=unconfirmed)
+    return NodeControlResult(
+        node=node,
+        draining=draining,
+        queues=queues,
+        unconfirmed=unconfirmed,
+        claims_settled=settled,
+    )

@@ -64,6 +64,11 @@ def node_control(request: HttpRequest) -> HttpResponse:
         )
         if result.unconfirmed:
             message += f" It did not confirm in time for queue(s) {', '.join(result.unconfirmed)}."
+        if not result.claims_settled:
+            message += (
+                " It did not confirm in time that its processes stopped claiming chunks; "
+                "they stop at their next chunk."
+            )
     if wants_json:
         return JsonResponse({"message": message, "node": name}, status=status)
     (messages.success if status == 200 else messages.error)(request, message)

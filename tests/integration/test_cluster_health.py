@@ -196,17 +196,11 @@ def test_a_drained_node_finishes_its_chunks_and_takes_no_more_until_resumed(
         lambda s: node_of(s, alpha_name)["state"] == "drained",  # type: ignore[index]
         timeout=10,
     )
-    seen_drained_at = timezone.now()
     wait_for_job(job_id, until={"succeeded"})
     chunks = Chunk.objects.filter(job_id=job_id)
-    # `queued_at` is when a chunk was claimed. A slot reads the flag at a chunk boundary and
-    # then claims in the next transaction, so a process that read it just before the drain
-    # claims one more chunk; none claims two, and none claims once the node shows drained.
-    late = list(
-        chunks.filter(pid__in=alpha_pids, queued_at__gt=drained_at).values_list("pid", flat=True)
-    )
-    assert len(late) == len(set(late)), late
-    assert not chunks.filter(pid__in=alpha_pids, queued_at__gt=seen_drained_at).exists()
+    # `queued_at` is when a chunk was claimed (in the claim's transaction): a confirmed
+    # drain waited for the claims in flight and refuses later ones, so none is after it.
+    assert not chunks.filter(pid__in=alpha_pids, queued_at__gt=drained_at).exists()
     assert chunks.filter(pid__in=beta_pids, queued_at__gt=drained_at).exists()
     # The flag lives in Redis: a page loaded now still shows it.
     assert node_of(workers.cluster_state(), alpha_name)["draining"] is True  # type: ignore[index]

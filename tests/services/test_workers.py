@@ -93,6 +93,30 @@ def test_resume_ends_an_operators_drain_but_not_a_shutdown(node: str) -> None:
     assert not workers.node_is_draining(node)
 
 
+def test_a_drain_refuses_claim_permits_and_waits_for_the_claims_in_flight(node: str) -> None:
+    workers.node_beat(node, info=INFO, cpus=[])
+    first, second = workers.process_id(node=node, pid=11), workers.process_id(node=node, pid=12)
+    assert workers.claim_permit(node, first)
+    assert workers.claim_permit(node, second)
+    workers.claim_done(node, second)
+    workers.node_draining_set(node, draining="drain")
+    # `first` is still claiming: the drain is not confirmed while it is.
+    assert not workers.claims_settled(node, timeout_s=0.05)
+    # No new claim once the node drains; the one in flight ends.
+    assert not workers.claim_permit(node, second)
+    workers.claim_done(node, first)
+    assert workers.claims_settled(node, timeout_s=0.05)
+    assert not workers.claim_permit(node, first)
+    # A mark left by a process that died while claiming does not hold a drain up.
+    workers.client().hset(
+        workers.node_key(node),
+        workers.CLAIMING_PREFIX + "dead",
+        f"{time.time() - workers.CLAIM_MARK_MAX_AGE_S - 1:.3f}",
+    )
+    assert workers.claims_settled(node, timeout_s=0.05)
+    assert workers.node_get(node)["state"] == "drained"  # type: ignore[index]
+
+
 def test_a_clean_stop_removes_the_node_and_its_processes(node: str) -> None:
     workers.node_beat(node, info=INFO, cpus=[])
     process = workers.process_id(node=node, pid=1234)
