@@ -127,11 +127,25 @@ def _token_user_pk(key: str) -> Any:
     return token.user.pk if token else None
 
 
+def open_sockets(user_pk: Any) -> int:
+    """How many of this person's sockets this process counts against their cap."""
+    return _open.get(user_pk, 0)
+
+
 class GuardedConsumer(AsyncJsonWebsocketConsumer):
     """Base of Coreboard's consumers: `guard_connect` after accept, `guard_disconnect`."""
 
     guarded_user_pk: Any = None
     session_watch: asyncio.Task[None] | None = None
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        # A consumer that dies of an error (the channel layer's Redis dropped its
+        # connection) never gets `websocket_disconnect`: its socket must leave the count
+        # all the same, or the person's pages are refused for good once it fills.
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.guard_disconnect()
 
     async def guard_connect(self, user: Any) -> bool:
         """Count the socket against its person's cap and watch its session; False (and the
