@@ -12,8 +12,34 @@ export const CLOSE_CODES = {
 // Not logged in / not yours: retrying cannot help (protocol.CLOSE_FINAL).
 export const STOP_CODES = new Set([CLOSE_CODES.unauthenticated, CLOSE_CODES.notFound]);
 
+const FIRST_RETRY_MS = 500;
+const MAX_RETRY_MS = 10000;
+// The person has the most live connections allowed: retry slowly, saying why, until a tab
+// closes (a quick retry would only be refused again).
+export const TOO_MANY_RETRY_MS = 30000;
+
+// What a closed socket does next: the status to show, how long to wait before the next
+// try (null: stop), and the backoff after that.
+export function afterClose(code, backoff, random = Math.random) {
+  if (STOP_CODES.has(code)) return { text: "not available", state: "closed", delay: null, backoff };
+  if (code === CLOSE_CODES.tooManySockets) {
+    return {
+      text: "too many open pages: close one; retrying",
+      state: "reconnecting",
+      delay: TOO_MANY_RETRY_MS,
+      backoff,
+    };
+  }
+  return {
+    text: "disconnected — reconnecting",
+    state: "reconnecting",
+    delay: backoff * (0.75 + random() / 2),
+    backoff: Math.min(backoff * 2, MAX_RETRY_MS),
+  };
+}
+
 export function liveSocket(path, { onMessage, status }) {
-  let retryDelay = 500;
+  let retryDelay = FIRST_RETRY_MS;
   let socket = null;
 
   const stateText = status.querySelector(".connection-state") || status;
@@ -40,20 +66,22 @@ export function liveSocket(path, { onMessage, status }) {
 
   function connect() {
     socket = new WebSocket(socketUrl(path));
-    socket.onopen = () => {
-      retryDelay = 500;
-      show("live", "live");
+    socket.onopen = () => show("live", "live");
+    socket.onmessage = (event) => {
+      const message = JSON.parse(event.data);
+      // A refusal (e.g. too many sockets) is sent before its close: not a working socket.
+      if (message.type !== "error") retryDelay = FIRST_RETRY_MS;
+      onMessage(message);
     };
-    socket.onmessage = (event) => onMessage(JSON.parse(event.data));
     socket.onclose = (event) => {
-      if (STOP_CODES.has(event.code)) {
-        show("not available", "closed");
+      const next = afterClose(event.code, retryDelay);
+      retryDelay = next.backoff;
+      if (next.delay === null) {
+        show(next.text, next.state);
         return;
       }
-      const delay = retryDelay * (0.75 + Math.random() / 2);
-      retryDelay = Math.min(retryDelay * 2, 10000);
-      show("disconnected — reconnecting", "reconnecting", Date.now() + delay);
-      setTimeout(connect, delay);
+      show(next.text, next.state, Date.now() + next.delay);
+      setTimeout(connect, next.delay);
     };
   }
 

@@ -4,6 +4,7 @@ import { test } from "node:test";
 
 import { translucent } from "../../static/lib/colours.mjs";
 import { formatBytes, formatFixed, formatSeconds, formatTime } from "../../static/lib/format.mjs";
+import { CLOSE_CODES, TOO_MANY_RETRY_MS, afterClose } from "../../static/lib/live.mjs";
 import { socketUrl, urlFill } from "../../static/lib/urls.mjs";
 
 test("URL templates from the page are filled in, and escaped", () => {
@@ -46,4 +47,23 @@ test("memory reads in binary units, one decimal below ten", () => {
   assert.equal(formatBytes(1024 * 1024 - 1), "1.0 MiB");
   assert.equal(formatBytes(-3 * 1024 * 1024), "-3.0 MiB");
   assert.equal(formatBytes(null), "—");
+});
+
+test("a closed socket stops, backs off, or waits long when the person has too many", () => {
+  const half = () => 0.5;
+  assert.deepEqual(afterClose(CLOSE_CODES.notFound, 500, half), {
+    text: "not available",
+    state: "closed",
+    delay: null,
+    backoff: 500,
+  });
+  const dropped = afterClose(1006, 4000, half);
+  assert.equal(dropped.delay, 4000);
+  assert.equal(dropped.backoff, 8000);
+  assert.equal(afterClose(1006, 8000, half).backoff, 10000);
+  // A cap refusal is a state with a reason and a slow retry, not a quick loop.
+  const refused = afterClose(CLOSE_CODES.tooManySockets, 500, half);
+  assert.equal(refused.delay, TOO_MANY_RETRY_MS);
+  assert.match(refused.text, /too many open pages/);
+  assert.equal(refused.backoff, 500);
 });
