@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar, get_type_hints
+from typing import Any, ClassVar, Required, TypedDict, TypeVar, Unpack, get_type_hints
 
 from django import forms
 from django.core.exceptions import ValidationError
@@ -89,18 +89,21 @@ class FunctionKind(JobKind):
         return None if estimate is None else estimate(params)
 
 
-def kind(
-    *,
-    split: Split,
-    combine: str | Callable[..., Any],
-    name: str | None = None,
-    label: str | None = None,
-    description: str | None = None,
-    display: Callable[..., ResultDisplay | None] | None = None,
-    finishes_job: Callable[[Any], bool] | None = None,
-    time_limit_s: int | None = None,
-    estimate_seconds: Callable[[Params], float | None] | None = None,
-) -> Callable[[F], F]:
+class KindOptions(TypedDict, total=False):
+    """What `@kind` takes besides the function (see `function_kind`)."""
+
+    split: Required[Split]
+    combine: Required[str | Callable[..., Any]]
+    name: str | None
+    label: str | None
+    description: str | None
+    display: Callable[..., ResultDisplay | None] | None
+    finishes_job: Callable[[Any], bool] | None
+    time_limit_s: int | None
+    estimate_seconds: Callable[[Params], float | None] | None
+
+
+def kind(**options: Unpack[KindOptions]) -> Callable[[F], F]:
     """Register the decorated function as a job kind; the function itself stays as it is.
 
     The first parameter receives the chunk (what `split` says); every other one is a form
@@ -110,20 +113,7 @@ def kind(
     """
 
     def decorate(function: F) -> F:
-        register(
-            function_kind(
-                function,
-                split=split,
-                combine=combine,
-                name=name,
-                label=label,
-                description=description,
-                display=display,
-                finishes_job=finishes_job,
-                time_limit_s=time_limit_s,
-                estimate_seconds=estimate_seconds,
-            )
-        )
+        register(function_kind(function, **options))
         return function
 
     return decorate
