@@ -22,7 +22,8 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -303,9 +304,8 @@ class _SlotRun:
             # A draining node finishes the chunks it has and claims no more: the claim
             # permit (one round trip a batch, about 100 ms of work) is refused once it
             # drains, so a drain takes effect at the next chunk boundary.
-            claiming = active and not yielding and self._permit()
-            yielding = yielding or (active and not claiming)
-            try:
+            with self._claiming(active and not yielding) as claiming:
+                yielding = yielding or (active and not claiming)
                 # The batch's outcomes and the next claim share one transaction.
                 recorded = chunks_record(
                     job_id=self.job_id,
@@ -313,26 +313,29 @@ class _SlotRun:
                     claimer=self.claimer,
                     claim=self.batch_size if claiming else 0,
                 )
-            finally:
-                if claiming:
-                    workers.claim_done(self.node, self.claimer.process)
             if not (active and recorded.job_active):
                 return "over"
             if yielding:
                 return "slice"
             claims = recorded.claims
 
-    def _permit(self) -> bool:
-        return workers.claim_permit(self.node, self.claimer.process)
+    @contextmanager
+    def _claiming(self, wanted: bool = True) -> Iterator[bool]:
+        """Whether the claim `wanted` may be made (False while the node drains); the
+        permit is held for the block, which makes the claim."""
+        permitted = wanted and workers.claim_permit(self.node, self.claimer.process)
+        try:
+            yield permitted
+        finally:
+            if permitted:
+                workers.claim_done(self.node, self.claimer.process)
 
     def _claim(self) -> list[Claim] | None:
         """Claim the next batch; None when the node drains (no claim was made)."""
-        if not self._permit():
-            return None
-        try:
+        with self._claiming() as claiming:
+            if not claiming:
+                return None
             return chunks_claim(job_id=self.job_id, claimer=self.claimer, limit=self.batch_size)
-        finally:
-            workers.claim_done(self.node, self.claimer.process)
 
     def _claimed_state(self, claim: Claim) -> ChunkDelta:
         return protocol.chunk_claimed_delta(
