@@ -243,8 +243,9 @@ def overview_state(
 
 
 def job_pace(job: Job, *, now: datetime) -> LiveState:
-    """Chunks finished per second so far, and the seconds left at that pace (the rest of
-    the LiveState unknown here)."""
+    """Chunks finished per second so far (over its whole run once it ended, so the figure
+    stays put rather than decaying with the clock), and the seconds left at that pace (the
+    rest of the LiveState unknown here)."""
     live: LiveState = {
         "throughput": None,
         "eta_seconds": None,
@@ -253,10 +254,12 @@ def job_pace(job: Job, *, now: datetime) -> LiveState:
     }
     if job.started_at is None or not job.done_chunks:
         return live
-    elapsed = max((now - job.started_at).total_seconds(), 1e-3)
+    end = now if job.is_active or job.finished_at is None else job.finished_at
+    elapsed = max((end - job.started_at).total_seconds(), 1e-3)
     rate = job.done_chunks / elapsed
     live["throughput"] = round(rate, 3)
-    live["eta_seconds"] = round((job.total_chunks - job.done_chunks) / rate, 1)
+    if job.is_active:
+        live["eta_seconds"] = round((job.total_chunks - job.done_chunks) / rate, 1)
     return live
 
 
