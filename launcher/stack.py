@@ -500,6 +500,7 @@ class EmbeddedRedis:
             )
         if port_is_open(self.port):
             raise StackError(f"port {self.port} is taken; set COREBOARD_REDIS_PORT to a free port")
+        self.adopted = None
         password = read_or_create_secret(self.secret_name)
         self.root.mkdir(parents=True, exist_ok=True, mode=0o750)
         config_file = self.root / "redis.conf"
