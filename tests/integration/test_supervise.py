@@ -94,12 +94,15 @@ class Stack:
         return VAR / "pg" / "data"
 
     def pg_ctl(self, *args: str) -> None:
-        runner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        """pg_ctl as the cluster's owner (as `make run` runs it; `user=` rather than
+        runuser: no PAM session, so the test's start is quick)."""
         subprocess.run(
-            [*runner, str(stack.postgres_bin_dir() / "pg_ctl"), *args, "-D", str(self.data_dir)],
+            [str(stack.postgres_bin_dir() / "pg_ctl"), *args, "-D", str(self.data_dir)],
             check=True,
             capture_output=True,
             timeout=60,
+            user=stack.EmbeddedPostgres.os_user(),
+            cwd="/",
         )
 
     def postmaster(self) -> int:
