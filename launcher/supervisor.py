@@ -108,9 +108,10 @@ class Supervisor:
         if health is Health.UP:
             if component.down_since is not None and component.answered:
                 how = (
-                    "after the supervisor started it"
+                    "started again by the supervisor"
                     if component.restarted
-                    else "by itself (restarted in place or by someone else): adopted"
+                    else "back by itself (restarted in place, by someone else, or no longer "
+                    "busy): kept as it is, nothing counted"
                 )
                 self.log(
                     f"supervisor: {component.name} answers again "

@@ -70,8 +70,8 @@ def test_a_restart_in_place_is_adopted_without_a_start_or_a_counted_outage() -> 
     assert service.starts == 1
     assert not service.component.starts
     assert lines[-1] == (
-        "supervisor: PostgreSQL answers again 0.8 s after it stopped, by itself "
-        "(restarted in place or by someone else): adopted"
+        "supervisor: PostgreSQL answers again 0.8 s after it stopped, back by itself "
+        "(restarted in place, by someone else, or no longer busy): kept as it is, nothing counted"
     )
 
 
