@@ -310,8 +310,22 @@ register(
     secret=True,
     default_doc="embedded server under `var/redis`",
 )
-register("COREBOARD_PG_PORT", "int", 54329, "port of the embedded PostgreSQL", section="stores")
-register("COREBOARD_REDIS_PORT", "int", 56379, "port of the embedded Redis", section="stores")
+register(
+    "COREBOARD_PG_PORT",
+    "int",
+    54329,
+    "port of the embedded PostgreSQL; unset, `manage.py`, `make worker` and `make run` use the "
+    "port this checkout's last `make run` used (`var/run/ports.json`), then the default",
+    section="stores",
+)
+register(
+    "COREBOARD_REDIS_PORT",
+    "int",
+    56379,
+    "port of the embedded Redis; unset, the port this checkout's last `make run` used "
+    "(`var/run/ports.json`), then the default",
+    section="stores",
+)
 register(
     "COREBOARD_PG_BIN",
     "str",

@@ -12,6 +12,8 @@ Django's key, called by the programs that start Django (manage.py, `make run`,
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import secrets
 import urllib.parse
@@ -23,6 +25,9 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 # Everything `make run` keeps (data, secrets, media); COREBOARD_VAR_DIR moves it.
 VAR_DIR = Path(config.string("COREBOARD_VAR_DIR") or BASE_DIR / "var")
 SECRETS_DIR = VAR_DIR / "secrets"
+# What `make run` runs now (pid files, its lock) and the ports of its embedded services.
+RUN_DIR = VAR_DIR / "run"
+STACK_PORTS_FILE = RUN_DIR / "ports.json"
 
 # The embedded services' accounts and the files under var/secrets holding their passwords.
 EMBEDDED_PG_USER = "coreboard"
@@ -76,6 +81,39 @@ def django_secret_key() -> str:
     )
 
 
+def stack_ports() -> dict[str, int]:
+    """The ports the last `make run` of this checkout gave its embedded services, by
+    setting name (COREBOARD_PG_PORT, COREBOARD_REDIS_PORT); {} before the first."""
+    with contextlib.suppress(OSError, ValueError):
+        recorded = json.loads(STACK_PORTS_FILE.read_text())
+        if isinstance(recorded, dict):
+            return {str(k): int(v) for k, v in recorded.items()}
+    return {}
+
+
+def stack_ports_write(ports: dict[str, int]) -> None:
+    """Record the embedded services' ports for the commands run later without them
+    (readable by all: ports are no secret)."""
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
+    RUN_DIR.chmod(0o755)
+    temporary = STACK_PORTS_FILE.with_suffix(".tmp")
+    temporary.write_text(json.dumps(ports, sort_keys=True) + "\n")
+    temporary.chmod(0o644)
+    temporary.replace(STACK_PORTS_FILE)
+
+
+def embedded_port(name: str) -> int:
+    """COREBOARD_PG_PORT or COREBOARD_REDIS_PORT: as given, else the port this checkout's
+    `make run` last used (var/run/ports.json), else the default.
+
+    So `manage.py` and `make worker` run without the variable reach this checkout's
+    services, not whatever listens on the default port (another checkout's stack).
+    """
+    if config.is_set(name):
+        return config.integer(name)
+    return stack_ports().get(name) or config.integer(name)
+
+
 def _credentials_url(scheme: str, user: str, password: str, host: str, port: int, path: str) -> str:
     # Passwords may hold any character: URL-encode them (the generated ones need not).
     credentials = f"{urllib.parse.quote(user, safe='')}:{urllib.parse.quote(password, safe='')}"
@@ -102,7 +140,7 @@ def embedded_postgres_url(
         user=user,
         password=read_secret(secret_name),
         host="127.0.0.1",
-        port=config.integer("COREBOARD_PG_PORT") if port is None else port,
+        port=embedded_port("COREBOARD_PG_PORT") if port is None else port,
         database=database,
     )
 
@@ -112,7 +150,7 @@ def embedded_redis_url(
 ) -> str:
     """The embedded Redis's URL on loopback (without credentials while it has none)."""
     password = read_secret(secret_name)
-    port = config.integer("COREBOARD_REDIS_PORT") if port is None else port
+    port = embedded_port("COREBOARD_REDIS_PORT") if port is None else port
     if not password:
         return f"redis://127.0.0.1:{port}/{db}"
     return redis_url(password=password, host="127.0.0.1", port=port, db=db)

@@ -4,6 +4,11 @@ Ctrl-C stops what it started, waiting for running chunks first.
 With DATABASE_URL / REDIS_URL unset, a private PostgreSQL and Redis under ./var are
 started first (the embedded default); with them set, those servers are used as they are.
 
+It records what it runs under var/run (launcher.runfiles): a second `make run` of the
+same checkout is refused while this one runs, and the next one after a SIGKILL stops the
+worker and daphne this one left (they also end with it: launcher.parent) and adopts its
+PostgreSQL and Redis.
+
 Started by root, this supervisor stays root (it starts PostgreSQL through `runuser` and
 writes var/secrets), but PostgreSQL runs as `postgres` and Redis, daphne and Celery as
 the service user (COREBOARD_OS_USER, default `coreboard`). Those get their secrets
@@ -19,11 +24,12 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from coreconf import config, paths
-from launcher import join, reload, stack, supervisor
+from launcher import join, parent, reload, runfiles, stack, supervisor
 from launcher.worker import default_node_name, worker_command
 
 
@@ -53,7 +59,10 @@ def _manage(*args: str) -> str:
 def _spawn(
     args: list[str], env: dict[str, str] | None = None, user: Any = None
 ) -> subprocess.Popen[bytes]:
-    # Own process group: Ctrl-C reaches only us, and we stop children in order.
+    # Own process group: Ctrl-C reaches only us, and we stop children in order. The child
+    # ends with us (launcher.parent), however we end.
+    env = dict(os.environ if env is None else env)
+    env[parent.SUPERVISOR_PID_ENV] = str(os.getpid())
     return subprocess.Popen(
         args, cwd=paths.BASE_DIR, start_new_session=True, env=env, **stack.as_service_user(user)
     )
@@ -75,10 +84,13 @@ def service_env(*, database_url: str, redis_url: str) -> dict[str, str]:
 RELOAD_STOP_S = 1.0
 WORKER = "celery worker"
 DAPHNE = "daphne"
+# Their files under var/run (launcher.runfiles), and how a leftover of each is stopped:
+# the worker cold (SIGQUIT: its running chunks run again elsewhere, as after a reload).
+RUN_FILES = {WORKER: ("worker", signal.SIGQUIT), DAPHNE: ("daphne", signal.SIGTERM)}
 
 
 class _Child:
-    """A supervised child process: started, watched, stopped gently."""
+    """A supervised child process: started, recorded, watched, stopped gently."""
 
     def __init__(
         self,
@@ -88,17 +100,48 @@ class _Child:
         user: Any,
         stop_wait_s: float,
         reload_signal: int = signal.SIGTERM,
+        port: tuple[str, int] | None = None,
     ) -> None:
         self.process: subprocess.Popen[bytes] | None = None
+        self.run_file = RUN_FILES[name][0]
+        self.port = port
+
+        def start() -> None:
+            self.process = _spawn(args, env, user)
+            runfiles.record(self.run_file, self.process.pid)
+
+        def stop(how: Callable[[], None]) -> None:
+            how()
+            runfiles.forget(self.run_file)
+
         self.component = supervisor.Component(
             name=name,
-            start=lambda: setattr(self, "process", _spawn(args, env, user)),
-            alive=lambda: supervisor.process_alive(self.process),
-            stop=lambda: supervisor.stop_gently(self.process, warm_s=stop_wait_s),
-            reload_stop=lambda: supervisor.stop_quickly(
-                self.process, sig=reload_signal, wait_s=RELOAD_STOP_S
+            start=start,
+            health=self.health,
+            stop=lambda: stop(lambda: supervisor.stop_gently(self.process, warm_s=stop_wait_s)),
+            reload_stop=lambda: stop(
+                lambda: supervisor.stop_quickly(
+                    self.process, sig=reload_signal, wait_s=RELOAD_STOP_S
+                )
             ),
         )
+
+    def health(self) -> supervisor.Health:
+        """Down when its process ended; daphne answers once its port accepts."""
+        if not supervisor.process_alive(self.process):
+            return supervisor.Health.DOWN
+        if self.port is not None and not stack.port_is_open(self.port[1], self.port[0]):
+            return supervisor.Health.SILENT
+        return supervisor.Health.UP
+
+
+def stop_leftovers() -> None:
+    """Stop the worker and daphne an earlier `make run` of this checkout left running (it
+    was killed before it could), saying so."""
+    for name, (run_file, sig) in RUN_FILES.items():
+        pid = runfiles.stop_leftover(run_file, sig=sig)
+        if pid is not None:
+            print(f"make run: stopped the {name} (pid {pid}) left running by an earlier make run")
 
 
 def kinds_report(env: dict[str, str] | None = None) -> dict[str, Any]:
@@ -225,6 +268,11 @@ def main() -> int:
     except config.SettingError as error:
         print(f"make run: {error}", file=sys.stderr)
         return 1
+    try:
+        lock = runfiles.claim()
+    except runfiles.AlreadyRunning as error:
+        print(f"make run: {error}", file=sys.stderr)
+        return 1
     watcher = supervisor.Supervisor(max_crashes=max_crashes)
     stopping = False
 
@@ -241,6 +289,7 @@ def main() -> int:
         redis_url = config.string("REDIS_URL")
         postgres: stack.EmbeddedPostgres | None = None
         redis: stack.EmbeddedRedis | None = None
+        stop_leftovers()
         if not database_url:
             postgres = stack.EmbeddedPostgres.default(
                 listen_address=listen_address,
@@ -250,7 +299,8 @@ def main() -> int:
                 supervisor.Component(
                     name="PostgreSQL",
                     start=postgres.start,
-                    alive=lambda: supervisor.pid_file_alive(postgres.data_dir / "postmaster.pid"),
+                    health=postgres.health,
+                    adopt=postgres.adopt,
                     stop=postgres.stop,
                 )
             )
@@ -265,13 +315,23 @@ def main() -> int:
                 supervisor.Component(
                     name="Redis",
                     start=redis.start,
-                    alive=lambda: supervisor.process_alive(redis.process),
+                    health=redis.health,
+                    adopt=redis.adopt,
                     stop=redis.stop,
                 )
             )
             redis_url = redis.url()
             where = f"127.0.0.1 and {listen_address}" if listen else "127.0.0.1"
             print(f"Redis (embedded) on {where}:{redis.port}, data in {redis.root}")
+        if postgres is not None or redis is not None:
+            # For the commands run later without the port variables (coreconf.paths).
+            paths.stack_ports_write(
+                {
+                    **paths.stack_ports(),
+                    **({"COREBOARD_PG_PORT": postgres.port} if postgres else {}),
+                    **({"COREBOARD_REDIS_PORT": redis.port} if redis else {}),
+                }
+            )
         _manage("migrate", "--noinput", "-v", "0")
         if postgres is not None:
             postgres.worker_role_ensure()
@@ -283,6 +343,8 @@ def main() -> int:
             stack.give_to(paths.media_root(), user)
             stack.grant_interpreter(user)
         env = service_env(database_url=database_url, redis_url=redis_url)
+        wildcard = bind in ("0.0.0.0", "::")  # noqa: S104 - what the operator asked for
+        port_host = "127.0.0.1" if wildcard else bind
         if concurrency:
             node = ["-n", default_node_name()]
             worker = _Child(
@@ -292,11 +354,10 @@ def main() -> int:
             workers = f"{concurrency} worker processes"
         else:
             workers = "web only: no local worker, COREBOARD_WORKER_CONCURRENCY=0"
-        watcher.add(_Child(DAPHNE, daphne_command(port, bind), env, user, 10.0).component)
+        daphne = _Child(DAPHNE, daphne_command(port, bind), env, user, 10.0, port=(port_host, port))
+        watcher.add(daphne.component)
         # Asked while daphne and the worker start: it takes a Django start of its own.
         report = kinds_report(env)
-        wildcard = bind in ("0.0.0.0", "::")  # noqa: S104 - what the operator asked for
-        port_host = "127.0.0.1" if wildcard else bind
         stack.wait_for_port(port, what="daphne", host=port_host)
         kind_watcher = None
         reload_note = ""
@@ -336,6 +397,7 @@ def main() -> int:
     finally:
         print("Stopping Coreboard (waiting for running chunks)...", flush=True)
         watcher.stop_all()
+        lock.close()
         print("Stopped.")
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import signal
 import sys
 from functools import partial
 from typing import Any
@@ -39,6 +40,7 @@ from django.conf import settings
 from twisted.internet import reactor
 
 from launcher.limits import ENVELOPE_BYTES
+from launcher.parent import exit_with_parent
 
 # Bodies up to this size need no credentials (login forms, logout, CSRF-protected forms).
 ANONYMOUS_BODY_MAX_BYTES = 64 * 1024
@@ -204,6 +206,8 @@ class CoreboardCommandLine(CommandLineInterface):
 
 
 def main() -> None:
+    # Started by `make run`: end with it (SIGTERM: daphne's own clean stop).
+    exit_with_parent(signal.SIGTERM)
     # daphne's Server.run builds `daphne.server.HTTPFactory(self)`; this process uses ours.
     daphne.server.HTTPFactory = LimitedHTTPFactory
     CoreboardCommandLine().run(sys.argv[1:])

@@ -12,6 +12,7 @@ import os
 import pwd
 import shlex
 import shutil
+import signal
 import socket
 import stat
 import subprocess
@@ -22,8 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
+import redis
+
 from coreconf import config, paths
 from coreconf.paths import read_or_create_secret, read_secret
+from launcher.supervisor import Health
 
 # Files the services create are not for other local users (group: the service account).
 SERVICE_UMASK = 0o027
@@ -167,7 +172,7 @@ class EmbeddedPostgres:
     def default(cls, *, listen_address: str = "", listen_network: str = "") -> EmbeddedPostgres:
         return cls(
             root=paths.VAR_DIR / "pg",
-            port=config.integer("COREBOARD_PG_PORT"),
+            port=paths.embedded_port("COREBOARD_PG_PORT"),
             listen_address=listen_address,
             listen_network=listen_network,
             ssl_cert=config.string("COREBOARD_PG_SSL_CERT"),
@@ -268,18 +273,8 @@ class EmbeddedPostgres:
             )
         if port_is_open(self.port):
             raise StackError(f"port {self.port} is taken; set COREBOARD_PG_PORT to a free port")
-        addresses = ",".join(filter(None, ["127.0.0.1", self.listen_address]))
-        options = (
-            f"-c listen_addresses={addresses} -c port={self.port} -c unix_socket_directories='' "
-            f"-c hba_file={shlex.quote(str(self._hba_write()))}"
-        )
-        if self.max_connections:
-            options += f" -c max_connections={self.max_connections}"
-        if self.ssl_cert and self.ssl_key:
-            options += (
-                f" -c ssl=on -c ssl_cert_file={shlex.quote(self.ssl_cert)}"
-                f" -c ssl_key_file={shlex.quote(self.ssl_key)}"
-            )
+        self._hba_write()
+        options = self._options()
         result = self._run(
             [
                 str(postgres_bin_dir() / "pg_ctl"),
@@ -298,6 +293,67 @@ class EmbeddedPostgres:
             log = self.log_file.read_text()[-2000:] if self.log_file.exists() else ""
             raise StackError(f"PostgreSQL did not start:\n{result.stdout}{result.stderr}{log}")
         self._ensure_database()
+
+    def _options(self) -> str:
+        """The server options of our start (pg_ctl -o), which an adopted server must have."""
+        addresses = ",".join(filter(None, ["127.0.0.1", self.listen_address]))
+        options = (
+            f"-c listen_addresses={addresses} -c port={self.port} -c unix_socket_directories='' "
+            f"-c hba_file={shlex.quote(str(self.root / 'pg_hba.conf'))}"
+        )
+        if self.max_connections:
+            options += f" -c max_connections={self.max_connections}"
+        if self.ssl_cert and self.ssl_key:
+            options += (
+                f" -c ssl=on -c ssl_cert_file={shlex.quote(self.ssl_cert)}"
+                f" -c ssl_key_file={shlex.quote(self.ssl_key)}"
+            )
+        return options
+
+    # -- health and adoption (launcher.supervisor) ---------------------------------------
+
+    def postmaster_pid(self) -> int | None:
+        """The pid in postmaster.pid while that process runs (the server on our data
+        directory, whoever started it)."""
+        return _pid_alive(_first_line_pid(self.data_dir / "postmaster.pid"))
+
+    def accepting(self) -> bool:
+        """Whether it accepts connections on our port: libpq's PQping, what pg_isready
+        does (no login), in this process (no child of ours runs as root)."""
+        # Imported here for the reason given in worker_role_ensure.
+        from psycopg import pq
+
+        conninfo = f"host=127.0.0.1 port={self.port} connect_timeout=2"
+        return bool(pq.PGconn.ping(conninfo.encode()) == pq.Ping.OK)
+
+    def health(self) -> Health:
+        if self.postmaster_pid() is None:
+            return Health.DOWN
+        return Health.UP if self.accepting() else Health.SILENT
+
+    def adopt(self, log: Callable[[str], None] = print) -> str | None:
+        """Take over the server running on our data directory (left by an earlier
+        `make run`, restarted in place, or started by someone else) when it runs with our
+        options; one with other options (another port) is stopped, for a start of ours."""
+        pid = self.postmaster_pid()
+        if pid is None:
+            return None
+        try:
+            running = shlex.split((self.data_dir / "postmaster.opts").read_text())[1:]
+        except (OSError, ValueError):
+            running = []
+        if _without_data_dir(running) != shlex.split(self._options()):
+            log(
+                f"make run: the PostgreSQL server on {self.data_dir} (pid {pid}) runs with "
+                f"other options than this start's ({' '.join(running[2:]) or 'unknown'}); "
+                "stopping it"
+            )
+            self.stop()
+            return None
+        # pg_hba.conf is written at every start (COREBOARD_LISTEN_NETWORK may have changed).
+        self._hba_write()
+        self._run([str(postgres_bin_dir() / "pg_ctl"), "reload", "-D", str(self.data_dir)])
+        return f"the PostgreSQL server already running on {self.data_dir} (pid {pid})"
 
     def _hba_write(self) -> Path:
         """pg_hba.conf for this start: passwords everywhere; the network only for workers."""
@@ -414,10 +470,12 @@ class EmbeddedRedis:
     process: subprocess.Popen[bytes] | None = None
     # COREBOARD_LISTEN: also bound there (with the same password), for other machines.
     listen_address: str = ""
+    # A server we did not start but took over (launcher.supervisor): its pid.
+    adopted: int | None = None
 
     @classmethod
     def default(cls, *, listen_address: str = "") -> EmbeddedRedis:
-        port = config.integer("COREBOARD_REDIS_PORT")
+        port = paths.embedded_port("COREBOARD_REDIS_PORT")
         return cls(root=paths.VAR_DIR / "redis", port=port, listen_address=listen_address)
 
     def url_through(self, host: str, db: int = 0) -> str:
@@ -442,6 +500,7 @@ class EmbeddedRedis:
             )
         if port_is_open(self.port):
             raise StackError(f"port {self.port} is taken; set COREBOARD_REDIS_PORT to a free port")
+        self.adopted = None
         password = read_or_create_secret(self.secret_name)
         self.root.mkdir(parents=True, exist_ok=True, mode=0o750)
         config_file = self.root / "redis.conf"
@@ -463,6 +522,9 @@ class EmbeddedRedis:
                 str(self.port),
                 "--dir",
                 str(self.root),
+                # Names it for the next `make run` if this one dies (adopt).
+                "--pidfile",
+                str(self.pid_file),
                 # The broker's messages and the slot registry must survive a restart:
                 # an append-only file written every second, and never evict a key.
                 "--save",
@@ -487,8 +549,75 @@ class EmbeddedRedis:
             self.stop()
             raise
 
+    @property
+    def pid_file(self) -> Path:
+        return self.root / "redis.pid"
+
+    def pid(self) -> int | None:
+        """Our server's pid while it runs: our child, or the one its pid file names."""
+        if self.process is not None and self.process.poll() is None:
+            return self.process.pid
+        pid = _pid_alive(_first_line_pid(self.pid_file))
+        with contextlib.suppress(psutil.Error):
+            if pid is not None and "redis" in psutil.Process(pid).name():
+                return pid
+        return None
+
+    def answers(self) -> bool:
+        """PING with our password on our port, answered within a second."""
+        client = redis.Redis(
+            host="127.0.0.1",
+            port=self.port,
+            password=read_secret(self.secret_name) or None,
+            socket_timeout=1,
+            socket_connect_timeout=1,
+        )
+        try:
+            return bool(client.ping())
+        except redis.RedisError:
+            return False
+        finally:
+            client.close()
+
+    def health(self) -> Health:
+        if self.pid() is None:
+            return Health.DOWN
+        return Health.UP if self.answers() else Health.SILENT
+
+    def adopt(self, log: Callable[[str], None] = print) -> str | None:
+        """Take over our server when it runs (its pid file in our directory), left by an
+        earlier `make run` or started by someone else; one that does not listen on our
+        port is stopped, for a start of ours."""
+        if self.process is not None and self.process.poll() is None:
+            return None
+        pid = self.pid()
+        if pid is None:
+            return None
+        try:
+            ports = {
+                c.laddr.port
+                for c in psutil.Process(pid).net_connections(kind="tcp")
+                if c.status == psutil.CONN_LISTEN
+            }
+        except psutil.Error:
+            ports = set()
+        if self.port not in ports:
+            log(
+                f"make run: the Redis server on {self.root} (pid {pid}) does not listen on "
+                f"port {self.port}; stopping it"
+            )
+            self.adopted = pid
+            self.stop()
+            return None
+        self.process = None
+        self.adopted = pid
+        return f"the Redis server already running on {self.root} (pid {pid})"
+
     def stop(self) -> None:
         if self.process is None:
+            if self.adopted is not None:
+                _stop_pid(self.adopted, timeout=10)
+                self.adopted = None
             return
         with contextlib.suppress(ProcessLookupError):
             self.process.terminate()
@@ -498,6 +627,50 @@ class EmbeddedRedis:
             self.process.kill()
             self.process.wait()
         self.process = None
+
+
+def _first_line_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().split("\n", 1)[0])
+    except (OSError, ValueError):
+        return None
+
+
+def _pid_alive(pid: int | None) -> int | None:
+    if pid is None or pid <= 0:
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return pid
+    return pid
+
+
+def _stop_pid(pid: int, *, timeout: float) -> None:
+    """SIGTERM a process that is not our child, then SIGKILL after `timeout`."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    with contextlib.suppress(psutil.Error):
+        psutil.Process(pid).wait(timeout)
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def _without_data_dir(args: list[str]) -> list[str]:
+    """A postgres command line's arguments without its `-D <data directory>`."""
+    kept: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == "-D":
+            skip = True
+        else:
+            kept.append(arg)
+    return kept
 
 
 @dataclass

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import os
+import signal
 from typing import Any
 
 from celery import Celery, signals
 from django.db import close_old_connections
 
+from launcher.parent import exit_with_parent
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+# A worker started by `make run` ends with it, however it ends (launcher.parent): a cold
+# shutdown (SIGQUIT), as at a reload, so that the next `make run` starts its own at once;
+# the chunks it ran are handed back by their leases. Elsewhere a no-op.
+exit_with_parent(signal.SIGQUIT)
 
 app = Celery("coreboard")
 app.config_from_object("django.conf:settings", namespace="CELERY")

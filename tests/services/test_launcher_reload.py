@@ -37,7 +37,7 @@ def test_restart_stops_and_starts_the_named_components_without_counting_a_crash(
         return supervisor.Component(
             name=name,
             start=lambda: events.append(f"start {name}"),
-            alive=lambda: True,
+            health=lambda: supervisor.Health.UP,
             stop=lambda: events.append(f"stop {name}"),
             reload_stop=lambda: events.append(f"reload-stop {name}"),
         )
@@ -51,7 +51,7 @@ def test_restart_stops_and_starts_the_named_components_without_counting_a_crash(
 
     assert sorted(events[:2]) == ["reload-stop daphne", "reload-stop worker"]
     assert events[2:] == ["start worker", "start daphne"]
-    assert all(not c.crashes for c in watcher.components)
+    assert all(not c.starts for c in watcher.components)
 
 
 def test_make_run_prints_each_failed_kind_on_one_line() -> None:
