@@ -120,6 +120,8 @@ EMBEDDED_REDIS = not config.is_set("REDIS_URL")
 # its services get the URLs in their environment instead.
 DATABASE_URL = config.string("DATABASE_URL") or paths.embedded_postgres_url()
 REDIS_URL = (config.string("REDIS_URL") or paths.embedded_redis_url()).rstrip("/")
+# Every Coreboard Redis call gives up after this (jobs.engine.redis_clients says why).
+COREBOARD_REDIS_TIMEOUT_MS = config.integer("COREBOARD_REDIS_TIMEOUT_MS")
 
 DATABASES = {
     "default": dj_database_url.parse(
@@ -171,6 +173,9 @@ CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": _redis_db_url(2),
+        # Short timeouts and the process's Redis breaker, as every Coreboard client: a hung
+        # Redis must not hold a throttled request (throttles fail open) or a login.
+        "OPTIONS": {"pool_class": "jobs.engine.redis_clients.GuardedConnectionPool"},
     }
 }
 CHANNEL_LAYER_REDIS_URL = _redis_db_url(1)
