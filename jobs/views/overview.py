@@ -65,6 +65,9 @@ def node_control(request: HttpRequest) -> HttpResponse:
         result = nodes.node_drain(node=name, draining=draining)
     except nodes.UnknownNode:
         message, status = f"No live worker node is called {name}.", 404
+    except redis.RedisError:
+        message = "The broker (Redis) did not answer; the node may not have changed. Try again."
+        status = 503
     else:
         status = 200
         message = (
