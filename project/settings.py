@@ -205,7 +205,14 @@ CELERY_BROKER_URL = _redis_db_url(0)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # The visibility timeout must exceed the longest chunk, or Redis redelivers running chunks.
 CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": max(3600, COREBOARD_CHUNK_TIME_LIMIT_S * 3)
+    "visibility_timeout": max(3600, COREBOARD_CHUNK_TIME_LIMIT_S * 3),
+    # kombu waits for ever by default: a publish to a hung Redis (a slot message) would
+    # hold its caller, and a connect into a partition the kernel's two minutes. Longer than
+    # Coreboard's own Redis timeout: the consumer's BRPOP answers within brpop_timeout (1 s),
+    # and a timeout here restarts the worker's consumer (running slots go on). Coreboard's
+    # guarded calls come first (the slot registry), so a hung Redis is usually found there.
+    "socket_timeout": 5,
+    "socket_connect_timeout": 2,
 }
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
