@@ -70,6 +70,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "jobs.middleware.NoStoreWhenLoggedIn",
     "jobs.middleware.LockTimeoutIsBusy",
+    "jobs.middleware.BrokerErrorIsUnavailable",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
+from axes.handlers.proxy import AxesProxyHandler
 from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
@@ -65,3 +67,20 @@ def test_an_active_job_page_says_the_broker_is_unavailable(
     assert 'id="broker-unavailable"' in page
     ended_page = alice_client.get(reverse("jobs:detail", args=[ended.pk])).content.decode()
     assert 'id="broker-unavailable"' not in ended_page
+
+
+def test_a_sign_in_while_redis_hangs_is_refused_at_once_with_a_reason(
+    alice: User, settings: Any, hung_broker: FakeRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The lockout counters (django-axes) live in the cache, on the same Redis; axes keeps
+    # the cache it was first given, so it is made afresh here.
+    settings.CACHES = {"default": {**settings.CACHES["default"], "LOCATION": hung_broker.url}}
+    monkeypatch.setattr(AxesProxyHandler, "implementation", None)
+    client = Client()
+    warm_up_url = reverse("login")
+    assert client.get(warm_up_url).status_code == 200
+    began = time.monotonic()
+    response = client.post(warm_up_url, {"username": alice.username, "password": "guess"})
+    assert time.monotonic() - began < 1.0
+    assert response.status_code == 503
+    assert "broker (Redis) is not answering" in response.content.decode()
