@@ -307,12 +307,14 @@ def broker_usable() -> bool:
     return usable(settings.CELERY_BROKER_URL)
 
 
-def broker_status() -> BrokerStatus:
-    """Whether the broker answers, from this process's breaker; when no call said so in the
-    last STATUS_CACHE_S, one PING (bounded by COREBOARD_REDIS_TIMEOUT_MS) asks. Never
-    waits longer than one timeout, and not at all while the breaker is open."""
+def broker_status(*, ask: bool = True) -> BrokerStatus:
+    """Whether the broker answers, from this process's breaker; with `ask`, when no call
+    said so in the last STATUS_CACHE_S, one PING (bounded by COREBOARD_REDIS_TIMEOUT_MS)
+    asks. Never waits longer than one timeout, and not at all while the breaker is open
+    or without `ask` (from memory only: safe on an event loop; asyncio callers that find
+    Redis not answering tell the breaker with report_unanswered)."""
     breaker = _breaker_for(_address_of(settings.CELERY_BROKER_URL))
-    if not breaker.open and time.monotonic() - breaker.last_news > STATUS_CACHE_S:
+    if ask and not breaker.open and time.monotonic() - breaker.last_news > STATUS_CACHE_S:
         with contextlib.suppress(redis.RedisError):
             broker().ping()
     since = breaker.down_since

@@ -83,3 +83,19 @@ def test_broker_status_says_unavailable_while_the_broker_does_not_answer(
     assert not status.available
     assert status.since is not None
     assert "broker (Redis) is not answering" in status.text
+
+
+def test_broker_status_from_memory_never_asks_and_learns_from_asyncio_callers(
+    fake_redis: FakeRedis, settings: Any
+) -> None:
+    settings.CELERY_BROKER_URL = fake_redis.url
+    fake_redis.hung.set()
+    sent = fake_redis.commands
+    began = time.monotonic()
+    assert redis_clients.broker_status(ask=False).available
+    assert time.monotonic() - began < 0.05
+    assert fake_redis.commands == sent
+    # An asyncio caller (the publisher, a socket) whose call timed out tells the breaker.
+    redis_clients.report_unanswered(fake_redis.url, TimeoutError("no reply"))
+    assert not redis_clients.broker_status(ask=False).available
+    assert not redis_clients.broker_usable()
