@@ -311,6 +311,17 @@ register(
     default_doc="embedded server under `var/redis`",
 )
 register(
+    "COREBOARD_REDIS_TIMEOUT_MS",
+    "int",
+    500,
+    "every Redis call of the web and the engine gives up after this long (connect and "
+    "reply); a timeout makes that process skip Redis calls until it answers a PING again",
+    section="stores",
+    unit="ms",
+    minimum=50,
+    shared=True,
+)
+register(
     "COREBOARD_PG_PORT",
     "int",
     54329,

@@ -7,11 +7,12 @@ import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+import redis
 from django.http import HttpRequest, HttpResponse
 from django.utils.cache import add_never_cache_headers
 
 from jobs.engine.job_state import is_lock_timeout
-from jobs.views.errors import lock_busy
+from jobs.views.errors import broker_unavailable, lock_busy
 from launcher.limits import ENVELOPE_BYTES
 
 Scope = MutableMapping[str, Any]
@@ -106,3 +107,19 @@ class LockTimeoutIsBusy:
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         return lock_busy(request) if is_lock_timeout(exception) else None
+
+
+class BrokerErrorIsUnavailable:
+    """A request that needed Redis while it does not answer answers 503 "try again" (pages
+    and API alike) instead of a server error: Redis calls give up within
+    COREBOARD_REDIS_TIMEOUT_MS (jobs.engine.redis_clients), and what needs them cannot be
+    done now. A sign-in fails closed: its lockout counter lives there."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        return broker_unavailable(request) if isinstance(exception, redis.RedisError) else None

@@ -143,6 +143,11 @@ class JobApiState(JobState):
         WaitingState | None,
         "While the job is active and makes no progress: why (it is not failed).",
     ]
+    broker_unavailable: Annotated[
+        str | None,
+        "While the job is active and the broker (Redis) does not answer: what that means "
+        "(live figures unknown, new work starts once it answers); null otherwise.",
+    ]
 
 
 class ChunkState(TypedDict):
@@ -559,8 +564,10 @@ def job_state(job: Job) -> JobState:
     }
 
 
-def job_api_state(state: JobState, *, waiting: WaitingState | None) -> JobApiState:
-    return {**state, "waiting": waiting}
+def job_api_state(
+    state: JobState, *, waiting: WaitingState | None, broker_unavailable: str | None = None
+) -> JobApiState:
+    return {**state, "waiting": waiting, "broker_unavailable": broker_unavailable}
 
 
 def chunk_output_bytes(chunk: Chunk) -> int:

@@ -70,6 +70,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "jobs.middleware.NoStoreWhenLoggedIn",
     "jobs.middleware.LockTimeoutIsBusy",
+    "jobs.middleware.BrokerErrorIsUnavailable",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
@@ -120,6 +121,8 @@ EMBEDDED_REDIS = not config.is_set("REDIS_URL")
 # its services get the URLs in their environment instead.
 DATABASE_URL = config.string("DATABASE_URL") or paths.embedded_postgres_url()
 REDIS_URL = (config.string("REDIS_URL") or paths.embedded_redis_url()).rstrip("/")
+# Every Coreboard Redis call gives up after this (jobs.engine.redis_clients says why).
+COREBOARD_REDIS_TIMEOUT_MS = config.integer("COREBOARD_REDIS_TIMEOUT_MS")
 
 DATABASES = {
     "default": dj_database_url.parse(
@@ -171,6 +174,9 @@ CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": _redis_db_url(2),
+        # Short timeouts and the process's Redis breaker, as every Coreboard client: a hung
+        # Redis must not hold a throttled request (throttles fail open) or a login.
+        "OPTIONS": {"pool_class": "jobs.engine.redis_clients.GuardedConnectionPool"},
     }
 }
 CHANNEL_LAYER_REDIS_URL = _redis_db_url(1)
@@ -200,7 +206,14 @@ CELERY_BROKER_URL = _redis_db_url(0)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # The visibility timeout must exceed the longest chunk, or Redis redelivers running chunks.
 CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": max(3600, COREBOARD_CHUNK_TIME_LIMIT_S * 3)
+    "visibility_timeout": max(3600, COREBOARD_CHUNK_TIME_LIMIT_S * 3),
+    # kombu waits for ever by default: a publish to a hung Redis (a slot message) would
+    # hold its caller, and a connect into a partition the kernel's two minutes. Longer than
+    # Coreboard's own Redis timeout: the consumer's BRPOP answers within brpop_timeout (1 s),
+    # and a timeout here restarts the worker's consumer (running slots go on). Coreboard's
+    # guarded calls come first (the slot registry), so a hung Redis is usually found there.
+    "socket_timeout": 5,
+    "socket_connect_timeout": 2,
 }
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"

@@ -33,6 +33,7 @@ from tests.factories import (
     make_job,
     start,
 )
+from tests.fake_redis import FakeRedis
 from tests.processes import ServerProcess, start_celery_worker, start_daphne
 from tests.services_plugin import TEST_MEDIA_ROOT, TEST_VAR
 
@@ -165,6 +166,18 @@ def mallory_client(mallory: User) -> Client:
 @pytest.fixture
 def staff_client(staff: User) -> Client:
     return client_for(staff)
+
+
+@pytest.fixture
+def hung_broker(settings: Any) -> Iterator[FakeRedis]:
+    """The broker (and the cache) on a loopback server that accepts connections and never
+    answers, as a SIGSTOPped Redis; 200 ms Redis timeouts."""
+    settings.COREBOARD_REDIS_TIMEOUT_MS = 200
+    server = FakeRedis()
+    server.hung.set()
+    settings.CELERY_BROKER_URL = server.url
+    yield server
+    server.close()
 
 
 @pytest.fixture

@@ -34,7 +34,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from jobs import kinds
-from jobs.engine import dispatch, workers
+from jobs.engine import dispatch, redis_clients, workers
 from jobs.models import Chunk, Job
 from jobs.selectors import jobs as selectors
 from tokens import services as tokens
@@ -243,14 +243,10 @@ def redis_metrics() -> Iterator[Metric]:
 
 def _queue_depth(queue: str) -> int:
     # Kombu's Redis transport keeps one list per priority step besides the plain one.
-    conn = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=5)
-    try:
-        pipe = conn.pipeline(transaction=False)
-        for name in [queue, *(f"{queue}\x06\x16{step}" for step in (3, 6, 9))]:
-            pipe.llen(name)
-        return sum(pipe.execute())
-    finally:
-        conn.close()
+    pipe = redis_clients.broker().pipeline(transaction=False)
+    for name in [queue, *(f"{queue}\x06\x16{step}" for step in (3, 6, 9))]:
+        pipe.llen(name)
+    return sum(pipe.execute())
 
 
 class CoreboardCollector(Collector):

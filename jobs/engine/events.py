@@ -14,15 +14,19 @@ import asyncio
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import redis
 import redis.asyncio as aioredis
 from channels.layers import get_channel_layer
 from django.conf import settings
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
 
 from jobs import protocol
+from jobs.engine import redis_clients
 from jobs.protocol import ChunkDelta, ChunkState, JobState
 
 logger = logging.getLogger(__name__)
@@ -39,7 +43,15 @@ def seq_key(job_id: int) -> str:
 
 
 def redis_client() -> aioredis.Redis:
-    return aioredis.from_url(settings.CHANNEL_LAYER_REDIS_URL)
+    """An asyncio client on the channel layer's database, with the engine's Redis timeouts
+    (jobs.engine.redis_clients) and no retry of a timed-out command."""
+    seconds = redis_clients.timeout_s()
+    return aioredis.from_url(
+        settings.CHANNEL_LAYER_REDIS_URL,
+        socket_timeout=seconds,
+        socket_connect_timeout=seconds,
+        retry=AsyncRetry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
+    )
 
 
 async def current_seq(job_id: int) -> int:
@@ -109,30 +121,53 @@ class _Publisher:
         layer = get_channel_layer()
         client = redis_client()
         interval = settings.COREBOARD_PUBLISH_INTERVAL_MS / 1000
+        url = settings.CHANNEL_LAYER_REDIS_URL
         while True:
             await self._kick.wait()
+            if not redis_clients.usable(url):
+                # Redis is known not to answer: the coalesced job states (one per job) wait
+                # for it, the raw events (output, samples: the database keeps them) go.
+                with self._lock:
+                    self._events.clear()
+                await asyncio.sleep(redis_clients.PROBE_EVERY_S)
+                continue
             self._kick.clear()
             pending, raw = self._drain()
             for job_id, message in raw:
-                try:
-                    await layer.group_send(job_group(job_id), message)
-                except Exception:
-                    logger.exception("could not publish an event of job %s", job_id)
+                await self._bounded(url, layer.group_send(job_group(job_id), message), job_id)
             for job_id, entry in pending.items():
-                try:
-                    async with client.pipeline(transaction=False) as pipe:
-                        pipe.incr(seq_key(job_id))
-                        pipe.expire(seq_key(job_id), SEQ_TTL_SECONDS)
-                        seq, _ = await pipe.execute()
-                    event = protocol.job_changed_event(
-                        job_id=job_id, seq=seq, job=entry.job, chunks=list(entry.chunks.values())
-                    )
-                    await layer.group_send(job_group(job_id), dict(event))
-                except Exception:
-                    # Live progress is best effort: the database stays the truth and pages
-                    # resync from it, so a Redis hiccup must never fail a chunk.
-                    logger.exception("could not publish progress of job %s", job_id)
+                await self._bounded(url, self._send_changed(client, layer, job_id, entry), job_id)
             await asyncio.sleep(interval)
+
+    async def _bounded(self, url: str, sending: Coroutine[Any, Any, None], job_id: int) -> None:
+        """Await one publication for at most the Redis timeout. Live progress is best
+        effort: the database stays the truth and pages resync from it, so a Redis hiccup
+        must never fail or hold up a chunk, and a hung Redis opens the breaker (the next
+        publications wait for it to answer instead of timing out one by one)."""
+        if not redis_clients.usable(url):
+            sending.close()
+            return
+        try:
+            async with asyncio.timeout(redis_clients.timeout_s()):
+                await sending
+        except TimeoutError as error:
+            redis_clients.report_unanswered(url, error)
+        except redis.RedisError as error:
+            logger.warning("could not publish an event of job %s: %s", job_id, error)
+        except Exception:
+            logger.exception("could not publish an event of job %s", job_id)
+
+    async def _send_changed(
+        self, client: aioredis.Redis, layer: Any, job_id: int, entry: _Pending
+    ) -> None:
+        async with client.pipeline(transaction=False) as pipe:
+            pipe.incr(seq_key(job_id))
+            pipe.expire(seq_key(job_id), SEQ_TTL_SECONDS)
+            seq, _ = await pipe.execute()
+        event = protocol.job_changed_event(
+            job_id=job_id, seq=seq, job=entry.job, chunks=list(entry.chunks.values())
+        )
+        await layer.group_send(job_group(job_id), dict(event))
 
 
 _publisher: _Publisher | None = None

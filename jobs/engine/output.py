@@ -362,7 +362,8 @@ class _Flusher:
                 pieces.append(self._piece(running, LIVE_FLUSH_BYTES - spent))
         if not pieces:
             return
-        client = redis_clients.for_url(settings.CHANNEL_LAYER_REDIS_URL)
+        url = settings.CHANNEL_LAYER_REDIS_URL
+        client = redis_clients.for_url(url)
         pipe = client.pipeline(transaction=False)
         for piece in pieces:
             message = protocol.chunk_output_message(
@@ -375,6 +376,9 @@ class _Flusher:
             events.event_publish(piece.job_id, dict(protocol.chunk_printed_event(message)))
             if piece.tail is not None:
                 pipe.set(live_tail_key(piece.job_id, piece.index), piece.tail, ex=piece.ttl_s)
+        if not len(pipe) or not redis_clients.usable(url):
+            # Redis is known not to answer: the tails wait for the outcome in PostgreSQL.
+            return
         try:
             pipe.execute()
         except (redis.RedisError, OSError) as error:

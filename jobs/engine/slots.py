@@ -144,16 +144,19 @@ class _Keepalive:
             time.sleep(workers.HEARTBEAT_S)
             with self.lock:
                 slot, holding = self.slot, self.holding
+                # Apart: leases live in PostgreSQL, and a Redis outage must not let them
+                # expire under chunks that keep running.
                 try:
                     if slot is not None:
                         slot_registry.slot_refresh(*slot)
+                except Exception as error:
+                    logger.warning("could not refresh slot: %s", error)
+                try:
                     if holding:
                         leases_renew(process=holding)
                 except DatabaseError:
                     connection.close()
                     logger.warning("could not renew leases", exc_info=True)
-                except Exception:
-                    logger.warning("could not refresh slot", exc_info=True)
 
     def running(self, job_id: int, token: str, node: str, process: str) -> None:
         with self.lock:

@@ -399,7 +399,11 @@ def node_is_draining(node: str) -> bool:
 
 def claim_permit(node: str, process: str) -> bool:
     """May this process claim chunks now? False while `node` drains; otherwise it is marked
-    claiming until `claim_done`. A Redis error permits (the work goes on)."""
+    claiming until `claim_done`. A Redis error permits (the work goes on), and while Redis
+    is known not to answer the permit is not asked for at all (a batch must not wait a
+    timeout: jobs.engine.redis_clients)."""
+    if not redis_clients.broker_usable():
+        return True
     try:
         permitted = client().eval(
             _CLAIM_PERMIT,
@@ -416,11 +420,14 @@ def claim_permit(node: str, process: str) -> bool:
 
 
 def claim_done(node: str, process: str) -> None:
-    """This process's claim has ended (committed or not)."""
+    """This process's claim has ended (committed or not). A mark left by a Redis outage
+    is ignored after CLAIM_MARK_MAX_AGE_S."""
+    if not redis_clients.broker_usable():
+        return
     try:
         client().hdel(node_key(node), CLAIMING_PREFIX + process)
-    except redis.RedisError:
-        logger.warning("could not clear the claim mark of %s", process, exc_info=True)
+    except redis.RedisError as error:
+        logger.warning("could not clear the claim mark of %s: %s", process, error)
 
 
 def claims_settled(node: str, *, timeout_s: float, poll_s: float = 0.02) -> bool:
@@ -609,6 +616,22 @@ def cluster_state(conn: redis.Redis | None = None) -> ClusterState:
         "throughput": [
             [second, int(count or 0)] for second, count in zip(seconds, counts, strict=True)
         ],
+    }
+
+
+def cluster_state_unknown() -> ClusterState:
+    """cluster_state while the registry cannot be read (the broker does not answer): this
+    web process, and no node, process or throughput figure."""
+    return {
+        "now": time.time(),
+        "web": {
+            "code_version": code_version(),
+            "kinds": sorted(kind_names()),
+            "kind_failures": kinds.load_failures(),
+        },
+        "nodes": [],
+        "processes": [],
+        "throughput": [],
     }
 
 

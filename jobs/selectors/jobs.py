@@ -21,6 +21,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from jobs import kinds, protocol
+from jobs.engine import redis_clients
 from jobs.engine import workers as worker_registry
 from jobs.history import HISTORY_DEFAULT_SORT, HISTORY_SORTS
 from jobs.kinds.base import File
@@ -417,10 +418,16 @@ def job_as_api_dict(job: Job) -> JobApiState:
 
 def jobs_as_api_dicts(jobs: list[Job]) -> list[JobApiState]:
     """job_as_api_dict of many jobs, with one jobs_live for all the active ones."""
-    live = jobs_live([job for job in jobs if job.is_active])
+    active = [job for job in jobs if job.is_active]
+    live = jobs_live(active)
+    # Read after jobs_live, whose registry read (if it timed out) already told.
+    broker = redis_clients.broker_status() if active else None
+    note = broker.text if broker is not None and not broker.available else None
     return [
         protocol.job_api_state(
-            protocol.job_state(job), waiting=live[job.pk]["waiting"] if job.pk in live else None
+            protocol.job_state(job),
+            waiting=live[job.pk]["waiting"] if job.pk in live else None,
+            broker_unavailable=note if job.is_active else None,
         )
         for job in jobs
     ]

@@ -17,6 +17,7 @@ import contextlib
 import logging
 from typing import Any
 
+import redis
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Exists, OuterRef
@@ -53,7 +54,14 @@ def study_create(*, owner: Any, job: Job, processes: int | None = None) -> Scali
             {"job": [f"Job {job.pk} is {job.status}; only a succeeded job can be measured."]}
         )
     if processes is None:
-        processes = workers.kind_capacity(workers.live_workers(), job.kind)
+        try:
+            live = workers.live_workers()
+        except redis.RedisError:
+            raise Conflict(
+                "The broker (Redis) is not answering, so the live worker processes are "
+                "unknown; say how many processes to measure, or try again once it answers."
+            ) from None
+        processes = workers.kind_capacity(live, job.kind)
     levels = study_levels(processes=processes)
     if len(levels) < MIN_PROCESSES:
         raise Rejected(

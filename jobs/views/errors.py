@@ -57,3 +57,18 @@ def lock_busy(request: HttpRequest) -> HttpResponse:
         response = render(request, "503.html", {"message": BUSY_MESSAGE}, status=503)
     response["Retry-After"] = str(BUSY_RETRY_AFTER_S)
     return response
+
+
+BROKER_UNAVAILABLE_MESSAGE = (
+    "The broker (Redis) is not answering, and this needs it. Try again in a few seconds."
+)
+
+
+def broker_unavailable(request: HttpRequest) -> HttpResponse:
+    """A request that needed Redis while it did not answer (jobs.engine.redis_clients)."""
+    if _is_api(request):
+        response: HttpResponse = JsonResponse({"detail": BROKER_UNAVAILABLE_MESSAGE}, status=503)
+    else:
+        response = render(request, "503.html", {"message": BROKER_UNAVAILABLE_MESSAGE}, status=503)
+    response["Retry-After"] = str(BUSY_RETRY_AFTER_S)
+    return response

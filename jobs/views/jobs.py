@@ -14,6 +14,7 @@ from django.utils.html import format_html
 from django.views.decorators.http import require_http_methods, require_POST
 
 from jobs import kinds, protocol, services
+from jobs.engine import redis_clients
 from jobs.forms import PARAMS_PREFIX, JobOptionsForm, UploadWidget
 from jobs.models import Job
 from jobs.selectors import jobs as selectors
@@ -214,6 +215,8 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
         "jobs/job_detail.html",
         {
             "live": live,
+            # After job_live, whose registry read (if it timed out) already told.
+            "broker": redis_clients.broker_status() if job.is_active else None,
             **_summary_context(job),
             "kind_label": presentation.job_kind_label(job),
             "params_display": presentation.job_params_display(job),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import redis
 from django import forms
 from django.conf import settings
 from django.contrib import messages
@@ -10,22 +11,31 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from jobs.engine import workers
+from jobs.engine import redis_clients, workers
 from jobs.selectors import jobs as selectors
 from jobs.services import nodes
 
 
 def overview(request: HttpRequest) -> HttpResponse:
     # The same state the overview socket pushes every second, so the first paint is full.
+    try:
+        cluster_state = workers.cluster_state()
+    except redis.RedisError:
+        # Jobs come from PostgreSQL; the cluster's live figures wait for the broker.
+        cluster_state = workers.cluster_state_unknown()
     initial = selectors.overview_state(
         user=request.user,
-        cluster_state=workers.cluster_state(),
+        cluster_state=cluster_state,
         active_max=settings.COREBOARD_OVERVIEW_ACTIVE_MAX,
     )
     return render(
         request,
         "jobs/overview.html",
-        {"initial": initial, "kind_failures": selectors.kind_failures_seen(initial["cluster"])},
+        {
+            "initial": initial,
+            "kind_failures": selectors.kind_failures_seen(initial["cluster"]),
+            "broker": redis_clients.broker_status(),
+        },
     )
 
 
@@ -55,6 +65,9 @@ def node_control(request: HttpRequest) -> HttpResponse:
         result = nodes.node_drain(node=name, draining=draining)
     except nodes.UnknownNode:
         message, status = f"No live worker node is called {name}.", 404
+    except redis.RedisError:
+        message = "The broker (Redis) did not answer; the node may not have changed. Try again."
+        status = 503
     else:
         status = 200
         message = (
