@@ -37,6 +37,10 @@ SEQ_TTL_SECONDS = 7 * 24 * 3600
 # million events a second since it began (a job's publishers send at most ten a second
 # each), and below 2**53 (exact in JavaScript) until the year 2255.
 _SEQ_BASE = """
+-- A write after TIME needs effects replication (the default from Redis 5 on).
+if redis.replicate_commands then
+  redis.replicate_commands()
+end
 local function base()
   local now = redis.call('time')
   return now[1] .. string.format('%06d', tonumber(now[2]))

@@ -10,6 +10,11 @@ A slot that reaches a worker without its job's kind (two kinds routed to one que
 stale message) claims nothing and ends: no chunk's budget is touched, and the reconciler
 sends the job a new slot on its kind's queue.
 
+A slot runs only while its registry entry is its own (jobs.engine.slot_registry): a
+duplicate message, or one beyond the job's parallelism, does not begin, and a running
+slot whose entry is gone (Redis lost its data) or taken over learns it with its claim
+permit at the next batch boundary, records its batch and ends ("disowned").
+
 The batch grows while chunks are short: it aims at COREBOARD_BATCH_TARGET_MS of work per
 claim, so a 1 ms chunk does not pay a transaction of its own, while progress, cancel
 checks and live events stay per chunk.
