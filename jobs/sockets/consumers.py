@@ -149,10 +149,12 @@ class JobConsumer(GuardedConsumer):
         live = await database_sync_to_async(selectors.job_live_by_id)(job_id=self.job_id)
         self.live_sent = live
         self.snapshot_seq = seq
-        # Every delta relayed so far is numbered up to the counter just read, unless the
-        # counter went back (restored from an older copy): then counting starts from it.
-        self.max_seq = seq
-        self.missing = {}
+        if seq < self.max_seq - MAX_TRACKED_GAP:
+            # The counter went back (restored from an older copy): count from it again.
+            self.max_seq, self.missing = seq, {}
+        else:
+            self.max_seq = max(self.max_seq, seq)
+            self.missing = {number: at for number, at in self.missing.items() if number > seq}
         self.version_sent = job["version"]
         self.behind_since_beat = False
         self.last_snapshot_at = time.monotonic()
