@@ -79,7 +79,11 @@ def jobs_top_up(job_ids: Iterable[int]) -> int:
     live = workers.live_workers(redis_clients.broker())
     live_nodes = set(live)
     now = time.time()
-    live_by_job = {job_id: _live_slots(job_id, now, live_nodes) for job_id, *_ in jobs}
+    holders = _lease_holders([job_id for job_id, *_ in jobs])
+    live_by_job = {
+        job_id: _live_slots(job_id, now, live_nodes, holders.get(job_id, set()))
+        for job_id, *_ in jobs
+    }
     owner_cap = settings.COREBOARD_OWNER_MAX_SLOTS
     owner_live: dict[int, int] = {}
     if owner_cap:
@@ -108,19 +112,44 @@ def job_slots_wanted(parallelism: int, capacity: int) -> int:
     return capacity if parallelism == 0 else min(parallelism, capacity)
 
 
-def _live_slots(job_id: int, now: float, live_nodes: set[str]) -> int:
-    """Live slots of a job; entries found lost are removed."""
+def _live_slots(job_id: int, now: float, live_nodes: set[str], holders: set[str]) -> int:
+    """Live slots of a job; entries found lost are removed. A process that holds the job's
+    chunks under a live lease without a live running entry counts too: a slot whose entry
+    Redis lost (FLUSHALL) finishes its batch before it stops, and a new slot sent meanwhile
+    would run beside it."""
     live = 0
+    running: set[str] = set()
     for state in slots_of(job_id):
         if state.is_live(now=now, live_nodes=live_nodes):
             live += 1
+            running.add(state.process)
         else:
             slot_forget_if_unchanged(job_id, state)
-    return live
+    return live + len(holders - running)
+
+
+def _lease_holders(job_ids: list[int]) -> dict[int, set[str]]:
+    """The processes holding each job's chunks under a live lease."""
+    holders: dict[int, set[str]] = {}
+    rows = (
+        Chunk.objects.filter(
+            job_id__in=job_ids, status=Chunk.Status.RUNNING, lease_expires_at__gt=timezone.now()
+        )
+        .values_list("job_id", "lease_owner")
+        .distinct()
+    )
+    for job_id, owner in rows:
+        holders.setdefault(job_id, set()).add(owner)
+    return holders
 
 
 def _owner_live_slots(owner_id: int, now: float, live_nodes: set[str]) -> int:
-    active = Job.objects.filter(owner_id=owner_id, status__in=Job.ACTIVE_STATUSES)
+    active = list(
+        Job.objects.filter(owner_id=owner_id, status__in=Job.ACTIVE_STATUSES).values_list(
+            "pk", flat=True
+        )
+    )
+    holders = _lease_holders(active)
     return sum(
-        _live_slots(job_id, now, live_nodes) for job_id in active.values_list("pk", flat=True)
+        _live_slots(job_id, now, live_nodes, holders.get(job_id, set())) for job_id in active
     )

@@ -4,6 +4,9 @@ Each process gets one publisher thread with its own event loop and a long-lived 
 connection: `async_to_sync(group_send)` per event would open a connection per call
 (~150 events/s). Events carry absolute state, so a dropped one is repaired by the next,
 and a per-job sequence number (a Redis counter) lets consumers detect gaps and resync.
+The counter never goes back when Redis loses its data (FLUSHALL, a restart without
+persistence): a missing counter starts again at the Redis server's clock in microseconds,
+far above any number it gave before, so a page's socket sees a jump and resyncs.
 Each is a `protocol.JobChangedEvent` to the job's group; the consumers relay it to their
 sockets as the public `job.progress` message.
 """
@@ -33,6 +36,43 @@ logger = logging.getLogger(__name__)
 
 SEQ_TTL_SECONDS = 7 * 24 * 3600
 
+# A missing counter is based on the Redis server's clock (TIME: seconds, microseconds), in
+# microseconds: above every number the lost counter gave unless it counted more than a
+# million events a second since it began (a job's publishers send at most ten a second
+# each), and below 2**53 (exact in JavaScript) until the year 2255.
+_SEQ_BASE = """
+-- A write after TIME needs effects replication (the default from Redis 5 on).
+if redis.replicate_commands then
+  redis.replicate_commands()
+end
+local function base()
+  local now = redis.call('time')
+  return now[1] .. string.format('%06d', tonumber(now[2]))
+end
+"""
+_SEQ_NEXT = (
+    _SEQ_BASE
+    + """
+if redis.call('exists', KEYS[1]) == 0 then
+  redis.call('set', KEYS[1], base())
+end
+local seq = redis.call('incr', KEYS[1])
+redis.call('expire', KEYS[1], ARGV[1])
+return seq
+"""
+)
+_SEQ_CURRENT = (
+    _SEQ_BASE
+    + """
+local seq = redis.call('get', KEYS[1])
+if not seq then
+  seq = base()
+  redis.call('set', KEYS[1], seq, 'EX', ARGV[1])
+end
+return seq
+"""
+)
+
 
 def job_group(job_id: int) -> str:
     return f"job-{job_id}"
@@ -55,12 +95,19 @@ def redis_client() -> aioredis.Redis:
 
 
 async def current_seq(job_id: int) -> int:
+    """The job's last sequence number (a missing counter is started, see _SEQ_BASE)."""
     client = redis_client()
     try:
-        value = await client.get(seq_key(job_id))
+        value = await client.eval(_SEQ_CURRENT, 1, seq_key(job_id), SEQ_TTL_SECONDS)
     finally:
         await client.aclose()
-    return int(value or 0)
+    return int(value)
+
+
+async def next_seq(client: aioredis.Redis, job_id: int) -> int:
+    """The job's next sequence number (a missing counter is started, see _SEQ_BASE)."""
+    value = await client.eval(_SEQ_NEXT, 1, seq_key(job_id), SEQ_TTL_SECONDS)
+    return int(value)
 
 
 @dataclass
@@ -160,10 +207,7 @@ class _Publisher:
     async def _send_changed(
         self, client: aioredis.Redis, layer: Any, job_id: int, entry: _Pending
     ) -> None:
-        async with client.pipeline(transaction=False) as pipe:
-            pipe.incr(seq_key(job_id))
-            pipe.expire(seq_key(job_id), SEQ_TTL_SECONDS)
-            seq, _ = await pipe.execute()
+        seq = await next_seq(client, job_id)
         event = protocol.job_changed_event(
             job_id=job_id, seq=seq, job=entry.job, chunks=list(entry.chunks.values())
         )

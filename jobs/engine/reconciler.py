@@ -21,6 +21,7 @@ from django.db import DatabaseError, close_old_connections, connection
 from jobs.engine import redis_clients, signals, workers
 from jobs.engine.chunks import jobs_finish_idle, leases_reap, leases_release
 from jobs.engine.dispatch import jobs_top_up
+from jobs.engine.slot_registry import registries_sweep
 from jobs.models import Chunk, Job
 
 logger = logging.getLogger(__name__)
@@ -30,13 +31,15 @@ RECONCILER_LOCK = "coreboard:reconciler"
 
 def reconcile() -> int:
     """One pass: expired leases back to pending, jobs with nothing left to run finished
-    (a retried combine), scaling studies moved to their next run, missing slots sent; the
-    number of slots sent."""
+    (a retried combine), scaling studies moved to their next run, missing slots sent, the
+    slot registries of ended jobs removed; the number of slots sent."""
     leases_reap()
     jobs_finish_idle()
     signals.reconciler_pass.send(sender=None)
-    active = Job.objects.filter(status__in=Job.ACTIVE_STATUSES).values_list("pk", flat=True)
-    return jobs_top_up(active)
+    active = list(Job.objects.filter(status__in=Job.ACTIVE_STATUSES).values_list("pk", flat=True))
+    sent = jobs_top_up(active)
+    registries_sweep(active=active)
+    return sent
 
 
 def leases_release_local() -> None:

@@ -6,6 +6,15 @@ the messages it described. A slot's state has a phase: `q` (sent), `v|<node>` (r
 a worker) or `r|<node>|<process>|<time>` (running, refreshed every HEARTBEAT_S). A slot
 counts as live while it is queued, reserved by a node that still beats, or running with
 a refresh younger than LOST_AFTER_S (jobs.engine.workers).
+
+Parallelism is an invariant, so every change of a slot's state is a compare-and-set (a
+Lua script, atomic in Redis): a reservation never overwrites a running state; a slot
+begins only from a queued or reserved state, or over a process that is provably gone; a
+running slot refreshes, re-queues and removes its entry only while the entry is still its
+own. A running slot checks that at every batch boundary, in the round trip of its claim
+permit (`slot_claim_permit`): one whose entry is gone (Redis lost its data) or taken over
+stops claiming and ends, so the reconciler, which also counts the processes still holding
+the job's chunks under a live lease (jobs.engine.dispatch), never sends one slot too many.
 """
 
 from __future__ import annotations
@@ -18,22 +27,20 @@ from dataclasses import dataclass
 import redis
 from celery import current_app
 from django.conf import settings
+from django.utils import timezone
 
 from jobs.engine import redis_clients, workers
 from jobs.engine.chunks import leases_release
+from jobs.models import Chunk, Job
 
 logger = logging.getLogger(__name__)
 
 SLOT_TASK = "jobs.tasks.slot_run"
 REGISTRY_TTL_S = 7 * 24 * 3600
 
-_SET_IF_EXISTS = """
-if redis.call('hexists', KEYS[1], ARGV[1]) == 1 then
-  redis.call('hset', KEYS[1], ARGV[1], ARGV[2])
-  return 1
-end
-return 0
-"""
+# The ids of the jobs that have a registry (so the reconciler finds those of ended jobs).
+REGISTERED_JOBS = "coreboard:slots:jobs"
+
 _DEL_IF_EQUAL = """
 if redis.call('hget', KEYS[1], ARGV[1]) == ARGV[2] then
   redis.call('hdel', KEYS[1], ARGV[1])
@@ -46,6 +53,85 @@ _SWAP = """
 if redis.call('hget', KEYS[1], ARGV[1]) == ARGV[2] then
   redis.call('hset', KEYS[1], ARGV[1], ARGV[3])
   return 1
+end
+return 0
+"""
+# Begin: swap the state read (ARGV[2]) for the running one (ARGV[3]), unless the job's
+# other running slots refreshed since ARGV[5] already number ARGV[4] (0: no limit); then
+# the surplus slot's entry is removed (-1).
+_BEGIN = """
+if redis.call('hget', KEYS[1], ARGV[1]) ~= ARGV[2] then
+  return 0
+end
+local limit = tonumber(ARGV[4])
+if limit > 0 then
+  local running = 0
+  local since = tonumber(ARGV[5])
+  local all = redis.call('hgetall', KEYS[1])
+  for i = 1, #all, 2 do
+    local value = all[i + 1]
+    if all[i] ~= ARGV[1] and string.sub(value, 1, 2) == 'r|' then
+      local at = tonumber(string.match(value, '|([^|]*)$'))
+      if at and at >= since then
+        running = running + 1
+      end
+    end
+  end
+  if running >= limit then
+    redis.call('hdel', KEYS[1], ARGV[1])
+    return -1
+  end
+end
+redis.call('hset', KEYS[1], ARGV[1], ARGV[3])
+return 1
+"""
+# A worker reserved the slot's message: queued or reserved states only. A duplicate
+# message of a running slot must not overwrite its running state.
+_RESERVE = """
+local state = redis.call('hget', KEYS[1], ARGV[1])
+if state and (string.sub(state, 1, 2) == 'q|' or string.sub(state, 1, 2) == 'v|') then
+  redis.call('hset', KEYS[1], ARGV[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+# Write the slot's new running state (ARGV[3]) only while it is this process's (its state
+# starts with ARGV[2], `r|<node>|<process>|`); 0 when it is gone or another's.
+_SET_IF_OWN = """
+local state = redis.call('hget', KEYS[1], ARGV[1])
+if state and string.sub(state, 1, string.len(ARGV[2])) == ARGV[2] then
+  redis.call('hset', KEYS[1], ARGV[1], ARGV[3])
+  return 1
+end
+return 0
+"""
+_DEL_IF_OWN = """
+local state = redis.call('hget', KEYS[1], ARGV[1])
+if state and string.sub(state, 1, string.len(ARGV[2])) == ARGV[2] then
+  redis.call('hdel', KEYS[1], ARGV[1])
+  return 1
+end
+return 0
+"""
+# Back to queued (ARGV[3]) from a queued or reserved state, or from this process's running
+# state (prefix ARGV[2]; empty: none).
+_REQUEUE = """
+local state = redis.call('hget', KEYS[1], ARGV[1])
+if not state then
+  return 0
+end
+local phase = string.sub(state, 1, 2)
+local own = ARGV[2] ~= '' and string.sub(state, 1, string.len(ARGV[2])) == ARGV[2]
+if phase == 'q|' or phase == 'v|' or own then
+  redis.call('hset', KEYS[1], ARGV[1], ARGV[3])
+  return 1
+end
+return 0
+"""
+# A registry the sweep emptied leaves the index (one that gained a slot meanwhile stays).
+_UNINDEX_IF_EMPTY = """
+if redis.call('exists', KEYS[1]) == 0 then
+  return redis.call('srem', KEYS[2], ARGV[1])
 end
 return 0
 """
@@ -85,8 +171,13 @@ class SlotState:
         return False
 
 
+def running_prefix(node: str, process: str) -> str:
+    """What every running state of a slot in `process` starts with."""
+    return f"r|{node}|{process}|"
+
+
 def running_state(node: str, process: str) -> str:
-    return f"r|{node}|{process}|{time.time():.3f}"
+    return f"{running_prefix(node, process)}{time.time():.3f}"
 
 
 def slots_of(job_id: int) -> list[SlotState]:
@@ -102,6 +193,8 @@ def slot_send(job_id: int, token: str, queue: str) -> None:
     pipe = client.pipeline(transaction=False)
     pipe.hset(key, token, f"q|{time.time():.3f}")
     pipe.expire(key, REGISTRY_TTL_S)
+    pipe.sadd(REGISTERED_JOBS, job_id)
+    pipe.expire(REGISTERED_JOBS, REGISTRY_TTL_S)
     pipe.execute()
     try:
         current_app.send_task(SLOT_TASK, args=[job_id, token], queue=queue)
@@ -110,62 +203,196 @@ def slot_send(job_id: int, token: str, queue: str) -> None:
         raise
 
 
-def slot_reserved(job_id: int, token: str, node: str) -> None:
-    """A worker took the slot's message off the queue (it may wait there for a process)."""
-    redis_clients.broker().eval(_SET_IF_EXISTS, 1, registry_key(job_id), token, f"v|{node}")
+def slot_reserved(job_id: int, token: str, node: str) -> bool:
+    """A worker took the slot's message off the queue (it may wait there for a process);
+    False when the slot is unknown or already running (a duplicate message)."""
+    return bool(redis_clients.broker().eval(_RESERVE, 1, registry_key(job_id), token, f"v|{node}"))
 
 
-def slot_begin(job_id: int, token: str, node: str, process: str) -> bool:
-    """Mark the slot running in this process; False if it must not run.
+BEGUN = "begun"
+# Not registered: replaced after being given up for lost, or its job is over.
+STALE = "stale"
+# A duplicate message of a slot that runs in another live process.
+RUNNING_ELSEWHERE = "running-elsewhere"
+# Registered, but the job already runs on as many processes as its parallelism.
+SURPLUS = "surplus"
 
-    A message whose slot is not registered is stale (replaced after being given up for
-    lost, or its job is over). A slot running in another live process stays there; one
-    whose process on this machine is gone (killed, its message redelivered) is taken over
-    and that process's chunks are handed back at once.
+
+def slot_begin(job_id: int, token: str, node: str, process: str, *, parallelism: int = 0) -> str:
+    """Mark the slot running in this process: BEGUN, or why it must not run (STALE,
+    RUNNING_ELSEWHERE, SURPLUS).
+
+    A slot running in another process stays there unless that process is provably gone:
+    a process of this machine that no longer exists (killed, its message redelivered; its
+    chunks are handed back at once), or one whose refresh is older than LOST_AFTER_S and
+    which holds no chunk under a live lease. The swap is a compare-and-set on the state
+    read, so of two messages of one slot only one begins; with a `parallelism` (0: none)
+    it also counts the job's other running slots in the same script, and a slot that
+    would exceed it is removed instead (two dispatchers that raced sent one too many).
     """
     client = redis_clients.broker()
     key = registry_key(job_id)
     current = client.hget(key, token)
     if current is None:
-        return False
+        return STALE
     state = SlotState(token, str(current))
+    if state.phase not in ("q", "v", "r"):
+        return STALE
     if state.phase == "r" and state.process != process:
-        fresh = state.is_live(now=time.time(), live_nodes=set())
-        if fresh and not workers.process_is_gone(state.process):
-            return False
-        if state.process:
+        if workers.process_is_gone(state.process):
             leases_release(process=state.process)
-    return bool(client.eval(_SWAP, 1, key, token, state.value, running_state(node, process)))
+        elif state.is_live(now=time.time(), live_nodes=set()) or _holds_live_leases(state.process):
+            return RUNNING_ELSEWHERE
+    began = client.eval(
+        _BEGIN,
+        1,
+        key,
+        token,
+        state.value,
+        running_state(node, process),
+        parallelism,
+        f"{time.time() - workers.LOST_AFTER_S:.3f}",
+    )
+    if began == -1:
+        return SURPLUS
+    return BEGUN if began else RUNNING_ELSEWHERE
 
 
-def slot_refresh(job_id: int, token: str, node: str, process: str) -> None:
-    redis_clients.broker().eval(
-        _SET_IF_EXISTS, 1, registry_key(job_id), token, running_state(node, process)
+def _holds_live_leases(process: str) -> bool:
+    return Chunk.objects.filter(
+        status=Chunk.Status.RUNNING, lease_owner=process, lease_expires_at__gt=timezone.now()
+    ).exists()
+
+
+def slot_refresh(job_id: int, token: str, node: str, process: str) -> bool:
+    """Refresh the slot's running state, only while it is this process's; False when it
+    is gone (Redis lost its data) or another process's (the slot must stop claiming)."""
+    return bool(
+        redis_clients.broker().eval(
+            _SET_IF_OWN,
+            1,
+            registry_key(job_id),
+            token,
+            running_prefix(node, process),
+            running_state(node, process),
+        )
     )
 
 
-def slot_end(job_id: int, token: str) -> None:
+@dataclass(frozen=True)
+class ClaimPermit:
+    """What a running slot learns at a batch boundary: whether it still owns its registry
+    entry, and whether its node lets it claim (jobs.engine.workers.claim_permit)."""
+
+    owned: bool
+    permitted: bool
+
+
+def slot_claim_permit(job_id: int, token: str, node: str, process: str) -> ClaimPermit:
+    """At a batch boundary, in one round trip: refresh the slot's entry if it is still
+    this process's, and ask for the node's claim permit (marking the process claiming
+    until workers.claim_done). A slot that no longer owns its entry must claim no more.
+    A Redis error owns and permits (the work goes on, as claim_permit does), and while
+    Redis is known not to answer neither is asked for (jobs.engine.redis_clients)."""
+    if not redis_clients.broker_usable():
+        return ClaimPermit(owned=True, permitted=True)
+    pipe = redis_clients.broker().pipeline(transaction=False)
+    pipe.eval(
+        _SET_IF_OWN,
+        1,
+        registry_key(job_id),
+        token,
+        running_prefix(node, process),
+        running_state(node, process),
+    )
+    workers.claim_permit_read(pipe, node, process)
     try:
-        redis_clients.broker().hdel(registry_key(job_id), token)
+        owned, permitted = pipe.execute()
+    except redis.RedisError:
+        return ClaimPermit(owned=True, permitted=True)
+    return ClaimPermit(owned=bool(owned), permitted=bool(permitted))
+
+
+def slot_end(job_id: int, token: str, node: str, process: str) -> None:
+    """Remove the slot's entry, if it is still this process's."""
+    try:
+        redis_clients.broker().eval(
+            _DEL_IF_OWN, 1, registry_key(job_id), token, running_prefix(node, process)
+        )
     except redis.RedisError:
         # Unregistered or not, the reconciler sees to the job's slots.
         logger.warning("could not unregister a slot of job %s", job_id)
 
 
-def slot_requeue(job_id: int, token: str, queue: str) -> bool:
-    """Put the slot back at the end of its queue (its time slice is over)."""
+REQUEUED = "requeued"
+# The entry is gone or another process's: the slot must end, not go back to the queue.
+DISOWNED = "disowned"
+# The broker did not take the message: the slot keeps its entry (and keeps working).
+NOT_SENT = "not-sent"
+
+
+def slot_requeue(job_id: int, token: str, queue: str, *, node: str = "", process: str = "") -> str:
+    """Put the slot back at the end of its queue (its time slice is over, or its node
+    drains): REQUEUED, DISOWNED or NOT_SENT. A running slot (`node` and `process` given)
+    goes back only from its own running state; a reserved one only from a queued or
+    reserved state, so a duplicate message never re-queues a slot that runs elsewhere."""
+    key = registry_key(job_id)
+    own = running_prefix(node, process) if process else ""
+    queued = f"q|{time.time():.3f}"
+    client = redis_clients.broker()
     try:
-        slot_send(job_id, token, queue)
+        if not client.eval(_REQUEUE, 1, key, token, own, queued):
+            return DISOWNED
+        current_app.send_task(SLOT_TASK, args=[job_id, token], queue=queue)
     except Exception:
         logger.warning("could not requeue slot of job %s; it keeps running", job_id)
-        return False
-    return True
+        try:
+            if own:
+                client.eval(_SWAP, 1, key, token, queued, running_state(node, process))
+            else:
+                client.eval(_DEL_IF_EQUAL, 1, key, token, queued)
+        except redis.RedisError:
+            pass
+        return NOT_SENT
+    return REQUEUED
 
 
 def slot_forget_if_unchanged(job_id: int, state: SlotState) -> None:
     """Remove a slot found lost, unless it changed since it was read (its message, if it
     ever turns up, then does nothing)."""
     redis_clients.broker().eval(_DEL_IF_EQUAL, 1, registry_key(job_id), state.token, state.value)
+
+
+def registries_sweep(*, active: Iterable[int]) -> int:
+    """Remove the registries of jobs that are over (a cancel followed by a kill leaves
+    entries no slot will end); the number of entries removed.
+
+    `active`: the jobs active when the caller last read them. Entries are read before the
+    statuses are read again, and removed only if unchanged, so a job retried meanwhile
+    keeps its new slots.
+    """
+    client = redis_clients.broker()
+    registered = {int(job_id) for job_id in client.smembers(REGISTERED_JOBS)}
+    candidates = sorted(registered - set(active))
+    if not candidates:
+        return 0
+    pipe = client.pipeline(transaction=False)
+    for job_id in candidates:
+        pipe.hgetall(registry_key(job_id))
+    entries = dict(zip(candidates, pipe.execute(), strict=True))
+    still_active = set(
+        Job.objects.filter(pk__in=candidates, status__in=Job.ACTIVE_STATUSES).values_list(
+            "pk", flat=True
+        )
+    )
+    removed = 0
+    for job_id in candidates:
+        if job_id in still_active:
+            continue
+        for token, value in entries[job_id].items():
+            removed += int(client.eval(_DEL_IF_EQUAL, 1, registry_key(job_id), token, value))
+        client.eval(_UNINDEX_IF_EMPTY, 2, registry_key(job_id), REGISTERED_JOBS, job_id)
+    return removed
 
 
 def slot_should_yield(node: str, queues: Iterable[str] = ()) -> bool:

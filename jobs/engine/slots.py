@@ -10,6 +10,11 @@ A slot that reaches a worker without its job's kind (two kinds routed to one que
 stale message) claims nothing and ends: no chunk's budget is touched, and the reconciler
 sends the job a new slot on its kind's queue.
 
+A slot runs only while its registry entry is its own (jobs.engine.slot_registry): a
+duplicate message, or one beyond the job's parallelism, does not begin, and a running
+slot whose entry is gone (Redis lost its data) or taken over learns it with its claim
+permit at the next batch boundary, records its batch and ends ("disowned").
+
 The batch grows while chunks are short: it aims at COREBOARD_BATCH_TARGET_MS of work per
 claim, so a 1 ms chunk does not pay a transaction of its own, while progress, cancel
 checks and live events stay per chunk.
@@ -199,8 +204,14 @@ def slot_run(
     hooks = hooks or SlotHooks()
     queues = tuple(queues)
     process = workers.process_id(node=node)
-    if not slot_registry.slot_begin(job_id, token, node, process):
-        return "stale"
+    parallelism = Job.objects.filter(pk=job_id).values_list("parallelism", flat=True).first()
+    if parallelism is None:
+        return slot_registry.STALE
+    began = slot_registry.slot_begin(job_id, token, node, process, parallelism=parallelism)
+    if began != slot_registry.BEGUN:
+        if began != slot_registry.STALE:
+            logger.info("slot of job %s not run: %s", job_id, began)
+        return began
     keepalive = _keepalive_here()
     keepalive.running(job_id, token, node, process)
     requeued = False
@@ -208,6 +219,7 @@ def slot_run(
         while True:
             run = _SlotRun(
                 job_id=job_id,
+                token=token,
                 process=process,
                 node=node,
                 hooks=hooks,
@@ -219,16 +231,21 @@ def slot_run(
                 return ended
             with keepalive.lock:
                 keepalive.slot = None
-            requeued = slot_registry.slot_requeue(job_id, token, dispatch.kind_queue(run.kind_name))
+            requeue = slot_registry.slot_requeue(
+                job_id, token, dispatch.kind_queue(run.kind_name), node=node, process=process
+            )
+            requeued = requeue == slot_registry.REQUEUED
             if requeued:
                 return ended
+            if requeue == slot_registry.DISOWNED:
+                return "disowned"
             # The queue could not take the slot back: keep working rather than drop it.
             keepalive.running(job_id, token, node, process)
     finally:
         keepalive.stopped()
         hooks.idle()
         if not requeued:
-            slot_registry.slot_end(job_id, token)
+            slot_registry.slot_end(job_id, token, node, process)
 
 
 class _SlotRun:
@@ -236,6 +253,7 @@ class _SlotRun:
         self,
         *,
         job_id: int,
+        token: str | None = None,
         process: str,
         node: str,
         hooks: SlotHooks,
@@ -243,6 +261,11 @@ class _SlotRun:
         queues: tuple[str, ...] = (),
     ) -> None:
         self.job_id = job_id
+        # The slot's registry token (None: a run outside the registry, in tests).
+        self.token = token
+        # Set when the slot's registry entry is gone or another process's (a duplicate
+        # message, or Redis lost its data): it claims no more and ends.
+        self.disowned = False
         self.node = node
         self.hooks = hooks
         self.worker_kinds = worker_kinds
@@ -287,7 +310,7 @@ class _SlotRun:
         claims = self._claim()
         while True:
             if claims is None:
-                return "slice"
+                return "disowned" if self.disowned else "slice"
             if not claims:
                 if self._wait_for_retry(slice_end):
                     claims = self._claim()
@@ -318,15 +341,35 @@ class _SlotRun:
                 )
             if not (active and recorded.job_active):
                 return "over"
+            if self.disowned:
+                return "disowned"
             if yielding:
                 return "slice"
             claims = recorded.claims
 
     @contextmanager
     def _claiming(self, wanted: bool = True) -> Iterator[bool]:
-        """Whether the claim `wanted` may be made (False while the node drains); the
-        permit is held for the block, which makes the claim."""
-        permitted = wanted and workers.claim_permit(self.node, self.claimer.process)
+        """Whether the claim `wanted` may be made (False while the node drains, or once
+        the slot no longer owns its registry entry: then `disowned` is set); the permit is
+        held for the block, which makes the claim. The ownership check shares the
+        permit's round trip: no extra one per batch."""
+        permitted = False
+        if wanted and self.token is None:
+            permitted = workers.claim_permit(self.node, self.claimer.process)
+        elif wanted and self.token is not None:
+            permit = slot_registry.slot_claim_permit(
+                self.job_id, self.token, self.node, self.claimer.process
+            )
+            if not permit.owned:
+                self.disowned = True
+                logger.warning(
+                    "slot of job %s stops: its registry entry is gone or another "
+                    "process's (a duplicate message, or the broker lost its data)",
+                    self.job_id,
+                )
+                if permit.permitted:
+                    workers.claim_done(self.node, self.claimer.process)
+            permitted = permit.owned and permit.permitted
         try:
             yield permitted
         finally:

@@ -404,19 +404,27 @@ def claim_permit(node: str, process: str) -> bool:
     timeout: jobs.engine.redis_clients)."""
     if not redis_clients.broker_usable():
         return True
+    pipe = client().pipeline(transaction=False)
+    claim_permit_read(pipe, node, process)
     try:
-        permitted = client().eval(
-            _CLAIM_PERMIT,
-            1,
-            node_key(node),
-            DRAINING_FIELD,
-            CLAIMING_PREFIX + process,
-            f"{time.time():.3f}",
-            FORGET_AFTER_S,
-        )
+        (permitted,) = pipe.execute()
     except redis.RedisError:
         return True
     return bool(permitted)
+
+
+def claim_permit_read(pipe: redis.client.Pipeline, node: str, process: str) -> None:
+    """Add `claim_permit`'s request to `pipe`; its result reads as permitted when truthy (a
+    running slot asks with its registry check in one round trip, jobs.engine.slot_registry)."""
+    pipe.eval(
+        _CLAIM_PERMIT,
+        1,
+        node_key(node),
+        DRAINING_FIELD,
+        CLAIMING_PREFIX + process,
+        f"{time.time():.3f}",
+        FORGET_AFTER_S,
+    )
 
 
 def claim_done(node: str, process: str) -> None:

@@ -65,7 +65,9 @@ class JobConsumer(GuardedConsumer):
     are already in it and are dropped; later ones are relayed even when they arrive out of
     order (worker processes publish independently, and each carries different chunks).
     A number that has not arrived GAP_GRACE_S after a later one did is a real gap (the
-    channel layer may drop messages): then the consumer sends a fresh snapshot. Every
+    channel layer may drop messages): then the consumer sends a fresh snapshot, at once
+    when the number jumps by more than MAX_TRACKED_GAP either way (a counter that Redis
+    lost starts again far above, jobs.engine.events). Every
     SOCKET_BEAT_S it also joins the job's group again (a Redis that lost its data lost the
     membership too) and compares the job's version in the database with the newest one it
     relayed: a socket that stays behind for two beats resyncs. The client may send
@@ -147,8 +149,12 @@ class JobConsumer(GuardedConsumer):
         live = await database_sync_to_async(selectors.job_live_by_id)(job_id=self.job_id)
         self.live_sent = live
         self.snapshot_seq = seq
-        self.max_seq = max(self.max_seq, seq)
-        self.missing = {number: at for number, at in self.missing.items() if number > seq}
+        if seq < self.max_seq - MAX_TRACKED_GAP:
+            # The counter went back (restored from an older copy): count from it again.
+            self.max_seq, self.missing = seq, {}
+        else:
+            self.max_seq = max(self.max_seq, seq)
+            self.missing = {number: at for number, at in self.missing.items() if number > seq}
         self.version_sent = job["version"]
         self.behind_since_beat = False
         self.last_snapshot_at = time.monotonic()
@@ -201,6 +207,10 @@ class JobConsumer(GuardedConsumer):
         """A publisher's `job.changed` event (jobs/events.py), relayed as `job.progress`."""
         seq = event["seq"]
         if seq <= self.snapshot_seq:
+            if self.snapshot_seq - seq > MAX_TRACKED_GAP and self._resync_allowed_now():
+                # Far below: not a late delta but a counter that went back (a stray one
+                # from before a re-based counter waits for the resync interval).
+                await self.send_snapshot()
             return  # published before the snapshot was read, so already in it
         self.missing.pop(seq, None)
         if seq > self.max_seq + 1:
