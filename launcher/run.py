@@ -66,6 +66,9 @@ def service_env(*, database_url: str, redis_url: str) -> dict[str, str]:
     env.setdefault("SECRET_KEY", paths.django_secret_key())
     env["DATABASE_URL"] = database_url
     env["REDIS_URL"] = redis_url
+    # Recorded here, as whoever runs `make`: git refuses the service user a checkout it
+    # does not own, and the overview compares every machine's version with the web's.
+    env.update(join.code_version_env(env))
     return env
 
 
