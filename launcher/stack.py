@@ -102,6 +102,18 @@ def as_service_user(user: pwd.struct_passwd | None) -> dict[str, Any]:
     }
 
 
+def become_service_user(user: pwd.struct_passwd | None) -> None:
+    """Make this process what `as_service_user` makes a child: `user` (no other groups)
+    with the services' umask; just the umask when `user` is None. For a launcher that
+    execs its service (`make worker`) rather than starting it as a child."""
+    os.umask(SERVICE_UMASK)
+    if user is None:
+        return
+    os.setgroups([])
+    os.setgid(user.pw_gid)
+    os.setuid(user.pw_uid)
+
+
 def give_to(path: Path, user: pwd.struct_passwd) -> None:
     """Make `path` (a directory, created if missing, and everything in it) belong to
     `user` and nobody else (no access for others, also for what older versions left
