@@ -24,7 +24,7 @@ from typing import Any
 
 from coreconf import config, paths
 from launcher import join, reload, stack, supervisor
-from launcher.worker import default_node_name, worker_command
+from launcher.worker import default_node_name, node_id_file, worker_command
 
 
 def daphne_command(port: int, bind: str = "127.0.0.1") -> list[str]:
@@ -284,7 +284,7 @@ def main() -> int:
         user = stack.service_user()
         if user is not None:
             stack.give_to(paths.media_root(), user)
-            stack.grant_interpreter(user)
+            stack.grant_interpreter(user, node_id_file())
         env = service_env(database_url=database_url, redis_url=redis_url)
         if concurrency:
             node = ["-n", default_node_name()]

@@ -127,11 +127,13 @@ def give_to(path: Path, user: pwd.struct_passwd) -> None:
     _grant_traverse(path, user.pw_name)
 
 
-def grant_interpreter(user: pwd.struct_passwd) -> None:
+def grant_interpreter(user: pwd.struct_passwd, *also: Path) -> None:
     """Let `user` reach the Python interpreter and the checkout (the virtualenv's python
-    may live under /root, which is 0700 on Debian)."""
+    may live under /root, which is 0700 on Debian), and the files `also` names."""
     _grant_traverse(Path(os.path.realpath(sys.executable)), user.pw_name)
     _grant_traverse(paths.BASE_DIR / "manage.py", user.pw_name)
+    for path in also:
+        _grant_traverse(path, user.pw_name)
 
 
 def _grant_traverse(path: Path, user: str) -> None:

@@ -55,10 +55,15 @@ class WorkerOptionError(ValueError):
     """A `make worker` option that cannot be used; the message names it and the rule."""
 
 
+def node_id_file() -> Path:
+    return paths.VAR_DIR / NODE_ID_FILE
+
+
 def node_id() -> str:
-    """This checkout's node id (var/node-id, created once); a fresh one per start when
-    var/ cannot be written (the name then changes with every start)."""
-    path = paths.VAR_DIR / NODE_ID_FILE
+    """This checkout's node id (var/node-id, created once, readable by all: the worker
+    reads it as the service user); a fresh one per start when var/ cannot be written (the
+    name then changes with every start)."""
+    path = node_id_file()
     try:
         value = path.read_text().strip()
         if re.fullmatch(r"[0-9a-f]{8}", value):
@@ -69,6 +74,7 @@ def node_id() -> str:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(value + "\n")
+        path.chmod(0o644)
     except OSError:
         print(f"make worker: cannot write {path}; this start's node id is {value}", file=sys.stderr)
     return value
@@ -163,7 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # runs its own: files it writes to the shared MEDIA_ROOT are the web's to read.
         user = stack.service_user()
         if user is not None:
-            stack.grant_interpreter(user)
+            # The worker reads var/node-id (its machine in the name lease) as that user.
+            stack.grant_interpreter(user, node_id_file())
             _media_give_back(Path(config.string("MEDIA_ROOT", environ) or paths.media_root()), user)
     except (WorkerOptionError, config.SettingError, stack.StackError) as error:
         print(f"make worker: {error}", file=sys.stderr)
