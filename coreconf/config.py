@@ -464,7 +464,8 @@ register(
     "bool",
     False,
     "`1`: a worker starts without its checks (schema, `MEDIA_ROOT` marker, node name, "
-    "clock); emergencies only",
+    "clock); emergencies only (its name is still leased: one held by a live worker of "
+    "this machine stops it at its first beat)",
     section="workers",
 )
 register(

@@ -31,6 +31,7 @@ from jobs import kinds
 from jobs.engine import preflight, workers
 from jobs.models import Chunk, Job
 from jobs.protocol import ClusterState, NodeState
+from jobs.services import nodes
 from launcher import join, run, stack
 from launcher.worker import worker_command
 from tests.factories import SMALL_MANDELBROT, make_job
@@ -306,6 +307,11 @@ def test_a_name_taken_during_a_partition_is_renamed_and_both_nodes_keep_working(
         ran_on = set(job.chunks.values_list("worker", flat=True))
         assert {name, renamed} <= ran_on, ran_on
 
+        # Celery knows the renamed worker by its new name too: its remote control (drain)
+        # reaches it.
+        drained = nodes.node_drain(node=renamed, draining=True)
+        assert drained.unconfirmed == []
+        assert drained.claims_settled
         # A clean stop of one: the other stays active, with no drain flag, and claims.
         other.stop()
         state = workers.cluster_state()
