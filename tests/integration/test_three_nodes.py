@@ -337,3 +337,34 @@ def test_a_name_taken_during_a_partition_is_renamed_and_both_nodes_keep_working(
 def _state_of(name: str, state: ClusterState | None = None) -> str | None:
     node = _node(state or workers.cluster_state(), name)
     return node["state"] if node else None
+
+
+def test_a_worker_whose_name_was_taken_while_it_was_cut_off_stops_and_leaves_the_card(
+    child_env: dict[str, str],
+) -> None:
+    """A partition longer than the name's lease: another machine's worker took the name.
+    The one cut off, back, finds its beat refused and stops (cold), without writing,
+    draining or removing the holder's node."""
+    name = f"cut-off-{uuid.uuid4().hex[:6]}@{socket.gethostname()}"
+    worker = start_celery_worker(child_env, concurrency=1, node=name)
+    try:
+        poll_until(lambda: _state_of(name) == "active", timeout=15, every=0.1)
+        holder = f"{name}|4242|0therb00t"
+        # What the other machine's start wrote once the lease had lapsed (node_claim).
+        registry = workers.client()
+        taken: dict[Any, Any] = {
+            workers.NODE_PROCESS_FIELD: holder,
+            workers.NODE_MACHINE_FIELD: "0ther000",
+        }
+        swap = registry.pipeline(transaction=True)
+        swap.delete(workers.node_key(name))
+        swap.hset(workers.node_key(name), mapping=taken)
+        swap.execute()
+        poll_until(lambda: worker.process.poll() is not None, timeout=30, every=0.1)
+        assert "is now held by" in worker.output()
+        assert registry.hgetall(workers.node_key(name)) == taken
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(worker.process.pid, signal.SIGKILL)
+        worker.stop()
+        workers.node_remove(name)
