@@ -8,13 +8,19 @@ process is `<node>|<pid>|<boot id>` (`process_id`): the same id is a chunk's lea
 its node by splitting the id (`process_node`), and the boot id tells this machine's
 processes apart from another's (`process_is_gone`).
 
+Names are leases. A node's name is held by one worker main process on one machine
+(var/node-id, `machine_id`), taken at start (`node_take`) and kept until the node is
+forgotten (FORGET_AFTER_S after its last beat), not merely while it is live: a partition
+does not free it. Another machine's worker asking for a held name runs as `name-2`; only
+the holder beats the node, marks it stopping or removes it.
+
 Liveness. A worker's main process beats its node every HEARTBEAT_S (with its info and
 per-core CPU use, jobs.engine.live); each prefork child beats its process. One silent for
 LOST_AFTER_S is lost: the overview shows it lost, the dispatcher stops counting its
-processes, its running slots and its chunks' leases count as lost, and its node name may
-be taken by a restart. Lost entries stay on the page (greyed out) for FORGET_AFTER_S. A
-node that stops cleanly removes itself and its processes at once (`node_forget`), so a
-clean stop is never shown as lost.
+processes, its running slots and its chunks' leases count as lost, and its restart on the
+same machine may take its name back. Lost entries stay on the page (greyed out) for
+FORGET_AFTER_S. A node that stops cleanly removes itself and its processes at once
+(`node_leave`, if it still holds its name), so a clean stop is never shown as lost.
 
 Draining. One field of the node's hash (`draining`): "drain" after an operator's drain,
 "stop" once a warm shutdown began. A slot asks for a claim permit before each claim
@@ -75,7 +81,8 @@ NODES = "coreboard:nodes"
 PROCS = "coreboard:procs"
 # The channel-layer group of open overviews: told when a node joins, leaves or drains.
 CLUSTER_GROUP = "cluster"
-# Fields of a node's hash: the main process that claimed the name, and the drain flag.
+# Fields of a node's hash: the main process that holds the name, its machine, and the
+# drain flag.
 NODE_PROCESS_FIELD = "process"
 NODE_MACHINE_FIELD = "machine"
 DRAINING_FIELD = "draining"
@@ -97,7 +104,8 @@ _LIST_FIELDS = ("cpus", "kinds", "kind_failures", "labels", "queues")
 
 # Take `node` for `process` (ARGV[1]) on `machine` (ARGV[2]) unless another process holds
 # it; ARGV[3]: a holder this process may replace (one known to be gone), "" for none;
-# ARGV[4] "1": only look. Returns nil when taken (or free), else {holder, its machine}.
+# ARGV[4] "1": only look; ARGV[5]: the entry's time to live until the first beat. Returns
+# nil when taken (or free), else {holder, its machine}.
 _NODE_CLAIM = """
 local holder = redis.call('hget', KEYS[1], 'process')
 if holder and holder ~= ARGV[1] and holder ~= ARGV[3] then
