@@ -474,11 +474,23 @@ register(
     default_doc="all registered",
 )
 register(
+    "COREBOARD_CODE_VERSION",
+    "str",
+    "",
+    "the commit this machine's code comes from, shown on its node card and compared with "
+    'the web\'s ("code differs"); `make run` and `make worker` record it at start (a '
+    "`REVISION` file, else `git`, read by whoever runs `make`), so the services need no git "
+    "of their own; set it where neither exists",
+    section="workers",
+    default_doc="recorded at start",
+)
+register(
     "COREBOARD_SKIP_PREFLIGHT",
     "bool",
     False,
     "`1`: a worker starts without its checks (schema, `MEDIA_ROOT` marker, node name, "
-    "clock); emergencies only",
+    "clock); emergencies only (its name is still leased: one held by a live worker of "
+    "this machine stops it at its first beat)",
     section="workers",
 )
 register(

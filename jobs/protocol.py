@@ -156,7 +156,12 @@ class ChunkState(TypedDict):
     index: int
     status: Annotated[str, Chunk.Status]
     attempts: int
-    worker: str
+    worker: Annotated[
+        str,
+        "The worker node whose process ran it last (its Celery node name, e.g. "
+        "`coreboard-1a2b3c4d@host`: two machines with one host name stay apart); empty "
+        "before its first claim. Chunks of older versions hold a host name.",
+    ]
     pid: int | None
     queued_at: Annotated[str | None, DateTime]
     started_at: Annotated[str | None, DateTime]
@@ -252,6 +257,9 @@ class NodeInfo(TypedDict):
     concurrency: int
     queues: list[str]
     started: float
+    # The name it was started with, when another machine's worker held that one and it
+    # runs as `<name>-2` instead (jobs.engine.workers.node_take); "" otherwise.
+    renamed_from: str
 
 
 class NodeState(TypedDict):
@@ -279,6 +287,8 @@ class NodeState(TypedDict):
     queues: list[str]
     concurrency: int | None
     started: float | None
+    # The name it was started with, when it runs under another (NodeInfo.renamed_from).
+    renamed_from: str
 
 
 class WebState(TypedDict):

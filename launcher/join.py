@@ -127,11 +127,38 @@ def url_is_loopback(url: str) -> bool:
         return False
 
 
+# A fixed length, so that two machines with the same commit show the same version (git's
+# default abbreviation grows with the repository, which differs between clones).
+CODE_VERSION_LENGTH = 12
+
+
 def code_version() -> str:
-    """The checkout's commit, so the operator can give workers the same code."""
+    """The checkout's commit ("" when unknown): a REVISION file written at build time (for
+    deployments without .git), else `git rev-parse`.
+
+    Read by the launcher, as whoever runs `make`, and handed to the services it starts
+    (COREBOARD_CODE_VERSION): they may run as another user, for whom git refuses a checkout
+    it does not own ("dubious ownership"). `safe.directory` on the command line lets this
+    one read-only call through for whoever runs it.
+    """
+    try:
+        text = (paths.BASE_DIR / "REVISION").read_text().strip()
+        if text:
+            return text[:40]
+    except OSError:
+        pass
     try:
         return subprocess.run(  # noqa: S603 - fixed arguments
-            ["git", "-C", str(paths.BASE_DIR), "rev-parse", "--short", "HEAD"],  # noqa: S607
+            [  # noqa: S607 - git from PATH is the point
+                "git",
+                "-c",
+                f"safe.directory={paths.BASE_DIR}",
+                "-C",
+                str(paths.BASE_DIR),
+                "rev-parse",
+                f"--short={CODE_VERSION_LENGTH}",
+                "HEAD",
+            ],
             capture_output=True,
             text=True,
             check=True,
@@ -139,6 +166,13 @@ def code_version() -> str:
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return ""
+
+
+def code_version_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """COREBOARD_CODE_VERSION for a service's environment: as given, else recorded now."""
+    given = config.string("COREBOARD_CODE_VERSION", environ)
+    recorded = given or code_version()
+    return {"COREBOARD_CODE_VERSION": recorded} if recorded else {}
 
 
 def join_command(

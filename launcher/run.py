@@ -30,7 +30,7 @@ from typing import Any
 
 from coreconf import config, paths
 from launcher import join, parent, reload, runfiles, stack, supervisor
-from launcher.worker import default_node_name, worker_command
+from launcher.worker import default_node_name, node_id_file, worker_command
 
 
 def daphne_command(port: int, bind: str = "127.0.0.1") -> list[str]:
@@ -75,6 +75,9 @@ def service_env(*, database_url: str, redis_url: str) -> dict[str, str]:
     env.setdefault("SECRET_KEY", paths.django_secret_key())
     env["DATABASE_URL"] = database_url
     env["REDIS_URL"] = redis_url
+    # Recorded here, as whoever runs `make`: git refuses the service user a checkout it
+    # does not own, and the overview compares every machine's version with the web's.
+    env.update(join.code_version_env(env))
     return env
 
 
@@ -341,7 +344,7 @@ def main() -> int:
         user = stack.service_user()
         if user is not None:
             stack.give_to(paths.media_root(), user)
-            stack.grant_interpreter(user)
+            stack.grant_interpreter(user, node_id_file())
         env = service_env(database_url=database_url, redis_url=redis_url)
         wildcard = bind in ("0.0.0.0", "::")  # noqa: S104 - what the operator asked for
         port_host = "127.0.0.1" if wildcard else bind

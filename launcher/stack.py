@@ -107,6 +107,18 @@ def as_service_user(user: pwd.struct_passwd | None) -> dict[str, Any]:
     }
 
 
+def become_service_user(user: pwd.struct_passwd | None) -> None:
+    """Make this process what `as_service_user` makes a child: `user` (no other groups)
+    with the services' umask; just the umask when `user` is None. For a launcher that
+    execs its service (`make worker`) rather than starting it as a child."""
+    os.umask(SERVICE_UMASK)
+    if user is None:
+        return
+    os.setgroups([])
+    os.setgid(user.pw_gid)
+    os.setuid(user.pw_uid)
+
+
 def give_to(path: Path, user: pwd.struct_passwd) -> None:
     """Make `path` (a directory, created if missing, and everything in it) belong to
     `user` and nobody else (no access for others, also for what older versions left
@@ -120,11 +132,13 @@ def give_to(path: Path, user: pwd.struct_passwd) -> None:
     _grant_traverse(path, user.pw_name)
 
 
-def grant_interpreter(user: pwd.struct_passwd) -> None:
+def grant_interpreter(user: pwd.struct_passwd, *also: Path) -> None:
     """Let `user` reach the Python interpreter and the checkout (the virtualenv's python
-    may live under /root, which is 0700 on Debian)."""
+    may live under /root, which is 0700 on Debian), and the files `also` names."""
     _grant_traverse(Path(os.path.realpath(sys.executable)), user.pw_name)
     _grant_traverse(paths.BASE_DIR / "manage.py", user.pw_name)
+    for path in also:
+        _grant_traverse(path, user.pw_name)
 
 
 def _grant_traverse(path: Path, user: str) -> None:

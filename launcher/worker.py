@@ -7,20 +7,28 @@ registry, the collision check of jobs.engine.preflight). By default it is
 `coreboard-<node id>@<host name>`, where the node id is 8 random hex digits generated once
 into var/node-id: stable across restarts of this checkout, and distinct for two machines
 (or clones) that share a host name. Two workers from one checkout need NODE= names.
+
+Started by root (as the join command is, typically), it becomes the main machine's
+service user (COREBOARD_OS_USER, launcher.stack.service_user) before it starts Celery,
+as `make run` does for its own worker; and it records the code version
+(COREBOARD_CODE_VERSION) before, as whoever runs `make`.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import pwd
 import re
 import secrets
 import socket
+import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from coreconf import config, paths
+from launcher import join, stack
 
 NODE_ID_FILE = "node-id"
 # Celery node names, queue names and labels travel in Redis keys and on pages: plain words.
@@ -47,10 +55,15 @@ class WorkerOptionError(ValueError):
     """A `make worker` option that cannot be used; the message names it and the rule."""
 
 
+def node_id_file() -> Path:
+    return paths.VAR_DIR / NODE_ID_FILE
+
+
 def node_id() -> str:
-    """This checkout's node id (var/node-id, created once); a fresh one per start when
-    var/ cannot be written (the name then changes with every start)."""
-    path = paths.VAR_DIR / NODE_ID_FILE
+    """This checkout's node id (var/node-id, created once, readable by all: the worker
+    reads it as the service user); a fresh one per start when var/ cannot be written (the
+    name then changes with every start)."""
+    path = node_id_file()
     try:
         value = path.read_text().strip()
         if re.fullmatch(r"[0-9a-f]{8}", value):
@@ -61,6 +74,7 @@ def node_id() -> str:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(value + "\n")
+        path.chmod(0o644)
     except OSError:
         print(f"make worker: cannot write {path}; this start's node id is {value}", file=sys.stderr)
     return value
@@ -127,14 +141,41 @@ def worker_args(
     return worker_command(concurrency(str(options.concurrency)), *extra), environ
 
 
+def _media_give_back(media_root: Path, user: pwd.struct_passwd) -> None:
+    """Result folders that an older `make worker` created as root become the service
+    user's again (the web answered 500 for their files, and the next job that wrote there
+    as the service user failed). Best effort: a shared MEDIA_ROOT mounted with root
+    squashing refuses root's chown; the main machine's `make run` does the same."""
+    if not media_root.is_dir():
+        return
+    try:
+        stack.give_to(media_root, user)
+    except (OSError, subprocess.CalledProcessError, stack.StackError) as error:
+        print(
+            f"make worker: could not give {media_root} to {user.pw_name} ({error}); the main "
+            "machine's `make run` does at its next start",
+            file=sys.stderr,
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args, environ = worker_args(sys.argv[1:] if argv is None else argv)
         # Django's key, created here on a fresh machine rather than by importing settings.
         environ.setdefault("SECRET_KEY", paths.django_secret_key())
-    except (WorkerOptionError, config.SettingError) as error:
+        # Recorded by whoever runs `make`: the worker may not be able to ask git itself.
+        environ.update(join.code_version_env(environ))
+        # Started by root, the worker runs as the main machine's service user, as `make run`
+        # runs its own: files it writes to the shared MEDIA_ROOT are the web's to read.
+        user = stack.service_user()
+        if user is not None:
+            # The worker reads var/node-id (its machine in the name lease) as that user.
+            stack.grant_interpreter(user, node_id_file())
+            _media_give_back(Path(config.string("MEDIA_ROOT", environ) or paths.media_root()), user)
+    except (WorkerOptionError, config.SettingError, stack.StackError) as error:
         print(f"make worker: {error}", file=sys.stderr)
         return 2
+    stack.become_service_user(user)
     os.execve(args[0], args, environ)  # noqa: S606 - our own celery, a fixed program
 
 

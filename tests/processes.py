@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pwd
 import signal
 import subprocess
 import threading
@@ -20,7 +21,15 @@ from launcher.worker import worker_command
 class ServerProcess:
     """A child process whose output is collected, so callers can await a line from it."""
 
-    def __init__(self, args: list[str], env: dict[str, str], name: str) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        env: dict[str, str],
+        name: str,
+        *,
+        user: pwd.struct_passwd | None = None,
+    ) -> None:
+        """`user`: run as that account, as `make run` runs its services when root does."""
         self.name = name
         self.lines: deque[str] = deque(maxlen=2000)
         self._seen = threading.Condition()
@@ -32,6 +41,7 @@ class ServerProcess:
             stderr=subprocess.STDOUT,
             text=True,
             start_new_session=True,
+            **(stack.as_service_user(user) if user is not None else {}),
         )
         threading.Thread(target=self._pump, daemon=True).start()
 
@@ -102,13 +112,12 @@ def start_celery_worker(
     return worker
 
 
-def start_daphne(env: dict[str, str], port: int | None = None) -> tuple[ServerProcess, str]:
-    """A real daphne serving project.asgi on a loopback port (a free one by default)."""
+def start_daphne(
+    env: dict[str, str], port: int | None = None, *, user: pwd.struct_passwd | None = None
+) -> tuple[ServerProcess, str]:
+    """A real daphne serving project.asgi on a loopback port (a free one by default), as
+    `user` when given."""
     port = port or stack.free_port()
-    server = ServerProcess(
-        daphne_command(port),
-        env,
-        "daphne",
-    )
+    server = ServerProcess(daphne_command(port), env, "daphne", user=user)
     server.wait_for_line("Listening on TCP address")
     return server, f"http://127.0.0.1:{port}"

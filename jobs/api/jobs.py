@@ -12,6 +12,7 @@ from django.core.exceptions import ValidationError
 from django.http import FileResponse, Http404, HttpResponse
 from redis.exceptions import RedisError
 from rest_framework import serializers, status
+from rest_framework.exceptions import APIException
 from rest_framework.generics import GenericAPIView
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
@@ -226,14 +227,33 @@ class JobResources(_OwnJobView):
         return Response(output_selectors.job_resources(job=self.get_job(job_id)))
 
 
+class ResultFileUnreadable(APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_code = "result_file_unreadable"
+
+
 class JobResultFile(_OwnJobView):
     @openapi.job_result_file
     def get(self, request: Request, job_id: int) -> FileResponse:
         job = self.get_job(job_id)
         if not job.result_file:
             raise Http404("This job has no result file.")
+        try:
+            handle = job.result_file.open("rb")
+        except FileNotFoundError:
+            raise Http404("This job's result file is missing from MEDIA_ROOT.") from None
+        except OSError as error:
+            # Not a 500: the file is there, the web's user may not read it (a worker that
+            # ran as another user wrote it); the operator can fix that, and must be told.
+            logger.warning("result file of job %s unreadable: %s", job.pk, error)
+            raise ResultFileUnreadable(
+                f"The result file of job {job.pk} exists but this server cannot read it "
+                f"({error.strerror or error}). A worker that ran as another user wrote it: "
+                "restart `make run` (it gives MEDIA_ROOT back to the service user), and start "
+                "workers with `make worker`, which runs them as that user."
+            ) from None
         return FileResponse(
-            job.result_file.open("rb"),
+            handle,
             as_attachment="download" in request.query_params,
             filename=Path(job.result_file.name).name,
         )

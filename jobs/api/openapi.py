@@ -417,7 +417,15 @@ job_result_file = extend_schema(
             "download", OpenApiTypes.STR, description="Present: sent as an attachment."
         )
     ],
-    responses={(200, "*/*"): _FILE, **_ONE_JOB},
+    responses={
+        (200, "*/*"): _FILE,
+        **_ONE_JOB,
+        503: OpenApiResponse(
+            _ref("Detail"),
+            description="The file exists but the web server cannot read it (its owner or mode: "
+            "written by a worker that ran as another user); `detail` says so.",
+        ),
+    },
 )
 chunk_preview = extend_schema(
     summary="A finished chunk's live preview (kinds that draw one)",

@@ -149,15 +149,20 @@ def node_forget() -> None:
     def forget() -> None:
         with _write_lock:
             _stopped.set()
-            workers.node_remove(workers.this_node())
+            workers.node_leave(workers.this_node(), process=workers.process_id())
 
     _safely(forget)
     workers.changed_publish()
 
 
-def start_node_sampler(*, info: NodeInfo) -> None:
+def start_node_sampler(*, info: NodeInfo, on_displaced: Callable[[str], None]) -> None:
     """In each worker's main process: beat the node (its info, per-core CPU use) every
-    HEARTBEAT_S. A node starts active: an operator's drain ends with the worker."""
+    HEARTBEAT_S. A node starts active: an operator's drain ends with the worker.
+
+    A beat refused because another process holds the name (this worker was cut off for
+    longer than the name's lease, FORGET_AFTER_S, and another machine's worker took it)
+    calls `on_displaced` with the holder, once, and beats no more: two workers never
+    share one card."""
     node = workers.this_node()
     psutil.cpu_percent(percpu=True)  # the first call only primes the counters
     _safely(lambda: workers.node_start(node))
@@ -167,7 +172,18 @@ def start_node_sampler(*, info: NodeInfo) -> None:
         with _write_lock:
             if _stopped.is_set():
                 return
-            workers.node_beat(node, info=info, cpus=cpus)
+            holder = workers.node_beat(node, info=info, cpus=cpus)
+            if holder is None:
+                return
+            _stopped.set()
+        logger.error(
+            "node name %s is now held by %s: this worker was cut off from Redis for longer "
+            "than the name's lease (%s s) and another worker took the name; stopping",
+            node,
+            holder,
+            workers.FORGET_AFTER_S,
+        )
+        on_displaced(holder)
 
     def run() -> None:
         _safely(sample)

@@ -9,8 +9,11 @@ another worker's identity would otherwise fail or corrupt other people's jobs qu
 - **MEDIA_ROOT**: must hold the marker the main machine writes (`make run`, or
   `manage.py media_mark`) with this database's cluster id, so a worker with a local,
   unshared directory does not "succeed" a job whose result file nobody else can read;
-- **node name**: no live worker main process elsewhere may have it (node names are the
-  identity the overview, drain and the slot registry use);
+- **node name**: no live worker main process elsewhere may hold it (node names are the
+  identity the overview, drain and the slot registry use). The name is taken before
+  Celery uses it (`node_name_take`): one held by another machine's worker (alive or
+  partitioned) gives this worker `name-2`; one held by a live worker of this machine
+  refuses it;
 - **clock**: within CLOCK_MAX_SKEW_S of the database server's, since leases and heartbeats
   compare times written by different machines.
 
@@ -155,22 +158,44 @@ def clock_problem() -> str | None:
     )
 
 
-def node_problem(node: str, *, claim: bool = True) -> str | None:
-    """With `claim`, takes `node` for this process (the registry entry its reconciler then
-    beats); otherwise only looks."""
+def node_name_take(wanted: str) -> str:
+    """The node name this worker runs under, taken for its main process before Celery uses
+    it (jobs.engine.tasks, at `celeryd_init`): `wanted`, or `wanted-2`... when another
+    machine's worker holds `wanted` (workers.node_take), said on stderr. When it cannot be
+    taken (a live worker of this machine has it, or Redis does not answer), `wanted`: the
+    preflight then refuses, saying why."""
+    try:
+        name, holder = workers.node_take(wanted)
+    except redis.RedisError:
+        return wanted
+    if holder is None and name != wanted:
+        print(
+            f"coreboard worker: node name {wanted!r} is held by a worker on another machine "
+            f"(live, or silent for less than {workers.FORGET_AFTER_S} s: partitioned, "
+            f"perhaps); this worker runs as {name!r}. Give each machine its own name "
+            "(make worker NODE=<name>) to keep names stable.",
+            file=sys.stderr,
+            flush=True,
+        )
+    return name
+
+
+def node_problem(node: str) -> str | None:
+    """Takes `node` for this process (the registry entry its beats then keep; usually
+    already taken by node_name_take), or says who holds it."""
     me = workers.process_id(node=node)
-    claimant = workers.node_claim(node, process=me, check_only=not claim)
-    if claimant is not None and claimant != "?" and workers.process_is_gone(claimant):
-        # The previous worker of this name on this machine died (its entry outlives it
-        # for a few seconds): this is its restart.
-        claimant = workers.node_claim(node, process=me, take_over=True, check_only=not claim)
-    if claimant is None:
+    holder = workers.node_claim(node, process=me)
+    if holder is not None and holder.is_gone():
+        # The previous worker of this name on this machine died or the machine rebooted
+        # (its entry outlives it): this is its restart.
+        holder = workers.node_claim(node, process=me, replacing=holder.process)
+    if holder is None:
         return None
-    where = workers.process_node(claimant) if claimant != "?" else "an older worker"
+    where = "this machine" if holder.is_this_machine() else "another machine"
     return (
-        f"node name {node!r} is taken by a live worker ({where}, process {claimant}). Fix: give "
-        "this worker its own name (make worker NODE=<name>, or celery -n <name>@%h), or stop "
-        "the other one first."
+        f"node name {node!r} is taken by a live worker on {where} (process {holder.process}). "
+        "Fix: give this worker its own name (make worker NODE=<name>, or celery -n "
+        "<name>@%h), or stop the other one first."
     )
 
 
@@ -178,8 +203,11 @@ def preflight_problems(node: str) -> list[str]:
     """Every problem found, in the order an operator fixes them."""
     problems = [migrations_problem(), media_problem(), clock_problem()]
     try:
-        # A worker that will refuse anyway must not look live to the others meanwhile.
-        problems.append(node_problem(node, claim=not any(problems)))
+        name_problem = node_problem(node)
+        if any(problems) and name_problem is None:
+            # A worker that will refuse anyway must not hold the name meanwhile.
+            workers.node_release(node, process=workers.process_id(node=node))
+        problems.append(name_problem)
     except redis.RedisError as error:
         problems.append(f"cannot reach Redis (REDIS_URL) to check the node name: {error}.")
     return [problem for problem in problems if problem]

@@ -272,7 +272,7 @@ class _SlotRun:
         self.queues = queues
         self.kind_name = ""
         self.limit_s = 0
-        self.worker = socket.gethostname()
+        self.worker = (node or socket.gethostname())[:255]  # Chunk.worker: the node
         self.pid = os.getpid()
         self.claimer = Claimer(process=process, worker=self.worker, pid=self.pid)
         self.batch_size = 1

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
 from typing import Any
 
 from billiard.process import current_process
@@ -76,9 +78,17 @@ def slot_run(self: Task[[int, str], str], job_id: int, token: str) -> str:
 
 
 @signals.celeryd_init.connect
-def remember_node(sender: str | None = None, **kwargs: Any) -> None:
-    _Node.name = sender or ""
-    workers.this_node_set(_Node.name)
+def remember_node(sender: str | None = None, instance: Any = None, **kwargs: Any) -> None:
+    """Take the node name (its lease in the worker registry) before Celery uses it: one
+    that another machine's worker holds becomes `name-2` here, for Celery too (its remote
+    control addresses the node by it), since Celery reads the worker's hostname only
+    after this signal."""
+    wanted = sender or ""
+    name = worker_preflight.node_name_take(wanted) if wanted else ""
+    if instance is not None and name != wanted:
+        instance.hostname = name
+    _Node.name = name
+    workers.this_node_set(name, renamed_from=wanted if name != wanted else "")
 
 
 @signals.worker_init.connect
@@ -146,7 +156,8 @@ def start_main_process_threads(sender: Any = None, **kwargs: object) -> None:
     queues = list(app.amqp.queues.consume_from) if app is not None else []
     node_kinds = workers.worker_kinds() if _Node.kinds is None else _Node.kinds
     live.start_node_sampler(
-        info=workers.node_info(concurrency=_Node.concurrency, queues=queues, node_kinds=node_kinds)
+        info=workers.node_info(concurrency=_Node.concurrency, queues=queues, node_kinds=node_kinds),
+        on_displaced=_stop_displaced,
     )
     reconciler.start_reconciler(_Node.name)
     controller = getattr(sender, "controller", None)
@@ -160,6 +171,12 @@ def start_main_process_threads(sender: Any = None, **kwargs: object) -> None:
             hub.call_soon(maintain)
 
     stopper.start_stopper(_Node.name, on_child_gone=pool_replace_children)
+
+
+def _stop_displaced(holder: str) -> None:
+    # A cold shutdown: a warm one would let its slots claim on under a name (and a drain
+    # flag) that is another worker's now. Their chunks' leases lapse and run elsewhere.
+    os.kill(os.getpid(), signal.SIGQUIT)
 
 
 @signals.worker_shutting_down.connect

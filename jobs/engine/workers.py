@@ -8,13 +8,19 @@ process is `<node>|<pid>|<boot id>` (`process_id`): the same id is a chunk's lea
 its node by splitting the id (`process_node`), and the boot id tells this machine's
 processes apart from another's (`process_is_gone`).
 
+Names are leases. A node's name is held by one worker main process on one machine
+(var/node-id, `machine_id`), taken at start (`node_take`) and kept until the node is
+forgotten (FORGET_AFTER_S after its last beat), not merely while it is live: a partition
+does not free it. Another machine's worker asking for a held name runs as `name-2`; only
+the holder beats the node, marks it stopping or removes it.
+
 Liveness. A worker's main process beats its node every HEARTBEAT_S (with its info and
 per-core CPU use, jobs.engine.live); each prefork child beats its process. One silent for
 LOST_AFTER_S is lost: the overview shows it lost, the dispatcher stops counting its
-processes, its running slots and its chunks' leases count as lost, and its node name may
-be taken by a restart. Lost entries stay on the page (greyed out) for FORGET_AFTER_S. A
-node that stops cleanly removes itself and its processes at once (`node_forget`), so a
-clean stop is never shown as lost.
+processes, its running slots and its chunks' leases count as lost, and its restart on the
+same machine may take its name back. Lost entries stay on the page (greyed out) for
+FORGET_AFTER_S. A node that stops cleanly removes itself and its processes at once
+(`node_leave`, if it still holds its name), so a clean stop is never shown as lost.
 
 Draining. One field of the node's hash (`draining`): "drain" after an operator's drain,
 "stop" once a warm shutdown began. A slot asks for a claim permit before each claim
@@ -39,7 +45,6 @@ import logging
 import os
 import platform
 import socket
-import subprocess
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -57,6 +62,8 @@ from django.core.exceptions import ImproperlyConfigured
 from jobs import kinds, protocol
 from jobs.engine import redis_clients
 from jobs.protocol import ClusterState, NodeInfo, NodeState, ProcessState
+from launcher import join
+from launcher.worker import node_id
 
 logger = logging.getLogger(__name__)
 
@@ -74,27 +81,80 @@ NODES = "coreboard:nodes"
 PROCS = "coreboard:procs"
 # The channel-layer group of open overviews: told when a node joins, leaves or drains.
 CLUSTER_GROUP = "cluster"
-# Fields of a node's hash: the main process that claimed the name, and the drain flag.
+# Fields of a node's hash: the main process that holds the name, its machine, and the
+# drain flag.
 NODE_PROCESS_FIELD = "process"
+NODE_MACHINE_FIELD = "machine"
 DRAINING_FIELD = "draining"
+# How long a name taken at start stays taken before the worker's first beat (which keeps
+# it FORGET_AFTER_S): a worker that dies while starting frees it by then.
+NAME_CLAIM_TTL_S = 120
+# A name held by another machine's worker: `name-2` ... `name-<this>` are tried.
+NAME_SUFFIX_MAX = 9
 Draining = Literal["drain", "stop"]
 # Fields of a node's hash that are JSON lists.
 _LIST_FIELDS = ("cpus", "kinds", "kind_failures", "labels", "queues")
 
-# Register `node` for `process` unless another process's entry for it is live: that process.
+# The name lease. A node's hash names the main process that holds the name (`process`)
+# and the machine it runs on (`machine`, launcher.worker.node_id); the hash lives
+# FORGET_AFTER_S after the holder's last beat, so the name stays its holder's through a
+# partition as long as the page shows it (lost), not only LOST_AFTER_S. Another machine's
+# worker that wants the name meanwhile gets `name-2` (node_take); only the holder beats
+# the hash, drains it on its shutdown or removes it.
+
+# Take `node` for `process` (ARGV[1]) on `machine` (ARGV[2]) unless another process holds
+# it; ARGV[3]: a holder this process may replace (one known to be gone), "" for none;
+# ARGV[4] "1": only look; ARGV[5]: the entry's time to live until the first beat. Returns
+# nil when taken (or free), else {holder, its machine}.
 _NODE_CLAIM = """
-local beat = redis.call('zscore', KEYS[1], ARGV[1])
-local claimant = redis.call('hget', KEYS[2], 'process')
-if beat and tonumber(beat) > tonumber(ARGV[3]) and claimant ~= ARGV[2] and ARGV[5] == '0' then
-  return claimant or '?'
+local holder = redis.call('hget', KEYS[1], 'process')
+if holder and holder ~= ARGV[1] and holder ~= ARGV[3] then
+  return {holder, redis.call('hget', KEYS[1], 'machine') or ''}
 end
-if ARGV[6] == '1' then
+if ARGV[4] == '1' then
   return false
 end
-redis.call('zadd', KEYS[1], ARGV[4], ARGV[1])
-redis.call('hset', KEYS[2], 'process', ARGV[2])
-redis.call('expire', KEYS[2], ARGV[7])
+if holder and holder ~= ARGV[1] then
+  redis.call('del', KEYS[1])
+end
+redis.call('hset', KEYS[1], 'process', ARGV[1], 'machine', ARGV[2])
+if redis.call('ttl', KEYS[1]) < tonumber(ARGV[5]) then
+  redis.call('expire', KEYS[1], ARGV[5])
+end
 return false
+"""
+# The node's beat, by its holder only: returns the holder when another process holds the
+# name (this worker was displaced), else writes. ARGV: process, machine, now, node,
+# FORGET_AFTER_S, then field/value pairs.
+_NODE_BEAT = """
+local holder = redis.call('hget', KEYS[1], 'process')
+if holder and holder ~= ARGV[1] then
+  return holder
+end
+redis.call('hset', KEYS[1], 'process', ARGV[1], 'machine', ARGV[2], unpack(ARGV, 6))
+redis.call('expire', KEYS[1], ARGV[5])
+redis.call('zadd', KEYS[2], ARGV[3], ARGV[4])
+local forget = tonumber(ARGV[3]) - tonumber(ARGV[5])
+redis.call('zremrangebyscore', KEYS[3], 0, forget)
+redis.call('zremrangebyscore', KEYS[2], 0, forget)
+return false
+"""
+# Set a field of the node's hash (ARGV[2] = ARGV[3]) only while ARGV[1] holds the name.
+_HSET_IF_HOLDER = """
+if redis.call('hget', KEYS[1], 'process') ~= ARGV[1] then
+  return 0
+end
+redis.call('hset', KEYS[1], ARGV[2], ARGV[3])
+return 1
+"""
+# Remove the node (its hash and its beat) only while ARGV[1] holds the name.
+_NODE_LEAVE = """
+if redis.call('hget', KEYS[1], 'process') ~= ARGV[1] then
+  return 0
+end
+redis.call('del', KEYS[1])
+redis.call('zrem', KEYS[2], ARGV[2])
+return 1
 """
 # An operator's resume clears an operator's drain, not a warm shutdown.
 _DEL_FIELD_IF_EQUAL = """
@@ -143,18 +203,26 @@ def _throughput_key(second: int) -> str:
 
 # --- identity ------------------------------------------------------------------------------
 
-# The Celery node name of this worker, set before the pool forks (every child inherits it).
-_this_node = {"name": ""}
+# The Celery node name of this worker, set before the pool forks (every child inherits it),
+# and the name it was asked for when that one was held by another machine's worker.
+_this_node = {"name": "", "renamed_from": ""}
 
 
-def this_node_set(node: str) -> None:
-    _this_node["name"] = node
+def this_node_set(node: str, *, renamed_from: str = "") -> None:
+    _this_node.update(name=node, renamed_from=renamed_from)
 
 
 def this_node() -> str:
     """This process's node; outside Celery (or before `-n` is known) the host name is the
     best name there is."""
     return _this_node["name"] or f"celery@{socket.gethostname()}"
+
+
+@cache
+def machine_id() -> str:
+    """This machine's (this checkout's) id, var/node-id: a name's holder with the same id is
+    a worker of this machine, whose restart may take the name over (`node_take`)."""
+    return node_id()
 
 
 @cache
@@ -195,27 +263,10 @@ def process_is_gone(process: str) -> bool:
 
 @cache
 def code_version() -> str:
-    """The commit this process's code comes from, read once: a REVISION file written at
-    build time (for deployments without .git), else `git rev-parse`, else "unknown"."""
-    revision = settings.BASE_DIR / "REVISION"
-    try:
-        text = revision.read_text().strip()
-        if text:
-            return text[:40]
-    except OSError:
-        pass
-    try:
-        done = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],  # noqa: S607 (git from PATH is the point)
-            cwd=settings.BASE_DIR,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return done.stdout.strip() or "unknown"
+    """The commit this process's code comes from: what the launcher recorded when it
+    started this service (COREBOARD_CODE_VERSION, launcher.join.code_version), else read
+    now (a process started another way), else "unknown"."""
+    return settings.COREBOARD_CODE_VERSION or join.code_version() or "unknown"
 
 
 @cache
@@ -264,34 +315,89 @@ def node_info(*, concurrency: int, queues: Iterable[str], node_kinds: Iterable[s
         "concurrency": concurrency,
         "queues": sorted(queues),
         "started": time.time(),
+        "renamed_from": _this_node["renamed_from"],
     }
 
 
-# --- claiming a node name (preflight) ------------------------------------------------------
+# --- claiming a node name (at start) -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NodeHolder:
+    """The main process that holds a node name, and its machine (machine_id)."""
+
+    process: str
+    machine: str
+
+    def is_this_machine(self) -> bool:
+        return self.machine == machine_id()
+
+    def is_gone(self) -> bool:
+        """Known to be gone: a worker of this machine (this checkout) from an earlier boot,
+        or of this boot whose process has ended. Another machine's never is."""
+        parts = self.process.rsplit("|", 2)
+        if self.machine and self.is_this_machine() and len(parts) == 3 and parts[2] != boot_id():
+            return True
+        # An entry written before machines were recorded: judged by its boot id alone.
+        return (not self.machine or self.is_this_machine()) and process_is_gone(self.process)
 
 
 def node_claim(
-    node: str, *, process: str, take_over: bool = False, check_only: bool = False
-) -> str | None:
-    """Register this worker's main process (`process`) as `node`; None when done, or the
-    process of the live node of that name that stands in the way (nothing is then
-    changed). `take_over` replaces an entry whose process is known to be gone;
-    `check_only` looks without registering."""
-    now = time.time()
+    node: str, *, process: str, replacing: str = "", check_only: bool = False
+) -> NodeHolder | None:
+    """Take `node` for this worker's main process (`process`); None when done (or, with
+    `check_only`, when it is free or already ours), else the holder that stands in the
+    way (nothing is then changed). `replacing` names a holder known to be gone, whose
+    entry this one replaces."""
     result = client().eval(
         _NODE_CLAIM,
-        2,
-        NODES,
+        1,
         node_key(node),
-        node,
         process,
-        now - LOST_AFTER_S,
-        now,
-        "1" if take_over else "0",
+        machine_id(),
+        replacing,
         "1" if check_only else "0",
-        FORGET_AFTER_S,
+        NAME_CLAIM_TTL_S,
     )
-    return None if result is None else str(result)
+    if not result:
+        return None
+    holder, machine = result
+    return NodeHolder(process=str(holder), machine=str(machine))
+
+
+def node_name_candidates(wanted: str) -> list[str]:
+    """`wanted`, then `<name>-2@<host>` ... `<name>-<NAME_SUFFIX_MAX>@<host>`."""
+    name, at, host = wanted.partition("@")
+    return [wanted] + [f"{name}-{n}{at}{host}" for n in range(2, NAME_SUFFIX_MAX + 1)]
+
+
+def node_take(wanted: str, *, pid: int | None = None) -> tuple[str, NodeHolder | None]:
+    """Take a node name for this worker's main process (`pid`, default this one).
+
+    `(name, None)`: this process holds `name`: `wanted` when it is free, its holder is
+    gone (a restart), or the holder is this process; otherwise, when another machine's
+    worker holds it (alive, or silent for less than FORGET_AFTER_S: partitioned, perhaps),
+    the first of `wanted-2`, `wanted-3`... that is free: two machines never share a card.
+    `(wanted, holder)`: refused, a live worker of this machine holds the name (a second
+    start of the same worker), or every candidate is held.
+    """
+    refused: NodeHolder | None = None
+    for name in node_name_candidates(wanted):
+        process = process_id(node=name, pid=pid)
+        holder = node_claim(name, process=process)
+        if holder is not None and holder.is_gone():
+            holder = node_claim(name, process=process, replacing=holder.process)
+        if holder is None:
+            return name, None
+        if holder.is_this_machine():
+            return wanted, holder
+        refused = refused or holder
+    return wanted, refused
+
+
+def node_release(node: str, *, process: str) -> None:
+    """A worker that took `node` and then refuses to start gives the name back."""
+    client().eval(_NODE_LEAVE, 2, node_key(node), NODES, process, node)
 
 
 # --- beats, written by worker processes ------------------------------------------------------
@@ -303,27 +409,32 @@ def node_start(node: str) -> None:
     client().hdel(node_key(node), DRAINING_FIELD)
 
 
-def node_beat(node: str, *, info: NodeInfo, cpus: list[float]) -> None:
-    """The node's heartbeat (its main process, every HEARTBEAT_S): its info and CPU use."""
+def node_beat(node: str, *, info: NodeInfo, cpus: list[float]) -> str | None:
+    """The node's heartbeat (its main process, every HEARTBEAT_S): its info and CPU use.
+    Written only while this process holds the name (or nobody does: after a broker flush
+    or a partition longer than FORGET_AFTER_S, the beat takes it again); otherwise nothing
+    is written and the holder is returned: this worker was displaced."""
     fields: dict[Any, Any] = {k: json.dumps(v) if k in _LIST_FIELDS else v for k, v in info.items()}
     now = time.time()
-    pipe = client().pipeline(transaction=False)
-    pipe.hset(
-        node_key(node),
-        mapping={
-            **fields,
-            "cpus": json.dumps(cpus),
-            "updated": now,
-            NODE_PROCESS_FIELD: process_id(node=node),
-        },
-    )
-    pipe.expire(node_key(node), FORGET_AFTER_S)
-    pipe.zadd(NODES, {node: now})
+    pairs: list[Any] = []
+    for field, value in {**fields, "cpus": json.dumps(cpus), "updated": now}.items():
+        pairs += [field, value]
     # Forgetting silent processes and machines is done here, once a second per machine,
     # rather than by every open overview.
-    pipe.zremrangebyscore(PROCS, 0, now - FORGET_AFTER_S)
-    pipe.zremrangebyscore(NODES, 0, now - FORGET_AFTER_S)
-    pipe.execute()
+    holder = client().eval(
+        _NODE_BEAT,
+        3,
+        node_key(node),
+        NODES,
+        PROCS,
+        process_id(node=node),
+        machine_id(),
+        now,
+        node,
+        FORGET_AFTER_S,
+        *pairs,
+    )
+    return str(holder) if holder else None
 
 
 def process_beat(process: str, *, fields: Mapping[str, Any], finished: Mapping[int, int]) -> None:
@@ -362,6 +473,15 @@ def node_remove(node: str) -> None:
     pipe.execute()
 
 
+def node_leave(node: str, *, process: str) -> bool:
+    """A worker stopping cleanly removes its node and every process of it, if it still
+    holds the name (a displaced worker leaves the holder's node alone); True when it did."""
+    if not client().eval(_NODE_LEAVE, 2, node_key(node), NODES, process, node):
+        return False
+    node_remove(node)
+    return True
+
+
 # --- the drain flag --------------------------------------------------------------------------
 
 
@@ -374,7 +494,9 @@ def node_draining_set(node: str, *, draining: Draining | None) -> None:
         return
     pipe = conn.pipeline(transaction=False)
     if draining == "stop":
-        pipe.hset(node_key(node), DRAINING_FIELD, "stop")
+        # Only the holder's own shutdown stops the node: not another machine's worker
+        # that was displaced from the name.
+        pipe.eval(_HSET_IF_HOLDER, 1, node_key(node), process_id(node=node), DRAINING_FIELD, "stop")
     else:
         pipe.hsetnx(node_key(node), DRAINING_FIELD, "drain")
     # A node that left meanwhile leaves no entry behind for good (a live one renews this).
@@ -609,6 +731,7 @@ def cluster_state(conn: redis.Redis | None = None) -> ClusterState:
                 "queues": lists["queues"],
                 "concurrency": int(data.get("concurrency") or 0) or None,
                 "started": float(data["started"]) if data.get("started") else None,
+                "renamed_from": data.get("renamed_from", ""),
             }
         )
     node_list.sort(key=lambda n: n["node"])

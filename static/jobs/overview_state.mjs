@@ -79,7 +79,8 @@ export const NODE_FACTS = [
   ["Python", (node) => node.python_version],
 ];
 
-// How a node differs from the web machine ("" when it does not).
+// How a node differs from the web machine, and whether it runs under another name than it
+// was started with ("" when neither).
 export function nodeWarning(node, web) {
   const parts = [];
   if (node.missing_kinds?.length) parts.push(`missing kinds: ${node.missing_kinds.join(", ")}`);
@@ -87,7 +88,11 @@ export function nodeWarning(node, web) {
   if (web && node.code_version !== web.code_version) {
     parts.push(`code ${node.code_version} differs from the web's ${web.code_version}`);
   }
-  return parts.length ? `Differs from the web machine: ${parts.join("; ")}.` : "";
+  const notes = parts.length ? [`Differs from the web machine: ${parts.join("; ")}.`] : [];
+  if (node.renamed_from) {
+    notes.push(`Started as ${node.renamed_from}: a worker on another machine holds that name.`);
+  }
+  return notes.join(" ");
 }
 
 // Drain a node that takes work, resume one that drains.

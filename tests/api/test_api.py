@@ -171,6 +171,25 @@ def test_result_file_and_preview_of_another_users_job_are_not_found(
     assert mallory_api.get(f"/api/jobs/{alice_job.pk}/chunks/0/preview/").status_code == 404
 
 
+def test_a_result_file_the_server_cannot_read_is_a_503_saying_so_and_a_missing_one_404(
+    alice_api: APIClient, alice_job: Job, settings: Any
+) -> None:
+    # An entry the web cannot open, whoever runs the suite: a folder where the file should be
+    # (a file another user owns, as a root worker left them, is the integration test's).
+    name = f"results/unreadable-{alice_job.pk}.png"
+    (settings.MEDIA_ROOT / name).mkdir(parents=True)
+    try:
+        Job.objects.filter(pk=alice_job.pk).update(result_file=name)
+        response = alice_api.get(f"/api/jobs/{alice_job.pk}/result-file/")
+        assert response.status_code == 503
+        assert "exists but this server cannot read it" in response.json()["detail"]
+    finally:
+        (settings.MEDIA_ROOT / name).rmdir()
+    response = alice_api.get(f"/api/jobs/{alice_job.pk}/result-file/")
+    assert response.status_code == 404
+    assert "missing" in response.json()["detail"]
+
+
 async def test_body_limit_refuses_oversized_requests_before_reading_them() -> None:
     calls: list[str] = []
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import stat
@@ -14,9 +15,11 @@ import psutil
 import pytest
 import redis
 
-from launcher import stack
+from jobs.engine import workers
+from launcher import join, stack
 from tests.processes import ServerProcess
 from tests.services_plugin import TEST_VAR
+from tests.waiting import poll_until
 
 pytestmark = pytest.mark.integration
 
@@ -96,3 +99,37 @@ def test_media_is_private_to_the_service_account(
     media = Path(RUN_VAR / "media")
     assert media.stat().st_uid == pwd.getpwnam("coreboard").pw_uid
     assert stat.S_IMODE(media.stat().st_mode) & 0o007 == 0
+
+
+def test_the_worker_card_shows_the_commit_recorded_at_start_as_the_web_does(
+    make_run: tuple[ServerProcess, dict[str, str]],
+) -> None:
+    """daphne and Celery run as `coreboard`, for whom git refuses root's checkout ("dubious
+    ownership"): the commit `make run` recorded reaches both, and the worker's card says
+    it, so the overview finds no "code differs"."""
+    run, env = make_run
+    recorded = join.code_version()
+    assert recorded
+    children = psutil.Process(run.process.pid).children(recursive=True)
+    for needle in ("launcher.server", "celery"):
+        child = next(c for c in children if needle in " ".join(c.cmdline()))
+        assert child.environ().get("COREBOARD_CODE_VERSION") == recorded, needle
+    password = (RUN_VAR / "secrets" / "redis-password").read_text().strip()
+    registry = redis.Redis(
+        port=int(env["COREBOARD_REDIS_PORT"]),
+        password=password,
+        socket_timeout=5,
+        decode_responses=True,
+    )
+
+    def card() -> dict[str, str] | None:
+        nodes: list[str] = registry.zrange(workers.NODES, 0, -1)  # type: ignore[assignment]
+        for node in nodes:
+            data: dict[str, str] = registry.hgetall(workers.node_key(node))  # type: ignore[assignment]
+            if "started" in data:
+                return data
+        return None
+
+    shown = poll_until(card, timeout=30, every=0.2)
+    assert shown["code_version"] == recorded
+    assert json.loads(shown["kinds"])

@@ -60,6 +60,14 @@ test("a node that differs from the web machine says how", () => {
   assert.equal(nodeWarning({ code_version: "a" }, { code_version: "a" }), "");
 });
 
+test("a node renamed at start says which name it was started with", () => {
+  const node = { code_version: "a", renamed_from: "alpha@h" };
+  assert.equal(
+    nodeWarning(node, { code_version: "a" }),
+    "Started as alpha@h: a worker on another machine holds that name.",
+  );
+});
+
 test("throughput is a rate over 5-second buckets, labelled now or minutes ago", () => {
   const points = Array.from({ length: 10 }, (_, i) => [990 + i, i < 5 ? 1 : 3]);
   assert.deepEqual(throughputBuckets(points, 1000), { labels: [-6, -1], values: [1, 3] });

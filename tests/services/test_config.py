@@ -18,7 +18,8 @@ from launcher import join
 pytestmark = pytest.mark.services
 
 # Settings a worker reads that belong to its machine, not to the cluster: its identity.
-MACHINE_OWN = {"COREBOARD_WORKER_KINDS", "COREBOARD_WORKER_LABELS"}
+# Each machine's own: what it runs, its tags, and the commit its launcher recorded.
+MACHINE_OWN = {"COREBOARD_WORKER_KINDS", "COREBOARD_WORKER_LABELS", "COREBOARD_CODE_VERSION"}
 # Django settings named COREBOARD_* that are not environment variables themselves.
 DERIVED = {"BUILTIN_JOB_KINDS"}
 UNIT_SUFFIXES = {"ms": "_MS", "s": "_S", "bytes": "_BYTES", "days": "_DAYS"}

@@ -128,3 +128,48 @@ def test_a_clean_stop_removes_the_node_and_its_processes(node: str) -> None:
     state = workers.cluster_state()
     assert all(n["node"] != node for n in state["nodes"])
     assert all(p["node"] != node for p in state["processes"])
+
+
+def _held_by(node: str, process: str, machine: str) -> None:
+    workers.client().hset(
+        workers.node_key(node),
+        mapping={workers.NODE_PROCESS_FIELD: process, workers.NODE_MACHINE_FIELD: machine},
+    )
+
+
+def test_a_name_another_machine_holds_is_never_beaten_drained_or_removed_by_another(
+    node: str,
+) -> None:
+    other = f"{node}|7|otherboot"
+    _held_by(node, other, "0ther000")
+    # Silent for longer than the liveness window: its lease still holds.
+    _silent_since(node, workers.LOST_AFTER_S + 60)
+    assert workers.node_beat(node, info=INFO, cpus=[]) == other
+    assert "started" not in workers.client().hgetall(workers.node_key(node))
+    workers.node_draining_set(node, draining="stop")
+    assert not workers.node_is_draining(node)
+    assert not workers.node_leave(node, process=workers.process_id(node=node))
+    assert workers.client().hget(workers.node_key(node), workers.NODE_PROCESS_FIELD) == other
+    # A worker started with that name runs as name-2, on a card of its own.
+    renamed = workers.node_name_candidates(node)[1]
+    try:
+        assert workers.node_take(node) == (renamed, None)
+        assert workers.node_beat(renamed, info=INFO, cpus=[]) is None
+        assert workers.node_leave(renamed, process=workers.process_id(node=renamed))
+        assert workers.node_get(renamed) is None
+    finally:
+        workers.node_remove(renamed)
+
+
+def test_this_machines_name_is_taken_over_after_a_reboot_but_refused_while_it_runs(
+    node: str,
+) -> None:
+    _held_by(node, f"{node}|7|earlierboot", workers.machine_id())
+    assert workers.node_take(node) == (node, None)
+    assert workers.client().hget(workers.node_key(node), workers.NODE_PROCESS_FIELD) == (
+        workers.process_id(node=node)
+    )
+    # A live worker of this machine (here: pid 1 of this boot) is a second start: refused.
+    running = workers.process_id(node=node, pid=1)
+    _held_by(node, running, workers.machine_id())
+    assert workers.node_take(node) == (node, workers.NodeHolder(running, workers.machine_id()))
