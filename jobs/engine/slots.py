@@ -296,10 +296,20 @@ class _SlotRun:
         self.database_lost = False
 
     def run(self) -> str:
+        # An Exception that reaches here is the engine's (a kind's is an outcome): the
+        # chunks go back without counting a lost run. Anything else (SystemExit from a
+        # kind, a cold shutdown) counts it, as a lost process would: a chunk that keeps
+        # ending its process this way is failed after COREBOARD_CHUNK_MAX_ATTEMPTS.
+        attempt_back = False
         try:
-            return self._run()
+            ended = self._run()
+            attempt_back = True
+            return ended
+        except Exception:
+            attempt_back = True
+            raise
         finally:
-            self._release_held()
+            self._release_held(attempt_back=attempt_back)
 
     def _run(self) -> str:
         job = self._database(
@@ -427,7 +437,7 @@ class _SlotRun:
             )
             self.database_lost = False
 
-    def _release_held(self) -> None:
+    def _release_held(self, *, attempt_back: bool) -> None:
         """The slot ends: the chunks it still holds (an error or a stop ended it mid-batch)
         go back to pending now, or, if the database does not answer, their leases expire
         within COREBOARD_LEASE_MS, whatever this process runs next."""
@@ -436,7 +446,7 @@ class _SlotRun:
         if not held and not self.database_lost:
             return
         try:
-            leases_release(process=self.claimer.process, attempt_back=True)
+            leases_release(process=self.claimer.process, attempt_back=attempt_back)
         except DatabaseError as error:
             connection.close()
             logger.warning("slot of job %s could not hand back its chunks: %s", self.job_id, error)

@@ -56,7 +56,9 @@ def test_only_the_chunks_named_are_renewed(alice: User) -> None:
     assert chunks.leases_renew(process=TEST_PROCESS, chunk_ids=[]) == 0
 
 
-def _failing_once(real: Callable[..., Any], error: Exception, *, after: bool) -> Callable[..., Any]:
+def _failing_once(
+    real: Callable[..., Any], error: BaseException, *, after: bool
+) -> Callable[..., Any]:
     """`real`, whose first call fails with `error`: before it did anything, or `after` it
     committed (the answer lost on the way back)."""
     calls = 0
@@ -100,6 +102,23 @@ def test_a_slot_ended_by_an_error_hands_its_chunks_back_and_renews_none(
     _expire(neighbour.id)
     slot.keepalive.beat()
     assert not _expired(neighbour.id)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_slot_ended_by_a_system_exit_hands_its_chunks_back_as_a_lost_run(
+    alice: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = make_job(alice, chunks=2, ms=1)
+    start(job)
+    # As a kind that calls sys.exit() (or a cold shutdown) would end it: the chunk must not
+    # come back for ever without counting.
+    monkeypatch.setattr(
+        slots, "chunks_record", _failing_once(chunks.chunks_record, SystemExit(1), after=False)
+    )
+    with pytest.raises(SystemExit):
+        _slot(job).run()
+    statuses = sorted(job.chunks.values_list("status", "attempts"))
+    assert statuses == [(Chunk.Status.PENDING, 0), (Chunk.Status.PENDING, 1)]
 
 
 @pytest.mark.django_db(transaction=True)
