@@ -4,7 +4,7 @@ answering; no worker holds a job's lock while it is silent (jobs.engine.chunks, 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -23,6 +23,14 @@ from tests.waiting import poll_until
 pytestmark = pytest.mark.services
 
 SLOT_PROCESS = "test@host|2|boot"
+
+
+@pytest.fixture(autouse=True)
+def _keepalive_holds_nothing_after() -> Iterator[None]:
+    """The keepalive is the process's: what a test made it hold must not outlive it."""
+    yield
+    keepalive = slots._keepalive_here()
+    keepalive.let_go(keepalive.held())
 
 
 def _slot(job: Job) -> slots._SlotRun:
