@@ -29,7 +29,13 @@ from datetime import datetime
 from typing import TypeVar
 
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, OperationalError, connection
+from django.db import (
+    DatabaseError,
+    InterfaceError,
+    OperationalError,
+    close_old_connections,
+    connection,
+)
 from django.utils import timezone
 
 from jobs import kinds, options, protocol
@@ -160,6 +166,9 @@ class _Keepalive:
         while True:
             time.sleep(workers.HEARTBEAT_S)
             self.beat()
+            # As Django does after a request: this thread's connection is closed once
+            # older than CONN_MAX_AGE or broken.
+            close_old_connections()
 
     def beat(self) -> None:
         with self.lock:

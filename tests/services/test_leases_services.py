@@ -17,7 +17,7 @@ from django.utils import timezone
 from jobs.engine import chunks, job_state, slots
 from jobs.models import Chunk, Job
 from jobs.selectors import jobs as selectors
-from tests.factories import TEST_PROCESS, claim, make_job, start
+from tests.factories import TEST_PROCESS, claim, done, make_job, start
 from tests.waiting import poll_until
 
 pytestmark = pytest.mark.services
@@ -26,8 +26,10 @@ SLOT_PROCESS = "test@host|2|boot"
 
 
 @pytest.fixture(autouse=True)
-def _keepalive_holds_nothing_after() -> Iterator[None]:
-    """The keepalive is the process's: what a test made it hold must not outlive it."""
+def _keepalive_holds_nothing_after(settings: Any) -> Iterator[None]:
+    """The keepalive is the process's: what a test made it hold must not outlive it (nor
+    the process sampler's thread write after the test's database is gone)."""
+    settings.COREBOARD_CHUNK_CAPTURE = False
     yield
     keepalive = slots._keepalive_here()
     keepalive.let_go(keepalive.held())
@@ -243,3 +245,32 @@ def test_a_silent_lock_holder_is_the_reason_and_is_ended_within_the_hold_limit(
     assert time.monotonic() - quiet_at < chunks.LOCK_HOLD_MAX_MS / 1000 + 0.5
     assert reason().startswith("no_worker_with_kind")
     other_session.close()  # its server side is gone already
+
+
+@pytest.mark.django_db
+def test_a_chunk_counted_while_an_early_exit_combines_gets_it_combined_again(
+    alice: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = make_job(alice, "hash_search", prefix="x", difficulty=2, chunks=4)
+    start(job)
+    first = claim(job)[0]
+    (second,) = claim(job, process="other|2|boot")
+    combined_with: list[int] = []
+    real_combine = job_state.job_combine
+
+    def combine(unlocked: Job) -> None:
+        combined_with.append(unlocked.done_chunks)
+        if len(combined_with) == 1:
+            # The other process records its chunk while this one combines, unlocked.
+            chunks.chunks_record(job_id=job.pk, outcomes=[done(first, {"nonce": None})])
+        real_combine(unlocked)
+
+    monkeypatch.setattr(chunks, "job_combine", combine)
+    chunks.chunks_record(job_id=job.pk, outcomes=[done(second, {"nonce": 7, "hash": "00ab"})])
+    job.refresh_from_db()
+    assert combined_with == [1, 2], "the first result is dropped, combined again"
+    assert job.status == Job.Status.SUCCEEDED
+    assert job.done_chunks == 2
+    assert job.result == {"nonce": 7, "hash": "00ab"}
+    statuses = dict(job.chunks.values_list("index", "status"))
+    assert statuses == {0: "done", 1: "done", 2: "cancelled", 3: "cancelled"}
