@@ -84,7 +84,9 @@ class DateTime:
 
 # --- states ---------------------------------------------------------------------------------------
 
-WaitingReason = Literal["no_worker_with_kind", "lost_leases", "retry_backoff", "queued"]
+WaitingReason = Literal[
+    "lock_holder_silent", "no_worker_with_kind", "lost_leases", "retry_backoff", "queued"
+]
 
 
 class WaitingState(TypedDict):

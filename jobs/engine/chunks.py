@@ -10,12 +10,23 @@ only the batch that records the last chunk (or an early exit) runs `combine`.
 
 Lock order everywhere: the job row first, then its chunk rows. Claims and the lease reaper
 lock chunk rows only and never wait for a job lock while holding them.
+
+A lease lives as long as its chunk runs, not as long as its process: the process renews
+exactly the chunks its running slot holds (`leases_renew`), and a slot that ends hands
+back what it still holds (`leases_release`), so an orphaned chunk returns within one lease
+whatever else the process runs.
+
+No worker holds a job's row lock while it is not answering: every worker transaction that
+locks a job tells PostgreSQL (in its first statement) to end it once idle for
+LOCK_HOLD_MAX_MS, so a frozen or partitioned worker stalls the job's other workers for
+about that long, and `combine` (arbitrary code, seconds perhaps) runs outside any lock
+(`job_complete`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
@@ -29,8 +40,9 @@ from django.utils import timezone
 from jobs import kinds
 from jobs.engine.job_state import (
     chunks_cancel_unstarted,
-    job_finish,
-    job_lock,
+    job_combine,
+    job_combine_discard,
+    job_finished,
     job_publish_after_commit,
     job_save,
     retry_on_lock_timeout,
@@ -42,6 +54,15 @@ from jobs.models import Chunk, Job
 
 RETRY_BACKOFF_BASE_S = 1.0
 RETRY_BACKOFF_MAX_S = 30.0
+# How long a worker transaction that holds a job's row lock may sit idle between its
+# statements (normally a few milliseconds of Python) before PostgreSQL ends it, releasing
+# the lock: a worker frozen (SIGSTOP, swapping) or cut off mid-transaction stalls the job's
+# other workers about this long, not COREBOARD_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS. Its own
+# transaction is rolled back and its slot records again (jobs.engine.slots).
+LOCK_HOLD_MAX_MS = 1000
+# A worker transaction holding a job's lock names the job in application_name, so a page
+# can say which job a silent lock holder stalls (jobs.selectors.jobs).
+LOCK_HOLDER_PREFIX = "coreboard job "
 
 
 @dataclass(frozen=True)
@@ -116,6 +137,8 @@ class Recorded:
     job_active: bool
     counted: int = 0
     claims: list[Claim] = field(default_factory=list)
+    # The batch finished the job's work: it is to be combined (outside the lock).
+    complete: bool = False
 
 
 def _lease_until() -> datetime:
@@ -129,7 +152,7 @@ def job_start_if_pending(*, job_id: int) -> None:
 
 def _job_start_if_pending(job_id: int) -> None:
     with transaction.atomic():
-        job = job_lock(job_id)
+        job = _job_lock_briefly(job_id)
         if job is None or job.status != Job.Status.PENDING:
             return
         job.status = Job.Status.RUNNING
@@ -206,14 +229,30 @@ def _commit_without_waiting_for_disk() -> None:
 
 
 _JOB_LOCK_SQL = """
-SELECT *, set_config('synchronous_commit', 'off', true) AS no_disk_wait
+SELECT *, set_config('synchronous_commit', 'off', true) AS no_disk_wait,
+       set_config('idle_in_transaction_session_timeout',
+                  coalesce(%s, current_setting('idle_in_transaction_session_timeout')), true)
+           AS hold_max,
+       set_config('application_name',
+                  coalesce(%s, current_setting('application_name')), true) AS holder
 FROM jobs_job WHERE id = %s FOR UPDATE
 """
 
 
-def _job_lock_without_waiting_for_disk(job_id: int) -> Job | None:
-    """job_lock, and the transaction's commit will not wait for the disk (one round trip)."""
-    return next(iter(Job.objects.raw(_JOB_LOCK_SQL, [job_id])), None)
+def _job_lock_briefly(job_id: int) -> Job | None:
+    """job_lock for a worker: PostgreSQL ends the transaction once it sits idle for
+    LOCK_HOLD_MAX_MS (its worker frozen or cut off), its commit does not wait for the disk,
+    and it names the job it locks; all in the locking statement (one round trip).
+
+    Inside an outer transaction (a test's) the settings would outlive this one: unchanged.
+    """
+    own = len(connection.atomic_blocks) == 1
+    params = [
+        str(LOCK_HOLD_MAX_MS) if own else None,
+        f"{LOCK_HOLDER_PREFIX}{job_id}" if own else None,
+        job_id,
+    ]
+    return next(iter(Job.objects.raw(_JOB_LOCK_SQL, params)), None)
 
 
 def chunks_record(
@@ -224,18 +263,26 @@ def chunks_record(
 
     Done chunks count once each (only while still `running`); a chunk that raised goes
     back to pending with a backoff until its retries are used up, then fails the job;
-    a stopped chunk is cancelled unless its job runs again (retried meanwhile).
+    a stopped chunk is cancelled unless its job runs again (retried meanwhile). A batch
+    that finishes the job's work then combines it (`job_complete`, after the commit).
+
+    Recording the same outcomes again (after an error that left unknown whether the first
+    try committed) counts nothing twice.
     """
-    return retry_on_lock_timeout(
+    recorded = retry_on_lock_timeout(
         partial(_chunks_record, job_id=job_id, outcomes=outcomes, claimer=claimer, claim=claim)
     )
+    if recorded.complete:
+        job_complete(job_id=job_id)
+        recorded.job_active = job_status(job_id=job_id) in Job.ACTIVE_STATUSES
+    return recorded
 
 
 def _chunks_record(
     *, job_id: int, outcomes: list[Outcome], claimer: Claimer | None, claim: int
 ) -> Recorded:
     with transaction.atomic():
-        job = _job_lock_without_waiting_for_disk(job_id)
+        job = _job_lock_briefly(job_id)
         if job is None:
             return Recorded(job_active=False)
         recorded = Recorded(job_active=job.is_active)
@@ -255,11 +302,13 @@ def _chunks_record(
             if job.status == Job.Status.RUNNING and (
                 finishes or job.done_chunks == job.total_chunks
             ):
-                job_finish(job)
-                fields |= {"status", "result", "result_file", "error", "finished_at"}
+                # Combined after the commit, without the lock; nobody claims meanwhile.
+                chunks_cancel_unstarted(job)
+                recorded.complete = True
         others = {o.chunk_id: o for o in outcomes if not isinstance(o, Done)}
         if others:
-            not_done = _chunks_not_done(job, others, fields)
+            owner = claimer.process if claimer is not None else None
+            not_done = _chunks_not_done(job, others, fields, owner=owner)
             if _peak_raised(job, [chunk.peak_rss for chunk in not_done]):
                 fields.add("peak_rss")
             changed += not_done
@@ -268,7 +317,12 @@ def _chunks_record(
         recorded.job_active = job.is_active
         if fields or changed:
             job_publish_after_commit(job, changed)
-        if claim and claimer is not None and job.status == Job.Status.RUNNING:
+        if (
+            claim
+            and claimer is not None
+            and job.status == Job.Status.RUNNING
+            and not recorded.complete
+        ):
             recorded.claims = _claim(job_id, claimer, claim)
     return recorded
 
@@ -350,13 +404,18 @@ def _done_chunk(row: tuple[Any, ...], output_bytes: int) -> Chunk:
     return chunk
 
 
-def _chunks_not_done(job: Job, outcomes: Mapping[int, Outcome], fields: set[str]) -> list[Chunk]:
-    """Chunks that raised or stopped (rare: the ORM is fine here); the job is locked."""
-    chunks = list(
-        Chunk.objects.select_for_update()
-        .filter(pk__in=outcomes, status=Chunk.Status.RUNNING)
-        .order_by("index")
-    )
+def _chunks_not_done(
+    job: Job, outcomes: Mapping[int, Outcome], fields: set[str], *, owner: str | None = None
+) -> list[Chunk]:
+    """Chunks that raised or stopped (rare: the ORM is fine here); the job is locked.
+
+    With `owner`, only chunks still leased to it: one recorded before (a commit whose
+    answer was lost) and claimed by another process since is not touched again.
+    """
+    running = Chunk.objects.select_for_update().filter(pk__in=outcomes, status=Chunk.Status.RUNNING)
+    if owner is not None:
+        running = running.filter(lease_owner=owner)
+    chunks = list(running.order_by("index"))
     for chunk in chunks:
         outcome = outcomes[chunk.pk]
         _chunk_measured(chunk, outcome)
@@ -477,7 +536,7 @@ def _chunk_stop(
     *, job_id: int, chunk_id: int, process: str, error: str | None, output: Captured
 ) -> bool:
     with transaction.atomic():
-        job = job_lock(job_id)
+        job = _job_lock_briefly(job_id)
         if job is None or (error is None and job.status == Job.Status.RUNNING):
             return False
         running = Chunk.objects.select_for_update().filter(
@@ -509,19 +568,45 @@ def _chunk_stop(
     return True
 
 
-def leases_renew(*, process: str) -> int:
-    """Extend the leases `process` holds; the number of chunks it holds."""
-    return Chunk.objects.filter(status=Chunk.Status.RUNNING, lease_owner=process).update(
-        lease_expires_at=_lease_until()
-    )
+def leases_renew(*, process: str, chunk_ids: Collection[int]) -> int:
+    """Extend the leases of `chunk_ids` that `process` still holds (its running slot's
+    chunks, and no others: a chunk its slot left behind is not kept alive); how many."""
+    if not chunk_ids:
+        return 0
+    return Chunk.objects.filter(
+        pk__in=list(chunk_ids), status=Chunk.Status.RUNNING, lease_owner=process
+    ).update(lease_expires_at=_lease_until())
 
 
-def leases_release(*, process: str) -> list[int]:
-    """Hand back every chunk `process` holds (it is known to be gone).
+_RELEASE_SQL = """
+UPDATE jobs_chunk c
+SET status = CASE WHEN j.status = 'running' THEN 'pending' ELSE 'cancelled' END,
+    finished_at = CASE WHEN j.status = 'running' THEN c.finished_at
+                       ELSE statement_timestamp() END,
+    attempts = greatest(c.attempts - %(back)s, 0), lease_owner = '', lease_expires_at = NULL
+FROM jobs_job j
+WHERE j.id = c.job_id AND c.status = 'running' AND c.lease_owner = %(process)s
+  AND NOT c.id = ANY(%(keep)s::bigint[])
+RETURNING c.job_id
+"""
 
-    Returns the ids of the jobs concerned.
+
+def leases_release(
+    *, process: str, keep: Collection[int] = (), attempt_back: bool = False
+) -> list[int]:
+    """Hand back the chunks `process` holds, but those in `keep`: to pending (cancelled if
+    their job has ended). One statement that locks no job row.
+
+    The reconciler calls it for a process known to be gone (its attempts count as lost
+    runs); a slot as it ends (keep nothing) and after a database error (keep what it
+    holds: a claim whose commit it never heard of is released, not left to expire), with
+    `attempt_back`: no process was lost. Returns the ids of the jobs concerned.
     """
-    return _leases_return(lease_owner=process)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _RELEASE_SQL, {"process": process, "keep": list(keep), "back": int(attempt_back)}
+        )
+        return sorted({row[0] for row in cursor.fetchall()})
 
 
 def leases_reap() -> list[int]:
@@ -529,14 +614,10 @@ def leases_reap() -> list[int]:
 
     Returns the ids of the jobs concerned.
     """
-    return _leases_return(lease_expires_at__lt=timezone.now())
-
-
-def _leases_return(**lease: Any) -> list[int]:
     with transaction.atomic():
         stale = list(
             Chunk.objects.select_for_update(skip_locked=True)
-            .filter(status=Chunk.Status.RUNNING, **lease)
+            .filter(status=Chunk.Status.RUNNING, lease_expires_at__lt=timezone.now())
             .values_list("id", "job_id")
         )
         if not stale:
@@ -562,32 +643,57 @@ def _leases_return(**lease: Any) -> list[int]:
 
 def jobs_finish_idle() -> list[int]:
     """Finish running jobs whose work is all done but that were not finished (their combine
-    failed and is retried); the ids of the jobs finished."""
+    failed and is retried, or the worker that recorded their last chunk was lost before
+    combining); the ids of the jobs finished."""
     unfinished = Chunk.objects.filter(
         job_id=OuterRef("pk"),
         status__in=Chunk.UNFINISHED_STATUSES,
     )
     idle = Job.objects.filter(status=Job.Status.RUNNING).exclude(Exists(unfinished))
-    finished = []
-    for job_id in idle.values_list("pk", flat=True):
-        with transaction.atomic():
-            job = job_lock(job_id)
-            if job is None or job.status != Job.Status.RUNNING or not _work_done(job):
-                continue
-            job_finish(job)
-            job_save(job, ["status", "result", "result_file", "error", "finished_at"])
-            job_publish_after_commit(job)
-            finished.append(job_id)
-    return finished
+    return [job_id for job_id in idle.values_list("pk", flat=True) if job_complete(job_id=job_id)]
+
+
+def job_complete(*, job_id: int) -> bool:
+    """Finish a running job whose work is done (every chunk, or one whose result ends the
+    job early): `combine` runs without any lock (it may take seconds), then one short
+    locked transaction stores its result, unless the job changed meanwhile (cancelled,
+    or another chunk counted: then it is combined again). True when this call finished it.
+    """
+    while True:
+        job = Job.objects.filter(pk=job_id).first()
+        if job is None or job.status != Job.Status.RUNNING or not _work_done(job):
+            return False
+        job_combine(job)
+        stored = retry_on_lock_timeout(partial(_job_complete_store, job))
+        if stored is not None:
+            return stored
+
+
+def _job_complete_store(combined: Job) -> bool | None:
+    """Store a combined result if the job is as it was combined; None: combine again."""
+    with transaction.atomic():
+        job = _job_lock_briefly(combined.pk)
+        if (
+            job is None
+            or job.status != Job.Status.RUNNING
+            or job.done_chunks != combined.done_chunks
+        ):
+            job_combine_discard(combined)
+            return None if job is not None and job.status == Job.Status.RUNNING else False
+        job.result, job.result_file = combined.result, combined.result_file
+        job.status, job.error = combined.status, combined.error
+        job_finished(job)
+        job_save(job, ["status", "result", "result_file", "error", "finished_at"])
+        job_publish_after_commit(job)
+    return True
 
 
 def _work_done(job: Job) -> bool:
-    """Every chunk done, or one whose result ends the job early; nothing still to run."""
-    chunks = job.chunks
-    if chunks.filter(status__in=Chunk.UNFINISHED_STATUSES).exists():
-        return False
+    """Every chunk done, or one whose result ends the job early (then the chunks still
+    running are stopped when they report)."""
     if job.total_chunks and job.done_chunks == job.total_chunks:
         return True
+    chunks = job.chunks
     try:
         kind = kinds.get(job.kind)
     except kinds.UnknownKind:
@@ -612,6 +718,7 @@ __all__ = [
     "chunk_stop",
     "chunks_claim",
     "chunks_record",
+    "job_complete",
     "job_start_if_pending",
     "job_status",
     "jobs_finish_idle",

@@ -87,6 +87,15 @@ def job_finish(job: Job) -> None:
 
     The job must be locked; the caller saves it. Unstarted chunks are cancelled.
     """
+    job_combine(job)
+    job_finished(job)
+
+
+def job_combine(job: Job) -> None:
+    """Set the job's result, result file, status and error from its done chunks' partial
+    results; nothing is saved but the result file. Needs no lock: a job whose work is done
+    has no more partials coming (jobs.engine.chunks.job_complete checks it did not change).
+    """
     partials = list(
         job.chunks.filter(status=Chunk.Status.DONE)
         .order_by("index")
@@ -112,6 +121,20 @@ def job_finish(job: Job) -> None:
         job.status = Job.Status.FAILED
         shown = kind_traceback(kind, error) if kind is not None else traceback.format_exc()
         job.error = f"{COMBINE_FAILED}:\n{shown}"
+
+
+def job_combine_discard(job: Job) -> None:
+    """Drop what job_combine produced on a job that will not be saved (its result file)."""
+    if job.result_file:
+        try:
+            job.result_file.delete(save=False)
+        except OSError:
+            logger.warning("could not delete %s", job.result_file.name, exc_info=True)
+
+
+def job_finished(job: Job) -> None:
+    """A combined job ends now (locked; the caller saves it): its unstarted chunks are
+    cancelled, and who waits for it is told after the commit."""
     job.finished_at = timezone.now()
     chunks_cancel_unstarted(job)
     transaction.on_commit(

@@ -31,9 +31,16 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 from django.conf import settings
-from django.db import DatabaseError, connection
+from django.db import (
+    DatabaseError,
+    InterfaceError,
+    OperationalError,
+    close_old_connections,
+    connection,
+)
 from django.utils import timezone
 
 from jobs import kinds, options, protocol
@@ -45,11 +52,13 @@ from jobs.engine.chunks import (
     Done,
     Outcome,
     Raised,
+    Recorded,
     Stopped,
     chunks_claim,
     chunks_record,
     job_start_if_pending,
     job_status,
+    leases_release,
     leases_renew,
 )
 from jobs.engine.culprits import json_text, kind_traceback, not_json_message
@@ -64,6 +73,13 @@ MAX_BATCH = 1000
 OUTPUT_FLUSH_CHARS = 1024 * 1024
 # How long a slot with nothing claimable waits for a chunk whose retry is due.
 RETRY_WAIT_MAX_S = 2.0
+# A slot outlives a database that does not answer (a restart, a failover) for this long,
+# trying again at most every DATABASE_RETRY_MAX_S, then ends (its chunks' leases expire,
+# and the reconciler sends a new slot once the database answers).
+DATABASE_PATIENCE_S = 120.0
+DATABASE_RETRY_MAX_S = 0.5
+
+T = TypeVar("T")
 
 
 class ChunkCancelled(Exception):
@@ -133,45 +149,69 @@ class ChunkProgress:
 
 
 class _Keepalive:
-    """Renews this process's leases and its running slot's registry entry every
-    HEARTBEAT_S."""
+    """Renews the leases of the chunks this process's running slot holds, and that slot's
+    registry entry, every HEARTBEAT_S.
+
+    Leases are renewed per chunk, not per process: a slot says which chunks it holds as it
+    claims them (`hold`) and lets go of them as it records them (`let_go`), so a chunk
+    that a slot left behind (a slot ended by an error) is not kept alive by whatever the
+    process runs next: it is released as the slot ends, or its lease expires.
+    """
 
     def __init__(self) -> None:
         self.pid = os.getpid()
         self.lock = threading.Lock()
         self.slot: tuple[int, str, str, str] | None = None
-        # The process id its leases are held under, while it holds any.
-        self.holding: str | None = None
+        # The process id the held chunks are leased to, and the chunks.
+        self.process = ""
+        self.chunks: set[int] = set()
         threading.Thread(target=self._run, name="coreboard-keepalive", daemon=True).start()
 
     def _run(self) -> None:
         while True:
             time.sleep(workers.HEARTBEAT_S)
-            with self.lock:
-                slot, holding = self.slot, self.holding
-                # Apart: leases live in PostgreSQL, and a Redis outage must not let them
-                # expire under chunks that keep running.
-                try:
-                    if slot is not None:
-                        slot_registry.slot_refresh(*slot)
-                except Exception as error:
-                    logger.warning("could not refresh slot: %s", error)
-                try:
-                    if holding:
-                        leases_renew(process=holding)
-                except DatabaseError:
-                    connection.close()
-                    logger.warning("could not renew leases", exc_info=True)
+            self.beat()
+            # As Django does after a request: this thread's connection is closed once
+            # older than CONN_MAX_AGE or broken.
+            close_old_connections()
+
+    def beat(self) -> None:
+        with self.lock:
+            slot, process, chunks = self.slot, self.process, list(self.chunks)
+        # Apart: leases live in PostgreSQL, and a Redis outage must not let them expire
+        # under chunks that keep running.
+        try:
+            if slot is not None:
+                slot_registry.slot_refresh(*slot)
+        except Exception as error:
+            logger.warning("could not refresh slot: %s", error)
+        try:
+            if chunks:
+                leases_renew(process=process, chunk_ids=chunks)
+        except DatabaseError:
+            connection.close()
+            logger.warning("could not renew leases", exc_info=True)
 
     def running(self, job_id: int, token: str, node: str, process: str) -> None:
         with self.lock:
             self.slot = (job_id, token, node, process)
-            self.holding = process
 
     def stopped(self) -> None:
         with self.lock:
             self.slot = None
-            self.holding = None
+
+    def hold(self, process: str, chunk_ids: Iterable[int]) -> None:
+        with self.lock:
+            self.process = process
+            self.chunks.update(chunk_ids)
+
+    def let_go(self, chunk_ids: Iterable[int]) -> None:
+        with self.lock:
+            self.chunks.difference_update(chunk_ids)
+
+    def held(self) -> set[int]:
+        with self.lock:
+            return set(self.chunks)
 
 
 _keepalive: _Keepalive | None = None
@@ -286,12 +326,33 @@ class _SlotRun:
         # running chunk's output; the sampler writes the job's CPU/memory timeline.
         output.capture_install()
         self.sampling = settings.COREBOARD_CHUNK_CAPTURE
+        self.keepalive = _keepalive_here()
+        # The database failed to answer since this slot last asked it.
+        self.database_lost = False
 
     def run(self) -> str:
-        job = (
-            Job.objects.filter(pk=self.job_id)
-            .values("kind", "status", "chunk_time_limit_s")
-            .first()
+        # An Exception that reaches here is the engine's (a kind's is an outcome): the
+        # chunks go back without counting a lost run. Anything else (SystemExit from a
+        # kind, a cold shutdown) counts it, as a lost process would: a chunk that keeps
+        # ending its process this way is failed after COREBOARD_CHUNK_MAX_ATTEMPTS.
+        attempt_back = False
+        try:
+            ended = self._run()
+            attempt_back = True
+            return ended
+        except Exception:
+            attempt_back = True
+            raise
+        finally:
+            self._release_held(attempt_back=attempt_back)
+
+    def _run(self) -> str:
+        job = self._database(
+            lambda: (
+                Job.objects.filter(pk=self.job_id)
+                .values("kind", "status", "chunk_time_limit_s")
+                .first()
+            )
         )
         if job is None or job["status"] not in Job.ACTIVE_STATUSES:
             return "over"
@@ -304,7 +365,7 @@ class _SlotRun:
             return "lacks-kind"
         self.limit_s = options.chunk_time_limit_s(kind, job["chunk_time_limit_s"])
         if job["status"] == Job.Status.PENDING:
-            job_start_if_pending(job_id=self.job_id)
+            self._database(lambda: job_start_if_pending(job_id=self.job_id))
         slice_end = time.monotonic() + self.slice_s
         hard_end = time.monotonic() + settings.COREBOARD_SLOT_MAX_S
         claims = self._claim()
@@ -333,12 +394,15 @@ class _SlotRun:
             with self._claiming(active and not yielding) as claiming:
                 yielding = yielding or (active and not claiming)
                 # The batch's outcomes and the next claim share one transaction.
-                recorded = chunks_record(
-                    job_id=self.job_id,
-                    outcomes=outcomes,
-                    claimer=self.claimer,
-                    claim=self.batch_size if claiming else 0,
-                )
+                recorded = self._record_once(outcomes, self.batch_size if claiming else 0)
+            if recorded is None:
+                # The database went away as the batch was recorded: record it again once
+                # it answers, then claim in a transaction (and under a permit) of its own.
+                recorded = self._record(outcomes)
+                if active and recorded.job_active and not yielding:
+                    again = self._claim()
+                    yielding = again is None
+                    recorded.claims = again or []
             if not (active and recorded.job_active):
                 return "over"
             if self.disowned:
@@ -346,6 +410,83 @@ class _SlotRun:
             if yielding:
                 return "slice"
             claims = recorded.claims
+
+    def _record_once(self, outcomes: list[Outcome], claim: int) -> Recorded | None:
+        """Record outcomes and claim `claim` more in one transaction; None if the database
+        did not answer (whether that committed is unknown: recording again counts nothing
+        twice, and a claim it may have made is released on reconnecting)."""
+        try:
+            recorded = chunks_record(
+                job_id=self.job_id, outcomes=outcomes, claimer=self.claimer, claim=claim
+            )
+        except (OperationalError, InterfaceError) as error:
+            self._database_lost(error)
+            return None
+        self._recorded(outcomes, recorded)
+        return recorded
+
+    def _record(self, outcomes: list[Outcome]) -> Recorded:
+        """Record outcomes (no claim), trying again while the database does not answer."""
+        recorded = self._database(
+            lambda: chunks_record(job_id=self.job_id, outcomes=outcomes, claimer=self.claimer)
+        )
+        self._recorded(outcomes, recorded)
+        return recorded
+
+    def _recorded(self, outcomes: list[Outcome], recorded: Recorded) -> None:
+        self.keepalive.let_go(outcome.chunk_id for outcome in outcomes)
+        self.keepalive.hold(self.claimer.process, (claim.id for claim in recorded.claims))
+
+    def _database(self, work: Callable[[], T]) -> T:
+        """Run `work` (whole transactions), again while the database does not answer (a
+        restart, a failover: the slot lives on rather than leave its chunks leased), for
+        up to DATABASE_PATIENCE_S; then the last error is raised."""
+        lost_at: float | None = None
+        pause = 0.05
+        while True:
+            try:
+                self._release_unknown()
+                return work()
+            except (OperationalError, InterfaceError) as error:
+                if lost_at is None:
+                    lost_at = time.monotonic()
+                    self._database_lost(error)
+                else:
+                    connection.close()
+                if time.monotonic() - lost_at > DATABASE_PATIENCE_S:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, DATABASE_RETRY_MAX_S)
+
+    def _database_lost(self, error: Exception) -> None:
+        connection.close()
+        self.database_lost = True
+        logger.warning(
+            "slot of job %s: the database did not answer (%s); trying again", self.job_id, error
+        )
+
+    def _release_unknown(self) -> None:
+        """After the database failed to answer: chunks leased to this process that its slot
+        does not hold (claimed by a commit whose answer was lost) go back at once."""
+        if self.database_lost:
+            leases_release(
+                process=self.claimer.process, keep=self.keepalive.held(), attempt_back=True
+            )
+            self.database_lost = False
+
+    def _release_held(self, *, attempt_back: bool) -> None:
+        """The slot ends: the chunks it still holds (an error or a stop ended it mid-batch)
+        go back to pending now, or, if the database does not answer, their leases expire
+        within COREBOARD_LEASE_MS, whatever this process runs next."""
+        held = self.keepalive.held()
+        self.keepalive.let_go(held)
+        if not held and not self.database_lost:
+            return
+        try:
+            leases_release(process=self.claimer.process, attempt_back=attempt_back)
+        except DatabaseError as error:
+            connection.close()
+            logger.warning("slot of job %s could not hand back its chunks: %s", self.job_id, error)
 
     @contextmanager
     def _claiming(self, wanted: bool = True) -> Iterator[bool]:
@@ -381,7 +522,13 @@ class _SlotRun:
         with self._claiming() as claiming:
             if not claiming:
                 return None
-            return chunks_claim(job_id=self.job_id, claimer=self.claimer, limit=self.batch_size)
+            claims = self._database(
+                lambda: chunks_claim(
+                    job_id=self.job_id, claimer=self.claimer, limit=self.batch_size
+                )
+            )
+        self.keepalive.hold(self.claimer.process, (claim.id for claim in claims))
+        return claims
 
     def _claimed_state(self, claim: Claim) -> ChunkDelta:
         return protocol.chunk_claimed_delta(
@@ -410,7 +557,7 @@ class _SlotRun:
             if isinstance(outcome, Stopped):
                 active = False
             if time.monotonic() - last_flush >= self.flush_s or output_held >= OUTPUT_FLUSH_CHARS:
-                recorded = chunks_record(job_id=self.job_id, outcomes=outcomes)
+                recorded = self._record(outcomes)
                 active = active and recorded.job_active
                 outcomes = []
                 output_held = 0
@@ -503,13 +650,15 @@ class _SlotRun:
 
     def _wait_for_retry(self, slice_end: float) -> bool:
         """Nothing claimable now: wait for a chunk whose retry is due soon, if any."""
-        due = (
-            Chunk.objects.filter(
-                job_id=self.job_id, status=Chunk.Status.PENDING, retry_at__isnull=False
+        due = self._database(
+            lambda: (
+                Chunk.objects.filter(
+                    job_id=self.job_id, status=Chunk.Status.PENDING, retry_at__isnull=False
+                )
+                .order_by("retry_at")
+                .values_list("retry_at", flat=True)
+                .first()
             )
-            .order_by("retry_at")
-            .values_list("retry_at", flat=True)
-            .first()
         )
         if due is None:
             return False

@@ -12,6 +12,7 @@ from typing import Any, cast
 
 import redis
 from django.conf import settings
+from django.db import connection
 from django.db.models import Count, Max, Min, Q, QuerySet, TextField
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Cast
@@ -23,6 +24,7 @@ from django.utils import timezone
 from jobs import kinds, protocol
 from jobs.engine import redis_clients
 from jobs.engine import workers as worker_registry
+from jobs.engine.chunks import LOCK_HOLD_MAX_MS, LOCK_HOLDER_PREFIX
 from jobs.history import HISTORY_DEFAULT_SORT, HISTORY_SORTS
 from jobs.kinds.base import File
 from jobs.models import Chunk, Job, JobQuerySet, Upload
@@ -287,13 +289,16 @@ def jobs_live(
     that have its kind) and `waiting`: null while it progresses, else why it does not,
     `{"reason", "text", "seconds"}`, in place of an ETA (then `eta_seconds` is null).
 
-    Reasons, all that apply, in this order: `no_worker_with_kind` (no live worker has the
+    Reasons, all that apply, in this order: `lock_holder_silent` (a worker process holds the
+    job's row lock inside a transaction and has not spoken for a while: frozen or cut off;
+    PostgreSQL ends its transaction within LOCK_HOLD_MAX_MS), `no_worker_with_kind` (no
+    live worker has the
     job's kind: it waits, nothing fails), `lost_leases` (chunks leased to processes that
     stopped renewing them: back to pending when the lease expires), `retry_backoff` (every
     chunk left waits for its retry), `queued` (its slots wait for a free worker process; the
     text says which jobs hold the processes: the owner's own by number, also in `held_by`,
     other people's only counted).
-    `seconds`: until the first of them changes by itself, when known. Three queries and
+    `seconds`: until the first of them changes by itself, when known. Four queries and
     one Redis read, whatever the number of jobs; ended jobs cost nothing.
     """
     now = now or timezone.now()
@@ -347,46 +352,59 @@ def jobs_live(
         entry[0] += row["n"]
         entry[1] = max(entry[1], row["until"])
     holders: list[_Holder] | None = None
+    silent_holders = _silent_lock_holders(ids)
     for job in active:
         row = counts.get(job.pk, {"fresh": 0, "claimable": 0, "backoff": 0, "next_retry": None})
         capacity = None if workers is None else worker_registry.kind_capacity(workers, job.kind)
         live[job.pk]["processes_now"] = capacity
-        if row["fresh"]:
-            continue
         parts: list[tuple[WaitingReason, str, float | None]] = []
         held_by: list[int] = []
-        if capacity == 0:
+        if job.pk in silent_holders:
+            left = silent_holders[job.pk]
             parts.append(
                 (
-                    "no_worker_with_kind",
-                    f"Waiting: no live worker has the kind '{job.kind}'",
-                    None,
-                )
-            )
-        for node, (count, until) in sorted(lost.get(job.pk, {}).items()):
-            left = max((until - now).total_seconds(), 0.0)
-            parts.append(
-                (
-                    "lost_leases",
-                    f"{_plural(count, 'chunk')} on {_lost_node_name(node, seen, now)}, "
-                    f"back to pending {_in_seconds(left)}",
+                    "lock_holder_silent",
+                    "A worker process holding this job's lock is not answering; "
+                    f"the lock is released {_in_seconds(left)}",
                     left,
                 )
             )
-        if row["backoff"] and not row["claimable"] and row["next_retry"] is not None:
-            left = max((row["next_retry"] - now).total_seconds(), 0.0)
-            parts.append(
-                (
-                    "retry_backoff",
-                    f"{_plural(row['backoff'], 'chunk')} waiting to retry {_in_seconds(left)}",
-                    left,
+        if row["fresh"] and not parts:
+            continue
+        # The job progresses but for the silent lock holder: the other reasons do not apply.
+        if not row["fresh"]:
+            if capacity == 0:
+                parts.append(
+                    (
+                        "no_worker_with_kind",
+                        f"Waiting: no live worker has the kind '{job.kind}'",
+                        None,
+                    )
                 )
-            )
-        if row["claimable"] and capacity:
-            if holders is None:
-                holders = _process_holders(silent)
-            text, held_by = _held_by_text(job, holders, capacity)
-            parts.append(("queued", text, None))
+            for node, (count, until) in sorted(lost.get(job.pk, {}).items()):
+                left = max((until - now).total_seconds(), 0.0)
+                parts.append(
+                    (
+                        "lost_leases",
+                        f"{_plural(count, 'chunk')} on {_lost_node_name(node, seen, now)}, "
+                        f"back to pending {_in_seconds(left)}",
+                        left,
+                    )
+                )
+            if row["backoff"] and not row["claimable"] and row["next_retry"] is not None:
+                left = max((row["next_retry"] - now).total_seconds(), 0.0)
+                parts.append(
+                    (
+                        "retry_backoff",
+                        f"{_plural(row['backoff'], 'chunk')} waiting to retry {_in_seconds(left)}",
+                        left,
+                    )
+                )
+            if row["claimable"] and capacity:
+                if holders is None:
+                    holders = _process_holders(silent)
+                text, held_by = _held_by_text(job, holders, capacity)
+                parts.append(("queued", text, None))
         if parts:
             times = [seconds for _, _, seconds in parts if seconds is not None]
             live[job.pk]["waiting"] = {
@@ -397,6 +415,41 @@ def jobs_live(
             }
             live[job.pk]["eta_seconds"] = None
     return live
+
+
+# A worker transaction sits idle between its statements for milliseconds; one idle this
+# long while holding a job's lock belongs to a worker that froze or was cut off.
+SILENT_HOLDER_S = 0.25
+
+
+def _silent_lock_holders(job_ids: list[int]) -> dict[int, float]:
+    """The jobs among `job_ids` whose row lock a silent worker transaction holds, and the
+    seconds until PostgreSQL ends that transaction (jobs.engine.chunks names the job it
+    locks in application_name)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT substr(application_name, %(skip)s)::bigint AS job_id,
+                   max(extract(epoch FROM clock_timestamp() - state_change)) AS idle_s
+            FROM pg_stat_activity
+            WHERE state LIKE 'idle in transaction%%'
+              AND application_name LIKE %(prefix)s
+              AND state_change < clock_timestamp() - make_interval(secs => %(silent)s)
+            GROUP BY 1
+            """,
+            {
+                "skip": len(LOCK_HOLDER_PREFIX) + 1,
+                "prefix": f"{LOCK_HOLDER_PREFIX}%",
+                "silent": SILENT_HOLDER_S,
+            },
+        )
+        rows = cursor.fetchall()
+    wanted = set(job_ids)
+    return {
+        job_id: max(LOCK_HOLD_MAX_MS / 1000 - float(idle), 0.0)
+        for job_id, idle in rows
+        if job_id in wanted
+    }
 
 
 def job_live(job: Job, *, now: datetime | None = None) -> LiveState:

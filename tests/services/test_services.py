@@ -222,8 +222,8 @@ def test_leases_are_renewed_by_their_owner(alice: User) -> None:
     start(job)
     claimed = claim_one(job)
     Chunk.objects.filter(pk=claimed.id).update(lease_expires_at=timezone.now())
-    assert chunks.leases_renew(process=TEST_PROCESS) == 1
-    assert chunks.leases_renew(process="someone|else|x") == 0
+    assert chunks.leases_renew(process=TEST_PROCESS, chunk_ids=[claimed.id]) == 1
+    assert chunks.leases_renew(process="someone|else|x", chunk_ids=[claimed.id]) == 0
     expires = job.chunks.get().lease_expires_at
     assert expires is not None
     assert expires > timezone.now() + timedelta(seconds=5)
