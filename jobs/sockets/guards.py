@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import time
 from collections import Counter
 from importlib import import_module
 from types import SimpleNamespace
@@ -14,13 +16,19 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.layers import get_channel_layer
 from channels.security.websocket import WebsocketDenier
+from channels.utils import await_many_dispatch
 from django.conf import settings
 from django.contrib import auth
 from django.http.request import split_domain_port, validate_host
 
+from jobs import protocol
 from jobs.protocol import CLOSE_TOO_MANY_SOCKETS, CLOSE_UNAUTHENTICATED
+from jobs.sockets import backlog
+from jobs.sockets.broker import BROKER_ERRORS, BrokerWatch, watch_for
 from tokens import services as tokens
 
 log = logging.getLogger(__name__)
@@ -132,20 +140,133 @@ def open_sockets(user_pk: Any) -> int:
     return _open.get(user_pk, 0)
 
 
+# A socket that has sent nothing else for this long sends `broker.state` as a heartbeat; the
+# page reconnects after hearing nothing for a few of these (static/lib/live.mjs).
+HEARTBEAT_S = 5.0
+# How often a socket checks its heartbeat and whether a client that fell behind caught up.
+PULSE_S = 0.5
+
+
 class GuardedConsumer(AsyncJsonWebsocketConsumer):
-    """Base of Coreboard's consumers: `guard_connect` after accept, `guard_disconnect`."""
+    """Base of Coreboard's consumers: `guard_connect` after accept, `guard_disconnect`.
+
+    Beyond the cap and the session, it keeps a socket alive through broker trouble and
+    slow clients:
+    - a Redis error while receiving from the channel layer does not end the consumer: it
+      waits for the broker (jobs.sockets.broker) and receives again;
+    - the page hears `broker.state` when the broker stops or starts answering
+      (`broker_changed` lets a subclass rejoin its groups and resync), and as a heartbeat;
+    - updates go through `send_update`, which skips them while the client leaves more
+      than COREBOARD_SOCKET_BACKLOG_BYTES unread, and `caught_up` runs once it has read
+      them (a subclass sends a fresh snapshot there).
+    """
 
     guarded_user_pk: Any = None
     session_watch: asyncio.Task[None] | None = None
+    pulse: asyncio.Task[None] | None = None
+    broker: BrokerWatch | None = None
+    behind = False
+    last_sent_at = 0.0
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        # A consumer that dies of an error (the channel layer's Redis dropped its
-        # connection) never gets `websocket_disconnect`: its socket must leave the count
-        # all the same, or the person's pages are refused for good once it fills.
+        # channels' AsyncConsumer.__call__, but with a channel receive that survives Redis
+        # errors (there, one killed the consumer), and a count that is released however
+        # the consumer ends (a consumer that dies never gets `websocket_disconnect`).
+        self.scope = scope
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        self.base_send = send
         try:
-            await super().__call__(scope, receive, send)
+            if self.channel_layer is None:
+                await await_many_dispatch([receive], self.dispatch)
+            else:
+                self.channel_name = await self.channel_layer.new_channel()
+                self.broker = watch_for(self.channel_layer)
+                self.broker.subscribe(self._broker_changed)
+                channel_receive = functools.partial(
+                    self._channel_receive, self.channel_layer, self.broker
+                )
+                await await_many_dispatch([receive, channel_receive], self.dispatch)
+        except StopConsumer:
+            pass
         finally:
+            if self.broker is not None:
+                self.broker.unsubscribe(self._broker_changed)
             await self.guard_disconnect()
+
+    async def _channel_receive(self, layer: Any, broker: BrokerWatch) -> dict[str, Any]:
+        while True:
+            try:
+                message: dict[str, Any] = await layer.receive(self.channel_name)
+            except BROKER_ERRORS as error:
+                broker.failed(error)
+                await broker.wait_available()
+                continue
+            return message
+
+    def broker_failed(self, error: BaseException) -> None:
+        """A subclass's own Redis call failed: every socket pauses until it answers."""
+        log.info("a live socket's Redis call failed: %r", error)
+        if self.broker is not None:
+            self.broker.failed(error)
+
+    @property
+    def broker_available(self) -> bool:
+        return self.broker is None or self.broker.available
+
+    async def _broker_changed(self, available: bool) -> None:
+        if self.guarded_user_pk is None:
+            return  # not (or no longer) an accepted, counted socket
+        try:
+            await self.broker_changed(available)
+            await self.send_json(protocol.broker_state_message(available=available))
+        except BROKER_ERRORS as error:
+            self.broker_failed(error)
+        except Exception:
+            log.exception("a live socket failed to follow the broker's state")
+
+    async def broker_changed(self, available: bool) -> None:
+        """Called when the channel layer's Redis stops (False) or starts (True) answering,
+        before the page hears it: rejoin groups and resync here."""
+
+    async def send(
+        self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False
+    ) -> None:
+        self.last_sent_at = time.monotonic()
+        await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
+
+    def client_behind(self) -> bool:
+        """Whether the client leaves more unread than it may; marks the socket behind."""
+        if backlog.backlog_of(self.scope) > settings.COREBOARD_SOCKET_BACKLOG_BYTES:
+            if not self.behind:
+                log.info("a live socket's client stopped reading; updates paused for it")
+            self.behind = True
+        return self.behind
+
+    async def send_update(self, content: Any) -> bool:
+        """Send an update the client can do without (a later snapshot or push brings its
+        news); skipped, returning False, while the client is behind."""
+        if self.client_behind():
+            return False
+        await self.send_json(content)
+        return True
+
+    async def caught_up(self) -> None:
+        """Called once a client that fell behind has read what it was sent: a subclass
+        whose updates are deltas sends a fresh snapshot here."""
+
+    async def _pulse(self) -> None:
+        limit = settings.COREBOARD_SOCKET_BACKLOG_BYTES
+        while True:
+            await asyncio.sleep(PULSE_S)
+            if self.behind and backlog.backlog_of(self.scope) <= limit // 4:
+                self.behind = False
+                log.info("a live socket's client caught up")
+                try:
+                    await self.caught_up()
+                except BROKER_ERRORS as error:
+                    self.broker_failed(error)  # the resync follows the broker's return
+            if not self.behind and time.monotonic() - self.last_sent_at >= HEARTBEAT_S:
+                await self.send_json(protocol.broker_state_message(available=self.broker_available))
 
     async def guard_connect(self, user: Any) -> bool:
         """Count the socket against its person's cap and watch its session; False (and the
@@ -163,6 +284,10 @@ class GuardedConsumer(AsyncJsonWebsocketConsumer):
             return False
         _open[user.pk] += 1
         self.guarded_user_pk = user.pk
+        self.last_sent_at = time.monotonic()
+        self.pulse = asyncio.create_task(self._pulse())
+        if not self.broker_available:
+            await self.send_json(protocol.broker_state_message(available=False))
         token_key = self.scope.get("api_token_key")
         if token_key is not None:
             check = database_sync_to_async(_token_user_pk)
@@ -180,11 +305,12 @@ class GuardedConsumer(AsyncJsonWebsocketConsumer):
             if _open[self.guarded_user_pk] <= 0:
                 del _open[self.guarded_user_pk]
             self.guarded_user_pk = None
-        if self.session_watch is not None:
-            self.session_watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self.session_watch
-            self.session_watch = None
+        for task in (self.session_watch, self.pulse):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        self.session_watch = self.pulse = None
 
     async def _watch(self, user_pk: Any, check: Any, credential: str | None) -> None:
         """Close the socket once its session (or API token) no longer logs its person in."""

@@ -22,14 +22,14 @@ from jobs import protocol
 from jobs.engine import events
 from jobs.sockets import guards
 from tests.factories import make_ended_job
-from tests.sockets import communicator_for
+from tests.sockets import communicator_for, receive_update
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 # redis-py 8 gives every connection a 5 s socket timeout, the same as channels-redis'
 # blocking read of a channel: an idle consumer then died with TimeoutError (close 1011)
-# after about 5 s, so settings.CHANNEL_LAYERS sets socket_timeout=None. Idling for twice
-# that shows the fix holds; no event can stand in for the time passing.
+# after about 5 s, so settings.CHANNEL_LAYERS sets a longer one. Idling for twice that
+# shows the fix holds; no event can stand in for the time passing.
 IDLE_S = 11
 
 
@@ -48,7 +48,7 @@ async def test_idle_socket_still_receives_after_ten_seconds(alice: User) -> None
     assert snapshot["type"] == "job.snapshot"
     await asyncio.sleep(IDLE_S)
     await publish(job.pk, snapshot["seq"] + 1, chunks=[{"index": 2, "status": "done"}])
-    delta = await communicator.receive_json_from(timeout=5)
+    delta = await receive_update(communicator, timeout=5)
     assert delta == {
         "type": "job.progress",
         "seq": snapshot["seq"] + 1,
@@ -68,46 +68,62 @@ def _kill_channel_layer_clients() -> int:
 
 
 async def _snapshot_socket(job_id: int, user: User) -> tuple[WebsocketCommunicator, int]:
-    """A live job socket, connected as a page does: again after a failed try (right after
-    a drop, the layer's pooled connection may still be the dead one; issue 19)."""
-    for _try in range(3):
-        communicator = await communicator_for(job_id, user)
-        connected, _ = await communicator.connect()
-        assert connected
-        try:
-            snapshot = await communicator.receive_json_from(timeout=5)
-        except redis.ConnectionError:
-            continue
-        assert snapshot["type"] == "job.snapshot"
-        return communicator, snapshot["seq"]
-    raise AssertionError("no live socket after three tries")
+    """A live job socket, connected as a page does, with its snapshot's seq."""
+    communicator = await communicator_for(job_id, user)
+    connected, _ = await communicator.connect()
+    assert connected
+    snapshot = await receive_update(communicator, timeout=5)
+    assert snapshot["type"] == "job.snapshot"
+    return communicator, snapshot["seq"]
 
 
-async def _ended_by_the_drop(socket: WebsocketCommunicator) -> None:
-    """The socket's consumer dies of the dropped connection (no websocket_disconnect comes),
-    or its live loop closes the socket, which daphne follows with a disconnect."""
-    try:
-        closed = await socket.receive_output(timeout=10)
-    except redis.ConnectionError:
-        return
-    assert closed["type"] == "websocket.close", closed
-    await socket.disconnect()
+async def _resynced(socket: WebsocketCommunicator) -> int:
+    """After a drop the socket stays open and sends a fresh snapshot (the connection may
+    have taken messages with it); its seq."""
+    while True:
+        message = await socket.receive_json_from(timeout=10)
+        if message["type"] == "job.snapshot":
+            return int(message["seq"])
+        assert message["type"] == "broker.state", message
 
 
-async def test_a_socket_that_dies_with_its_redis_connection_leaves_its_persons_count(
+async def _hears(socket: WebsocketCommunicator, seq: int) -> None:
+    """The socket relays delta `seq` (after any snapshots that were on their way)."""
+    while True:
+        message = await receive_update(socket, timeout=10)
+        if message["type"] == "job.progress":
+            assert message["seq"] == seq
+            return
+        assert message["type"] in {"job.snapshot", "broker.state"}, message
+
+
+async def test_sockets_live_through_two_redis_connection_drops_and_the_count_stays_exact(
     alice: User, settings: Any
 ) -> None:
-    settings.COREBOARD_MAX_SOCKETS_PER_USER = 1
+    settings.COREBOARD_MAX_SOCKETS_PER_USER = 3
     job = await database_sync_to_async(make_ended_job)(alice)
+    sockets = [await _snapshot_socket(job.pk, alice) for _ in range(3)]
+    assert guards.open_sockets(alice.pk) == 3
+    seq = max(seq for _, seq in sockets)
     for _drop in range(2):
-        socket, _seq = await _snapshot_socket(job.pk, alice)
-        assert guards.open_sockets(alice.pk) == 1
         assert await asyncio.to_thread(_kill_channel_layer_clients) > 0
-        await _ended_by_the_drop(socket)
-        assert guards.open_sockets(alice.pk) == 0
-    # At the cap of one, the person's page connects again, and it is live.
-    socket, seq = await _snapshot_socket(job.pk, alice)
-    await publish(job.pk, seq + 1, chunks=[{"index": 0, "status": "done"}])
-    assert (await socket.receive_json_from(timeout=5))["type"] == "job.progress"
-    await socket.disconnect()
+        for socket, _ in sockets:
+            seq = max(seq, await _resynced(socket))
+        # Each socket hears the next change.
+        seq += 1
+        await publish(job.pk, seq, chunks=[{"index": 0, "status": "done"}])
+        for socket, _ in sockets:
+            await _hears(socket, seq)
+        assert guards.open_sockets(alice.pk) == 3
+    # The count is exact: a fourth page is refused at the cap of three...
+    refused = await communicator_for(job.pk, alice)
+    assert (await refused.connect())[0]
+    assert (await refused.receive_json_from(timeout=5))["type"] == "error"
+    assert (await refused.receive_output(timeout=5))["code"] == protocol.CLOSE_TOO_MANY_SOCKETS
+    # ...and accepted once one closes.
+    await sockets[0][0].disconnect()
+    assert guards.open_sockets(alice.pk) == 2
+    replacement, _ = await _snapshot_socket(job.pk, alice)
+    for socket in [replacement, *(socket for socket, _ in sockets[1:])]:
+        await socket.disconnect()
     assert guards.open_sockets(alice.pk) == 0
