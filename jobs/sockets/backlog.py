@@ -10,19 +10,35 @@ COREBOARD_SOCKET_BACKLOG_BYTES.
 Nothing in ASGI exposes the backlog, so WriteBacklog (the outermost websocket middleware,
 project/asgi.py) finds it in what daphne passes as `send`: `partial(Server.handle_reply,
 protocol)`, the protocol's twisted transport buffering `dataBuffer[offset:]` plus
-`_tempDataLen` bytes. Under another server, or a transport without those (TLS terminated by
-twisted), there is no probe and no bound; a reverse proxy buffers for such a server.
+`_tempDataLen` bytes, and the kernel holding the bytes sent but not acknowledged. Under
+another server, or a transport without those (TLS terminated by twisted), there is no
+probe and no bound; a reverse proxy buffers for such a server.
 """
 
 from __future__ import annotations
 
+import fcntl
 import functools
+import struct
+import termios
 from collections.abc import Callable
 from typing import Any
 
 SCOPE_KEY = "coreboard.write_backlog"
 
 Probe = Callable[[], int]
+
+
+def _kernel_unsent(transport: Any) -> int:
+    """Bytes in the socket's kernel send queue that the client has not acknowledged
+    (Linux's SIOCOUTQ; 0 where it cannot be read). Without them, a client that stopped
+    reading looked as if it had caught up each time the kernel grew its send buffer and
+    took twisted's bytes."""
+    try:
+        answer = fcntl.ioctl(transport.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+    except (AttributeError, OSError, ValueError):
+        return 0
+    return int(struct.unpack("i", answer)[0])
 
 
 def _transport_backlog(transport: Any) -> int | None:
@@ -33,7 +49,7 @@ def _transport_backlog(transport: Any) -> int | None:
     offset = getattr(transport, "offset", 0)
     if buffered is None or not isinstance(pending, int) or not isinstance(offset, int):
         return None
-    return len(buffered) - offset + pending
+    return len(buffered) - offset + pending + _kernel_unsent(transport)
 
 
 def probe_for(send: Any) -> Probe | None:

@@ -114,13 +114,18 @@ class JobConsumer(GuardedConsumer):
         await self.send_snapshot()
 
     async def broker_changed(self, available: bool) -> None:
-        # The group may have been lost with Redis, and deltas were lost while it was away.
-        if available and self.group is not None:
+        # The group may have been lost with Redis, and deltas were lost while it was away
+        # (a client that is behind joins when it catches up).
+        if available and self.group is not None and not self.behind:
             await self._join(self.group)
+
+    async def fell_behind(self) -> None:
+        if self.group is not None:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
 
     async def caught_up(self) -> None:
         if self.group is not None:
-            await self.send_snapshot()
+            await self._join(self.group)
 
     async def send_live(self) -> None:
         """`job.live`: pace, live processes and why it waits (selectors.jobs_live), which
@@ -304,9 +309,16 @@ class OverviewConsumer(GuardedConsumer):
         self.ticker = asyncio.create_task(supervised(self, self._tick(user)))
 
     async def broker_changed(self, available: bool) -> None:
-        if available:
+        if available and not self.behind:
             await self.channel_layer.group_add(workers.CLUSTER_GROUP, self.channel_name)
             self.changed.set()
+
+    async def fell_behind(self) -> None:
+        await self.channel_layer.group_discard(workers.CLUSTER_GROUP, self.channel_name)
+
+    async def caught_up(self) -> None:
+        await self.channel_layer.group_add(workers.CLUSTER_GROUP, self.channel_name)
+        self.changed.set()
 
     async def disconnect(self, code: int) -> None:
         if self.ticker is not None:

@@ -10,6 +10,7 @@ import functools
 import logging
 import time
 from collections import Counter
+from collections.abc import Coroutine
 from importlib import import_module
 from types import SimpleNamespace
 from typing import Any
@@ -145,6 +146,8 @@ def open_sockets(user_pk: Any) -> int:
 HEARTBEAT_S = 5.0
 # How often a socket checks its heartbeat and whether a client that fell behind caught up.
 PULSE_S = 0.5
+# A client over its backlog bound for this long is behind.
+BEHIND_AFTER_S = 1.0
 
 
 class GuardedConsumer(AsyncJsonWebsocketConsumer):
@@ -166,7 +169,12 @@ class GuardedConsumer(AsyncJsonWebsocketConsumer):
     pulse: asyncio.Task[None] | None = None
     broker: BrokerWatch | None = None
     behind = False
+    over_since: float | None = None
     last_sent_at = 0.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._steps: set[asyncio.Task[None]] = set()
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         # channels' AsyncConsumer.__call__, but with a channel receive that survives Redis
@@ -235,12 +243,41 @@ class GuardedConsumer(AsyncJsonWebsocketConsumer):
         await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
 
     def client_behind(self) -> bool:
-        """Whether the client leaves more unread than it may; marks the socket behind."""
-        if backlog.backlog_of(self.scope) > settings.COREBOARD_SOCKET_BACKLOG_BYTES:
-            if not self.behind:
-                log.info("a live socket's client stopped reading; updates paused for it")
-            self.behind = True
-        return self.behind
+        """Whether the client has left more unread than it may for BEHIND_AFTER_S; marks
+        the socket behind. (Twisted writes at its next turn, so one burst of updates is
+        over the bound for a moment even for a client that reads at once.)"""
+        if self.behind:
+            return True
+        if backlog.backlog_of(self.scope) <= settings.COREBOARD_SOCKET_BACKLOG_BYTES:
+            self.over_since = None
+            return False
+        now = time.monotonic()
+        if self.over_since is None:
+            self.over_since = now
+        if now - self.over_since < BEHIND_AFTER_S:
+            return False
+        log.info("a live socket's client stopped reading; updates paused for it")
+        self.behind = True
+        self.over_since = None
+        self._run_soon(self.fell_behind())
+        return True
+
+    def _run_soon(self, step: Coroutine[Any, Any, None]) -> None:
+        async def guarded() -> None:
+            try:
+                await step
+            except BROKER_ERRORS as error:
+                self.broker_failed(error)
+
+        task = asyncio.create_task(guarded())
+        self._steps.add(task)
+        task.add_done_callback(self._steps.discard)
+
+    async def fell_behind(self) -> None:
+        """Called once the client is behind: a subclass leaves its groups here, so that
+        nothing more is sent to this socket through Redis. Every message to a group is
+        one message per socket in daphne's channel, which daphne reads one at a time: a
+        socket that stays in its groups without reading slows every other socket."""
 
     async def send_update(self, content: Any) -> bool:
         """Send an update the client can do without (a later snapshot or push brings its
@@ -252,13 +289,15 @@ class GuardedConsumer(AsyncJsonWebsocketConsumer):
 
     async def caught_up(self) -> None:
         """Called once a client that fell behind has read what it was sent: a subclass
-        whose updates are deltas sends a fresh snapshot here."""
+        joins its groups again, and one whose updates are deltas sends a fresh snapshot."""
 
     async def _pulse(self) -> None:
         limit = settings.COREBOARD_SOCKET_BACKLOG_BYTES
         while True:
             await asyncio.sleep(PULSE_S)
-            if self.behind and backlog.backlog_of(self.scope) <= limit // 4:
+            if not self.behind:
+                self.client_behind()  # a client that stopped reading while all was quiet
+            elif backlog.backlog_of(self.scope) <= limit // 4:
                 self.behind = False
                 log.info("a live socket's client caught up")
                 try:
@@ -305,7 +344,7 @@ class GuardedConsumer(AsyncJsonWebsocketConsumer):
             if _open[self.guarded_user_pk] <= 0:
                 del _open[self.guarded_user_pk]
             self.guarded_user_pk = None
-        for task in (self.session_watch, self.pulse):
+        for task in (self.session_watch, self.pulse, *self._steps):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -7,12 +7,18 @@ the path through Redis, kept as an integration test because it must idle in real
 from __future__ import annotations
 
 import asyncio
+import copy
+import signal
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
+from channels import DEFAULT_CHANNEL_LAYER
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
+from channels.layers import channel_layers, get_channel_layer
 from channels.testing import WebsocketCommunicator
 from channels_redis.core import RedisChannelLayer
 from django.conf import settings
@@ -21,8 +27,10 @@ from django.contrib.auth.models import User
 from jobs import protocol
 from jobs.engine import events
 from jobs.sockets import guards
+from launcher import stack
+from project.asgi import application
 from tests.factories import make_ended_job
-from tests.sockets import communicator_for, receive_update
+from tests.sockets import communicator_for, receive_update, session_cookie
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -31,6 +39,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 # after about 5 s, so settings.CHANNEL_LAYERS sets a longer one. Idling for twice that
 # shows the fix holds; no event can stand in for the time passing.
 IDLE_S = 11
+# A hung Redis is noticed by the next ping (every 1 s, 2 s deadline): the page says so
+# within a few seconds; it is live again within the issue's 10 s of Redis answering.
+PAUSE_NOTICED_S = 5
+RECOVERY_S = 10
 
 
 async def publish(job_id: int, seq: int, **fields: Any) -> None:
@@ -126,4 +138,68 @@ async def test_sockets_live_through_two_redis_connection_drops_and_the_count_sta
     replacement, _ = await _snapshot_socket(job.pk, alice)
     for socket in [replacement, *(socket for socket, _ in sockets[1:])]:
         await socket.disconnect()
+    assert guards.open_sockets(alice.pk) == 0
+
+
+@pytest.fixture
+def private_layer(tmp_path: Path, settings: Any) -> Iterator[stack.EmbeddedRedis]:
+    """A Redis of this test's own as the channel layer (the test stops and resumes it)."""
+    server = stack.EmbeddedRedis(root=tmp_path / "redis", port=stack.free_port(), persist=False)
+    server.start()
+    url = server.url(db=1)
+    settings.CHANNEL_LAYER_REDIS_URL = url
+    config = copy.deepcopy(settings.CHANNEL_LAYERS)
+    config["default"]["CONFIG"]["hosts"][0]["address"] = url
+    settings.CHANNEL_LAYERS = config
+    channel_layers.backends.pop(DEFAULT_CHANNEL_LAYER, None)
+    try:
+        yield server
+    finally:
+        assert server.process is not None
+        server.process.send_signal(signal.SIGCONT)
+        server.stop()
+        channel_layers.backends.pop(DEFAULT_CHANNEL_LAYER, None)
+
+
+async def _until(socket: WebsocketCommunicator, wanted: Mapping[str, Any], within: float) -> float:
+    """Seconds until the socket sends `wanted` (other messages may come first)."""
+    started = time.monotonic()
+    while (await socket.receive_json_from(timeout=within)) != wanted:
+        assert time.monotonic() - started < within, f"no {wanted} within {within} s"
+    return time.monotonic() - started
+
+
+async def test_a_hung_redis_pauses_the_pages_and_they_resume_by_themselves(
+    alice: User, private_layer: stack.EmbeddedRedis
+) -> None:
+    assert private_layer.process is not None
+    job = await database_sync_to_async(make_ended_job)(alice)
+    page, seq = await _snapshot_socket(job.pk, alice)
+    headers = [(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1")]
+    headers.append((b"cookie", await session_cookie(alice)))
+    overview = WebsocketCommunicator(application, "/ws/overview/", headers=headers)
+    assert (await overview.connect())[0]
+    assert (await overview.receive_json_from(timeout=10))["type"] == "overview.state"
+
+    private_layer.process.send_signal(signal.SIGSTOP)
+    paused = protocol.broker_state_message(available=False)
+    noticed_s = await _until(page, paused, within=PAUSE_NOTICED_S)
+    await _until(overview, paused, within=PAUSE_NOTICED_S)
+    # While it hangs, the page is told again (the heartbeat), never "live".
+    assert await _until(page, paused, within=10) > 0
+
+    private_layer.process.send_signal(signal.SIGCONT)
+    resumed_at = time.monotonic()
+    resumed = protocol.broker_state_message(available=True)
+    snapshot = await receive_update(page, timeout=RECOVERY_S)
+    assert snapshot["type"] == "job.snapshot"  # the resync comes before "live"
+    await _until(page, resumed, within=RECOVERY_S)
+    resumed_s = time.monotonic() - resumed_at
+    await _until(overview, resumed, within=RECOVERY_S)
+    assert (await overview.receive_json_from(timeout=RECOVERY_S))["type"] == "overview.state"
+    await publish(job.pk, seq + 1, chunks=[{"index": 0, "status": "done"}])
+    assert (await receive_update(page, timeout=5))["seq"] == seq + 1
+    print(f"paused noticed after {noticed_s:.2f} s; live again {resumed_s:.2f} s after SIGCONT")
+    await page.disconnect()
+    await overview.disconnect()
     assert guards.open_sockets(alice.pk) == 0
