@@ -146,6 +146,8 @@ def open_sockets(user_pk: Any) -> int:
 HEARTBEAT_S = 5.0
 # How often a socket checks its heartbeat and whether a client that fell behind caught up.
 PULSE_S = 0.5
+# A channel receive that failed is tried again after this (and once Redis answers).
+RECEIVE_RETRY_S = 0.2
 # A client over its backlog bound for this long is behind.
 BEHIND_AFTER_S = 1.0
 
@@ -207,6 +209,8 @@ class GuardedConsumer(AsyncJsonWebsocketConsumer):
                 message: dict[str, Any] = await layer.receive(self.channel_name)
             except BROKER_ERRORS as error:
                 broker.failed(error)
+                # Not at once: a Redis that answers pings may still fail this call.
+                await asyncio.sleep(RECEIVE_RETRY_S)
                 await broker.wait_available()
                 continue
             return message

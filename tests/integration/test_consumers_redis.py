@@ -203,3 +203,25 @@ async def test_a_hung_redis_pauses_the_pages_and_they_resume_by_themselves(
     await page.disconnect()
     await overview.disconnect()
     assert guards.open_sockets(alice.pk) == 0
+
+
+async def test_a_redis_killed_and_restarted_pauses_the_pages_until_it_is_back(
+    alice: User, private_layer: stack.EmbeddedRedis
+) -> None:
+    assert private_layer.process is not None
+    job = await database_sync_to_async(make_ended_job)(alice)
+    page, seq = await _snapshot_socket(job.pk, alice)
+    private_layer.process.send_signal(signal.SIGKILL)
+    private_layer.process.wait()
+    private_layer.process = None
+    await _until(page, protocol.broker_state_message(available=False), within=PAUSE_NOTICED_S)
+    await asyncio.to_thread(private_layer.start)
+    back_at = time.monotonic()
+    assert (await receive_update(page, timeout=RECOVERY_S))["type"] == "job.snapshot"
+    await _until(page, protocol.broker_state_message(available=True), within=RECOVERY_S)
+    # A Redis without its data lost the group: the socket joined it again.
+    await publish(job.pk, seq + 1, chunks=[{"index": 0, "status": "done"}])
+    await _hears(page, seq + 1)
+    print(f"live again {time.monotonic() - back_at:.2f} s after Redis was back")
+    await page.disconnect()
+    assert guards.open_sockets(alice.pk) == 0
