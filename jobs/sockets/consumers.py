@@ -175,7 +175,11 @@ class JobConsumer(GuardedConsumer):
         `live`: selectors.jobs_live), then one `job.chunks` message per further page, all
         with the snapshot's seq."""
         # Read the counter before the database: deltas numbered after it are newer.
-        seq = await events.current_seq(self.job_id)
+        try:
+            seq = await events.current_seq(self.job_id)
+        except BROKER_ERRORS as error:
+            self.broker_failed(error)  # every socket resyncs once Redis answers
+            return
         snapshot = await database_sync_to_async(selectors.job_snapshot_pages)(job_id=self.job_id)
         if snapshot is None:
             await self.close(code=CLOSE_NOT_FOUND)

@@ -27,7 +27,7 @@ from django.contrib import auth
 from django.http.request import split_domain_port, validate_host
 
 from jobs import protocol
-from jobs.protocol import CLOSE_TOO_MANY_SOCKETS, CLOSE_UNAUTHENTICATED
+from jobs.protocol import CLOSE_SERVER_ERROR, CLOSE_TOO_MANY_SOCKETS, CLOSE_UNAUTHENTICATED
 from jobs.sockets import backlog
 from jobs.sockets.broker import BROKER_ERRORS, BrokerWatch, watch_for
 from tokens import services as tokens
@@ -161,9 +161,10 @@ class GuardedConsumer(AsyncJsonWebsocketConsumer):
       waits for the broker (jobs.sockets.broker) and receives again;
     - the page hears `broker.state` when the broker stops or starts answering
       (`broker_changed` lets a subclass rejoin its groups and resync), and as a heartbeat;
-    - updates go through `send_update`, which skips them while the client leaves more
-      than COREBOARD_SOCKET_BACKLOG_BYTES unread, and `caught_up` runs once it has read
-      them (a subclass sends a fresh snapshot there).
+    - updates go through `send_update`, which skips them once the client has left more
+      than COREBOARD_SOCKET_BACKLOG_BYTES unread for BEHIND_AFTER_S (jobs.sockets.backlog);
+      then `fell_behind` runs (a subclass leaves its groups), and `caught_up` once the
+      client has read it down to a quarter (a subclass joins again and resyncs).
     """
 
     guarded_user_pk: Any = None
@@ -296,6 +297,17 @@ class GuardedConsumer(AsyncJsonWebsocketConsumer):
         joins its groups again, and one whose updates are deltas sends a fresh snapshot."""
 
     async def _pulse(self) -> None:
+        try:
+            await self._beat_pulse()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # As jobs.sockets.consumers.supervised: the page reconnects and resyncs rather
+            # than keep a socket that stopped following its client.
+            log.exception("a live socket's pulse failed; closing the socket")
+            await self.close(code=CLOSE_SERVER_ERROR)
+
+    async def _beat_pulse(self) -> None:
         limit = settings.COREBOARD_SOCKET_BACKLOG_BYTES
         while True:
             await asyncio.sleep(PULSE_S)
