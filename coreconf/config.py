@@ -797,6 +797,16 @@ register(
     minimum=1,
 )
 register(
+    "COREBOARD_SOCKET_BACKLOG_BYTES",
+    "int",
+    262144,
+    "unsent bytes a websocket may buffer for a client that reads slowly; beyond it the "
+    "socket gets no updates until its client catches up, then a fresh snapshot",
+    section="web",
+    unit="bytes",
+    minimum=1024,
+)
+register(
     "COREBOARD_SOCKET_SESSION_CHECK_MS",
     "int",
     2000,

@@ -34,6 +34,8 @@ CHUNK_OUTPUT: Literal["chunk.output"] = "chunk.output"
 JOB_RESOURCES: Literal["job.resources"] = "job.resources"
 OVERVIEW_STATE: Literal["overview.state"] = "overview.state"
 ERROR: Literal["error"] = "error"
+# Whether live updates flow (the channel layer's Redis answers); also a socket's heartbeat.
+BROKER_STATE: Literal["broker.state"] = "broker.state"
 # The one message a client sends (job socket): asks for a fresh snapshot.
 RESYNC: Literal["resync"] = "resync"
 # Every public type, in the order the generated reference (docs/protocol.md) lists them.
@@ -46,6 +48,7 @@ PUBLIC_MESSAGE_TYPES = (
     JOB_RESOURCES,
     OVERVIEW_STATE,
     ERROR,
+    BROKER_STATE,
     RESYNC,
 )
 
@@ -479,6 +482,17 @@ class ErrorMessage(TypedDict):
     error: str
 
 
+class BrokerStateMessage(TypedDict):
+    """Whether live updates flow: `available` is false while the channel layer's Redis
+    does not answer (updates paused; the page says so), true again once it does (a job
+    socket sends a fresh snapshot first). Sent on every change, and as a heartbeat on a
+    socket that has sent nothing else for a few seconds: a page that hears nothing at all
+    for longer knows its socket is dead and reconnects."""
+
+    type: Literal["broker.state"]
+    available: bool
+
+
 class ResyncMessage(TypedDict):
     type: Literal["resync"]
 
@@ -736,6 +750,10 @@ def overview_state_message(jobs: JobsOverview, cluster: ClusterState) -> Overvie
 
 def error_message(text: str) -> ErrorMessage:
     return {"type": ERROR, "error": text}
+
+
+def broker_state_message(*, available: bool) -> BrokerStateMessage:
+    return {"type": BROKER_STATE, "available": available}
 
 
 def study_run_state(point: ScalingPoint, run: Job | None) -> StudyRunState:

@@ -15,6 +15,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from jobs.middleware import RequestBodyLimit  # noqa: E402
+from jobs.sockets.backlog import WriteBacklog  # noqa: E402
 from jobs.sockets.guards import ExactOriginValidator  # noqa: E402
 from jobs.sockets.routing import websocket_urlpatterns  # noqa: E402
 from tokens.authentication import TokenAuthMiddleware  # noqa: E402
@@ -22,9 +23,12 @@ from tokens.authentication import TokenAuthMiddleware  # noqa: E402
 application = ProtocolTypeRouter(
     {
         "http": RequestBodyLimit(django_asgi_app, settings.COREBOARD_UPLOAD_MAX_BYTES),
-        # The exact origin (scheme, host, port), as Django's CSRF check wants for a POST.
-        "websocket": ExactOriginValidator(
-            AuthMiddlewareStack(TokenAuthMiddleware(URLRouter(websocket_urlpatterns)))
+        # The exact origin (scheme, host, port), as Django's CSRF check wants for a POST;
+        # outermost, the probe of daphne's write buffer (a slow reader's bound).
+        "websocket": WriteBacklog(
+            ExactOriginValidator(
+                AuthMiddlewareStack(TokenAuthMiddleware(URLRouter(websocket_urlpatterns)))
+            )
         ),
     }
 )

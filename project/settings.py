@@ -185,8 +185,17 @@ CHANNEL_LAYERS = {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {
             # redis-py 8 defaults to a 5 s socket timeout, equal to channels-redis' blocking
-            # read: idle consumers would die after ~5 s. None disables it.
-            "hosts": [{"address": CHANNEL_LAYER_REDIS_URL, "socket_timeout": None}],
+            # read (BZPOPMIN, 5 s): idle reads would time out. 10 s still ends a read from
+            # a Redis that hangs or vanished without closing the connection; consumers
+            # survive it (jobs.sockets.guards), and pages hear of a hang sooner from
+            # jobs.sockets.broker's pings.
+            "hosts": [
+                {
+                    "address": CHANNEL_LAYER_REDIS_URL,
+                    "socket_timeout": 10,
+                    "socket_connect_timeout": 2,
+                }
+            ],
             "capacity": 1000,
             "expiry": 60,
         },
@@ -280,6 +289,7 @@ COREBOARD_QUOTA_UPLOADS = config.integer("COREBOARD_QUOTA_UPLOADS")
 COREBOARD_QUOTA_UPLOAD_BYTES = config.integer("COREBOARD_QUOTA_UPLOAD_BYTES")
 COREBOARD_MAX_SOCKETS_PER_USER = config.integer("COREBOARD_MAX_SOCKETS_PER_USER")
 COREBOARD_SOCKET_SESSION_CHECK_MS = config.integer("COREBOARD_SOCKET_SESSION_CHECK_MS")
+COREBOARD_SOCKET_BACKLOG_BYTES = config.integer("COREBOARD_SOCKET_BACKLOG_BYTES")
 COREBOARD_OVERVIEW_ACTIVE_MAX = config.integer("COREBOARD_OVERVIEW_ACTIVE_MAX")
 COREBOARD_CHUNK_MAX_RETRIES = config.integer("COREBOARD_CHUNK_MAX_RETRIES")
 COREBOARD_CHUNK_MAX_ATTEMPTS = config.integer("COREBOARD_CHUNK_MAX_ATTEMPTS")

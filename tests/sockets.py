@@ -44,6 +44,18 @@ async def communicator_for(
     return WebsocketCommunicator(application, f"/ws/jobs/{job_id}/", headers=headers)
 
 
+async def receive_update(communicator: WebsocketCommunicator, timeout: float) -> dict[str, Any]:
+    """The socket's next message other than a heartbeat (`broker.state` saying the broker
+    answers, sent on a socket that has been quiet for a few seconds)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        message: dict[str, Any] = await communicator.receive_json_from(
+            timeout=max(0.01, deadline - time.monotonic())
+        )
+        if message != {"type": "broker.state", "available": True}:
+            return message
+
+
 def follow_job(
     job_id: int, user: User, *, until: set[str], timeout: float = 90
 ) -> list[tuple[float, dict[str, Any]]]:

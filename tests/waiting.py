@@ -82,6 +82,9 @@ class JobEvents:
     channel to its layer instance); `next` awaits the next one that matches."""
 
     def __init__(self, job_id: int) -> None:
+        # When each `job.changed` arrived here (time.time()), by seq: what a page could
+        # have had at best.
+        self.changed_at: dict[int, float] = {}
         self._queue: queue.Queue[dict[str, Any]] = queue.Queue()
         self._ready = threading.Event()
         self._stop = threading.Event()
@@ -99,7 +102,10 @@ class JobEvents:
             while not self._stop.is_set():
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(0.2):
-                        self._queue.put(await layer.receive(channel))
+                        event = await layer.receive(channel)
+                        if event.get("type") == "job.changed":
+                            self.changed_at.setdefault(event["seq"], time.time())
+                        self._queue.put(event)
         finally:
             await layer.group_discard(events.job_group(job_id), channel)
             await layer.close_pools()

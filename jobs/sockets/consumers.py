@@ -28,6 +28,7 @@ from jobs.protocol import (
     LiveState,
 )
 from jobs.selectors import jobs as selectors
+from jobs.sockets.broker import BROKER_ERRORS
 from jobs.sockets.guards import GuardedConsumer
 
 logger = logging.getLogger(__name__)
@@ -72,6 +73,11 @@ class JobConsumer(GuardedConsumer):
     membership too) and compares the job's version in the database with the newest one it
     relayed: a socket that stays behind for two beats resyncs. The client may send
     `{"type": "resync"}` too, answered at most once per MIN_RESYNC_INTERVAL_S.
+
+    While the channel layer's Redis does not answer, the page is told so (GuardedConsumer)
+    and the socket waits; when it answers again, the socket joins the group again and
+    sends a fresh snapshot. A client that stops reading gets no deltas until it has read
+    what it was sent, then a fresh snapshot (GuardedConsumer.send_update).
     """
 
     job_id: int
@@ -97,15 +103,37 @@ class JobConsumer(GuardedConsumer):
             return
         self.missing: dict[int, float] = {}
         self.group = events.job_group(self.job_id)
-        await self.channel_layer.group_add(self.group, self.channel_name)
-        await self.send_snapshot()
+        if self.broker_available:
+            try:
+                await self._join(self.group)
+            except BROKER_ERRORS as error:
+                # The page hears that updates are paused; broker_changed joins later.
+                self.broker_failed(error)
         self.ticker = asyncio.create_task(supervised(self, self._beat()))
+
+    async def _join(self, group: str) -> None:
+        await self.channel_layer.group_add(group, self.channel_name)
+        await self.send_snapshot()
+
+    async def broker_changed(self, available: bool) -> None:
+        # The group may have been lost with Redis, and deltas were lost while it was away
+        # (a client that is behind joins when it catches up).
+        if available and self.group is not None and not self.behind:
+            await self._join(self.group)
+
+    async def fell_behind(self) -> None:
+        if self.group is not None:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def caught_up(self) -> None:
+        if self.group is not None:
+            await self._join(self.group)
 
     async def send_live(self) -> None:
         """`job.live`: pace, live processes and why it waits (selectors.jobs_live), which
         change with the cluster and the clock rather than with the job's own events."""
         live = await database_sync_to_async(selectors.job_live_by_id)(job_id=self.job_id)
-        if live is not None and live != self.live_sent:
+        if live is not None and live != self.live_sent and not self.client_behind():
             self.live_sent = live
             await self.send_json(protocol.job_live_message(live))
 
@@ -121,7 +149,13 @@ class JobConsumer(GuardedConsumer):
         group = events.job_group(self.job_id)
         while True:
             await asyncio.sleep(SOCKET_BEAT_S)
-            await self.channel_layer.group_add(group, self.channel_name)
+            if not self.broker_available or self.behind:
+                continue  # broker_changed or caught_up resyncs
+            try:
+                await self.channel_layer.group_add(group, self.channel_name)
+            except BROKER_ERRORS as error:
+                self.broker_failed(error)
+                continue
             version = await database_sync_to_async(selectors.job_version)(job_id=self.job_id)
             if version is None:
                 await self.close(code=CLOSE_NOT_FOUND)
@@ -129,18 +163,25 @@ class JobConsumer(GuardedConsumer):
             now = time.monotonic()
             gap = any(now - noticed >= GAP_GRACE_S for noticed in self.missing.values())
             behind = version > self.version_sent
-            if gap or (behind and self.behind_since_beat):
-                await self.send_snapshot()  # carries `live` too
-            else:
-                self.behind_since_beat = behind
-                await self.send_live()
+            try:
+                if gap or (behind and self.behind_since_beat):
+                    await self.send_snapshot()  # carries `live` too
+                else:
+                    self.behind_since_beat = behind
+                    await self.send_live()
+            except BROKER_ERRORS as error:
+                self.broker_failed(error)
 
     async def send_snapshot(self) -> None:
         """`job.snapshot` (the job, the first page of chunks, `chunk_pages` in all, and
         `live`: selectors.jobs_live), then one `job.chunks` message per further page, all
         with the snapshot's seq."""
         # Read the counter before the database: deltas numbered after it are newer.
-        seq = await events.current_seq(self.job_id)
+        try:
+            seq = await events.current_seq(self.job_id)
+        except BROKER_ERRORS as error:
+            self.broker_failed(error)  # every socket resyncs once Redis answers
+            return
         snapshot = await database_sync_to_async(selectors.job_snapshot_pages)(job_id=self.job_id)
         if snapshot is None:
             await self.close(code=CLOSE_NOT_FOUND)
@@ -212,6 +253,8 @@ class JobConsumer(GuardedConsumer):
                 # from before a re-based counter waits for the resync interval).
                 await self.send_snapshot()
             return  # published before the snapshot was read, so already in it
+        if self.client_behind():
+            return  # caught_up sends a snapshot, which holds this change
         self.missing.pop(seq, None)
         if seq > self.max_seq + 1:
             if seq - self.max_seq > MAX_TRACKED_GAP:
@@ -228,12 +271,12 @@ class JobConsumer(GuardedConsumer):
 
     async def chunk_printed(self, event: ChunkPrintedEvent) -> None:
         """A worker's new chunk output, relayed as `chunk.output` (no sequence number: its
-        byte offset tells a page whether it fits what it has)."""
-        await self.send_json(event["message"])
+        byte offset tells a page whether it fits what it has, and fetches what it lacks)."""
+        await self.send_update(event["message"])
 
     async def job_sampled(self, event: JobSampledEvent) -> None:
         """A worker process's sample while it runs the job, relayed as `job.resources`."""
-        await self.send_json(event["message"])
+        await self.send_update(event["message"])
 
 
 async def supervised(consumer: AsyncJsonWebsocketConsumer, loop: Coroutine[Any, Any, None]) -> None:
@@ -252,7 +295,9 @@ class OverviewConsumer(GuardedConsumer):
     """The overview's live state, pushed once a second: the person's running, queued and
     recently finished jobs, and the cluster (nodes, per-core CPU, worker processes,
     chunk throughput). Each push is complete, so nothing is lost between pushes and a
-    reconnecting page is in sync with its first message.
+    reconnecting page is in sync with its first message; so a push is simply skipped
+    while the client has not read the last ones, or while Redis does not answer (the page
+    is told so, GuardedConsumer).
 
     The active list holds at most COREBOARD_OVERVIEW_ACTIVE_MAX jobs (`active_more` counts
     the rest), so a frame stays far below daphne's 1 MiB limit; the cluster shows other
@@ -269,9 +314,25 @@ class OverviewConsumer(GuardedConsumer):
             return
         # A node that joins, leaves or drains says so on this group: pushed at once.
         self.changed = asyncio.Event()
-        await self.channel_layer.group_add(workers.CLUSTER_GROUP, self.channel_name)
         self.joined = True
+        if self.broker_available:
+            try:
+                await self.channel_layer.group_add(workers.CLUSTER_GROUP, self.channel_name)
+            except BROKER_ERRORS as error:
+                self.broker_failed(error)
         self.ticker = asyncio.create_task(supervised(self, self._tick(user)))
+
+    async def broker_changed(self, available: bool) -> None:
+        if available and not self.behind:
+            await self.channel_layer.group_add(workers.CLUSTER_GROUP, self.channel_name)
+            self.changed.set()
+
+    async def fell_behind(self) -> None:
+        await self.channel_layer.group_discard(workers.CLUSTER_GROUP, self.channel_name)
+
+    async def caught_up(self) -> None:
+        await self.channel_layer.group_add(workers.CLUSTER_GROUP, self.channel_name)
+        self.changed.set()
 
     async def disconnect(self, code: int) -> None:
         if self.ticker is not None:
@@ -287,19 +348,28 @@ class OverviewConsumer(GuardedConsumer):
     async def _tick(self, user: Any) -> None:
         ticks = 0
         while True:
-            state = await sync_to_async(workers.cluster_state, thread_sensitive=False)()
-            message = await database_sync_to_async(selectors.overview_state)(
-                user=user, cluster_state=state, active_max=settings.COREBOARD_OVERVIEW_ACTIVE_MAX
-            )
-            await self.send_json(message)
+            if self.broker is not None:
+                await self.broker.wait_available()
+            if not self.client_behind():
+                try:
+                    await self._push(user, rejoin=ticks % 60 == 59)
+                except BROKER_ERRORS as error:
+                    self.broker_failed(error)
             ticks += 1
-            if ticks % 60 == 0:
-                # A Redis that lost its data lost the group membership too.
-                await self.channel_layer.group_add(workers.CLUSTER_GROUP, self.channel_name)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(OVERVIEW_INTERVAL_S):
                     await self.changed.wait()
             self.changed.clear()
+
+    async def _push(self, user: Any, *, rejoin: bool) -> None:
+        state = await sync_to_async(workers.cluster_state, thread_sensitive=False)()
+        message = await database_sync_to_async(selectors.overview_state)(
+            user=user, cluster_state=state, active_max=settings.COREBOARD_OVERVIEW_ACTIVE_MAX
+        )
+        await self.send_json(message)
+        if rejoin:
+            # A Redis that lost its data lost the group membership too.
+            await self.channel_layer.group_add(workers.CLUSTER_GROUP, self.channel_name)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         await self.send_json(protocol.error_message("This socket takes no messages."))

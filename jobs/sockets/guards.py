@@ -6,21 +6,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import time
 from collections import Counter
+from collections.abc import Coroutine
 from importlib import import_module
 from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlsplit
 
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.layers import get_channel_layer
 from channels.security.websocket import WebsocketDenier
+from channels.utils import await_many_dispatch
 from django.conf import settings
 from django.contrib import auth
 from django.http.request import split_domain_port, validate_host
 
-from jobs.protocol import CLOSE_TOO_MANY_SOCKETS, CLOSE_UNAUTHENTICATED
+from jobs import protocol
+from jobs.protocol import CLOSE_SERVER_ERROR, CLOSE_TOO_MANY_SOCKETS, CLOSE_UNAUTHENTICATED
+from jobs.sockets import backlog
+from jobs.sockets.broker import BROKER_ERRORS, BrokerWatch, watch_for
 from tokens import services as tokens
 
 log = logging.getLogger(__name__)
@@ -132,20 +141,187 @@ def open_sockets(user_pk: Any) -> int:
     return _open.get(user_pk, 0)
 
 
+# A socket that has sent nothing else for this long sends `broker.state` as a heartbeat; the
+# page reconnects after hearing nothing for a few of these (static/lib/live.mjs).
+HEARTBEAT_S = 5.0
+# How often a socket checks its heartbeat and whether a client that fell behind caught up.
+PULSE_S = 0.5
+# A channel receive that failed is tried again after this (and once Redis answers).
+RECEIVE_RETRY_S = 0.2
+# A client over its backlog bound for this long is behind.
+BEHIND_AFTER_S = 1.0
+
+
 class GuardedConsumer(AsyncJsonWebsocketConsumer):
-    """Base of Coreboard's consumers: `guard_connect` after accept, `guard_disconnect`."""
+    """Base of Coreboard's consumers: `guard_connect` after accept, `guard_disconnect`.
+
+    Beyond the cap and the session, it keeps a socket alive through broker trouble and
+    slow clients:
+    - a Redis error while receiving from the channel layer does not end the consumer: it
+      waits for the broker (jobs.sockets.broker) and receives again;
+    - the page hears `broker.state` when the broker stops or starts answering
+      (`broker_changed` lets a subclass rejoin its groups and resync), and as a heartbeat;
+    - updates go through `send_update`, which skips them once the client has left more
+      than COREBOARD_SOCKET_BACKLOG_BYTES unread for BEHIND_AFTER_S (jobs.sockets.backlog);
+      then `fell_behind` runs (a subclass leaves its groups), and `caught_up` once the
+      client has read it down to a quarter (a subclass joins again and resyncs).
+    """
 
     guarded_user_pk: Any = None
     session_watch: asyncio.Task[None] | None = None
+    pulse: asyncio.Task[None] | None = None
+    broker: BrokerWatch | None = None
+    behind = False
+    over_since: float | None = None
+    last_sent_at = 0.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._steps: set[asyncio.Task[None]] = set()
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        # A consumer that dies of an error (the channel layer's Redis dropped its
-        # connection) never gets `websocket_disconnect`: its socket must leave the count
-        # all the same, or the person's pages are refused for good once it fills.
+        # channels' AsyncConsumer.__call__, but with a channel receive that survives Redis
+        # errors (there, one killed the consumer), and a count that is released however
+        # the consumer ends (a consumer that dies never gets `websocket_disconnect`).
+        self.scope = scope
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        self.base_send = send
         try:
-            await super().__call__(scope, receive, send)
+            if self.channel_layer is None:
+                await await_many_dispatch([receive], self.dispatch)
+            else:
+                self.channel_name = await self.channel_layer.new_channel()
+                self.broker = watch_for(self.channel_layer)
+                self.broker.subscribe(self._broker_changed)
+                channel_receive = functools.partial(
+                    self._channel_receive, self.channel_layer, self.broker
+                )
+                await await_many_dispatch([receive, channel_receive], self.dispatch)
+        except StopConsumer:
+            pass
         finally:
+            if self.broker is not None:
+                self.broker.unsubscribe(self._broker_changed)
             await self.guard_disconnect()
+
+    async def _channel_receive(self, layer: Any, broker: BrokerWatch) -> dict[str, Any]:
+        while True:
+            try:
+                message: dict[str, Any] = await layer.receive(self.channel_name)
+            except BROKER_ERRORS as error:
+                broker.failed(error)
+                # Not at once: a Redis that answers pings may still fail this call.
+                await asyncio.sleep(RECEIVE_RETRY_S)
+                await broker.wait_available()
+                continue
+            return message
+
+    def broker_failed(self, error: BaseException) -> None:
+        """A subclass's own Redis call failed: every socket pauses until it answers."""
+        log.info("a live socket's Redis call failed: %r", error)
+        if self.broker is not None:
+            self.broker.failed(error)
+
+    @property
+    def broker_available(self) -> bool:
+        return self.broker is None or self.broker.available
+
+    async def _broker_changed(self, available: bool) -> None:
+        if self.guarded_user_pk is None:
+            return  # not (or no longer) an accepted, counted socket
+        try:
+            await self.broker_changed(available)
+            await self.send_json(protocol.broker_state_message(available=available))
+        except BROKER_ERRORS as error:
+            self.broker_failed(error)
+        except Exception:
+            log.exception("a live socket failed to follow the broker's state")
+
+    async def broker_changed(self, available: bool) -> None:
+        """Called when the channel layer's Redis stops (False) or starts (True) answering,
+        before the page hears it: rejoin groups and resync here."""
+
+    async def send(
+        self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False
+    ) -> None:
+        self.last_sent_at = time.monotonic()
+        await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
+
+    def client_behind(self) -> bool:
+        """Whether the client has left more unread than it may for BEHIND_AFTER_S; marks
+        the socket behind. (Twisted writes at its next turn, so one burst of updates is
+        over the bound for a moment even for a client that reads at once.)"""
+        if self.behind:
+            return True
+        if backlog.backlog_of(self.scope) <= settings.COREBOARD_SOCKET_BACKLOG_BYTES:
+            self.over_since = None
+            return False
+        now = time.monotonic()
+        if self.over_since is None:
+            self.over_since = now
+        if now - self.over_since < BEHIND_AFTER_S:
+            return False
+        log.info("a live socket's client stopped reading; updates paused for it")
+        self.behind = True
+        self.over_since = None
+        self._run_soon(self.fell_behind())
+        return True
+
+    def _run_soon(self, step: Coroutine[Any, Any, None]) -> None:
+        async def guarded() -> None:
+            try:
+                await step
+            except BROKER_ERRORS as error:
+                self.broker_failed(error)
+
+        task = asyncio.create_task(guarded())
+        self._steps.add(task)
+        task.add_done_callback(self._steps.discard)
+
+    async def fell_behind(self) -> None:
+        """Called once the client is behind: a subclass leaves its groups here, so that
+        nothing more is sent to this socket through Redis. Every message to a group is
+        one message per socket in daphne's channel, which daphne reads one at a time: a
+        socket that stays in its groups without reading slows every other socket."""
+
+    async def send_update(self, content: Any) -> bool:
+        """Send an update the client can do without (a later snapshot or push brings its
+        news); skipped, returning False, while the client is behind."""
+        if self.client_behind():
+            return False
+        await self.send_json(content)
+        return True
+
+    async def caught_up(self) -> None:
+        """Called once a client that fell behind has read what it was sent: a subclass
+        joins its groups again, and one whose updates are deltas sends a fresh snapshot."""
+
+    async def _pulse(self) -> None:
+        try:
+            await self._beat_pulse()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # As jobs.sockets.consumers.supervised: the page reconnects and resyncs rather
+            # than keep a socket that stopped following its client.
+            log.exception("a live socket's pulse failed; closing the socket")
+            await self.close(code=CLOSE_SERVER_ERROR)
+
+    async def _beat_pulse(self) -> None:
+        limit = settings.COREBOARD_SOCKET_BACKLOG_BYTES
+        while True:
+            await asyncio.sleep(PULSE_S)
+            if not self.behind:
+                self.client_behind()  # a client that stopped reading while all was quiet
+            elif backlog.backlog_of(self.scope) <= limit // 4:
+                self.behind = False
+                log.info("a live socket's client caught up")
+                try:
+                    await self.caught_up()
+                except BROKER_ERRORS as error:
+                    self.broker_failed(error)  # the resync follows the broker's return
+            if not self.behind and time.monotonic() - self.last_sent_at >= HEARTBEAT_S:
+                await self.send_json(protocol.broker_state_message(available=self.broker_available))
 
     async def guard_connect(self, user: Any) -> bool:
         """Count the socket against its person's cap and watch its session; False (and the
@@ -163,6 +339,10 @@ class GuardedConsumer(AsyncJsonWebsocketConsumer):
             return False
         _open[user.pk] += 1
         self.guarded_user_pk = user.pk
+        self.last_sent_at = time.monotonic()
+        self.pulse = asyncio.create_task(self._pulse())
+        if not self.broker_available:
+            await self.send_json(protocol.broker_state_message(available=False))
         token_key = self.scope.get("api_token_key")
         if token_key is not None:
             check = database_sync_to_async(_token_user_pk)
@@ -180,11 +360,12 @@ class GuardedConsumer(AsyncJsonWebsocketConsumer):
             if _open[self.guarded_user_pk] <= 0:
                 del _open[self.guarded_user_pk]
             self.guarded_user_pk = None
-        if self.session_watch is not None:
-            self.session_watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self.session_watch
-            self.session_watch = None
+        for task in (self.session_watch, self.pulse, *self._steps):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        self.session_watch = self.pulse = None
 
     async def _watch(self, user_pk: Any, check: Any, credential: str | None) -> None:
         """Close the socket once its session (or API token) no longer logs its person in."""

@@ -6,6 +6,7 @@ import functools
 import json
 import os
 import re
+import signal
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +18,8 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from jobs import kinds, services
 from jobs.services import nodes
-from tests.factories import make_job
+from launcher import stack
+from tests.factories import make_ended_job, make_job
 from tests.processes import ServerProcess, start_celery_worker, start_daphne
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -842,3 +844,33 @@ def test_a_chunks_output_streams_into_the_page_while_it_runs(
     # A page opened after the chunk ended reads its output from the API.
     page.reload()
     expect(page.locator("#output-blocks pre").first).to_contain_text("line 16 of chunk 0 ")
+
+
+def test_a_hung_broker_is_announced_on_the_page_and_it_recovers_by_itself(
+    page: Page, child_env: dict[str, str], alice: User, tmp_path: Path
+) -> None:
+    redis_server = stack.EmbeddedRedis(
+        root=tmp_path / "redis", port=stack.free_port(), persist=False
+    )
+    redis_server.start()
+    assert redis_server.process is not None
+    server, base_url = start_daphne({**child_env, "REDIS_URL": redis_server.url()})
+    try:
+        job = make_ended_job(alice)
+        log_in(page, base_url, "alice", "alice-password-1")
+        page.goto(f"{base_url}/jobs/{job.pk}/")
+        connection = page.locator("#connection")
+        expect(connection).to_have_text("live")
+        redis_server.process.send_signal(signal.SIGSTOP)
+        # Said politely in the status region, within a few seconds, and the page stays sound.
+        expect(page.get_by_role("status").filter(has_text="broker unavailable")).to_have_text(
+            "broker unavailable — updates paused", timeout=8_000
+        )
+        expect(page.locator("#connection[data-state=paused]")).to_be_visible()
+        assert_page_is_sound(page, "a job page while the broker hangs")
+        redis_server.process.send_signal(signal.SIGCONT)
+        expect(connection).to_have_text("live", timeout=10_000)
+    finally:
+        redis_server.process.send_signal(signal.SIGCONT)
+        server.stop()
+        redis_server.stop()

@@ -17,7 +17,7 @@ from django.db.models import F
 from jobs import protocol
 from jobs.engine import events, workers
 from jobs.models import Job
-from jobs.sockets import consumers
+from jobs.sockets import backlog, consumers, guards
 from project.asgi import application
 from tests.factories import make_ended_job, make_unclaimable_job
 from tests.sockets import communicator_for, session_cookie
@@ -220,3 +220,38 @@ async def test_overview_refuses_anonymous_sockets() -> None:
     )
     await communicator.connect()
     assert await communicator.receive_output(timeout=5) == {"type": "websocket.close", "code": 4401}
+
+
+async def test_a_client_that_stops_reading_gets_no_deltas_then_one_snapshot(
+    alice: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over the backlog bound, a socket skips deltas and leaves the job's group; once its
+    client has read what it was sent, it joins again with a fresh snapshot."""
+    monkeypatch.setattr(guards, "BEHIND_AFTER_S", 0)
+    monkeypatch.setattr(guards, "PULSE_S", 0.05)
+    unread = [0]  # what daphne would say the client has not taken
+
+    async def with_probe(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await application({**scope, backlog.SCOPE_KEY: lambda: unread[0]}, receive, send)
+
+    job = await create_job(alice)
+    headers = [(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1")]
+    headers.append((b"cookie", await session_cookie(alice)))
+    socket = WebsocketCommunicator(with_probe, f"/ws/jobs/{job.pk}/", headers=headers)
+    assert (await socket.connect())[0]
+    seq = (await socket.receive_json_from(timeout=5))["seq"]
+    layer = get_channel_layer()
+    group = events.job_group(job.pk)
+    assert len(layer.groups[group]) == 1
+
+    unread[0] = 10 * 1024 * 1024
+    await publish(job.pk, seq + 1, chunks=[{"index": 0, "status": "done"}])
+    assert await socket.receive_nothing(timeout=0.5)
+    assert not layer.groups.get(group)  # nothing more comes to it through the layer
+
+    unread[0] = 0
+    assert (await socket.receive_json_from(timeout=5))["type"] == "job.snapshot"
+    assert len(layer.groups[group]) == 1
+    await publish(job.pk, seq + 2, chunks=[{"index": 1, "status": "done"}])
+    assert (await socket.receive_json_from(timeout=5))["seq"] == seq + 2
+    await socket.disconnect()

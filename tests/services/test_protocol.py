@@ -64,6 +64,7 @@ def test_public_message_types_are_what_clients_read() -> None:
         "job.resources",
         "overview.state",
         "error",
+        "broker.state",
         "resync",
     )
     assert protocol.error_message("no")["type"] == "error"
