@@ -217,9 +217,12 @@ async def test_a_redis_killed_and_restarted_pauses_the_pages_until_it_is_back(
     await _until(page, protocol.broker_state_message(available=False), within=PAUSE_NOTICED_S)
     await asyncio.to_thread(private_layer.start)
     back_at = time.monotonic()
-    assert (await receive_update(page, timeout=RECOVERY_S))["type"] == "job.snapshot"
+    resynced = await receive_update(page, timeout=RECOVERY_S)
+    assert resynced["type"] == "job.snapshot"
     await _until(page, protocol.broker_state_message(available=True), within=RECOVERY_S)
-    # A Redis without its data lost the group: the socket joined it again.
+    # A Redis without its data lost the group: the socket joined it again. It lost the
+    # job's seq too: the snapshot's is the counter started again (events._SEQ_BASE).
+    seq = resynced["seq"]
     await publish(job.pk, seq + 1, chunks=[{"index": 0, "status": "done"}])
     await _hears(page, seq + 1)
     print(f"live again {time.monotonic() - back_at:.2f} s after Redis was back")
