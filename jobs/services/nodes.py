@@ -11,8 +11,12 @@ survives reloads; a node that restarts comes up active.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
+import kombu.exceptions
+import redis
 from celery import current_app
 from django.conf import settings
 
@@ -38,6 +42,18 @@ class NodeControlResult:
     claims_settled: bool = True
 
 
+def _on_a_live_connection(change: Callable[..., Any], queue: str, node: str) -> Any:
+    """Send a consumer change to the node, once more on fresh connections if the pooled one
+    is dead (a Redis restart or `CLIENT KILL` closed it: kombu's remote control does not
+    reconnect by itself)."""
+    ask = {"reply": True, "timeout": CONTROL_REPLY_TIMEOUT_S}
+    try:
+        return change(queue, destination=[node], **ask)
+    except (redis.ConnectionError, kombu.exceptions.OperationalError):
+        current_app.pool.force_close_all()  # type: ignore[attr-defined]  # a ConnectionPool at run time
+        return change(queue, destination=[node], **ask)
+
+
 def node_drain(*, node: str, draining: bool) -> NodeControlResult:
     """Drain `node` (draining=True) or make it take work again; raises UnknownNode when no
     live node has that name."""
@@ -49,7 +65,7 @@ def node_drain(*, node: str, draining: bool) -> NodeControlResult:
     change = control.cancel_consumer if draining else control.add_consumer
     unconfirmed = []
     for queue in queues:
-        replies = change(queue, destination=[node], reply=True, timeout=CONTROL_REPLY_TIMEOUT_S)
+        replies = _on_a_live_connection(change, queue, node)
         if not any(node in reply for reply in replies or []):
             unconfirmed.append(queue)
     # After the consumers changed: a slot the drain gives back is not handed straight back

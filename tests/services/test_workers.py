@@ -10,8 +10,11 @@ from collections.abc import Iterator
 
 import psutil
 import pytest
+import redis
+from celery import current_app
 
 from jobs.engine import slot_registry, workers
+from jobs.services import nodes
 
 pytestmark = [pytest.mark.services]
 
@@ -173,3 +176,20 @@ def test_this_machines_name_is_taken_over_after_a_reboot_but_refused_while_it_ru
     running = workers.process_id(node=node, pid=1)
     _held_by(node, running, workers.machine_id())
     assert workers.node_take(node) == (node, workers.NodeHolder(running, workers.machine_id()))
+
+
+def test_a_consumer_change_on_a_dead_pooled_connection_is_sent_again_on_a_fresh_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sent: list[str] = []
+    closed: list[bool] = []
+
+    def change(queue: str, **ask: object) -> list[dict[str, object]]:
+        sent.append(queue)
+        if len(sent) == 1:
+            raise redis.ConnectionError("Connection closed by server.")
+        return [{"alpha@host": {"ok": queue}}]
+
+    monkeypatch.setattr(current_app.pool, "force_close_all", lambda: closed.append(True))
+    assert nodes._on_a_live_connection(change, "q", "alpha@host") == [{"alpha@host": {"ok": "q"}}]
+    assert (sent, closed) == (["q", "q"], [True])
