@@ -6,11 +6,13 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
+import redis
 from asgiref.sync import async_to_sync
 from channels import DEFAULT_CHANNEL_LAYER
 from channels.db import database_sync_to_async
 from channels.layers import channel_layers
 from channels.testing import WebsocketCommunicator
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.test import Client
 
@@ -82,3 +84,13 @@ def follow_job(
         return messages
 
     return async_to_sync(follow)()
+
+
+def kill_channel_layer_clients() -> int:
+    """What a Redis restart or `CLIENT KILL TYPE normal` does to daphne's connections (and
+    to every other normal client of that Redis server); how many were killed."""
+    conn = redis.Redis.from_url(settings.CHANNEL_LAYER_REDIS_URL)
+    try:
+        return int(conn.client_kill_filter(_type="normal", skipme=True))
+    finally:
+        conn.close()

@@ -43,15 +43,15 @@ class NodeControlResult:
 
 
 def _on_a_live_connection(change: Callable[..., Any], queue: str, node: str) -> Any:
-    """Send a consumer change to the node, once more on fresh connections if the pooled one
-    is dead (a Redis restart or `CLIENT KILL` closed it: kombu's remote control does not
-    reconnect by itself)."""
-    ask = {"reply": True, "timeout": CONTROL_REPLY_TIMEOUT_S}
+    """Send a consumer change to the node, once more on a connection of its own if the
+    pooled one is dead (a Redis restart or `CLIENT KILL` closed it: kombu's remote control
+    does not reconnect by itself)."""
+    ask = {"destination": [node], "reply": True, "timeout": CONTROL_REPLY_TIMEOUT_S}
     try:
-        return change(queue, destination=[node], **ask)
+        return change(queue, **ask)
     except (redis.ConnectionError, kombu.exceptions.OperationalError):
-        current_app.pool.force_close_all()  # type: ignore[attr-defined]  # a ConnectionPool at run time
-        return change(queue, destination=[node], **ask)
+        with current_app.connection_for_write() as connection:
+            return change(queue, connection=connection, **ask)
 
 
 def node_drain(*, node: str, draining: bool) -> NodeControlResult:

@@ -49,14 +49,19 @@ BUSY_MESSAGE = (
 )
 
 
-def lock_busy(request: HttpRequest) -> HttpResponse:
-    """A request that timed out waiting for a job's lock (settings: COREBOARD_DB_*)."""
+def _try_again_later(request: HttpRequest, message: str) -> HttpResponse:
+    """503 with `message`, as JSON for the API and as the 503 page otherwise."""
     if _is_api(request):
-        response: HttpResponse = JsonResponse({"detail": BUSY_MESSAGE}, status=503)
+        response: HttpResponse = JsonResponse({"detail": message}, status=503)
     else:
-        response = render(request, "503.html", {"message": BUSY_MESSAGE}, status=503)
+        response = render(request, "503.html", {"message": message}, status=503)
     response["Retry-After"] = str(BUSY_RETRY_AFTER_S)
     return response
+
+
+def lock_busy(request: HttpRequest) -> HttpResponse:
+    """A request that timed out waiting for a job's lock (settings: COREBOARD_DB_*)."""
+    return _try_again_later(request, BUSY_MESSAGE)
 
 
 BROKER_UNAVAILABLE_MESSAGE = (
@@ -66,9 +71,4 @@ BROKER_UNAVAILABLE_MESSAGE = (
 
 def broker_unavailable(request: HttpRequest) -> HttpResponse:
     """A request that needed Redis while it did not answer (jobs.engine.redis_clients)."""
-    if _is_api(request):
-        response: HttpResponse = JsonResponse({"detail": BROKER_UNAVAILABLE_MESSAGE}, status=503)
-    else:
-        response = render(request, "503.html", {"message": BROKER_UNAVAILABLE_MESSAGE}, status=503)
-    response["Retry-After"] = str(BUSY_RETRY_AFTER_S)
-    return response
+    return _try_again_later(request, BROKER_UNAVAILABLE_MESSAGE)

@@ -15,13 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from channels import DEFAULT_CHANNEL_LAYER
 from channels.db import database_sync_to_async
 from channels.layers import channel_layers, get_channel_layer
 from channels.testing import WebsocketCommunicator
 from channels_redis.core import RedisChannelLayer
-from django.conf import settings
 from django.contrib.auth.models import User
 
 from jobs import protocol
@@ -30,7 +28,12 @@ from jobs.sockets import guards
 from launcher import stack
 from project.asgi import application
 from tests.factories import make_ended_job
-from tests.sockets import communicator_for, receive_update, session_cookie
+from tests.sockets import (
+    communicator_for,
+    kill_channel_layer_clients,
+    receive_update,
+    session_cookie,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -68,15 +71,6 @@ async def test_idle_socket_still_receives_after_ten_seconds(alice: User) -> None
         "chunks": [{"index": 2, "status": "done"}],
     }
     await communicator.disconnect()
-
-
-def _kill_channel_layer_clients() -> int:
-    """What a Redis restart or `CLIENT KILL TYPE normal` does to daphne's connections."""
-    conn = redis.Redis.from_url(settings.CHANNEL_LAYER_REDIS_URL)
-    try:
-        return int(conn.client_kill_filter(_type="normal", skipme=True))
-    finally:
-        conn.close()
 
 
 async def _snapshot_socket(job_id: int, user: User) -> tuple[WebsocketCommunicator, int]:
@@ -118,7 +112,7 @@ async def test_sockets_live_through_two_redis_connection_drops_and_the_count_sta
     assert guards.open_sockets(alice.pk) == 3
     seq = max(seq for _, seq in sockets)
     for _drop in range(2):
-        assert await asyncio.to_thread(_kill_channel_layer_clients) > 0
+        assert await asyncio.to_thread(kill_channel_layer_clients) > 0
         for socket, _ in sockets:
             seq = max(seq, await _resynced(socket))
         # Each socket hears the next change.

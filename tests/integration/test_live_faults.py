@@ -22,10 +22,8 @@ from urllib.parse import urlsplit
 
 import psutil
 import pytest
-import redis
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
-from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
 from django.test import Client
@@ -38,6 +36,7 @@ from jobs.engine import events
 from jobs.models import Chunk, Job
 from tests.factories import make_ended_job, make_job
 from tests.processes import ServerProcess, start_celery_worker, start_daphne
+from tests.sockets import kill_channel_layer_clients
 from tests.waiting import JobEvents, poll_until, wait_for_job
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -109,14 +108,6 @@ def _publish(job_id: int, seq: int) -> None:
     async_to_sync(get_channel_layer().group_send)(events.job_group(job_id), event)
 
 
-def _kill_channel_layer_clients() -> int:
-    conn = redis.Redis.from_url(settings.CHANNEL_LAYER_REDIS_URL)
-    try:
-        return int(conn.client_kill_filter(_type="normal", skipme=True))
-    finally:
-        conn.close()
-
-
 def _hears(ws: ClientConnection, seq: int, deadline: float) -> None:
     """The socket relays delta `seq`, whatever it sent before (a resync's snapshot, the
     broker's state)."""
@@ -141,7 +132,7 @@ def test_two_redis_connection_drops_leave_every_page_live_and_the_count_exact(
         # Deltas numbered on from the job's counter, as its publishers number them.
         seq = max(snapshot["seq"] for snapshot in snapshots)
         for drop in range(2):
-            assert _kill_channel_layer_clients() > 0
+            assert kill_channel_layer_clients() > 0
             back_at = time.monotonic()
             # The pages hear the next change, as a page would: each one, within the promise.
             seq += 1

@@ -178,18 +178,19 @@ def test_this_machines_name_is_taken_over_after_a_reboot_but_refused_while_it_ru
     assert workers.node_take(node) == (node, workers.NodeHolder(running, workers.machine_id()))
 
 
-def test_a_consumer_change_on_a_dead_pooled_connection_is_sent_again_on_a_fresh_one(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    sent: list[str] = []
-    closed: list[bool] = []
+def test_a_consumer_change_on_a_dead_pooled_connection_is_sent_again_on_a_fresh_one() -> None:
+    sent: list[object] = []
 
     def change(queue: str, **ask: object) -> list[dict[str, object]]:
-        sent.append(queue)
+        sent.append(ask.get("connection"))
         if len(sent) == 1:
             raise redis.ConnectionError("Connection closed by server.")
         return [{"alpha@host": {"ok": queue}}]
 
-    monkeypatch.setattr(current_app.pool, "force_close_all", lambda: closed.append(True))
     assert nodes._on_a_live_connection(change, "q", "alpha@host") == [{"alpha@host": {"ok": "q"}}]
-    assert (sent, closed) == (["q", "q"], [True])
+    pooled, fresh = sent
+    assert pooled is None
+    assert fresh is not None
+    # The app's pool is left open for everything else.
+    with current_app.pool.acquire(block=False) as connection:
+        assert connection is not None
