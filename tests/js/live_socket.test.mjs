@@ -1,7 +1,7 @@
 // static/lib/live.mjs's socket against a fake WebSocket: what its status says when the
 // broker pauses and comes back, and that a silent socket is dropped and replaced.
 import assert from "node:assert/strict";
-import { mock, test } from "node:test";
+import { test } from "node:test";
 
 import { BROKER_STATE, SILENCE_MS, liveSocket, stateFromMessage } from "../../static/lib/live.mjs";
 
@@ -41,26 +41,69 @@ function fakeStatus() {
   };
 }
 
-// Node 20 takes `{ apis }` and can fake Date; Debian 12's Node 18 takes an array of timer
-// names and cannot (Date only feeds the retry countdown's text, which no test reads).
-function enableFakeTimers() {
-  try {
-    mock.timers.enable({ apis: ["setTimeout", "setInterval", "Date"] });
-  } catch (error) {
-    if (error.code !== "ERR_INVALID_ARG_TYPE") throw error;
-    mock.timers.enable(["setTimeout", "setInterval"]);
-  }
-}
+// A clock the test moves by hand: setTimeout, setInterval, their clears and Date.now.
+// (node:test's mock.timers differ between Node 20 and Debian 12's Node 18.)
+const clock = {
+  now: 0,
+  timers: new Map(),
+  nextId: 1,
+  saved: null,
+  install() {
+    this.now = 0;
+    this.timers.clear();
+    this.saved = [
+      globalThis.setTimeout,
+      globalThis.clearTimeout,
+      globalThis.setInterval,
+      globalThis.clearInterval,
+      Date.now,
+    ];
+    const add = (fn, delay, every) => {
+      const id = this.nextId++;
+      this.timers.set(id, { at: this.now + Math.max(0, delay || 0), fn, every });
+      return id;
+    };
+    globalThis.setTimeout = (fn, delay) => add(fn, delay, null);
+    globalThis.setInterval = (fn, delay) => add(fn, delay, Math.max(1, delay || 0));
+    globalThis.clearTimeout = globalThis.clearInterval = (id) => this.timers.delete(id);
+    Date.now = () => this.now;
+  },
+  uninstall() {
+    [
+      globalThis.setTimeout,
+      globalThis.clearTimeout,
+      globalThis.setInterval,
+      globalThis.clearInterval,
+      Date.now,
+    ] = this.saved;
+  },
+  tick(ms) {
+    const end = this.now + ms;
+    for (;;) {
+      let next = null;
+      for (const [id, timer] of this.timers) {
+        if (timer.at <= end && (next === null || timer.at < next[1].at)) next = [id, timer];
+      }
+      if (next === null) break;
+      const [id, timer] = next;
+      this.now = timer.at;
+      if (timer.every === null) this.timers.delete(id);
+      else timer.at += timer.every;
+      timer.fn();
+    }
+    this.now = end;
+  },
+};
 
 function withFakes(run) {
   FakeSocket.made = [];
   globalThis.WebSocket = FakeSocket;
   globalThis.location = { protocol: "http:", host: "h" };
-  enableFakeTimers();
+  clock.install();
   try {
     run();
   } finally {
-    mock.timers.reset();
+    clock.uninstall();
     delete globalThis.WebSocket;
     delete globalThis.location;
   }
@@ -91,9 +134,9 @@ test("the page says updates are paused while the broker is away, and live when i
     assert.equal(status.dataset.state, "paused");
     assert.equal(status.state.textContent, "broker unavailable — updates paused");
     // Heartbeats while paused keep the socket; the page keeps saying why nothing moves.
-    mock.timers.tick(SILENCE_MS - 1000);
+    clock.tick(SILENCE_MS - 1000);
     socket.say({ type: BROKER_STATE, available: false });
-    mock.timers.tick(SILENCE_MS - 1000);
+    clock.tick(SILENCE_MS - 1000);
     assert.equal(FakeSocket.made.length, 1);
     socket.say({ type: "job.snapshot", seq: 3 });
     socket.say({ type: BROKER_STATE, available: true });
@@ -111,12 +154,12 @@ test("a socket that says nothing for too long is dropped and a new one opened", 
     const [first] = FakeSocket.made;
     first.open();
     first.say({ type: "overview.state" });
-    mock.timers.tick(SILENCE_MS - 1);
+    clock.tick(SILENCE_MS - 1);
     assert.equal(first.closedByPage, false);
-    mock.timers.tick(1);
+    clock.tick(1);
     assert.equal(first.closedByPage, true);
     assert.equal(status.dataset.state, "reconnecting");
-    mock.timers.tick(1000); // the first retry comes within 0.75 s
+    clock.tick(1000); // the first retry comes within 0.75 s
     assert.equal(FakeSocket.made.length, 2);
     FakeSocket.made[1].open();
     assert.equal(status.dataset.state, "live");
