@@ -14,6 +14,7 @@ from django.contrib.auth.models import User
 from django.db import OperationalError, ProgrammingError, connection
 from django.utils import timezone
 
+from jobs import kinds
 from jobs.engine import chunks, job_state, slots
 from jobs.models import Chunk, Job
 from jobs.selectors import jobs as selectors
@@ -35,6 +36,25 @@ def _keepalive_holds_nothing_after(settings: Any) -> Iterator[None]:
     keepalive.let_go(keepalive.held())
 
 
+@pytest.fixture(autouse=True)
+def _probe_kind() -> Iterator[None]:
+    """The jobs here are of a kind no worker process has: the slots the tests run in this
+    process are the only ones (the suite's shared worker, alive once an integration test
+    started it, would otherwise take their committed jobs)."""
+    with kinds.temporary():
+        from tests import kinds_probe
+
+        kinds.register(kinds_probe.Probe)
+        yield
+
+
+def _job(owner: User, **params: Any) -> Job:
+    """A probe job (`ms` per chunk, 1 unless given)."""
+    from tests import kinds_probe  # imported by _probe_kind already
+
+    return make_job(owner, kinds_probe.NAME, **{"ms": 1, **params})
+
+
 def _slot(job: Job) -> slots._SlotRun:
     return slots._SlotRun(
         job_id=job.pk, process=SLOT_PROCESS, node="test@host", hooks=slots.SlotHooks()
@@ -54,7 +74,7 @@ def _expired(chunk_id: int) -> bool:
 
 @pytest.mark.django_db
 def test_only_the_chunks_named_are_renewed(alice: User) -> None:
-    job = make_job(alice, chunks=2)
+    job = _job(alice, chunks=2)
     start(job)
     held, left = claim(job, limit=2)
     _expire(held.id, left.id)
@@ -89,7 +109,7 @@ def _failing_once(
 def test_a_slot_ended_by_an_error_hands_its_chunks_back_and_renews_none(
     alice: User, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    job = make_job(alice, chunks=6, ms=1)
+    job = _job(alice, chunks=6, ms=1)
     start(job)
     slot = _slot(job)
     # Not a connection error: the slot does not try again, it ends.
@@ -105,7 +125,7 @@ def test_a_slot_ended_by_an_error_hands_its_chunks_back_and_renews_none(
     assert statuses == {(Chunk.Status.PENDING, 0)}, "handed back, no run counted as lost"
 
     # The slot the process runs next (a neighbour's) keeps its own chunks alive only.
-    other = make_job(alice, chunks=1)
+    other = _job(alice, chunks=1)
     start(other)
     (neighbour,) = claim(other, process=SLOT_PROCESS)
     slot.keepalive.hold(SLOT_PROCESS, [neighbour.id])
@@ -118,7 +138,7 @@ def test_a_slot_ended_by_an_error_hands_its_chunks_back_and_renews_none(
 def test_a_slot_ended_by_a_system_exit_hands_its_chunks_back_as_a_lost_run(
     alice: User, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    job = make_job(alice, chunks=2, ms=1)
+    job = _job(alice, chunks=2, ms=1)
     start(job)
     # As a kind that calls sys.exit() (or a cold shutdown) would end it: the chunk must not
     # come back for ever without counting.
@@ -135,7 +155,7 @@ def test_a_slot_ended_by_a_system_exit_hands_its_chunks_back_as_a_lost_run(
 def test_chunks_a_slot_could_not_hand_back_expire_whatever_the_process_runs_next(
     alice: User, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    job = make_job(alice, chunks=6, ms=1)
+    job = _job(alice, chunks=6, ms=1)
     start(job)
     slot = _slot(job)
     monkeypatch.setattr(
@@ -164,7 +184,7 @@ def test_chunks_a_slot_could_not_hand_back_expire_whatever_the_process_runs_next
 def test_a_slot_records_again_once_the_database_answers(
     alice: User, monkeypatch: pytest.MonkeyPatch, committed: bool
 ) -> None:
-    job = make_job(alice, chunks=40, ms=1, parallelism=1)
+    job = _job(alice, chunks=40, ms=1, parallelism=1)
     start(job)
     monkeypatch.setattr(
         slots,
@@ -188,7 +208,7 @@ def test_a_slot_records_again_once_the_database_answers(
 def test_combine_runs_without_the_job_lock(
     alice: User, monkeypatch: pytest.MonkeyPatch, other_session: psycopg.Connection
 ) -> None:
-    job = make_job(alice, chunks=3, ms=1, parallelism=1)
+    job = _job(alice, chunks=3, ms=1, parallelism=1)
     start(job)
     locked_elsewhere: list[bool] = []
     real_combine = job_state.job_combine
@@ -212,7 +232,7 @@ def test_combine_runs_without_the_job_lock(
 def test_a_silent_lock_holder_is_the_reason_and_is_ended_within_the_hold_limit(
     alice: User, other_session: psycopg.Connection
 ) -> None:
-    job = make_job(alice, chunks=2)
+    job = _job(alice, chunks=2)
     start(job)
     other_session.execute("BEGIN")
     # Exactly what a worker sends as it locks a job, then it goes quiet (frozen).
