@@ -39,6 +39,25 @@ def kept_parts(name: str, headings: dict[str, str], skipped: set[str]) -> dict[s
         for part in parts:
             if key in headings and part.startswith(headings[key]):
                 title, _, body = part.strip().partition("\n")
-                note = f"_Kept from an earlier run ({measured.rstrip('.')})._" if measured else ""
-                kept[key] = f"{title}\n\n{note}\n{body}".rstrip()
+                notes, body = _kept_notes(body)
+                # A part kept before keeps the note of the run that measured it (the
+                # oldest); one kept for the first time gets this section's date.
+                if notes:
+                    note = notes[-1]
+                elif measured:
+                    note = f"_Kept from an earlier run ({measured.rstrip('.')})._"
+                else:
+                    note = ""
+                kept[key] = "\n\n".join(filter(None, [title, note, body])).rstrip()
     return kept
+
+
+def _kept_notes(body: str) -> tuple[list[str], str]:
+    """The "kept from an earlier run" notes that open a part's body, and the rest."""
+    lines = body.strip("\n").split("\n")
+    notes = []
+    while lines and (not lines[0].strip() or lines[0].startswith("_Kept from an earlier run")):
+        line = lines.pop(0)
+        if line.strip():
+            notes.append(line)
+    return notes, "\n".join(lines)
