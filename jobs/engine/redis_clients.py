@@ -19,6 +19,7 @@ the breaker is open.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import threading
@@ -140,6 +141,7 @@ def _breaker_for(address: str) -> _Breaker:
     return breaker
 
 
+@functools.lru_cache(maxsize=16)  # asked on every publish and claim permit
 def _address_of(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme == "unix":

@@ -335,16 +335,13 @@ class _SlotRun:
         # chunks go back without counting a lost run. Anything else (SystemExit from a
         # kind, a cold shutdown) counts it, as a lost process would: a chunk that keeps
         # ending its process this way is failed after COREBOARD_CHUNK_MAX_ATTEMPTS.
-        attempt_back = False
         try:
             ended = self._run()
-            attempt_back = True
-            return ended
-        except Exception:
-            attempt_back = True
+        except BaseException as error:
+            self._release_held(attempt_back=isinstance(error, Exception))
             raise
-        finally:
-            self._release_held(attempt_back=attempt_back)
+        self._release_held(attempt_back=True)
+        return ended
 
     def _run(self) -> str:
         job = self._database(
