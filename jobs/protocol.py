@@ -16,6 +16,7 @@ Channels dispatches an event `{"type": "job.changed"}` to the consumer method
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal, NotRequired, TypedDict, TypeGuard, cast
 
 from django.urls import reverse
@@ -661,6 +662,43 @@ def chunk_claimed_delta(
         "start_rss": None,
         "peak_rss": None,
         "output_bytes": 0,
+    }
+
+
+def chunk_done_delta(
+    *,
+    index: int,
+    attempts: int,
+    worker: str,
+    pid: int | None,
+    claimed_at: datetime | None,
+    started_at: datetime,
+    finished_at: datetime,
+    cpu_seconds: float,
+    cpu_user_s: float | None,
+    cpu_system_s: float | None,
+    start_rss: int | None,
+    peak_rss: int | None,
+    output_bytes: int,
+) -> ChunkDelta:
+    """A chunk that has just finished, told as it ends (its outcome is recorded soon after,
+    with the job's counts): every field of its state, as chunk_state writes them."""
+    return {
+        "index": index,
+        "status": Chunk.Status.DONE.value,
+        "attempts": attempts,
+        "worker": worker,
+        "pid": pid,
+        "queued_at": iso(claimed_at),
+        "started_at": iso(started_at),
+        "finished_at": iso(finished_at),
+        "cpu_seconds": rounded(cpu_seconds),
+        "error": "",
+        "cpu_user_s": rounded(cpu_user_s),
+        "cpu_system_s": rounded(cpu_system_s),
+        "start_rss": start_rss,
+        "peak_rss": peak_rss,
+        "output_bytes": output_bytes,
     }
 
 

@@ -20,7 +20,7 @@ from rest_framework.test import APIClient
 
 from coreconf import paths
 from jobs import kinds
-from jobs.engine import events
+from jobs.engine import bookkeeping, events
 from jobs.engine import preflight as worker_preflight
 from jobs.kinds import loading as kinds_loading
 from jobs.models import Job
@@ -120,7 +120,7 @@ def in_memory_channel_layer(settings: Any, monkeypatch: pytest.MonkeyPatch) -> N
     layer that later tests would publish into.
     """
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-    for name in ("job_changed", "chunks_claimed", "chunk_progressed", "event_publish"):
+    for name in ("job_changed", "chunks_changed", "chunk_progressed", "event_publish"):
         monkeypatch.setattr(events, name, lambda *args, **kwargs: None)
 
 
@@ -309,3 +309,11 @@ def daphne_server(child_env: dict[str, str]) -> Iterator[str]:
     server, url = start_daphne(child_env)
     yield url
     server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _bookkeeping_connection_closed() -> Iterator[None]:
+    """A slot run by a test leaves this process's bookkeeping thread (jobs.engine.bookkeeping)
+    holding a connection to the test database, which must go before the database does."""
+    yield
+    bookkeeping.thread_connection_close()

@@ -74,6 +74,7 @@ class Claim:
     spec: Spec
     attempts: int
     failures: int
+    claimed_at: datetime | None = None
 
     @property
     def runs_lost(self) -> int:
@@ -168,7 +169,9 @@ WITH picked AS (
       AND (c.retry_at IS NULL OR c.retry_at <= statement_timestamp())
       AND EXISTS (SELECT 1 FROM jobs_job j WHERE j.id = %(job_id)s AND j.status = 'running')
     ORDER BY c.index
-    LIMIT %(limit)s
+    LIMIT least(%(limit)s, coalesce((
+        SELECT greatest(1, ceil((j.total_chunks - j.done_chunks)::numeric / %(share)s))::int
+        FROM jobs_job j WHERE j.id = %(job_id)s), 1))
     FOR UPDATE OF c SKIP LOCKED
 )
 UPDATE jobs_chunk c
@@ -177,22 +180,25 @@ SET status = 'running', attempts = c.attempts + 1, lease_owner = %(owner)s,
     queued_at = statement_timestamp(), started_at = statement_timestamp(),
     finished_at = NULL, retry_at = NULL
 FROM picked WHERE c.id = picked.id
-RETURNING c.id, c.index, c.spec, c.attempts, c.failures
+RETURNING c.id, c.index, c.spec, c.attempts, c.failures, c.queued_at
 """
 
 
-def chunks_claim(*, job_id: int, claimer: Claimer, limit: int) -> list[Claim]:
-    """Claim up to `limit` of the job's claimable pending chunks, lowest index first.
+def chunks_claim(*, job_id: int, claimer: Claimer, limit: int, share: int = 1) -> list[Claim]:
+    """Claim up to `limit` of the job's claimable pending chunks, lowest index first, and
+    at most 1/`share` of its unfinished ones: with `share` twice the job's slots, claims
+    shrink as the job nears its end (guided self-scheduling), so no slot takes the last
+    chunks while the others have none left to run.
 
     Nothing is claimed for a job that is not running. Each claimed chunk is `running`,
     leased to the claimer for COREBOARD_LEASE_MS, its attempts counted.
     """
     with transaction.atomic():
         _commit_without_waiting_for_disk()
-        return _claim(job_id, claimer, limit)
+        return _claim(job_id, claimer, limit, share)
 
 
-def _claim(job_id: int, claimer: Claimer, limit: int) -> list[Claim]:
+def _claim(job_id: int, claimer: Claimer, limit: int, share: int = 1) -> list[Claim]:
     with connection.cursor() as cursor:
         cursor.execute(
             _CLAIM_SQL,
@@ -202,6 +208,7 @@ def _claim(job_id: int, claimer: Claimer, limit: int) -> list[Claim]:
                 "worker": claimer.worker,
                 "pid": claimer.pid,
                 "limit": limit,
+                "share": max(1, share),
                 "lease_until": _lease_until(),
             },
         )
@@ -213,6 +220,7 @@ def _claim(job_id: int, claimer: Claimer, limit: int) -> list[Claim]:
             spec=json.loads(row[2]) if isinstance(row[2], str) else row[2],
             attempts=row[3],
             failures=row[4],
+            claimed_at=row[5],
         )
         for row in rows
     ]
@@ -256,10 +264,18 @@ def _job_lock_briefly(job_id: int) -> Job | None:
 
 
 def chunks_record(
-    *, job_id: int, outcomes: list[Outcome], claimer: Claimer | None = None, claim: int = 0
+    *,
+    job_id: int,
+    outcomes: list[Outcome],
+    claimer: Claimer | None = None,
+    claim: int = 0,
+    share: int = 1,
+    announced: bool = False,
 ) -> Recorded:
     """Record a batch of outcomes of one job's chunks in one transaction, and claim the
-    next `claim` chunks for `claimer` in the same one while the job runs.
+    next `claim` chunks (`share`: as chunks_claim) for `claimer` in the same one while the
+    job runs. `announced`: live pages were told of the done chunks as they finished, so
+    the commit publishes the job's state and the other chunks only.
 
     Done chunks count once each (only while still `running`); a chunk that raised goes
     back to pending with a backoff until its retries are used up, then fails the job;
@@ -270,7 +286,15 @@ def chunks_record(
     try committed) counts nothing twice.
     """
     recorded = retry_on_lock_timeout(
-        partial(_chunks_record, job_id=job_id, outcomes=outcomes, claimer=claimer, claim=claim)
+        partial(
+            _chunks_record,
+            job_id=job_id,
+            outcomes=outcomes,
+            claimer=claimer,
+            claim=claim,
+            share=share,
+            announced=announced,
+        )
     )
     if recorded.complete:
         job_complete(job_id=job_id)
@@ -279,7 +303,13 @@ def chunks_record(
 
 
 def _chunks_record(
-    *, job_id: int, outcomes: list[Outcome], claimer: Claimer | None, claim: int
+    *,
+    job_id: int,
+    outcomes: list[Outcome],
+    claimer: Claimer | None,
+    claim: int,
+    share: int,
+    announced: bool,
 ) -> Recorded:
     with transaction.atomic():
         job = _job_lock_briefly(job_id)
@@ -305,6 +335,8 @@ def _chunks_record(
                 # Combined after the commit, without the lock; nobody claims meanwhile.
                 chunks_cancel_unstarted(job)
                 recorded.complete = True
+        # Shown live as they finished: only what pages were not told of goes out again.
+        shown = [] if announced else list(changed)
         others = {o.chunk_id: o for o in outcomes if not isinstance(o, Done)}
         if others:
             owner = claimer.process if claimer is not None else None
@@ -312,18 +344,19 @@ def _chunks_record(
             if _peak_raised(job, [chunk.peak_rss for chunk in not_done]):
                 fields.add("peak_rss")
             changed += not_done
+            shown = [*shown, *not_done]
         if fields:
             job_save(job, sorted(fields))
         recorded.job_active = job.is_active
         if fields or changed:
-            job_publish_after_commit(job, changed)
+            job_publish_after_commit(job, shown)
         if (
             claim
             and claimer is not None
             and job.status == Job.Status.RUNNING
             and not recorded.complete
         ):
-            recorded.claims = _claim(job_id, claimer, claim)
+            recorded.claims = _claim(job_id, claimer, claim, share)
     return recorded
 
 

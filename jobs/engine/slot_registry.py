@@ -171,9 +171,13 @@ class SlotState:
         return False
 
 
+# What a running slot's state starts with (a reserved one's: "q|", a requeued one's: "v|").
+RUNNING = "r|"
+
+
 def running_prefix(node: str, process: str) -> str:
     """What every running state of a slot in `process` starts with."""
-    return f"r|{node}|{process}|"
+    return f"{RUNNING}{node}|{process}|"
 
 
 def running_state(node: str, process: str) -> str:
@@ -286,6 +290,9 @@ class ClaimPermit:
 
     owned: bool
     permitted: bool
+    # The job's running slots, this one included: a claim takes at most a share of what
+    # is left among them (jobs.engine.chunks.chunks_claim).
+    slots: int = 1
 
 
 def slot_claim_permit(job_id: int, token: str, node: str, process: str) -> ClaimPermit:
@@ -306,11 +313,13 @@ def slot_claim_permit(job_id: int, token: str, node: str, process: str) -> Claim
         running_state(node, process),
     )
     workers.claim_permit_read(pipe, node, process)
+    pipe.hvals(registry_key(job_id))
     try:
-        owned, permitted = pipe.execute()
+        owned, permitted, states = pipe.execute()
     except redis.RedisError:
         return ClaimPermit(owned=True, permitted=True)
-    return ClaimPermit(owned=bool(owned), permitted=bool(permitted))
+    running = sum(1 for state in states if state.startswith(RUNNING))
+    return ClaimPermit(owned=bool(owned), permitted=bool(permitted), slots=max(1, running))
 
 
 def slot_end(job_id: int, token: str, node: str, process: str) -> None:

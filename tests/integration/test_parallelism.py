@@ -65,7 +65,10 @@ class InFlight:
 
     @property
     def most(self) -> int:
-        return max(max(sample.chunks, sample.processes) for sample in self.samples)
+        """The most processes that ran the job's chunks at once: the parallelism bounds
+        these. (A slot claims its next chunk shortly before the running one ends, so a
+        process may hold one chunk more than it runs: `chunks` may briefly exceed it.)"""
+        return max(sample.processes for sample in self.samples)
 
 
 def sample_in_flight(job_id: int) -> tuple[InFlight, threading.Thread]:

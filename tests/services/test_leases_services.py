@@ -15,7 +15,7 @@ from django.db import OperationalError, ProgrammingError, connection
 from django.utils import timezone
 
 from jobs import kinds
-from jobs.engine import chunks, job_state, slots
+from jobs.engine import bookkeeping, chunks, job_state, slots
 from jobs.models import Chunk, Job
 from jobs.selectors import jobs as selectors
 from tests.factories import TEST_PROCESS, claim, done, make_job, start
@@ -114,7 +114,7 @@ def test_a_slot_ended_by_an_error_hands_its_chunks_back_and_renews_none(
     slot = _slot(job)
     # Not a connection error: the slot does not try again, it ends.
     monkeypatch.setattr(
-        slots,
+        bookkeeping,
         "chunks_record",
         _failing_once(chunks.chunks_record, ProgrammingError("broken"), after=False),
     )
@@ -143,7 +143,9 @@ def test_a_slot_ended_by_a_system_exit_hands_its_chunks_back_as_a_lost_run(
     # As a kind that calls sys.exit() (or a cold shutdown) would end it: the chunk must not
     # come back for ever without counting.
     monkeypatch.setattr(
-        slots, "chunks_record", _failing_once(chunks.chunks_record, SystemExit(1), after=False)
+        bookkeeping,
+        "chunks_record",
+        _failing_once(chunks.chunks_record, SystemExit(1), after=False),
     )
     with pytest.raises(SystemExit):
         _slot(job).run()
@@ -159,7 +161,7 @@ def test_chunks_a_slot_could_not_hand_back_expire_whatever_the_process_runs_next
     start(job)
     slot = _slot(job)
     monkeypatch.setattr(
-        slots,
+        bookkeeping,
         "chunks_record",
         _failing_once(chunks.chunks_record, ProgrammingError("broken"), after=False),
     )
@@ -167,7 +169,7 @@ def test_chunks_a_slot_could_not_hand_back_expire_whatever_the_process_runs_next
     def unreachable(**kwargs: Any) -> list[int]:
         raise OperationalError("the database went away")
 
-    monkeypatch.setattr(slots, "leases_release", unreachable)
+    monkeypatch.setattr(bookkeeping, "leases_release", unreachable)
     with pytest.raises(ProgrammingError):
         slot.run()
     left = list(job.chunks.filter(status=Chunk.Status.RUNNING).values_list("id", flat=True))
@@ -187,7 +189,7 @@ def test_a_slot_records_again_once_the_database_answers(
     job = _job(alice, chunks=40, ms=1, parallelism=1)
     start(job)
     monkeypatch.setattr(
-        slots,
+        bookkeeping,
         "chunks_record",
         _failing_once(
             chunks.chunks_record, OperationalError("server closed the connection"), after=committed

@@ -259,6 +259,7 @@ def test_a_chunk_that_keeps_killing_its_worker_is_failed(alice: User, settings: 
     assert "started 2 times without finishing" in job.error
 
 
+@pytest.mark.django_db(transaction=True)
 def test_slot_runs_every_chunk_and_records_cpu_and_worker(alice: User) -> None:
     job = services.job_create(
         owner=alice, kind="primes", params={"start": 0, "stop": 100_000, "chunks": 4}
