@@ -318,15 +318,17 @@ def _chunks_record(
         recorded = Recorded(job_active=job.is_active)
         fields: set[str] = set()
         done = [outcome for outcome in outcomes if isinstance(outcome, Done)]
-        changed = _chunks_done(done)
-        if changed:
-            counted = {chunk.pk for chunk in changed}
-            job.done_chunks += len(changed)
+        rows = _chunks_done(done)
+        # Live pages were told of announced chunks as they ended: no instances needed.
+        changed = [] if announced else _done_chunks(rows, done)
+        if rows:
+            counted = {row[0] for row in rows}
+            job.done_chunks += len(rows)
             job.cpu_seconds += sum(o.cpu_seconds for o in done if o.chunk_id in counted)
             fields |= {"done_chunks", "cpu_seconds"}
-            if _peak_raised(job, [chunk.peak_rss for chunk in changed]):
+            if _peak_raised(job, [row[_PEAK_RSS] for row in rows]):
                 fields.add("peak_rss")
-            recorded.counted = len(changed)
+            recorded.counted = len(rows)
             kind = kinds.get(job.kind)
             finishes = any(kind.finishes_job(o.result) for o in done if o.chunk_id in counted)
             if job.status == Job.Status.RUNNING and (
@@ -335,8 +337,6 @@ def _chunks_record(
                 # Combined after the commit, without the lock; nobody claims meanwhile.
                 chunks_cancel_unstarted(job)
                 recorded.complete = True
-        # Shown live as they finished: only what pages were not told of goes out again.
-        shown = [] if announced else list(changed)
         others = {o.chunk_id: o for o in outcomes if not isinstance(o, Done)}
         if others:
             owner = claimer.process if claimer is not None else None
@@ -344,12 +344,11 @@ def _chunks_record(
             if _peak_raised(job, [chunk.peak_rss for chunk in not_done]):
                 fields.add("peak_rss")
             changed += not_done
-            shown = [*shown, *not_done]
         if fields:
             job_save(job, sorted(fields))
         recorded.job_active = job.is_active
-        if fields or changed:
-            job_publish_after_commit(job, shown)
+        if fields or changed or rows:
+            job_publish_after_commit(job, changed)
         if (
             claim
             and claimer is not None
@@ -388,9 +387,9 @@ RETURNING c.id, c.index, c.attempts, c.worker, c.pid, c.queued_at, c.started_at,
 """
 
 
-def _chunks_done(done: list[Done]) -> list[Chunk]:
+def _chunks_done(done: list[Done]) -> list[tuple[Any, ...]]:
     """Mark finished chunks done in one statement, only those still running (the job is
-    locked); the chunks that counted, as unsaved instances for the live state."""
+    locked); the rows that counted (_DONE_SQL's RETURNING)."""
     if not done:
         return []
     with connection.cursor() as cursor:
@@ -410,7 +409,16 @@ def _chunks_done(done: list[Done]) -> list[Chunk]:
                 "output_cut": [o.output.cut_bytes for o in done],
             },
         )
-        rows = cursor.fetchall()
+        rows: list[tuple[Any, ...]] = cursor.fetchall()
+    return rows
+
+
+# Where _DONE_SQL's RETURNING puts a chunk's peak memory.
+_PEAK_RSS = 12
+
+
+def _done_chunks(rows: list[tuple[Any, ...]], done: list[Done]) -> list[Chunk]:
+    """The chunks _DONE_SQL counted, as unsaved instances for the live state."""
     written = {o.chunk_id: o.output.total_bytes for o in done}
     return [_done_chunk(row, written[row[0]]) for row in rows]
 

@@ -74,6 +74,10 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+# Where a slot's time went, logged as it ends (JSON after this prefix; the benchmark's
+# per-batch breakdown reads it from the worker's output).
+SLOT_FIGURES = "slot figures: "
+
 
 class ChunkCancelled(Exception):
     """Raised from a progress call when the chunk's job is no longer running."""
@@ -257,6 +261,8 @@ def slot_run(
     keepalive.running(job_id, token, node, process)
     requeued = False
     chunk_s: float | None = None
+    figures = bookkeeping.BatchFigures()
+    ended = "error"
     try:
         while True:
             run = _SlotRun(
@@ -269,7 +275,10 @@ def slot_run(
                 queues=queues,
                 chunk_s=chunk_s,
             )
-            ended = run.run()
+            try:
+                ended = run.run()
+            finally:
+                figures.add(run.books.figures)
             chunk_s = run.books.chunk_s
             if ended != "slice":
                 return ended
@@ -290,6 +299,8 @@ def slot_run(
         hooks.idle()
         if not requeued:
             slot_registry.slot_end(job_id, token, node, process)
+        if figures.chunks:
+            logger.info("%s%s", SLOT_FIGURES, figures.as_json(job_id=job_id, ended=ended))
 
 
 class _SlotRun:
@@ -379,6 +390,7 @@ class _SlotRun:
             self.books.database(lambda: job_start_if_pending(job_id=self.job_id))
         books = self.books
         books.start()
+        started = time.perf_counter()
         try:
             while (claim := books.take()) is not None:
                 began = time.perf_counter()
@@ -387,6 +399,8 @@ class _SlotRun:
         except BaseException:
             books.abort()
             raise
+        finally:
+            books.figures.loop_s += time.perf_counter() - started
         return books.close()
 
     def _claimed_state(self, claim: Claim) -> ChunkDelta:
@@ -487,6 +501,7 @@ class _SlotRun:
         return done
 
     def _ended(self, meter: resources.ChunkMeter, began: float) -> tuple[resources.Usage, Captured]:
+        self.books.figures.run_s += time.perf_counter() - began
         stopper.chunk_end()
         usage = meter.stop()
         captured = output.chunk_output_end()

@@ -53,6 +53,8 @@ def _cancel_leftovers() -> None:
 class Stack:
     base_url: str
     worker_pid: int
+    # The worker (None without one): its output holds the slots' figures.
+    worker: ServerProcess | None
     # The environment the worker and daphne got, for benchmarks that start workers of their own.
     env: dict[str, str]
     # What the stack stops when it ends (a benchmark may add the workers it started).
@@ -92,6 +94,7 @@ def running_stack(*, workers: int, worker_lacks: frozenset[str] = frozenset()) -
         _cancel_leftovers()
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         worker_pid = 0
+        worker: ServerProcess | None = None
         if workers:
             worker_env = env
             if worker_lacks:
@@ -104,7 +107,9 @@ def running_stack(*, workers: int, worker_lacks: frozenset[str] = frozenset()) -
             worker_pid = worker.process.pid
         daphne, base_url = start_daphne(env)
         processes.append(daphne)
-        yield Stack(base_url=base_url, worker_pid=worker_pid, env=env, processes=processes)
+        yield Stack(
+            base_url=base_url, worker_pid=worker_pid, worker=worker, env=env, processes=processes
+        )
     finally:
         for process in reversed(processes):
             process.stop()
