@@ -171,7 +171,14 @@ def test_a_running_slot_learns_at_its_claim_permit_that_it_lost_its_entry(
     assert slot_registry.slot_begin(JOB_ID, token, node, me) == slot_registry.BEGUN
     permit = slot_registry.slot_claim_permit(JOB_ID, token, node, me)
     workers.claim_done(node, me)
-    assert permit == slot_registry.ClaimPermit(owned=True, permitted=True)
+    assert permit == slot_registry.ClaimPermit(owned=True, permitted=True, slots=1)
+    # The job's running slots come with it (its claims' share); queued ones do not count.
+    _register(JOB_ID, "other-running", slot_registry.running_state(node, other))
+    _register(JOB_ID, "other-queued", "q|1.0")
+    assert slot_registry.slot_claim_permit(JOB_ID, token, node, me).slots == 2
+    workers.claim_done(node, me)
+    for extra in ("other-running", "other-queued"):
+        redis_clients.broker().hdel(slot_registry.registry_key(JOB_ID), extra)
     # A draining node refuses the claim, but the slot still owns its entry.
     workers.node_beat(node, info=INFO, cpus=[])
     workers.node_draining_set(node, draining="drain")
