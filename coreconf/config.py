@@ -816,6 +816,15 @@ register(
     minimum=100,
 )
 register(
+    "COREBOARD_EXPORTS_PER_PERSON",
+    "int",
+    2,
+    "history CSV exports one person may have streaming at once (every web process "
+    "together); one more is refused with 429 until one ends",
+    section="web",
+    minimum=1,
+)
+register(
     "COREBOARD_OVERVIEW_ACTIVE_MAX",
     "int",
     100,
