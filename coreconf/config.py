@@ -825,6 +825,16 @@ register(
     minimum=1,
 )
 register(
+    "COREBOARD_EXPORTS_AT_ONCE",
+    "int",
+    1,
+    "history CSV exports whose rows PostgreSQL writes at the same time, everybody's "
+    "together; the others wait their turn (their download starts when one ends), so "
+    "exports never take the cores that other people's pages need",
+    section="web",
+    minimum=1,
+)
+register(
     "COREBOARD_OVERVIEW_ACTIVE_MAX",
     "int",
     100,

@@ -3,14 +3,14 @@
 - `jobs`: what people do (create, cancel, retry, rerun, delete, upload);
 - `studies`: scaling studies (a job's work at parallelism 1, 2, 4, …, one run at a time);
 - `uploads`, `nodes`, `quotas`: deleting uploads, draining nodes, per-person caps;
-- `exports`: how many history exports one person streams at once;
+- `exports`: how many history exports stream at once, per person and in all;
 - `errors`: the one way a service refuses (`Refused`: `Conflict`, `Rejected`, `TooMany`).
 """
 
 from __future__ import annotations
 
 from jobs.services.errors import Conflict, Refused, Rejected, TooMany
-from jobs.services.exports import export_slot_take
+from jobs.services.exports import export_slot_take, export_turn_try
 from jobs.services.jobs import (
     JobPlan,
     job_cancel,
@@ -29,6 +29,7 @@ __all__ = [
     "Rejected",
     "TooMany",
     "export_slot_take",
+    "export_turn_try",
     "job_cancel",
     "job_create",
     "job_delete",

@@ -1,10 +1,14 @@
-"""How many history exports one person has streaming at once: slots held as PostgreSQL
-advisory locks.
+"""How many history exports stream at once: slots held as PostgreSQL advisory locks.
+
+Two bounds. Per person (COREBOARD_EXPORTS_PER_PERSON): one more export is refused (429).
+Everybody together (COREBOARD_EXPORTS_AT_ONCE): PostgreSQL writes that many exports' rows
+at a time and the others wait their turn, since an export keeps a core busy while it runs
+and the pages of everybody else need the cores too.
 
 A slot is a session-level advisory lock on the connection that streams the export, keyed by
-the person and the slot's number, so the bound holds across every web process and thread,
-and a slot is freed when its export ends (`ExportSlot.release`) or, should that never run,
-when the connection closes (a process that dies takes its slots with it).
+the bound, the slot's number and the person, so the bounds hold across every web process
+and thread, and a slot is freed when its export ends (`ExportSlot.release`) or, should that
+never run, when the connection closes (a process that dies takes its slots with it).
 """
 
 from __future__ import annotations
@@ -16,18 +20,15 @@ from django.db import connection
 
 from jobs.services.errors import TooMany
 
-# Advisory lock keys: this namespace in the top bits, then the slot, then the person's id
-# (the classid/objid that pg_locks shows are the key's high and low 32 bits).
-_NAMESPACE = 0x4858 << 48  # "HX": history export
+# Advisory lock keys: the bound in the top 16 bits, then the slot, then the person's id (0 for
+# everybody's); pg_locks shows the key's high and low 32 bits as classid and objid.
+_PER_PERSON = 0x4858 << 48  # "HX": a person's history exports
+_AT_ONCE = 0x4854 << 48  # "HT": a turn to write rows
 _SLOT_SHIFT = 32
 
 
-def _slot_key(person_id: int, slot: int) -> int:
-    return _NAMESPACE | (slot << _SLOT_SHIFT) | person_id
-
-
 class ExportSlot:
-    """One of a person's export slots, held by this thread's database session."""
+    """One slot, held by this thread's database session until released."""
 
     def __init__(self, key: int) -> None:
         self.key = key
@@ -44,14 +45,10 @@ class ExportSlot:
             cursor.execute("SELECT pg_advisory_unlock(%s)", [self.key])
 
 
-def export_slot_take(*, person: Any, limit: int | None = None) -> ExportSlot:
-    """A free export slot of `person` (at most `limit`, COREBOARD_EXPORTS_PER_PERSON by
-    default), held by this thread's session until released; TooMany naming the limit when
-    all are taken."""
-    limit = settings.COREBOARD_EXPORTS_PER_PERSON if limit is None else limit
+def _slot_take(bound: int, owner_id: int, limit: int) -> ExportSlot | None:
     with connection.cursor() as cursor:
         for slot in range(limit):
-            key = _slot_key(person.pk, slot)
+            key = bound | (slot << _SLOT_SHIFT) | owner_id
             # Advisory locks nest within a session: one this session already holds (an
             # export it still streams) counts as taken, not as taken again.
             cursor.execute(
@@ -69,6 +66,16 @@ def export_slot_take(*, person: Any, limit: int | None = None) -> ExportSlot:
             row = cursor.fetchone()
             if row is not None and row[0]:
                 return ExportSlot(key)
+    return None
+
+
+def export_slot_take(*, person: Any) -> ExportSlot:
+    """A free export slot of `person` (of COREBOARD_EXPORTS_PER_PERSON); TooMany naming
+    the limit when all are taken."""
+    limit = settings.COREBOARD_EXPORTS_PER_PERSON
+    slot = _slot_take(_PER_PERSON, person.pk, limit)
+    if slot is not None:
+        return slot
     raise TooMany(
         {
             "exports": [
@@ -78,3 +85,9 @@ def export_slot_take(*, person: Any, limit: int | None = None) -> ExportSlot:
             ]
         }
     )
+
+
+def export_turn_try() -> ExportSlot | None:
+    """A turn to write an export's rows now (one of COREBOARD_EXPORTS_AT_ONCE, everybody's
+    together), or None while all are taken: the caller waits and asks again."""
+    return _slot_take(_AT_ONCE, 0, settings.COREBOARD_EXPORTS_AT_ONCE)

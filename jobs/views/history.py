@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator, Generator, Iterator
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -24,6 +26,8 @@ PAGE_SIZE = 25
 # that finds more rather than pages through it, and counting them all costs a read of each
 # (IdsFirstPaginator). Lists without a text search count every job: an index counts them.
 SEARCH_LISTED_MAX = 1000
+# How often an export waiting for its turn asks again (services.exports.export_turn_try).
+EXPORT_TURN_POLL_S = 0.05
 
 
 if TYPE_CHECKING:
@@ -144,35 +148,49 @@ def job_list(request: HttpRequest) -> HttpResponse:
 
 
 class _Export:
-    """The pieces of one CSV export and the person's export slot, freed when the response
-    closes (Django closes it once sent, or on the client's disconnect: below); also
-    without one piece read."""
+    """One CSV export: its pieces, the person's export slot, and its turn to have its rows
+    written (services.exports), freed when its rows are all read or the response closes
+    (Django closes it once sent; on a client's disconnect, see _AsyncExport), read or not."""
 
     def __init__(self, pieces: Generator[bytes, None, None], slot: ExportSlot) -> None:
         self.pieces = pieces
         self.slot = slot
+        self.turn: ExportSlot | None = None
+
+    def _turn_release(self) -> None:
+        if self.turn is not None:
+            self.turn.release()
 
     def close(self) -> None:
         try:
             self.pieces.close()
         finally:
+            self._turn_release()
             self.slot.release()
 
 
 class _SyncExport(_Export):
     def __iter__(self) -> Iterator[bytes]:
-        return self.pieces
+        while (turn := services.export_turn_try()) is None:
+            time.sleep(EXPORT_TURN_POLL_S)
+        self.turn = turn
+        yield from self.pieces
+        self._turn_release()
 
 
 class _AsyncExport(_Export):
     """For ASGI: Django's handler reads a synchronous iterator to its end, in memory, before
     it sends a byte. Pulling one piece at a time through sync_to_async streams instead, on
-    the request's own thread, so the connection, its COPY and the slot stay the same. The
-    thread waits on PostgreSQL without the GIL; the rows are formatted by PostgreSQL."""
+    the request's own thread (asgiref gives each request its own), so the connection, its
+    COPY and the slots stay the same; the thread waits for PostgreSQL without the GIL, and
+    an export waiting for its turn holds no thread at all."""
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         pull = sync_to_async(_next_piece)
         try:
+            while (turn := await sync_to_async(services.export_turn_try)()) is None:
+                await asyncio.sleep(EXPORT_TURN_POLL_S)
+            self.turn = turn
             while (piece := await pull(self.pieces)) is not None:
                 yield piece
         finally:
@@ -189,7 +207,9 @@ def job_export_csv(request: HttpRequest) -> HttpResponse | StreamingHttpResponse
 
     A filter the page would show an error for is a 400 here: an export should never hold
     something other than what was asked for. The page's own link leaves such filters out.
-    A person with COREBOARD_EXPORTS_PER_PERSON exports streaming gets a 429 saying so.
+    A person with COREBOARD_EXPORTS_PER_PERSON exports streaming gets a 429 saying so; an
+    export beyond COREBOARD_EXPORTS_AT_ONCE (everybody's) starts, headers first, and sends
+    its rows once its turn comes.
     """
     form = _filter_form(request)
     if not form.is_valid():

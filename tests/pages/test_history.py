@@ -610,3 +610,15 @@ def close_unread(response: HttpResponseBase) -> None:
         response.close()
     finally:
         request_finished.connect(close_old_connections)
+
+
+@override_settings(COREBOARD_EXPORTS_AT_ONCE=1)
+def test_exports_take_turns_to_have_their_rows_written() -> None:
+    turn = services.export_turn_try()
+    assert turn is not None
+    assert services.export_turn_try() is None
+    turn.release()
+    turn.release()  # once only
+    again = services.export_turn_try()
+    assert again is not None
+    again.release()
