@@ -26,7 +26,7 @@ from jobs.engine import workers as worker_registry
 from jobs.engine.chunks import LOCK_HOLD_MAX_MS, LOCK_HOLDER_PREFIX
 from jobs.history import HISTORY_DEFAULT_SORT, HISTORY_SORTS
 from jobs.kinds.base import File
-from jobs.models import JOB_PARAMS_TEXT, Chunk, Job, JobQuerySet, Upload
+from jobs.models import JOB_KIND_FOLDED, JOB_PARAMS_TEXT, Chunk, Job, JobQuerySet, Upload
 from jobs.protocol import (
     ChunkState,
     ClusterState,
@@ -596,15 +596,16 @@ def _text_contains(expression: Any, text: str) -> Q:
 
 
 def _history_search(jobs: JobQuerySet, q: str) -> JobQuerySet:
-    # Every condition below is one an index serves (migration 0008: pg_trgm on the kind and
-    # on JOB_PARAMS_TEXT, a B-tree on the upload id, the primary key), so PostgreSQL
-    # combines index scans (BitmapOr, BitmapAnd) instead of reading every visible row. One
-    # condition no index serves would turn the whole OR into a sequential scan.
+    # Every condition below is one an index serves (migration 0008: pg_trgm on
+    # JOB_KIND_FOLDED and JOB_PARAMS_TEXT, a B-tree on the upload id; the kind's B-tree, the
+    # primary key), so PostgreSQL combines index scans (BitmapOr, BitmapAnd) instead of
+    # reading every visible row. One condition no index serves would turn the whole OR into
+    # a sequential scan.
     number = q.removeprefix("#")
     # A number past bigint would make PostgreSQL raise; such a number cannot be an id anyway.
     if number.isdecimal() and int(number) <= _BIGINT_MAX:
         return jobs.filter(pk=int(number))
-    whole = _text_contains(F("kind"), q) | _text_contains(JOB_PARAMS_TEXT, q)
+    whole = _text_contains(JOB_KIND_FOLDED, q) | _text_contains(JOB_PARAMS_TEXT, q)
     # Params keep an upload's id; people search by the file's name.
     named = list(Upload.objects.filter(name__icontains=q).values_list("pk", flat=True)[:1000])
     if named:
@@ -636,7 +637,7 @@ def _parameter_labels() -> list[tuple[str, str]]:
 
 
 def _history_search_word(word: str) -> Q:
-    match = _text_contains(F("kind"), word) | _text_contains(JOB_PARAMS_TEXT, word)
+    match = _text_contains(JOB_KIND_FOLDED, word) | _text_contains(JOB_PARAMS_TEXT, word)
     folded = word.casefold()
     for kind in kinds.all_kinds():
         if folded in kind.label.casefold():
