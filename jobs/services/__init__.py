@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 from jobs.services.errors import Conflict, Refused, Rejected, TooMany
-from jobs.services.exports import export_slot_take, export_turn_try
+from jobs.services.exports import export_slot_take, export_turn_try, history_export_open
 from jobs.services.jobs import (
     JobPlan,
     job_cancel,
@@ -30,6 +30,7 @@ __all__ = [
     "TooMany",
     "export_slot_take",
     "export_turn_try",
+    "history_export_open",
     "job_cancel",
     "job_create",
     "job_delete",

@@ -13,11 +13,16 @@ never run, when the connection closes (a process that dies takes its slots with 
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import AsyncIterator, Generator, Iterator, Mapping
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection
 
+from jobs.selectors import jobs as selectors
 from jobs.services.errors import TooMany
 
 # Advisory lock keys: the bound in the top 16 bits, then the slot, then the person's id (0 for
@@ -91,3 +96,76 @@ def export_turn_try() -> ExportSlot | None:
     """A turn to write an export's rows now (one of COREBOARD_EXPORTS_AT_ONCE, everybody's
     together), or None while all are taken: the caller waits and asks again."""
     return _slot_take(_AT_ONCE, 0, settings.COREBOARD_EXPORTS_AT_ONCE)
+
+
+# How often an export waiting for its turn asks again.
+EXPORT_TURN_POLL_S = 0.05
+
+
+class HistoryExport:
+    """One history CSV export: its pieces (selectors.job_history_csv), the person's export
+    slot, and its turn to have its rows written, freed when its rows are all read or when
+    it is closed (Django closes a response once sent; on a client's disconnect, see
+    AsyncHistoryExport), read or not."""
+
+    def __init__(self, pieces: Generator[bytes, None, None], slot: ExportSlot) -> None:
+        self.pieces = pieces
+        self.slot = slot
+        self.turn: ExportSlot | None = None
+
+    def _turn_release(self) -> None:
+        if self.turn is not None:
+            self.turn.release()
+
+    def close(self) -> None:
+        try:
+            self.pieces.close()
+        finally:
+            self._turn_release()
+            self.slot.release()
+
+
+class SyncHistoryExport(HistoryExport):
+    def __iter__(self) -> Iterator[bytes]:
+        while (turn := export_turn_try()) is None:
+            time.sleep(EXPORT_TURN_POLL_S)
+        self.turn = turn
+        yield from self.pieces
+        self._turn_release()
+
+
+class AsyncHistoryExport(HistoryExport):
+    """For ASGI: Django's handler reads a synchronous iterator to its end, in memory, before
+    it sends a byte. Pulling one piece at a time through sync_to_async streams instead, on
+    the request's own thread (asgiref gives each request its own), so the connection, its
+    COPY and the slots stay the same; the thread waits for PostgreSQL without the GIL, and
+    an export waiting for its turn holds no thread at all."""
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        pull = sync_to_async(_next_piece)
+        try:
+            while (turn := await sync_to_async(export_turn_try)()) is None:
+                await asyncio.sleep(EXPORT_TURN_POLL_S)
+            self.turn = turn
+            while (piece := await pull(self.pieces)) is not None:
+                yield piece
+        finally:
+            # A client that went away cancels the response without closing it.
+            await sync_to_async(self.close)()
+
+
+def _next_piece(pieces: Generator[bytes, None, None]) -> bytes | None:
+    return next(pieces, None)
+
+
+def history_export_open(
+    *, person: Any, filters: Mapping[str, Any], asynchronous: bool
+) -> SyncHistoryExport | AsyncHistoryExport:
+    """The history CSV of `person` with selectors.job_history's `filters`, holding one of
+    the person's export slots (TooMany when none is free); iterable (asynchronously for
+    ASGI), then closed."""
+    slot = export_slot_take(person=person)
+    pieces = selectors.job_history_csv(user=person, **filters)
+    if asynchronous:
+        return AsyncHistoryExport(pieces, slot)
+    return SyncHistoryExport(pieces, slot)

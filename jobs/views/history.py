@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Generator, Iterator
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from asgiref.sync import sync_to_async
 from django.core.handlers.asgi import ASGIRequest
 from django.core.paginator import Page, Paginator
 from django.http import HttpRequest, HttpResponse, QueryDict, StreamingHttpResponse
 from django.shortcuts import render
 
 from jobs import kinds, services
-from jobs.forms import CompareForm, HistoryFilterForm
+from jobs.forms import CompareForm, HistoryFilterForm, history_filter_form
 from jobs.history import HISTORY_SORT_COLUMNS
 from jobs.selectors import jobs as selectors
-from jobs.services.exports import ExportSlot
 from jobs.views import presentation
 
 PAGE_SIZE = 25
@@ -26,8 +21,6 @@ PAGE_SIZE = 25
 # that finds more rather than pages through it, and counting them all costs a read of each
 # (IdsFirstPaginator). Lists without a text search count every job: an index counts them.
 SEARCH_LISTED_MAX = 1000
-# How often an export waiting for its turn asks again (services.exports.export_turn_try).
-EXPORT_TURN_POLL_S = 0.05
 
 
 if TYPE_CHECKING:
@@ -83,9 +76,7 @@ def _kind_names() -> list[tuple[str, str]]:
 
 
 def _filter_form(request: HttpRequest) -> HistoryFilterForm:
-    return HistoryFilterForm(
-        request.GET, kind_names=_kind_names(), show_owner=request.user.is_staff
-    )
+    return history_filter_form(request.GET, user=request.user)
 
 
 def _valid_query(request: HttpRequest, form: HistoryFilterForm) -> QueryDict:
@@ -147,61 +138,6 @@ def job_list(request: HttpRequest) -> HttpResponse:
     )
 
 
-class _Export:
-    """One CSV export: its pieces, the person's export slot, and its turn to have its rows
-    written (services.exports), freed when its rows are all read or the response closes
-    (Django closes it once sent; on a client's disconnect, see _AsyncExport), read or not."""
-
-    def __init__(self, pieces: Generator[bytes, None, None], slot: ExportSlot) -> None:
-        self.pieces = pieces
-        self.slot = slot
-        self.turn: ExportSlot | None = None
-
-    def _turn_release(self) -> None:
-        if self.turn is not None:
-            self.turn.release()
-
-    def close(self) -> None:
-        try:
-            self.pieces.close()
-        finally:
-            self._turn_release()
-            self.slot.release()
-
-
-class _SyncExport(_Export):
-    def __iter__(self) -> Iterator[bytes]:
-        while (turn := services.export_turn_try()) is None:
-            time.sleep(EXPORT_TURN_POLL_S)
-        self.turn = turn
-        yield from self.pieces
-        self._turn_release()
-
-
-class _AsyncExport(_Export):
-    """For ASGI: Django's handler reads a synchronous iterator to its end, in memory, before
-    it sends a byte. Pulling one piece at a time through sync_to_async streams instead, on
-    the request's own thread (asgiref gives each request its own), so the connection, its
-    COPY and the slots stay the same; the thread waits for PostgreSQL without the GIL, and
-    an export waiting for its turn holds no thread at all."""
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        pull = sync_to_async(_next_piece)
-        try:
-            while (turn := await sync_to_async(services.export_turn_try)()) is None:
-                await asyncio.sleep(EXPORT_TURN_POLL_S)
-            self.turn = turn
-            while (piece := await pull(self.pieces)) is not None:
-                yield piece
-        finally:
-            # A client that went away cancels the response without closing it.
-            await sync_to_async(self.close)()
-
-
-def _next_piece(pieces: Generator[bytes, None, None]) -> bytes | None:
-    return next(pieces, None)
-
-
 def job_export_csv(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
     """Every job of the history list with the same filters and order, as CSV.
 
@@ -216,13 +152,15 @@ def job_export_csv(request: HttpRequest) -> HttpResponse | StreamingHttpResponse
         lines = [f"{name}: {' '.join(map(str, errors))}" for name, errors in form.errors.items()]
         return _plain_text("\n".join(lines), status=400)
     try:
-        slot = services.export_slot_take(person=request.user)
+        export = services.history_export_open(
+            person=request.user,
+            filters=form.filters(),
+            asynchronous=isinstance(request, ASGIRequest),
+        )
     except services.TooMany as refused:
         return _plain_text("\n".join(refused.messages), status=refused.status_code)
-    pieces = selectors.job_history_csv(user=request.user, **form.filters())
-    export_class = _AsyncExport if isinstance(request, ASGIRequest) else _SyncExport
     return StreamingHttpResponse(
-        export_class(pieces, slot),
+        export,
         content_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": 'attachment; filename="coreboard-history.csv"'},
     )
