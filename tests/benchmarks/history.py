@@ -261,6 +261,7 @@ def main() -> int:
             ("deep page (2000)", owner, page(person, {"page": "2000"})),
             ("status + kind, by speedup", owner, page(person, filtered)),
             ("search parameter text", owner, page(person, {"q": '"stop": 10000000'})),
+            ("search label and value", owner, page(person, {"q": "Stop 10000000"})),
             ("search id", owner, page(person, {"q": some_id})),
             ("compare primes (last 500)", owner, compare(person, "primes")),
             ("first page", STAFF, page(staff, {})),
@@ -338,7 +339,9 @@ def _write_report(
         f"""## History at {count:,} jobs
 
 Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {harness.machine()},
-PostgreSQL {pg_version.split()[0]}.
+PostgreSQL {pg_version.split()[0]}, load average {os.getloadavg()[0]:.1f} at the end (a
+shared machine's other work slows every figure alike: compare with "search id", a
+one-row page).
 `tests/benchmarks/history.py` inserts {count:,} jobs ({shares} of them; `{STAFF}` is staff
 and sees all) spread over a year, in {fill_seconds:.0f} s, then times whole requests through
 Django's test client (session, middleware, queries, template): one warm-up, then the median
