@@ -816,6 +816,25 @@ register(
     minimum=100,
 )
 register(
+    "COREBOARD_EXPORTS_PER_PERSON",
+    "int",
+    2,
+    "history CSV exports one person may have streaming at once (every web process "
+    "together); one more is refused with 429 until one ends",
+    section="web",
+    minimum=1,
+)
+register(
+    "COREBOARD_EXPORTS_AT_ONCE",
+    "int",
+    1,
+    "history CSV exports whose rows PostgreSQL writes at the same time, everybody's "
+    "together; the others wait their turn (their download starts when one ends), so "
+    "exports never take the cores that other people's pages need",
+    section="web",
+    minimum=1,
+)
+register(
     "COREBOARD_OVERVIEW_ACTIVE_MAX",
     "int",
     100,

@@ -6,6 +6,7 @@ from django import forms
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 
+from jobs import kinds
 from jobs.history import HISTORY_DEFAULT_SORT, HISTORY_SORTS
 from jobs.kinds.base import JobKind
 from jobs.models import Job
@@ -136,6 +137,13 @@ class HistoryFilterForm(forms.Form):
             "created_to": data.get("created_to"),
             "sort": data.get("sort") or HISTORY_DEFAULT_SORT,
         }
+
+
+def history_filter_form(data: Any, *, user: Any) -> HistoryFilterForm:
+    """The history's filters as `user` may use them (the owner field for staff only), with
+    every installed kind; for the page, its CSV export and the API's."""
+    kind_names = [(kind.name, kind.label) for kind in kinds.all_kinds()]
+    return HistoryFilterForm(data, kind_names=kind_names, show_owner=user.is_staff)
 
 
 class CompareForm(forms.Form):

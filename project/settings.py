@@ -50,6 +50,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    # PostgreSQL's own features: the history search's pg_trgm indexes (OpClass needs the app).
+    "django.contrib.postgres",
     "channels",
     "rest_framework",
     "drf_spectacular",
@@ -291,6 +293,8 @@ COREBOARD_MAX_SOCKETS_PER_USER = config.integer("COREBOARD_MAX_SOCKETS_PER_USER"
 COREBOARD_SOCKET_SESSION_CHECK_MS = config.integer("COREBOARD_SOCKET_SESSION_CHECK_MS")
 COREBOARD_SOCKET_BACKLOG_BYTES = config.integer("COREBOARD_SOCKET_BACKLOG_BYTES")
 COREBOARD_OVERVIEW_ACTIVE_MAX = config.integer("COREBOARD_OVERVIEW_ACTIVE_MAX")
+COREBOARD_EXPORTS_PER_PERSON = config.integer("COREBOARD_EXPORTS_PER_PERSON")
+COREBOARD_EXPORTS_AT_ONCE = config.integer("COREBOARD_EXPORTS_AT_ONCE")
 COREBOARD_CHUNK_MAX_RETRIES = config.integer("COREBOARD_CHUNK_MAX_RETRIES")
 COREBOARD_CHUNK_MAX_ATTEMPTS = config.integer("COREBOARD_CHUNK_MAX_ATTEMPTS")
 COREBOARD_CANCEL_POLL_MS = config.integer("COREBOARD_CANCEL_POLL_MS")

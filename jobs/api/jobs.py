@@ -9,7 +9,8 @@ from typing import Any
 
 from django import forms
 from django.core.exceptions import ValidationError
-from django.http import FileResponse, Http404, HttpResponse
+from django.core.handlers.asgi import ASGIRequest
+from django.http import FileResponse, Http404, HttpResponse, StreamingHttpResponse
 from redis.exceptions import RedisError
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException
@@ -22,6 +23,7 @@ from rest_framework.views import APIView
 
 from jobs import kinds, protocol, services
 from jobs.api import openapi
+from jobs.forms import history_filter_form
 from jobs.kinds.base import params_from_form_values
 from jobs.models import Job
 from jobs.options import chunk_time_limit_field, parallelism_field
@@ -101,6 +103,30 @@ class JobListCreate(PostThrottled, GenericAPIView[Job]):
         incoming.is_valid(raise_exception=True)
         job = services.job_create(owner=request.user, **incoming.validated_data)
         return Response(selectors.job_as_api_dict(job), status=status.HTTP_201_CREATED)
+
+
+class JobExportCsv(APIView):
+    """Your jobs' history as CSV: the history page's export, with its filters as query
+    parameters (invalid ones are a 400, by field); at most COREBOARD_EXPORTS_PER_PERSON
+    stream at once per person (one more: 429, by field)."""
+
+    @openapi.job_export_csv
+    def get(self, request: Request) -> StreamingHttpResponse:
+        form = history_filter_form(request.query_params, user=request.user)
+        if not form.is_valid():
+            raise services.Rejected(
+                {name: [str(error) for error in errors] for name, errors in form.errors.items()}
+            )
+        export = services.history_export_open(
+            person=request.user,
+            filters=form.filters(),
+            asynchronous=isinstance(request._request, ASGIRequest),
+        )
+        return StreamingHttpResponse(
+            export,
+            content_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": 'attachment; filename="coreboard-history.csv"'},
+        )
 
 
 class JobPreview(PostThrottled):

@@ -30,6 +30,7 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import serializers
 
 from jobs import kinds, protocol
+from jobs.history import HISTORY_SORTS
 from jobs.kinds.base import ListField, UploadField
 from jobs.models import Job
 from jobs.options import kind_time_limit_s
@@ -342,6 +343,10 @@ THROTTLED = OpenApiResponse(
     _ref("Detail"),
     description="Too many requests from you: wait the seconds the `Retry-After` header says.",
 )
+TOO_MANY = OpenApiResponse(
+    _ref("FieldErrors"),
+    description="Too many at once: the limit and its setting, by field; try again when one ends.",
+)
 _COMMON = {401: UNAUTHORIZED, 403: UNAUTHORIZED}
 _ONE_JOB = {**_COMMON, 404: NOT_FOUND}
 
@@ -352,6 +357,24 @@ job_list = extend_schema(
         OpenApiParameter("status", enum=Job.Status.values, description="Only jobs in this state.")
     ],
     responses={200: JobOut(many=True), 404: INVALID_PAGE, **_COMMON},
+)
+job_export_csv = extend_schema(
+    summary="Your jobs' history as CSV (streamed), with the history page's filters",
+    parameters=[
+        OpenApiParameter("q", description="Search: a job id, or text as the history page's."),
+        OpenApiParameter("status", enum=Job.Status.values, description="Only jobs in this state."),
+        OpenApiParameter("kind", description="Only jobs of this kind (its name)."),
+        OpenApiParameter("owner", description="Staff only: only this person's jobs."),
+        OpenApiParameter("created_from", OpenApiTypes.DATE, description="Created on or after."),
+        OpenApiParameter("created_to", OpenApiTypes.DATE, description="Created on or before."),
+        OpenApiParameter("sort", enum=list(HISTORY_SORTS), description="Order (newest first)."),
+    ],
+    responses={
+        (200, "text/csv"): {"type": "string"},
+        400: BAD_INPUT,
+        429: TOO_MANY,
+        **_COMMON,
+    },
 )
 job_create = extend_schema(
     summary="Create a job",

@@ -9,6 +9,7 @@ from jobs.api import studies as api_studies
 urlpatterns = [
     path("jobs/", api.JobListCreate.as_view(), name="api-jobs"),
     path("jobs/preview/", api.JobPreview.as_view(), name="api-job-preview"),
+    path("jobs/export.csv", api.JobExportCsv.as_view(), name="api-jobs-export-csv"),
     path("jobs/<int:job_id>/", api.JobDetail.as_view(), name="api-job"),
     path("jobs/<int:job_id>/cancel/", api.JobCancel.as_view(), name="api-job-cancel"),
     path("jobs/<int:job_id>/retry/", api.JobRetry.as_view(), name="api-job-retry"),

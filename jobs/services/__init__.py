@@ -3,12 +3,14 @@
 - `jobs`: what people do (create, cancel, retry, rerun, delete, upload);
 - `studies`: scaling studies (a job's work at parallelism 1, 2, 4, …, one run at a time);
 - `uploads`, `nodes`, `quotas`: deleting uploads, draining nodes, per-person caps;
-- `errors`: the one way a service refuses (`Refused`: `Conflict`, `Rejected`).
+- `exports`: how many history exports stream at once, per person and in all;
+- `errors`: the one way a service refuses (`Refused`: `Conflict`, `Rejected`, `TooMany`).
 """
 
 from __future__ import annotations
 
-from jobs.services.errors import Conflict, Refused, Rejected
+from jobs.services.errors import Conflict, Refused, Rejected, TooMany
+from jobs.services.exports import export_slot_take, export_turn_try, history_export_open
 from jobs.services.jobs import (
     JobPlan,
     job_cancel,
@@ -25,6 +27,10 @@ __all__ = [
     "JobPlan",
     "Refused",
     "Rejected",
+    "TooMany",
+    "export_slot_take",
+    "export_turn_try",
+    "history_export_open",
     "job_cancel",
     "job_create",
     "job_delete",

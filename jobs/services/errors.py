@@ -10,7 +10,8 @@ translate them in one place each, so every refusal reads the same on every surfa
 - the pages: `jobs.views.refusals` puts the messages beside the form's fields or in a
   message on the page it redirects to.
 
-Throttling (429) is not a refusal of the request's content: DRF's throttle answers it.
+Throttling by rate (429) is not a refusal of the request's content: DRF's throttle answers
+it. `TooMany` (also 429) refuses what would exceed how many one person may have at once.
 """
 
 from __future__ import annotations
@@ -70,6 +71,13 @@ class Rejected(Refused, ValueError):
 
     def body(self) -> protocol.FieldErrors:
         return self.errors
+
+
+class TooMany(Rejected):
+    """More of something at once than one person may have (a 429): errors by field, as a
+    Rejected's, naming the limit and its setting. It passes once one of them ends."""
+
+    status_code = 429
 
 
 def field_error_messages(errors: Any) -> list[str]:

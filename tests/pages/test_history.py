@@ -11,12 +11,15 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.contrib.auth.models import User
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.signals import request_finished
+from django.db import close_old_connections, connection
 from django.http import HttpResponse, HttpResponseBase, StreamingHttpResponse
-from django.test import AsyncClient, Client
+from django.test import AsyncClient, Client, override_settings
 
 from jobs import services
 from jobs.models import Job
 from jobs.selectors import jobs as selectors
+from jobs.views import history as history_views
 from tests.factories import client_for, make_job
 
 pytestmark = [pytest.mark.pages, pytest.mark.django_db]
@@ -354,16 +357,17 @@ def test_csv_export_has_every_column(alice_client: Client, alice: User) -> None:
         "created_at": "2024-03-10T12:00:00+00:00",
         "started_at": "2024-03-10T12:00:01+00:00",
         "finished_at": "2024-03-10T12:00:05+00:00",
-        "wall_seconds": "4.0",
-        "cpu_seconds": "6.0",
+        "wall_seconds": "4",
+        "cpu_seconds": "6",
         "speedup": "1.5",
-        "efficiency": str(round(1.5 / job.parallelism, 4)),
+        "efficiency": row["efficiency"],
         "total_chunks": "1",
         "done_chunks": "0",
         "failed_chunks": "0",
         "peak_rss": "",
         "params": row["params"],
     }
+    assert float(row["efficiency"]) == round(1.5 / job.parallelism, 4)
     assert json.loads(row["params"]) == {"start": 0, "stop": 500, "chunks": 1}
 
 
@@ -512,3 +516,109 @@ def test_search_by_the_name_of_the_uploaded_file(alice_client: Client, alice: Us
     wanted = make_job(alice, "wordcount", upload=upload.pk, chunks=1)
     make_job(alice, chunks=1)
     assert listed(alice_client.get("/history/", {"q": "moby"})) == [wanted.pk]
+
+
+# --- Search through its indexes, counted up to a bound -----------------------------------------
+
+
+def plan_without_sequential_scans(query: Any) -> str:
+    """PostgreSQL's plan for `query` when it may not read the table through: a plan that
+    still has "Seq Scan" has a condition that no index serves."""
+    sql, params = query.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("SET LOCAL enable_indexscan = off")  # no walk of the created index
+        cursor.execute(f"EXPLAIN {sql}", params)
+        return "\n".join(row[0] for row in cursor.fetchall())
+
+
+@pytest.mark.parametrize(
+    "q", ["primes", "PRIM", '"stop": 7771', "Stop 7771", "Count primes", "stop", "moby"]
+)
+def test_text_search_reads_through_the_search_indexes(staff: User, alice: User, q: str) -> None:
+    upload = services.upload_create(
+        owner=alice, file=SimpleUploadedFile("moby-dick.txt", b"call me ishmael")
+    )
+    make_job(alice, "wordcount", upload=upload.pk, chunks=1)
+    make_job(alice, "primes", start=0, stop=7771, chunks=1)
+    plan = plan_without_sequential_scans(selectors.job_history(user=staff, q=q))
+    assert "Seq Scan" not in plan, plan
+    assert "job_params_trgm" in plan, plan
+    if q == "moby":
+        assert "job_params_upload" in plan, plan
+
+
+def test_text_search_takes_like_wildcards_literally(alice_client: Client, alice: User) -> None:
+    make_job(alice, "primes", start=0, stop=5000, chunks=1)
+    make_job(alice, "burn", ms=25, chunks=1)
+    assert listed(alice_client.get("/history/", {"q": "50%"})) == []
+    assert listed(alice_client.get("/history/", {"q": "s_op"})) == []
+    assert len(listed(alice_client.get("/history/", {"q": "p: 50"}))) == 1
+
+
+def test_text_search_lists_a_bounded_number_of_matches(
+    alice_client: Client, alice: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(history_views, "SEARCH_LISTED_MAX", 3)
+    monkeypatch.setattr(history_views, "PAGE_SIZE", 2)
+    jobs = [make_job(alice, "primes", start=0, stop=100 + n, chunks=1) for n in range(5)]
+    first = alice_client.get("/history/", {"q": "primes"})
+    assert listed(first) == [jobs[4].pk, jobs[3].pk]
+    page = first.content.decode()
+    assert "Page 1 of 2 (more than 3 jobs match: the first 3 are listed" in page
+    assert listed(alice_client.get("/history/", {"q": "primes", "page": "9"})) == [jobs[2].pk]
+    # Without a text search every job is counted.
+    assert "Page 1 of 3 (5 jobs)" in alice_client.get("/history/").content.decode()
+    # Nor does the bound hide a smaller number.
+    assert "(1 job)" in alice_client.get("/history/", {"q": "Stop 101"}).content.decode()
+
+
+# --- Exports at once, per person ---------------------------------------------------------------
+
+
+@override_settings(COREBOARD_EXPORTS_PER_PERSON=2)
+def test_a_person_streams_at_most_the_exports_the_setting_allows(alice: User, bob: User) -> None:
+    make_job(alice, chunks=1)
+    make_job(bob, chunks=1)
+    alice_client, bob_client = client_for(alice), client_for(bob)
+    first = alice_client.get("/history/export.csv")
+    second = alice_client.get("/history/export.csv")
+    assert first.status_code == second.status_code == 200
+    refused = alice_client.get("/history/export.csv")
+    assert refused.status_code == 429
+    assert refused["Content-Type"] == "text/plain; charset=utf-8"
+    assert refused.content.decode() == (
+        "You have 2 history exports streaming; at most 2 may stream at once per person "
+        "(COREBOARD_EXPORTS_PER_PERSON). Try again when one has finished.\n"
+    )
+    # Somebody else's exports are their own.
+    assert len(csv_rows(bob_client.get("/history/export.csv"))) == 1
+    # One ended (read to its end, which closes it): the next one streams.
+    assert len(csv_rows(first)) == 1
+    assert alice_client.get("/history/export.csv").status_code == 200
+    assert alice_client.get("/history/export.csv").status_code == 429
+    # An export closed before a byte was read frees its slot too.
+    close_unread(second)
+    assert len(csv_rows(alice_client.get("/history/export.csv"))) == 1
+
+
+def close_unread(response: HttpResponseBase) -> None:
+    """Close a response as a server does when its client goes away, without the test
+    client's request_finished, which would close the test's connection (and transaction)."""
+    request_finished.disconnect(close_old_connections)
+    try:
+        response.close()
+    finally:
+        request_finished.connect(close_old_connections)
+
+
+@override_settings(COREBOARD_EXPORTS_AT_ONCE=1)
+def test_exports_take_turns_to_have_their_rows_written() -> None:
+    turn = services.export_turn_try()
+    assert turn is not None
+    assert services.export_turn_try() is None
+    turn.release()
+    turn.release()  # once only
+    again = services.export_turn_try()
+    assert again is not None
+    again.release()
