@@ -33,14 +33,23 @@ def test_builders_fill_exactly_the_declared_fields(alice: User) -> None:
     overview = selectors.overview(user=alice)
     assert set(overview) == protocol.field_names(protocol.JobsOverview)
     assert set(overview["active"][0]) == protocol.field_names(protocol.ActiveJobState)
-    snapshot = selectors.job_snapshot_pages(job_id=job.pk)
+    snapshot = selectors.job_snapshot(job_id=job.pk)
     assert snapshot is not None
-    state, pages = snapshot
+    assert set(snapshot.lanes[0]) == protocol.field_names(protocol.LaneState)
     message = protocol.job_snapshot_message(
-        seq=1, job=state, chunks=pages[0], chunk_pages=len(pages), live=None
+        seq=1,
+        job=snapshot.job,
+        grid=snapshot.grid,
+        lanes=snapshot.lanes,
+        peak=snapshot.peak,
+        chunks=snapshot.pages[0],
+        chunk_pages=len(snapshot.pages),
+        live=None,
     )
     assert set(message) == protocol.field_names(protocol.JobSnapshotMessage)
-    assert [c["index"] for c in message["chunks"]] == [0, 1]
+    # Every chunk's status packed; full states only for the chunks that ran (the window).
+    assert protocol.grid_unpack(message["grid"]) == [("done", False), ("pending", False)]
+    assert [c["index"] for c in message["chunks"]] == [0]
 
 
 def test_chunk_deltas_carry_the_chunks_running_status() -> None:
