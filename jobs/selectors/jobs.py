@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import re
@@ -13,7 +14,7 @@ from typing import Any, cast
 import redis
 from django.conf import settings
 from django.db import connection
-from django.db.models import Count, Max, Min, Q, QuerySet, Subquery, TextField
+from django.db.models import Count, Max, Min, Q, QuerySet, TextField
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Cast
 from django.forms.utils import pretty_name
@@ -156,9 +157,33 @@ class JobSnapshot:
     pages: list[list[ChunkState]]
 
 
+def _grid_sql() -> str:
+    codes = " ".join(
+        f"WHEN '{status}' THEN {code}" for code, status in enumerate(protocol.CHUNK_STATUS_CODES)
+    )
+    return f"""
+    SELECT count(*), coalesce(max(index), -1),
+           string_agg(set_byte('\\x00'::bytea, 0,
+                               CASE status {codes} END
+                               + CASE WHEN attempts > 1 THEN {protocol.GRID_RETRIED} ELSE 0 END),
+                      ''::bytea ORDER BY index)
+    FROM jobs_chunk WHERE job_id = %s
+    """  # noqa: S608 (constants from jobs.protocol, no input)
+
+
+GRID_SQL = _grid_sql()
+
+
 def job_chunk_grid(job: Job) -> str:
     """Every chunk's status (and whether it was retried), packed one byte each
-    (protocol.grid_pack): two columns of the (job, status, index) index, not the rows."""
+    (protocol.grid_pack), packed by PostgreSQL in index order: ~100 KB for 100,000 chunks
+    instead of 100,000 rows through Python."""
+    with connection.cursor() as cursor:
+        cursor.execute(GRID_SQL, [job.pk])
+        count, last, packed = cursor.fetchone()
+    if count == job.total_chunks and last == count - 1:
+        return base64.b64encode(bytes(packed or b"")).decode("ascii")
+    # Indices that are not 0..n-1 (never made by job_create): placed one by one.
     rows = job.chunks.values_list("index", "status", "attempts").iterator(chunk_size=20_000)
     return protocol.grid_pack(rows, job.total_chunks)
 
@@ -199,23 +224,20 @@ def job_chunk_window(job: Job) -> list[ChunkState]:
     """The chunks a page shows in full without asking: the running ones, the
     SNAPSHOT_RECENT started last (the task stream's recent bars) and the first
     SNAPSHOT_FAILING with an error (not cancelled ones), by index."""
-    chunks = job_chunks(job)
-    running = chunks.filter(status=Chunk.Status.RUNNING).values("pk")
+    running = job.chunks.filter(status=Chunk.Status.RUNNING).values_list("pk", flat=True)
     recent = (
         job.chunks.filter(started_at__isnull=False)
         .order_by("-started_at")
-        .values("pk")[: protocol.SNAPSHOT_RECENT]
+        .values_list("pk", flat=True)[: protocol.SNAPSHOT_RECENT]
     )
     failing = (
         job.chunks.exclude(error="")
         .exclude(status=Chunk.Status.CANCELLED)
         .order_by("index")
-        .values("pk")[: protocol.SNAPSHOT_FAILING]
+        .values_list("pk", flat=True)[: protocol.SNAPSHOT_FAILING]
     )
-    window = chunks.filter(
-        Q(pk__in=running) | Q(pk__in=Subquery(recent)) | Q(pk__in=Subquery(failing))
-    )
-    return [protocol.chunk_state(chunk) for chunk in window]
+    ids = {*running, *recent, *failing}
+    return [protocol.chunk_state(chunk) for chunk in job_chunks(job).filter(pk__in=ids)]
 
 
 def job_snapshot(*, job_id: int) -> JobSnapshot | None:

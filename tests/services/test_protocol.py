@@ -135,3 +135,22 @@ def test_timings_in_sql_equal_the_model_properties(alice: User) -> None:
         ):
             assert getattr(sql, figure) == pytest.approx(value), (pk, figure)
             assert getattr(plain, figure) == pytest.approx(value), (pk, figure)
+
+
+def test_the_packed_grid_places_each_chunk_by_its_index(alice: User) -> None:
+    job = make_job(alice, chunks=4)
+    job.chunks.filter(index=2).update(status=Chunk.Status.DONE, attempts=2)
+    assert protocol.grid_unpack(selectors.job_chunk_grid(job)) == [
+        ("pending", False),
+        ("pending", False),
+        ("done", True),
+        ("pending", False),
+    ]
+    # Indices that are not 0..n-1 (PostgreSQL packs in order) are still placed by index.
+    job.chunks.filter(index=1).delete()
+    assert [status for status, _ in protocol.grid_unpack(selectors.job_chunk_grid(job))] == [
+        "pending",
+        "pending",
+        "done",
+        "pending",
+    ]
