@@ -193,6 +193,8 @@ const chunkGrid = new ChunkGrid(gridBox, $("chunk-canvas"), $("chunk-spacer"), {
 });
 let activeCell = 0;
 let gridDrawNeeded = true;
+// The chosen chunk's full state is kept however many others change (job_state.mjs).
+state.pinned = activeCell;
 
 function gridRender() {
   const total = state.grid.length;
