@@ -495,7 +495,14 @@ function resourcesRender() {
       cells.forEach((text, i) => setText(tr.children[i], text));
     },
   );
-  if (!Chart) return;
+}
+
+let resourceChartsDrawn = -1;
+
+function resourceChartsRender() {
+  const { resources } = state;
+  if (!Chart || !chartsNear.has(resourcesBox) || resources.version === resourceChartsDrawn) return;
+  resourceChartsDrawn = resources.version;
   const origin = state.job.started_at ? Date.parse(state.job.started_at) : null;
   resourceCharts.update(resourcesSeries(resources, origin));
 }
@@ -613,6 +620,27 @@ const resourceCharts = new ResourceCharts($("resources-cpu"), $("resources-memor
   ),
 });
 
+// The charts are made once they come near the view (a Chart.js chart takes ~100 ms to make on
+// a slow machine: the page's first render does not wait for the task stream far below it),
+// and kept current from then on.
+const timelineBox = $("timeline").parentElement;
+const resourcesBox = $("resources-cpu").closest(".resources-charts");
+const chartsNear = new Set();
+const chartsWatch = new IntersectionObserver(
+  (entries) => {
+    for (const entry of entries) {
+      if (!entry.isIntersecting || chartsNear.has(entry.target)) continue;
+      chartsNear.add(entry.target);
+      chartsWatch.unobserve(entry.target);
+      lastHeavy = 0;
+      renderSchedule();
+    }
+  },
+  { rootMargin: "300px" },
+);
+chartsWatch.observe(timelineBox);
+chartsWatch.observe(resourcesBox);
+
 // The heavy parts (task stream, failures) redraw at most twice a second.
 let lastHeavy = 0;
 let heavyTimer = null;
@@ -626,9 +654,10 @@ function heavyRender() {
     return;
   }
   lastHeavy = Date.now();
-  if (Chart) taskStream.update(state.job, state.details.values());
+  if (Chart && chartsNear.has(timelineBox)) taskStream.update(state.job, state.details.values());
   failuresRender();
   resourcesRender();
+  resourceChartsRender();
 }
 
 const renderSchedule = coalesced(render);
