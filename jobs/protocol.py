@@ -16,6 +16,8 @@ Channels dispatches an event `{"type": "job.changed"}` to the consumer method
 
 from __future__ import annotations
 
+import base64
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Annotated, Any, Literal, NotRequired, TypedDict, TypeGuard, cast
 
@@ -84,6 +86,29 @@ CLOSE_FINAL = frozenset({CLOSE_UNAUTHENTICATED, CLOSE_NOT_FOUND})
 
 class DateTime:
     """`Annotated` marker: an ISO 8601 date and time in a string (OpenAPI `date-time`)."""
+
+
+# --- the packed chunk grid of a snapshot (static/jobs/job_state.mjs keeps its copy; ----------
+# tests/consumers compare them) ---------------------------------------------------------------
+
+# A chunk's status code in `JobSnapshotMessage.grid` is its position here.
+CHUNK_STATUS_CODES: tuple[str, ...] = (
+    Chunk.Status.PENDING.value,
+    Chunk.Status.RUNNING.value,
+    Chunk.Status.DONE.value,
+    Chunk.Status.FAILED.value,
+    Chunk.Status.CANCELLED.value,
+)
+_STATUS_CODE = {status: code for code, status in enumerate(CHUNK_STATUS_CODES)}
+# "0 pending, 1 running, …", as docs/protocol.md (and tests/js/job_state.test.mjs) read it.
+GRID_CODES_TEXT = ", ".join(f"{code} {status}" for code, status in enumerate(CHUNK_STATUS_CODES))
+GRID_STATUS_MASK = 0x07
+GRID_RETRIED = 0x08
+# The window of full chunk states a snapshot carries besides the grid: the running chunks,
+# the ones started last (the task stream's recent bars) and the first ones with an error
+# (the page lists at most this many failures).
+SNAPSHOT_RECENT = 300
+SNAPSHOT_FAILING = 200
 
 
 # --- states ---------------------------------------------------------------------------------------
@@ -422,16 +447,58 @@ class JobResourcesState(TypedDict):
 # --- messages -------------------------------------------------------------------------------------
 
 
+class LaneState(TypedDict):
+    """One worker process that ran some of a job's chunks (a lane of the task stream)."""
+
+    worker: Annotated[str, "Its worker node (ChunkState.worker)."]
+    pid: int
+    chunks: Annotated[int, "How many of the job's chunks it ran last (claimed, at any attempt)."]
+    last_finished_at: Annotated[
+        str | None, DateTime, "When the last of them ended; null while none has."
+    ]
+
+
+class ChunkPeak(TypedDict):
+    """The chunk with the largest peak resident memory so far."""
+
+    index: int
+    peak_rss: Annotated[int, "Bytes."]
+
+
 class JobSnapshotMessage(TypedDict):
+    """A job's whole state when a socket (re)connects or resyncs, compact whatever the
+    job's size: the statuses of all its chunks packed one byte each (`grid`), its
+    processes (`lanes`), its peak, and the full states of a bounded window of its chunks
+    (`chunks`: the running ones, the last ones started and the failing ones, in
+    `chunk_pages` messages in all). A page asks for any other chunk's state when a person
+    opens it: GET /api/jobs/<id>/chunks/<index>/ (and the whole list, paged:
+    GET /api/jobs/<id>/chunks/)."""
+
     type: Literal["job.snapshot"]
     seq: int
     job: JobState
-    chunks: list[ChunkState]
-    chunk_pages: int
+    grid: Annotated[
+        str,
+        "Base64 of one byte per chunk, by index: the low three bits are its status "
+        f"({GRID_CODES_TEXT}: CHUNK_STATUS_CODES), "
+        "bit 3 (8) is set when it took more than one attempt. A 100,000-chunk job's is "
+        "133 KB.",
+    ]
+    lanes: list[LaneState]
+    peak: ChunkPeak | None
+    chunks: Annotated[
+        list[ChunkState],
+        "The full states of the first page of the window (running chunks, the "
+        f"{SNAPSHOT_RECENT} started last, the first {SNAPSHOT_FAILING} with an error), by "
+        "index.",
+    ]
+    chunk_pages: Annotated[int, "Messages the window takes: this one and `job.chunks` ones."]
     live: LiveState | None
 
 
 class JobChunksMessage(TypedDict):
+    """A further page of a snapshot's window of chunk states (same `seq`)."""
+
     type: Literal["job.chunks"]
     seq: int
     page: int
@@ -711,13 +778,42 @@ def active_job_state(state: JobState, live: LiveState) -> ActiveJobState:
     return {**state, **live}
 
 
+def grid_pack(rows: Iterable[tuple[int, str, int]], total: int) -> str:
+    """The snapshot's `grid` from (index, status, attempts) rows: one byte per chunk
+    (its CHUNK_STATUS_CODES position, | GRID_RETRIED after more than one attempt), base64."""
+    packed = bytearray(total)
+    for index, status, attempts in rows:
+        if 0 <= index < total:
+            packed[index] = _STATUS_CODE[status] | (GRID_RETRIED if attempts > 1 else 0)
+    return base64.b64encode(packed).decode("ascii")
+
+
+def grid_unpack(grid: str) -> list[tuple[str, bool]]:
+    """(status, retried) per chunk, by index: what `grid_pack` packed (for clients and tests)."""
+    return [
+        (CHUNK_STATUS_CODES[byte & GRID_STATUS_MASK], bool(byte & GRID_RETRIED))
+        for byte in base64.b64decode(grid)
+    ]
+
+
 def job_snapshot_message(
-    *, seq: int, job: JobState, chunks: list[ChunkState], chunk_pages: int, live: LiveState | None
+    *,
+    seq: int,
+    job: JobState,
+    grid: str,
+    lanes: list[LaneState],
+    peak: ChunkPeak | None,
+    chunks: list[ChunkState],
+    chunk_pages: int,
+    live: LiveState | None,
 ) -> JobSnapshotMessage:
     return {
         "type": JOB_SNAPSHOT,
         "seq": seq,
         "job": job,
+        "grid": grid,
+        "lanes": lanes,
+        "peak": peak,
         "chunks": chunks,
         "chunk_pages": chunk_pages,
         "live": live,

@@ -230,6 +230,12 @@ class JobChunks(_OwnJobView):
         return self.get_paginated_response([protocol.chunk_state(c) for c in page])
 
 
+class ChunkDetail(_OwnJobView):
+    @openapi.job_chunk
+    def get(self, request: Request, job_id: int, index: int) -> Response:
+        return Response(selectors.job_chunk_get(job=self.get_job(job_id), index=index))
+
+
 class ChunkOutput(_OwnJobView):
     @openapi.chunk_output
     def get(self, request: Request, job_id: int, index: int) -> Response:

@@ -407,8 +407,12 @@ job_rerun = extend_schema(
     responses={201: JobOut, 400: BAD_INPUT, 429: THROTTLED, **_ONE_JOB},
 )
 job_chunks = extend_schema(
-    summary="A job's chunks, by index",
+    summary="A job's chunks, by index (paged)",
     responses={200: ChunkOut(many=True), **_ONE_JOB},
+)
+job_chunk = extend_schema(
+    summary="One chunk of a job, by index (what a job page asks for when a chunk is opened)",
+    responses={200: ChunkOut, **_ONE_JOB},
 )
 chunk_output = extend_schema(
     summary="What one chunk wrote (stdout, stderr, log records): live while it runs",

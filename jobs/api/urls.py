@@ -15,6 +15,7 @@ urlpatterns = [
     path("jobs/<int:job_id>/retry/", api.JobRetry.as_view(), name="api-job-retry"),
     path("jobs/<int:job_id>/rerun/", api.JobRerun.as_view(), name="api-job-rerun"),
     path("jobs/<int:job_id>/chunks/", api.JobChunks.as_view(), name="api-job-chunks"),
+    path("jobs/<int:job_id>/chunks/<int:index>/", api.ChunkDetail.as_view(), name="api-job-chunk"),
     path(
         "jobs/<int:job_id>/chunks/<int:index>/preview/",
         api.ChunkPreview.as_view(),

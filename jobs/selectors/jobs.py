@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import re
@@ -138,28 +139,136 @@ def job_chunks(job: Job) -> QuerySet[Chunk]:
     )
 
 
-# The job's chunks travel in pages of at most this much JSON: daphne closes a websocket with
-# 1011 on a frame over 1 MiB, and a 100,000-chunk job is ~25 MB of chunk states.
+# The snapshot's window of chunk states travels in pages of at most this much JSON: daphne
+# closes a websocket with 1011 on a frame over 1 MiB (failing chunks carry tracebacks).
 SNAPSHOT_PAGE_BYTES = 256 * 1024
 
 
-def job_snapshot_pages(*, job_id: int) -> tuple[JobState, list[list[ChunkState]]] | None:
-    """The whole state of a job as a page or socket shows it when it (re)connects: the job,
-    and its chunks in index order, cut into pages of at most SNAPSHOT_PAGE_BYTES of JSON."""
+@dataclass(frozen=True)
+class JobSnapshot:
+    """What a job socket sends when it (re)connects (protocol.JobSnapshotMessage): compact
+    whatever the job's size, the full state only of a bounded window of chunks."""
+
+    job: JobState
+    grid: str
+    lanes: list[protocol.LaneState]
+    peak: protocol.ChunkPeak | None
+    pages: list[list[ChunkState]]
+
+
+def _grid_sql() -> str:
+    codes = " ".join(
+        f"WHEN '{status}' THEN {code}" for code, status in enumerate(protocol.CHUNK_STATUS_CODES)
+    )
+    return f"""
+    SELECT count(*), coalesce(max(index), -1),
+           string_agg(set_byte('\\x00'::bytea, 0,
+                               CASE status {codes} END
+                               + CASE WHEN attempts > 1 THEN {protocol.GRID_RETRIED} ELSE 0 END),
+                      ''::bytea ORDER BY index)
+    FROM jobs_chunk WHERE job_id = %s
+    """  # noqa: S608 (constants from jobs.protocol, no input)
+
+
+GRID_SQL = _grid_sql()
+
+
+def job_chunk_grid(job: Job) -> str:
+    """Every chunk's status (and whether it was retried), packed one byte each
+    (protocol.grid_pack), packed by PostgreSQL in index order: ~100 KB for 100,000 chunks
+    instead of 100,000 rows through Python."""
+    with connection.cursor() as cursor:
+        cursor.execute(GRID_SQL, [job.pk])
+        count, last, packed = cursor.fetchone()
+    if count == job.total_chunks and last == count - 1:
+        return base64.b64encode(bytes(packed or b"")).decode("ascii")
+    # Indices that are not 0..n-1 (never made by job_create): placed one by one.
+    rows = job.chunks.values_list("index", "status", "attempts").iterator(chunk_size=20_000)
+    return protocol.grid_pack(rows, job.total_chunks)
+
+
+def job_lanes(job: Job) -> list[protocol.LaneState]:
+    """The worker processes that ran the job's chunks, with their last chunk's end."""
+    rows = (
+        job.chunks.filter(pid__isnull=False)
+        .values("worker", "pid")
+        .annotate(chunks=Count("id"), last_finished_at=Max("finished_at"))
+        .order_by("worker", "pid")
+    )
+    return [
+        {
+            "worker": row["worker"],
+            "pid": row["pid"],
+            "chunks": row["chunks"],
+            "last_finished_at": protocol.iso(row["last_finished_at"]),
+        }
+        for row in rows
+    ]
+
+
+def job_chunk_peak(job: Job) -> protocol.ChunkPeak | None:
+    """The chunk with the largest peak resident memory so far (the first such, by index)."""
+    row = (
+        job.chunks.filter(peak_rss__isnull=False)
+        .order_by("-peak_rss", "index")
+        .values_list("index", "peak_rss")
+        .first()
+    )
+    if row is None or row[1] is None:
+        return None
+    return {"index": row[0], "peak_rss": row[1]}
+
+
+def job_chunk_window(job: Job) -> list[ChunkState]:
+    """The chunks a page shows in full without asking: the running ones, the
+    SNAPSHOT_RECENT started last (the task stream's recent bars) and the first
+    SNAPSHOT_FAILING with an error (not cancelled ones), by index."""
+    running = job.chunks.filter(status=Chunk.Status.RUNNING).values_list("pk", flat=True)
+    recent = (
+        job.chunks.filter(started_at__isnull=False)
+        .order_by("-started_at")
+        .values_list("pk", flat=True)[: protocol.SNAPSHOT_RECENT]
+    )
+    failing = (
+        job.chunks.exclude(error="")
+        .exclude(status=Chunk.Status.CANCELLED)
+        .order_by("index")
+        .values_list("pk", flat=True)[: protocol.SNAPSHOT_FAILING]
+    )
+    ids = {*running, *recent, *failing}
+    return [protocol.chunk_state(chunk) for chunk in job_chunks(job).filter(pk__in=ids)]
+
+
+def job_snapshot(*, job_id: int) -> JobSnapshot | None:
+    """A job as a page or socket shows it when it (re)connects (see JobSnapshot), the
+    window cut into pages of at most SNAPSHOT_PAGE_BYTES of JSON."""
     job = Job.objects.filter(pk=job_id).first()
     if job is None:
         return None
     pages: list[list[ChunkState]] = [[]]
     size = 0
-    for chunk in job_chunks(job).iterator(chunk_size=2000):
-        state = protocol.chunk_state(chunk)
+    for state in job_chunk_window(job):
         cost = len(json.dumps(state)) + 1
         if pages[-1] and size + cost > SNAPSHOT_PAGE_BYTES:
             pages.append([])
             size = 0
         pages[-1].append(state)
         size += cost
-    return protocol.job_state(job), pages
+    return JobSnapshot(
+        job=protocol.job_state(job),
+        grid=job_chunk_grid(job),
+        lanes=job_lanes(job),
+        peak=job_chunk_peak(job),
+        pages=pages,
+    )
+
+
+def job_chunk_get(*, job: Job, index: int) -> ChunkState:
+    """One chunk's full state (a page asks for it when a person opens the chunk)."""
+    chunk = job_chunks(job).filter(index=index).first()
+    if chunk is None:
+        raise Http404("No such chunk.")
+    return protocol.chunk_state(chunk)
 
 
 def chunk_preview(*, job: Job, index: int) -> File | None:

@@ -59,8 +59,8 @@ async def accept_authenticated(consumer: AsyncJsonWebsocketConsumer) -> Any | No
 
 
 class JobConsumer(GuardedConsumer):
-    """Live state of one job: `job.snapshot` (and `job.chunks` pages) first, then
-    `job.progress` deltas.
+    """Live state of one job: `job.snapshot` (compact: packed statuses, a bounded window of
+    chunk states in `job.chunks` pages) first, then `job.progress` deltas.
 
     Every delta carries the job's sequence number. Deltas numbered up to the snapshot's
     are already in it and are dropped; later ones are relayed even when they arrive out of
@@ -173,20 +173,21 @@ class JobConsumer(GuardedConsumer):
                 self.broker_failed(error)
 
     async def send_snapshot(self) -> None:
-        """`job.snapshot` (the job, the first page of chunks, `chunk_pages` in all, and
-        `live`: selectors.jobs_live), then one `job.chunks` message per further page, all
-        with the snapshot's seq."""
+        """`job.snapshot` (the job, every chunk's status packed in `grid`, its processes,
+        the first page of the window of full chunk states, `chunk_pages` in all, and
+        `live`: selectors.jobs_live), then one `job.chunks` message per further page of
+        the window, all with the snapshot's seq."""
         # Read the counter before the database: deltas numbered after it are newer.
         try:
             seq = await events.current_seq(self.job_id)
         except BROKER_ERRORS as error:
             self.broker_failed(error)  # every socket resyncs once Redis answers
             return
-        snapshot = await database_sync_to_async(selectors.job_snapshot_pages)(job_id=self.job_id)
+        snapshot = await database_sync_to_async(selectors.job_snapshot)(job_id=self.job_id)
         if snapshot is None:
             await self.close(code=CLOSE_NOT_FOUND)
             return
-        job, pages = snapshot
+        job, pages = snapshot.job, snapshot.pages
         live = await database_sync_to_async(selectors.job_live_by_id)(job_id=self.job_id)
         self.live_sent = live
         self.snapshot_seq = seq
@@ -201,7 +202,14 @@ class JobConsumer(GuardedConsumer):
         self.last_snapshot_at = time.monotonic()
         await self.send_json(
             protocol.job_snapshot_message(
-                seq=seq, job=job, chunks=pages[0], chunk_pages=len(pages), live=live
+                seq=seq,
+                job=job,
+                grid=snapshot.grid,
+                lanes=snapshot.lanes,
+                peak=snapshot.peak,
+                chunks=pages[0],
+                chunk_pages=len(pages),
+                live=live,
             )
         )
         for number, page in enumerate(pages[1:], start=1):

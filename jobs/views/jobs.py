@@ -163,10 +163,12 @@ def _preview_url_template(job: Job) -> str | None:
 
 
 def _output_urls(job: Job) -> dict[str, str]:
-    """The API URLs the page reads a job's output and CPU/memory samples from; a chunk's as
-    a template with `{index}` (static/lib/urls.mjs urlFill)."""
+    """The API URLs the page reads a job's output and CPU/memory samples from, and one
+    chunk's state and output, as templates with `{index}` (static/lib/urls.mjs urlFill)."""
     chunk_output = reverse("api-job-chunk-output", args=[job.pk, 0])
+    chunk = reverse("api-job-chunk", args=[job.pk, 0])
     return {
+        "chunk_url": chunk.replace("/chunks/0/", "/chunks/{index}/"),
         "output_url": reverse("api-job-output", args=[job.pk]),
         "chunk_output_url": chunk_output.replace("/chunks/0/", "/chunks/{index}/"),
         "resources_url": reverse("api-job-resources", args=[job.pk]),
@@ -223,7 +225,7 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
             "time_limit_text": presentation.job_time_limit_text(job),
             "preview_url": _preview_url_template(job),
             **_output_urls(job),
-            # The chunks come over the socket, in pages: a big job's would bloat the page.
+            # Every chunk's status comes over the socket (job.snapshot), packed.
             "snapshot": {
                 "job": protocol.job_state(job),
                 "chunks": [],

@@ -20,11 +20,14 @@ import { urlFill } from "../lib/urls.mjs";
 import {
   JOB_ACTIVE,
   JOB_ENDED,
+  chunkAt,
+  chunkCounts,
+  chunkDetailApply,
   chunkInspectorRows,
   chunkLabel,
   countsText,
   documentTitle,
-  doneChunks,
+  doneIndices,
   dirtyTake,
   failingChunks,
   failureSummary,
@@ -50,6 +53,7 @@ import {
 import { resourcesRows, resourcesSeries, resourcesSummaryText } from "./resources_state.mjs";
 import { ResourceCharts } from "./resource_charts.mjs";
 import { TaskStream } from "./task_stream.mjs";
+import { CELL, ChunkGrid, PAD, cellAt, cellOrigin, gridMove } from "./chunk_grid.mjs";
 
 const state = jobStateCreate(pageJson("job-snapshot"));
 const notificationsAvailable = "Notification" in window;
@@ -172,105 +176,120 @@ function summaryRender() {
     });
 }
 
-// The grid is one widget (a listbox): one Tab stop, arrow keys, Home and End move between
-// chunks (a roving tabindex), and each chunk's name is its details. Cells are indexed by
-// chunk index; only chunks that changed since the last frame are touched, so a
-// 10,000-chunk grid costs nothing between events.
+// The grid is one widget (a listbox): one Tab stop; arrow keys, Page Up/Down, Home and End
+// move the chosen chunk, which is the listbox's one option (aria-activedescendant), named by
+// its details; the inspector below shows its figures and output. The squares are a canvas
+// (chunk_grid.mjs) drawn from the packed statuses, only the rows in view and only when one
+// of them changed. Live updates never move focus or the chosen chunk.
+const gridBox = $("chunk-grid");
+const gridOption = $("chunk-option");
+const chunkGrid = new ChunkGrid(gridBox, $("chunk-canvas"), $("chunk-spacer"), {
+  pending: cssColour("--pending"),
+  running: cssColour("--chunk-running"),
+  done: cssColour("--chunk-done"),
+  failed: cssColour("--chunk-failed"),
+  cancelled: cssColour("--chunk-cancelled"),
+  retried: "#ffb3b3",
+});
 let activeCell = 0;
+let gridDrawNeeded = true;
+// The chosen chunk's full state is kept however many others change (job_state.mjs).
+state.pinned = activeCell;
 
 function gridRender() {
-  const { job } = state;
-  $("job-actions").addEventListener("focusout", () => renderSchedule());
-  const grid = $("chunk-grid");
-  if (grid.children.length !== job.total_chunks) {
-    const cells = [];
-    for (let i = 0; i < job.total_chunks; i++) {
-      const cell = document.createElement("span");
-      cell.className = "cell chunk-pending";
-      cell.setAttribute("aria-label", `Chunk ${i}: pending`);
-      cell.setAttribute("role", "option");
-      cell.setAttribute("aria-selected", "false");
-      cell.tabIndex = -1;
-      cell.dataset.index = String(i);
-      cells.push(cell);
-    }
-    grid.replaceChildren(...cells);
-    activeCell = Math.min(activeCell, Math.max(0, cells.length - 1));
-    if (cells.length) {
-      cells[activeCell].tabIndex = 0;
-      cells[activeCell].setAttribute("aria-selected", "true");
-    }
+  const total = state.grid.length;
+  if (chunkGrid.resize(total)) {
+    activeCell = Math.min(activeCell, Math.max(0, total - 1));
     state.dirty = null;
   }
   const dirty = dirtyTake(state);
-  const todo =
-    dirty === null
-      ? state.chunks.values()
-      : [...dirty].map((index) => state.chunks.get(index)).filter(Boolean);
-  for (const chunk of todo) {
-    const cell = grid.children[chunk.index];
-    if (!cell) continue;
-    setClass(cell, `cell chunk-${chunk.status}${chunk.attempts > 1 ? " retried" : ""}`);
-    const label = chunkLabel(chunk);
-    if (cell.getAttribute("aria-label") !== label) {
-      cell.title = label;
-      cell.setAttribute("aria-label", label);
-      if (Number(cell.dataset.index) === activeCell && cell.contains(document.activeElement)) {
-        setText($("chunk-details"), label);
-      }
-    }
+  if (dirty === null || gridDrawNeeded) gridDrawNeeded = true;
+  else for (const index of dirty) if (chunkGrid.inView(index)) gridDrawNeeded = true;
+  if (gridDrawNeeded) {
+    chunkGrid.draw(state.grid);
+    gridDrawNeeded = false;
+  }
+  // Read by the browser tests and the benchmark: how many chunks have each status.
+  const counts = chunkCounts(state);
+  for (const [status, count] of Object.entries(counts)) {
+    if (gridBox.dataset[status] !== String(count)) gridBox.dataset[status] = String(count);
+  }
+  gridBox.dataset.total = String(total);
+  if (state.snapshotSeq !== null) gridBox.dataset.ready = "true";
+  gridOptionRender();
+}
+
+function gridOptionRender() {
+  const total = state.grid.length;
+  gridOption.hidden = total === 0;
+  if (!total) return;
+  const label = chunkLabel(chunkAt(state, activeCell));
+  const { x, y } = cellOrigin(chunkGrid.layout, activeCell);
+  gridOption.style.transform = `translate(${x}px, ${y}px)`;
+  gridOption.dataset.index = String(activeCell);
+  gridOption.setAttribute("aria-posinset", String(activeCell + 1));
+  gridOption.setAttribute("aria-setsize", String(total));
+  if (gridOption.getAttribute("aria-label") !== label) {
+    gridOption.setAttribute("aria-label", label);
+    gridOption.title = label;
+    if (gridBox.contains(document.activeElement)) setText($("chunk-details"), label);
   }
 }
 
-function gridColumns(grid) {
-  const first = grid.children[0];
-  if (!first) return 1;
-  let n = 0;
-  for (const cell of grid.children) {
-    if (cell.offsetTop !== first.offsetTop) break;
-    n++;
-  }
-  return Math.max(1, n);
+function gridScrollIntoView(index) {
+  const { y } = cellOrigin(chunkGrid.layout, index);
+  const top = gridBox.scrollTop;
+  const view = gridBox.clientHeight;
+  if (y - PAD < top) gridBox.scrollTop = y - PAD;
+  else if (y + CELL + PAD > top + view) gridBox.scrollTop = y + CELL + PAD - view;
 }
 
 function gridMoveTo(index) {
-  const cells = $("chunk-grid").children;
-  if (!cells.length) return;
-  const target = Math.max(0, Math.min(cells.length - 1, index));
-  const previous = cells[activeCell];
-  if (previous) {
-    previous.tabIndex = -1;
-    previous.setAttribute("aria-selected", "false");
-  }
-  activeCell = target;
-  cells[target].tabIndex = 0;
-  cells[target].setAttribute("aria-selected", "true");
-  cells[target].focus();
+  if (!state.grid.length) return;
+  activeCell = Math.max(0, Math.min(state.grid.length - 1, index));
+  state.pinned = activeCell;
+  gridScrollIntoView(activeCell);
+  gridOptionRender();
+  setText($("chunk-details"), chunkLabel(chunkAt(state, activeCell)));
   renderSchedule();
 }
 
 function gridKeyDown(event) {
-  $("job-actions").addEventListener("focusout", () => renderSchedule());
-  const grid = $("chunk-grid");
-  const columns = gridColumns(grid);
-  const steps = { ArrowRight: 1, ArrowLeft: -1, ArrowDown: columns, ArrowUp: -columns };
-  if (event.key in steps) gridMoveTo(activeCell + steps[event.key]);
-  else if (event.key === "Home") gridMoveTo(0);
-  else if (event.key === "End") gridMoveTo(grid.children.length - 1);
-  else return;
+  const page = Math.max(1, Math.floor(gridBox.clientHeight / (CELL + 3)) - 1);
+  const target = gridMove(chunkGrid.layout, activeCell, event.key, page);
+  if (target === null) return;
   event.preventDefault();
+  gridMoveTo(target);
+}
+
+function gridPoint(event) {
+  const box = gridBox.getBoundingClientRect();
+  const x = event.clientX - box.left - gridBox.clientLeft;
+  const y = event.clientY - box.top - gridBox.clientTop + gridBox.scrollTop;
+  return cellAt(chunkGrid.layout, x, y);
 }
 
 function gridClick(event) {
-  const cell = event.target.closest(".cell");
-  if (cell) gridMoveTo(Number(cell.dataset.index));
+  const index = gridPoint(event);
+  if (index < 0) return;
+  gridBox.focus();
+  gridMoveTo(index);
 }
 
-function chunkDetailsShow(event) {
-  const cell = event.target.closest(".cell");
-  if (!cell) return;
-  const chunk = state.chunks.get(Number(cell.dataset.index));
-  if (chunk) setText($("chunk-details"), chunkLabel(chunk));
+// Hovering says a chunk's status (and its details when the page holds them) without
+// choosing it.
+function gridHover(event) {
+  const index = gridPoint(event);
+  if (index >= 0) setText($("chunk-details"), chunkLabel(chunkAt(state, index)));
+}
+
+function gridFocus() {
+  setText($("chunk-details"), chunkLabel(chunkAt(state, activeCell)));
+}
+
+function gridScrolled() {
+  gridDrawNeeded = true;
+  renderSchedule();
 }
 
 // --- output: the Output panel and the chunk inspector -----------------------------------------
@@ -351,7 +370,7 @@ function outputRender() {
       return node;
     },
     (node, block) => {
-      setText(node.querySelector("h3"), outputHeading(block, state.chunks.get(block.index)));
+      setText(node.querySelector("h3"), outputHeading(block, chunkAt(state, block.index)));
       if (node.dataset.version === String(block.version)) return;
       node.dataset.version = String(block.version);
       cutDraw(node.querySelector(".output-cut"), block);
@@ -366,10 +385,37 @@ function outputRender() {
 // (a chunk that wrote before the page opened, or one dropped to keep the page small), once
 // per choice; `chunk.output` messages keep it current after that.
 let inspectorAsked = null;
+let detailAsked = null;
+let detailTimer = null;
+
+// The chosen chunk's full state, when the page does not hold it: asked for once per choice,
+// a moment after the choice settles (holding an arrow key down asks for one chunk, not for
+// every chunk passed); deltas keep it current after that.
+function chunkDetailFetch(index) {
+  const asked = `${state.snapshotSeq}:${index}`;
+  if (detailAsked === asked) return;
+  detailAsked = asked;
+  clearTimeout(detailTimer);
+  detailTimer = setTimeout(() => {
+    if (activeCell !== index) return;
+    apiGet(urlFill(inspector.dataset.chunkUrlTemplate, { index }))
+      .then((answer) => {
+        if (answer === null) return;
+        chunkDetailApply(state, answer);
+        renderSchedule();
+      })
+      .catch(() => {
+        detailAsked = null;
+      });
+  }, 150);
+}
 
 function inspectorRender() {
   const index = activeCell;
-  const chunk = state.chunks.get(index) || { index, status: "pending", attempts: 0 };
+  if (!state.grid.length) return;
+  // Before the snapshot the page knows no chunk: the window may hold this one.
+  if (state.snapshotSeq !== null && !state.details.has(index)) chunkDetailFetch(index);
+  const chunk = chunkAt(state, index);
   setText($("inspector-index"), String(index));
   const block = state.output.blocks.get(index);
   const rows = chunkInspectorRows(chunk, block);
@@ -449,7 +495,14 @@ function resourcesRender() {
       cells.forEach((text, i) => setText(tr.children[i], text));
     },
   );
-  if (!Chart) return;
+}
+
+let resourceChartsDrawn = -1;
+
+function resourceChartsRender() {
+  const { resources } = state;
+  if (!Chart || !chartsNear.has(resourcesBox) || resources.version === resourceChartsDrawn) return;
+  resourceChartsDrawn = resources.version;
   const origin = state.job.started_at ? Date.parse(state.job.started_at) : null;
   resourceCharts.update(resourcesSeries(resources, origin));
 }
@@ -500,6 +553,8 @@ function failuresRender() {
 
 // The live picture: finished bands at their real size, in order; once the job has its
 // result file, that one picture (the same pixels, the same size) takes their place.
+let previewDone = -1;
+
 function previewRender() {
   const { job } = state;
   const section = $("preview-section");
@@ -517,15 +572,19 @@ function previewRender() {
     if (!holder.children.length) holder.append(img);
     return;
   }
-  for (const chunk of doneChunks(state)) {
-    const id = `preview-${chunk.index}`;
+  // The bands change only when a chunk is done: the grid is read again only then.
+  const done = chunkCounts(state).done;
+  if (done === previewDone) return;
+  previewDone = done;
+  for (const index of doneIndices(state)) {
+    const id = `preview-${index}`;
     if ($(id)) continue;
     const img = document.createElement("img");
     img.id = id;
-    img.dataset.index = String(chunk.index);
-    img.alt = `Band ${chunk.index + 1} of ${job.total_chunks}`;
-    img.src = urlFill(section.dataset.urlTemplate, { index: chunk.index });
-    const after = [...holder.children].find((node) => Number(node.dataset.index) > chunk.index);
+    img.dataset.index = String(index);
+    img.alt = `Band ${index + 1} of ${job.total_chunks}`;
+    img.src = urlFill(section.dataset.urlTemplate, { index });
+    const after = [...holder.children].find((node) => Number(node.dataset.index) > index);
     holder.insertBefore(img, after || null);
   }
 }
@@ -561,6 +620,27 @@ const resourceCharts = new ResourceCharts($("resources-cpu"), $("resources-memor
   ),
 });
 
+// The charts are made once they come near the view (a Chart.js chart takes ~100 ms to make on
+// a slow machine: the page's first render does not wait for the task stream far below it),
+// and kept current from then on.
+const timelineBox = $("timeline").parentElement;
+const resourcesBox = $("resources-cpu").closest(".resources-charts");
+const chartsNear = new Set();
+const chartsWatch = new IntersectionObserver(
+  (entries) => {
+    for (const entry of entries) {
+      if (!entry.isIntersecting || chartsNear.has(entry.target)) continue;
+      chartsNear.add(entry.target);
+      chartsWatch.unobserve(entry.target);
+      lastHeavy = 0;
+      renderSchedule();
+    }
+  },
+  { rootMargin: "300px" },
+);
+chartsWatch.observe(timelineBox);
+chartsWatch.observe(resourcesBox);
+
 // The heavy parts (task stream, failures) redraw at most twice a second.
 let lastHeavy = 0;
 let heavyTimer = null;
@@ -574,19 +654,22 @@ function heavyRender() {
     return;
   }
   lastHeavy = Date.now();
-  if (Chart) taskStream.update(state.job, state.chunks.values());
+  if (Chart && chartsNear.has(timelineBox)) taskStream.update(state.job, state.details.values());
   failuresRender();
   resourcesRender();
+  resourceChartsRender();
 }
 
 const renderSchedule = coalesced(render);
 
 $("job-actions").addEventListener("focusout", () => renderSchedule());
-const grid = $("chunk-grid");
-grid.addEventListener("mouseover", chunkDetailsShow);
-grid.addEventListener("focusin", chunkDetailsShow);
-grid.addEventListener("keydown", gridKeyDown);
-grid.addEventListener("click", gridClick);
+gridBox.addEventListener("mousemove", gridHover);
+gridBox.addEventListener("focus", gridFocus);
+gridBox.addEventListener("keydown", gridKeyDown);
+gridBox.addEventListener("click", gridClick);
+gridBox.addEventListener("scroll", gridScrolled, { passive: true });
+// A wider or narrower page lays the grid out again.
+new ResizeObserver(() => renderSchedule()).observe(gridBox);
 notifyButtonSetUp();
 // Running bars and the ETA move with the clock, not only with events.
 setInterval(() => {

@@ -2,10 +2,21 @@
 // Node's test runner can drive it (tests/js/). Messages change the state only here
 // (`messageApply`); static/jobs/job.mjs draws it.
 //
-// The state is a plain object: { job, live, chunks: Map(index → chunk), snapshotSeq, dirty,
-// output, resources }. `dirty` holds the chunk indices changed since the page last drew them
-// (null: all); `output` is what the chunks printed (output_state.mjs), `resources` the CPU
-// and memory samples per process (resources_state.mjs).
+// The state is compact whatever the job's size (docs/decisions.md, "a compact job page"):
+//   job, live      the job's state and what it is doing now (from the server);
+//   grid           every chunk's status, one byte each (a Uint8Array by index: the status's
+//                  position in CHUNK_STATUS_CODES, | GRID_RETRIED after more than one attempt),
+//                  from the snapshot's packed `grid`, kept current by deltas;
+//   counts         chunks per status code, kept with the grid;
+//   details        full chunk states (index → ChunkState) of a bounded window: the snapshot's
+//                  (running, last started, failing), every delta's, and a chunk a person
+//                  opened (fetched from the API, `chunkDetailApply`); at most DETAILS_MAX, the
+//                  least recently changed finished ones go first;
+//   lanes, peak    the worker processes that ran chunks (each one's last end) and the chunk
+//                  with the largest peak memory, from the snapshot and the deltas;
+//   dirty          grid indices changed since the page last drew them (null: all);
+//   output, resources  what the chunks printed (output_state.mjs) and the CPU/memory samples
+//                  per process (resources_state.mjs).
 import { formatBytes, formatFixed, formatPercent, formatSeconds, plural } from "../lib/format.mjs";
 import { outputForget, outputMessageApply, outputStateCreate } from "./output_state.mjs";
 import { resourcesApply, resourcesStateCreate } from "./resources_state.mjs";
@@ -14,16 +25,49 @@ import { resourcesApply, resourcesStateCreate } from "./resources_state.mjs";
 export const JOB_ACTIVE = new Set(["pending", "running"]);
 export const JOB_ENDED = new Set(["succeeded", "failed", "cancelled"]);
 const CHUNK_FINAL = new Set(["done", "failed", "cancelled"]);
-const CHUNK_STATUSES = ["pending", "running", "done", "failed", "cancelled"];
+// jobs/protocol.py CHUNK_STATUS_CODES, GRID_STATUS_MASK and GRID_RETRIED (tests/js compares
+// them with docs/protocol.md).
+export const CHUNK_STATUS_CODES = ["pending", "running", "done", "failed", "cancelled"];
+export const GRID_STATUS_MASK = 0x07;
+export const GRID_RETRIED = 0x08;
+const STATUS_CODE = Object.fromEntries(CHUNK_STATUS_CODES.map((status, code) => [status, code]));
+// Full chunk states the page keeps at most (running ones are never dropped).
+export const DETAILS_MAX = 2000;
 
 export function jobStateCreate(snapshot) {
-  const state = { job: snapshot.job, live: snapshot.live ?? null, chunks: new Map() };
+  const state = {
+    job: snapshot.job,
+    live: snapshot.live ?? null,
+    grid: new Uint8Array(snapshot.job.total_chunks || 0),
+    counts: new Array(CHUNK_STATUS_CODES.length).fill(0),
+    details: new Map(),
+    lanes: new Map(),
+    peak: null,
+    pinned: null,
+  };
+  state.counts[0] = state.grid.length;
   state.snapshotSeq = null;
   state.dirty = null;
+  state.detailsVersion = 0;
   state.output = outputStateCreate();
   state.resources = resourcesStateCreate();
-  for (const chunk of snapshot.chunks || []) state.chunks.set(chunk.index, chunk);
   return state;
+}
+
+// The snapshot's `grid` (base64, one byte per chunk) as bytes.
+export function gridDecode(packed, total) {
+  const grid = new Uint8Array(total);
+  if (!packed) return grid;
+  const text = atob(packed);
+  const n = Math.min(total, text.length);
+  for (let i = 0; i < n; i++) grid[i] = text.charCodeAt(i);
+  return grid;
+}
+
+function gridCount(grid) {
+  const counts = new Array(CHUNK_STATUS_CODES.length).fill(0);
+  for (let i = 0; i < grid.length; i++) counts[grid[i] & GRID_STATUS_MASK]++;
+  return counts;
 }
 
 // One switch over the message types of the job socket (jobs/consumers.py). Answers what the
@@ -57,14 +101,27 @@ export function messageApply(state, message) {
   }
 }
 
-// A snapshot's chunks come in pages: `job.snapshot` carries the first, `job.chunks`
-// messages (same seq) the rest, so no websocket frame nears daphne's 1 MiB limit.
+function laneKey(worker, pid) {
+  return `${worker}|${pid}`;
+}
+
+// A snapshot: every chunk's status (`grid`), the processes and the peak, and the first page
+// of its window of full chunk states; `job.chunks` messages (same seq) bring the rest.
 export function snapshotApply(state, message) {
   state.job = message.job;
   if (message.live !== undefined) state.live = message.live;
   state.snapshotSeq = message.seq;
-  state.chunks.clear();
-  snapshotChunksAdd(state, message.chunks);
+  state.grid = gridDecode(message.grid, message.job.total_chunks);
+  state.counts = gridCount(state.grid);
+  // The page asks again for the chunk a person has open if the window lacks it.
+  state.details.clear();
+  state.lanes.clear();
+  for (const lane of message.lanes || []) {
+    const at = lane.last_finished_at ? Date.parse(lane.last_finished_at) : null;
+    state.lanes.set(laneKey(lane.worker, lane.pid), { lastFinished: at });
+  }
+  state.peak = message.peak ? { bytes: message.peak.peak_rss, index: message.peak.index } : null;
+  snapshotChunksAdd(state, message.chunks || []);
 }
 
 export function chunksPageApply(state, message) {
@@ -73,11 +130,87 @@ export function chunksPageApply(state, message) {
 
 function snapshotChunksAdd(state, page) {
   for (const chunk of page) {
-    // Chunks were cleared when the snapshot began, so a known one came with a delta that
-    // arrived between the pages: it is newer than the page.
-    state.chunks.set(chunk.index, { ...chunk, ...state.chunks.get(chunk.index) });
+    // A chunk known since the snapshot began came with a delta that arrived between the
+    // pages: it is newer than the page.
+    detailSet(state, { ...chunk, ...state.details.get(chunk.index) });
   }
   state.dirty = null;
+  state.detailsVersion++;
+}
+
+// A chunk's full state, as the API answers for one chunk a person opened.
+export function chunkDetailApply(state, chunk) {
+  const known = state.details.get(chunk.index);
+  // A delta newer than the answer may have come meanwhile: the newer attempt or end wins.
+  if (known && (known.attempts || 0) > (chunk.attempts || 0)) return;
+  if (known && CHUNK_FINAL.has(known.status) && !CHUNK_FINAL.has(chunk.status)) return;
+  const progress = chunk.status === "running" ? known?.progress : undefined;
+  detailSet(state, progress === undefined ? chunk : { ...chunk, progress });
+  gridSet(state, chunk.index, chunk.status, chunk.attempts);
+  state.detailsVersion++;
+}
+
+function detailSet(state, chunk) {
+  // Re-inserted: a Map keeps insertion order, so the oldest change comes first.
+  state.details.delete(chunk.index);
+  state.details.set(chunk.index, chunk);
+  if (typeof chunk.peak_rss === "number" && (!state.peak || chunk.peak_rss > state.peak.bytes)) {
+    state.peak = { bytes: chunk.peak_rss, index: chunk.index };
+  }
+  if (chunk.pid && chunk.worker) {
+    const key = laneKey(chunk.worker, chunk.pid);
+    const lane = state.lanes.get(key) || { lastFinished: null };
+    if (chunk.finished_at) {
+      lane.lastFinished = Math.max(lane.lastFinished ?? 0, Date.parse(chunk.finished_at));
+    }
+    state.lanes.set(key, lane);
+  }
+}
+
+// Keeps the window bounded: drops the least recently changed chunks that neither run, nor
+// failed, nor are open; then, if it must, failed ones too.
+function detailsTrim(state) {
+  if (state.details.size <= DETAILS_MAX) return;
+  for (const keepFailing of [true, false]) {
+    for (const [index, chunk] of state.details) {
+      if (state.details.size <= DETAILS_MAX) return;
+      if (chunk.status === "running" || index === state.pinned) continue;
+      if (keepFailing && chunk.error && chunk.status !== "cancelled") continue;
+      state.details.delete(index);
+    }
+  }
+}
+
+function gridSet(state, index, status, attempts) {
+  if (index < 0 || index >= state.grid.length || !(status in STATUS_CODE)) return;
+  const old = state.grid[index];
+  const retried = attempts === undefined ? old & GRID_RETRIED : attempts > 1 ? GRID_RETRIED : 0;
+  const next = STATUS_CODE[status] | retried;
+  if (next === old) return;
+  state.counts[old & GRID_STATUS_MASK]--;
+  state.counts[next & GRID_STATUS_MASK]++;
+  state.grid[index] = next;
+  if (state.dirty !== null) state.dirty.add(index);
+}
+
+// What the page knows of a chunk: its full state when it has it, else its status from the
+// grid (`attempts` unknown, `retried` when it took more than one).
+export function chunkAt(state, index) {
+  const known = state.details.get(index);
+  if (known) return known;
+  const byte = state.grid[index] ?? 0;
+  return {
+    index,
+    status: CHUNK_STATUS_CODES[byte & GRID_STATUS_MASK],
+    retried: Boolean(byte & GRID_RETRIED),
+  };
+}
+
+function attemptsOf(state, index, known) {
+  if (known && typeof known.attempts === "number") return known.attempts;
+  const byte = state.grid[index] ?? 0;
+  if (byte & GRID_RETRIED) return 2;
+  return (byte & GRID_STATUS_MASK) === 0 ? 0 : 1;
 }
 
 export function progressApply(state, message) {
@@ -88,24 +221,27 @@ export function progressApply(state, message) {
     state.job = message.job;
   }
   for (const delta of message.chunks || []) {
-    const known = state.chunks.get(delta.index) || { index: delta.index };
+    const index = delta.index;
+    const known = state.details.get(index);
+    const status = known ? known.status : chunkAt(state, index).status;
+    const attempts = attemptsOf(state, index, known);
     // A late report from an earlier run of a chunk must not undo its final state; a retry
     // shows up with more attempts.
-    const newerAttempt = (delta.attempts || 0) > (known.attempts || 0);
-    if (CHUNK_FINAL.has(known.status) && !CHUNK_FINAL.has(delta.status) && !newerAttempt) {
-      continue;
-    }
+    const newerAttempt = (delta.attempts || 0) > attempts;
+    if (CHUNK_FINAL.has(status) && !CHUNK_FINAL.has(delta.status) && !newerAttempt) continue;
     // Another run of the chunk writes its output afresh.
-    if (newerAttempt && known.attempts) outputForget(state.output, delta.index);
-    const merged = { ...known, ...delta };
+    if (newerAttempt && attempts) outputForget(state.output, index);
+    const merged = { ...(known || { index, status, attempts }), ...delta };
     if (merged.status !== "running") delete merged.progress;
-    state.chunks.set(delta.index, merged);
-    if (state.dirty !== null) state.dirty.add(delta.index);
+    detailSet(state, merged);
+    gridSet(state, index, merged.status, delta.attempts);
   }
+  if (message.chunks?.length) state.detailsVersion++;
+  detailsTrim(state);
   return { resync };
 }
 
-// The chunks to redraw (null: all of them); from now on, only what changes after this.
+// The grid indices to redraw (null: all of them); from now on, only what changes after this.
 export function dirtyTake(state) {
   const dirty = state.dirty;
   state.dirty = new Set();
@@ -131,7 +267,7 @@ export function progressFraction(state) {
   if (job.status === "succeeded") return 1;
   if (!job.total_chunks) return 0;
   let running = 0;
-  for (const chunk of state.chunks.values()) {
+  for (const chunk of state.details.values()) {
     if (chunk.status === "running" && typeof chunk.progress === "number") running += chunk.progress;
   }
   return Math.min(1, (job.done_chunks + running) / job.total_chunks);
@@ -143,9 +279,7 @@ export function progressPercent(state) {
 }
 
 export function chunkCounts(state) {
-  const counts = Object.fromEntries(CHUNK_STATUSES.map((status) => [status, 0]));
-  for (const chunk of state.chunks.values()) counts[chunk.status] = (counts[chunk.status] || 0) + 1;
-  return counts;
+  return Object.fromEntries(CHUNK_STATUS_CODES.map((status, code) => [status, state.counts[code]]));
 }
 
 export function countsText(state) {
@@ -173,13 +307,20 @@ function lastLine(text) {
   return text.trim().split("\n").pop();
 }
 
+// A chunk known only from the grid has no `attempts`: it says whether it was retried.
 export function chunkLabel(chunk) {
   const where = chunk.pid ? ` on ${chunk.worker} pid ${chunk.pid}` : "";
   const took = secondsBetween(chunk.started_at, chunk.finished_at);
   const duration = took === null ? "" : `, ${took.toFixed(2)} s`;
   const memory = typeof chunk.peak_rss === "number" ? `, peak ${formatBytes(chunk.peak_rss)}` : "";
   const error = chunk.error ? `, error: ${lastLine(chunk.error)}` : "";
-  return `Chunk ${chunk.index}: ${chunk.status}${where}, attempts ${chunk.attempts}${duration}${memory}${error}`;
+  const attempts =
+    typeof chunk.attempts === "number"
+      ? `, attempts ${chunk.attempts}`
+      : chunk.retried
+        ? ", retried"
+        : "";
+  return `Chunk ${chunk.index}: ${chunk.status}${where}${attempts}${duration}${memory}${error}`;
 }
 
 // "512 MiB (+12 MiB over start)": a chunk's peak resident memory, and how much of it the
@@ -217,12 +358,7 @@ export function chunkInspectorRows(chunk, block = null) {
 // The largest peak memory of any chunk so far (the job's own figure once the job has one),
 // and the chunk it was measured in (null when it is the job's figure).
 export function jobPeakMemory(state) {
-  let peak = null;
-  for (const chunk of state.chunks.values()) {
-    if (typeof chunk.peak_rss === "number" && (peak === null || chunk.peak_rss > peak.bytes)) {
-      peak = { bytes: chunk.peak_rss, index: chunk.index };
-    }
-  }
+  let peak = state.peak;
   const own = state.job.peak_rss;
   if (typeof own === "number" && (peak === null || own > peak.bytes)) {
     peak = { bytes: own, index: null };
@@ -254,14 +390,9 @@ export function parallelismText(state) {
   return now ? `all processes (${live.processes_now} now)` : "all processes";
 }
 
-function processKey(chunk) {
-  return `${chunk.worker}|${chunk.pid}`;
-}
-
+// The worker processes that ran the job's chunks (the snapshot's lanes, and the deltas').
 export function processesUsed(state) {
-  const used = new Set();
-  for (const chunk of state.chunks.values()) if (chunk.pid) used.add(processKey(chunk));
-  return used.size;
+  return state.lanes.size;
 }
 
 // Share of the wall time after the first worker process ran out of work for good: the time
@@ -269,14 +400,11 @@ export function processesUsed(state) {
 export function tailShare(state) {
   const { job } = state;
   if (!job.started_at || !job.finished_at) return null;
-  const lanes = new Map();
-  for (const chunk of state.chunks.values()) {
-    if (!chunk.finished_at || !chunk.pid) continue;
-    const key = processKey(chunk);
-    lanes.set(key, Math.max(lanes.get(key) || 0, Date.parse(chunk.finished_at)));
-  }
-  if (lanes.size < 2) return null;
-  const firstIdle = Math.min(...lanes.values());
+  const ends = [...state.lanes.values()]
+    .map((lane) => lane.lastFinished)
+    .filter((at) => at !== null && at !== undefined);
+  if (ends.length < 2) return null;
+  const firstIdle = Math.min(...ends);
   const wall = Date.parse(job.finished_at) - Date.parse(job.started_at);
   return wall > 0 ? Math.max(0, (Date.parse(job.finished_at) - firstIdle) / wall) : null;
 }
@@ -322,10 +450,11 @@ export function speedupMeter(state) {
   };
 }
 
-// Chunks with an error, in order. A cancelled chunk is not a failure, whatever an earlier
-// attempt of it said.
+// Chunks with an error, in order (of those the page holds: the snapshot sends the first
+// SNAPSHOT_FAILING, deltas the newer ones). A cancelled chunk is not a failure, whatever an
+// earlier attempt of it said.
 export function failingChunks(state) {
-  return [...state.chunks.values()]
+  return [...state.details.values()]
     .filter((chunk) => chunk.error && chunk.status !== "cancelled")
     .sort((a, b) => a.index - b.index);
 }
@@ -334,8 +463,12 @@ export function failureSummary(chunk) {
   return `Chunk ${chunk.index}: ${chunk.status} after ${chunk.attempts} attempt(s) — ${lastLine(chunk.error)}`;
 }
 
-export function doneChunks(state) {
-  return [...state.chunks.values()]
-    .filter((chunk) => chunk.status === "done")
-    .sort((a, b) => a.index - b.index);
+// The indices of the done chunks, in order (from the grid).
+export function doneIndices(state) {
+  const done = [];
+  const code = STATUS_CODE.done;
+  for (let i = 0; i < state.grid.length; i++) {
+    if ((state.grid[i] & GRID_STATUS_MASK) === code) done.push(i);
+  }
+  return done;
 }

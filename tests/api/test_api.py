@@ -88,6 +88,14 @@ def test_detail_and_chunks(alice_api: APIClient, alice_job: Job) -> None:
     assert set(chunks["results"][0]) == CHUNK_FIELDS
 
 
+def test_one_chunk_by_index(alice_api: APIClient, alice_job: Job) -> None:
+    # What a job page asks for when a person opens a chunk: no page carries every chunk.
+    one = alice_api.get(f"/api/jobs/{alice_job.pk}/chunks/2/").json()
+    assert one["index"] == 2
+    assert set(one) == CHUNK_FIELDS
+    assert alice_api.get(f"/api/jobs/{alice_job.pk}/chunks/4/").status_code == 404
+
+
 def test_cancel_then_cancel_again_conflicts(alice_api: APIClient, alice_job: Job) -> None:
     response = alice_api.post(f"/api/jobs/{alice_job.pk}/cancel/")
     assert response.status_code == 200
@@ -98,7 +106,11 @@ def test_cancel_then_cancel_again_conflicts(alice_api: APIClient, alice_job: Job
 
 
 def test_another_users_job_is_not_found(mallory_api: APIClient, alice_job: Job) -> None:
-    for url in (f"/api/jobs/{alice_job.pk}/", f"/api/jobs/{alice_job.pk}/chunks/"):
+    for url in (
+        f"/api/jobs/{alice_job.pk}/",
+        f"/api/jobs/{alice_job.pk}/chunks/",
+        f"/api/jobs/{alice_job.pk}/chunks/0/",
+    ):
         assert mallory_api.get(url).status_code == 404
     assert mallory_api.post(f"/api/jobs/{alice_job.pk}/cancel/").status_code == 404
     alice_job.refresh_from_db()

@@ -17,6 +17,8 @@ from django.db import transaction
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from jobs import kinds, services
+from jobs.models import Job
+from jobs.selectors import jobs as selectors
 from jobs.services import nodes
 from launcher import stack
 from tests.factories import make_ended_job, make_job
@@ -147,7 +149,7 @@ def test_create_a_job_and_watch_it_finish(page: Page, daphne_server: str, alice:
     expect(page.locator("#connection")).to_have_text("live")
     progress = page.get_by_role("progressbar", name="Job progress")
     expect(page.locator("#job-status")).to_have_text("running")
-    expect(page.locator(".cell.chunk-done").first).to_be_visible()
+    expect(page.locator("#chunk-grid")).not_to_have_attribute("data-done", "0")
     expect(page.locator("#cancel-button")).to_be_visible()
     screenshot(page, "job-running.png")
     expect(progress).to_have_attribute("aria-valuenow", "100", timeout=60_000)
@@ -155,11 +157,13 @@ def test_create_a_job_and_watch_it_finish(page: Page, daphne_server: str, alice:
     expect(page.locator("#result")).to_contain_text('"chunks": 6')
     expect(page.locator("#timings")).to_contain_text("Speedup")
     expect(page.locator("#cancel-button")).to_be_hidden()
+    # The task stream is made once it comes near the view.
+    page.locator("#timeline").scroll_into_view_if_needed()
     timeline = page.get_by_role(
         "img", name=re.compile("Timeline of 6 chunks on 2 worker processes")
     )
     expect(timeline).to_have_attribute("data-running", "0")
-    expect(page.locator(".cell.chunk-done")).to_have_count(6)
+    expect(page.locator("#chunk-grid")).to_have_attribute("data-done", "6")
     screenshot(page, "job-finished.png")
 
     page.get_by_role("link", name="History").click()
@@ -188,10 +192,10 @@ def test_cancel_a_running_job_from_its_page(page: Page, daphne_server: str, alic
     page.get_by_label("Chunks").fill("4")
     page.get_by_label("Milliseconds per chunk").fill("60000")
     page.get_by_role("button", name="Start job").click()
-    expect(page.locator(".cell.chunk-running")).to_have_count(2)
+    expect(page.locator("#chunk-grid")).to_have_attribute("data-running", "2")
     page.get_by_role("button", name="Cancel job").click()
     expect(page.locator("#job-status")).to_have_text("cancelled")
-    expect(page.locator(".cell.chunk-cancelled")).to_have_count(4, timeout=10_000)
+    expect(page.locator("#chunk-grid")).to_have_attribute("data-cancelled", "4", timeout=10_000)
 
 
 def test_mandelbrot_fills_in_band_by_band(page: Page, daphne_server: str, alice: User) -> None:
@@ -213,7 +217,7 @@ def test_mandelbrot_fills_in_band_by_band(page: Page, daphne_server: str, alice:
     grid_box = page.locator("#chunk-grid").bounding_box()
     assert grid_box is not None
     assert band_box["y"] < grid_box["y"]
-    expect(page.locator(".cell.chunk-done")).to_have_count(12, timeout=60_000)
+    expect(page.locator("#chunk-grid")).to_have_attribute("data-done", "12", timeout=60_000)
     result = page.get_by_role("img", name="Result of job")
     expect(result).to_be_visible()
     page.wait_for_function("document.getElementById('result-file-image').naturalWidth === 360")
@@ -302,7 +306,7 @@ def test_job_page_reconnects_after_daphne_restarts(
         progress = page.get_by_role("progressbar", name="Job progress")
         expect(progress).to_have_attribute("aria-valuenow", "100", timeout=60_000)
         expect(page.locator("#job-status")).to_have_text("succeeded")
-        expect(page.locator(".cell.chunk-done")).to_have_count(8)
+        expect(page.locator("#chunk-grid")).to_have_attribute("data-done", "8")
     finally:
         server.stop()
 
@@ -340,8 +344,9 @@ def test_retry_the_failed_chunks_of_a_job(page: Page, daphne_server: str, alice:
     page.keyboard.press("Enter")
     expect(page.get_by_text("retrying what failed")).to_be_visible()
     expect(page.locator("#job-status")).to_have_text("failed", timeout=60_000)
-    expect(page.locator(".cell.chunk-failed").first).to_have_attribute(
-        "title", re.compile(r"attempts 3\b")
+    page.locator("#chunk-grid").focus()
+    expect(page.locator("#chunk-option")).to_have_attribute(
+        "aria-label", re.compile(r"^Chunk 0: failed .*attempts 3\b")
     )
 
 
@@ -365,7 +370,7 @@ def test_run_again_then_delete_with_confirmation(
     expect(page.locator("#chunk-preview")).to_have_text("This job will have 3 chunks")
     page.get_by_role("button", name="Start job").click()
     expect(page.locator("#job-status")).to_have_text("succeeded", timeout=60_000)
-    expect(page.locator(".cell.chunk-done")).to_have_count(3)
+    expect(page.locator("#chunk-grid")).to_have_attribute("data-done", "3")
     assert page.url != first_url
 
     page.get_by_role("link", name="Delete").click()
@@ -392,9 +397,7 @@ def test_failed_chunks_show_their_tracebacks(page: Page, daphne_server: str, ali
     expect(failure).to_contain_text("Chunk 0: failed after 3 attempt(s)")
     failure.locator("summary").click()
     expect(failure.locator("pre")).to_contain_text("Traceback (most recent call last)")
-    # Chunk 1 may run (and fail) while chunk 0 waits for its retry: both are outlined.
-    expect(page.locator(".cell.retried").first).to_be_visible()
-    page.locator(".cell").first.focus()
+    page.locator("#chunk-grid").focus()
     expect(page.locator("#chunk-details")).to_contain_text("attempts 3")
 
 
@@ -500,24 +503,60 @@ def test_chunk_grid_is_one_keyboard_widget(page: Page, daphne_server: str, alice
     pk = ended_job(page, daphne_server, alice, {"chunks": 12, "ms": 10}, "succeeded")
     page.goto(f"{daphne_server}/jobs/{pk}/")
     grid = page.get_by_role("listbox", name="Chunks")
-    expect(grid.get_by_role("option")).to_have_count(12)
-    assert page.locator('#chunk-grid [tabindex="0"]').count() == 1
-    page.locator("#notify-button, #rerun-link").last.focus()
-    page.locator("#chunk-grid [tabindex='0']").focus()
-    focused = "document.activeElement.dataset.index"
+    expect(grid).to_have_attribute("data-ready", "true")
+    # One option, the chosen chunk, whatever the number of chunks; the grid is one Tab stop.
+    expect(grid.get_by_role("option")).to_have_count(1)
+    expect(grid).to_have_attribute("tabindex", "0")
+    assert page.locator("#chunk-grid [tabindex], #chunk-grid a, #chunk-grid button").count() == 0
+    grid.focus()
+    chosen = page.locator("#chunk-option")
     page.keyboard.press("ArrowRight")
-    assert page.evaluate(focused) == "1"
+    expect(chosen).to_have_attribute("data-index", "1")
     page.keyboard.press("End")
-    assert page.evaluate(focused) == "11"
+    expect(chosen).to_have_attribute("data-index", "11")
+    expect(chosen).to_have_attribute("aria-posinset", "12")
+    expect(chosen).to_have_attribute("aria-setsize", "12")
     page.keyboard.press("ArrowLeft")
-    assert page.evaluate(focused) == "10"
+    expect(chosen).to_have_attribute("data-index", "10")
     page.keyboard.press("Home")
-    assert page.evaluate(focused) == "0"
+    expect(chosen).to_have_attribute("data-index", "0")
     expect(page.locator("#chunk-details")).to_contain_text("Chunk 0: done")
-    assert page.locator('#chunk-grid [tabindex="0"]').count() == 1
-    # One Tab leaves the grid, whatever the number of chunks.
+    expect(chosen).to_have_attribute("aria-label", re.compile(r"^Chunk 0: done on .* pid \d+"))
+    expect(page.locator("#inspector-index")).to_have_text("0")
+    # One Tab leaves the grid.
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.closest('#chunk-grid') === null")
+
+
+def test_a_chunks_details_are_fetched_when_opened_by_keyboard(
+    page: Page, daphne_server: str, alice: User
+) -> None:
+    # The page holds every chunk's status but the full state only of a window (the chunks
+    # started last); another chunk's comes from the API when a person opens it.
+    log_in(page, daphne_server, "alice", "alice-password-1")
+    pk = ended_job(page, daphne_server, alice, {"chunks": 400, "ms": 1}, "succeeded")
+    page.goto(f"{daphne_server}/jobs/{pk}/")
+    grid = page.get_by_role("listbox", name="Chunks")
+    expect(grid).to_have_attribute("data-done", "400")
+    window = {chunk["index"] for chunk in selectors.job_chunk_window(Job.objects.get(pk=pk))}
+    # Not chunk 0: the inspector shows it from the start, so the page asks for it unbidden.
+    outside = min(set(range(1, 400)) - window)
+    grid.focus()
+    with page.expect_response(re.compile(rf"/api/jobs/{pk}/chunks/{outside}/$")) as answer:
+        page.keyboard.press("Home")
+        for _ in range(outside):
+            page.keyboard.press("ArrowRight")
+    assert answer.value.ok
+    expect(page.locator("#chunk-option")).to_have_attribute("data-index", str(outside))
+    figures = page.locator("#inspector-figures")
+    expect(figures).to_contain_text(re.compile(r"Process\s*\S+ pid \d+"))
+    expect(figures).to_contain_text(re.compile(r"Status\s*done, attempts 1"))
+    expect(page.locator("#chunk-option")).to_have_attribute(
+        "aria-label", re.compile(rf"^Chunk {outside}: done on \S+ pid \d+, attempts 1")
+    )
+    # Focus stays on the grid; live updates and answers never move it.
+    expect(grid).to_be_focused()
+    assert_page_is_sound(page, "a 400-chunk job's grid with a chunk opened by keyboard")
 
 
 def test_job_end_shows_in_the_title_is_announced_and_notifies(
@@ -625,12 +664,13 @@ def test_a_ten_thousand_chunk_job_stays_live(page: Page, daphne_server: str, ali
     page.on("websocket", lambda socket: socket.on("close", lambda _: closes.append(1)))
     log_in(page, daphne_server, "alice", "alice-password-1")
     page.goto(f"{daphne_server}/jobs/{job.pk}/")
-    expect(page.locator("#chunk-grid .cell")).to_have_count(10_000)
+    expect(page.locator("#chunk-grid")).to_have_attribute("data-total", "10000")
+    expect(page.locator("#chunk-grid")).to_have_attribute("data-ready", "true")
     expect(page.locator("#counts")).to_contain_text("10000 of 10000 chunks done", timeout=120_000)
     expect(page.locator("#job-status")).to_have_text("succeeded")
-    expect(page.locator("#chunk-grid .chunk-done")).to_have_count(10_000)
+    expect(page.locator("#chunk-grid")).to_have_attribute("data-done", "10000")
     expect(page.locator("#connection")).to_have_text("live")
-    assert closes == []  # the snapshot pages fit daphne's frame limit: no 1011 and retry
+    assert closes == []  # the snapshot fits daphne's frame limit: no 1011 and retry
 
 
 def test_token_made_in_the_browser_works_until_revoked(
@@ -819,7 +859,8 @@ def test_a_chunks_output_streams_into_the_page_while_it_runs(
     page.wait_for_function(OUTPUT_LINE_SEEN, arg=[3], polling="raf")
     expect(panel).to_be_focused()
     # The inspector follows the chosen chunk's output too.
-    page.locator('#chunk-grid .cell[data-index="0"]').click()
+    page.locator("#chunk-canvas").click(position={"x": 8, "y": 8})  # chunk 0's square
+    expect(page.locator("#chunk-option")).to_have_attribute("data-index", "0")
     inspector = page.locator("#chunk-inspector")
     expect(inspector.locator("#inspector-output")).to_contain_text("line 4 of chunk 0 ")
     # The CPU and memory timeline fills in too, said in words beside its charts.

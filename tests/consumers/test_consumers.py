@@ -38,17 +38,25 @@ async def publish(job_id: int, seq: int, **fields: Any) -> None:
     await get_channel_layer().group_send(events.job_group(job_id), {**event, **fields})
 
 
-async def test_a_big_jobs_snapshot_comes_in_pages_under_the_frame_limit(alice: User) -> None:
+async def test_a_big_jobs_snapshot_is_compact_and_under_the_frame_limit(alice: User) -> None:
     job = await create_job(alice, chunks=10_000)
     await database_sync_to_async(
         lambda: job.chunks.filter(index__lt=500).update(status="failed", error="x" * 4000)
     )()
+    await database_sync_to_async(lambda: job.chunks.filter(index=7).update(attempts=3))()
     communicator = await communicator_for(job.pk, alice)
     connected, _ = await communicator.connect()
     assert connected
     frames = [await communicator.receive_from(timeout=10)]
     first = json.loads(frames[0])
     assert first["type"] == "job.snapshot"
+    # Every chunk's status, one byte each, whatever the job's size.
+    grid = protocol.grid_unpack(first["grid"])
+    assert len(grid) == 10_000
+    assert grid[7] == ("failed", True)
+    assert grid[499] == ("failed", False)
+    assert grid[500] == ("cancelled", False)
+    # Full states only for the window: here the first failing chunks, in pages.
     indexes = [c["index"] for c in first["chunks"]]
     for _ in range(first["chunk_pages"] - 1):
         frames.append(await communicator.receive_from(timeout=10))
@@ -56,7 +64,7 @@ async def test_a_big_jobs_snapshot_comes_in_pages_under_the_frame_limit(alice: U
         assert page["type"] == "job.chunks"
         assert page["seq"] == first["seq"]
         indexes += [c["index"] for c in page["chunks"]]
-    assert indexes == list(range(10_000))
+    assert indexes == list(range(protocol.SNAPSHOT_FAILING))
     assert first["chunk_pages"] > 1
     assert max(len(frame.encode()) for frame in frames) < 512 * 1024
     await communicator.disconnect()
@@ -70,7 +78,8 @@ async def test_owner_gets_a_snapshot_then_progress(alice: User) -> None:
     snapshot = await communicator.receive_json_from(timeout=5)
     assert snapshot["type"] == "job.snapshot"
     assert snapshot["job"]["id"] == job.pk
-    assert [c["index"] for c in snapshot["chunks"]] == [0, 1, 2]
+    assert protocol.grid_unpack(snapshot["grid"]) == [("cancelled", False)] * 3
+    assert snapshot["chunks"] == []  # none ran: no chunk's full state is needed
     await publish(
         job.pk, snapshot["seq"] + 1, chunks=[{"index": 1, "status": "running", "progress": 0.5}]
     )

@@ -18,7 +18,7 @@ from django.db import connection
 from django.db.models import Count
 from django.utils import timezone
 
-from jobs import services
+from jobs import protocol, services
 from jobs.engine import dispatch, redis_clients, slot_registry, workers
 from jobs.models import Chunk, Job
 from tests.factories import make_job
@@ -104,8 +104,9 @@ def page_counts(
     messages: list[tuple[float, dict[str, Any]]],
 ) -> tuple[dict[str, Any], dict[str, int]]:
     """The job and its chunks' statuses as the job page holds them after these messages
-    (static/jobs/job_state.mjs: snapshots replace, pages add, deltas merge; a final status
-    is not undone by a late report of the same attempt)."""
+    (static/jobs/job_state.mjs: a snapshot's packed grid gives every status and its window
+    the full states, pages add to the window, deltas merge; a final status is not undone by
+    a late report of the same attempt)."""
     job: dict[str, Any] = {}
     chunks: dict[int, dict[str, Any]] = {}
     snapshot_seq = None
@@ -113,7 +114,15 @@ def page_counts(
         kind = message["type"]
         if kind == "job.snapshot":
             job, snapshot_seq = message["job"], message["seq"]
-            chunks = {chunk["index"]: chunk for chunk in message["chunks"]}
+            chunks = {
+                index: {
+                    "index": index,
+                    "status": status,
+                    "attempts": 2 if retried else int(status != "pending"),
+                }
+                for index, (status, retried) in enumerate(protocol.grid_unpack(message["grid"]))
+            }
+            chunks.update({chunk["index"]: chunk for chunk in message["chunks"]})
         elif kind == "job.chunks" and message["seq"] == snapshot_seq:
             for chunk in message["chunks"]:
                 chunks[chunk["index"]] = chunk | chunks.get(chunk["index"], {})

@@ -1,10 +1,16 @@
 // The job page's state (static/jobs/job_state.mjs), driven by the socket's messages as the
 // page receives them: `node --test tests/js/` (make test-js).
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { describe, test } from "node:test";
 
 import {
+  CHUNK_STATUS_CODES,
+  DETAILS_MAX,
+  GRID_RETRIED,
+  chunkAt,
   chunkCounts,
+  chunkDetailApply,
   chunkInspectorRows,
   chunkLabel,
   chunkMemoryText,
@@ -39,45 +45,91 @@ function chunk(index, status, fields = {}) {
   return { index, status, attempts: 1, ...fields };
 }
 
+// A snapshot as jobs/sockets/consumers.py sends it: every chunk's status packed in `grid`
+// (the ones not listed are pending), the processes and the peak, and `chunks` as its window.
+function snapshot(chunks, jobFields = {}, seq = 1) {
+  const total = job(jobFields).total_chunks;
+  const bytes = new Uint8Array(total);
+  const lanes = new Map();
+  let peak = null;
+  for (const c of chunks) {
+    bytes[c.index] = CHUNK_STATUS_CODES.indexOf(c.status) | (c.attempts > 1 ? GRID_RETRIED : 0);
+    if (c.pid) {
+      const key = `${c.worker}|${c.pid}`;
+      const last = lanes.get(key)?.last_finished_at ?? null;
+      const end = c.finished_at && (!last || c.finished_at > last) ? c.finished_at : last;
+      lanes.set(key, { worker: c.worker, pid: c.pid, chunks: 1, last_finished_at: end });
+    }
+    if (typeof c.peak_rss === "number" && (!peak || c.peak_rss > peak.peak_rss)) {
+      peak = { index: c.index, peak_rss: c.peak_rss };
+    }
+  }
+  return {
+    type: "job.snapshot",
+    seq,
+    job: job(jobFields),
+    grid: Buffer.from(bytes).toString("base64"),
+    lanes: [...lanes.values()],
+    peak,
+    chunks,
+    chunk_pages: 1,
+    live: null,
+  };
+}
+
 function snapshotState(chunks, jobFields = {}) {
   const state = jobStateCreate({ job: job(jobFields), chunks: [], live: null });
-  messageApply(state, { type: "job.snapshot", seq: 1, job: job(jobFields), chunks });
+  messageApply(state, snapshot(chunks, jobFields));
   return state;
 }
 
 describe("snapshot and its pages", () => {
-  test("a snapshot's chunk pages are assembled; a page of another snapshot is ignored", () => {
+  test("the packed grid gives every chunk's status; the window gives full states", () => {
     const state = jobStateCreate({ job: job(), chunks: [], live: null });
-    messageApply(state, {
-      type: "job.snapshot",
-      seq: 3,
-      job: job(),
-      chunks: [chunk(0, "done"), chunk(1, "running")],
+    const message = snapshot([chunk(0, "done"), chunk(2, "failed", { attempts: 3 })]);
+    message.chunks = [chunk(2, "failed", { attempts: 3, error: "boom" })];
+    messageApply(state, message);
+    assert.deepEqual(chunkAt(state, 0), { index: 0, status: "done", retried: false });
+    assert.equal(chunkAt(state, 1).status, "pending");
+    assert.equal(chunkAt(state, 2).error, "boom");
+    assert.deepEqual(chunkCounts(state), {
+      pending: 2,
+      running: 0,
+      done: 1,
+      failed: 1,
+      cancelled: 0,
     });
-    messageApply(state, { type: "job.chunks", seq: 3, chunks: [chunk(2, "pending")] });
+    assert.equal(chunkLabel(chunkAt(state, 0)), "Chunk 0: done");
+  });
+
+  test("a grid-only chunk says it was retried; its attempts come with its details", () => {
+    const state = snapshotState([chunk(1, "done", { attempts: 2 })]);
+    state.details.clear(); // as if it were outside the window
+    assert.equal(chunkLabel(chunkAt(state, 1)), "Chunk 1: done, retried");
+  });
+
+  test("a snapshot's window pages are assembled; a page of another snapshot is ignored", () => {
+    const state = jobStateCreate({ job: job(), chunks: [], live: null });
+    messageApply(state, { ...snapshot([chunk(0, "done"), chunk(1, "running")], {}, 3) });
+    messageApply(state, { type: "job.chunks", seq: 3, chunks: [chunk(2, "failed")] });
     messageApply(state, { type: "job.chunks", seq: 2, chunks: [chunk(3, "failed")] });
-    assert.deepEqual([...state.chunks.keys()].sort(), [0, 1, 2]);
-    assert.equal(state.chunks.get(2).status, "pending");
+    assert.deepEqual([...state.details.keys()].sort(), [0, 1, 2]);
   });
 
   test("a delta between the pages is newer than the page that follows it", () => {
     const state = jobStateCreate({ job: job(), chunks: [], live: null });
-    messageApply(state, { type: "job.snapshot", seq: 1, job: job(), chunks: [chunk(0, "done")] });
+    messageApply(state, snapshot([chunk(0, "done"), chunk(1, "running")]));
     messageApply(state, { type: "job.progress", chunks: [chunk(1, "done", { attempts: 1 })] });
     messageApply(state, { type: "job.chunks", seq: 1, chunks: [chunk(1, "running")] });
-    assert.equal(state.chunks.get(1).status, "done");
+    assert.equal(state.details.get(1).status, "done");
   });
 
-  test("a snapshot replaces the chunks and redraws all of them", () => {
+  test("a snapshot replaces the grid and the window, and redraws all of it", () => {
     const state = snapshotState([chunk(0, "done"), chunk(1, "done")]);
     dirtyTake(state);
-    messageApply(state, {
-      type: "job.snapshot",
-      seq: 2,
-      job: job(),
-      chunks: [chunk(0, "pending")],
-    });
-    assert.deepEqual([...state.chunks.keys()], [0]);
+    messageApply(state, snapshot([chunk(0, "pending")], {}, 2));
+    assert.deepEqual([...state.details.keys()], [0]);
+    assert.equal(chunkAt(state, 1).status, "pending");
     assert.equal(dirtyTake(state), null);
   });
 });
@@ -95,15 +147,15 @@ describe("progress deltas", () => {
       job: job({ version: 2 }),
       chunks: [chunk(0, "running", { progress: 0.5 })],
     });
-    assert.equal(state.chunks.get(0).status, "done");
-    assert.equal(state.chunks.get(0).progress, undefined);
+    assert.equal(chunkAt(state, 0).status, "done");
+    assert.equal(chunkAt(state, 0).progress, undefined);
   });
 
   test("a retry (more attempts) does replace a chunk's final state", () => {
     const state = snapshotState([chunk(0, "failed", { error: "boom" })]);
     messageApply(state, { type: "job.progress", chunks: [chunk(0, "running", { attempts: 2 })] });
-    assert.equal(state.chunks.get(0).status, "running");
-    assert.equal(state.chunks.get(0).error, "boom"); // fields the delta leaves out stay
+    assert.equal(chunkAt(state, 0).status, "running");
+    assert.equal(chunkAt(state, 0).error, "boom"); // fields the delta leaves out stay
   });
 
   test("a job version that goes backwards is ignored", () => {
@@ -145,12 +197,75 @@ describe("progress deltas", () => {
     assert.equal(state.job.status, "cancelled");
   });
 
-  test("only the chunks a delta touched are redrawn", () => {
+  test("only the chunks whose square changed are redrawn", () => {
     const state = snapshotState([chunk(0, "pending"), chunk(1, "pending"), chunk(2, "pending")]);
     assert.equal(dirtyTake(state), null);
     messageApply(state, { type: "job.progress", chunks: [chunk(2, "running")] });
     assert.deepEqual([...dirtyTake(state)], [2]);
+    // Progress within a run leaves the square as it is.
+    messageApply(state, {
+      type: "job.progress",
+      chunks: [{ index: 2, status: "running", progress: 0.5 }],
+    });
     assert.deepEqual([...dirtyTake(state)], []);
+  });
+
+  test("a delta changes the packed grid and its counts", () => {
+    const state = snapshotState([chunk(0, "done"), chunk(1, "running")]);
+    state.details.clear(); // chunks 0 and 1 known from the grid only
+    messageApply(state, {
+      type: "job.progress",
+      chunks: [chunk(1, "done"), chunk(3, "running", { attempts: 2 })],
+    });
+    assert.equal(state.grid[1], CHUNK_STATUS_CODES.indexOf("done"));
+    assert.equal(state.grid[3], CHUNK_STATUS_CODES.indexOf("running") | GRID_RETRIED);
+    assert.equal(chunkLabel(chunkAt(state, 3)), "Chunk 3: running, attempts 2");
+    assert.deepEqual(chunkCounts(state), {
+      pending: 1,
+      running: 1,
+      done: 2,
+      failed: 0,
+      cancelled: 0,
+    });
+  });
+
+  test("a late report cannot undo a final status known only from the grid", () => {
+    const state = snapshotState([chunk(0, "done")]);
+    state.details.clear();
+    messageApply(state, { type: "job.progress", chunks: [chunk(0, "running")] });
+    messageApply(state, {
+      type: "job.progress",
+      chunks: [{ index: 0, status: "running", progress: 0.3 }],
+    });
+    assert.equal(chunkAt(state, 0).status, "done");
+    assert.equal(chunkCounts(state).running, 0);
+    // A new attempt of it does.
+    messageApply(state, { type: "job.progress", chunks: [chunk(0, "running", { attempts: 2 })] });
+    assert.equal(chunkAt(state, 0).status, "running");
+  });
+
+  test("the full states kept stay bounded; running and opened chunks are kept", () => {
+    const total = DETAILS_MAX * 3;
+    const state = jobStateCreate({ job: job({ total_chunks: total }), chunks: [], live: null });
+    messageApply(state, snapshot([chunk(0, "running"), chunk(1, "done")], { total_chunks: total }));
+    state.pinned = 1;
+    const deltas = [];
+    for (let i = 2; i < total; i++) deltas.push(chunk(i, "done", { worker: "w", pid: 1 }));
+    messageApply(state, { type: "job.progress", chunks: deltas });
+    assert.ok(state.details.size <= DETAILS_MAX);
+    assert.ok(state.details.has(0) && state.details.has(1));
+    assert.ok(state.details.has(total - 1)); // the newest stay
+    assert.equal(chunkCounts(state).done, total - 1); // the grid holds every status
+  });
+
+  test("a chunk's state fetched from the API fills the window, unless a newer one came", () => {
+    const state = snapshotState([chunk(0, "done")]);
+    state.details.clear();
+    chunkDetailApply(state, chunk(0, "done", { worker: "w", pid: 4, peak_rss: 9 }));
+    assert.equal(chunkAt(state, 0).pid, 4);
+    messageApply(state, { type: "job.progress", chunks: [chunk(1, "running", { attempts: 2 })] });
+    chunkDetailApply(state, chunk(1, "failed", { attempts: 1, error: "old" }));
+    assert.equal(chunkAt(state, 1).status, "running");
   });
 });
 
@@ -279,10 +394,7 @@ describe("memory, CPU time and output of a chunk", () => {
 describe("output and resources messages", () => {
   test("a snapshot asks the page to load output and samples; chunk.output lands in output", () => {
     const state = jobStateCreate({ job: job(), chunks: [], live: null });
-    assert.equal(
-      messageApply(state, { type: "job.snapshot", seq: 1, job: job(), chunks: [] }).reload,
-      true,
-    );
+    assert.equal(messageApply(state, snapshot([])).reload, true);
     const answer = messageApply(state, {
       type: "chunk.output",
       job: 7,
@@ -325,5 +437,14 @@ describe("output and resources messages", () => {
       ],
     });
     assert.equal(state.resources.processes.get("w|1|b").samples.length, 1);
+  });
+});
+
+describe("the packed grid's codes", () => {
+  test("are the server's (docs/protocol.md is generated from jobs/protocol.py)", () => {
+    const reference = readFileSync(new URL("../../docs/protocol.md", import.meta.url), "utf8");
+    const codes = CHUNK_STATUS_CODES.map((status, code) => `${code} ${status}`).join(", ");
+    assert.ok(reference.includes(`(${codes}: CHUNK_STATUS_CODES)`), codes);
+    assert.ok(reference.includes("bit 3 (8)") && GRID_RETRIED === 8);
   });
 });

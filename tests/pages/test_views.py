@@ -91,6 +91,8 @@ def test_job_page_has_the_output_panel_inspector_and_timeline(
     assert f'data-url="/api/jobs/{alice_job.pk}/output/"' in page
     # The chunk inspector fetches a chunk's output from a URL template the page gives.
     assert f'data-url-template="/api/jobs/{alice_job.pk}/chunks/{{index}}/output/"' in page
+    # ... and a chunk's state, when a person opens one the page does not hold.
+    assert f'data-chunk-url-template="/api/jobs/{alice_job.pk}/chunks/{{index}}/"' in page
     assert 'id="inspector-figures"' in page
     # The CPU and memory timeline: two charts, their text alternative and a table.
     assert f'data-url="/api/jobs/{alice_job.pk}/resources/"' in page

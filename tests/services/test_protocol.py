@@ -33,14 +33,23 @@ def test_builders_fill_exactly_the_declared_fields(alice: User) -> None:
     overview = selectors.overview(user=alice)
     assert set(overview) == protocol.field_names(protocol.JobsOverview)
     assert set(overview["active"][0]) == protocol.field_names(protocol.ActiveJobState)
-    snapshot = selectors.job_snapshot_pages(job_id=job.pk)
+    snapshot = selectors.job_snapshot(job_id=job.pk)
     assert snapshot is not None
-    state, pages = snapshot
+    assert set(snapshot.lanes[0]) == protocol.field_names(protocol.LaneState)
     message = protocol.job_snapshot_message(
-        seq=1, job=state, chunks=pages[0], chunk_pages=len(pages), live=None
+        seq=1,
+        job=snapshot.job,
+        grid=snapshot.grid,
+        lanes=snapshot.lanes,
+        peak=snapshot.peak,
+        chunks=snapshot.pages[0],
+        chunk_pages=len(snapshot.pages),
+        live=None,
     )
     assert set(message) == protocol.field_names(protocol.JobSnapshotMessage)
-    assert [c["index"] for c in message["chunks"]] == [0, 1]
+    # Every chunk's status packed; full states only for the chunks that ran (the window).
+    assert protocol.grid_unpack(message["grid"]) == [("done", False), ("pending", False)]
+    assert [c["index"] for c in message["chunks"]] == [0]
 
 
 def test_chunk_deltas_carry_the_chunks_running_status() -> None:
@@ -126,3 +135,22 @@ def test_timings_in_sql_equal_the_model_properties(alice: User) -> None:
         ):
             assert getattr(sql, figure) == pytest.approx(value), (pk, figure)
             assert getattr(plain, figure) == pytest.approx(value), (pk, figure)
+
+
+def test_the_packed_grid_places_each_chunk_by_its_index(alice: User) -> None:
+    job = make_job(alice, chunks=4)
+    job.chunks.filter(index=2).update(status=Chunk.Status.DONE, attempts=2)
+    assert protocol.grid_unpack(selectors.job_chunk_grid(job)) == [
+        ("pending", False),
+        ("pending", False),
+        ("done", True),
+        ("pending", False),
+    ]
+    # Indices that are not 0..n-1 (PostgreSQL packs in order) are still placed by index.
+    job.chunks.filter(index=1).delete()
+    assert [status for status, _ in protocol.grid_unpack(selectors.job_chunk_grid(job))] == [
+        "pending",
+        "pending",
+        "done",
+        "pending",
+    ]
