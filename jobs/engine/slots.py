@@ -323,9 +323,8 @@ class _SlotRun:
         self.flush_s = settings.COREBOARD_FLUSH_MS / 1000
         self.batch_target_s = settings.COREBOARD_BATCH_TARGET_MS / 1000
         # Once per process (a no-op after the first): stdout, stderr and logging go to the
-        # running chunk's output; the sampler writes the job's CPU/memory timeline.
+        # running chunk's output.
         output.capture_install()
-        self.sampling = settings.COREBOARD_CHUNK_CAPTURE
         self.keepalive = _keepalive_here()
         # The database failed to answer since this slot last asked it.
         self.database_lost = False
@@ -574,8 +573,6 @@ class _SlotRun:
         except ChunkCancelled:
             return Stopped(claim.id)
         self.hooks.chunk_started(self.job_id, claim.index)
-        if self.sampling:
-            resources.sampling_begin(self.job_id)
         output.chunk_output_begin(self.job_id, claim.index)
         started_at: datetime = timezone.now()
         began = time.perf_counter()
@@ -632,8 +629,6 @@ class _SlotRun:
         usage = meter.stop()
         self._observe(time.perf_counter() - began)
         captured = output.chunk_output_end()
-        if self.sampling:
-            resources.sampling_end()
         return usage, captured
 
     def _observe(self, seconds: float) -> None:
