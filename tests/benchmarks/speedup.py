@@ -400,7 +400,14 @@ the median; a round's own figures in brackets.
 {ratio_row("chunks' CPU time, Coreboard / Pool", lambda run: run.cpu, 3, "(where it went)")}
 | between a process's chunks, per chunk (ms) | {ms("p1", lambda run: run.between_ms)} | {ms("p", lambda run: run.between_ms)} | |
 | before the first and after the last chunk (ms) | {ms("p1", lambda run: run.around_ms)} | {ms("p", lambda run: run.around_ms)} | |
-| speedup of {cores} processes over 1 | Coreboard {median("p1") / median("p"):.2f}× | Pool {median("pool 1") / median("pool"):.2f}× | |"""
+| speedup of {cores} processes over 1 | Coreboard {median("p1") / median("p"):.2f}× | Pool {median("pool 1") / median("pool"):.2f}× | |
+
+Where a one-process gap comes from (docs/decisions.md, issue 20): not the chunks' code (the
+same symbols in the same shares under `perf` in a Pool child and a prefork child), but the
+time between chunks (a claim and a record per coarse chunk) and what else wakes in the
+chunk's process and takes its GIL (the chunks' CPU row counts those threads too). The
+process sampler now runs in the worker's main process. On a shared machine the load moves
+single rounds by tens of percent either way: read the medians, and the load above."""
 
 
 def _fine_section(rows: list[tuple[int, int, dict[str, Any]]], cores: int, runs: int) -> str:
