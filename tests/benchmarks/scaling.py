@@ -22,7 +22,6 @@ least 5 interleaved rounds).
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import statistics
 import sys
@@ -32,7 +31,7 @@ from typing import Any
 
 from jobs import scaling
 from tests.benchmarks import harness, report
-from tests.benchmarks.speedup import Api, _run_spec, _timed, _wait, _wall
+from tests.benchmarks.speedup import Api, _pool, _run_spec, _timed, _wait, _wall
 
 # Estimated chunk-seconds of a big sweep are over a person's default quota.
 SCALING_LIMITS = {"COREBOARD_QUOTA_CHUNK_S": str(10**9)}
@@ -85,7 +84,7 @@ def _level(
         _wait(api.submit("burn", {"chunks": p, "ms": 50, "fail_rate": 0}, p))  # warm up
         ours: list[float] = []
         theirs: list[float] = []
-        with multiprocessing.get_context("fork").Pool(p) as pool:
+        with _pool(p) as pool:
             pool.map(_run_spec, [("burn", {"index": 0, "ms": 10, "fail_rate": 0})] * p)
             for run in range(runs):
                 for which in (0, 1) if run % 2 == 0 else (1, 0):

@@ -23,6 +23,7 @@ section names to leave out: coarse, fine, big, fairness).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import multiprocessing
@@ -31,7 +32,7 @@ import statistics
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -52,6 +53,19 @@ SECTION_HEADINGS = {
     "big": "## Big",
     "fairness": "## Fairness",
 }
+
+
+@contextlib.contextmanager
+def _pool(processes: int) -> Iterator[Any]:
+    """A fork `multiprocessing.Pool`, ended by close + join rather than terminate: its
+    children inherit the harness's SIGTERM handler (sys.exit), and terminate's SIGTERM can
+    end one while it holds the task queue's lock, leaving another blocked on it for good."""
+    pool = multiprocessing.get_context("fork").Pool(processes)
+    try:
+        yield pool
+    finally:
+        pool.close()
+        pool.join()
 
 
 def _run_spec(job: tuple[str, dict[str, Any]]) -> Any:
@@ -151,7 +165,7 @@ def main() -> int:
             )
             stack.stop_later(capture_off)
             _coreboard(api, burn_twin.NAME, {"chunks": 4, "ms": 50}, cores)
-        with multiprocessing.get_context("fork").Pool(cores) as pool:
+        with _pool(cores) as pool:
             pool.map(_run_spec, [("burn", {"index": 0, "ms": 10, "fail_rate": 0})] * cores)
 
             def compare(
@@ -320,7 +334,7 @@ def _coarse(
     _coreboard(api, primes_twin.NAME, {"start": 0, "stop": 10**6, "chunks": 2}, 1)  # warm up
     specs = [("primes", spec) for spec in kinds.get("primes").split(COARSE)]
     runs_of: dict[str, list[Run]] = {"serial": [], "pool 1": [], "p1": [], "pool": [], "p": []}
-    with multiprocessing.get_context("fork").Pool(1) as pool_1:
+    with _pool(1) as pool_1:
         pool_1.map(_run_spec, specs[:1])
         for run in range(runs):
             began = time.process_time()
