@@ -323,36 +323,44 @@ def _coarse(
     """Coreboard at parallelism 1 on a worker of exactly one process (it runs only the
     primes twin, so nothing else lands on it and its job on nothing else) against Pool(1),
     and at parallelism `cores` on the stack's worker against Pool(`cores`), with a serial
-    loop for reference; each round runs every setup, each pair in alternating order."""
+    loop for reference; each round runs every setup, each pair in alternating order.
+
+    The one-process worker lives only for its pair of each round: idle, it would still
+    beat and reconcile on the cores that the parallelism-`cores` pair fills."""
     from jobs import kinds
     from tests.processes import start_celery_worker
 
-    one = start_celery_worker(
-        {**stack.env, "COREBOARD_WORKER_KINDS": primes_twin.NAME}, concurrency=1
-    )
-    stack.stop_later(one)
-    _coreboard(api, primes_twin.NAME, {"start": 0, "stop": 10**6, "chunks": 2}, 1)  # warm up
     specs = [("primes", spec) for spec in kinds.get("primes").split(COARSE)]
     runs_of: dict[str, list[Run]] = {"serial": [], "pool 1": [], "p1": [], "pool": [], "p": []}
+
+    def one_process_pair(run: int) -> None:
+        one = start_celery_worker(
+            {**stack.env, "COREBOARD_WORKER_KINDS": primes_twin.NAME}, concurrency=1
+        )
+        try:
+            _coreboard(api, primes_twin.NAME, {"start": 0, "stop": 10**6, "chunks": 2}, 1)
+            pair: list[tuple[str, Callable[[], Run]]] = [
+                ("pool 1", lambda: _pool_run(pool_1, specs)),
+                ("p1", lambda: _coreboard_run(api, primes_twin.NAME, COARSE, 1)),
+            ]
+            for name, measure in pair if run % 2 == 0 else reversed(pair):
+                runs_of[name].append(measure())
+        finally:
+            one.stop()
+
     with _pool(1) as pool_1:
         pool_1.map(_run_spec, specs[:1])
         for run in range(runs):
             began = time.process_time()
             _, seconds = _timed(lambda: [_run_spec(spec) for spec in specs])
             runs_of["serial"].append(Run(seconds, time.process_time() - began))
-            pairs: list[list[tuple[str, Callable[[], Run]]]] = [
-                [
-                    ("pool 1", lambda: _pool_run(pool_1, specs)),
-                    ("p1", lambda: _coreboard_run(api, primes_twin.NAME, COARSE, 1)),
-                ],
-                [
-                    ("pool", lambda: _pool_run(pool, specs)),
-                    ("p", lambda: _coreboard_run(api, "primes", COARSE, cores)),
-                ],
+            one_process_pair(run)
+            pair: list[tuple[str, Callable[[], Run]]] = [
+                ("pool", lambda: _pool_run(pool, specs)),
+                ("p", lambda: _coreboard_run(api, "primes", COARSE, cores)),
             ]
-            for pair in pairs:
-                for name, measure in pair if run % 2 == 0 else reversed(pair):
-                    runs_of[name].append(measure())
+            for name, measure in pair if run % 2 == 0 else reversed(pair):
+                runs_of[name].append(measure())
             print(
                 f"coarse run {run + 1} (load {os.getloadavg()[0]:.1f}): "
                 + ", ".join(f"{k} {v[-1].wall:.3f} s" for k, v in runs_of.items()),
@@ -397,8 +405,8 @@ def _coarse_section(result: dict[str, list[Run]], cores: int, runs: int) -> str:
 
 `primes {json.dumps(COARSE)}`; {runs} rounds, each running every setup (Pool and Coreboard
 of one size back to back, which goes first alternating). Coreboard at parallelism 1 runs on
-a worker of exactly one process, which runs nothing else; at parallelism {cores} on the
-{cores}-process worker. Times in seconds; Coreboard's is the job's started → finished, Pool's
+a worker of exactly one process, which runs nothing else and is started for that pair of
+each round; at parallelism {cores} on the {cores}-process worker. Times in seconds; Coreboard's is the job's started → finished, Pool's
 the `map(chunksize=1)` call. Load average at the end: {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}.
 
 | setup | median | all runs |
