@@ -12,11 +12,16 @@ it, runs, and reads it: the peak of that chunk alone. Elsewhere (or where /proc 
 writable) the peak is the larger of the resident memory at the start and at the end, via
 psutil; a peak in between is then missed.
 
-Samples: while a process runs a job's chunks, a sampler thread measures its CPU use and
-resident memory every SAMPLE_INTERVAL_S, publishes them (`job.resources`) and stores them
-(`ProcessSample`) in batches. A job's stored samples thin out as they pile up: every
-second for its first THIN_EVERY rows, then every 2 s, 4 s, ... and none past
-MAX_SAMPLES_PER_JOB (counted in Redis across processes); the live messages stay at 1 s.
+Samples: while a pool child runs a job's chunks, the worker's MAIN process measures the
+child's CPU use and resident memory from outside (psutil, by pid) every SAMPLE_INTERVAL_S,
+publishes them (`job.resources`) and stores them (`ProcessSample`) in batches. It learns
+which child runs which job from the stop board (jobs.engine.stopper), which the children
+write anyway. Sampling from inside the child would put a thread there that wakes every
+second and takes the GIL from the chunk (several handoffs per sample and per publication):
+a chunk process runs its chunk and little else. A job's stored samples thin out as they
+pile up: every second for its first THIN_EVERY rows, then every 2 s, 4 s, ... and none
+past MAX_SAMPLES_PER_JOB (counted in Redis across processes); the live messages stay at
+1 s.
 """
 
 from __future__ import annotations
@@ -26,13 +31,14 @@ import os
 import resource
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
 import psutil
 import redis
 from django.conf import settings
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
 
 from jobs import protocol
@@ -175,41 +181,78 @@ def store_interval_s(stored: int) -> float:
     return SAMPLE_INTERVAL_S * float(2 ** (stored // THIN_EVERY))
 
 
-class _Sampler:
-    """This process's sampler thread: while it runs a job's chunks, a sample a second."""
+@dataclass
+class _Child:
+    """A pool child the sampler has seen: its psutil handle (cpu_percent measures since the
+    last call on it), the job it runs, and until when that job's sampling goes on (the
+    next chunk usually follows at once: back-to-back chunks make one timeline)."""
 
-    def __init__(self) -> None:
-        self.pid = os.getpid()
-        self.job_id: int | None = None
-        self.running = False
-        self.busy_until = 0.0
-        self._process = psutil.Process()
-        self._process.cpu_percent()
+    process: psutil.Process
+    job_id: int
+    busy_until: float
+
+
+class ProcessSampler:
+    """In a worker's main process: a sample a second of each pool child that runs a job's
+    chunks (`busy()` says which: (pid, job id) pairs, from the stop board)."""
+
+    def __init__(self, node: str, busy: Callable[[], Iterable[tuple[int, int]]]) -> None:
+        self.node = node
+        self.busy = busy
+        self._children: dict[int, _Child] = {}
         self._unsaved: list[ProcessSample] = []
-        self._last_stored: dict[int, float] = {}
+        # When each (job, process) last had a sample stored, and each job's stored count.
+        self._last_stored: dict[tuple[int, str], float] = {}
         self._stored: dict[int, int] = {}
-        threading.Thread(target=self._run, name="coreboard-sampler", daemon=True).start()
 
-    def _run(self) -> None:
+    def run(self) -> None:
         next_store = time.monotonic() + STORE_EVERY_S
         while True:
             time.sleep(SAMPLE_INTERVAL_S)
             try:
-                self._sample()
+                self.sample()
                 if self._unsaved and time.monotonic() >= next_store:
                     next_store = time.monotonic() + STORE_EVERY_S
-                    self._store()
+                    # As Django does around a request: this thread's connection is kept
+                    # (a new one every STORE_EVERY_S would cost a backend and an
+                    # authentication each), and replaced once past CONN_MAX_AGE or broken.
+                    close_old_connections()
+                    self.store()
             except Exception:
-                logger.warning("could not sample this process", exc_info=True)
+                logger.warning("could not sample the pool's processes", exc_info=True)
 
-    def _sample(self) -> None:
-        job_id = self.job_id
-        cpu = self._process.cpu_percent()
-        if job_id is None or not (self.running or time.monotonic() <= self.busy_until):
-            return
+    def sample(self) -> None:
+        now = time.monotonic()
+        busy = dict(self.busy())
+        for pid, child in list(self._children.items()):
+            if pid in busy:
+                child.job_id = busy.pop(pid)
+                child.busy_until = now + SAMPLE_INTERVAL_S * 1.5
+            try:
+                cpu = child.process.cpu_percent()
+                rss = int(child.process.memory_info().rss)
+            except psutil.Error:
+                del self._children[pid]  # gone: a replacement child gets a new pid
+                continue
+            if now <= child.busy_until:
+                self._sample(workers.process_id(node=self.node, pid=pid), child.job_id, cpu, rss)
+        # Children seen for the first time: measured from the next pass on.
+        for pid, job_id in busy.items():
+            try:
+                process = psutil.Process(pid)
+                process.cpu_percent()  # the first call only primes the counter
+            except psutil.Error:
+                continue
+            self._children[pid] = _Child(process, job_id, now + SAMPLE_INTERVAL_S * 1.5)
+        # What is kept per job goes with the job (it ended, or left this worker's pool).
+        jobs = {child.job_id for child in self._children.values()}
+        for key in [key for key in self._last_stored if key[0] not in jobs]:
+            del self._last_stored[key]
+        for job_id in [job_id for job_id in self._stored if job_id not in jobs]:
+            del self._stored[job_id]
+
+    def _sample(self, process: str, job_id: int, cpu: float, rss: int) -> None:
         at: datetime = timezone.now()
-        rss = rss_now()
-        process = workers.process_id()
         sample = protocol.resource_sample(
             process=process, at=at.isoformat(), cpu_percent=cpu, rss=rss
         )
@@ -224,10 +267,11 @@ class _Sampler:
         stored = self._stored.get(job_id, 0)
         if stored >= MAX_SAMPLES_PER_JOB:
             return
-        last = self._last_stored.get(job_id, 0.0)
+        key = (job_id, process)
+        last = self._last_stored.get(key, 0.0)
         if time.monotonic() - last + 0.05 < store_interval_s(stored):
             return
-        self._last_stored[job_id] = time.monotonic()
+        self._last_stored[key] = time.monotonic()
         self._unsaved.append(
             ProcessSample(
                 job_id=job_id,
@@ -238,7 +282,7 @@ class _Sampler:
             )
         )
 
-    def _store(self) -> None:
+    def store(self) -> None:
         batch, self._unsaved = self._unsaved, []
         by_job: dict[int, int] = {}
         for sample in batch:
@@ -259,26 +303,12 @@ class _Sampler:
         except DatabaseError as error:
             # The job was deleted meanwhile, or the database is away: samples are a view.
             logger.warning("could not store process samples: %s", error)
-        finally:
-            # A write every STORE_EVERY_S does not need a connection held in between.
-            connection.close()
 
 
-_sampler: _Sampler | None = None
-
-
-def sampling_begin(job_id: int) -> None:
-    """This process runs a chunk of `job_id` from now on."""
-    global _sampler
-    if _sampler is None or _sampler.pid != os.getpid():
-        _sampler = _Sampler()
-    _sampler.job_id = job_id
-    _sampler.running = True
-
-
-def sampling_end() -> None:
-    """The chunk ended; the next one usually follows at once, so the job's sampling goes
-    on for a moment (back-to-back chunks make a continuous timeline)."""
-    if _sampler is not None:
-        _sampler.running = False
-        _sampler.busy_until = time.monotonic() + SAMPLE_INTERVAL_S * 1.5
+def start_process_sampler(node: str, busy: Callable[[], Iterable[tuple[int, int]]]) -> None:
+    """In a worker's main process (with chunk capture on): sample the pool's busy children
+    every SAMPLE_INTERVAL_S."""
+    if not settings.COREBOARD_CHUNK_CAPTURE:
+        return
+    sampler = ProcessSampler(node, busy)
+    threading.Thread(target=sampler.run, name="coreboard-sampler", daemon=True).start()

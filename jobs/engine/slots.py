@@ -347,9 +347,8 @@ class _SlotRun:
         # before a page could show them running).
         self.shown_running_s = settings.COREBOARD_PUBLISH_INTERVAL_MS / 1000
         # Once per process (a no-op after the first): stdout, stderr and logging go to the
-        # running chunk's output; the sampler writes the job's CPU/memory timeline.
+        # running chunk's output.
         output.capture_install()
-        self.sampling = settings.COREBOARD_CHUNK_CAPTURE
 
     @property
     def disowned(self) -> bool:
@@ -445,8 +444,6 @@ class _SlotRun:
         self.hooks.chunk_started(self.job_id, claim.index)
         if (self.books.chunk_s or self.shown_running_s) >= self.shown_running_s:
             events.chunks_changed(self.job_id, [self._claimed_state(claim)])
-        if self.sampling:
-            resources.sampling_begin(self.job_id)
         output.chunk_output_begin(self.job_id, claim.index)
         started_at: datetime = timezone.now()
         began = time.perf_counter()
@@ -505,6 +502,4 @@ class _SlotRun:
         stopper.chunk_end()
         usage = meter.stop()
         captured = output.chunk_output_end()
-        if self.sampling:
-            resources.sampling_end()
         return usage, captured

@@ -123,6 +123,13 @@ def board_create(entries: int = BOARD_ENTRIES) -> None:
     _board = _Board(entries)
 
 
+def board_busy() -> list[tuple[int, int]]:
+    """In a worker's main process: (pid, job id) of each pool child running a chunk now."""
+    if _board is None:
+        return []
+    return [(entry.pid, entry.job_id) for entry in _board.busy()]
+
+
 def child_init(*, slot: int | None) -> None:
     """In a pool child: its entry on the board (its billiard index), if it has one."""
     usable = _board is not None and slot is not None and 0 <= slot < _board.entries

@@ -13,7 +13,17 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, connection
 
-from jobs.engine import dispatch, live, output, reconciler, slot_registry, slots, stopper, workers
+from jobs.engine import (
+    dispatch,
+    live,
+    output,
+    reconciler,
+    resources,
+    slot_registry,
+    slots,
+    stopper,
+    workers,
+)
 from jobs.engine import preflight as worker_preflight
 
 logger = logging.getLogger(__name__)
@@ -148,8 +158,8 @@ def start_process_heartbeat(**kwargs: object) -> None:
 
 @signals.worker_ready.connect
 def start_main_process_threads(sender: Any = None, **kwargs: object) -> None:
-    """Each worker's main process publishes its node (info, per-core CPU use) and runs the
-    reconciler."""
+    """Each worker's main process publishes its node (info, per-core CPU use), runs the
+    reconciler, and samples its pool children's CPU and memory while they run chunks."""
     concurrency = getattr(getattr(sender, "controller", None), "concurrency", None) or 1
     _Node.concurrency = int(concurrency)
     app = getattr(sender, "app", None)
@@ -160,6 +170,7 @@ def start_main_process_threads(sender: Any = None, **kwargs: object) -> None:
         on_displaced=_stop_displaced,
     )
     reconciler.start_reconciler(_Node.name)
+    resources.start_process_sampler(_Node.name, stopper.board_busy)
     controller = getattr(sender, "controller", None)
     hub = getattr(controller, "hub", None)
     maintain = getattr(getattr(controller, "pool", None), "maintain_pool", None)
