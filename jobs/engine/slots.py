@@ -153,6 +153,10 @@ class ChunkProgress:
 # --- the keepalive thread: leases and the slot's registry entry --------------------------------
 
 
+# How many keepalive beats between checks of its database connection's age and health.
+CONNECTION_CHECK_BEATS = 60
+
+
 class _Keepalive:
     """Renews the leases of the chunks this process's running slot holds, and that slot's
     registry entry, every HEARTBEAT_S.
@@ -173,12 +177,17 @@ class _Keepalive:
         threading.Thread(target=self._run, name="coreboard-keepalive", daemon=True).start()
 
     def _run(self) -> None:
+        beats = 0
         while True:
             time.sleep(workers.HEARTBEAT_S)
             self.beat()
+            beats += 1
             # As Django does after a request: this thread's connection is closed once
-            # older than CONN_MAX_AGE or broken.
-            close_old_connections()
+            # older than CONN_MAX_AGE or broken. Not after every beat: each call makes the
+            # next use check the connection first (a second round trip a second, and the
+            # GIL taken from the running chunk twice); a broken one is closed as it fails.
+            if beats % CONNECTION_CHECK_BEATS == 0:
+                close_old_connections()
 
     def beat(self) -> None:
         with self.lock:
