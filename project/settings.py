@@ -211,6 +211,7 @@ COREBOARD_SLOT_MAX_S = config.integer("COREBOARD_SLOT_MAX_S")
 COREBOARD_KILL_GRACE_MS = config.integer("COREBOARD_KILL_GRACE_MS")
 COREBOARD_CHUNK_CAPTURE = config.boolean("COREBOARD_CHUNK_CAPTURE")
 COREBOARD_CHUNK_OUTPUT_BYTES = config.integer("COREBOARD_CHUNK_OUTPUT_BYTES")
+COREBOARD_CHUNK_NICE = config.integer("COREBOARD_CHUNK_NICE")
 CELERY_BROKER_URL = _redis_db_url(0)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # The visibility timeout must exceed the longest chunk, or Redis redelivers running chunks.
