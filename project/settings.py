@@ -194,6 +194,10 @@ CHANNEL_LAYERS = {
                     "address": CHANNEL_LAYER_REDIS_URL,
                     "socket_timeout": 10,
                     "socket_connect_timeout": 2,
+                    # redis-py's pool refuses a 101st connection at once (MaxConnectionsError,
+                    # which the sockets took for a broker failure: every page resynced at
+                    # once). A busy daphne has a Redis call in flight per socket at times.
+                    "max_connections": 1000,
                 }
             ],
             "capacity": 1000,

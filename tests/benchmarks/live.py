@@ -75,6 +75,8 @@ class Watch:
     measuring: bool = False
     opened: int = 0
     messages: int = 0
+    # Snapshots sent after the first (resyncs: a gap, or a socket that fell behind).
+    resyncs: int = 0
 
 
 async def _viewer(url: str, origin: str, cookie: str, watch: Watch, stop: asyncio.Event) -> None:
@@ -101,7 +103,11 @@ async def _viewer(url: str, origin: str, cookie: str, watch: Watch, stop: asynci
                 watch.opened += 1
                 first = False
             watch.messages += 1
-            if not watch.measuring or '"job.progress"' not in str(raw):
+            if not watch.measuring:
+                continue
+            if '"job.snapshot"' in str(raw):
+                watch.resyncs += 1
+            if '"job.progress"' not in str(raw):
                 continue
             message = json.loads(raw)
             if message.get("type") != "job.progress":
@@ -350,6 +356,7 @@ def _run(base_url: str, people: People, kind: str, *, watched: bool) -> dict[str
         last = [max(per_chunk) for per_chunk in sockets.watch.delays.values()]
         print(
             f"{sockets.watch.opened} sockets opened, {sockets.watch.messages} messages, "
+            f"{sockets.watch.resyncs} resyncs, "
             f"{len(sockets.errors)} failed: {sockets.errors[:3]}",
             flush=True,
         )
@@ -400,7 +407,13 @@ def main() -> int:
             order = names[run % len(names) :] + names[: run % len(names)]
             for name in order:
                 kind, watched = setups[name]
-                outcome = _run(stack.base_url, people, kind, watched=watched)
+                try:
+                    outcome = _run(stack.base_url, people, kind, watched=watched)
+                except Exception:
+                    for process in stack.processes:
+                        alive = process.process.poll() is None
+                        print(f"--- {process.name} (alive: {alive}):\n{process.output()[-3000:]}")
+                    raise
                 results[name].append(outcome)
                 summary = f"wall {outcome['wall']:.2f} s"
                 if watched:
