@@ -157,6 +157,10 @@ def _networks(value: list[str]) -> str:
     return ""
 
 
+def _niceness(value: int) -> str:
+    return "" if value <= 19 else "must be at most 19 (Linux's lowest priority)"
+
+
 def _header_and_value(value: list[str]) -> str:
     return "" if len(value) in (0, 2) else "must be 'Header-Name,value'"
 
@@ -612,6 +616,18 @@ register(
     section="engine",
     minimum=0,
     shared=True,
+)
+register(
+    "COREBOARD_CHUNK_NICE",
+    "int",
+    10,
+    "CPU niceness added to each worker process that runs chunks (`0`: none, `19`: the "
+    "lowest priority), so that the web server, PostgreSQL, Redis and the worker's own main "
+    "process never wait for a core behind chunks",
+    section="engine",
+    minimum=0,
+    shared=True,
+    check=_niceness,
 )
 register(
     "COREBOARD_BATCH_TARGET_MS",

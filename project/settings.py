@@ -196,6 +196,10 @@ CHANNEL_LAYERS = {
                     "address": CHANNEL_LAYER_REDIS_URL,
                     "socket_timeout": 10,
                     "socket_connect_timeout": 2,
+                    # redis-py's pool refuses a 101st connection at once (MaxConnectionsError,
+                    # which the sockets took for a broker failure: every page resynced at
+                    # once). A busy daphne has a Redis call in flight per socket at times.
+                    "max_connections": 1000,
                 }
             ],
             "capacity": 1000,
@@ -213,6 +217,7 @@ COREBOARD_SLOT_MAX_S = config.integer("COREBOARD_SLOT_MAX_S")
 COREBOARD_KILL_GRACE_MS = config.integer("COREBOARD_KILL_GRACE_MS")
 COREBOARD_CHUNK_CAPTURE = config.boolean("COREBOARD_CHUNK_CAPTURE")
 COREBOARD_CHUNK_OUTPUT_BYTES = config.integer("COREBOARD_CHUNK_OUTPUT_BYTES")
+COREBOARD_CHUNK_NICE = config.integer("COREBOARD_CHUNK_NICE")
 CELERY_BROKER_URL = _redis_db_url(0)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # The visibility timeout must exceed the longest chunk, or Redis redelivers running chunks.

@@ -148,10 +148,29 @@ def slot_reserved(request: Any = None, **kwargs: Any) -> None:
         logger.warning("could not mark a slot reserved", exc_info=True)
 
 
+def chunk_priority_lower(niceness: int) -> None:
+    """Lower this process's CPU priority by `niceness` (0: leave it alone).
+
+    Called first in a prefork child, while its main thread is its only thread: Linux keeps
+    a nice value per thread and a new thread inherits its creator's, so every thread the
+    child starts afterwards (heartbeat, keepalive, publisher, output, sampler) runs at the
+    child's priority, and a subprocess a kind starts does too. The worker's main process
+    (stopper, reconciler, pool) keeps its own. No privilege is needed to lower a priority.
+    """
+    if niceness <= 0:
+        return
+    try:
+        os.nice(niceness)
+    except OSError as error:
+        logger.warning("could not lower the chunk process's CPU priority: %s", error)
+
+
 @signals.worker_process_init.connect
 def start_process_heartbeat(**kwargs: object) -> None:
-    """Each prefork child reports itself (idle/busy, current chunk) once a second, and
-    takes its entry on the stop board (its billiard index)."""
+    """Each prefork child runs at the chunks' lower CPU priority (COREBOARD_CHUNK_NICE),
+    reports itself (idle/busy, current chunk) once a second, and takes its entry on the
+    stop board (its billiard index)."""
+    chunk_priority_lower(settings.COREBOARD_CHUNK_NICE)
     live.start_heartbeat()
     stopper.child_init(slot=getattr(current_process(), "index", None))
 

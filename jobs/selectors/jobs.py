@@ -117,10 +117,6 @@ def with_processes_used(jobs: QuerySet[Job]) -> JobQuerySet:
     return cast(JobQuerySet, jobs).with_processes_used()
 
 
-def job_version(*, job_id: int) -> int | None:
-    return Job.objects.filter(pk=job_id).values_list("version", flat=True).first()
-
-
 # Bytes a chunk wrote, without loading its text: the stored tail less its cut marker
 # (protocol.output_cut_marker, written the same way), plus the bytes cut.
 OUTPUT_BYTES_SQL = """
@@ -569,6 +565,13 @@ def job_live_by_id(*, job_id: int) -> LiveState | None:
     """job_live of the job with this id (None when it is gone)."""
     job = Job.objects.filter(pk=job_id).first()
     return None if job is None else job_live(job)
+
+
+def job_version_and_live(*, job_id: int) -> tuple[int, LiveState] | None:
+    """The job's version and job_live, from one read of its row (None when it is gone):
+    what a job page's socket checks on each beat."""
+    job = Job.objects.filter(pk=job_id).first()
+    return None if job is None else (job.version, job_live(job))
 
 
 def job_as_api_dict(job: Job) -> JobApiState:

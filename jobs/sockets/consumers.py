@@ -30,6 +30,7 @@ from jobs.protocol import (
 from jobs.selectors import jobs as selectors
 from jobs.sockets.broker import BROKER_ERRORS
 from jobs.sockets.guards import GuardedConsumer
+from jobs.sockets.shared import SharedRead
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,21 @@ MAX_TRACKED_GAP = 1000
 # A client's resyncs are answered at most this often (more are merged into one).
 MIN_RESYNC_INTERVAL_S = 1.0
 OVERVIEW_INTERVAL_S = 1.0
+
+
+async def _job_beat_read(job_id: int) -> tuple[int, LiveState] | None:
+    read: tuple[int, LiveState] | None = await database_sync_to_async(
+        selectors.job_version_and_live
+    )(job_id=job_id)
+    return read
+
+
+# A job's version and `job.live`, read once per beat for all of its pages in this process
+# (jobs.sockets.shared): its five pages asked five times, each through the one thread that
+# runs the consumers' database calls.
+JOB_BEATS: SharedRead[int, tuple[int, LiveState] | None] = SharedRead(
+    _job_beat_read, max_age_s=SOCKET_BEAT_S / 2
+)
 
 
 async def accept_authenticated(consumer: AsyncJsonWebsocketConsumer) -> Any | None:
@@ -70,8 +86,11 @@ class JobConsumer(GuardedConsumer):
     when the number jumps by more than MAX_TRACKED_GAP either way (a counter that Redis
     lost starts again far above, jobs.engine.events). Every
     SOCKET_BEAT_S it also joins the job's group again (a Redis that lost its data lost the
-    membership too) and compares the job's version in the database with the newest one it
-    relayed: a socket that stays behind for two beats resyncs. The client may send
+    membership too) and compares the newest version it relayed with the job's version in
+    the database at the previous beat: a change that has not come a whole beat after it was
+    stored, while no delta came at all, was lost (the group with it), and the socket
+    resyncs. Deltas that come late are not lost: a socket that resynced then would only
+    add to the queue it waits in. The client may send
     `{"type": "resync"}` too, answered at most once per MIN_RESYNC_INTERVAL_S.
 
     While the channel layer's Redis does not answer, the page is told so (GuardedConsumer)
@@ -86,7 +105,12 @@ class JobConsumer(GuardedConsumer):
     max_seq = 0
     last_snapshot_at = 0.0
     version_sent = 0
-    behind_since_beat = False
+    # The job's version in the database at the previous beat: one that has still not been
+    # relayed a beat later was lost on the way.
+    version_due = 0
+    # Whether a delta was relayed since the last beat: deltas that keep coming, however
+    # late, are not lost (a socket that resynced then only added to the queue it was in).
+    relayed_since_beat = False
     live_sent: LiveState | None = None
     ticker: asyncio.Task[None] | None = None
     resync_later: asyncio.Task[None] | None = None
@@ -129,11 +153,10 @@ class JobConsumer(GuardedConsumer):
         if self.group is not None:
             await self._join(self.group)
 
-    async def send_live(self) -> None:
+    async def send_live(self, live: LiveState) -> None:
         """`job.live`: pace, live processes and why it waits (selectors.jobs_live), which
         change with the cluster and the clock rather than with the job's own events."""
-        live = await database_sync_to_async(selectors.job_live_by_id)(job_id=self.job_id)
-        if live is not None and live != self.live_sent and not self.client_behind():
+        if live != self.live_sent and not self.client_behind():
             self.live_sent = live
             await self.send_json(protocol.job_live_message(live))
 
@@ -156,19 +179,26 @@ class JobConsumer(GuardedConsumer):
             except BROKER_ERRORS as error:
                 self.broker_failed(error)
                 continue
-            version = await database_sync_to_async(selectors.job_version)(job_id=self.job_id)
-            if version is None:
+            beat = await JOB_BEATS.get(self.job_id)
+            if beat is None:
                 await self.close(code=CLOSE_NOT_FOUND)
                 return
+            version, live = beat
             now = time.monotonic()
             gap = any(now - noticed >= GAP_GRACE_S for noticed in self.missing.values())
-            behind = version > self.version_sent
+            # Behind: a version the database had a whole beat ago has still not come, and no
+            # delta came meanwhile (the group was lost). Not "behind now, and at the last
+            # beat too": a busy job's newest version is nearly always on its way, and a
+            # daphne that fell a few seconds behind made every page resync every two beats,
+            # which put it further behind (issue 20).
+            behind = self.version_sent < self.version_due and not self.relayed_since_beat
+            self.relayed_since_beat = False
             try:
-                if gap or (behind and self.behind_since_beat):
+                if gap or behind:
                     await self.send_snapshot()  # carries `live` too
                 else:
-                    self.behind_since_beat = behind
-                    await self.send_live()
+                    self.version_due = version
+                    await self.send_live(live)
             except BROKER_ERRORS as error:
                 self.broker_failed(error)
 
@@ -198,7 +228,7 @@ class JobConsumer(GuardedConsumer):
             self.max_seq = max(self.max_seq, seq)
             self.missing = {number: at for number, at in self.missing.items() if number > seq}
         self.version_sent = job["version"]
-        self.behind_since_beat = False
+        self.version_due = 0
         self.last_snapshot_at = time.monotonic()
         await self.send_json(
             protocol.job_snapshot_message(
@@ -273,6 +303,7 @@ class JobConsumer(GuardedConsumer):
         self.max_seq = max(self.max_seq, seq)
         if event["job"] is not None:
             self.version_sent = max(self.version_sent, event["job"]["version"])
+        self.relayed_since_beat = True
         await self.send_json(
             protocol.job_progress_message(seq=seq, job=event["job"], chunks=event["chunks"])
         )

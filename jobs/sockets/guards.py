@@ -9,6 +9,7 @@ import contextlib
 import functools
 import logging
 import time
+import weakref
 from collections import Counter
 from collections.abc import Coroutine
 from importlib import import_module
@@ -136,6 +137,78 @@ def _token_user_pk(key: str) -> Any:
     return token.user.pk if token else None
 
 
+Credential = tuple[str, str | None]  # ("session", key) or ("token", key)
+
+
+def _credential_users(credentials: set[Credential]) -> dict[Credential, Any]:
+    """The pk each credential still logs in (None once it no longer does); a credential
+    whose check failed is left out (its sockets stay, checked again next time)."""
+    users: dict[Credential, Any] = {}
+    for credential in credentials:
+        kind, key = credential
+        try:
+            users[credential] = (
+                _token_user_pk(key) if kind == "token" and key else _session_user_pk(key)
+            )
+        except Exception:
+            log.exception("checking a websocket's session failed")
+    return users
+
+
+class CredentialChecks:
+    """Every open socket's session (or API token) in this process, checked together every
+    COREBOARD_SOCKET_SESSION_CHECK_MS: one trip to the consumers' database thread and one
+    check per distinct credential, instead of a trip and a check per socket (120 sockets
+    made 60 trips a second through the thread that also answers every other socket's
+    reads, and each trip costs a connection health check besides). A socket whose
+    credential no longer logs its person in is closed with 4401."""
+
+    def __init__(self) -> None:
+        self._sockets: dict[GuardedConsumer, tuple[Credential, Any]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def watch(self, consumer: GuardedConsumer, credential: Credential, user_pk: Any) -> None:
+        self._sockets[consumer] = (credential, user_pk)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run())
+
+    def forget(self, consumer: GuardedConsumer) -> None:
+        self._sockets.pop(consumer, None)
+
+    async def _run(self) -> None:
+        while self._sockets:
+            await asyncio.sleep(settings.COREBOARD_SOCKET_SESSION_CHECK_MS / 1000)
+            wanted = {credential for credential, _ in self._sockets.values()}
+            if not wanted:
+                continue
+            try:
+                current = await database_sync_to_async(_credential_users)(wanted)
+            except Exception:
+                log.exception("checking the websockets' sessions failed")
+                continue
+            for consumer, (credential, user_pk) in list(self._sockets.items()):
+                if credential in current and current[credential] != user_pk:
+                    self._sockets.pop(consumer, None)
+                    try:
+                        await consumer.close(code=CLOSE_UNAUTHENTICATED)
+                    except Exception:
+                        log.exception("closing a websocket whose session ended failed")
+
+
+# One per event loop (daphne has one; tests make many).
+_credential_checks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, CredentialChecks] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def credential_checks() -> CredentialChecks:
+    loop = asyncio.get_running_loop()
+    checks = _credential_checks.get(loop)
+    if checks is None:
+        checks = _credential_checks[loop] = CredentialChecks()
+    return checks
+
+
 def open_sockets(user_pk: Any) -> int:
     """How many of this person's sockets this process counts against their cap."""
     return _open.get(user_pk, 0)
@@ -168,7 +241,6 @@ class GuardedConsumer(AsyncJsonWebsocketConsumer):
     """
 
     guarded_user_pk: Any = None
-    session_watch: asyncio.Task[None] | None = None
     pulse: asyncio.Task[None] | None = None
     broker: BrokerWatch | None = None
     behind = False
@@ -345,38 +417,24 @@ class GuardedConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json(protocol.broker_state_message(available=False))
         token_key = self.scope.get("api_token_key")
         if token_key is not None:
-            check = database_sync_to_async(_token_user_pk)
-            self.session_watch = asyncio.create_task(self._watch(user.pk, check, token_key))
+            credential: Credential = ("token", token_key)
         else:
             session = self.scope.get("session")
-            key = getattr(session, "session_key", None)
-            check = database_sync_to_async(_session_user_pk)
-            self.session_watch = asyncio.create_task(self._watch(user.pk, check, key))
+            credential = ("session", getattr(session, "session_key", None))
+        credential_checks().watch(self, credential, user.pk)
         return True
 
     async def guard_disconnect(self) -> None:
+        with contextlib.suppress(RuntimeError):  # no running loop: nothing was watched
+            credential_checks().forget(self)
         if self.guarded_user_pk is not None:
             _open[self.guarded_user_pk] -= 1
             if _open[self.guarded_user_pk] <= 0:
                 del _open[self.guarded_user_pk]
             self.guarded_user_pk = None
-        for task in (self.session_watch, self.pulse, *self._steps):
+        for task in (self.pulse, *self._steps):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-        self.session_watch = self.pulse = None
-
-    async def _watch(self, user_pk: Any, check: Any, credential: str | None) -> None:
-        """Close the socket once its session (or API token) no longer logs its person in."""
-        interval = settings.COREBOARD_SOCKET_SESSION_CHECK_MS / 1000
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                current = await check(credential)
-            except Exception:
-                log.exception("checking a websocket's session failed")
-                continue
-            if current != user_pk:
-                await self.close(code=CLOSE_UNAUTHENTICATED)
-                return
+        self.pulse = None

@@ -3,6 +3,7 @@ who may listen. tests/integration/test_consumers_redis.py runs the same path ove
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -122,6 +123,39 @@ async def test_a_socket_whose_events_stopped_resyncs_from_the_database(alice: Us
     assert resync["type"] == "job.snapshot"
     assert resync["job"]["version"] == first["job"]["version"] + 1
     assert resync["job"]["status"] == "failed"
+    await communicator.disconnect()
+
+
+@pytest.mark.usefixtures("quick_beats")
+async def test_late_deltas_are_not_lost_and_resync_no_one(alice: User) -> None:
+    """A daphne that falls behind relays a busy job's deltas late, and the job's version
+    in the database is always ahead of them: that is no reason to resync (every page of
+    the job doing so buried daphne further, issue 20); silence is."""
+    job = await create_job(alice)
+    communicator = await communicator_for(job.pk, alice)
+    await communicator.connect()
+    first = await communicator.receive_json_from(timeout=5)
+    await database_sync_to_async(
+        lambda: Job.objects.filter(pk=job.pk).update(version=F("version") + 1)
+    )()
+    seq = first["seq"]
+
+    async def deltas() -> None:
+        # Deltas keep coming for many beats (0.2 s), none with the newer version yet.
+        for n in range(1, 21):
+            await publish(job.pk, seq + n, chunks=[{"index": 0, "progress": n / 20}])
+            await asyncio.sleep(0.1)
+
+    sending = asyncio.ensure_future(deltas())
+    while not sending.done():
+        if not await communicator.receive_nothing(timeout=0.05):
+            received = await communicator.receive_json_from(timeout=5)
+            assert received["type"] in {"job.progress", "job.live"}, received
+    # Then nothing comes: the change stored beats ago was lost, and the socket resyncs.
+    while (received := await communicator.receive_json_from(timeout=5))["type"] != "job.snapshot":
+        assert received["type"] in {"job.progress", "job.live"}, received
+    assert received["type"] == "job.snapshot"
+    assert received["job"]["version"] == first["job"]["version"] + 1
     await communicator.disconnect()
 
 
