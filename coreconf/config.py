@@ -692,8 +692,9 @@ register(
 register(
     "COREBOARD_PUBLISH_INTERVAL_MS",
     "int",
-    100,
-    "how often each process flushes its coalesced live events",
+    25,
+    "at most how often each process sends its coalesced live events (an event that finds "
+    "the last send older than this goes at once)",
     section="engine",
     unit="ms",
     minimum=10,

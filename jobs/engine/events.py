@@ -17,6 +17,7 @@ import asyncio
 import logging
 import os
 import threading
+import weakref
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -94,13 +95,24 @@ def redis_client() -> aioredis.Redis:
     )
 
 
+# One client per event loop (daphne has one): a client per call opened a connection, and
+# redis-py reads package metadata from disk for each new connection.
+_loop_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _loop_client() -> aioredis.Redis:
+    loop = asyncio.get_running_loop()
+    client = _loop_clients.get(loop)
+    if client is None:
+        client = _loop_clients[loop] = redis_client()
+    return client
+
+
 async def current_seq(job_id: int) -> int:
     """The job's last sequence number (a missing counter is started, see _SEQ_BASE)."""
-    client = redis_client()
-    try:
-        value = await client.eval(_SEQ_CURRENT, 1, seq_key(job_id), SEQ_TTL_SECONDS)
-    finally:
-        await client.aclose()
+    value = await _loop_client().eval(_SEQ_CURRENT, 1, seq_key(job_id), SEQ_TTL_SECONDS)
     return int(value)
 
 
@@ -129,6 +141,8 @@ class _Publisher:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._kick: asyncio.Event | None = None
         self._kicked = False
+        # Numbered events whose send was cut off, by job: sent again first.
+        self._unsent: dict[int, dict[str, Any]] = {}
         threading.Thread(target=self._thread_main, name="coreboard-events", daemon=True).start()
         self._ready.wait(timeout=5)
 
@@ -200,7 +214,14 @@ class _Publisher:
             pending, raw = self._drain()
             for job_id, message in raw:
                 await self._bounded(url, layer.group_send(job_group(job_id), message), job_id)
+            for job_id, event in list(self._unsent.items()):
+                await self._bounded(url, self._send(layer, job_id, event), job_id)
             for job_id, entry in pending.items():
+                if job_id in self._unsent:
+                    # Its numbered event before it is still not out: this one waits, in
+                    # order, rather than make every page see a gap and resync.
+                    self._merge_back(job_id, entry)
+                    continue
                 await self._bounded(url, self._send_changed(client, layer, job_id, entry), job_id)
             await asyncio.sleep(interval)
 
@@ -225,11 +246,35 @@ class _Publisher:
     async def _send_changed(
         self, client: aioredis.Redis, layer: Any, job_id: int, entry: _Pending
     ) -> None:
+        """Number the job's changes and send them. Once numbered, the event is sent until
+        it goes out (with the same number): a send cut off by the Redis timeout would
+        otherwise leave a gap in the job's numbers, and every page of it would resync."""
         seq = await next_seq(client, job_id)
-        event = protocol.job_changed_event(
-            job_id=job_id, seq=seq, job=entry.job, chunks=list(entry.chunks.values())
+        event = dict(
+            protocol.job_changed_event(
+                job_id=job_id, seq=seq, job=entry.job, chunks=list(entry.chunks.values())
+            )
         )
-        await layer.group_send(job_group(job_id), dict(event))
+        self._unsent[job_id] = event
+        await self._send(layer, job_id, event)
+
+    async def _send(self, layer: Any, job_id: int, event: dict[str, Any]) -> None:
+        await layer.group_send(job_group(job_id), event)
+        if self._unsent.get(job_id) is event:
+            del self._unsent[job_id]
+
+    def _merge_back(self, job_id: int, entry: _Pending) -> None:
+        """Put changes not sent yet back in front of any that came meanwhile."""
+        with self._lock:
+            newer = self._pending.get(job_id)
+            if newer is not None:
+                entry.job = newer.job or entry.job
+                for index, chunk in newer.chunks.items():
+                    entry.chunks.setdefault(index, {"index": index}).update(chunk)
+            self._pending[job_id] = entry
+            kick = self._kick_once()
+        if kick:
+            kick()
 
 
 _publisher: _Publisher | None = None
