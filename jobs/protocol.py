@@ -230,6 +230,9 @@ class ChunkDelta(TypedDict, total=False):
     peak_rss: int | None
     output_bytes: int
     progress: float
+    # False on a chunk told done as it ended, before its outcome is stored (its result and
+    # output cannot be fetched yet); True once stored. Absent: stored.
+    recorded: bool
 
 
 class LiveState(TypedDict):
@@ -749,7 +752,8 @@ def chunk_done_delta(
     output_bytes: int,
 ) -> ChunkDelta:
     """A chunk that has just finished, told as it ends (its outcome is recorded soon after,
-    with the job's counts): every field of its state, as chunk_state writes them."""
+    with the job's counts, and then told `recorded`): every field of its state, as
+    chunk_state writes them."""
     return {
         "index": index,
         "status": Chunk.Status.DONE.value,
@@ -766,7 +770,13 @@ def chunk_done_delta(
         "start_rss": start_rss,
         "peak_rss": peak_rss,
         "output_bytes": output_bytes,
+        "recorded": False,
     }
+
+
+def chunk_recorded_delta(index: int) -> ChunkDelta:
+    """A chunk told done as it ended whose outcome is now stored."""
+    return {"index": index, "status": Chunk.Status.DONE.value, "recorded": True}
 
 
 def chunk_progress_delta(index: int, fraction: float) -> ChunkDelta:

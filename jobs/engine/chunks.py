@@ -348,7 +348,9 @@ def _chunks_record(
             job_save(job, sorted(fields))
         recorded.job_active = job.is_active
         if fields or changed or rows:
-            job_publish_after_commit(job, changed)
+            # Chunks told done as they ended: pages learn they are stored (fetchable).
+            stored = [row[_INDEX] for row in rows] if announced else None
+            job_publish_after_commit(job, changed, recorded=stored)
         if (
             claim
             and claimer is not None
@@ -413,7 +415,8 @@ def _chunks_done(done: list[Done]) -> list[tuple[Any, ...]]:
     return rows
 
 
-# Where _DONE_SQL's RETURNING puts a chunk's peak memory.
+# Where _DONE_SQL's RETURNING puts a chunk's index and its peak memory.
+_INDEX = 1
 _PEAK_RSS = 12
 
 

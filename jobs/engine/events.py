@@ -290,10 +290,14 @@ def _get_publisher() -> _Publisher:
         return _publisher
 
 
-def job_changed(job_state: JobState, chunk_states: Sequence[ChunkState]) -> None:
-    """Publish a job's absolute state (and some of its chunks') to its group."""
-    deltas = [protocol.chunk_state_delta(state) for state in chunk_states]
-    _get_publisher().publish(job_state["id"], job=job_state, chunks=deltas)
+def job_changed(
+    job_state: JobState,
+    chunk_states: Sequence[ChunkState],
+    deltas: Sequence[ChunkDelta] = (),
+) -> None:
+    """Publish a job's absolute state (and some of its chunks', and `deltas`) to its group."""
+    changes = [protocol.chunk_state_delta(state) for state in chunk_states]
+    _get_publisher().publish(job_state["id"], job=job_state, chunks=[*changes, *deltas])
 
 
 def chunks_changed(job_id: int, chunk_states: Sequence[ChunkDelta]) -> None:

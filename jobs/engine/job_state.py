@@ -64,11 +64,15 @@ def job_save(job: Job, fields: list[str]) -> None:
     job.save(update_fields=[*fields, "version"])
 
 
-def job_publish_after_commit(job: Job, chunks: list[Chunk] | None = None) -> None:
-    """Publish the job's state (and some of its chunks') once the transaction commits."""
+def job_publish_after_commit(
+    job: Job, chunks: list[Chunk] | None = None, *, recorded: list[int] | None = None
+) -> None:
+    """Publish the job's state (and some of its chunks') once the transaction commits;
+    `recorded`: indices of chunks told done as they ended, now stored."""
     job_state = protocol.job_state(job)
     chunk_states = [protocol.chunk_state(chunk) for chunk in chunks or []]
-    transaction.on_commit(partial(events.job_changed, job_state, chunk_states))
+    deltas = [protocol.chunk_recorded_delta(index) for index in recorded or []]
+    transaction.on_commit(partial(events.job_changed, job_state, chunk_states, deltas))
 
 
 def job_lock(job_id: int) -> Job | None:

@@ -553,7 +553,7 @@ function failuresRender() {
 
 // The live picture: finished bands at their real size, in order; once the job has its
 // result file, that one picture (the same pixels, the same size) takes their place.
-let previewDone = -1;
+let previewDone = "";
 
 function previewRender() {
   const { job } = state;
@@ -572,8 +572,8 @@ function previewRender() {
     if (!holder.children.length) holder.append(img);
     return;
   }
-  // The bands change only when a chunk is done: the grid is read again only then.
-  const done = chunkCounts(state).done;
+  // The bands change only when a chunk is done or stored: the grid is read again only then.
+  const done = `${chunkCounts(state).done}:${state.detailsVersion}`;
   if (done === previewDone) return;
   previewDone = done;
   for (const index of doneIndices(state)) {

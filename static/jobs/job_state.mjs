@@ -464,11 +464,15 @@ export function failureSummary(chunk) {
 }
 
 // The indices of the done chunks, in order (from the grid).
+// Done chunks whose outcome is stored: a chunk told done as it ended (`recorded: false`)
+// has nothing to fetch until its record says so.
 export function doneIndices(state) {
   const done = [];
   const code = STATUS_CODE.done;
   for (let i = 0; i < state.grid.length; i++) {
-    if ((state.grid[i] & GRID_STATUS_MASK) === code) done.push(i);
+    if ((state.grid[i] & GRID_STATUS_MASK) !== code) continue;
+    if (state.details.get(i)?.recorded === false) continue;
+    done.push(i);
   }
   return done;
 }

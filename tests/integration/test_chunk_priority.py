@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import psutil
 import pytest
 from django.contrib.auth.models import User
 
+from jobs import kinds
 from jobs.models import Job
 from tests.factories import make_job
 from tests.processes import start_celery_worker
@@ -24,15 +27,32 @@ def _thread_niceness(pid: int) -> dict[str, int]:
     return niceness
 
 
+@pytest.fixture(autouse=True)
+def _probe_kind() -> Iterator[None]:
+    """Probe jobs: only the worker a test starts has the kind (the suite's shared worker,
+    alive once an integration test started it, would take a burn job)."""
+    with kinds.temporary():
+        from tests import kinds_probe
+
+        kinds.register(kinds_probe.Probe)
+        yield
+
+
 def _niceness_while_a_chunk_runs(
     child_env: dict[str, str], alice: User, chunk_nice: str
 ) -> tuple[int, dict[str, int]]:
     """The worker's main process's nice value, and every thread's of the child running
     a chunk (keepalive, heartbeat and publisher started by then)."""
-    worker = start_celery_worker({**child_env, "COREBOARD_CHUNK_NICE": chunk_nice}, concurrency=1)
+    from tests import kinds_probe
+
+    kinds_env = f"{child_env['COREBOARD_JOB_KINDS']},tests.kinds_probe"
+    worker = start_celery_worker(
+        {**child_env, "COREBOARD_JOB_KINDS": kinds_env, "COREBOARD_CHUNK_NICE": chunk_nice},
+        concurrency=1,
+    )
     try:
         children = {child.pid for child in worker.children()}
-        job = make_job(alice, "burn", parallelism=1, committed=True, chunks=2, ms=1500)
+        job = make_job(alice, kinds_probe.NAME, parallelism=1, committed=True, chunks=2, ms=1500)
         wait_for_chunk_running_on(job.pk, children)
         pid = job.chunks.get(status="running").pid
         assert pid is not None

@@ -16,11 +16,13 @@ import {
   chunkMemoryText,
   countsText,
   dirtyTake,
+  doneIndices,
   jobActions,
   jobPeakMemoryText,
   jobStateCreate,
   messageApply,
   paceText,
+  progressApply,
   progressPercent,
   speedupMeter,
   tailShare,
@@ -447,4 +449,16 @@ describe("the packed grid's codes", () => {
     assert.ok(reference.includes(`(${codes}: CHUNK_STATUS_CODES)`), codes);
     assert.ok(reference.includes("bit 3 (8)") && GRID_RETRIED === 8);
   });
+});
+
+test("a chunk told done as it ended is fetchable only once its record says it is stored", () => {
+  const state = jobStateCreate({ job: job({ total_chunks: 3 }), chunks: [], live: null });
+  progressApply(state, {
+    job: null,
+    chunks: [{ index: 1, status: "done", attempts: 1, recorded: false }],
+  });
+  assert.deepEqual(doneIndices(state), []);
+  progressApply(state, { job: null, chunks: [{ index: 1, status: "done", recorded: true }] });
+  assert.deepEqual(doneIndices(state), [1]);
+  assert.equal(chunkAt(state, 1).attempts, 1, "the stored note keeps what the chunk was told");
 });

@@ -93,7 +93,7 @@ def test_chunks_are_told_live_as_they_end_and_recorded_after(
     monkeypatch.setattr(
         events,
         "job_changed",
-        lambda job, chunk_states: told.append(("job", (job, chunk_states))),
+        lambda job, chunk_states, deltas=(): told.append(("job", (job, chunk_states, deltas))),
     )
     job = _job(alice, chunks=3, ms=30, parallelism=1)
     assert _slot(job).run() == "over"
@@ -105,10 +105,14 @@ def test_chunks_are_told_live_as_they_end_and_recorded_after(
         assert delta["finished_at"] == protocol.iso(chunk.finished_at)
         assert delta["attempts"] == chunk.attempts == 1
         assert delta["cpu_seconds"] == protocol.rounded(chunk.cpu_seconds)
-    # The records publish the job's counts, not the done chunks again.
+    assert all(delta["recorded"] is False for delta in finished)
+    # The records publish the job's counts and say the chunks are stored, no more.
     recorded = [payload for kind, payload in told if kind == "job"]
     assert recorded[-1][0]["status"] == Job.Status.SUCCEEDED
-    assert all(chunk["status"] != "done" for _, states in recorded for chunk in states)
+    assert all(chunk["status"] != "done" for _, states, _ in recorded for chunk in states)
+    notes = [delta for _, _, deltas in recorded for delta in deltas]
+    assert sorted(delta["index"] for delta in notes) == [0, 1, 2]
+    assert all(set(delta) == {"index", "status", "recorded"} for delta in notes)
     # Each chunk was told done before a record counted it.
     first_done = min(
         i for i, (kind, d) in enumerate(told) if kind == "chunk" and d["status"] == "done"
