@@ -108,7 +108,7 @@ def job_history(
         jobs = jobs.filter(created_at__gte=_day_start(created_from))
     if created_to and created_to < date.max:
         jobs = jobs.filter(created_at__lt=_day_start(created_to + timedelta(days=1)))
-    return _history_sorted(jobs, sort)
+    return _history_sorted(jobs, sort, status=status)
 
 
 def with_processes_used(jobs: QuerySet[Job]) -> JobQuerySet:
@@ -766,9 +766,14 @@ def _history_search_word(word: str) -> Q:
     return match
 
 
-def _history_sorted(jobs: JobQuerySet, sort: str) -> JobQuerySet:
-    order = HISTORY_SORTS.get(sort, HISTORY_SORTS[HISTORY_DEFAULT_SORT]).order
-    return jobs.order_by(*order)
+def _history_sorted(jobs: JobQuerySet, sort: str, *, status: str | None = None) -> JobQuerySet:
+    chosen = HISTORY_SORTS.get(sort, HISTORY_SORTS[HISTORY_DEFAULT_SORT])
+    if chosen.finished_only and status in Job.ACTIVE_STATUSES:
+        # No pending or running job has a duration (finished_at is cleared when one runs
+        # again): the same order, but not a walk down the whole duration index past every
+        # finished job to the blanks at its end.
+        return jobs.order_by(*chosen.order[1:])
+    return jobs.order_by(*chosen.order)
 
 
 def job_history_rows(**filters: Any) -> JobQuerySet:

@@ -351,7 +351,10 @@ counts them (COUNT(*); its cost is below), a text search up to 1,000 matches ("m
 `(owner, created_at, id)` or `(created_at, id)` for the default order, then loads just
 those rows, so a deep page costs little more than the first. A text search reads the
 trigram indexes of the kind and the parameters' JSON text (pg_trgm), then rechecks the
-rows they point to.
+rows they point to. Duration and speedup are stored columns of a job (null until it
+finishes), with an index per order: a page sorted by either walks one and checks the
+filters on the rows it meets, and the count of a kind and status filter reads the
+`(kind, status, owner)` index alone.
 
 | page | as | rows shown | median ms | all runs (ms) |
 |---|---|---|---|---|
