@@ -51,6 +51,7 @@ from jobs.engine import slot_registry, workers
 from jobs.engine.chunks import (
     Claim,
     Claimer,
+    Done,
     Outcome,
     Recorded,
     Stopped,
@@ -76,9 +77,11 @@ T = TypeVar("T")
 
 MAX_BATCH = 1000
 # Outcomes are recorded early once they hold this much chunk output, and a slot's main
-# thread waits (rather than pile up more) once four times this much waits to be recorded.
+# thread waits (rather than pile up more) while as much again waits behind a record: a
+# process holds at most about two of these at once (chunks printing a megabyte each grew
+# a worker's memory by 33 MB when four could wait).
 OUTPUT_FLUSH_CHARS = 1024 * 1024
-OUTPUT_BACKLOG_CHARS = 4 * OUTPUT_FLUSH_CHARS
+OUTPUT_BACKLOG_CHARS = OUTPUT_FLUSH_CHARS
 # How long a slot with nothing claimable waits for a chunk whose retry is due.
 RETRY_WAIT_MAX_S = 2.0
 # A slot outlives a database that does not answer (a restart, a failover) for this long,
@@ -162,6 +165,8 @@ class Bookkeeper:
         self.outbox_chars = 0
         # When the oldest outcome not recorded yet came (monotonic).
         self.outbox_since = 0.0
+        # An outcome waits that must be recorded at once (a failure).
+        self.urgent = False
         # The running chunk's start (monotonic), and the chunks' pace (seconds, EWMA).
         self.running_since: float | None = None
         self.chunk_s: float | None = None
@@ -232,6 +237,10 @@ class Bookkeeper:
             self.figures.chunks += 1
             if isinstance(outcome, Stopped):
                 self.over.set()
+            elif not isinstance(outcome, Done):
+                # A failure is recorded at once, as it happens: it may fail the job (and
+                # stop its other chunks), and which chunk failed it is the one that did.
+                self.urgent = True
             if self.outbox_chars >= OUTPUT_FLUSH_CHARS or not self.supply:
                 self.cv.notify_all()
             while self.outbox_chars >= OUTPUT_BACKLOG_CHARS and not self.finished.is_set():
@@ -286,6 +295,7 @@ class Bookkeeper:
                 if due == "done":
                     return
                 outcomes, self.outbox, self.outbox_chars = self.outbox, [], 0
+                self.urgent = False
                 self.cv.notify_all()
             if due == "claim":
                 self._claim_and_record(outcomes)
@@ -305,6 +315,7 @@ class Bookkeeper:
         if self.outbox and (
             self.closing
             or self.main_waiting
+            or self.urgent
             or self.over.is_set()
             or now - self.outbox_since >= self.plan.flush_s
             or self.outbox_chars >= OUTPUT_FLUSH_CHARS
