@@ -232,8 +232,17 @@ def _claim(job_id: int, claimer: Claimer, limit: int, share: int = 1) -> list[Cl
 # stay leased, the leases expire, and the chunks run again (at least once). Not waiting for
 # each commit's WAL flush saves milliseconds per batch.
 def _commit_without_waiting_for_disk() -> None:
+    """Also, as a job's lock does (_job_lock_briefly): a claimer frozen mid-claim holds
+    the chunks' row locks at most LOCK_HOLD_MAX_MS. Inside an outer transaction (a
+    test's) that bound would outlive this one: unchanged."""
+    own = len(connection.atomic_blocks) == 1
     with connection.cursor() as cursor:
-        cursor.execute("SELECT set_config('synchronous_commit', 'off', true)")
+        cursor.execute(
+            "SELECT set_config('synchronous_commit', 'off', true), "
+            "set_config('idle_in_transaction_session_timeout', "
+            "coalesce(%s, current_setting('idle_in_transaction_session_timeout')), true)",
+            [str(LOCK_HOLD_MAX_MS) if own else None],
+        )
 
 
 _JOB_LOCK_SQL = """
@@ -693,7 +702,11 @@ def jobs_finish_idle() -> list[int]:
         job_id=OuterRef("pk"),
         status__in=Chunk.UNFINISHED_STATUSES,
     )
-    idle = Job.objects.filter(status=Job.Status.RUNNING).exclude(Exists(unfinished))
+    # Only kinds this process has: another worker's combine of a kind it lacks would fail
+    # the job ("unknown kind"), where the slot that recorded its last chunk, or a worker
+    # with the kind, combines it.
+    known = [kind.name for kind in kinds.all_kinds()]
+    idle = Job.objects.filter(status=Job.Status.RUNNING, kind__in=known).exclude(Exists(unfinished))
     return [job_id for job_id in idle.values_list("pk", flat=True) if job_complete(job_id=job_id)]
 
 

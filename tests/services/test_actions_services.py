@@ -171,6 +171,21 @@ def test_a_failed_combine_keeps_the_chunks_and_retry_only_combines_again(
     assert chunks.jobs_finish_idle() == []
 
 
+def test_the_reconciler_leaves_an_idle_job_of_a_kind_it_lacks_alone(alice: User) -> None:
+    """A worker without the kind would fail the job combining it ("unknown kind"); the slot
+    that recorded its last chunk, or a worker that has the kind, combines it."""
+    with kinds.temporary():
+        from tests import kinds_probe
+
+        kinds.register(kinds_probe.Probe)
+        job = make_job(alice, kinds_probe.NAME, chunks=1, ms=0)
+        start(job)
+        Chunk.objects.filter(job=job).update(status=Chunk.Status.DONE)
+    assert chunks.jobs_finish_idle() == []
+    job.refresh_from_db()
+    assert job.status == Job.Status.RUNNING
+
+
 # --- run again and delete: the services ---------------------------------------------------------
 
 
