@@ -196,25 +196,17 @@ class Job(models.Model):
             # directions, jobs without a duration last (migration 0009): a page is a walk
             # down one of these, the filters checked on the rows met; a filter that keeps
             # few rows is served by its own index and a sort of those few instead.
-            models.Index(
-                F("finished_wall_seconds").desc(nulls_last=True),
-                F("id").desc(),
-                name="job_wall_desc_id",
-            ),
-            models.Index(
-                F("finished_wall_seconds").asc(nulls_last=True),
-                F("id").desc(),
-                name="job_wall_asc_id",
-            ),
-            models.Index(
-                F("finished_speedup").desc(nulls_last=True),
-                F("id").desc(),
-                name="job_speedup_desc_id",
-            ),
-            models.Index(
-                F("finished_speedup").asc(nulls_last=True),
-                F("id").desc(),
-                name="job_speedup_asc_id",
+            *(
+                models.Index(
+                    F(column).desc(nulls_last=True) if down else F(column).asc(nulls_last=True),
+                    F("id").desc(),
+                    name=f"job_{short}_{'desc' if down else 'asc'}_id",
+                )
+                for column, short in (
+                    ("finished_wall_seconds", "wall"),
+                    ("finished_speedup", "speedup"),
+                )
+                for down in (True, False)
             ),
             # Counts a page's matches (Django's paginator) for the kind and status filters,
             # a person's own or everyone's, from the index alone: 21,000 of 100,000 jobs in
