@@ -467,9 +467,7 @@ class Bookkeeper:
         except (OperationalError, InterfaceError) as error:
             self._database_lost(error)
             return None
-        self.figures.records += 1
-        self.figures.record_s += time.perf_counter() - began
-        self._recorded(outcomes, recorded)
+        self._recorded(outcomes, recorded, began)
         return recorded
 
     def _record(self, outcomes: list[Outcome]) -> Recorded:
@@ -483,12 +481,12 @@ class Bookkeeper:
                 announced=True,
             )
         )
-        self.figures.records += 1
-        self.figures.record_s += time.perf_counter() - began
-        self._recorded(outcomes, recorded)
+        self._recorded(outcomes, recorded, began)
         return recorded
 
-    def _recorded(self, outcomes: list[Outcome], recorded: Recorded) -> None:
+    def _recorded(self, outcomes: list[Outcome], recorded: Recorded, began: float) -> None:
+        self.figures.records += 1
+        self.figures.record_s += time.perf_counter() - began
         self.last_look = time.monotonic()
         self.keepalive.let_go(outcome.chunk_id for outcome in outcomes)
         self.keepalive.hold(self.plan.claimer.process, (claim.id for claim in recorded.claims))
