@@ -180,14 +180,22 @@ class _Keepalive:
         beats = 0
         while True:
             time.sleep(workers.HEARTBEAT_S)
-            self.beat()
             beats += 1
-            # As Django does after a request: this thread's connection is closed once
-            # older than CONN_MAX_AGE or broken. Not after every beat: each call makes the
-            # next use check the connection first (a second round trip a second, and the
-            # GIL taken from the running chunk twice); a broken one is closed as it fails.
-            if beats % CONNECTION_CHECK_BEATS == 0:
-                close_old_connections()
+            try:
+                self.beat()
+                # As Django does after a request: this thread's connection is closed once
+                # older than CONN_MAX_AGE or broken. Not after every beat: each call makes
+                # the next use check the connection first (a second round trip a second,
+                # and the GIL taken from the running chunk twice); a broken one is closed
+                # as it fails. Only while it holds something: an idle process's thread
+                # touches no database.
+                if beats % CONNECTION_CHECK_BEATS == 0 and self.busy():
+                    close_old_connections()
+            except Exception:
+                # The thread must outlive any failure (the check connects, so it fails
+                # while PostgreSQL is down), or no lease here is renewed again.
+                connection.close()
+                logger.warning("keepalive beat failed", exc_info=True)
 
     def beat(self) -> None:
         with self.lock:
@@ -222,6 +230,10 @@ class _Keepalive:
     def let_go(self, chunk_ids: Iterable[int]) -> None:
         with self.lock:
             self.chunks.difference_update(chunk_ids)
+
+    def busy(self) -> bool:
+        with self.lock:
+            return self.slot is not None or bool(self.chunks)
 
     def held(self) -> set[int]:
         with self.lock:

@@ -3,6 +3,7 @@ answering; no worker holds a job's lock while it is silent (jobs.engine.chunks, 
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -296,3 +297,25 @@ def test_a_chunk_counted_while_an_early_exit_combines_gets_it_combined_again(
     assert job.result == {"nonce": 7, "hash": "00ab"}
     statuses = dict(job.chunks.values_list("index", "status"))
     assert statuses == {0: "done", 1: "done", 2: "cancelled", 3: "cancelled"}
+
+
+def test_the_keepalive_beats_on_after_a_beat_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A beat that raises (PostgreSQL down while the thread checks its connection) must
+    not end the thread: every lease of the process would expire with it."""
+    from jobs.engine import workers
+
+    beats = threading.Semaphore(0)
+
+    class Failing(slots._Keepalive):
+        calls = 0
+
+        def beat(self) -> None:
+            Failing.calls += 1
+            if Failing.calls == 1:
+                raise OperationalError("the database is down")
+            beats.release()
+
+    monkeypatch.setattr(workers, "HEARTBEAT_S", 0.01)
+    Failing()
+    assert beats.acquire(timeout=10)
+    assert Failing.calls >= 2
