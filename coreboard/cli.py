@@ -127,17 +127,41 @@ def _finish(job: dict[str, Any], as_json: bool) -> None:
         if job["error"]:
             _fail(job["error"].strip().splitlines()[-1])
         if job.get("wall_seconds") is not None:
-            speedup = job.get("speedup")
-            _say(
-                f"wall {job['wall_seconds']:.2f} s, CPU {job['cpu_seconds']:.2f} s"
-                + (f", speedup {speedup:.2f}x" if speedup is not None else "")
-                + (
-                    f", efficiency {job['efficiency']:.0%}"
-                    if job.get("efficiency") is not None
-                    else ""
-                )
-            )
+            _say(_figures(job))
     sys.exit(0 if job["status"] == "succeeded" else 1)
+
+
+# What a job's speedup was measured against (the API's `speedup_baseline`).
+_BASELINES = {
+    "measured": "against a measured parallelism-1 run",
+    "cpu": "estimated from the chunks' CPU time",
+}
+
+
+def _speedup_text(job: dict[str, Any], *, short: bool = False) -> str:
+    speedup = job.get("speedup")
+    if speedup is None:
+        return ""
+    baseline = job.get("speedup_baseline")
+    if short:
+        return f"{speedup:.2f}x" + (" (measured)" if baseline == "measured" else "")
+    against = _BASELINES.get(baseline or "", "")
+    if baseline == "measured" and job.get("baseline_job") not in (None, job["id"]):
+        against += f", job {job['baseline_job']}"
+    return f"{speedup:.2f}x" + (f" ({against})" if against else "")
+
+
+def _figures(job: dict[str, Any]) -> str:
+    """A finished job's figures on one line, as the API defines them."""
+    parts = [f"wall {job['wall_seconds']:.2f} s", f"CPU {job['cpu_seconds']:.2f} s"]
+    if job.get("speedup") is not None:
+        parts.append(f"speedup {_speedup_text(job)}")
+    if job.get("parallelism_achieved") is not None:
+        parts.append(f"parallelism achieved {job['parallelism_achieved']:.2f}")
+    if job.get("efficiency") is not None:
+        used = job.get("processes_used")
+        parts.append(f"efficiency {job['efficiency']:.0%}" + (f" on {used}" if used else ""))
+    return ", ".join(parts)
 
 
 def _watch(client: Client, job_id: int, as_json: bool) -> None:
@@ -296,7 +320,7 @@ def list_jobs(ctx: click.Context, status: str | None, limit: int) -> None:
             f"{job['done_chunks']}/{job['total_chunks']}",
             job["created_at"][:19].replace("T", " "),
             "" if job["wall_seconds"] is None else f"{job['wall_seconds']:.2f}",
-            "" if job["speedup"] is None else f"{job['speedup']:.2f}x",
+            _speedup_text(job, short=True),
         )
     console.print(table)
 

@@ -1,98 +1,41 @@
 from __future__ import annotations
 
-from typing import Any
-
 from django.conf import settings
 from django.contrib.postgres.indexes import GinIndex, OpClass
 from django.db import models
-from django.db.models import (
-    Case,
-    Count,
-    ExpressionWrapper,
-    F,
-    FloatField,
-    IntegerField,
-    OuterRef,
-    Q,
-    Subquery,
-    TextField,
-    Value,
-    When,
-)
+from django.db.models import F, FloatField, Q, TextField
 from django.db.models.fields.json import KeyTransform
-from django.db.models.functions import Cast, Coalesce, Concat, Extract, Lower, NullIf
+from django.db.models.functions import Cast, Lower
 
-# --- wall time, speedup, efficiency: one formula, in Python and in SQL ------------------------
-# speedup = cpu_seconds / wall_seconds and efficiency = speedup / ideal, where ideal is the
-# parallelism, or for an all-processes job (parallelism 0) the worker processes that ran its
-# done chunks. `_ratio` is the division both forms share: null when either side is null or
-# the divisor is 0. Job's properties apply it to Python values; in SQL, wall seconds and
-# speedup are stored generated columns of the job (Job.finished_wall_seconds and
-# Job.finished_speedup, below) and JobQuerySet.with_timings() adds efficiency;
-# tests/pages/test_history.py checks the two forms agree job by job.
+from jobs import scaling
 
+# --- wall time, speedup, parallelism achieved, efficiency ---------------------------------------
+# Defined once in jobs/scaling.py, in Python and in SQL. Wall seconds and speedup are stored
+# generated columns of the job (Job.finished_wall_seconds and Job.finished_speedup, below),
+# so that indexes serve the history's orders; the speedup's baseline and the processes used
+# are stored when the job succeeds (jobs.engine.job_state.job_figures_settle). Job's
+# properties apply the formulas to Python values; JobQuerySet.with_timings() gives the same
+# figures as PostgreSQL computes them (tests/services/test_figures.py checks they agree).
 
-def _ratio(numerator: Any, denominator: Any, *, sql: bool) -> Any:
-    if sql:
-        divisor = NullIf(Cast(denominator, FloatField()), Value(0.0))
-        return ExpressionWrapper(numerator / divisor, output_field=FloatField())
-    return numerator / denominator if numerator is not None and denominator else None
-
-
-def _wall_seconds_sql() -> Any:
-    """finished_at - started_at in seconds; null until both are set."""
-    return Cast(
-        Extract(F("finished_at") - F("started_at"), "epoch", output_field=FloatField()),
-        FloatField(),
-    )
-
-
-def _ideal(parallelism: Any, processes_used: Any, *, sql: bool) -> Any:
-    if sql:
-        return Coalesce(NullIf(parallelism, Value(0)), processes_used)
-    return parallelism or processes_used or None
-
-
-def _processes_used_sql() -> Any:
-    """Distinct worker processes (host and pid) that ran an all-processes job's done chunks;
-    null for a job with a parallelism."""
-    used = (
-        Chunk.objects.filter(job_id=OuterRef("pk"), status=Chunk.Status.DONE, pid__isnull=False)
-        .order_by()
-        .values("job_id")
-        .annotate(
-            n=Count(
-                Concat("worker", Value("|"), Cast("pid", TextField()), output_field=TextField()),
-                distinct=True,
-            )
-        )
-        .values("n")
-    )
-    return Case(
-        When(parallelism=Job.ALL_PROCESSES, then=Coalesce(Subquery(used), 0)),
-        default=None,
-        output_field=IntegerField(),
-    )
+_SUCCEEDED = Q(status="succeeded")
 
 
 class JobQuerySet(models.QuerySet["Job"]):
-    def with_processes_used(self) -> JobQuerySet:
-        """`processes_used` on every job (null unless it is an all-processes job)."""
-        return self.annotate(processes_used=_processes_used_sql())
-
     def with_timings(self) -> JobQuerySet:
-        """`processes_used`, `timed_wall_seconds`, `timed_speedup` and `timed_efficiency`
-        as PostgreSQL has them, for listing and exporting (the properties `wall_seconds`,
-        `speedup` and `efficiency` read them when present). The first two are the stored
-        columns; efficiency is computed (an all-processes job's `processes_used` is counted
-        from its chunks)."""
-        return self.with_processes_used().annotate(
+        """`timed_wall_seconds`, `timed_speedup`, `timed_speedup_baseline`,
+        `timed_parallelism_achieved` and `timed_efficiency` as PostgreSQL has them, for
+        listing and exporting (the properties without `timed_` read them when present)."""
+        return self.annotate(
             timed_wall_seconds=F("finished_wall_seconds"),
             timed_speedup=F("finished_speedup"),
-            timed_efficiency=_ratio(
-                F("finished_speedup"),
-                _ideal(F("parallelism"), F("processes_used"), sql=True),
-                sql=True,
+            timed_speedup_baseline=scaling.job_speedup_baseline(
+                speedup="finished_speedup", baseline_seconds="baseline_seconds", sql=True
+            ),
+            timed_parallelism_achieved=scaling.job_parallelism_achieved(
+                cpu_seconds=F("cpu_seconds"), wall_seconds=F("finished_wall_seconds"), sql=True
+            ),
+            timed_efficiency=scaling.job_efficiency(
+                speedup=F("finished_speedup"), processes_used=F("processes_used"), sql=True
             ),
         )
 
@@ -149,17 +92,37 @@ class Job(models.Model):
     study = models.ForeignKey(
         "ScalingStudy", null=True, blank=True, on_delete=models.CASCADE, related_name="runs"
     )
+    # Set when the job succeeds (jobs.engine.job_state.job_figures_settle), null before:
+    # the worker processes that ran its done chunks (scaling.PROCESSES_USED), and the time
+    # one process would take when a parallelism-1 run of the same kind and parameters
+    # measured it (that run's wall seconds, and the run; null: the speedup's baseline is
+    # the chunks' CPU time). A parallelism-1 run is its own baseline.
+    processes_used = models.PositiveIntegerField(null=True, blank=True)
+    baseline_seconds = models.FloatField(null=True, blank=True)
+    baseline_job = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="baseline_for"
+    )
     # Wall seconds and speedup as PostgreSQL computes them (GENERATED ALWAYS ... STORED),
     # so that B-tree indexes serve the history's duration and speedup orders. Both stay
-    # null until finished_at is set: the engine's updates of a running job (cpu_seconds,
-    # done_chunks, version on every batch) leave them unchanged, so those updates stay
-    # heap-only (HOT) and touch no index. Read them through the properties wall_seconds
-    # and speedup (or with_timings): after a save() the instance's copies are stale.
+    # null until finished_at is set (the speedup until the job succeeded): the engine's
+    # updates of a running job (cpu_seconds, done_chunks, version on every batch) leave
+    # them unchanged, so those updates stay heap-only (HOT) and touch no index. Read them
+    # through the properties wall_seconds and speedup (or with_timings): after a save()
+    # the instance's copies are stale.
     finished_wall_seconds = models.GeneratedField(
-        expression=_wall_seconds_sql(), output_field=FloatField(), db_persist=True, null=True
+        expression=scaling.wall_seconds_sql(),
+        output_field=FloatField(),
+        db_persist=True,
+        null=True,
     )
     finished_speedup = models.GeneratedField(
-        expression=_ratio(F("cpu_seconds"), _wall_seconds_sql(), sql=True),
+        expression=scaling.job_speedup(
+            succeeded=_SUCCEEDED,
+            baseline_seconds=F("baseline_seconds"),
+            cpu_seconds=F("cpu_seconds"),
+            wall_seconds=scaling.wall_seconds_sql(),
+            sql=True,
+        ),
         output_field=FloatField(),
         db_persist=True,
         null=True,
@@ -237,22 +200,38 @@ class Job(models.Model):
 
     @property
     def speedup(self) -> float | None:
+        """scaling.SPEEDUP; `speedup_baseline` says what it was measured against."""
         if "timed_speedup" in self.__dict__:
             return self.__dict__["timed_speedup"]  # type: ignore[no-any-return]
-        return _ratio(self.cpu_seconds, self.wall_seconds, sql=False)  # type: ignore[no-any-return]
+        return scaling.job_speedup(  # type: ignore[no-any-return]
+            succeeded=self.status == self.Status.SUCCEEDED,
+            baseline_seconds=self.baseline_seconds,
+            cpu_seconds=self.cpu_seconds,
+            wall_seconds=self.wall_seconds,
+            sql=False,
+        )
 
     @property
-    def processes_ideal(self) -> int | None:
-        """What its speedup is measured against: its parallelism, or for an all-processes
-        job the worker processes that ran its chunks (`processes_used`, annotated by
-        JobQuerySet.with_processes_used / with_timings)."""
-        return _ideal(self.parallelism, getattr(self, "processes_used", None), sql=False)  # type: ignore[no-any-return]
+    def speedup_baseline(self) -> scaling.Baseline | None:
+        return scaling.job_speedup_baseline(  # type: ignore[no-any-return]
+            speedup=self.speedup, baseline_seconds=self.baseline_seconds, sql=False
+        )
+
+    @property
+    def parallelism_achieved(self) -> float | None:
+        if "timed_parallelism_achieved" in self.__dict__:
+            return self.__dict__["timed_parallelism_achieved"]  # type: ignore[no-any-return]
+        return scaling.job_parallelism_achieved(  # type: ignore[no-any-return]
+            cpu_seconds=self.cpu_seconds, wall_seconds=self.wall_seconds, sql=False
+        )
 
     @property
     def efficiency(self) -> float | None:
         if "timed_efficiency" in self.__dict__:
             return self.__dict__["timed_efficiency"]  # type: ignore[no-any-return]
-        return _ratio(self.speedup, self.processes_ideal, sql=False)  # type: ignore[no-any-return]
+        return scaling.job_efficiency(  # type: ignore[no-any-return]
+            speedup=self.speedup, processes_used=self.processes_used, sql=False
+        )
 
 
 class ScalingStudy(models.Model):

@@ -23,6 +23,7 @@ from typing import Annotated, Any, Literal, NotRequired, TypedDict, TypeGuard, c
 
 from django.urls import reverse
 
+from jobs import scaling
 from jobs.kinds.loading import LoadFailure
 from jobs.models import Chunk, Job, ScalingStudy, Upload
 from jobs.scaling import ScalingAnalysis, ScalingPoint
@@ -157,12 +158,21 @@ class JobState(TypedDict):
     created_at: Annotated[str, DateTime]
     started_at: Annotated[str | None, DateTime]
     finished_at: Annotated[str | None, DateTime]
-    wall_seconds: Annotated[float | None, "Started to finished, in seconds."]
-    cpu_seconds: float
-    speedup: Annotated[float | None, "CPU seconds / wall seconds."]
-    efficiency: Annotated[
-        float | None, "Speedup / parallelism (all-processes job: / processes that ran it)."
+    wall_seconds: Annotated[float | None, scaling.WALL.definition]
+    cpu_seconds: Annotated[float, "CPU seconds of its done chunks, summed."]
+    speedup: Annotated[float | None, scaling.SPEEDUP.definition]
+    speedup_baseline: Annotated[
+        Literal["measured", "cpu"] | None,
+        "What the speedup's time one process would take is: `measured`, the wall time of a "
+        "parallelism-1 run (`baseline_job`); `cpu`, the sum of its chunks' CPU time.",
     ]
+    baseline_seconds: Annotated[
+        float | None, "The time one process would take, when measured (else null)."
+    ]
+    baseline_job: Annotated[int | None, "The parallelism-1 run that measured it."]
+    parallelism_achieved: Annotated[float | None, scaling.PARALLELISM_ACHIEVED.definition]
+    processes_used: Annotated[int | None, scaling.PROCESSES_USED.definition]
+    efficiency: Annotated[float | None, scaling.EFFICIENCY.definition]
     version: Annotated[int, "Bumped by every change of the job; newer states have higher ones."]
     result_file: Annotated[str | None, "URL of the result file."]
 
@@ -357,7 +367,9 @@ class StudyRunState(TypedDict):
     job: Annotated[int | None, "The run's job; null until it starts."]
     status: Annotated[str, Job.Status, Literal["waiting"], "The run's job status, or waiting."]
     wall_seconds: Annotated[float | None, "Of a succeeded run."]
-    speedup: Annotated[float | None, "Wall at p = 1 / wall at p."]
+    speedup: Annotated[
+        float | None, "Wall at p = 1 / wall at p: the run's own speedup (its baseline is p = 1)."
+    ]
     ideal_speedup: Annotated[float, "p."]
     efficiency: Annotated[float | None, "Speedup / p."]
     karp_flatt: Annotated[float | None, "(1/speedup - 1/p) / (1 - 1/p); null at p = 1."]
@@ -379,8 +391,13 @@ class StudyState(TypedDict):
     created_at: Annotated[str, DateTime]
     finished_at: Annotated[str | None, DateTime]
     error: str
-    serial_fraction: Annotated[float | None, "Amdahl's serial fraction f, least-squares fit."]
+    serial_fraction: Annotated[
+        float | None,
+        "Amdahl's serial fraction f, least-squares fit; null with fewer than "
+        f"{scaling.AMDAHL_MIN_POINTS} measured levels (see fit_note).",
+    ]
     max_speedup: Annotated[float | None, "1 / f."]
+    fit_note: Annotated[str | None, "Why there is no Amdahl fit; null when there is one."]
     runs: list[StudyRunState]
 
 
@@ -622,20 +639,9 @@ def rounded(value: float | None, digits: int = 4) -> float | None:
     return round(value, digits) if value is not None else None
 
 
-def _processes_used_known(job: Job) -> None:
-    """An ended all-processes job that was not read with `with_timings` reads it now (its
-    efficiency needs it)."""
-    ended = job.finished_at is not None and job.started_at is not None
-    unknown = getattr(job, "processes_used", None) is None
-    if job.parallelism == Job.ALL_PROCESSES and ended and unknown:
-        read = Job.objects.filter(pk=job.pk).with_processes_used().only("pk").first()
-        job.processes_used = getattr(read, "processes_used", None)  # type: ignore[attr-defined]
-
-
 def job_state(job: Job) -> JobState:
-    """A job's state. Its efficiency needs `processes_used` for an ended all-processes job:
-    read with JobQuerySet.with_timings() it costs nothing, otherwise it is read here."""
-    _processes_used_known(job)
+    """A job's state, its figures as jobs/scaling.py defines them."""
+    measured = job.speedup_baseline == scaling.BASELINE_MEASURED
     return {
         "id": job.pk,
         "kind": job.kind,
@@ -655,6 +661,11 @@ def job_state(job: Job) -> JobState:
         "wall_seconds": rounded(job.wall_seconds),
         "cpu_seconds": round(job.cpu_seconds, 4),
         "speedup": rounded(job.speedup),
+        "speedup_baseline": job.speedup_baseline,
+        "baseline_seconds": rounded(job.baseline_seconds) if measured else None,
+        "baseline_job": job.baseline_job_id if measured else None,
+        "parallelism_achieved": rounded(job.parallelism_achieved),
+        "processes_used": job.processes_used,
         "efficiency": rounded(job.efficiency),
         "version": job.version,
         "result_file": (reverse("api-job-result-file", args=[job.pk]) if job.result_file else None),
@@ -930,6 +941,7 @@ def study_state(study: ScalingStudy, analysis: ScalingAnalysis, runs: dict[int, 
         "error": study.error,
         "serial_fraction": rounded(analysis.serial_fraction),
         "max_speedup": rounded(analysis.max_speedup),
+        "fit_note": analysis.fit_note,
         "runs": [study_run_state(point, runs.get(point.parallelism)) for point in analysis.points],
     }
 

@@ -25,7 +25,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from jobs import kinds, protocol, services
-from jobs.engine import chunks, workers
+from jobs.engine import chunks, job_state, workers
 from jobs.models import Chunk, Job, ScalingStudy
 
 # A worker process id (jobs.engine.workers.process_id): node, pid, boot.
@@ -265,7 +265,19 @@ def finished(
         result={"chunks": chunks, "iterations": 10},
     )
     job.refresh_from_db()
+    figures_settle(job)
     return job
+
+
+def figures_settle(job: Job) -> None:
+    """What the engine stores when a job succeeds (processes used, the speedup's baseline),
+    for a job made to have succeeded by hand; a parallelism-1 run also becomes the baseline
+    of the owner's runs without one, as it does after the engine's commit."""
+    job_state.job_figures_settle(job)
+    job.save(update_fields=["processes_used", "baseline_seconds", "baseline_job"])
+    if job.parallelism == 1:
+        job_state.job_baseline_share(job_id=job.pk)
+    job.refresh_from_db()
 
 
 def finish_job(job: Job) -> None:

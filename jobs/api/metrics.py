@@ -36,7 +36,6 @@ from prometheus_client.registry import Collector
 from jobs import kinds
 from jobs.engine import dispatch, redis_clients, workers
 from jobs.models import Chunk, Job
-from jobs.selectors import jobs as selectors
 from tokens import services as tokens
 from tokens.authentication import key_from_header
 
@@ -71,11 +70,21 @@ def job_metrics() -> Iterator[Metric]:
     yield jobs
 
     since = timezone.now() - RECENT_JOBS_WINDOW
-    recent = selectors.with_processes_used(
+    recent = (
         Job.objects.filter(status=Job.Status.SUCCEEDED, finished_at__gte=since)
         .exclude(started_at=None)
-        .only("kind", "parallelism", "cpu_seconds", "started_at", "finished_at")
-    ).order_by("-finished_at")[:RECENT_JOBS_LIMIT]
+        .only(
+            "kind",
+            "status",
+            "parallelism",
+            "cpu_seconds",
+            "started_at",
+            "finished_at",
+            "baseline_seconds",
+            "processes_used",
+        )
+        .order_by("-finished_at")[:RECENT_JOBS_LIMIT]
+    )
     speedups: dict[str, list[float]] = defaultdict(list)
     efficiencies: dict[str, list[float]] = defaultdict(list)
     for job in recent:
@@ -89,12 +98,13 @@ def job_metrics() -> Iterator[Metric]:
     )
     speedup = GaugeMetricFamily(
         "coreboard_recent_job_speedup_ratio",
-        f"Mean speedup (CPU seconds / wall seconds) of jobs that succeeded in {window}.",
+        f"Mean speedup (time one process would take / wall seconds; a measured "
+        f"parallelism-1 run, else the chunks' CPU seconds) of jobs that succeeded in {window}.",
         labels=["kind"],
     )
     efficiency = GaugeMetricFamily(
         "coreboard_recent_job_efficiency_ratio",
-        f"Mean parallel efficiency (speedup / parallelism) of jobs that succeeded in {window}.",
+        f"Mean parallel efficiency (speedup / processes used) of jobs that succeeded in {window}.",
         labels=["kind"],
     )
     for kind, values in sorted(speedups.items()):

@@ -39,6 +39,7 @@ from django.utils import timezone
 
 from jobs import kinds
 from jobs.engine.job_state import (
+    JOB_FINISHED_FIELDS,
     chunks_cancel_unstarted,
     job_combine,
     job_combine_discard,
@@ -740,7 +741,7 @@ def _job_complete_store(combined: Job) -> bool | None:
         job.result, job.result_file = combined.result, combined.result_file
         job.status, job.error = combined.status, combined.error
         job_finished(job)
-        job_save(job, ["status", "result", "result_file", "error", "finished_at"])
+        job_save(job, ["status", "result", "result_file", "error", *JOB_FINISHED_FIELDS])
         job_publish_after_commit(job)
     return True
 

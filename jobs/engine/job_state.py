@@ -7,15 +7,16 @@ import time
 import traceback
 from collections.abc import Callable
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import psycopg.errors
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import OperationalError, transaction
+from django.db.models import Case, F, IntegerField, Value, When
 from django.utils import timezone
 
-from jobs import kinds, protocol
+from jobs import kinds, protocol, scaling
 from jobs.engine import events, signals
 from jobs.engine.culprits import json_text, kind_traceback, not_json_message
 from jobs.models import Chunk, Job
@@ -136,10 +137,17 @@ def job_combine_discard(job: Job) -> None:
             logger.warning("could not delete %s", job.result_file.name, exc_info=True)
 
 
+# What job_finished may change besides the status, result and error: the caller saves these.
+JOB_FINISHED_FIELDS = ["finished_at", "processes_used", "baseline_seconds", "baseline_job"]
+
+
 def job_finished(job: Job) -> None:
-    """A combined job ends now (locked; the caller saves it): its unstarted chunks are
-    cancelled, and who waits for it is told after the commit."""
+    """A combined job ends now (locked; the caller saves JOB_FINISHED_FIELDS): a succeeded
+    one's figures are settled, its unstarted chunks are cancelled, and who waits for it is
+    told after the commit."""
     job.finished_at = timezone.now()
+    if job.status == Job.Status.SUCCEEDED:
+        job_figures_settle(job)
     chunks_cancel_unstarted(job)
     transaction.on_commit(
         partial(signals.job_finished.send, sender=Job, job_id=job.pk, study_id=job.study_id),
@@ -151,4 +159,78 @@ def chunks_cancel_unstarted(job: Job) -> None:
     """Chunks nobody has claimed will not run: the job has ended."""
     job.chunks.filter(status=Chunk.Status.PENDING).update(
         status=Chunk.Status.CANCELLED, finished_at=timezone.now(), retry_at=None
+    )
+
+
+def job_figures_settle(job: Job) -> None:
+    """Set a succeeded job's stored figures (nothing is saved; its finished_at is set):
+    the processes that ran it (scaling.PROCESSES_USED) and its speedup's baseline.
+
+    The baseline is the time one process would take: a parallelism-1 run is its own; any
+    other job takes the wall time of its owner's parallelism-1 success of the same kind and
+    parameters, its own study's first, else the latest; none leaves it null (the speedup is
+    then against the chunks' CPU time). Only the owner's own runs count: another person's
+    run would tell who ran what, and how long it took. A parallelism-1 run that succeeds
+    later becomes the baseline of those without one (job_baseline_share, after commit).
+    """
+    processes = (
+        job.chunks.filter(status=Chunk.Status.DONE, pid__isnull=False)
+        .values("worker", "pid")
+        .distinct()
+        .count()
+    )
+    job.processes_used = scaling.job_processes_used(
+        processes=processes, parallelism=job.parallelism
+    )
+    wall = job.wall_seconds
+    if job.parallelism == 1 and wall:
+        job.baseline_seconds, job.baseline_job = wall, job
+        transaction.on_commit(partial(job_baseline_share, job_id=job.pk), robust=True)
+        return
+    order: list[Any] = [F("finished_at").desc(), "-id"]
+    if job.study_id is not None:
+        own_study = When(study_id=job.study_id, then=Value(0))
+        order.insert(0, Case(own_study, default=Value(1), output_field=IntegerField()))
+    runs = (
+        Job.objects.filter(
+            owner_id=job.owner_id,
+            kind=job.kind,
+            params=job.params,
+            parallelism=1,
+            status=Job.Status.SUCCEEDED,
+            finished_wall_seconds__gt=0,
+        )
+        .exclude(pk=job.pk)
+        .order_by(*order)
+        .only("pk", "finished_wall_seconds")
+    )
+    run = runs.first()
+    job.baseline_seconds = run.finished_wall_seconds if run is not None else None
+    job.baseline_job = run
+
+
+def job_baseline_share(*, job_id: int) -> int:
+    """A parallelism-1 run that succeeded is the baseline of its owner's succeeded jobs of
+    the same kind and parameters that had none (measured beats estimated); a baseline once
+    measured stays, so a job's figure does not move with every later run. Returns how many
+    jobs took it."""
+    run = Job.objects.filter(
+        pk=job_id, status=Job.Status.SUCCEEDED, parallelism=1, finished_wall_seconds__gt=0
+    ).first()
+    if run is None:
+        return 0
+    return (
+        Job.objects.filter(
+            owner_id=run.owner_id,
+            kind=run.kind,
+            params=run.params,
+            status=Job.Status.SUCCEEDED,
+            baseline_seconds__isnull=True,
+        )
+        .exclude(parallelism=1)
+        .update(
+            baseline_seconds=run.finished_wall_seconds,
+            baseline_job=run,
+            version=F("version") + 1,
+        )
     )

@@ -21,7 +21,7 @@ from django.http import Http404
 from django.urls import reverse
 from django.utils import timezone
 
-from jobs import kinds, protocol
+from jobs import kinds, protocol, scaling
 from jobs.engine import redis_clients
 from jobs.engine import workers as worker_registry
 from jobs.engine.chunks import LOCK_HOLD_MAX_MS, LOCK_HOLDER_PREFIX
@@ -109,12 +109,6 @@ def job_history(
     if created_to and created_to < date.max:
         jobs = jobs.filter(created_at__lt=_day_start(created_to + timedelta(days=1)))
     return _history_sorted(jobs, sort, status=status)
-
-
-def with_processes_used(jobs: QuerySet[Job]) -> JobQuerySet:
-    """`processes_used` on every job (null unless it is an all-processes job)."""
-    # Every Job queryset is a JobQuerySet (Job.objects): this is for callers typed loosely.
-    return cast(JobQuerySet, jobs).with_processes_used()
 
 
 # Bytes a chunk wrote, without loading its text: the stored tail less its cut marker
@@ -284,11 +278,7 @@ def overview(*, user: Any, recent: int = 10, active_max: int = 100) -> JobsOverv
     the most recently finished ones."""
     jobs = jobs_visible_to(user)
     active = jobs.filter(status__in=Job.ACTIVE_STATUSES).order_by("created_at", "id")
-    finished = (
-        jobs.exclude(status__in=Job.ACTIVE_STATUSES)
-        .with_processes_used()
-        .order_by("-finished_at", "-id")
-    )
+    finished = jobs.exclude(status__in=Job.ACTIVE_STATUSES).order_by("-finished_at", "-id")
     now = timezone.now()
     listed = list(active[:active_max])
     more = active.count() - len(listed) if len(listed) == active_max else 0
@@ -678,6 +668,9 @@ HISTORY_COLUMNS = (
     "finished_at",
     "cpu_seconds",
     "peak_rss",
+    "processes_used",
+    "baseline_seconds",
+    "baseline_job",
     "owner",
     "owner__username",
 )
@@ -832,8 +825,11 @@ HISTORY_EXPORT: tuple[tuple[str, Any], ...] = (
     ("finished_at", _csv_time("finished_at")),
     ("wall_seconds", _csv_figure("timed_wall_seconds")),
     ("cpu_seconds", _csv_figure("cpu_seconds")),
-    ("speedup", _csv_figure("timed_speedup")),
-    ("efficiency", _csv_figure("timed_efficiency")),
+    (scaling.SPEEDUP.key, _csv_figure("timed_speedup")),
+    ("speedup_baseline", F("timed_speedup_baseline")),
+    (scaling.PARALLELISM_ACHIEVED.key, _csv_figure("timed_parallelism_achieved")),
+    (scaling.PROCESSES_USED.key, F("processes_used")),
+    (scaling.EFFICIENCY.key, _csv_figure("timed_efficiency")),
     ("total_chunks", F("total_chunks")),
     ("done_chunks", F("done_chunks")),
     ("failed_chunks", F("failed_chunks")),
@@ -894,6 +890,9 @@ def job_runs_compared(
             "wall_seconds": protocol.rounded(job.wall_seconds),
             "cpu_seconds": protocol.rounded(job.cpu_seconds),
             "speedup": protocol.rounded(job.speedup),
+            "speedup_baseline": job.speedup_baseline,
+            "parallelism_achieved": protocol.rounded(job.parallelism_achieved),
+            "processes_used": job.processes_used,
             "efficiency": protocol.rounded(job.efficiency),
             "parallelism": job.parallelism,
             "total_chunks": job.total_chunks,

@@ -409,6 +409,19 @@ export function tailShare(state) {
   return wall > 0 ? Math.max(0, (Date.parse(job.finished_at) - firstIdle) / wall) : null;
 }
 
+// What a job's speedup was measured against (jobs/scaling.py: speedup_baseline).
+const SPEEDUP_BASELINES = {
+  measured: "against a measured parallelism-1 run",
+  cpu: "estimated from the chunks' CPU time",
+};
+
+// The speedup and what its "time one process would take" is.
+export function speedupText(job) {
+  if (job.speedup === null || job.speedup === undefined) return "—";
+  const against = SPEEDUP_BASELINES[job.speedup_baseline];
+  return `${job.speedup.toFixed(2)}×${against ? ` (${against})` : ""}`;
+}
+
 export function timingRows(state) {
   const { job } = state;
   const used = processesUsed(state);
@@ -416,8 +429,9 @@ export function timingRows(state) {
   return [
     ["Wall time", formatFixed(job.wall_seconds, 2, " s")],
     ["CPU time", formatFixed(job.cpu_seconds, 2, " s")],
-    ["Speedup", formatFixed(job.speedup, 2, "×")],
-    ["Parallel efficiency", formatPercent(job.efficiency)],
+    ["Speedup", speedupText(job)],
+    ["Parallelism achieved", formatFixed(job.parallelism_achieved, 2, " (CPU time ÷ wall time)")],
+    ["Efficiency", formatPercent(job.efficiency)],
     [
       "Parallelism",
       `${job.parallelism || "all processes"} (${plural(used, "worker process", "es")} used)`,
@@ -437,7 +451,8 @@ export function timingRows(state) {
 export function speedupMeter(state) {
   const { job } = state;
   if (job.speedup === null || job.speedup === undefined) return null;
-  const used = processesUsed(state);
+  // The processes the job's efficiency counts (jobs/scaling.py), else the lanes seen.
+  const used = job.processes_used ?? processesUsed(state);
   const ideal = Math.max(
     1,
     job.parallelism ? Math.min(used || job.parallelism, job.parallelism) : used,

@@ -117,6 +117,8 @@ function render() {
       text += `: at most ${state.max_speedup.toFixed(1)}× with any number of processes`;
     }
     setText($("study-fit"), `${text}.`);
+  } else {
+    setText($("study-fit"), state.fit_note ?? "");
   }
   chartDraw();
 }

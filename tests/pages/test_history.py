@@ -17,10 +17,10 @@ from django.http import HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.test import AsyncClient, Client, override_settings
 
 from jobs import services
-from jobs.models import Job
+from jobs.models import Chunk, Job
 from jobs.selectors import jobs as selectors
 from jobs.views import history as history_views
-from tests.factories import client_for, make_job
+from tests.factories import client_for, figures_settle, make_job
 
 pytestmark = [pytest.mark.pages, pytest.mark.django_db]
 
@@ -343,8 +343,12 @@ def test_sort_by_peak_memory_puts_unmeasured_jobs_last(
 
 
 def test_csv_export_has_every_column(alice_client: Client, alice: User) -> None:
-    job = make_job(alice, "primes", start=0, stop=500, chunks=1)
+    job = make_job(alice, "primes", start=0, stop=500, chunks=2)
     set_times(job, created=T0, seconds=4, cpu=6)
+    for chunk in job.chunks.all():
+        Chunk.objects.filter(pk=chunk.pk).update(status=Chunk.Status.DONE, pid=10 + chunk.index)
+    job.refresh_from_db()
+    figures_settle(job)
     response = alice_client.get("/history/export.csv")
     assert response["Content-Type"] == "text/csv; charset=utf-8"
     assert response["Content-Disposition"] == 'attachment; filename="coreboard-history.csv"'
@@ -360,15 +364,17 @@ def test_csv_export_has_every_column(alice_client: Client, alice: User) -> None:
         "wall_seconds": "4",
         "cpu_seconds": "6",
         "speedup": "1.5",
-        "efficiency": row["efficiency"],
-        "total_chunks": "1",
+        "speedup_baseline": "cpu",
+        "parallelism_achieved": "1.5",
+        "processes_used": "2",
+        "efficiency": "0.75",
+        "total_chunks": "2",
         "done_chunks": "0",
         "failed_chunks": "0",
         "peak_rss": "",
         "params": row["params"],
     }
-    assert float(row["efficiency"]) == round(1.5 / job.parallelism, 4)
-    assert json.loads(row["params"]) == {"start": 0, "stop": 500, "chunks": 1}
+    assert json.loads(row["params"]) == {"start": 0, "stop": 500, "chunks": 2}
 
 
 def test_csv_export_applies_filters_and_sort(

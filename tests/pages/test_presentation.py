@@ -56,10 +56,26 @@ def test_job_page_explains_a_low_speedup(alice: User, alice_client: Client) -> N
     job = finished(alice, chunks=40, run_s=0.002, gap_s=0.015)
     page = alice_client.get(f"/jobs/{job.pk}/").content.decode()
     assert "About this speedup" in page
-    assert "Chunks averaged 2 ms of work" in page
+    assert "2 ms of work each on average" in page
+    # One piece of advice, the costliest cause's.
+    assert page.count('id="speedup-advice"') == 1
+    assert "Use fewer, bigger chunks" in page
+    assert "more, smaller chunks" not in page
     fragment = alice_client.get(f"/jobs/{job.pk}/summary/").content.decode()
-    assert "Chunks averaged 2 ms of work" in fragment
+    assert "2 ms of work each on average" in fragment
     assert "Loop iterations" in fragment
+
+
+@pytest.mark.pages
+@pytest.mark.parametrize("status", [Job.Status.FAILED, Job.Status.CANCELLED])
+def test_no_speedup_box_on_a_failed_or_cancelled_job(
+    alice: User, alice_client: Client, status: str
+) -> None:
+    job = finished(alice, chunks=40, run_s=0.002, gap_s=0.015)
+    Job.objects.filter(pk=job.pk).update(status=status, error="boom")
+    page = alice_client.get(f"/jobs/{job.pk}/").content.decode()
+    assert "About this speedup" not in page
+    assert "speedup-notes" not in page
 
 
 @pytest.mark.pages

@@ -80,34 +80,91 @@ def test_every_kind_has_defaults_worth_parallelising() -> None:
 
 
 # --- speedup explained -----------------------------------------------------------------------
+# `finished` lays chunks out on lanes (processes) with set times: every figure below follows
+# from those times by hand.
 
 
-@pytest.mark.services
-def test_tiny_chunks_are_explained(alice: User) -> None:
-    job = finished(alice, chunks=40, run_s=0.002, gap_s=0.015)
+def _insight(job: Job) -> insights.SpeedupInsight:
     insight = insights.job_speedup_insight(job)
     assert insight is not None
-    text = " ".join(insight.notes)
-    assert "Chunks averaged 2 ms of work and 15 ms of overhead each" in text
-    assert "use fewer, bigger chunks" in text
+    return insight
 
 
 @pytest.mark.services
-def test_shared_cpu_is_explained_with_the_other_jobs(alice: User, bob: User) -> None:
+def test_tiny_chunks_advise_bigger_chunks_and_nothing_else(alice: User) -> None:
+    # Two lanes of 20 chunks: 2 ms of work after 15 ms of waiting each. Wall 20 × 17 ms =
+    # 0.34 s; of 2 × 0.34 s, 2 × 19 × 15 ms went between chunks, 2 × 15 ms to start-up.
+    job = finished(alice, chunks=40, run_s=0.002, gap_s=0.015)
+    insight = _insight(job)
+    assert insight.explained
+    assert [cause.key for cause in insight.causes] == ["overhead", "fixed"]
+    overhead = insight.causes[0]
+    assert overhead.seconds == pytest.approx(2 * 19 * 0.015)
+    assert overhead.share == pytest.approx(2 * 19 * 0.015 / (2 * 0.34))
+    assert "40 chunks did 2 ms of work each on average, with 15 ms between" in overhead.detail
+    assert insight.advice is not None
+    assert insight.advice.startswith("Use fewer, bigger chunks")
+
+
+@pytest.mark.services
+def test_the_tail_is_costed_per_idle_process(alice: User) -> None:
+    # Three lanes, four 1 s chunks: lane 0 runs two (0-2 s), lanes 1 and 2 one each and then
+    # wait 1 s each for it. Speedup 4 / 2 = 2 of 3.
+    job = finished(alice, chunks=4, run_s=1.0, gap_s=0.0, processes=3, parallelism=3)
+    insight = _insight(job)
+    assert insight.speedup == pytest.approx(2.0)
+    assert insight.causes[0].key == "tail"
+    assert insight.causes[0].seconds == pytest.approx(2.0)
+    assert insight.causes[0].share == pytest.approx(2.0 / 6.0)
+    assert insight.advice is not None
+    assert insight.advice.startswith("Even out the chunks' work")
+
+
+@pytest.mark.services
+def test_too_few_chunks_for_the_processes(alice: User) -> None:
+    job = finished(alice, chunks=2, run_s=1.0, gap_s=0.0, processes=2, parallelism=4)
+    insight = _insight(job)
+    assert insight.processes == 4
+    assert job.processes_used == 2
+    assert insight.efficiency == pytest.approx(1.0)  # against the 2 processes it used
+    assert insight.causes[0].key == "unused"
+    assert insight.causes[0].seconds == pytest.approx(2 * 1.0)
+    assert "It had 2 chunks for 4 processes" in insight.causes[0].detail
+    assert insight.advice == insight.causes[0].advice
+    assert "at least 4 chunks" in insight.advice
+
+
+@pytest.mark.services
+def test_shared_cpu_is_the_top_cause_and_names_the_other_jobs(alice: User, bob: User) -> None:
     other = make_job(bob, chunks=1, ms=1)
     Job.objects.filter(pk=other.pk).update(status=Job.Status.RUNNING, started_at=T0)
     job = finished(alice, chunks=8, run_s=1.0, gap_s=0.01, cpu_share=0.4)
-    insight = insights.job_speedup_insight(job)
-    assert insight is not None
-    assert any("The CPU was shared with 1 other job" in note for note in insight.notes)
+    insight = _insight(job)
+    contention = insight.causes[0]
+    assert contention.key == "contention"
+    assert contention.seconds == pytest.approx(8 * 0.6)
+    assert "1 other job ran on the workers meanwhile" in contention.detail
+    assert insight.advice is not None
+    assert "cores were shared" in insight.advice
 
 
 @pytest.mark.services
 def test_a_good_speedup_needs_no_explanation(alice: User) -> None:
     job = finished(alice, chunks=8, run_s=1.0, gap_s=0.01)
-    insight = insights.job_speedup_insight(job)
-    assert insight is not None
-    assert insight.notes == []
+    insight = _insight(job)
+    assert not insight.explained
+    assert insight.causes == []
+    assert insight.advice is None
+
+
+@pytest.mark.services
+@pytest.mark.parametrize("status", [Job.Status.FAILED, Job.Status.CANCELLED])
+def test_failed_and_cancelled_jobs_have_no_speedup_to_explain(alice: User, status: str) -> None:
+    job = finished(alice, chunks=40, run_s=0.002, gap_s=0.015)
+    Job.objects.filter(pk=job.pk).update(status=status)
+    job.refresh_from_db()
+    assert job.speedup is None
+    assert insights.job_speedup_insight(job) is None
 
 
 @pytest.mark.services
@@ -117,8 +174,10 @@ def test_speedup_against_own_parallelism_1_run(alice: User, bob: User) -> None:
                       params=params)  # fmt: skip
     finished(bob, chunks=8, run_s=1.0, gap_s=0.0, processes=1, parallelism=1, params=params)
     double = finished(alice, chunks=8, run_s=1.0, gap_s=0.0, params=params)
-    insight = insights.job_speedup_insight(double)
-    assert insight is not None
-    assert insight.baseline is not None
-    assert insight.baseline.job_id == single.pk
-    assert insight.baseline.speedup == pytest.approx(2.0)
+    insight = _insight(double)
+    assert insight.baseline == "measured"
+    assert insight.baseline_job_id == single.pk
+    assert insight.baseline_seconds == pytest.approx(8.0)
+    assert insight.speedup == pytest.approx(2.0)
+    assert _insight(single).speedup == pytest.approx(1.0)
+    assert _insight(single).baseline_job_id == single.pk

@@ -15,7 +15,7 @@ from jobs import protocol
 from jobs.models import Chunk, Job
 from jobs.selectors import jobs as selectors
 from jobs.sockets import consumers
-from tests.factories import claim_one, complete, make_job, start
+from tests.factories import claim_one, complete, figures_settle, make_job, start
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db]
 
@@ -103,38 +103,46 @@ def test_channel_layer_events_are_not_public_types_and_have_a_handler() -> None:
 
 
 def test_timings_in_sql_equal_the_model_properties(alice: User) -> None:
-    """JobQuerySet.with_timings() and Job's properties share one formula (jobs/models.py);
+    """JobQuerySet.with_timings() and Job's properties share one formula (jobs/scaling.py);
     they agree on every kind of job: not started, zero wall time, fixed parallelism, all
-    processes (efficiency against the processes that ran it)."""
+    processes (efficiency against the processes that ran it), failed (no speedup)."""
     now = timezone.now()
-    fixed = make_job(alice, parallelism=4)
+    fixed = make_job(alice, parallelism=4, chunks=4)
     every = make_job(alice, parallelism=None, chunks=2)
+    failed = make_job(alice, parallelism=2)
     instant = make_job(alice, parallelism=2)
     unstarted = make_job(alice, parallelism=2)
-    Job.objects.filter(pk__in=[fixed.pk, every.pk]).update(
+    Job.objects.filter(pk__in=[fixed.pk, every.pk, failed.pk]).update(
         started_at=now - timedelta(seconds=8), finished_at=now, cpu_seconds=12.0
     )
+    Job.objects.exclude(pk=failed.pk).update(status=Job.Status.SUCCEEDED)
+    Job.objects.filter(pk=failed.pk).update(status=Job.Status.FAILED)
     Job.objects.filter(pk=instant.pk).update(started_at=now, finished_at=now, cpu_seconds=1.0)
-    every.chunks.update(status=Chunk.Status.DONE, worker="w@h", pid=11)
-    every.chunks.filter(index=1).update(pid=12)
+    for job in (fixed, every):
+        job.chunks.update(status=Chunk.Status.DONE, worker="w@h", pid=11)
+        job.chunks.filter(index=1).update(pid=12)
+        job.refresh_from_db()
+        figures_settle(job)
     timed = {job.pk: job for job in Job.objects.with_timings()}
     expected = {
-        fixed.pk: (8.0, 1.5, 1.5 / 4),
-        every.pk: (8.0, 1.5, 1.5 / 2),
-        instant.pk: (0.0, None, None),
-        unstarted.pk: (None, None, None),
+        # wall, speedup, its baseline, parallelism achieved, efficiency
+        fixed.pk: (8.0, 1.5, "cpu", 1.5, 1.5 / 2),
+        every.pk: (8.0, 1.5, "cpu", 1.5, 1.5 / 2),
+        failed.pk: (8.0, None, None, 1.5, None),
+        instant.pk: (0.0, None, None, None, None),
+        unstarted.pk: (None, None, None, None, None),
     }
-    for pk, (wall, speedup, efficiency) in expected.items():
+    for pk, figures in expected.items():
         plain = Job.objects.get(pk=pk)
-        plain.processes_used = timed[pk].processes_used  # type: ignore[attr-defined]
         sql = timed[pk]
-        for figure, value in (
-            ("wall_seconds", wall),
-            ("speedup", speedup),
-            ("efficiency", efficiency),
+        for figure, value in zip(
+            ("wall_seconds", "speedup", "speedup_baseline", "parallelism_achieved", "efficiency"),
+            figures,
+            strict=True,
         ):
             assert getattr(sql, figure) == pytest.approx(value), (pk, figure)
             assert getattr(plain, figure) == pytest.approx(value), (pk, figure)
+        assert sql.timed_speedup_baseline == plain.speedup_baseline  # type: ignore[attr-defined]
 
 
 def test_the_packed_grid_places_each_chunk_by_its_index(alice: User) -> None:
