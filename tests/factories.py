@@ -241,12 +241,30 @@ def finished(
 ) -> Job:
     """A burn job that ran its chunks on `processes` lanes, `gap_s` idle before each."""
     job = make_job(owner, parallelism=parallelism, **(params or {"chunks": chunks, "ms": 1}))
-    lanes = [T0] * processes
+    return ran_on_lanes(job, run_s=run_s, gap_s=gap_s, cpu_share=cpu_share, processes=processes)
+
+
+def ran_on_lanes(
+    job: Job,
+    *,
+    run_s: float,
+    gap_s: float,
+    cpu_share: float = 1.0,
+    processes: int = 2,
+    started: datetime = T0,
+) -> Job:
+    """`job`, succeeded: its chunks ran one after another on `processes` lanes (chunk i on
+    lane i % processes), each `gap_s` after the lane's previous one and for `run_s`, with
+    `cpu_share` of that on the CPU; the job started at `started` and ended with its last
+    chunk. Its stored figures are settled as the engine settles them."""
+    lanes = [started] * processes
+    chunks = 0
     for chunk in job.chunks.order_by("index"):
         lane = chunk.index % processes
         start = lanes[lane] + timedelta(seconds=gap_s)
         end = start + timedelta(seconds=run_s)
         lanes[lane] = end
+        chunks += 1
         Chunk.objects.filter(pk=chunk.pk).update(
             status=Chunk.Status.DONE,
             worker="host",
@@ -258,7 +276,7 @@ def finished(
     cpu = chunks * run_s * cpu_share
     Job.objects.filter(pk=job.pk).update(
         status=Job.Status.SUCCEEDED,
-        started_at=T0,
+        started_at=started,
         finished_at=max(lanes),
         cpu_seconds=cpu,
         done_chunks=chunks,
