@@ -38,7 +38,9 @@ def test_checks_catch_a_500_and_an_undocumented_field() -> None:
         b' "chunk_time_limit_s": null,'
         b' "result": null, "error": "", "created_at": "2026-01-01T00:00:00Z",'
         b' "started_at": null, "finished_at": null, "wall_seconds": null, "cpu_seconds": 0.0,'
-        b' "speedup": null, "efficiency": null, "version": 0, "result_file": null,'
+        b' "speedup": null, "speedup_baseline": null, "baseline_seconds": null,'
+        b' "baseline_job": null, "parallelism_achieved": null, "processes_used": null,'
+        b' "efficiency": null, "version": 0, "result_file": null,'
         b' "waiting": null, "broker_unavailable": null}'
     )
     case.validate_response(_response(200, job), checks=CHECKS)  # the real shape passes

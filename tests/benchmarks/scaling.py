@@ -181,7 +181,7 @@ def _section(
     def fit(analysis: scaling.ScalingAnalysis) -> str:
         f = analysis.serial_fraction
         if f is None:
-            return "no fit (one level only)"
+            return analysis.fit_note or "no fit"
         ceiling = f", at most {analysis.max_speedup:.0f}× with any number" if f else ""
         return f"f = {f:.4f}{ceiling}"
 

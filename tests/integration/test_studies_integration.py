@@ -8,6 +8,7 @@ import io
 import pytest
 from django.contrib.auth.models import User
 
+from jobs import protocol
 from jobs.models import ScalingStudy
 from jobs.selectors import studies as study_selectors
 from jobs.services import studies
@@ -51,3 +52,7 @@ def test_study_of_a_primes_job_runs_to_the_end_on_two_processes(alice: User) -> 
     assert float(rows[1]["karp_flatt"]) == pytest.approx((1 / speedup - 0.5) / 0.5, abs=1e-3)
     assert rows[0]["karp_flatt"] == ""
     assert float(rows[0]["speedup"]) == 1.0
+    # The study's speedup at p = 2 is the run's own, as its page, the API and the CSV show it.
+    run2.refresh_from_db()
+    assert (run2.speedup_baseline, run2.baseline_job_id) == ("measured", run1.pk)
+    assert protocol.job_state(run2)["speedup"] == pytest.approx(float(rows[1]["speedup"]), abs=1e-4)

@@ -4,14 +4,17 @@ parallelism achieved, processes used and efficiency; which run is the baseline."
 
 from __future__ import annotations
 
+import importlib
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.db import connection
 from django.utils import timezone
 
-from jobs import protocol, scaling
+from jobs import migrations, protocol, scaling
 from jobs.models import Job
 from jobs.selectors import studies as study_selectors
 from jobs.services import studies
@@ -175,3 +178,27 @@ def test_an_amdahl_fit_needs_three_levels() -> None:
     # A level without a time does not count.
     unfinished = scaling.scaling_analyse({1: 10.0, 2: 6.0, 4: None})
     assert unfinished.serial_fraction is None
+
+
+def test_the_migration_fills_in_what_the_engine_stores(alice: User, bob: User) -> None:
+    """Migration 0010's backfill gives jobs that succeeded before it the figures the engine
+    gives a job when it succeeds."""
+    [path] = Path(migrations.__file__).parent.glob("*_speedup_baseline.py")
+    backfill = importlib.import_module(f"jobs.migrations.{path.stem}").BACKFILL
+    single = finished(alice, chunks=4, run_s=1.0, gap_s=0.0, processes=1, parallelism=1,
+                      params=PARAMS)  # fmt: skip
+    jobs = [
+        single,
+        finished(alice, chunks=4, run_s=1.0, gap_s=0.0, params=PARAMS),
+        finished(alice, chunks=4, run_s=1.0, gap_s=0.0, processes=4, parallelism=2),
+        finished(bob, chunks=4, run_s=1.0, gap_s=0.0, params=PARAMS),
+    ]
+    every = make_job(alice, parallelism=None, **PARAMS)
+    jobs.append(ran_on_lanes(every, run_s=1.0, gap_s=0.0, processes=3))
+    settled = {job.pk: (*_figures(job), job.baseline_job_id) for job in jobs}
+    Job.objects.update(processes_used=None, baseline_seconds=None, baseline_job=None)
+    with connection.cursor() as cursor:
+        cursor.execute(backfill)
+    filled = {job.pk: (*_figures(job), job.baseline_job_id) for job in jobs}
+    assert filled == settled
+    assert filled[single.pk][-1] == single.pk
