@@ -156,6 +156,8 @@ def test_create_a_job_and_watch_it_finish(page: Page, daphne_server: str, alice:
     expect(page.locator("#job-status")).to_have_text("succeeded")
     expect(page.locator("#result")).to_contain_text('"chunks": 6')
     expect(page.locator("#timings")).to_contain_text("Speedup")
+    expect(page.locator("#timings")).to_contain_text("Parallelism achieved")
+    expect(page.locator("#speedup-figure")).to_contain_text("estimated from the chunks' CPU time")
     expect(page.locator("#cancel-button")).to_be_hidden()
     # The task stream is made once it comes near the view.
     page.locator("#timeline").scroll_into_view_if_needed()
@@ -780,13 +782,20 @@ def test_measure_scaling_by_keyboard_and_read_the_study(
     expect(rows).to_have_count(2)
     expect(rows.nth(1).locator('[data-field="speedup"]')).to_have_text(re.compile(r"^\d+\.\d\d×$"))
     expect(rows.nth(1).locator('[data-field="karp_flatt"]')).not_to_be_empty()
-    expect(page.locator("#study-fit")).to_contain_text("serial fraction")
+    # Two levels fit any serial fraction exactly: the study says why it shows no fit.
+    expect(page.locator("#study-fit")).to_contain_text("No Amdahl fit: it needs speedups at 3")
     expect(page.locator("#study-cancel-form")).to_be_hidden()
     csv_url = page.locator("#study-export-csv").get_attribute("href")
     exported = page.request.get(f"{daphne_server}{csv_url}")
     assert exported.text().splitlines()[0].startswith("parallelism,job,status,wall_seconds")
     study_path = page.url.removeprefix(daphne_server)
     screenshot(page, "scaling-study.png")
+    # The run at parallelism 2 shows the study's speedup on its own page.
+    studied = rows.nth(1).locator('[data-field="speedup"]').inner_text()
+    page.locator('#study-runs li[data-parallelism="2"] a').click()
+    expect(page.locator('#speedup-figure [data-figure="speedup"]')).to_have_text(studied)
+    expect(page.locator("#timings")).to_contain_text("against a measured parallelism-1 run")
+    page.goto(f"{daphne_server}{study_path}")
     cookies = page.context.cookies()
     for name, options in [
         ("desktop", {"viewport": {"width": 1280, "height": 900}}),
