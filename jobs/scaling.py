@@ -252,21 +252,25 @@ def scaling_analyse(walls: Mapping[int, float | None]) -> ScalingAnalysis:
         )
         for p in sorted(walls)
     ]
-    return ScalingAnalysis(points=points, serial_fraction=f, fit_note=_fit_note(speedups, f))
+    return ScalingAnalysis(
+        points=points, serial_fraction=f, fit_note=_fit_note(sorted(walls), speedups, f)
+    )
 
 
-def _fit_note(speedups: Mapping[int, float], f: float | None) -> str | None:
+def _fit_note(levels: list[int], speedups: Mapping[int, float], f: float | None) -> str | None:
+    """Why a study shows no Amdahl fit (None when it shows one)."""
     if f is not None:
         return None
-    measured = len(speedups)
-    if measured >= AMDAHL_MIN_POINTS:
-        return "No Amdahl fit: no level above parallelism 1 has a speedup."
-    levels = ", ".join(str(p) for p in sorted(speedups)) or "none"
+    if len(levels) >= AMDAHL_MIN_POINTS:
+        return (
+            f"No Amdahl fit yet: it needs speedups at {AMDAHL_MIN_POINTS} or more "
+            f"parallelisms; {len(speedups)} of this study's {len(levels)} are measured."
+        )
     return (
-        f"No Amdahl fit: it needs speedups at {AMDAHL_MIN_POINTS} or more parallelisms and "
-        f"this study has {measured} (parallelism {levels}). With two, any serial fraction "
-        "fits them exactly, so a ceiling drawn from them would be a guess; a machine with "
-        "more worker processes gives the study more levels."
+        f"No Amdahl fit: it needs speedups at {AMDAHL_MIN_POINTS} or more parallelisms, and "
+        f"this study has {len(levels)} (parallelism {' and '.join(map(str, levels))}). "
+        "Two fit a serial fraction exactly, whatever the work, so the ceiling it gives would "
+        "be a guess. A machine with more worker processes gives a study more levels."
     )
 
 

@@ -22,6 +22,7 @@ advice: the top cause's. Failed and cancelled jobs have no speedup, so no explan
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from django.db.models import Count, DateTimeField, F, FloatField, Max, Min, Q, Sum, Value
@@ -171,7 +172,7 @@ def job_speedup_insight(job: Job) -> SpeedupInsight | None:
     if not insight.explained or not lanes:
         return insight
     causes = _causes(job, lanes, processes=processes, wall=wall, one_process=one_process)
-    return SpeedupInsight(**{**insight.__dict__, "causes": causes})
+    return dataclasses.replace(insight, causes=causes)
 
 
 def _causes(

@@ -178,6 +178,10 @@ def test_an_amdahl_fit_needs_three_levels() -> None:
     # A level without a time does not count.
     unfinished = scaling.scaling_analyse({1: 10.0, 2: 6.0, 4: None})
     assert unfinished.serial_fraction is None
+    assert unfinished.fit_note == (
+        "No Amdahl fit yet: it needs speedups at 3 or more parallelisms; 2 of this study's "
+        "3 are measured."
+    )
 
 
 def test_the_migration_fills_in_what_the_engine_stores(alice: User, bob: User) -> None:

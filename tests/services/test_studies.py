@@ -151,7 +151,7 @@ def test_figures_come_from_the_runs_wall_times(alice: User, dispatched: list[int
     assert state["max_speedup"] is None
     assert state["fit_note"] is not None
     assert "needs speedups at 3 or more parallelisms" in state["fit_note"]
-    assert "this study has 2 (parallelism 1, 2)" in state["fit_note"]
+    assert "this study has 2 (parallelism 1 and 2)" in state["fit_note"]
     rows = list(csv.reader(io.StringIO(study_selectors.study_csv(study))))
     assert rows[0] == list(study_selectors.STUDY_EXPORT_COLUMNS)
     assert rows[2][:5] == ["2", str(run2.pk), "succeeded", "5.0", "1.6"]
