@@ -25,6 +25,7 @@ import {
   progressApply,
   progressPercent,
   speedupMeter,
+  speedupText,
   tailShare,
   timingRows,
 } from "../../static/jobs/job_state.mjs";
@@ -314,6 +315,30 @@ describe("what the page shows", () => {
     const meter = speedupMeter(state);
     assert.equal(meter.caption, "Speedup 1.50× of an ideal 2× (2 processes used)");
     assert.ok(meter.fill < meter.ideal);
+  });
+
+  test("the speedup says what it was measured against; parallelism achieved is its own row", () => {
+    assert.equal(speedupText(job()), "—");
+    assert.equal(
+      speedupText(job({ speedup: 1.9, speedup_baseline: "measured" })),
+      "1.90× (against a measured parallelism-1 run)",
+    );
+    assert.equal(
+      speedupText(job({ speedup: 0.72, speedup_baseline: "cpu" })),
+      "0.72× (estimated from the chunks' CPU time)",
+    );
+    const state = snapshotState([], {
+      status: "succeeded",
+      speedup: 1.9,
+      speedup_baseline: "measured",
+      parallelism_achieved: 1.45,
+      efficiency: 0.95,
+      processes_used: 2,
+    });
+    const rows = Object.fromEntries(timingRows(state));
+    assert.equal(rows["Speedup"], "1.90× (against a measured parallelism-1 run)");
+    assert.equal(rows["Parallelism achieved"], "1.45 (CPU time ÷ wall time)");
+    assert.equal(rows["Efficiency"], "95%");
   });
 
   test("the tail is the wall time after the first process ran out of work", () => {
