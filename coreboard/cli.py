@@ -106,12 +106,14 @@ def _friendly_errors() -> Iterator[None]:
 
 
 def _say(text: str) -> None:
-    """Print data as it is (no rich markup: results and errors may contain brackets)."""
-    console.print(text, markup=False)
+    """Print data as it is: no rich markup (results and errors may contain brackets), and
+    not wrapped at the terminal's width (a path or a result cut by a newline breaks a
+    script that reads it, or a copy and paste)."""
+    console.print(text, markup=False, soft_wrap=True)
 
 
 def _fail(text: str) -> None:
-    errors.print(Text.assemble(("error: ", "red"), text))
+    errors.print(Text.assemble(("error: ", "red"), text), soft_wrap=True)
 
 
 def _print_json(value: Any) -> None:

@@ -230,3 +230,19 @@ def test_a_token_others_can_read_is_warned_about_with_the_chmod(
     no_credentials.chmod(0o644)
     monkeypatch.setenv("COREBOARD_TOKEN", "cb_3")
     assert "warning" not in CliRunner().invoke(main, ["list"]).stderr
+
+
+@pytest.mark.api
+def test_messages_are_not_wrapped_at_the_terminals_width(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_credentials: Path
+) -> None:
+    monkeypatch.setenv("COREBOARD_URL", "http://example.invalid:1")
+    monkeypatch.setenv("COREBOARD_TOKEN", "k")
+    monkeypatch.setenv("COLUMNS", "40")
+    long_path = tmp_path / ("a-folder-with-a-long-name-" * 4) / "result.json"
+    long_path.parent.mkdir()
+    job = {"status": "succeeded", "result": {"n": 1}, "result_file": None}
+    monkeypatch.setattr(Client, "job", lambda self, job_id: job)
+    wrote = CliRunner().invoke(main, ["result", "1", "--output", str(long_path)])
+    assert wrote.exit_code == 0, wrote.output
+    assert wrote.stdout == f"wrote {long_path.stat().st_size} bytes to {long_path}\n"
