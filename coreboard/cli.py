@@ -296,8 +296,10 @@ def kinds(ctx: click.Context) -> None:
             default = field.get("default", field.get("example"))
             required = "" if name in schema.get("required", ()) else " (optional)"
             help_text = field.get("description", "")
+            # A choice has no type in JSON Schema, only its values.
+            kind_of = field.get("type") or " | ".join(json.dumps(v) for v in field.get("enum", ()))
             _say(
-                f"  --param {name}=…  {field.get('type', '')}{required}"
+                f"  --param {name}=…  {kind_of}{required}"
                 + (f" [{limits}]" if limits else "")
                 + (f" e.g. {default}" if default is not None else "")
                 + (f" - {help_text}" if help_text else "")

@@ -246,3 +246,28 @@ def test_messages_are_not_wrapped_at_the_terminals_width(
     wrote = CliRunner().invoke(main, ["result", "1", "--output", str(long_path)])
     assert wrote.exit_code == 0, wrote.output
     assert wrote.stdout == f"wrote {long_path.stat().st_size} bytes to {long_path}\n"
+
+
+@pytest.mark.api
+def test_kinds_shows_a_choices_values_and_needs_no_required_list(
+    monkeypatch: pytest.MonkeyPatch, no_credentials: Path
+) -> None:
+    # JSON Schema leaves out `required` when it is empty, and a choice has no `type`.
+    schema = {
+        "type": "object",
+        "properties": {
+            "mode": {"enum": ["fast", "exact"], "default": "fast"},
+            "n": {"type": "integer", "minimum": 1, "maximum": 9},
+        },
+    }
+    found = [{"name": "k", "label": "K", "description": "d", "params_schema": schema}]
+    monkeypatch.setenv("COREBOARD_URL", "http://example.invalid:1")
+    monkeypatch.setenv("COREBOARD_TOKEN", "k")
+    monkeypatch.setattr(Client, "kinds", lambda self: found)
+    result = CliRunner().invoke(main, ["kinds"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == (
+        "k - K: d\n"
+        '  --param mode=…  "fast" | "exact" (optional) e.g. fast\n'
+        "  --param n=…  integer (optional) [min 1, max 9]\n"
+    )
