@@ -15,10 +15,23 @@ from django.http import HttpResponse
 from drf_spectacular.utils import extend_schema
 from drf_spectacular.views import SpectacularSwaggerSplitView
 from rest_framework.request import Request
+from rest_framework.response import Response
 
 
 class ApiDocs(SpectacularSwaggerSplitView):
     template_name = "api/docs.html"
+
+    @extend_schema(exclude=True)
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        # drf-spectacular leaves its views unannotated.
+        response: Response = super().get(request, *args, **kwargs)  # type: ignore[no-untyped-call]
+        if request.GET.get("script") is not None:
+            # The initializer holds the visitor's CSRF token: no other origin, same-site
+            # ones included, may load it with <script src> and read it (cross-site script
+            # inclusion); and no cache keeps it.
+            response["Cross-Origin-Resource-Policy"] = "same-origin"
+            response["Cache-Control"] = "no-store, private"
+        return response
 
     @extend_schema(exclude=True)
     def options(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:  # type: ignore[override]

@@ -148,3 +148,6 @@ def test_docs_page_has_no_inline_script_or_style() -> None:
     assert initializer.status_code == 200
     assert initializer["Content-Type"].startswith("application/javascript")
     assert "SwaggerUIBundle(" in initializer.content.decode()
+    # It holds the CSRF token: no other origin may include it.
+    assert initializer["Cross-Origin-Resource-Policy"] == "same-origin"
+    assert "no-store" in initializer["Cache-Control"]
