@@ -328,7 +328,10 @@ def submit(
     chunk_time_limit_s: int | None,
     wait: bool,
 ) -> None:
-    """Create a job of KIND, e.g. `coreboard submit primes -p stop=10000000 -p chunks=8`."""
+    """Create a job of KIND.
+
+    E.g. `coreboard submit primes -p stop=10000000 -p chunks=8`.
+    """
     values = dict(parse_param(text) for text in params)
     client, as_json = _context(ctx)
     with _friendly_errors():
