@@ -201,6 +201,10 @@ def test_the_token_comes_from_the_environment_a_file_or_the_config(
     missing = CliRunner().invoke(main, ["list", "--token-file", str(tmp_path / "none")])
     assert missing.exit_code == 2
     assert "Cannot read the token file" in missing.stderr
+    no_credentials.write_text('url = "http://example.invalid:1\n')
+    broken = CliRunner().invoke(main, ["list"])
+    assert broken.exit_code == 2
+    assert f"{no_credentials} is not valid TOML" in broken.stderr
 
 
 @pytest.mark.api
