@@ -31,43 +31,43 @@ worker: .venv/.synced
 	$(PY) -m launcher.worker $(call given,NODE,--node) $(call given,QUEUES,--queues) \
 		$(call given,CONCURRENCY,--concurrency) $(call given,LABELS,--labels)
 
-test: test-system-packages .venv/.synced node_modules/.installed lint test-js
+test: test-system-packages .venv/.synced-dev node_modules/.installed-dev lint test-js
 	$(PY) -m mypy .
 	$(PY) -m pytest
 
 # Unit tests of the pages' pure modules (static/jobs/*_state.mjs, static/lib/) in Node's
-# own test runner: no browser, no DOM.
-test-js: node_modules/.installed
+# own test runner: no browser, no DOM, no npm package.
+test-js:
 	node --test tests/js/*.test.mjs
 
 # The services, API, pages and consumers layers, one folder each: no browser, no worker or
 # daphne process (see docs/testing.md); about a minute on 2 cores.
-test-fast: system-packages .venv/.synced
+test-fast: system-packages .venv/.synced-dev
 	$(PY) -m pytest tests/services tests/api tests/pages tests/consumers
 
-bench: test-system-packages .venv/.synced node_modules/.installed
+bench: test-system-packages .venv/.synced-dev node_modules/.installed-dev
 	$(PY) -m tests.benchmarks.speedup
 	$(PY) -m tests.benchmarks.history
 	$(PY) -m tests.benchmarks.frontend
 	$(PY) -m tests.benchmarks.scaling
 	$(PY) -m tests.benchmarks.live
 
-screenshots: test-system-packages .venv/.synced node_modules/.installed
+screenshots: test-system-packages .venv/.synced-dev node_modules/.installed-dev
 	COREBOARD_SCREENSHOT_DIR=docs $(PY) -m pytest tests/browser/test_browser.py
 
-lint: .venv/.synced node_modules/.installed
+lint: .venv/.synced-dev node_modules/.installed-dev
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	.venv/bin/lint-imports --no-cache --no-logo
 	node_modules/.bin/eslint $(JS_SOURCES)
 	node_modules/.bin/prettier --check $(JS_SOURCES)
 
-format: .venv/.synced node_modules/.installed
+format: .venv/.synced-dev node_modules/.installed-dev
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
 	node_modules/.bin/prettier --write $(JS_SOURCES)
 
-typecheck: .venv/.synced
+typecheck: .venv/.synced-dev
 	$(PY) -m mypy .
 
 system-packages:
@@ -80,12 +80,28 @@ $(UV):
 	python3 -m venv var/bootstrap
 	var/bootstrap/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
+# Two stamps, one per need, both from uv.lock: `make run` and `make worker` install the
+# runtime dependencies only (no Playwright, mypy, Schemathesis or ruff); `make test` and the
+# other tool targets add the `dev` group. Switching between them installs or removes nothing
+# needlessly: the runtime sync is --inexact (it leaves the dev group a test run installed),
+# and the dev sync, a superset, stamps the runtime one too. The dev sync is exact, so
+# packages the lockfile dropped go there.
 .venv/.synced: pyproject.toml uv.lock | $(UV)
-	$(UV) sync --frozen --python python3
+	$(UV) sync --frozen --no-dev --inexact --python python3
 	touch $@
 
-# Front-end packages from package-lock.json: chart.js (served from node_modules), and the
-# tools that check the pages' scripts (ESLint, Prettier) and the pages (axe-core).
+.venv/.synced-dev: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --group dev --python python3
+	touch $@ .venv/.synced
+
+# Front-end packages from package-lock.json, the same two ways: chart.js (served from
+# node_modules) for `make run`; with the tools that check the pages' scripts (ESLint,
+# Prettier) and the pages (axe-core) for the test targets. `npm ci` starts from an empty
+# node_modules each time, so the full install stamps the runtime one too.
 node_modules/.installed: package.json package-lock.json
-	NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt npm ci --no-audit --no-fund
+	NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt npm ci --omit=dev --no-audit --no-fund
 	touch $@
+
+node_modules/.installed-dev: package.json package-lock.json
+	NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt npm ci --no-audit --no-fund
+	touch $@ node_modules/.installed

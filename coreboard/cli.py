@@ -1,7 +1,11 @@
 """`coreboard`: submit, watch and manage Coreboard jobs from a terminal.
 
-The server and token come from --url/--token, COREBOARD_URL/COREBOARD_TOKEN, or
-~/.config/coreboard/config.toml (`url = "..."`, `token = "..."`). Exit codes: 0 success
+The server comes from --url, COREBOARD_URL or ~/.config/coreboard/config.toml (`url =
+"..."`; COREBOARD_CONFIG names another); the token from COREBOARD_TOKEN, a file named by
+--token-file or COREBOARD_TOKEN_FILE, or the config (`token = "..."` or `token_file =
+"..."`), never from the command line, which every user of the machine can read (`ps`). A
+config or token file that others can read gets a warning with the chmod that fixes it.
+Global options (--url, --token-file, --json) go before or after the command. Exit codes: 0 success
 (for `watch` and `submit --wait`: the job succeeded), 1 the job failed or was cancelled or
 the server refused, 2 bad usage.
 """
@@ -10,10 +14,11 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 import httpx
@@ -31,7 +36,13 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from coreboard.client import ApiError, Client, ConfigError
+from coreboard.client import (
+    ApiError,
+    Client,
+    ConfigError,
+    InsecureCredentialsWarning,
+    read_token_file,
+)
 
 STATUSES = ("pending", "running", "succeeded", "failed", "cancelled")
 
@@ -95,12 +106,14 @@ def _friendly_errors() -> Iterator[None]:
 
 
 def _say(text: str) -> None:
-    """Print data as it is (no rich markup: results and errors may contain brackets)."""
-    console.print(text, markup=False)
+    """Print data as it is: no rich markup (results and errors may contain brackets), and
+    not wrapped at the terminal's width (a path or a result cut by a newline breaks a
+    script that reads it, or a copy and paste)."""
+    console.print(text, markup=False, soft_wrap=True)
 
 
 def _fail(text: str) -> None:
-    errors.print(Text.assemble(("error: ", "red"), text))
+    errors.print(Text.assemble(("error: ", "red"), text), soft_wrap=True)
 
 
 def _print_json(value: Any) -> None:
@@ -196,28 +209,96 @@ def _watch(client: Client, job_id: int, as_json: bool) -> None:
     _finish(client.job(job_id), as_json)
 
 
+def _remember(name: str) -> Callable[[click.Context, click.Parameter, Any], None]:
+    """Keep a global option's value where every command's context finds it (`ctx.meta` is
+    shared by the group and its command), whichever side of the command it was given on."""
+
+    def callback(ctx: click.Context, _: click.Parameter, value: Any) -> None:
+        if value is not None and value is not False:
+            ctx.meta[f"coreboard.{name}"] = value
+
+    return callback
+
+
+def _refuse_token(ctx: click.Context, _: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        raise click.UsageError(
+            "--token is no longer accepted: a command's arguments are visible to every user "
+            "of this machine (`ps`) and stay in the shell's history. Set COREBOARD_TOKEN, or "
+            "put the token in a file only you can read (chmod 600) and name it with "
+            '--token-file FILE or COREBOARD_TOKEN_FILE, or write `token = "..."` in the '
+            "config file.",
+            ctx,
+        )
+
+
+# Accepted before the command and after it (`coreboard --json list`, `coreboard list --json`).
+GLOBAL_OPTIONS = (
+    click.option(
+        "--url",
+        expose_value=False,
+        callback=_remember("url"),
+        help="Server, e.g. http://127.0.0.1:8000 (else COREBOARD_URL, else the config's url).",
+    ),
+    click.option(
+        "--token-file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        expose_value=False,
+        callback=_remember("token_file"),
+        help="A file holding the API token (else COREBOARD_TOKEN, COREBOARD_TOKEN_FILE, "
+        "the config's token or token_file).",
+    ),
+    click.option(
+        "--json",
+        is_flag=True,
+        expose_value=False,
+        callback=_remember("json"),
+        help="Machine-readable JSON output.",
+    ),
+    # Refused with the reason and what to do instead (it put the token in `ps`).
+    click.option("--token", hidden=True, expose_value=False, callback=_refuse_token),
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def global_options(command: F) -> F:
+    for option in reversed(GLOBAL_OPTIONS):
+        command = option(command)
+    return command
+
+
 @click.group()
-@click.option("--url", envvar="COREBOARD_URL", help="Server, e.g. http://127.0.0.1:8000.")
-@click.option("--token", envvar="COREBOARD_TOKEN", help="API token (see the API tokens page).")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
+@global_options
 @click.version_option(package_name="coreboard")
 @click.pass_context
-def main(ctx: click.Context, url: str | None, token: str | None, as_json: bool) -> None:
+def main(ctx: click.Context) -> None:
     """Run CPU-heavy jobs on a Coreboard server and watch them finish."""
 
     def make_client() -> Client:
-        with _friendly_errors():
-            return ctx.with_resource(Client(url, token))
+        with _friendly_errors(), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", InsecureCredentialsWarning)
+            token_file = ctx.meta.get("coreboard.token_file")
+            client = Client(
+                ctx.meta.get("coreboard.url"),
+                read_token_file(token_file) if token_file else None,
+            )
+        for warning in caught:
+            # Not wrapped: the chmod it gives is copied whole.
+            message = Text.assemble(("warning: ", "yellow"), str(warning.message))
+            errors.print(message, soft_wrap=True)
+        return ctx.with_resource(client)
 
-    ctx.obj = {"client": make_client, "json": as_json}
+    ctx.obj = {"client": make_client}
 
 
 def _context(ctx: click.Context) -> tuple[Client, bool]:
     make: Callable[[], Client] = ctx.obj["client"]
-    return make(), bool(ctx.obj["json"])
+    return make(), bool(ctx.meta.get("coreboard.json"))
 
 
 @main.command()
+@global_options
 @click.pass_context
 def kinds(ctx: click.Context) -> None:
     """The job kinds and their parameters."""
@@ -239,8 +320,10 @@ def kinds(ctx: click.Context) -> None:
             default = field.get("default", field.get("example"))
             required = "" if name in schema.get("required", ()) else " (optional)"
             help_text = field.get("description", "")
+            # A choice has no type in JSON Schema, only its values.
+            kind_of = field.get("type") or " | ".join(json.dumps(v) for v in field.get("enum", ()))
             _say(
-                f"  --param {name}=…  {field.get('type', '')}{required}"
+                f"  --param {name}=…  {kind_of}{required}"
                 + (f" [{limits}]" if limits else "")
                 + (f" e.g. {default}" if default is not None else "")
                 + (f" - {help_text}" if help_text else "")
@@ -248,6 +331,7 @@ def kinds(ctx: click.Context) -> None:
 
 
 @main.command()
+@global_options
 @click.argument("kind")
 @click.option("--param", "-p", "params", multiple=True, help="A parameter, NAME=VALUE.")
 @click.option("--parallelism", type=click.IntRange(min=1), help="Most chunks in flight.")
@@ -268,7 +352,10 @@ def submit(
     chunk_time_limit_s: int | None,
     wait: bool,
 ) -> None:
-    """Create a job of KIND, e.g. `coreboard submit primes -p stop=10000000 -p chunks=8`."""
+    """Create a job of KIND.
+
+    E.g. `coreboard submit primes -p stop=10000000 -p chunks=8`.
+    """
     values = dict(parse_param(text) for text in params)
     client, as_json = _context(ctx)
     with _friendly_errors():
@@ -290,6 +377,7 @@ def submit(
 
 
 @main.command()
+@global_options
 @click.argument("job_id", type=int)
 @click.pass_context
 def watch(ctx: click.Context, job_id: int) -> None:
@@ -300,6 +388,7 @@ def watch(ctx: click.Context, job_id: int) -> None:
 
 
 @main.command(name="list")
+@global_options
 @click.option("--status", type=click.Choice(STATUSES), help="Only jobs in this state.")
 @click.option("--limit", type=click.IntRange(min=1), default=25, show_default=True)
 @click.pass_context
@@ -327,6 +416,7 @@ def list_jobs(ctx: click.Context, status: str | None, limit: int) -> None:
 
 def _job_action(name: str, doc: str) -> None:
     @main.command(name=name, help=doc)
+    @global_options
     @click.argument("job_id", type=int)
     @click.pass_context
     def command(ctx: click.Context, job_id: int) -> None:
@@ -345,6 +435,7 @@ _job_action("rerun", "A new job with the same kind and parameters.")
 
 
 @main.command()
+@global_options
 @click.argument("job_id", type=int)
 @click.option(
     "--output",
@@ -377,6 +468,7 @@ def result(ctx: click.Context, job_id: int, output: Path | None) -> None:
 
 
 @main.command()
+@global_options
 @click.argument("job_id", type=int)
 @click.option("--chunk", "index", type=click.IntRange(min=0), help="Only this chunk's output.")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new output until the job ends.")
@@ -411,6 +503,7 @@ def logs(ctx: click.Context, job_id: int, index: int | None, follow: bool) -> No
 
 
 @main.command()
+@global_options
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.pass_context
 def upload(ctx: click.Context, file: Path) -> None:

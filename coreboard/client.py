@@ -2,7 +2,7 @@
 
     from coreboard.client import Client
 
-    client = Client()  # COREBOARD_URL / COREBOARD_TOKEN, or ~/.config/coreboard/config.toml
+    client = Client()  # COREBOARD_URL, COREBOARD_TOKEN[_FILE] or ~/.config/coreboard/config.toml
     job = client.submit("primes", {"start": 0, "stop": 10_000_000, "chunks": 8})
     job = client.wait(job["id"])
     print(job["status"], job["result"], job["speedup"])
@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import stat
 import time
 import tomllib
+import warnings
 from collections.abc import Callable, Generator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -51,14 +54,81 @@ def _describe(body: Any) -> str:
     return str(body)
 
 
+class InsecureCredentialsWarning(UserWarning):
+    """A file holding a token can be read by other users of this machine."""
+
+
+def _warn_if_shared(path: Path, what: str) -> None:
+    """Warn when `path` (holding a token) is readable or writable by group or others.
+
+    Anyone who can read the file can act as its owner on the server until the token is
+    revoked; POSIX permission bits only (other systems have no mode to check).
+    """
+    if os.name != "posix":
+        return
+    mode = path.stat().st_mode
+    if mode & 0o077:
+        warnings.warn(
+            f"{path} holds {what} and other users of this machine can read or change it "
+            f"(mode {stat.filemode(mode)}): run `chmod 600 {shlex.quote(str(path))}`",
+            InsecureCredentialsWarning,
+            stacklevel=3,
+        )
+
+
+def config_path() -> Path:
+    return Path(os.environ.get("COREBOARD_CONFIG") or DEFAULT_CONFIG).expanduser()
+
+
 def load_config(path: str | os.PathLike[str] | None = None) -> dict[str, str]:
-    """`url` and `token` from COREBOARD_CONFIG or ~/.config/coreboard/config.toml, if any."""
-    config_path = Path(path or os.environ.get("COREBOARD_CONFIG") or DEFAULT_CONFIG).expanduser()
-    if not config_path.is_file():
+    """`url`, `token` and `token_file` from COREBOARD_CONFIG or
+    ~/.config/coreboard/config.toml, if any; a warning when the file holds a token that other
+    users can read."""
+    file = Path(path).expanduser() if path is not None else config_path()
+    if not file.is_file():
         return {}
-    with config_path.open("rb") as handle:
-        data = tomllib.load(handle)
-    return {key: str(data[key]) for key in ("url", "token") if key in data}
+    with file.open("rb") as handle:
+        try:
+            data = tomllib.load(handle)
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError(f"{file} is not valid TOML: {error}") from None
+    found = {key: str(data[key]) for key in ("url", "token", "token_file") if key in data}
+    if "token" in found:
+        _warn_if_shared(file, "an API token")
+    return found
+
+
+def read_token_file(path: str | os.PathLike[str]) -> str:
+    """The token in a file (its first line, spaces stripped); a warning when others can
+    read it."""
+    file = Path(path).expanduser()
+    try:
+        token = file.read_text().strip()
+    except OSError as error:
+        raise ConfigError(f"Cannot read the token file {file}: {error.strerror}") from None
+    if not token:
+        raise ConfigError(f"The token file {file} is empty.")
+    _warn_if_shared(file, "an API token")
+    return token
+
+
+def find_token(token: str | None = None, *, config: Mapping[str, str]) -> str:
+    """The token from the first place that has one: the argument, COREBOARD_TOKEN, the file
+    named by COREBOARD_TOKEN_FILE, the config's `token`, the file named by its `token_file`.
+
+    Never a command-line flag: a process's arguments are visible to every user (`ps`).
+    """
+    if token:
+        return token
+    if os.environ.get("COREBOARD_TOKEN"):
+        return os.environ["COREBOARD_TOKEN"]
+    if os.environ.get("COREBOARD_TOKEN_FILE"):
+        return read_token_file(os.environ["COREBOARD_TOKEN_FILE"])
+    if config.get("token"):
+        return config["token"]
+    if config.get("token_file"):
+        return read_token_file(config["token_file"])
+    return ""
 
 
 class Client:
@@ -74,15 +144,18 @@ class Client:
     ) -> None:
         file = load_config(config)
         self.url = (url or os.environ.get("COREBOARD_URL") or file.get("url") or "").rstrip("/")
-        self.token = token or os.environ.get("COREBOARD_TOKEN") or file.get("token") or ""
         if not self.url:
             raise ConfigError(
-                "No server: pass --url, or set COREBOARD_URL, or `url` in the config."
+                "No server: pass --url, or set COREBOARD_URL, or `url` in the config "
+                f"({config or config_path()})."
             )
+        self.token = find_token(token, config=file)
         if not self.token:
             raise ConfigError(
-                "No token: pass --token, or set COREBOARD_TOKEN, or `token` in the config "
-                "(make one on the server's API tokens page)."
+                "No token: set COREBOARD_TOKEN, or COREBOARD_TOKEN_FILE (or --token-file) to "
+                "a file holding it, or `token` in the config "
+                f"({config or config_path()}, chmod 600); make one on the server's API "
+                "tokens page."
             )
         self.http = httpx.Client(
             base_url=self.url,

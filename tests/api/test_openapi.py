@@ -131,3 +131,23 @@ def test_schema_and_docs_are_served() -> None:
     # A CDN would be a URL (a random CSRF token in the page may hold the letters "cdn").
     assert "//cdn" not in page.lower()
     assert "https://" not in page
+
+
+@pytest.mark.django_db
+def test_docs_page_has_no_inline_script_or_style() -> None:
+    """What the site's CSP (no 'unsafe-inline') would block: the page's scripts all have a
+    src on this site, and its initializer is one of them."""
+    client = APIClient()
+    page = client.get("/api/docs/").content.decode()
+    scripts = re.findall(r"<script\b([^>]*)>", page)
+    assert scripts
+    assert all('src="/' in attributes for attributes in scripts), scripts
+    assert "<style" not in page
+    assert " style=" not in page
+    initializer = client.get("/api/docs/?script=")
+    assert initializer.status_code == 200
+    assert initializer["Content-Type"].startswith("application/javascript")
+    assert "SwaggerUIBundle(" in initializer.content.decode()
+    # It holds the CSRF token: no other origin may include it.
+    assert initializer["Cross-Origin-Resource-Policy"] == "same-origin"
+    assert "no-store" in initializer["Cache-Control"]
