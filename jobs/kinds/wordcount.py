@@ -22,8 +22,8 @@ BLOCK = 4 << 20
 WORD = re.compile("\\w+(?:['\u2019]\\w+)*")
 WHITESPACE = b" \t\n\r\x0b\x0c"
 # CPU seconds per byte of text counted, measured on the reference machine
-# (docs/job-kinds.md, "Estimates"); text of short words costs the most.
-SECONDS_PER_BYTE = 4.0e-8
+# (docs/job-kinds.md, "Estimates"); text of short words in several scripts costs the most.
+SECONDS_PER_BYTE = 5.0e-8
 
 
 class WordCountForm(forms.Form):
