@@ -24,10 +24,11 @@ import math
 from enum import StrEnum
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from redis.exceptions import RedisError
 from rest_framework.throttling import SimpleRateThrottle
 
+from jobs.engine.job_state import is_lock_timeout
 from jobs.services import quotas
 from jobs.services.errors import RateLimited, Rejected
 from jobs.services.quotas import Cost
@@ -59,15 +60,30 @@ RATE_WORDS: dict[Scope, tuple[str, str]] = {
 }
 
 
+# A person whose own attempts queue for their lock longer than COREBOARD_DB_LOCK_TIMEOUT_MS
+# sent too many at once: told so (429), not that a job is busy (the middleware's 503).
+QUEUED_RETRY_AFTER_S = 1
+QUEUED_MESSAGE = (
+    "Too many of your requests to start work at once: the ones before this are still being "
+    "admitted. Try again in a second."
+)
+
+
 def person_lock(*people: Any) -> None:
     """Hold each person's admission lock until the current transaction ends (in id order,
-    so two callers locking the same two people never wait for each other)."""
+    so two callers locking the same two people never wait for each other); RateLimited
+    when the wait passes the sessions' lock timeout."""
     if not connection.in_atomic_block:
         raise RuntimeError("person_lock outside a transaction would hold nothing")
     ids = sorted({person.pk for person in people if person is not None})
     with connection.cursor() as cursor:
         for pk in ids:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [LOCK_SPACE, pk])
+            try:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [LOCK_SPACE, pk])
+            except OperationalError as error:
+                if not is_lock_timeout(error):
+                    raise
+                raise RateLimited(QUEUED_MESSAGE, retry_after_s=QUEUED_RETRY_AFTER_S) from None
 
 
 class _PersonRate(SimpleRateThrottle):

@@ -8,12 +8,13 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
 
 from jobs import kinds, services
 from jobs.engine import workers
 from jobs.models import Chunk, Job, ScalingStudy
 from jobs.options import kind_time_limit_s
-from jobs.services import quotas, studies
+from jobs.services import admission, quotas, studies
 from tests import kinds_function
 from tests.factories import (
     BURN,
@@ -246,3 +247,26 @@ def _failed_job(owner: User) -> Job:
 
 def _text(data: bytes) -> SimpleUploadedFile:
     return SimpleUploadedFile("words.txt", data, content_type="text/plain")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_attempt_queued_past_the_lock_timeout_is_told_to_try_again(
+    alice: User, other_session: Any, settings: Any
+) -> None:
+    """One held by another session (as 20 large parallel creations can) gets a 429 that
+    says why, not the 503 of a busy job."""
+    with other_session.transaction():
+        other_session.execute(
+            "SELECT pg_advisory_xact_lock(%s, %s)", [admission.LOCK_SPACE, alice.pk]
+        )
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = 200")
+        try:
+            with pytest.raises(services.RateLimited) as refused:
+                services.job_create(owner=alice, **BURN)
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("RESET lock_timeout")
+    assert refused.value.retry_after_s == admission.QUEUED_RETRY_AFTER_S
+    assert "still being admitted" in refused.value.message
+    assert not Job.objects.exists()
