@@ -230,3 +230,32 @@ def test_the_form_shows_the_per_job_quota_with_the_estimate(
 
 def _text(name: str) -> SimpleUploadedFile:
     return SimpleUploadedFile(name, b"one two three", content_type="text/plain")
+
+
+# --- the probe's numbers, at the default settings -------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_20_form_posts_in_a_row_create_10_jobs_at_the_default_rate(
+    alice: User, alice_client: Client
+) -> None:
+    """The probe's form created 20 jobs in 4.6 s; COREBOARD_RATE_JOB_CREATE is 10/minute."""
+    codes = [alice_client.post("/jobs/new/", BURN_FORM).status_code for _ in range(20)]
+    assert codes == [302] * 10 + [429] * 10
+    assert Job.objects.count() == 10
+
+
+@pytest.mark.django_db
+def test_35_page_retries_in_a_row_stop_at_the_quota_and_then_the_rate(
+    alice: User, alice_client: Client
+) -> None:
+    """The probe's page retry accepted 35 in a row, past the quota of 10 active jobs."""
+    failed = [failed_job(alice) for _ in range(35)]
+    retry = [reverse("jobs:retry", args=[job.pk]) for job in failed]
+    codes = [alice_client.post(url).status_code for url in retry[:10]]
+    eleventh = alice_client.post(retry[10], follow=True)
+    assert "COREBOARD_QUOTA_ACTIVE_JOBS" in eleventh.content.decode()
+    codes += [alice_client.post(url).status_code for url in retry[11:]]
+    # COREBOARD_RATE_JOB_ACTION is 30/minute: every attempt spends, the refused ones too.
+    assert codes == [302] * 29 + [429] * 5
+    assert active_jobs(alice) == 10
