@@ -769,12 +769,22 @@ register(
     "COREBOARD_QUOTA_CHUNK_S",
     "int",
     86_400,
-    "estimated CPU seconds per person across active jobs, for kinds that can estimate "
-    "(`burn`); 86,400 is one CPU-day",
+    "estimated CPU seconds per person across active jobs (each kind's estimate; a kind "
+    "that cannot estimate counts chunks × its chunk time limit); 86,400 is one CPU-day",
     section="jobs",
     unit="s",
     minimum=1,
     aliases=("COREBOARD_QUOTA_CHUNK_SECONDS",),
+)
+register(
+    "COREBOARD_QUOTA_JOB_S",
+    "int",
+    3_600,
+    "CPU seconds one job may ask for, by its kind's estimate (a kind without one is counted "
+    "by `COREBOARD_QUOTA_CHUNK_S` only); 3,600 is one CPU-hour",
+    section="jobs",
+    unit="s",
+    minimum=1,
 )
 register(
     "COREBOARD_QUOTA_UPLOADS", "int", 100, "uploads kept per person", section="jobs", minimum=1
@@ -792,17 +802,17 @@ register(
 
 # Web pages, API and websockets
 for _rate_name, _rate, _what in (
-    ("COREBOARD_RATE_JOB_CREATE", "10/minute", "job creation"),
+    ("COREBOARD_RATE_JOB_CREATE", "10/minute", "job creation and scaling studies"),
     ("COREBOARD_RATE_JOB_PREVIEW", "120/minute", "job previews"),
-    ("COREBOARD_RATE_JOB_ACTION", "30/minute", "retry and rerun"),
+    ("COREBOARD_RATE_JOB_ACTION", "30/minute", "retries and reruns"),
     ("COREBOARD_RATE_UPLOAD", "20/minute", "uploads"),
 ):
     register(
         _rate_name,
         "str",
         _rate,
-        f"API rate limit of {_what} per person (DRF rates: `N/second`, `minute`, `hour`, "
-        "`day`); beyond it 429 with `Retry-After`",
+        f"rate limit of {_what} per person, one budget for the API and the pages (DRF "
+        "rates: `N/second`, `minute`, `hour`, `day`); beyond it 429 with `Retry-After`",
         section="web",
     )
 register(

@@ -77,6 +77,9 @@ class Job(models.Model):
     result = models.JSONField(null=True, blank=True)
     error = models.TextField(blank=True)
     cpu_seconds = models.FloatField(default=0.0)
+    # CPU seconds its kind estimated for all its chunks when it was admitted
+    # (jobs.services.admission); the quotas count the unfinished chunks' share of it.
+    estimated_cpu_seconds = models.FloatField(null=True, blank=True)
     # The largest peak resident memory of any of its chunks' processes (bytes), for sorting.
     peak_rss = models.PositiveBigIntegerField(null=True, blank=True)
     # Per-chunk time limit this job asked for (seconds); None: the kind's limit.

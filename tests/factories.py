@@ -12,11 +12,15 @@ import contextlib
 import random
 import secrets
 import socket
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 import pytest
+from django import db
 from django.contrib.auth.models import User
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import transaction
@@ -27,6 +31,8 @@ from rest_framework.test import APIClient
 from jobs import kinds, protocol, services
 from jobs.engine import chunks, job_state, workers
 from jobs.models import Chunk, Job, ScalingStudy
+
+T = TypeVar("T")
 
 # A worker process id (jobs.engine.workers.process_id): node, pid, boot.
 TEST_PROCESS = "test@host|1|boot"
@@ -348,3 +354,22 @@ def upload(api: APIClient, name: str = "words.txt", text: bytes = b"one two thre
     response = api.post("/api/uploads/", {"file": SimpleUploadedFile(name, text, "text/plain")})
     assert response.status_code == 201, response.json()
     return int(response.json()["id"])
+
+
+# --- concurrency ---------------------------------------------------------------------------------
+
+
+def in_parallel(attempt: Callable[[int], T], times: int = 20) -> list[T]:
+    """`attempt(0)` … `attempt(times - 1)`, each in a thread of its own (so on a database
+    connection of its own, closed after), released together; their results in order."""
+    start_line = threading.Barrier(times)
+
+    def run(index: int) -> T:
+        try:
+            start_line.wait(timeout=30)
+            return attempt(index)
+        finally:
+            db.connections.close_all()
+
+    with ThreadPoolExecutor(max_workers=times) as pool:
+        return list(pool.map(run, range(times)))

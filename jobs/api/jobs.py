@@ -30,7 +30,7 @@ from jobs.options import chunk_time_limit_field, parallelism_field
 from jobs.protocol import JobApiState
 from jobs.selectors import jobs as selectors
 from jobs.selectors import output as output_selectors
-from jobs.services import uploads
+from jobs.services import admission, quotas, uploads
 
 logger = logging.getLogger(__name__)
 
@@ -54,12 +54,18 @@ class JobCreateSerializer(serializers.Serializer[Any]):
         return attrs
 
 
-class ScopedRateThrottleFailingOpen(ScopedRateThrottle):
-    """DRF's scoped throttle, letting requests through while its cache (Redis) does not
-    answer: the quotas still bound what one person can start, and a Redis outage must not
-    turn every job creation into a 500 (the job runs once Redis is back)."""
+class PersonRateThrottle(ScopedRateThrottle):
+    """DRF's scoped throttle for requests that start no work (previews, uploads): a person's
+    request spends from the same budget as the pages' (jobs.services.admission.rate_take,
+    under the person's lock, refused with the same words); anonymous ones, which these
+    views refuse anyway, are counted by address as DRF does. Lets requests through while
+    the cache (Redis) does not answer: a Redis outage must not turn them into 500s."""
 
     def allow_request(self, request: Request, view: APIView) -> bool:
+        scope = getattr(view, "throttle_scope", None)
+        if scope is not None and request.user.is_authenticated:
+            admission.rate_take(person=request.user, scope=admission.Scope(scope))
+            return True
         try:
             return super().allow_request(request, view)
         except (RedisError, OSError) as error:
@@ -68,9 +74,12 @@ class ScopedRateThrottleFailingOpen(ScopedRateThrottle):
 
 
 class PostThrottled(APIView):
-    """Throttles POST only (rates by `throttle_scope`, see settings), so reads stay free."""
+    """Throttles POST only (rates by `throttle_scope`, see settings), so reads stay free.
 
-    throttle_classes = [ScopedRateThrottleFailingOpen]
+    Views that start work (create, retry, rerun, studies) have no throttle here: their
+    service spends the person's rate in its admission (jobs.services.admission)."""
+
+    throttle_classes = [PersonRateThrottle]
 
     def get_throttles(self) -> list[Any]:
         return super().get_throttles() if self.request.method == "POST" else []
@@ -81,9 +90,8 @@ class JobSerializer(serializers.BaseSerializer[Job]):
         return selectors.job_as_api_dict(instance)
 
 
-class JobListCreate(PostThrottled, GenericAPIView[Job]):
+class JobListCreate(GenericAPIView[Job]):
     serializer_class = JobSerializer
-    throttle_scope = "job-create"
 
     def get_queryset(self) -> Any:
         status_filter = self.request.query_params.get("status")
@@ -101,7 +109,7 @@ class JobListCreate(PostThrottled, GenericAPIView[Job]):
     def post(self, request: Request) -> Response:
         incoming = JobCreateSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
-        job = services.job_create(owner=request.user, **incoming.validated_data)
+        job = services.job_create(owner=request.user, by=request.user, **incoming.validated_data)
         return Response(selectors.job_as_api_dict(job), status=status.HTTP_201_CREATED)
 
 
@@ -130,7 +138,8 @@ class JobExportCsv(APIView):
 
 
 class JobPreview(PostThrottled):
-    """How many chunks a job would have: the body of a creation, validated, nothing stored.
+    """How many chunks a job would have and its estimated CPU seconds, with the quotas they
+    count against: the body of a creation, validated, nothing stored.
 
     With `?form=1` (the new-job page's live count) parameter values may be the strings a
     form holds; they are converted by the kind's form fields first.
@@ -151,7 +160,8 @@ class JobPreview(PostThrottled):
                 "chunk_time_limit_s", chunk_time_limit_field(), data["chunk_time_limit_s"]
             )
         plan = services.job_plan(owner=request.user, **data)
-        return Response({"chunks": len(plan.specs)})
+        preview = quotas.cost_preview(owner=request.user, cost=plan.cost)
+        return Response({"chunks": len(plan.specs), **preview})
 
 
 def _form_values(kind: str, params: dict[str, Any], parallelism: Any) -> tuple[Any, Any]:
@@ -182,9 +192,9 @@ class _OwnJobView(GenericAPIView[Any]):
     def get_job(self, job_id: int) -> Job:
         return selectors.job_get_for_user(user=self.request.user, job_id=job_id)
 
-    def job_action(self, action: Callable[..., Job], job_id: int) -> Response:
+    def job_action(self, action: Callable[..., Job], job_id: int, **extra: Any) -> Response:
         """A service action on a visible job: its new state (a refusal raises: a 409)."""
-        job = action(job=self.get_job(job_id))
+        job = action(job=self.get_job(job_id), **extra)
         return Response(selectors.job_as_api_dict(job))
 
 
@@ -205,20 +215,16 @@ class JobCancel(_OwnJobView):
         return self.job_action(services.job_cancel, job_id)
 
 
-class JobRetry(PostThrottled, _OwnJobView):
-    throttle_scope = "job-action"
-
+class JobRetry(_OwnJobView):
     @openapi.job_retry
     def post(self, request: Request, job_id: int) -> Response:
-        return self.job_action(services.job_retry_failed, job_id)
+        return self.job_action(services.job_retry_failed, job_id, by=request.user)
 
 
-class JobRerun(PostThrottled, _OwnJobView):
-    throttle_scope = "job-action"
-
+class JobRerun(_OwnJobView):
     @openapi.job_rerun
     def post(self, request: Request, job_id: int) -> Response:
-        job = services.job_rerun(job=self.get_job(job_id), owner=request.user)
+        job = services.job_rerun(job=self.get_job(job_id), owner=request.user, by=request.user)
         return Response(selectors.job_as_api_dict(job), status=status.HTTP_201_CREATED)
 
 

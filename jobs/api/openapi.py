@@ -310,6 +310,23 @@ JobResourcesOut = typed_dict_serializer(protocol.JobResourcesState)
 
 class JobPreviewOut(serializers.Serializer[Any]):
     chunks = serializers.IntegerField(help_text="How many chunks the job would have.")
+    cpu_seconds = serializers.FloatField(
+        help_text="CPU seconds the quotas would count for it: its kind's estimate, at most "
+        "chunks × the chunk time limit."
+    )
+    cpu_seconds_estimated = serializers.BooleanField(
+        help_text="Whether its kind estimated them (false: chunks × the chunk time limit, "
+        "for a kind that cannot estimate)."
+    )
+    quota_job_cpu_seconds = serializers.IntegerField(
+        help_text="The most one job may ask for (COREBOARD_QUOTA_JOB_S)."
+    )
+    quota_cpu_seconds = serializers.IntegerField(
+        help_text="The most your active jobs may ask for together (COREBOARD_QUOTA_CHUNK_S)."
+    )
+    active_cpu_seconds = serializers.FloatField(
+        help_text="What your active jobs still ask for now."
+    )
 
 
 class UploadIn(serializers.Serializer[Any]):
@@ -382,7 +399,8 @@ job_create = extend_schema(
     responses={201: JobOut, 400: BAD_INPUT, 429: THROTTLED, **_COMMON},
 )
 job_preview = extend_schema(
-    summary="How many chunks a job would have (creates nothing)",
+    summary="How many chunks a job would have, its estimated CPU seconds and the quotas "
+    "(creates nothing)",
     request={"application/json": _ref("JobCreate")},
     responses={200: JobPreviewOut, 400: BAD_INPUT, 429: THROTTLED, **_COMMON},
 )
@@ -399,7 +417,7 @@ job_cancel = extend_schema(
 job_retry = extend_schema(
     summary="Re-run what failed: the chunks not done, or only the combine step",
     request=None,
-    responses={200: JobOut, 409: CONFLICT_RESPONSE, 429: THROTTLED, **_ONE_JOB},
+    responses={200: JobOut, 400: BAD_INPUT, 409: CONFLICT_RESPONSE, 429: THROTTLED, **_ONE_JOB},
 )
 job_rerun = extend_schema(
     summary="A new job with the same kind and parameters",

@@ -11,7 +11,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from jobs.api import openapi
-from jobs.api.jobs import PostThrottled
 from jobs.models import ScalingStudy
 from jobs.selectors import jobs as selectors
 from jobs.selectors import studies as study_selectors
@@ -43,9 +42,8 @@ class _OwnStudyView(GenericAPIView[Any]):
         return study
 
 
-class StudyListCreate(PostThrottled, GenericAPIView[Any]):
-    # Each study creates jobs, so it counts against the same rate as creating one.
-    throttle_scope = "job-create"
+class StudyListCreate(GenericAPIView[Any]):
+    # Each study creates jobs: its service spends a job creation (jobs.services.admission).
     serializer_class = openapi.StudyOut
 
     @openapi.study_list
@@ -63,7 +61,7 @@ class StudyListCreate(PostThrottled, GenericAPIView[Any]):
             job = selectors.job_get_for_user(user=request.user, job_id=job_id)
         except Http404:
             raise Rejected({"job": [f"No job with id {job_id} of yours."]}) from None
-        study = studies.study_create(owner=request.user, job=job)
+        study = studies.study_create(owner=request.user, job=job, by=request.user)
         return Response(study_selectors.study_as_dict(study), status=status.HTTP_201_CREATED)
 
 

@@ -18,6 +18,9 @@ MAX_PREFIX = 128
 PROGRESS_EVERY = 20_000
 # Search 16x the expected number of hashes: the chance of finding nothing is e^-16.
 SPACE_FACTOR = 16
+# CPU seconds per nonce tried, measured on the reference machine (docs/job-kinds.md,
+# "Estimates").
+SECONDS_PER_HASH = 4.7e-7
 
 
 class HashSearchForm(forms.Form):
@@ -55,6 +58,11 @@ class HashSearch(JobKind):
         "remaining chunks are cancelled."
     )
     form_class = HashSearchForm
+
+    def estimate_seconds(self, params: Params) -> float:
+        """At most: the whole nonce space searched (a find ends the job after about
+        1/SPACE_FACTOR of it, on average)."""
+        return float(SPACE_FACTOR * 16 ** params["difficulty"] * SECONDS_PER_HASH)
 
     def split(self, params: Params) -> Sequence[Spec]:
         space = SPACE_FACTOR * 16 ** params["difficulty"]

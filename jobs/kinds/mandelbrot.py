@@ -20,6 +20,10 @@ MAX_PIXELS = 4096 * 2048
 MAX_ITER = 10_000
 MAX_CHUNKS = 4096
 INSIDE = 0
+# CPU seconds, measured on the reference machine (docs/job-kinds.md, "Estimates"): one
+# step of the escape loop, and a pixel's own work beside its steps.
+SECONDS_PER_ITERATION = 9.8e-8
+SECONDS_PER_PIXEL = 1.7e-7
 
 
 def palette() -> list[int]:
@@ -99,6 +103,12 @@ class Mandelbrot(JobKind):
     description = "Renders the Mandelbrot set as a PNG, band by band; watch it fill in."
     form_class = MandelbrotForm
     preview_type = "image/png"
+
+    def estimate_seconds(self, params: Params) -> float:
+        """At most: every pixel inside the set runs all `max_iter` steps (what a band
+        costs depends on where the set is, which only running it tells)."""
+        pixels = params["width"] * params["height"]
+        return float(pixels * (SECONDS_PER_PIXEL + params["max_iter"] * SECONDS_PER_ITERATION))
 
     def split(self, params: Params) -> Sequence[Spec]:
         height, chunks = params["height"], params["chunks"]

@@ -7,12 +7,15 @@ import random
 from collections.abc import Sequence
 from typing import Annotated, Any
 
-from jobs.kinds.base import Progress, ResultDisplay, grouped
+from jobs.kinds.base import Params, Progress, ResultDisplay, grouped
 from jobs.kinds.function import Help, Range, kind, seeded
 
 MAX_SAMPLES = 2_000_000_000
 MAX_CHUNKS = 100_000
 PROGRESS_EVERY = 100_000
+# CPU seconds per point drawn, measured on the reference machine (docs/job-kinds.md,
+# "Estimates").
+SECONDS_PER_SAMPLE = 8.3e-8
 
 
 def pi_estimate(partials: Sequence[dict[str, int]]) -> dict[str, float | int]:
@@ -40,11 +43,17 @@ def pi_display(result: Any) -> ResultDisplay:
     )
 
 
+def pi_seconds(params: Params) -> float:
+    """The chunks share `samples` points between them (seeded(share="samples"))."""
+    return float(params["samples"] * SECONDS_PER_SAMPLE)
+
+
 @kind(
     label="Monte Carlo π",
     split=seeded(share="samples"),
     combine=pi_estimate,
     display=pi_display,
+    estimate_seconds=pi_seconds,
 )
 def montecarlo_pi(
     rng: random.Random,

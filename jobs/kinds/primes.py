@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from math import isqrt
+from math import isqrt, log
 from typing import Annotated
 
 from jobs.kinds.base import Params, Progress, ResultDisplay, grouped
@@ -13,6 +13,10 @@ MAX_STOP = 10**11
 MAX_RANGE = 10**10
 MAX_CHUNKS = 100_000
 SEGMENT = 1 << 18
+# CPU seconds, measured on the reference machine (docs/job-kinds.md, "Estimates"): per
+# number sieved, and per base prime crossed off in one segment.
+SECONDS_PER_NUMBER = 2.1e-9
+SECONDS_PER_PRIME_SEGMENT = 5.4e-7
 
 
 @lru_cache(maxsize=8)
@@ -56,11 +60,23 @@ def primes_display(params: Params, result: dict[str, int]) -> ResultDisplay:
     return ResultDisplay(figures=[("Primes found", grouped(result["count"])), ("Range", span)])
 
 
+def primes_seconds(params: Params) -> float:
+    """Each segment crosses off every base prime up to √stop (about √stop / (ln √stop - 1)
+    of them; fewer in the low segments, so this is an upper bound), and each chunk starts
+    a segment of its own."""
+    span = max(params["stop"] - max(params["start"], 2), 0)
+    root = isqrt(max(params["stop"] - 1, 0))
+    base = root / (log(root) - 1) if root > 2 else 1.0
+    segments = span / SEGMENT + params["chunks"]
+    return float(span * SECONDS_PER_NUMBER + segments * base * SECONDS_PER_PRIME_SEGMENT)
+
+
 @kind(
     label="Count primes",
     split=over_range("stop", start="start", max_size=MAX_RANGE),
     combine="sum",
     display=primes_display,
+    estimate_seconds=primes_seconds,
 )
 def primes(
     numbers: range,

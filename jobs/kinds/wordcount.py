@@ -21,6 +21,9 @@ BLOCK = 4 << 20
 # range separately gives exactly the single-process count.
 WORD = re.compile("\\w+(?:['\u2019]\\w+)*")
 WHITESPACE = b" \t\n\r\x0b\x0c"
+# CPU seconds per byte of text counted, measured on the reference machine
+# (docs/job-kinds.md, "Estimates"); text of short words in several scripts costs the most.
+SECONDS_PER_BYTE = 5.0e-8
 
 
 class WordCountForm(forms.Form):
@@ -75,6 +78,12 @@ class WordCount(JobKind):
         "frequent. The file is split into byte ranges cut at whitespace."
     )
     form_class = WordCountForm
+
+    def estimate_seconds(self, params: Params) -> float | None:
+        """The file's size × the pace of counting; None (no estimate) when given an upload
+        id alone rather than the upload, as only `split` is."""
+        upload = params["upload"]
+        return upload["size"] * SECONDS_PER_BYTE if isinstance(upload, dict) else None
 
     def split(self, params: Params) -> Sequence[Spec]:
         upload = params["upload"]

@@ -2,14 +2,17 @@
 
 - `jobs`: what people do (create, cancel, retry, rerun, delete, upload);
 - `studies`: scaling studies (a job's work at parallelism 1, 2, 4, …, one run at a time);
-- `uploads`, `nodes`, `quotas`: deleting uploads, draining nodes, per-person caps;
+- `admission`: the one gate of every way to start work (rates and quotas, under a
+  per-person lock); `quotas`: the per-person caps it checks;
+- `uploads`, `nodes`: deleting uploads, draining nodes;
 - `exports`: how many history exports stream at once, per person and in all;
-- `errors`: the one way a service refuses (`Refused`: `Conflict`, `Rejected`, `TooMany`).
+- `errors`: the one way a service refuses (`Refused`: `Conflict`, `Rejected`, `TooMany`,
+  `RateLimited`).
 """
 
 from __future__ import annotations
 
-from jobs.services.errors import Conflict, Refused, Rejected, TooMany
+from jobs.services.errors import Conflict, RateLimited, Refused, Rejected, TooMany
 from jobs.services.exports import export_slot_take, export_turn_try, history_export_open
 from jobs.services.jobs import (
     JobPlan,
@@ -25,6 +28,7 @@ from jobs.services.jobs import (
 __all__ = [
     "Conflict",
     "JobPlan",
+    "RateLimited",
     "Refused",
     "Rejected",
     "TooMany",

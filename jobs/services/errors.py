@@ -10,8 +10,9 @@ translate them in one place each, so every refusal reads the same on every surfa
 - the pages: `jobs.views.refusals` puts the messages beside the form's fields or in a
   message on the page it redirects to.
 
-Throttling by rate (429) is not a refusal of the request's content: DRF's throttle answers
-it. `TooMany` (also 429) refuses what would exceed how many one person may have at once.
+`RateLimited` (429 with `Retry-After`) refuses a request beyond a person's rate
+(jobs.services.admission, one budget for the API and the pages); `TooMany` (also 429)
+refuses what would exceed how many one person may have at once.
 """
 
 from __future__ import annotations
@@ -87,3 +88,23 @@ def field_error_messages(errors: Any) -> list[str]:
     if isinstance(errors, list):
         return [str(message) for message in errors]
     return [str(errors)]
+
+
+class RateLimited(Refused):
+    """More requests of one kind than a person's rate allows (a 429 whose `Retry-After` is
+    `retry_after_s`). `message` names the rate and its setting; the API's body is
+    `{"detail": message}`, as DRF's own throttled answers."""
+
+    status_code = 429
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after_s = retry_after_s
+
+    @property
+    def messages(self) -> list[str]:
+        return [self.message]
+
+    def body(self) -> dict[str, str]:
+        return {"detail": self.message}

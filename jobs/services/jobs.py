@@ -15,7 +15,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from jobs import kinds
+from jobs import kinds, options
 from jobs.engine import dispatch
 from jobs.engine.job_state import (
     COMBINE_FAILED,
@@ -26,7 +26,7 @@ from jobs.engine.job_state import (
 from jobs.kinds.base import Params, Spec, json_type_error
 from jobs.models import Chunk, Job, ScalingStudy, Upload
 from jobs.options import chunk_time_limit_field, parallelism_field
-from jobs.services import quotas
+from jobs.services import admission, quotas
 from jobs.services.errors import Conflict, Rejected
 
 # --- creating ---------------------------------------------------------------------------------
@@ -42,6 +42,8 @@ class JobPlan:
     # Most worker processes the job uses at once; Job.ALL_PROCESSES (0): every live one with
     # its kind, counted afresh while it runs.
     parallelism: int
+    # What admitting it counts against the quotas (its estimated CPU seconds).
+    cost: quotas.Cost
     # Seconds one chunk may run (None: its kind's limit).
     chunk_time_limit_s: int | None = None
 
@@ -54,12 +56,34 @@ def job_plan(
     parallelism: int | None = None,
     chunk_time_limit_s: int | None = None,
 ) -> JobPlan:
-    """Validate a job's input and split it into chunk specs, writing nothing.
+    """Validate a job's input, split it into chunk specs and estimate its cost, writing
+    nothing; Rejected, as creating it would be, when it is invalid or over a quota now.
 
     Raises Rejected naming the field (`kind`, `parallelism`, `chunk_time_limit_s`, or
-    `params` by parameter). Upload ids are resolved (and their ownership checked) as for
-    a real job, so a preview and a creation reject the same input with the same errors.
+    `params` by parameter, or `quota`). Upload ids are resolved (and their ownership
+    checked) as for a real job, so a preview and a creation reject the same input with
+    the same errors.
     """
+    plan = _job_plan(
+        owner=owner,
+        kind=kind,
+        params=params,
+        parallelism=parallelism,
+        chunk_time_limit_s=chunk_time_limit_s,
+    )
+    if over := quotas.quota_errors(owner=owner, cost=plan.cost):
+        raise Rejected({"quota": over})
+    return plan
+
+
+def _job_plan(
+    *,
+    owner: Any,
+    kind: str,
+    params: Mapping[str, Any],
+    parallelism: int | None,
+    chunk_time_limit_s: int | None,
+) -> JobPlan:
     try:
         spec = kinds.get(kind)
     except kinds.UnknownKind:
@@ -69,16 +93,23 @@ def job_plan(
     time_limit = _chunk_time_limit_clean(spec, chunk_time_limit_s)
     try:
         clean = spec.clean_params(params)
-        specs = list(spec.split(clean | _uploads_resolve(owner=owner, kind=spec, params=clean)))
+        # The estimate sees what split sees: an upload's size, not only its id.
+        resolved = clean | _uploads_resolve(owner=owner, kind=spec, params=clean)
+        specs = list(spec.split(resolved))
     except ValidationError as exc:
         raise Rejected({"params": exc.message_dict}) from None
-    if over := quotas.job_quota_errors(owner=owner, kind=spec, params=clean, chunks=len(specs)):
-        raise Rejected(over)
+    cost = quotas.job_cost(
+        kind=spec,
+        params=resolved,
+        chunks=len(specs),
+        time_limit_s=options.chunk_time_limit_s(spec, time_limit),
+    )
     return JobPlan(
         kind=kind,
         params=clean,
         specs=specs,
         parallelism=parallelism,
+        cost=cost,
         chunk_time_limit_s=time_limit,
     )
 
@@ -121,13 +152,24 @@ def job_create(
     chunk_time_limit_s: int | None = None,
     rerun_of: Job | None = None,
     study: ScalingStudy | None = None,
+    by: Any | None = None,
 ) -> Job:
-    """Validate, store the job and its chunks, and dispatch the first window after commit.
+    """Validate, admit, store the job and its chunks, and dispatch it after commit.
 
-    Raises Rejected naming the field (`kind`, `parallelism`, `chunk_time_limit_s`, or
-    `params` by parameter); nothing is stored or queued then.
+    `by` is the person asking now, whose rate it spends (jobs.services.admission): a
+    creation's, or a rerun's when `rerun_of` is given outside a study; None for work
+    Coreboard starts by itself (a study's later runs), which the quotas alone admit.
+    Raises Rejected naming the field (`kind`, `parallelism`, `chunk_time_limit_s`,
+    `params` by parameter, or `quota`) or RateLimited; nothing is stored or queued then.
     """
-    plan = job_plan(
+    scope = (
+        admission.Scope.JOB_ACTION
+        if rerun_of is not None and study is None
+        else admission.Scope.JOB_CREATE
+    )
+    if by is not None:
+        admission.rate_check(person=by, scope=scope)
+    plan = _job_plan(
         owner=owner,
         kind=kind,
         params=params,
@@ -135,6 +177,7 @@ def job_create(
         chunk_time_limit_s=chunk_time_limit_s,
     )
     with transaction.atomic():
+        admission.admit(owner=owner, cost=plan.cost, by=by, scope=scope)
         job = Job.objects.create(
             owner=owner,
             kind=plan.kind,
@@ -142,6 +185,7 @@ def job_create(
             parallelism=plan.parallelism,
             chunk_time_limit_s=plan.chunk_time_limit_s,
             total_chunks=len(plan.specs),
+            estimated_cpu_seconds=plan.cost.cpu_seconds,
             rerun_of=rerun_of,
             study=study,
         )
@@ -193,9 +237,13 @@ def job_cancel(*, job: Job) -> Job:
     return job
 
 
-def job_retry_failed(*, job: Job) -> Job:
+def job_retry_failed(*, job: Job, by: Any | None = None) -> Job:
     """Run a failed job's unfinished chunks again and return it, refreshed; Conflict if
     there is nothing to retry.
+
+    Admitted like a new job (jobs.services.admission): the job becomes active again and its
+    chunks that run again, with their share of its estimate, count against its owner's
+    quotas (Rejected by `quota` beyond them); `by`, the person asking, spends a retry.
 
     Only a job that ended `failed` qualifies. A cancelled job does not: somebody stopped it
     on purpose, and "run again" starts it afresh. A job whose `combine` (or result file)
@@ -215,23 +263,37 @@ def job_retry_failed(*, job: Job) -> Job:
     error until it runs again. `started_at` is kept, so wall time (and speedup) covers the
     whole job, pause included.
     """
+    scope = admission.Scope.JOB_ACTION
+    if by is not None:
+        admission.rate_check(person=by, scope=scope)
     with transaction.atomic():
+        # The owner's admission lock before the job's row lock, in every path that takes both.
+        admission.person_lock(job.owner, by)
         locked = Job.objects.select_for_update().filter(pk=job.pk).first()
         if locked is None or locked.status != Job.Status.FAILED:
             retried = False
         elif not locked.chunks.filter(status=Chunk.Status.FAILED).exists():
-            retried = _job_retry_combine(locked)
+            retried = _job_retry_combine(locked, by=by)
         else:
             retried = True
-            _job_retry_chunks(locked)
+            _job_retry_chunks(locked, by=by)
     job.refresh_from_db()
     if not retried:
         raise Conflict(f"Job {job.pk} has nothing to retry ({job.status}).")
     return job
 
 
-def _job_retry_chunks(locked: Job) -> None:
-    locked.chunks.exclude(status__in=(Chunk.Status.DONE, Chunk.Status.RUNNING)).update(
+def _job_retry_admit(locked: Job, *, chunks: int, by: Any | None) -> None:
+    """Admit a retry of `chunks` of the locked job (its owner's lock already held)."""
+    estimate = locked.estimated_cpu_seconds or 0.0
+    cost = quotas.Cost(1, chunks, estimate).share(chunks, locked.total_chunks)
+    admission.admit(owner=locked.owner, cost=cost, by=by, scope=admission.Scope.JOB_ACTION)
+
+
+def _job_retry_chunks(locked: Job, *, by: Any | None) -> None:
+    again = locked.chunks.exclude(status__in=(Chunk.Status.DONE, Chunk.Status.RUNNING))
+    _job_retry_admit(locked, chunks=again.count(), by=by)
+    again.update(
         status=Chunk.Status.PENDING,
         attempts=0,
         failures=0,
@@ -250,13 +312,14 @@ def _job_retry_chunks(locked: Job) -> None:
     transaction.on_commit(partial(dispatch.job_dispatch, job_id=locked.pk))
 
 
-def _job_retry_combine(locked: Job) -> bool:
+def _job_retry_combine(locked: Job, *, by: Any | None) -> bool:
     """A job whose combine (or result file) failed keeps its finished chunks: retrying it
     runs only the combine step again, on a worker (the reconciler finishes a running job
     with nothing left to run)."""
     unfinished = locked.chunks.filter(status__in=Chunk.UNFINISHED_STATUSES)
     if not locked.error.startswith(COMBINE_FAILED) or unfinished.exists():
         return False
+    _job_retry_admit(locked, chunks=0, by=by)
     locked.status = Job.Status.RUNNING
     locked.finished_at = None
     locked.error = ""
@@ -266,11 +329,13 @@ def _job_retry_combine(locked: Job) -> bool:
     return True
 
 
-def job_rerun(*, job: Job, owner: Any) -> Job:
+def job_rerun(*, job: Job, owner: Any, by: Any | None = None) -> Job:
     """Create a new job with `job`'s kind, parameters and parallelism, owned by `owner`.
 
-    Validated afresh like any new job (Rejected by field): an upload must still exist and
-    belong to `owner`, and the parallelism must be within today's limit.
+    Validated and admitted afresh like any new job (Rejected by field, RateLimited): an
+    upload must still exist and belong to `owner`, the parallelism must be within today's
+    limit, and the whole job's estimate counts against `owner`'s quotas; `by`, the person
+    asking, spends a rerun.
     """
     return job_create(
         owner=owner,
@@ -281,6 +346,7 @@ def job_rerun(*, job: Job, owner: Any) -> Job:
         parallelism=job.parallelism or None,
         chunk_time_limit_s=job.chunk_time_limit_s,
         rerun_of=job,
+        by=by,
     )
 
 

@@ -26,6 +26,7 @@ from django.utils import timezone
 from jobs import scaling
 from jobs.engine import workers
 from jobs.models import Job, ScalingStudy
+from jobs.services import admission
 from jobs.services.errors import Conflict, Rejected
 from jobs.services.jobs import job_cancel, job_create
 
@@ -40,13 +41,19 @@ def study_levels(*, processes: int) -> list[int]:
     return scaling.scaling_levels(min(processes, settings.COREBOARD_MAX_PARALLELISM))
 
 
-def study_create(*, owner: Any, job: Job, processes: int | None = None) -> ScalingStudy:
+def study_create(
+    *, owner: Any, job: Job, processes: int | None = None, by: Any | None = None
+) -> ScalingStudy:
     """Start a scaling study of `job` (the owner's own, succeeded job) and its first run.
 
     `processes` is how far the study goes; by default the worker processes alive now.
     Raises Rejected by field: `job` (not yours, not succeeded), `workers` (fewer than
-    two processes to compare), or what creating the first run refuses (quotas, params).
+    two processes to compare), or what creating the first run refuses (quotas, params);
+    RateLimited when `by`, the person asking, has no job creation left (a study counts
+    as one; its later runs are admitted by the quotas alone, as they come).
     """
+    if by is not None:
+        admission.rate_check(person=by, scope=admission.Scope.JOB_CREATE)
     if job.owner_id != owner.pk:
         raise Rejected({"job": ["Only the job's owner can measure its scaling."]})
     if job.status != Job.Status.SUCCEEDED:
@@ -80,11 +87,11 @@ def study_create(*, owner: Any, job: Job, processes: int | None = None) -> Scali
             params=job.params,
             levels=levels,
         )
-        _study_run_create(study, levels[0])
+        _study_run_create(study, levels[0], by=by)
     return study
 
 
-def _study_run_create(study: ScalingStudy, parallelism: int) -> Job:
+def _study_run_create(study: ScalingStudy, parallelism: int, *, by: Any | None = None) -> Job:
     return job_create(
         owner=study.owner,
         kind=study.kind,
@@ -92,6 +99,7 @@ def _study_run_create(study: ScalingStudy, parallelism: int) -> Job:
         parallelism=parallelism,
         rerun_of=study.source,
         study=study,
+        by=by,
     )
 
 

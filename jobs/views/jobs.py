@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 from django import forms
 from django.contrib import messages
@@ -18,6 +19,7 @@ from jobs.engine import redis_clients
 from jobs.forms import PARAMS_PREFIX, JobOptionsForm, UploadWidget
 from jobs.models import Job
 from jobs.selectors import jobs as selectors
+from jobs.services import admission
 from jobs.views import insights, presentation, refusals
 
 
@@ -36,7 +38,11 @@ def job_new(request: HttpRequest) -> HttpResponse:
     except kinds.UnknownKind:
         raise Http404(f"Unknown job kind {name!r}.") from None
     data = request.POST.copy() if request.method == "POST" else None
-    upload_errors = _uploads_from_form(request, kind, data)
+    refused: services.Refused | None = None
+    try:
+        upload_errors = _uploads_from_form(request, kind, data)
+    except services.RateLimited as limited:
+        refused, upload_errors = limited, {}
     params_initial = options_initial = None
     if rerun is not None and data is None:
         params_initial = rerun.params
@@ -50,7 +56,9 @@ def job_new(request: HttpRequest) -> HttpResponse:
     for name, errors in upload_errors.items():
         params_form.add_error(name, errors)
     options_form = JobOptionsForm(data, initial=options_initial, kind=kind)
-    if request.method == "POST" and params_form.is_valid() and options_form.is_valid():
+    if refused is not None:
+        refusals.form_add_refusal(refused, params_form, options_form)
+    elif request.method == "POST" and params_form.is_valid() and options_form.is_valid():
         try:
             job = services.job_create(
                 owner=request.user,
@@ -59,12 +67,14 @@ def job_new(request: HttpRequest) -> HttpResponse:
                 parallelism=options_form.cleaned_data["parallelism"],
                 chunk_time_limit_s=options_form.cleaned_data["chunk_time_limit_s"],
                 rerun_of=rerun,
+                by=request.user,
             )
-        except services.Rejected as rejected:
-            refusals.form_add_refusal(rejected, params_form, options_form)
+        except (services.Rejected, services.RateLimited) as refusal:
+            refused = refusal
+            refusals.form_add_refusal(refusal, params_form, options_form)
         else:
             return redirect("jobs:detail", job_id=job.pk)
-    return render(
+    response = render(
         request,
         "jobs/job_new.html",
         {
@@ -78,6 +88,7 @@ def job_new(request: HttpRequest) -> HttpResponse:
         },
         status=400 if request.method == "POST" else 200,
     )
+    return refusals.refusal_status(refused, response)
 
 
 def _error_summary(*forms_: forms.Form) -> list[dict[str, str]]:
@@ -178,7 +189,10 @@ def _output_urls(job: Job) -> dict[str, str]:
 def _uploads_from_form(
     request: HttpRequest, kind: kinds.JobKind, data: QueryDict | None
 ) -> dict[str, list[str]]:
-    """Store files posted for the kind's upload fields; put their ids into `data`."""
+    """Store files posted for the kind's upload fields; put their ids into `data`.
+
+    Each file spends an upload from the person's rate, as the API's uploads do; RateLimited
+    (nothing stored) when none is left."""
     errors: dict[str, list[str]] = {}
     if data is None:
         return errors
@@ -192,6 +206,7 @@ def _uploads_from_form(
             else:
                 data.pop(key, None)
             continue
+        admission.rate_take(person=request.user, scope=admission.Scope.UPLOAD)
         try:
             data[key] = str(services.upload_create(owner=request.user, file=file).pk)
         except services.Rejected as rejected:
@@ -265,7 +280,10 @@ def job_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
 @require_POST
 def job_retry(request: HttpRequest, job_id: int) -> HttpResponse:
     return _job_action(
-        request, job_id, services.job_retry_failed, "Job {job.pk}: retrying what failed."
+        request,
+        job_id,
+        partial(services.job_retry_failed, by=request.user),
+        "Job {job.pk}: retrying what failed.",
     )
 
 

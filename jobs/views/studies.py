@@ -27,7 +27,7 @@ def study_or_404(request: HttpRequest, study_id: int) -> ScalingStudy:
 def study_create(request: HttpRequest, job_id: int) -> HttpResponse:
     job = selectors.job_get_for_user(user=request.user, job_id=job_id)
     try:
-        study = studies.study_create(owner=request.user, job=job)
+        study = studies.study_create(owner=request.user, job=job, by=request.user)
     except Refused as refused:
         return refusals.refusal_redirect(
             request, refused, "jobs:detail", prefix="Cannot measure scaling: ", job_id=job.pk

@@ -1,5 +1,7 @@
-// New-job form: says how many chunks the job will have, asking the API (the form's
-// data-preview-url) as the person types.
+// New-job form: says how many chunks the job will have and its estimated CPU seconds
+// against the quotas, asking the API (the form's data-preview-url) as the person types.
+import { estimateText } from "./job_estimate.mjs";
+
 const form = document.getElementById("job-form");
 const output = document.getElementById("chunk-preview");
 if (form && output && form.dataset.previewUrl) chunkPreviewSetUp(form, output);
@@ -101,9 +103,8 @@ function chunkPreviewSetUp(form, output) {
       const answer = await response.json().catch(() => null);
       if (request !== latest) return;
       if (response.ok && answer) {
-        const n = answer.chunks;
-        show(`This job will have ${n} chunk${n === 1 ? "" : "s"}`, "ok");
-      } else if (response.status === 400) {
+        show(estimateText(answer), "ok");
+      } else if (response.status === 400 || response.status === 429) {
         show(firstError(answer), "error");
       } else {
         // Logged out, server trouble: sending the form will say what is wrong.

@@ -109,14 +109,14 @@ def test_api_preview_counts_chunks_and_creates_nothing(alice_api: APIClient) -> 
         format="json",
     )
     assert response.status_code == 200
-    assert response.json() == {"chunks": 7}
+    assert response.json()["chunks"] == 7
     # Form values arrive as strings from the page's script.
     strings = alice_api.post(
         "/api/jobs/preview/?form=1",
         {"kind": "burn", "params": {"chunks": "12", "ms": "5", "fail_rate": ""}},
         format="json",
     )
-    assert strings.json() == {"chunks": 12}
+    assert strings.json()["chunks"] == 12
     typo = alice_api.post(
         "/api/jobs/preview/?form=1", {"kind": "burn", "params": {"chunks": "x"}}, format="json"
     )

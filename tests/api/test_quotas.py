@@ -148,8 +148,6 @@ def test_throttles_are_per_person(
     [
         ("job-preview", "/api/jobs/preview/"),
         ("upload", "/api/uploads/"),
-        ("job-action", "/api/jobs/1/retry/"),
-        ("job-action", "/api/jobs/1/rerun/"),
     ],
 )
 def test_other_writes_are_throttled(

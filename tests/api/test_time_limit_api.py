@@ -46,7 +46,7 @@ def test_the_new_job_page_s_preview_reads_the_limit_as_a_form_holds_it(
         "/api/jobs/preview/?form=1", {**body, "chunk_time_limit_s": "9"}, format="json"
     )
     assert ok.status_code == 200
-    assert ok.json() == {"chunks": 2}
+    assert ok.json()["chunks"] == 2
     bad = alice_api.post(
         "/api/jobs/preview/?form=1", {**body, "chunk_time_limit_s": "soon"}, format="json"
     )

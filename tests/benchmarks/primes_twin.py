@@ -7,7 +7,7 @@ from __future__ import annotations
 from jobs.kinds import register
 from jobs.kinds.function import over_range
 from jobs.kinds.function.build import function_kind
-from jobs.kinds.primes import MAX_RANGE, primes, primes_display
+from jobs.kinds.primes import MAX_RANGE, primes, primes_display, primes_seconds
 
 NAME = "primes_one_process"
 
@@ -19,5 +19,6 @@ register(
         split=over_range("stop", start="start", max_size=MAX_RANGE),
         combine="sum",
         display=primes_display,
+        estimate_seconds=primes_seconds,
     )
 )

@@ -319,9 +319,18 @@ def test_new_job_form_previews_the_chunk_count(page: Page, daphne_server: str, a
     page.goto(f"{daphne_server}/jobs/new/?kind=burn")
     preview = page.locator("#chunk-preview")
     expect(preview).to_have_attribute("aria-live", "polite")
-    expect(preview).to_have_text("This job will have 8 chunks")
+    # The estimate (burn: exactly chunks × milliseconds) and the quotas it counts against.
+    expect(preview).to_contain_text("This job will have 8 chunks and ask for about 8 CPU seconds.")
+    expect(preview).to_contain_text("Quota: 3,600 CPU seconds per job, 86,400 across")
     page.get_by_label("Chunks").fill("6")
-    expect(preview).to_have_text("This job will have 6 chunks")
+    expect(preview).to_contain_text("This job will have 6 chunks and ask for about 6 CPU seconds.")
+    page.get_by_label("Milliseconds per chunk").fill("300000")
+    expect(preview).to_contain_text("ask for about 1,800 CPU seconds")
+    page.get_by_label("Chunks").fill("13")
+    expect(preview).to_contain_text(
+        "This job asks for about 3,900 CPU seconds (1.1 CPU-hours); one job may ask for at "
+        "most 3,600 (COREBOARD_QUOTA_JOB_S)."
+    )
     page.get_by_label("Chunks").fill("0")
     expect(preview).to_have_text("Chunks: Ensure this value is greater than or equal to 1.")
     page.goto(f"{daphne_server}/jobs/new/?kind=wordcount")
