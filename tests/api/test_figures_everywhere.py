@@ -96,8 +96,8 @@ def test_the_same_speedup_on_every_surface(
 
     monkeypatch.setattr(httpx, "Client", _through(alice_api))
     monkeypatch.setattr(CliClient, "_watch_socket", _no_socket)
-    cli = CliRunner().invoke(
-        main, ["--url", "http://testserver", "--token", "k", "watch", str(job.pk)]
+    cli = CliRunner(env={"COREBOARD_TOKEN": "k"}).invoke(
+        main, ["--url", "http://testserver", "watch", str(job.pk)]
     )
     assert cli.exit_code == 0, cli.output
     assert "(against a measured parallelism-1 run" in cli.output
