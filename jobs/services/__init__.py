@@ -1,8 +1,9 @@
 """Every write and state transition of jobs and chunks, one module per caller.
 
-- `jobs`: what people do (create, cancel, retry, rerun, delete, upload);
+- `jobs`: what people do to jobs (create, cancel, retry, rerun, delete);
 - `studies`: scaling studies (a job's work at parallelism 1, 2, 4, …, one run at a time);
-- `uploads`, `nodes`, `quotas`: deleting uploads, draining nodes, per-person caps;
+- `uploads`: storing one within the quota (atomically), deleting, pruning files;
+- `nodes`, `quotas`: draining nodes, per-person caps;
 - `exports`: how many history exports stream at once, per person and in all;
 - `errors`: the one way a service refuses (`Refused`: `Conflict`, `Rejected`, `TooMany`).
 """
@@ -19,8 +20,8 @@ from jobs.services.jobs import (
     job_plan,
     job_rerun,
     job_retry_failed,
-    upload_create,
 )
+from jobs.services.uploads import upload_create
 
 __all__ = [
     "Conflict",

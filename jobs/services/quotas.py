@@ -6,14 +6,19 @@ Each message names the limit and the variable that sets it (docs/security.md).
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db.models import Count, Sum
+from django.utils import timezone
 
 from jobs import kinds
 from jobs.kinds.base import Params
-from jobs.models import Chunk, Job, Upload
+from jobs.models import Chunk, Job, Upload, UploadReservation
+
+# A reservation older than this was left by a crash mid-write: it no longer counts.
+UPLOAD_RESERVATION_TTL = timedelta(hours=1)
 
 
 def job_estimated_seconds(job: Job) -> float:
@@ -66,9 +71,17 @@ def job_quota_errors(
 
 
 def upload_quota_error(*, owner: Any, size: int) -> str | None:
-    """Why `owner` may not store one more upload of `size` bytes, or None if they may."""
-    totals = Upload.objects.filter(owner=owner).aggregate(count=Count("id"), size=Sum("size"))
-    count, stored = totals["count"], totals["size"] or 0
+    """Why `owner` may not store one more upload of `size` bytes, or None if they may.
+
+    Counts the uploads stored and those being written (their reservations), so the answer
+    holds only while the owner's upload lock is held (jobs.services.uploads reserves under it).
+    """
+    stored = Upload.objects.filter(owner=owner).aggregate(count=Count("id"), size=Sum("size"))
+    writing = UploadReservation.objects.filter(
+        owner=owner, created_at__gt=timezone.now() - UPLOAD_RESERVATION_TTL
+    ).aggregate(count=Count("id"), size=Sum("size"))
+    count = stored["count"] + writing["count"]
+    taken = (stored["size"] or 0) + (writing["size"] or 0)
     count_limit = settings.COREBOARD_QUOTA_UPLOADS
     if count + 1 > count_limit:
         return (
@@ -76,9 +89,9 @@ def upload_quota_error(*, owner: Any, size: int) -> str | None:
             "Delete some you no longer need."
         )
     bytes_limit = settings.COREBOARD_QUOTA_UPLOAD_BYTES
-    if stored + size > bytes_limit:
+    if taken + size > bytes_limit:
         return (
-            f"Your uploads take {stored:,} bytes and this one {size:,}; the quota is "
+            f"Your uploads take {taken:,} bytes and this one {size:,}; the quota is "
             f"{bytes_limit:,} bytes (COREBOARD_QUOTA_UPLOAD_BYTES). Delete some you no "
             "longer need."
         )
