@@ -40,7 +40,7 @@ def upload_in_parallel(owner: User, attempts: int) -> list[str]:
             services.upload_create(owner=owner, file=text_file())
             return "stored"
         except services.Rejected as rejected:
-            return rejected.errors["file"][0]
+            return str(rejected.errors["file"][0])
         finally:
             connection.close()
 
