@@ -51,6 +51,7 @@ bench: test-system-packages .venv/.synced node_modules/.installed
 	$(PY) -m tests.benchmarks.frontend
 	$(PY) -m tests.benchmarks.scaling
 	$(PY) -m tests.benchmarks.live
+	$(PY) -m tests.benchmarks.big_upload
 
 screenshots: test-system-packages .venv/.synced node_modules/.installed
 	COREBOARD_SCREENSHOT_DIR=docs $(PY) -m pytest tests/browser/test_browser.py
