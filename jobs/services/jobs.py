@@ -24,7 +24,7 @@ from jobs.engine.job_state import (
 from jobs.kinds.base import Params, Spec, json_type_error
 from jobs.models import Chunk, Job, ScalingStudy, Upload
 from jobs.options import chunk_time_limit_field, parallelism_field
-from jobs.services import quotas
+from jobs.services import quotas, splitting
 from jobs.services.errors import Conflict, Rejected
 
 # --- creating ---------------------------------------------------------------------------------
@@ -67,7 +67,8 @@ def job_plan(
     time_limit = _chunk_time_limit_clean(spec, chunk_time_limit_s)
     try:
         clean = spec.clean_params(params)
-        specs = list(spec.split(clean | _uploads_resolve(owner=owner, kind=spec, params=clean)))
+        resolved = clean | _uploads_resolve(owner=owner, kind=spec, params=clean)
+        specs = splitting.kind_split(kind=spec, params=resolved)
     except ValidationError as exc:
         raise Rejected({"params": exc.message_dict}) from None
     if over := quotas.job_quota_errors(owner=owner, kind=spec, params=clean, chunks=len(specs)):
