@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 from django import forms
 from django.contrib.auth.models import User
+from django.db import connection
 
 from jobs import kinds, services
 from jobs.kinds.base import JobKind, Params, Progress, Spec
@@ -77,3 +79,22 @@ def test_splits_within_the_budget_are_untouched(alice: User, settings: Any) -> N
     settings.COREBOARD_SPLIT_CPU_MS = 1000
     plan = services.job_plan(owner=alice, kind="primes", params={"stop": 10**6, "chunks": 100_000})
     assert len(plan.specs) == 100_000
+
+
+@pytest.mark.usefixtures("spin")
+@pytest.mark.django_db(transaction=True)
+def test_a_split_in_another_thread_is_stopped_there(alice: User, settings: Any) -> None:
+    # daphne runs synchronous views in a thread of its own, not the main one.
+    settings.COREBOARD_SPLIT_CPU_MS = 50
+
+    def plan() -> str:
+        try:
+            services.job_plan(owner=alice, kind="spin_split", params={})
+        except services.Rejected as rejected:
+            return str(rejected.errors["kind"][0])
+        finally:
+            connection.close()
+        return "planned"
+
+    with ThreadPoolExecutor(1) as pool:
+        assert "COREBOARD_SPLIT_CPU_MS" in pool.submit(plan).result(timeout=30)
