@@ -41,6 +41,15 @@ class Figures:
     # CPU seconds daphne spent (user + system, all its threads) on PREVIEWS previews once
     # the other person stopped: a figure that does not depend on how busy the machine is.
     previews_cpu_s: float = 0.0
+    # When each page load ended and the step then running ("upload", "previews", "create").
+    page_steps: list[str] = field(default_factory=list)
+    step: str = "upload"
+
+    def slowest_by_step(self) -> str:
+        slowest: dict[str, float] = {}
+        for step, page in zip(self.page_steps, self.pages, strict=True):
+            slowest[step] = max(slowest.get(step, 0.0), page)
+        return ", ".join(f"{step} {page * 1000:.0f}" for step, page in slowest.items())
 
     def page_percentile(self, share: float, pages: list[float] | None = None) -> float:
         ordered = sorted(self.pages if pages is None else pages)
@@ -51,7 +60,8 @@ class Figures:
             f"other person's page: n={len(self.pages)} "
             f"p50 {statistics.median(self.pages) * 1000:.1f} ms, "
             f"p95 {self.page_percentile(0.95) * 1000:.1f} ms, "
-            f"max {max(self.pages) * 1000:.1f} ms (alone before: "
+            f"max {max(self.pages) * 1000:.1f} ms (slowest while: {self.slowest_by_step()} ms; "
+            "alone before: "
             f"p50 {statistics.median(self.baseline) * 1000:.1f} ms, "
             f"p95 {self.page_percentile(0.95, self.baseline) * 1000:.1f} ms); "
             f"upload {self.upload_s:.2f} s, "
@@ -89,6 +99,7 @@ def big_wordcount_under_load(
                 started = time.perf_counter()
                 response = client.get(page)
                 figures.pages.append(time.perf_counter() - started)
+                figures.page_steps.append(figures.step)
                 if response.status_code != 200:
                     figures.page_failures.append(f"{response.status_code} {response.text[:200]}")
 
@@ -108,12 +119,14 @@ def big_wordcount_under_load(
                 "kind": "wordcount",
                 "params": {"upload": uploaded.json()["id"], "chunks": CHUNKS},
             }
+            figures.step = "previews"
             for _ in range(PREVIEWS):
                 started = time.perf_counter()
                 preview = client.post("/api/jobs/preview/", json=body)
                 figures.previews_s.append(time.perf_counter() - started)
                 assert preview.status_code == 200, preview.text
                 figures.preview_chunks = preview.json()["chunks"]
+            figures.step = "create"
             started = time.perf_counter()
             created = client.post("/api/jobs/", json=body)
             figures.create_s = time.perf_counter() - started

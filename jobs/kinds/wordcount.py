@@ -16,6 +16,9 @@ from jobs.kinds.records import Records, byte_ranges
 
 MAX_CHUNKS = 256
 MAX_TOP = 1_000
+# A longer word is shown cut, ending in "…": a file of one 20 MB word must not make a 20 MB
+# result that every job page, API answer and socket snapshot carries.
+WORD_SHOWN_MAX = 100
 BLOCK = 4 << 20
 # Words are runs of letters/digits (with inner apostrophes), case-folded.
 WORD = re.compile("\\w+(?:['\u2019]\\w+)*")
@@ -37,6 +40,10 @@ class WordCountForm(forms.Form):
     top = forms.IntegerField(
         min_value=1, max_value=MAX_TOP, initial=20, help_text="How many of the most frequent words."
     )
+
+
+def shown(word: str) -> str:
+    return word if len(word) <= WORD_SHOWN_MAX else word[:WORD_SHOWN_MAX] + "…"
 
 
 def count_words(text: str) -> Counter[str]:
@@ -80,7 +87,7 @@ class WordCount(JobKind):
         return {
             "total_words": sum(counts.values()),
             "distinct_words": len(counts),
-            "top": [[word, count] for word, count in top],
+            "top": [[shown(word), count] for word, count in top],
         }
 
     def result_display(self, params: Params, result: Any) -> ResultDisplay:

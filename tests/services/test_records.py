@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from jobs import kinds
 from jobs.kinds.function import function_kind, over_lines
 from jobs.kinds.records import Records, byte_ranges
-from jobs.kinds.wordcount import WORDS, count_words
+from jobs.kinds.wordcount import WORD_SHOWN_MAX, WORDS, count_words
 
 pytestmark = pytest.mark.services
 
@@ -185,3 +185,17 @@ def test_over_lines_split_never_opens_the_file(lines_kind: Any) -> None:
     upload = {"id": 1, "name": "gone.txt", "size": 10 << 30, "storage_name": "uploads/gone.txt"}
     params = lines_kind.clean_params({"file": 1, "chunks": 10_000})
     assert len(lines_kind.split(params | {"file": upload})) == 10_000
+
+
+def test_wordcount_shows_a_long_word_cut_but_counts_it_whole(
+    stored: Callable[[bytes], dict[str, Any]],
+) -> None:
+    long_word, other = "a" * 50_000, "a" * 49_999
+    upload = stored(f"{long_word} {other} {long_word} short".encode())
+    kind = kinds.get("wordcount")
+    params = {"upload": upload, "chunks": 16, "top": 5}
+    partials = [kind.run(spec, lambda done, total: None) for spec in kind.split(params)]
+    result = kind.combine(params, partials)
+    assert (result["total_words"], result["distinct_words"]) == (4, 3)
+    cut = "a" * WORD_SHOWN_MAX + "…"
+    assert result["top"] == [[cut, 2], [cut, 1], ["short", 1]]
