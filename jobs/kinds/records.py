@@ -61,8 +61,8 @@ class Records:
         while limit is None or offset < limit:
             want = SCAN if limit is None else min(SCAN, limit - offset)
             block = handle.read(want)
-            if not block:
-                return offset
+            if not block:  # the end of the file (never before position: a shorter file)
+                return max(offset, position)
             found = self._find(block)
             if found >= 0:
                 return offset + found + 1

@@ -104,6 +104,17 @@ def test_a_record_longer_than_every_range_belongs_to_the_chunk_it_starts_in() ->
     assert chunk_ranges(WORDS, data, 10) == [(0, 1000)] + [(r, r) for r in range(200, 1001, 100)]
 
 
+def test_ranges_past_the_end_of_a_shorter_file_own_nothing() -> None:
+    data = b"one two"
+
+    def owned(start: int, stop: int) -> bytes:
+        first, end = WORDS.owned_range(io.BytesIO(data), start, stop)
+        assert start <= first <= end
+        return data[first:end]
+
+    assert (owned(0, 3), owned(3, 20), owned(5, 20), owned(10, 20)) == (b"one ", b"two", b"", b"")
+
+
 def test_records_refuse_separators_that_can_sit_inside_a_utf8_sequence() -> None:
     with pytest.raises(ValueError, match="ASCII"):
         Records("é".encode())
