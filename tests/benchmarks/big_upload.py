@@ -81,6 +81,7 @@ def _section(
     pooled = Figures(
         pages=[page for figures in results for page in figures.pages],
         baseline=[page for figures in results for page in figures.baseline],
+        page_steps=[step for figures in results for step in figures.page_steps],
     )
 
     def ms(value: float) -> str:
@@ -121,7 +122,8 @@ second p95 to stay under 100 ms; before splits became arithmetic one such previe
 
 Per request (medians): upload {statistics.median(f.upload_s for f in results):.2f} s,
 preview {ms(statistics.median(previews))} ms (daphne CPU {cpu * 1000:.1f} ms),
-creation {ms(statistics.median(f.create_s for f in results))} ms.{busy}
+creation {ms(statistics.median(f.create_s for f in results))} ms. The other person's
+slowest page load while each step ran (ms): {pooled.slowest_by_step()}.{busy}
 """
 
 
