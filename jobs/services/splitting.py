@@ -73,7 +73,9 @@ class _Watch:
 
     def __init__(self, budget: float) -> None:
         self.thread_id = threading.get_ident()
-        self.clock = time.pthread_getcpuclockid(self.thread_id)
+        # The thread's CPU clock (Linux); where there is none (macOS), wall time, stricter.
+        getclock = getattr(time, "pthread_getcpuclockid", None)
+        self.clock = time.CLOCK_MONOTONIC if getclock is None else getclock(self.thread_id)
         self.start = time.clock_gettime(self.clock)
         self.budget = budget
         self.lock = threading.Lock()
