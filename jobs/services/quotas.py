@@ -10,7 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Sum
+from django.db import connection
 from django.utils import timezone
 
 from jobs import kinds
@@ -76,12 +76,7 @@ def upload_quota_error(*, owner: Any, size: int) -> str | None:
     Counts the uploads stored and those being written (their reservations), so the answer
     holds only while the owner's upload lock is held (jobs.services.uploads reserves under it).
     """
-    stored = Upload.objects.filter(owner=owner).aggregate(count=Count("id"), size=Sum("size"))
-    writing = UploadReservation.objects.filter(
-        owner=owner, created_at__gt=timezone.now() - UPLOAD_RESERVATION_TTL
-    ).aggregate(count=Count("id"), size=Sum("size"))
-    count = stored["count"] + writing["count"]
-    taken = (stored["size"] or 0) + (writing["size"] or 0)
+    count, taken = _uploads_taken(owner)
     count_limit = settings.COREBOARD_QUOTA_UPLOADS
     if count + 1 > count_limit:
         return (
@@ -96,3 +91,23 @@ def upload_quota_error(*, owner: Any, size: int) -> str | None:
             "longer need."
         )
     return None
+
+
+def _uploads_taken(owner: Any) -> tuple[int, int]:
+    """(files, bytes) of the owner's uploads, stored or being written, in one statement: one
+    snapshot, so an upload whose row replaces its reservation meanwhile counts once."""
+    stored = Upload.objects.filter(owner=owner).order_by().values("size")
+    writing = (
+        UploadReservation.objects.filter(
+            owner=owner, created_at__gt=timezone.now() - UPLOAD_RESERVATION_TTL
+        )
+        .order_by()
+        .values("size")
+    )
+    sql, values = stored.union(writing, all=True).query.sql_with_params()
+    with connection.cursor() as cursor:
+        # Django's own SQL for the union, its values passed as parameters.
+        sql = f"SELECT count(*), coalesce(sum(size), 0) FROM ({sql}) AS taken"  # noqa: S608
+        cursor.execute(sql, values)
+        row = cursor.fetchone()
+    return int(row[0]), int(row[1])

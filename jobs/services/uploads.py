@@ -4,8 +4,9 @@ references.
 The quota (COREBOARD_QUOTA_UPLOADS, COREBOARD_QUOTA_UPLOAD_BYTES) is checked and taken
 atomically: under a per-owner advisory lock an upload counts what is stored and being
 written and inserts a reservation of its size, then writes its file outside any
-transaction; storing the Upload row deletes the reservation in the same transaction, and
-a failed write deletes it. Parallel uploads by one person therefore never store more than
+transaction; storing the Upload row deletes the reservation in the same transaction,
+under the same lock (so a count never falls between the two), and a failed write
+deletes it. Parallel uploads by one person therefore never store more than
 the quota, and no transaction stays open while a large file is written.
 """
 
@@ -58,6 +59,9 @@ def upload_create(*, owner: Any, file: UploadedFile) -> Upload:
         upload.file.save(name, file, save=False)
         stored_name = upload.file.name
         with transaction.atomic():
+            # Under the lock too: a count between the two would see neither the row nor
+            # the reservation (its two aggregates are two statements, two snapshots).
+            _owner_lock(owner)
             upload.save()
             reservation.delete()
     except BaseException:
@@ -72,11 +76,16 @@ def _upload_reserve(*, owner: Any, size: int) -> UploadReservation:
     """Check the owner's upload quota and take `size` bytes of it, atomically (Rejected when
     over): parallel uploads by one person queue on the lock for the count and the insert."""
     with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_UPLOAD_QUOTA_LOCK | owner.pk])
+        _owner_lock(owner)
         if over := quotas.upload_quota_error(owner=owner, size=size):
             raise Rejected({"file": [over]})
         return UploadReservation.objects.create(owner=owner, size=size)
+
+
+def _owner_lock(owner: Any) -> None:
+    """Hold the owner's upload-quota lock until the transaction ends."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_UPLOAD_QUOTA_LOCK | owner.pk])
 
 
 def _utf8_check(file: UploadedFile) -> None:
