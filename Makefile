@@ -52,6 +52,7 @@ bench: test-system-packages .venv/.synced-dev node_modules/.installed-dev
 	$(PY) -m tests.benchmarks.scaling
 	$(PY) -m tests.benchmarks.live
 	$(PY) -m tests.benchmarks.estimates
+	$(PY) -m tests.benchmarks.big_upload
 
 screenshots: test-system-packages .venv/.synced-dev node_modules/.installed-dev
 	COREBOARD_SCREENSHOT_DIR=docs $(PY) -m pytest tests/browser/test_browser.py

@@ -787,6 +787,18 @@ register(
     minimum=1,
 )
 register(
+    "COREBOARD_SPLIT_CPU_MS",
+    "int",
+    1000,
+    "CPU time a kind's `split` may take in the web process when a job is previewed or "
+    "created; past it the split is stopped and the request refused (a split must be "
+    "arithmetic on the parameters: the biggest built-in ones, 100,000 chunks, take about "
+    "0.25 s)",
+    section="jobs",
+    unit="ms",
+    minimum=1,
+)
+register(
     "COREBOARD_QUOTA_UPLOADS", "int", 100, "uploads kept per person", section="jobs", minimum=1
 )
 register(

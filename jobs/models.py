@@ -375,3 +375,20 @@ class Upload(models.Model):
 
     def __str__(self) -> str:
         return f"Upload {self.pk} ({self.name})"
+
+
+class UploadReservation(models.Model):
+    """Bytes an upload being stored holds against its owner's quota (COREBOARD_QUOTA_UPLOADS,
+    COREBOARD_QUOTA_UPLOAD_BYTES) while its file is written.
+
+    jobs.services.uploads reserves under a per-owner lock (count, then insert), writes the
+    file, then stores the Upload row and deletes the reservation in one transaction, or
+    deletes it when the write fails; one left by a crash stops counting after an hour.
+    """
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    size = models.PositiveBigIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.size:,} bytes reserved by user {self.owner_id}"

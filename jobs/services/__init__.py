@@ -1,10 +1,11 @@
 """Every write and state transition of jobs and chunks, one module per caller.
 
-- `jobs`: what people do (create, cancel, retry, rerun, delete, upload);
+- `jobs`: what people do to jobs (create, cancel, retry, rerun, delete);
 - `studies`: scaling studies (a job's work at parallelism 1, 2, 4, …, one run at a time);
 - `admission`: the one gate of every way to start work (rates and quotas, under a
   per-person lock); `quotas`: the per-person caps it checks;
-- `uploads`, `nodes`: deleting uploads, draining nodes;
+- `uploads`: storing one within the quota (atomically), deleting, pruning files;
+- `nodes`: draining nodes;
 - `exports`: how many history exports stream at once, per person and in all;
 - `errors`: the one way a service refuses (`Refused`: `Conflict`, `Rejected`, `TooMany`,
   `RateLimited`).
@@ -22,8 +23,8 @@ from jobs.services.jobs import (
     job_plan,
     job_rerun,
     job_retry_failed,
-    upload_create,
 )
+from jobs.services.uploads import upload_create
 
 __all__ = [
     "Conflict",

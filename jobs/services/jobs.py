@@ -1,8 +1,7 @@
-"""What people do to jobs: create, cancel, retry failed chunks, run again, delete; uploads."""
+"""What people do to jobs: create, cancel, retry failed chunks, run again, delete."""
 
 from __future__ import annotations
 
-import codecs
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -10,7 +9,6 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -26,7 +24,7 @@ from jobs.engine.job_state import (
 from jobs.kinds.base import Params, Spec, json_type_error
 from jobs.models import Chunk, Job, ScalingStudy, Upload
 from jobs.options import chunk_time_limit_field, parallelism_field
-from jobs.services import admission, quotas
+from jobs.services import admission, quotas, splitting
 from jobs.services.errors import Conflict, Rejected
 
 # --- creating ---------------------------------------------------------------------------------
@@ -95,7 +93,7 @@ def _job_plan(
         clean = spec.clean_params(params)
         # The estimate sees what split sees: an upload's size, not only its id.
         resolved = clean | _uploads_resolve(owner=owner, kind=spec, params=clean)
-        specs = list(spec.split(resolved))
+        specs = splitting.kind_split(kind=spec, params=resolved)
     except ValidationError as exc:
         raise Rejected({"params": exc.message_dict}) from None
     cost = quotas.job_cost(
@@ -370,36 +368,3 @@ def job_delete(*, job: Job) -> None:
             storage, name = locked.result_file.storage, locked.result_file.name
             transaction.on_commit(partial(storage.delete, name))
         locked.delete()
-
-
-# --- uploads -------------------------------------------------------------------------------------
-
-
-def upload_create(*, owner: Any, file: UploadedFile) -> Upload:
-    """Store an uploaded UTF-8 text file for a job to read.
-
-    Raises Rejected on the `file` field (empty, too large, binary, not UTF-8, over the
-    quota); nothing is stored then.
-    """
-    limit = settings.COREBOARD_UPLOAD_MAX_BYTES
-    if not file.size:
-        raise Rejected({"file": ["The file is empty."]})
-    if file.size > limit:
-        raise Rejected({"file": [f"The file is larger than the limit of {limit:,} bytes."]})
-    if over := quotas.upload_quota_error(owner=owner, size=file.size):
-        raise Rejected({"file": [over]})
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    try:
-        for piece in file.chunks():
-            if b"\x00" in piece:
-                raise Rejected({"file": ["The file looks binary (it contains NUL bytes)."]})
-            decoder.decode(piece)
-        decoder.decode(b"", final=True)
-    except UnicodeDecodeError as error:
-        raise Rejected({"file": [f"The file is not valid UTF-8 text ({error.reason})."]}) from None
-    file.seek(0)
-    name = (file.name or "upload.txt")[-255:]
-    upload = Upload(owner=owner, name=name, size=file.size)
-    upload.file.save(name, file, save=False)
-    upload.save()
-    return upload

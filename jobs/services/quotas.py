@@ -8,14 +8,20 @@ Each message names the limit and the variable that sets it (docs/security.md).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Q, Sum
+from django.db import connection
+from django.db.models import Count, Q
+from django.utils import timezone
 
 from jobs import kinds
 from jobs.kinds.base import Params
-from jobs.models import Chunk, Job, Upload
+from jobs.models import Chunk, Job, Upload, UploadReservation
+
+# A reservation older than this was left by a crash mid-write: it no longer counts.
+UPLOAD_RESERVATION_TTL = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -144,9 +150,12 @@ def quota_errors(*, owner: Any, cost: Cost) -> list[str]:
 
 
 def upload_quota_error(*, owner: Any, size: int) -> str | None:
-    """Why `owner` may not store one more upload of `size` bytes, or None if they may."""
-    totals = Upload.objects.filter(owner=owner).aggregate(count=Count("id"), size=Sum("size"))
-    count, stored = totals["count"], totals["size"] or 0
+    """Why `owner` may not store one more upload of `size` bytes, or None if they may.
+
+    Counts the uploads stored and those being written (their reservations), so the answer
+    holds only while the owner's upload lock is held (jobs.services.uploads reserves under it).
+    """
+    count, taken = _uploads_taken(owner)
     count_limit = settings.COREBOARD_QUOTA_UPLOADS
     if count + 1 > count_limit:
         return (
@@ -154,10 +163,30 @@ def upload_quota_error(*, owner: Any, size: int) -> str | None:
             "Delete some you no longer need."
         )
     bytes_limit = settings.COREBOARD_QUOTA_UPLOAD_BYTES
-    if stored + size > bytes_limit:
+    if taken + size > bytes_limit:
         return (
-            f"Your uploads take {stored:,} bytes and this one {size:,}; the quota is "
+            f"Your uploads take {taken:,} bytes and this one {size:,}; the quota is "
             f"{bytes_limit:,} bytes (COREBOARD_QUOTA_UPLOAD_BYTES). Delete some you no "
             "longer need."
         )
     return None
+
+
+def _uploads_taken(owner: Any) -> tuple[int, int]:
+    """(files, bytes) of the owner's uploads, stored or being written, in one statement: one
+    snapshot, so an upload whose row replaces its reservation meanwhile counts once."""
+    stored = Upload.objects.filter(owner=owner).order_by().values("size")
+    writing = (
+        UploadReservation.objects.filter(
+            owner=owner, created_at__gt=timezone.now() - UPLOAD_RESERVATION_TTL
+        )
+        .order_by()
+        .values("size")
+    )
+    sql, values = stored.union(writing, all=True).query.sql_with_params()
+    with connection.cursor() as cursor:
+        # Django's own SQL for the union, its values passed as parameters.
+        sql = f"SELECT count(*), coalesce(sum(size), 0) FROM ({sql}) AS taken"  # noqa: S608
+        cursor.execute(sql, values)
+        row = cursor.fetchone()
+    return int(row[0]), int(row[1])

@@ -4,8 +4,9 @@
   function gets a `range`.
 - `over_items("words")`: the list parameter `words` (the function's first) in `chunks`
   contiguous slices; the function gets its slice.
-- `over_lines("file")`: an uploaded file cut at line ends into `chunks` byte ranges; the
-  function gets that range's lines (`list[str]`, without their line ends).
+- `over_lines("file")`: an uploaded file cut into `chunks` byte ranges; the function gets
+  the lines that start in its range (`list[str]`, without their line ends), found on the
+  worker (jobs.kinds.records), so splitting never reads the file.
 - `seeded(share="samples")`: `chunks` independent repetitions, each with its own
   `random.Random` from (kind, seed, chunk index); `share` divides that integer parameter
   among them.
@@ -18,17 +19,17 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import itertools
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import IO, Annotated, Any, ClassVar, get_args, get_origin
+from typing import Annotated, Any, ClassVar, get_args, get_origin
 
 from django import forms
 from django.core.files.storage import default_storage
 
 from jobs.kinds.base import ListField, Params, UploadField
 from jobs.kinds.function.fields import KindDefinitionError, ParamField, Upload, param_field
+from jobs.kinds.records import Records, byte_ranges
 
 CHUNKS = "chunks"
 SEED = "seed"
@@ -38,6 +39,8 @@ MAX_CHUNKS = 10_000
 MAX_SEED = 2**63 - 1
 # Keys of a chunk spec beside a strategy's own: a share parameter may not take these names.
 RESERVED = frozenset({"index", "params", SEED})
+# over_lines' records: lines, each ending just after its b"\n" (a CR before it is dropped).
+LINES = Records(b"\n")
 
 
 def seeded_stream(kind_name: str, seed: int, index: int) -> random.Random:
@@ -176,8 +179,10 @@ class over_lines(Split):
     """The lines of the uploaded file `name`, cut at line ends into `chunks` byte ranges.
 
     Declare `name: Upload` to label it or to receive the file too; otherwise the form gets
-    an upload field of that name for you. Each call receives its range's lines as text
-    (UTF-8, line ends removed); ranges with no line are left out.
+    an upload field of that name for you. The file is cut into byte ranges by arithmetic
+    (at most one per byte) and each call receives the lines that START in its range, as
+    text (UTF-8, line ends removed): it reads past its range to finish its last line, and
+    receives no lines when a line longer than the range covers it.
     """
 
     name: str
@@ -197,22 +202,19 @@ class over_lines(Split):
         return super().prepare(where, first, first_hint, fields)
 
     def parts(self, params: Params) -> list[dict[str, Any]]:
+        # Arithmetic only: the web process never reads the file (each chunk finds its lines).
         upload = params[self.name]
         file = Upload(**upload) if isinstance(upload, dict) else upload
-        with file.open() as handle:
-            chunks = params[CHUNKS]
-            cuts = [_line_start(handle, file.size * i // chunks, file.size) for i in range(chunks)]
-        cuts.append(file.size)
-        ranges = [(a, b) for a, b in itertools.pairwise(cuts) if b > a] or [(0, 0)]
         return [
             {"storage_name": file.storage_name, "start": start, "stop": stop}
-            for start, stop in ranges
+            for start, stop in byte_ranges(file.size, params[CHUNKS])
         ]
 
     def chunk(self, kind_name: str, spec: Mapping[str, Any]) -> list[str]:
         with default_storage.open(spec["storage_name"], "rb") as handle:
-            handle.seek(spec["start"])
-            data: bytes = handle.read(spec["stop"] - spec["start"])
+            first, end = LINES.owned_range(handle, spec["start"], spec["stop"])
+            handle.seek(first)
+            data: bytes = handle.read(end - first)
         text = data.decode("utf-8")
         return (
             [line.removesuffix("\r") for line in text.removesuffix("\n").split("\n")]
@@ -274,20 +276,6 @@ class seeded(Split):
 
     def chunk(self, kind_name: str, spec: Mapping[str, Any]) -> random.Random:
         return seeded_stream(kind_name, spec[SEED], spec["index"])
-
-
-def _line_start(handle: IO[bytes], position: int, size: int) -> int:
-    """The first offset >= position that starts a line (0, or just after a b"\\n")."""
-    if position <= 0 or position >= size:
-        return min(max(position, 0), size)
-    handle.seek(position - 1)
-    offset = position - 1
-    while block := handle.read(64 * 1024):
-        found = block.find(b"\n")
-        if found >= 0:
-            return offset + found + 1
-        offset += len(block)
-    return size
 
 
 def _with_chunks(where: str, fields: dict[str, ParamField]) -> dict[str, ParamField]:
