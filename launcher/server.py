@@ -443,10 +443,13 @@ def release_slot(transport: Any) -> None:
 class GuardedChannel(HTTPChannel):
     """Twisted's HTTP channel with a deadline for each request's headers: from the
     connection opening, or from the end of the previous request on a kept-alive
-    connection, to the blank line after the headers."""
+    connection, to the blank line after the headers. Past it, a request that began gets
+    408; a connection with nothing sent is closed."""
 
     address: str | None = None
     header_timer: Any = None
+    # Whether any byte of the next request came since the deadline was armed.
+    request_begun = False
 
     def connectionMade(self) -> None:
         if self.address is not None:
@@ -454,8 +457,14 @@ class GuardedChannel(HTTPChannel):
         super().connectionMade()  # type: ignore[no-untyped-call]
         self._arm_header_timer()
 
+    def dataReceived(self, data: bytes) -> None:
+        if self.header_timer is not None:
+            self.request_begun = True
+        super().dataReceived(data)  # type: ignore[no-untyped-call]
+
     def _arm_header_timer(self) -> None:
         self._stop_header_timer()
+        self.request_begun = False
         self.header_timer = _reactor.callLater(
             settings.COREBOARD_HTTP_HEADER_TIMEOUT_S, self._header_timer_fired
         )
@@ -469,6 +478,12 @@ class GuardedChannel(HTTPChannel):
         self.header_timer = None
         transport: Any = self.transport
         if transport is None or not transport.connected:
+            return
+        if not self.request_begun:
+            # An idle connection (kept alive, or never used) closes without an answer: a
+            # 408 could cross a request the client sends at that moment and be read as its
+            # response.
+            self.timeoutConnection()  # type: ignore[no-untyped-call]
             return
         seconds = settings.COREBOARD_HTTP_HEADER_TIMEOUT_S
         transport.write(

@@ -219,6 +219,26 @@ def test_header_tricklers_are_cut_off_while_a_normal_client_gets_through(
         assert HEADER_TIMEOUT_S - 0.5 < elapsed < HEADER_TIMEOUT_S + 5, elapsed
 
 
+def test_an_idle_connection_is_closed_without_an_answer(
+    daphne: tuple[ServerProcess, str],
+) -> None:
+    """Nothing sent, or nothing more after a response on a kept-alive connection: closed
+    silently at the header deadline (a 408 could cross the client's next request)."""
+    _, url = daphne
+    idle = _raw(url)
+    kept = _raw(url)
+    kept.sendall(f"GET /accounts/login/ HTTP/1.1\r\nHost: {urlsplit(url).netloc}\r\n\r\n".encode())
+    first = kept.recv(65536)
+    assert first.startswith(b"HTTP/1.1 200"), first[:200]
+    began = time.monotonic()
+    rest = _read_all(kept)  # what remains of the page, then the close
+    assert b"HTTP/1.1 408" not in rest
+    assert _read_all(idle) == b""
+    assert time.monotonic() - began < HEADER_TIMEOUT_S + 5
+    idle.close()
+    kept.close()
+
+
 def test_a_slow_body_is_cut_off(daphne: tuple[ServerProcess, str]) -> None:
     _, url = daphne
     sock = _raw(url)
