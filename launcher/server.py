@@ -92,6 +92,8 @@ CHECK_CACHE_S = 5.0
 CHECK_CACHE_MAX = 4096
 CHECKS_AT_ONCE = 4
 CHECKS_WAITING_MAX = 64
+# A check that has not answered by then (a database that hangs) refuses with 503.
+CHECK_TIMEOUT_S = 10.0
 
 _REASONS = {
     401: b"Unauthorized",
@@ -286,15 +288,15 @@ class LimitedRequest(WebRequest):
         self.requestHeaders.removeHeader(b"expect")  # sent after the check, if it passes
         self.channel.transport.pauseProducing()
         checked = credential_check().authenticates(credentials_of(self.requestHeaders))
+        checked.addTimeout(CHECK_TIMEOUT_S, _reactor)
         checked.addCallbacks(self._checked, self._check_failed)
 
     def _check_failed(self, failure: Any) -> None:
-        if failure.check(CredentialCheck.Busy):
-            self._after_check(
-                (503, "The server is busy checking other requests' credentials; try again.")
-            )
-        else:
-            self._after_check((401, "Log in first: a body this large needs authentication."))
+        # Busy (too many checks waiting) or the check's timeout: the credential may be
+        # good, so not 401.
+        self._after_check(
+            (503, "The server is busy checking other requests' credentials; try again.")
+        )
 
     def _checked(self, ok: bool) -> None:
         if ok:
@@ -309,6 +311,8 @@ class LimitedRequest(WebRequest):
         if self.channel is None or self.channel.transport is None:
             return  # the client went away meanwhile
         self.channel.transport.resumeProducing()
+        if self.refused:
+            return  # refused meanwhile (over the limit): its answer is out, the rest drains
         if refusal is not None:
             self._refuse(*refusal)
             if self.received_request is not None:
