@@ -183,6 +183,36 @@ def test_a_real_credential_still_sends_its_body(
     assert b"CSRF" in answer
 
 
+def test_a_chunked_body_is_checked_too(daphne: tuple[ServerProcess, str], alice: User) -> None:
+    """No Content-Length: a fake token gets 401 from daphne; a valid one reaches the
+    application (whose multipart parser needs a Content-Length: its own 400)."""
+    _, url = daphne
+    key = token_create(user=alice, name="edge", expires_in_days=1).key
+    piece = b"chunked words " * 5_000
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for _ in range(4)) + b"0\r\n\r\n"
+
+    def post(token: str) -> bytes:
+        sock = _raw(url)
+        head = (
+            "POST /api/uploads/ HTTP/1.1\r\n"
+            f"Host: {urlsplit(url).netloc}\r\n"
+            "Content-Type: multipart/form-data; boundary=B\r\n"
+            "Transfer-Encoding: chunked\r\n"
+            f"Authorization: Token {token}\r\nConnection: close\r\n\r\n"
+        )
+        sock.sendall(head.encode() + chunked)  # at once: part of it comes with the headers
+        response = _read_all(sock)
+        sock.close()
+        return response
+
+    refused = post("cb_fake")
+    assert refused.startswith(b"HTTP/1.1 401"), refused[:200]
+    assert b"does not authenticate" in refused
+    answered = post(key)
+    assert answered.startswith(b"HTTP/1.1 400"), answered[:300]
+    assert b"multipart form data" in answered
+
+
 # --- probe 9: slow clients are cut off; one address holds a bounded number of connections ---
 
 
