@@ -913,8 +913,8 @@ register(
     "COREBOARD_LOGIN_FAILURE_LIMIT",
     "int",
     5,
-    "failed logins in a row after which a username is refused (429), on both login forms "
-    "(django-axes)",
+    "failed logins in a row after which a username is refused (429) to the address that "
+    "failed it, on both login forms (django-axes)",
     section="security",
     minimum=1,
 )
@@ -922,11 +922,70 @@ register(
     "COREBOARD_LOGIN_LOCKOUT_S",
     "int",
     300,
-    "how long a username stays refused after too many failed logins",
+    "how long a username stays refused to an address, or an address to everyone, after too "
+    "many failed logins",
     section="security",
     unit="s",
     minimum=1,
     aliases=("COREBOARD_LOGIN_LOCKOUT_SECONDS",),
+)
+register(
+    "COREBOARD_LOGIN_ADDRESS_FAILURE_LIMIT",
+    "int",
+    50,
+    "failed logins from one address, whatever the usernames, after which that address may "
+    "not log in (429) for COREBOARD_LOGIN_LOCKOUT_S: against password spraying (a "
+    "username is locked only for the address that failed it, COREBOARD_LOGIN_FAILURE_LIMIT)",
+    section="security",
+    minimum=1,
+)
+register(
+    "COREBOARD_PASSWORD_CHANGE_REVOKES_TOKENS",
+    "bool",
+    True,
+    "deletes a person's API tokens when their password changes (by them, an admin or "
+    "`changepassword`), as their sessions end; `0` keeps them",
+    section="security",
+)
+register(
+    "COREBOARD_HTTP_HEADER_TIMEOUT_S",
+    "int",
+    20,
+    "time a client has for a request's headers, from connecting (or from the end of its "
+    "previous request on a kept-alive connection); then 408 and the connection closes",
+    section="security",
+    unit="s",
+    minimum=1,
+)
+register(
+    "COREBOARD_HTTP_BODY_TIMEOUT_S",
+    "int",
+    20,
+    "time a request body may take beyond what COREBOARD_HTTP_BODY_MIN_BYTES_PER_S allows for "
+    "the bytes already received; then 408 and the connection closes",
+    section="security",
+    unit="s",
+    minimum=1,
+)
+register(
+    "COREBOARD_HTTP_BODY_MIN_BYTES_PER_S",
+    "int",
+    1024,
+    "slowest request body a client may send: each byte received extends its deadline "
+    "(COREBOARD_HTTP_BODY_TIMEOUT_S) by 1/rate seconds",
+    section="security",
+    unit="bytes/s",
+    minimum=1,
+)
+register(
+    "COREBOARD_HTTP_MAX_CONNECTIONS_PER_ADDRESS",
+    "int",
+    256,
+    "open connections (websockets included) daphne accepts from one client address; one "
+    "more is answered 429 and closed. `0`: no cap (behind a reverse proxy every client has "
+    "the proxy's address: cap there)",
+    section="security",
+    minimum=0,
 )
 register(
     "SECURE_PROXY_SSL_HEADER",

@@ -298,6 +298,16 @@ COREBOARD_SPLIT_CPU_MS = config.integer("COREBOARD_SPLIT_CPU_MS")
 COREBOARD_QUOTA_UPLOAD_BYTES = config.integer("COREBOARD_QUOTA_UPLOAD_BYTES")
 COREBOARD_MAX_SOCKETS_PER_USER = config.integer("COREBOARD_MAX_SOCKETS_PER_USER")
 COREBOARD_SOCKET_SESSION_CHECK_MS = config.integer("COREBOARD_SOCKET_SESSION_CHECK_MS")
+COREBOARD_PASSWORD_CHANGE_REVOKES_TOKENS = config.boolean(
+    "COREBOARD_PASSWORD_CHANGE_REVOKES_TOKENS"
+)
+# Read by daphne's seam (launcher.server): header and body deadlines, connections per address.
+COREBOARD_HTTP_HEADER_TIMEOUT_S = config.integer("COREBOARD_HTTP_HEADER_TIMEOUT_S")
+COREBOARD_HTTP_BODY_TIMEOUT_S = config.integer("COREBOARD_HTTP_BODY_TIMEOUT_S")
+COREBOARD_HTTP_BODY_MIN_BYTES_PER_S = config.integer("COREBOARD_HTTP_BODY_MIN_BYTES_PER_S")
+COREBOARD_HTTP_MAX_CONNECTIONS_PER_ADDRESS = config.integer(
+    "COREBOARD_HTTP_MAX_CONNECTIONS_PER_ADDRESS"
+)
 COREBOARD_SOCKET_BACKLOG_BYTES = config.integer("COREBOARD_SOCKET_BACKLOG_BYTES")
 COREBOARD_OVERVIEW_ACTIVE_MAX = config.integer("COREBOARD_OVERVIEW_ACTIVE_MAX")
 COREBOARD_EXPORTS_PER_PERSON = config.integer("COREBOARD_EXPORTS_PER_PERSON")
@@ -320,24 +330,24 @@ COREBOARD_METRICS_ALLOWED_IPS = config.strings("COREBOARD_METRICS_ALLOWED_IPS")
 
 # --- Auth, API, i18n, static ----------------------------------------------------------------
 
-# Failed logins (both login forms: /accounts/login/ and the admin's) are counted per
-# username by django-axes in the cache; after COREBOARD_LOGIN_FAILURE_LIMIT in a row that
-# username is refused (429) for COREBOARD_LOGIN_LOCKOUT_S, from every client, the
-# right password included. Per username, not per address: behind a proxy every client
-# shares one address, and a password guesser changes addresses cheaply.
+# Failed logins (both login forms: /accounts/login/ and the admin's) are counted by
+# django-axes in the cache (project.logins): after COREBOARD_LOGIN_FAILURE_LIMIT in a row a
+# username is refused (429) for COREBOARD_LOGIN_LOCKOUT_S to the address that failed it,
+# the right password included; elsewhere its owner still logs in, so a stranger cannot lock
+# anyone out. An address is refused after COREBOARD_LOGIN_ADDRESS_FAILURE_LIMIT failures
+# whatever the usernames (password spraying). The address is REMOTE_ADDR (axes' default),
+# never a header a client could forge.
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
-AXES_HANDLER = "axes.handlers.cache.AxesCacheHandler"
+AXES_HANDLER = "project.logins.LoginLockouts"
 AXES_FAILURE_LIMIT = config.integer("COREBOARD_LOGIN_FAILURE_LIMIT")
 AXES_COOLOFF_TIME = timedelta(seconds=config.integer("COREBOARD_LOGIN_LOCKOUT_S"))
-AXES_LOCKOUT_PARAMETERS = ["username"]
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
-# axes.W006 warns when lockouts ignore the client address, since rotating user agents or
-# cookies then escapes them; a lockout per username cannot be escaped that way.
-SILENCED_SYSTEM_CHECKS = ["axes.W006"]
+COREBOARD_LOGIN_ADDRESS_FAILURE_LIMIT = config.integer("COREBOARD_LOGIN_ADDRESS_FAILURE_LIMIT")
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "jobs:overview"

@@ -69,6 +69,12 @@ def token_revoke(*, token: ApiToken) -> None:
     token.delete()
 
 
+def tokens_revoke_for_user(*, user: Any) -> int:
+    """Delete every token of `user` (their password changed: tokens.signals); how many."""
+    deleted, _ = ApiToken.objects.filter(user=user).delete()
+    return deleted
+
+
 def tokens_visible_to(user: Any) -> Any:
     """Staff see everyone's tokens; everybody else their own."""
     tokens = ApiToken.objects.select_related("user")

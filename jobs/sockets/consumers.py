@@ -135,6 +135,14 @@ class JobConsumer(GuardedConsumer):
                 self.broker_failed(error)
         self.ticker = asyncio.create_task(supervised(self, self._beat()))
 
+    async def standing_changed(self, user: Any) -> None:
+        """A member of staff demoted while watching someone else's job loses it (4404)."""
+        await super().standing_changed(user)
+        try:
+            await database_sync_to_async(selectors.job_get_for_user)(user=user, job_id=self.job_id)
+        except Http404:
+            await self.close(code=CLOSE_NOT_FOUND)
+
     async def _join(self, group: str) -> None:
         await self.channel_layer.group_add(group, self.channel_name)
         await self.send_snapshot()
@@ -359,7 +367,7 @@ class OverviewConsumer(GuardedConsumer):
                 await self.channel_layer.group_add(workers.CLUSTER_GROUP, self.channel_name)
             except BROKER_ERRORS as error:
                 self.broker_failed(error)
-        self.ticker = asyncio.create_task(supervised(self, self._tick(user)))
+        self.ticker = asyncio.create_task(supervised(self, self._tick()))
 
     async def broker_changed(self, available: bool) -> None:
         if available and not self.behind:
@@ -380,18 +388,22 @@ class OverviewConsumer(GuardedConsumer):
         if self.joined:
             await self.channel_layer.group_discard(workers.CLUSTER_GROUP, self.channel_name)
 
+    async def standing_changed(self, user: Any) -> None:
+        await super().standing_changed(user)
+        self.changed.set()  # push what they may see now at once
+
     async def cluster_changed(self, event: dict[str, Any]) -> None:
         """protocol.EVENT_CLUSTER_CHANGED from jobs.engine.workers: push at once."""
         self.changed.set()
 
-    async def _tick(self, user: Any) -> None:
+    async def _tick(self) -> None:
         ticks = 0
         while True:
             if self.broker is not None:
                 await self.broker.wait_available()
             if not self.client_behind():
                 try:
-                    await self._push(user, rejoin=ticks % 60 == 59)
+                    await self._push(rejoin=ticks % 60 == 59)
                 except BROKER_ERRORS as error:
                     self.broker_failed(error)
             ticks += 1
@@ -400,10 +412,14 @@ class OverviewConsumer(GuardedConsumer):
                     await self.changed.wait()
             self.changed.clear()
 
-    async def _push(self, user: Any, *, rejoin: bool) -> None:
+    async def _push(self, *, rejoin: bool) -> None:
+        # The scope's user, read at each push: a change of staff status re-scopes it
+        # (GuardedConsumer.standing_changed).
         state = await sync_to_async(workers.cluster_state, thread_sensitive=False)()
         message = await database_sync_to_async(selectors.overview_state)(
-            user=user, cluster_state=state, active_max=settings.COREBOARD_OVERVIEW_ACTIVE_MAX
+            user=self.scope["user"],
+            cluster_state=state,
+            active_max=settings.COREBOARD_OVERVIEW_ACTIVE_MAX,
         )
         await self.send_json(message)
         if rejoin:

@@ -12,8 +12,6 @@ import time
 import weakref
 from collections import Counter
 from collections.abc import Coroutine
-from importlib import import_module
-from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,14 +22,14 @@ from channels.layers import get_channel_layer
 from channels.security.websocket import WebsocketDenier
 from channels.utils import await_many_dispatch
 from django.conf import settings
-from django.contrib import auth
 from django.http.request import split_domain_port, validate_host
 
 from jobs import protocol
 from jobs.protocol import CLOSE_SERVER_ERROR, CLOSE_TOO_MANY_SOCKETS, CLOSE_UNAUTHENTICATED
 from jobs.sockets import backlog
 from jobs.sockets.broker import BROKER_ERRORS, BrokerWatch, watch_for
-from tokens import services as tokens
+from tokens import credentials as credentials_check
+from tokens.authentication import scope_with_token
 
 log = logging.getLogger(__name__)
 
@@ -98,20 +96,23 @@ class ExactOriginValidator:
     """Refuses a websocket handshake (403) whose Origin is not exactly this site's.
 
     Channels' AllowedHostsOriginValidator compares host names only, so
-    `http://localhost:9999` passed wherever `localhost` is allowed. A socket that names
-    its credential in an `Authorization` header (the command line; browsers cannot set
-    one on a websocket) is exempt: the check guards against ambient credentials, cookies,
-    and such a socket is that token's person only (tokens.authentication).
+    `http://localhost:9999` passed wherever `localhost` is allowed. The check guards
+    against ambient credentials (cookies), so every socket gets it except one that a valid
+    API token authenticates (the command line; browsers cannot set `Authorization` on a
+    websocket), which is that token's person only (tokens.authentication). Any other
+    `Authorization` header, or an invalid token, exempts nothing: a foreign page's
+    `Basic x` with the visitor's cookie is refused like the cookie alone.
     """
 
     def __init__(self, app: Any) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        has_token = _header(scope, b"authorization") is not None
-        if scope["type"] == "websocket" and not has_token and not origin_allowed(scope):
-            await WebsocketDenier()(scope, receive, send)
-            return
+        if scope["type"] == "websocket":
+            scope = await scope_with_token(scope)
+            if scope["api_token_key"] is None and not origin_allowed(scope):
+                await WebsocketDenier()(scope, receive, send)
+                return
         await self.app(scope, receive, send)
 
 
@@ -121,34 +122,26 @@ class ExactOriginValidator:
 _open: Counter[int] = Counter()
 
 
-def _session_user_pk(session_key: str | None) -> Any:
-    """The pk of the user a session still logs in (None once it ended, expired, or the
-    password changed), checked as Django checks it for a page."""
-    if not session_key:
-        return None
-    store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
-    user = auth.get_user(SimpleNamespace(session=store))  # type: ignore[arg-type]
-    return user.pk if user.is_authenticated else None
-
-
-def _token_user_pk(key: str) -> Any:
-    """The pk of the user an API token still logs in (None once revoked or expired)."""
-    token = tokens.token_authenticate(key=key)
-    return token.user.pk if token else None
-
-
 Credential = tuple[str, str | None]  # ("session", key) or ("token", key)
+# What a socket shows depends on these: who, and whether they see everyone's jobs.
+Standing = tuple[Any, bool, bool]  # (pk, is_staff, is_superuser)
+
+
+def standing_of(user: Any) -> Standing:
+    return (user.pk, bool(user.is_staff), bool(user.is_superuser))
 
 
 def _credential_users(credentials: set[Credential]) -> dict[Credential, Any]:
-    """The pk each credential still logs in (None once it no longer does); a credential
+    """The user each credential still logs in (None once it no longer does); a credential
     whose check failed is left out (its sockets stay, checked again next time)."""
     users: dict[Credential, Any] = {}
     for credential in credentials:
         kind, key = credential
         try:
             users[credential] = (
-                _token_user_pk(key) if kind == "token" and key else _session_user_pk(key)
+                credentials_check.token_user(key)
+                if kind == "token"
+                else credentials_check.session_user(key)
             )
         except Exception:
             log.exception("checking a websocket's session failed")
@@ -160,15 +153,19 @@ class CredentialChecks:
     COREBOARD_SOCKET_SESSION_CHECK_MS: one trip to the consumers' database thread and one
     check per distinct credential, instead of a trip and a check per socket (120 sockets
     made 60 trips a second through the thread that also answers every other socket's
-    reads, and each trip costs a connection health check besides). A socket whose
-    credential no longer logs its person in is closed with 4401."""
+    reads, and each trip costs a connection health check besides).
+
+    A socket whose credential no longer logs its person in (logout, expiry, a password
+    change, a revoked token, a deactivated account) is closed with 4401. One whose person
+    became or stopped being staff is re-scoped (GuardedConsumer.standing_changed): a
+    demoted member of staff stops seeing other people's jobs on sockets already open."""
 
     def __init__(self) -> None:
-        self._sockets: dict[GuardedConsumer, tuple[Credential, Any]] = {}
+        self._sockets: dict[GuardedConsumer, tuple[Credential, Standing]] = {}
         self._task: asyncio.Task[None] | None = None
 
-    def watch(self, consumer: GuardedConsumer, credential: Credential, user_pk: Any) -> None:
-        self._sockets[consumer] = (credential, user_pk)
+    def watch(self, consumer: GuardedConsumer, credential: Credential, user: Any) -> None:
+        self._sockets[consumer] = (credential, standing_of(user))
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run())
 
@@ -178,21 +175,30 @@ class CredentialChecks:
     async def _run(self) -> None:
         while self._sockets:
             await asyncio.sleep(settings.COREBOARD_SOCKET_SESSION_CHECK_MS / 1000)
-            wanted = {credential for credential, _ in self._sockets.values()}
-            if not wanted:
-                continue
+            await self.check_now()
+
+    async def check_now(self) -> None:
+        wanted = {credential for credential, _ in self._sockets.values()}
+        if not wanted:
+            return
+        try:
+            current = await database_sync_to_async(_credential_users)(wanted)
+        except Exception:
+            log.exception("checking the websockets' sessions failed")
+            return
+        for consumer, (credential, standing) in list(self._sockets.items()):
+            if credential not in current:
+                continue  # its check failed: checked again next time
+            user = current[credential]
             try:
-                current = await database_sync_to_async(_credential_users)(wanted)
-            except Exception:
-                log.exception("checking the websockets' sessions failed")
-                continue
-            for consumer, (credential, user_pk) in list(self._sockets.items()):
-                if credential in current and current[credential] != user_pk:
+                if user is None or user.pk != standing[0]:
                     self._sockets.pop(consumer, None)
-                    try:
-                        await consumer.close(code=CLOSE_UNAUTHENTICATED)
-                    except Exception:
-                        log.exception("closing a websocket whose session ended failed")
+                    await consumer.close(code=CLOSE_UNAUTHENTICATED)
+                elif standing_of(user) != standing:
+                    self._sockets[consumer] = (credential, standing_of(user))
+                    await consumer.standing_changed(user)
+            except Exception:
+                log.exception("following a websocket's changed session failed")
 
 
 # One per event loop (daphne has one; tests make many).
@@ -395,6 +401,12 @@ class GuardedConsumer(AsyncJsonWebsocketConsumer):
             if not self.behind and time.monotonic() - self.last_sent_at >= HEARTBEAT_S:
                 await self.send_json(protocol.broker_state_message(available=self.broker_available))
 
+    async def standing_changed(self, user: Any) -> None:
+        """The socket's person became or stopped being staff (CredentialChecks): what it
+        shows from now on is what `user` may see. A subclass that holds one job checks it
+        is still theirs to see."""
+        self.scope["user"] = user
+
     async def guard_connect(self, user: Any) -> bool:
         """Count the socket against its person's cap and watch its session; False (and the
         socket closed) when the person already has the most sockets allowed."""
@@ -421,7 +433,7 @@ class GuardedConsumer(AsyncJsonWebsocketConsumer):
         else:
             session = self.scope.get("session")
             credential = ("session", getattr(session, "session_key", None))
-        credential_checks().watch(self, credential, user.pk)
+        credential_checks().watch(self, credential, user)
         return True
 
     async def guard_disconnect(self) -> None:

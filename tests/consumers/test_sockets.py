@@ -87,6 +87,18 @@ async def test_a_foreign_origin_is_refused(alice: User, origin: str, host: str) 
     assert not connected
 
 
+@pytest.mark.parametrize("authorization", [b"Basic eDp4", b"Bearer x", b"Token not-a-token"])
+async def test_an_authorization_header_that_authenticates_no_one_skips_no_origin_check(
+    alice: User, authorization: bytes
+) -> None:
+    """Issue 21 probe 8: any Authorization header skipped the check, so a foreign page's
+    `Basic x` with the visitor's cookie got a snapshot."""
+    communicator = socket("/ws/overview/", await logged_in(alice), origin="http://evil.example")
+    communicator.scope["headers"].append((b"authorization", authorization))
+    connected, _ = await communicator.connect(timeout=5)
+    assert not connected
+
+
 @pytest.mark.parametrize(
     ("origin", "host"),
     [
@@ -286,3 +298,56 @@ async def test_the_overview_never_shows_another_persons_job_ids(
     await communicator.disconnect()
     page = await database_sync_to_async((await logged_in(alice)).get)("/")
     assert f'"job_id": {theirs.pk}' not in page.content.decode()
+
+
+# --- staff standing on open sockets ------------------------------------------------------------
+
+
+async def test_a_demoted_member_of_staff_sees_only_their_own_jobs_on_the_open_overview(
+    alice: User, staff: User
+) -> None:
+    """Issue 21 probe 10: demoted staff kept staff visibility on sockets already open."""
+    theirs = await create_job(alice)
+    communicator = socket("/ws/overview/", await logged_in(staff))
+    assert (await communicator.connect(timeout=5))[0]
+
+    async def next_state() -> dict[str, Any]:
+        while True:
+            message: dict[str, Any] = await communicator.receive_json_from(timeout=5)
+            if message["type"] == "overview.state":
+                return message
+
+    assert theirs.pk in [job["id"] for job in (await next_state())["active"]]
+
+    @db_sync_to_async
+    def demote() -> None:
+        staff.is_staff = False
+        staff.save(update_fields=["is_staff"])
+
+    await demote()
+    began = time.monotonic()
+    while theirs.pk in [job["id"] for job in (await next_state())["active"]]:
+        assert time.monotonic() - began < 5
+    await communicator.disconnect()
+
+
+async def test_a_promoted_person_keeps_their_job_socket_and_a_demoted_one_loses_others(
+    alice: User, bob: User
+) -> None:
+    job = await create_job(alice)
+    own = socket(f"/ws/jobs/{job.pk}/", await logged_in(alice))
+    assert (await own.connect(timeout=5))[0]
+
+    @db_sync_to_async
+    def set_staff(user: User, *, is_staff: bool) -> None:
+        user.is_staff = is_staff
+        user.save(update_fields=["is_staff"])
+
+    await set_staff(bob, is_staff=True)
+    watching = socket(f"/ws/jobs/{job.pk}/", await logged_in(bob))
+    assert (await watching.connect(timeout=5))[0]
+    await set_staff(alice, is_staff=True)  # a change that takes nothing away
+    await set_staff(bob, is_staff=False)
+    assert await closed_with(watching, timeout=5) == protocol.CLOSE_NOT_FOUND
+    assert await closed_with(own, timeout=1.5) is None  # still open: the job is hers
+    await own.disconnect()

@@ -22,7 +22,13 @@ pytestmark = pytest.mark.services
 MACHINE_OWN = {"COREBOARD_WORKER_KINDS", "COREBOARD_WORKER_LABELS", "COREBOARD_CODE_VERSION"}
 # Django settings named COREBOARD_* that are not environment variables themselves.
 DERIVED = {"BUILTIN_JOB_KINDS"}
-UNIT_SUFFIXES = {"ms": "_MS", "s": "_S", "bytes": "_BYTES", "days": "_DAYS"}
+UNIT_SUFFIXES = {
+    "ms": "_MS",
+    "s": "_S",
+    "bytes": "_BYTES",
+    "bytes/s": "_BYTES_PER_S",
+    "days": "_DAYS",
+}
 
 
 def test_committed_reference_is_what_the_table_generates() -> None:
