@@ -236,6 +236,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     print(f"-- PostgreSQL, as {args.owner} in {args.database} (CREATE ROLE first if needed):")
     print(f"CREATE ROLE {_identifier(args.role)} LOGIN PASSWORD '<a password>';  -- once")
+    print(
+        "-- PostgreSQL before 15 lets every role create in schema public (CVE-2018-1058): as\n"
+        f"-- its owner, GRANT CREATE ON SCHEMA public TO {_identifier(args.owner)}; then\n"
+        "-- REVOKE CREATE ON SCHEMA public FROM PUBLIC;"
+    )
     tables = [grant.table for grant in WORKER_TABLE_GRANTS]
     for statement in grant_statements(
         role=args.role, owner=args.owner, database=args.database, tables=tables

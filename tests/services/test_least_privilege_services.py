@@ -115,3 +115,17 @@ def test_worker_urls_keep_everything_but_the_credentials() -> None:
         )
         == "redis://coreboard-worker:w@10.0.0.5:6379/0"
     )
+
+
+def test_the_printed_statements_are_the_applied_ones(capsys: pytest.CaptureFixture[str]) -> None:
+    """What `python -m launcher.least_privilege` prints for operators' own servers is what
+    `make run` applies, and the Redis rule is the one the embedded Redis gets."""
+    assert least_privilege.main(["--owner", "cb", "--database", "cbdb"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    applied = least_privilege.grant_statements(
+        role=least_privilege.WORKER_ROLE, owner="cb", database="cbdb", tables=sorted(GRANTED)
+    )
+    assert [f"{statement};" for statement in applied] == [
+        line for line in printed if line.split(" ", 1)[0] in {"ALTER", "GRANT", "REVOKE"}
+    ]
+    assert printed[-1].endswith(" ".join(least_privilege.WORKER_REDIS_RULES))
