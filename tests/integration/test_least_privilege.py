@@ -178,6 +178,8 @@ def test_a_worker_logged_in_as_the_worker_role_runs_every_kind(
         name: make_job(alice, name, parallelism=2, committed=True, **params)
         for name, params in wanted.items()
     }
+    # A chunk that raises: retries, the failure recorded, the job failed, the rest cancelled.
+    failing = make_job(alice, chunks=2, ms=10, fail_rate=1, parallelism=1, committed=True)
     try:
         ended = {
             name: wait_for_job(job.pk, until={"succeeded", "failed", "cancelled"}, timeout=120)
@@ -189,6 +191,9 @@ def test_a_worker_logged_in_as_the_worker_role_runs_every_kind(
         wanted, Job.Status.SUCCEEDED
     ), {name: job.error for name, job in ended.items()}
     assert ended["mandelbrot"].result_file
+    failed = wait_for_job(failing.pk, until={"succeeded", "failed", "cancelled"}, timeout=120)
+    assert failed.status == Job.Status.FAILED
+    assert failed.chunks.filter(failures__gt=0).exists()
     # A scaling study: its next run is created by the worker (the run's end, the reconciler).
     study = studies.study_create(owner=alice, job=ended["primes"], processes=2)
 

@@ -30,6 +30,16 @@ def test_every_table_in_the_grant_list_is_a_models_table() -> None:
     assert tables >= GRANTED, GRANTED - tables
 
 
+def test_every_table_of_the_jobs_app_is_granted_or_declared_web_only() -> None:
+    jobs_tables = {
+        model._meta.db_table
+        for model in apps.get_app_config("jobs").get_models(include_auto_created=True)
+    }
+    web_only = set(least_privilege.WEB_ONLY_JOB_TABLES)
+    assert not web_only & GRANTED
+    assert jobs_tables - GRANTED - web_only == set()
+
+
 def test_no_table_outside_the_jobs_app_is_granted() -> None:
     """Auth, sessions, tokens, axes, the admin log, content types: none of theirs."""
     others = {
