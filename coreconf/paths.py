@@ -124,8 +124,9 @@ def postgres_url(*, user: str, password: str, host: str, port: int, database: st
     return _credentials_url("postgresql", user, password, host, port, database)
 
 
-def redis_url(*, password: str, host: str, port: int, db: int = 0) -> str:
-    return _credentials_url("redis", "", password, host, port, str(db))
+def redis_url(*, password: str, host: str, port: int, db: int = 0, user: str = "") -> str:
+    """A Redis URL; without `user`, the default user's (AUTH with the password alone)."""
+    return _credentials_url("redis", user, password, host, port, str(db))
 
 
 def embedded_postgres_url(

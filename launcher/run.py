@@ -198,7 +198,7 @@ def _join_hint(
     worker_database_url = (
         postgres.worker_url(listen.url_host) if postgres and listen else database_url
     )
-    worker_redis_url = redis.url_through(listen.url_host) if redis and listen else redis_url
+    worker_redis_url = redis.worker_url(listen.url_host) if redis and listen else redis_url
     command = join.join_command(
         database_url=worker_database_url, redis_url=worker_redis_url, media_root=paths.media_root()
     )
@@ -323,6 +323,8 @@ def main() -> int:
                     stop=redis.stop,
                 )
             )
+            # Its workers' ACL user, also on a server adopted from an earlier run.
+            redis.worker_user_ensure()
             redis_url = redis.url()
             where = f"127.0.0.1 and {listen_address}" if listen else "127.0.0.1"
             print(f"Redis (embedded) on {where}:{redis.port}, data in {redis.root}")
@@ -346,12 +348,23 @@ def main() -> int:
             stack.give_to(paths.media_root(), user)
             stack.grant_interpreter(user, node_id_file())
         env = service_env(database_url=database_url, redis_url=redis_url)
+        # The local worker logs in as other machines' workers do, with only what workers
+        # need (launcher.least_privilege); daphne keeps the owner's accounts.
+        worker_env = service_env(
+            database_url=postgres.worker_url("127.0.0.1") if postgres else database_url,
+            redis_url=redis.worker_url() if redis else redis_url,
+        )
         wildcard = bind in ("0.0.0.0", "::")  # noqa: S104 - what the operator asked for
         port_host = "127.0.0.1" if wildcard else bind
         if concurrency:
             node = ["-n", default_node_name()]
             worker = _Child(
-                WORKER, worker_command(concurrency, *node), env, user, stop_wait, signal.SIGQUIT
+                WORKER,
+                worker_command(concurrency, *node),
+                worker_env,
+                user,
+                stop_wait,
+                signal.SIGQUIT,
             )
             watcher.add(worker.component)
             workers = f"{concurrency} worker processes"

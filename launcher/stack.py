@@ -28,6 +28,7 @@ import redis
 
 from coreconf import config, paths
 from coreconf.paths import read_or_create_secret, read_secret
+from launcher import least_privilege
 from launcher.supervisor import Health
 
 # Files the services create are not for other local users (group: the service account).
@@ -179,7 +180,7 @@ class EmbeddedPostgres:
     # 0: PostgreSQL's own default (100); a cluster needs more (docs/operations.md: Scaling out).
     max_connections: int = 0
     # The role workers on other machines log in as: no superuser over the network.
-    worker_user: str = "coreboard_worker"
+    worker_user: str = least_privilege.WORKER_ROLE
     worker_secret_name: str = "pg-worker-password"  # noqa: S105 - a file name
 
     @classmethod
@@ -334,7 +335,8 @@ class EmbeddedPostgres:
     def accepting(self) -> bool:
         """Whether it accepts connections on our port: libpq's PQping, what pg_isready
         does (no login), in this process (no child of ours runs as root)."""
-        # Imported here for the reason given in worker_role_ensure.
+        # Imported here: psycopg costs ~0.2 s, and every `make worker` and `python -m
+        # launcher.*` imports this module without needing it.
         from psycopg import pq
 
         conninfo = f"host=127.0.0.1 port={self.port} connect_timeout=2"
@@ -401,52 +403,16 @@ class EmbeddedPostgres:
         ) + ("?sslmode=require" if self.ssl_cert and self.ssl_key else "")
 
     def worker_role_ensure(self) -> None:
-        """The worker role, allowed to read and write Coreboard's tables (after migrate) and
-        nothing else: no DDL, no superuser powers such as COPY TO PROGRAM."""
-        # The driver is imported only where the launcher talks to PostgreSQL itself: it
-        # costs ~0.2 s, and every `make worker` and `python -m launcher.*` imports this
-        # module without needing it (not a cycle: psycopg is a library).
-        import psycopg
-        from psycopg import sql
-
-        password = read_or_create_secret(self.worker_secret_name)
-        role = sql.Identifier(self.worker_user)
-        owner = sql.Identifier(self.user)
-        with psycopg.connect(self.url(), autocommit=True) as conn:
-            exists = conn.execute(
-                "SELECT 1 FROM pg_roles WHERE rolname = %s", [self.worker_user]
-            ).fetchone()
-            if not exists:
-                conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(role))
-            statements = [
-                sql.SQL("ALTER ROLE {} WITH LOGIN NOSUPERUSER PASSWORD {}").format(
-                    role, sql.Literal(password)
-                ),
-                sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
-                    sql.Identifier(self.database), role
-                ),
-                sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(role),
-                sql.SQL(
-                    "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {}"
-                ).format(role),
-                sql.SQL(
-                    "GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO {}"
-                ).format(role),
-                # Tables a later `manage.py migrate` creates are the workers' too.
-                sql.SQL(
-                    "ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA public "
-                    "GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {}"
-                ).format(owner, role),
-                sql.SQL(
-                    "ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA public "
-                    "GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO {}"
-                ).format(owner, role),
-            ]
-            for statement in statements:
-                conn.execute(statement)
+        """The worker role: login with its password, and only the tables workers use
+        (launcher.least_privilege), whatever it held before. Run after every migrate."""
+        least_privilege.postgres_worker_role_ensure(
+            self.url(),
+            password=read_or_create_secret(self.worker_secret_name),
+            role=self.worker_user,
+        )
 
     def _ensure_database(self) -> None:
-        # Imported here for the reason given in worker_role_ensure.
+        # Imported here for the reason given in accepting.
         import psycopg
 
         with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
@@ -465,6 +431,12 @@ class EmbeddedPostgres:
         """A fast restart (open sessions are cut), as after a crash or an upgrade."""
         self.stop()
         self.start()
+
+
+def redis_worker_secret(secret_name: str) -> str:
+    """The file under var/secrets with the password of the workers' ACL user on the Redis
+    whose default user's password is in `secret_name`."""
+    return f"{secret_name}-worker"
 
 
 @dataclass
@@ -486,6 +458,8 @@ class EmbeddedRedis:
     listen_address: str = ""
     # A server we did not start but took over (launcher.supervisor): its pid.
     adopted: int | None = None
+    # Whether the server has the workers' ACL user (Redis 6 and later, once started).
+    worker_user_made: bool = False
 
     @classmethod
     def default(cls, *, listen_address: str = "") -> EmbeddedRedis:
@@ -500,6 +474,36 @@ class EmbeddedRedis:
 
     def url(self, db: int = 0) -> str:
         return paths.embedded_redis_url(port=self.port, secret_name=self.secret_name, db=db)
+
+    @property
+    def worker_secret_name(self) -> str:
+        return redis_worker_secret(self.secret_name)
+
+    def worker_url(self, host: str = "127.0.0.1", db: int = 0) -> str:
+        """The workers' URL through `host`: their ACL user (launcher.least_privilege) once
+        `worker_user_ensure` made it, else the default user's (a Redis without ACLs)."""
+        if not self.worker_user_made:
+            return self.url_through(host, db)
+        return paths.redis_url(
+            user=least_privilege.WORKER_REDIS_USER,
+            password=read_secret(self.worker_secret_name),
+            host=host,
+            port=self.port,
+            db=db,
+        )
+
+    def worker_user_ensure(self) -> None:
+        """The workers' ACL user, made afresh at every start of ours and after an adoption
+        (`make run` calls it then): ACLs set at run time are not saved, and an adopted
+        server may predate it."""
+        try:
+            self.worker_user_made = least_privilege.redis_worker_user_ensure(
+                self.url(), password=read_or_create_secret(self.worker_secret_name)
+            )
+        except redis.RedisError as error:
+            raise StackError(
+                f"Redis on port {self.port} did not take the workers' ACL user: {error}"
+            ) from error
 
     def start(self) -> None:
         server = (
@@ -559,6 +563,7 @@ class EmbeddedRedis:
         )
         try:
             wait_for_port(self.port, what="redis-server")
+            self.worker_user_ensure()
         except StackError:
             self.stop()
             raise
@@ -699,12 +704,19 @@ class PrivateServices:
         return [service.stop for service in (self.postgres, self.redis) if service is not None]
 
 
+# The password files of the private services' Redis (tests and benchmarks) and of their
+# workers' accounts (tests.processes.worker_env); the workers' Redis user's is
+# EmbeddedRedis.worker_secret_name.
+PRIVATE_REDIS_SECRET = "test-redis-password"  # noqa: S105 - a file name
+PRIVATE_PG_WORKER_SECRET = "test-pg-worker-password"  # noqa: S105 - a file name
+
+
 def start_private_services(
     root: Path,
     *,
     secret_name: str,
     persist: bool = True,
-    redis_secret_name: str = "test-redis-password",  # noqa: S107 - a file name
+    redis_secret_name: str = PRIVATE_REDIS_SECRET,
 ) -> PrivateServices:
     """A private PostgreSQL and Redis under `root` on free ports, for tests and benchmarks.
 

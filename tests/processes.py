@@ -9,11 +9,14 @@ import subprocess
 import threading
 import uuid
 from collections import deque
+from collections.abc import Callable
 
 import psutil
+import psycopg
+import redis
 
 from coreconf import paths
-from launcher import stack
+from launcher import least_privilege, stack
 from launcher.run import daphne_command
 from launcher.worker import worker_command
 
@@ -88,6 +91,53 @@ class ServerProcess:
                 self.process.wait()
 
 
+# The servers (URLs) on which worker_env has made the workers' accounts, and the URL it
+# gives workers for each.
+_WORKER_URLS: dict[str, str] = {}
+
+
+def worker_env(env: dict[str, str]) -> dict[str, str]:
+    """`env` with the workers' accounts in DATABASE_URL and REDIS_URL, as `make run` gives
+    its worker (launcher.least_privilege): the worker role, made on the database that
+    DATABASE_URL names, and the workers' Redis ACL user, both through the owner's URLs in
+    `env`. A server that does not answer (a fault test's) or cannot make the account (a
+    Redis without ACLs, a database role that may not create roles) keeps the URL given."""
+    return {
+        **env,
+        "DATABASE_URL": _worker_url(env["DATABASE_URL"], _postgres_worker_url),
+        "REDIS_URL": _worker_url(env["REDIS_URL"], _redis_worker_url),
+    }
+
+
+def _worker_url(url: str, make: Callable[[str], str]) -> str:
+    if url not in _WORKER_URLS:
+        try:
+            _WORKER_URLS[url] = make(url)
+        except (psycopg.OperationalError, psycopg.errors.InsufficientPrivilege):
+            return url
+        except (redis.ConnectionError, redis.TimeoutError):
+            return url
+    return _WORKER_URLS[url]
+
+
+def _postgres_worker_url(url: str) -> str:
+    password = paths.read_or_create_secret(stack.PRIVATE_PG_WORKER_SECRET)
+    least_privilege.postgres_worker_role_ensure(url, password=password)
+    return least_privilege.with_credentials(
+        url, user=least_privilege.WORKER_ROLE, password=password
+    )
+
+
+def _redis_worker_url(url: str) -> str:
+    # The password the private services' Redis gives the user at its (re)start.
+    password = paths.read_or_create_secret(stack.redis_worker_secret(stack.PRIVATE_REDIS_SECRET))
+    if not least_privilege.redis_worker_user_ensure(url, password=password):
+        return url
+    return least_privilege.with_credentials(
+        url, user=least_privilege.WORKER_REDIS_USER, password=password
+    )
+
+
 def _node_name(node: str) -> str:
     return node if "@" in node else f"{node}@%h"
 
@@ -96,7 +146,8 @@ def start_celery_worker(
     env: dict[str, str], concurrency: int, *, node: str | None = None
 ) -> ServerProcess:
     """A real `celery worker --pool=prefork`, returned once it says it is ready; its node
-    name is `node` (`name@host`, or `name` to which `@<host>` is added) or a fresh one."""
+    name is `node` (`name@host`, or `name` to which `@<host>` is added) or a fresh one. It
+    logs in with the workers' accounts (worker_env), as in production."""
     worker = ServerProcess(
         worker_command(
             concurrency,
@@ -105,7 +156,7 @@ def start_celery_worker(
             "-n",
             _node_name(node or f"test-{uuid.uuid4().hex[:8]}"),
         ),
-        env,
+        worker_env(env),
         "celery worker",
     )
     worker.wait_for_line("ready.")

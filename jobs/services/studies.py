@@ -19,6 +19,7 @@ from typing import Any
 
 import redis
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
@@ -93,7 +94,7 @@ def study_create(
 
 def _study_run_create(study: ScalingStudy, parallelism: int, *, by: Any | None = None) -> Job:
     return job_create(
-        owner=study.owner,
+        owner=_owner_key(study),
         kind=study.kind,
         params=study.params,
         parallelism=parallelism,
@@ -101,6 +102,14 @@ def _study_run_create(study: ScalingStudy, parallelism: int, *, by: Any | None =
         study=study,
         by=by,
     )
+
+
+def _owner_key(study: ScalingStudy) -> Any:
+    """The study's owner as its key alone, loaded without a query: the worker processes
+    advance studies (the reconciler, a run's end), and their database role may not read
+    auth_user (launcher.least_privilege). A run needs only the owner's id (its foreign key,
+    the quotas); any other field would be loaded on access, and refused there."""
+    return get_user_model().from_db(study._state.db, ["id"], [study.owner_id])
 
 
 def study_advance(*, study_id: int) -> bool:
@@ -111,7 +120,7 @@ def study_advance(*, study_id: int) -> bool:
     with transaction.atomic():
         study = (
             ScalingStudy.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("owner", "source")
+            .select_related("source")
             .filter(pk=study_id)
             .first()
         )

@@ -7,16 +7,18 @@ import os
 import pwd
 import stat
 import sys
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
+import psycopg
 import pytest
 import redis
 
 from jobs.engine import workers
-from launcher import join, stack
+from launcher import join, least_privilege, stack
 from tests.processes import ServerProcess
 from tests.services_plugin import TEST_VAR
 from tests.waiting import poll_until
@@ -133,3 +135,43 @@ def test_the_worker_card_shows_the_commit_recorded_at_start_as_the_web_does(
     shown = poll_until(card, timeout=30, every=0.2)
     assert shown["code_version"] == recorded
     assert json.loads(shown["kinds"])
+
+
+def test_the_local_worker_logs_in_with_the_workers_accounts_daphne_with_the_owners(
+    make_run: tuple[ServerProcess, dict[str, str]],
+) -> None:
+    """`make run`'s own worker is as limited as another machine's (launcher.least_privilege);
+    and the worker card it beats proves it runs with them."""
+    run, env = make_run
+    children = psutil.Process(run.process.pid).children(recursive=True)
+
+    def users(needle: str) -> tuple[str | None, str | None]:
+        child = next(c for c in children if needle in " ".join(c.cmdline()))
+        environ = child.environ()
+        return (
+            urllib.parse.urlsplit(environ["DATABASE_URL"]).username,
+            urllib.parse.urlsplit(environ["REDIS_URL"]).username,
+        )
+
+    assert users("celery") == (least_privilege.WORKER_ROLE, least_privilege.WORKER_REDIS_USER)
+    assert users("launcher.server") == ("coreboard", "")
+    password = (RUN_VAR / "secrets" / "redis-password").read_text().strip()
+    registry = redis.Redis(port=int(env["COREBOARD_REDIS_PORT"]), password=password)
+    poll_until(lambda: registry.zcard(workers.NODES) or None, timeout=60)
+    owner = (RUN_VAR / "secrets" / "pg-password").read_text().strip()
+    url = f"postgresql://coreboard:{owner}@127.0.0.1:{env['COREBOARD_PG_PORT']}/coreboard"
+    with psycopg.connect(url, autocommit=True) as conn:
+        # The worker's sessions come and go (its reconciler's each second, its slots').
+        poll_until(
+            lambda: conn.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE usename = %s",
+                [least_privilege.WORKER_ROLE],
+            ).fetchone(),
+            timeout=30,
+            every=0.05,
+        )
+        readable = conn.execute(
+            "SELECT has_table_privilege(%s, 'auth_user', 'SELECT')",
+            [least_privilege.WORKER_ROLE],
+        ).fetchone()
+    assert readable == (False,)
