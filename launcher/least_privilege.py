@@ -87,7 +87,10 @@ WORKER_TABLE_GRANTS: tuple[TableGrant, ...] = (
 # Tables of the jobs app that workers never touch: a new model there must be named in one
 # list or the other (tests/services/test_least_privilege_services.py), a choice made when
 # it is added rather than found by a worker's permission error.
-WEB_ONLY_JOB_TABLES: tuple[str, ...] = ()
+WEB_ONLY_JOB_TABLES: tuple[str, ...] = (
+    # An upload's quota reservation while its file is written: only the web stores uploads.
+    "jobs_uploadreservation",
+)
 
 # What the workers' Redis user may do, as ACL SETUSER rules after `reset`: every key and
 # channel (Celery's queues, kombu's bindings and pidbox, the slot and worker registries and
