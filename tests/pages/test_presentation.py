@@ -3,6 +3,10 @@ pages; CSP."""
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
+
 import pytest
 from django.contrib.auth.models import User
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -11,6 +15,7 @@ from django.test import Client
 
 from jobs import services
 from jobs.models import Job
+from jobs.views.presentation import duration_text
 from tests.factories import SMALL_MANDELBROT, T0, finished, make_job
 
 pytestmark = pytest.mark.django_db
@@ -165,3 +170,17 @@ def test_a_result_without_a_display_is_a_table_of_its_fields_with_the_json_kept(
     assert '<th scope="col">n</th><th scope="col">y</th>' in page
     assert "<tr><td>4</td><td>0</td></tr><tr><td>5</td><td>1</td></tr>" in page
     assert "<summary>The result as JSON</summary>" in page
+
+
+# --- durations -------------------------------------------------------------------------------
+
+
+@pytest.mark.pages
+@pytest.mark.django_db(databases=[])
+def test_durations_follow_the_rules_the_script_shares() -> None:
+    table = json.loads((Path(__file__).parents[1] / "duration_cases.json").read_text())
+    for seconds, text in table["cases"]:
+        assert duration_text(seconds) == text, seconds
+    # No minute ever shows 60 seconds, nor an hour 60 minutes.
+    texts = (duration_text(tenths / 10) for tenths in range(80_000))
+    assert not [text for text in texts if re.search(r"(min|h) 60 (s|min)$", text)]
