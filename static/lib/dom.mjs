@@ -86,12 +86,15 @@ export function coalesced(render) {
   };
 }
 
-// A progress bar (`.progress` with a `.progress-fill`) and its text beside it.
+// A progress bar (`.progress` with a `.progress-fill`) and its text beside it. The fill is
+// compared with itself, not with aria-valuenow: the server writes the value into the page
+// (a finished job: 100) but cannot write the width (the CSP allows no inline style), so the
+// first render must set it whatever the value says.
 export function setProgress(bar, text, percent, status) {
-  if (bar.getAttribute("aria-valuenow") !== String(percent)) {
-    bar.setAttribute("aria-valuenow", String(percent));
-    bar.querySelector(".progress-fill").style.width = `${percent}%`;
-  }
+  const value = String(percent);
+  if (bar.getAttribute("aria-valuenow") !== value) bar.setAttribute("aria-valuenow", value);
+  const fill = bar.querySelector(".progress-fill");
+  if (fill.style.width !== `${percent}%`) fill.style.width = `${percent}%`;
   bar.dataset.status = status;
   setText(text, `${percent}%`);
 }

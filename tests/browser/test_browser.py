@@ -150,13 +150,13 @@ def test_create_a_job_and_watch_it_finish(page: Page, daphne_server: str, alice:
     progress = page.get_by_role("progressbar", name="Job progress")
     expect(page.locator("#job-status")).to_have_text("running")
     expect(page.locator("#chunk-grid")).not_to_have_attribute("data-done", "0")
-    expect(page.locator("#cancel-button")).to_be_visible()
+    expect(page.locator("#cancel-link")).to_be_visible()
     screenshot(page, "job-running.png")
     expect(progress).to_have_attribute("aria-valuenow", "100", timeout=60_000)
     expect(page.locator("#job-status")).to_have_text("succeeded")
     expect(page.locator("#result")).to_contain_text('"chunks": 6')
     expect(page.locator("#timings")).to_contain_text("Speedup")
-    expect(page.locator("#cancel-button")).to_be_hidden()
+    expect(page.locator("#cancel-link")).to_be_hidden()
     # The task stream is made once it comes near the view.
     page.locator("#timeline").scroll_into_view_if_needed()
     timeline = page.get_by_role(
@@ -193,7 +193,12 @@ def test_cancel_a_running_job_from_its_page(page: Page, daphne_server: str, alic
     page.get_by_label("Milliseconds per chunk").fill("60000")
     page.get_by_role("button", name="Start job").click()
     expect(page.locator("#chunk-grid")).to_have_attribute("data-running", "2")
-    page.get_by_role("button", name="Cancel job").click()
+    # It asks first, as Delete does; keeping it running changes nothing.
+    page.get_by_role("link", name="Cancel job").click()
+    page.get_by_role("link", name="Keep it running").click()
+    expect(page.locator("#job-status")).to_have_text("running")
+    page.get_by_role("link", name="Cancel job").click()
+    page.get_by_role("button", name=re.compile(r"^Cancel job #\d+$")).click()
     expect(page.locator("#job-status")).to_have_text("cancelled")
     expect(page.locator("#chunk-grid")).to_have_attribute("data-cancelled", "4", timeout=10_000)
 

@@ -113,7 +113,24 @@ def test_cancel_button_cancels(alice_client: Client, alice_job: Job) -> None:
     assert response.status_code == 302
     alice_job.refresh_from_db()
     assert alice_job.status == Job.Status.CANCELLED
-    assert alice_client.get(f"/jobs/{alice_job.pk}/cancel/").status_code == 405
+    ended = alice_client.get(f"/jobs/{alice_job.pk}/cancel/").content.decode()
+    assert f"Job #{alice_job.pk} has already ended: it is cancelled." in ended
+    assert 'id="confirm-cancel"' not in ended
+
+
+def test_cancel_asks_first_and_changes_nothing_until_confirmed(
+    alice_client: Client, alice_job: Job
+) -> None:
+    page = alice_client.get(f"/jobs/{alice_job.pk}/").content.decode()
+    assert f'id="cancel-link" href="/jobs/{alice_job.pk}/cancel/"' in page
+    confirm = alice_client.get(f"/jobs/{alice_job.pk}/cancel/")
+    assert confirm.status_code == 200
+    text = confirm.content.decode()
+    assert f"<h1>Cancel job #{alice_job.pk}?</h1>" in text
+    assert f'<form method="post" action="/jobs/{alice_job.pk}/cancel/"' in text
+    assert f'href="/jobs/{alice_job.pk}/">Keep it running</a>' in text
+    alice_job.refresh_from_db()
+    assert alice_job.status == Job.Status.PENDING
 
 
 def test_new_job_form_offers_a_chunk_time_limit_within_the_kind_s(
