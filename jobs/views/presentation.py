@@ -20,7 +20,7 @@ def duration_text(seconds: float | None) -> str:
     """A duration as every page writes it: the rules of static/lib/format.mjs formatSeconds.
 
     Rounded once, to the precision shown, before the unit is chosen, so 59.96 s reads
-    `1 min 0 s`, never `60.0 s` or `1 min 60 s`: two decimals under 10 s, one under a
+    `1 min 0 s`, never `60.0 s` or `1 min 60 s`: two decimals under a second, one under a
     minute, then minutes and seconds, then hours and minutes. Both sides are checked
     against one table (tests/duration_cases.json). Rounding is half up, as JavaScript's
     Math.round, not Python's half-to-even.
@@ -29,7 +29,7 @@ def duration_text(seconds: float | None) -> str:
         return "—"
     value = max(0.0, float(seconds))
     hundredths = _round_half_up(value * 100)
-    if hundredths < 1000:
+    if hundredths < 100:
         return f"{hundredths // 100}.{hundredths % 100:02d} s"
     tenths = _round_half_up(value * 10)
     if tenths < 600:

@@ -23,13 +23,13 @@ export function formatTime(iso) {
 // One duration format, the same rules as jobs/views/presentation.py duration_text (both
 // checked against tests/duration_cases.json): rounded once, to the precision shown, before
 // the unit is chosen, so that 59.96 s reads "1 min 0 s", never "60.0 s" or "1 min 60 s".
-// Under 10 s two decimals, under a minute one, then minutes and seconds, then hours and
+// Under a second two decimals, under a minute one, then minutes and seconds, then hours and
 // minutes. A negative duration (clocks that disagree) reads as none.
 export function formatSeconds(seconds) {
   if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) return "—";
   const value = Math.max(0, seconds);
   const hundredths = Math.round(value * 100);
-  if (hundredths < 1000) return `${Math.floor(hundredths / 100)}.${pad2(hundredths % 100)} s`;
+  if (hundredths < 100) return `${Math.floor(hundredths / 100)}.${pad2(hundredths % 100)} s`;
   const tenths = Math.round(value * 10);
   if (tenths < 600) return `${Math.floor(tenths / 10)}.${tenths % 10} s`;
   const whole = Math.round(value);
