@@ -622,3 +622,13 @@ def test_exports_take_turns_to_have_their_rows_written() -> None:
     again = services.export_turn_try()
     assert again is not None
     again.release()
+
+
+def test_a_large_number_reads_grouped_and_is_found_as_the_page_writes_it(
+    alice_client: Client, alice: User
+) -> None:
+    wanted = make_job(alice, "primes", start=0, stop=40_000_000, chunks=1)
+    make_job(alice, "primes", start=0, stop=100, chunks=1)
+    page = alice_client.get("/history/").content.decode()
+    assert "Stop 40,000,000" in page
+    assert listed(alice_client.get("/history/", {"q": "Stop 40,000,000"})) == [wanted.pk]
