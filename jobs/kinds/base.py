@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from django import forms
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
@@ -314,7 +314,9 @@ LIST_SHOWN = 5
 def choice_labels(field: forms.ChoiceField) -> dict[str, str]:
     """A choice field's labels by stored value (groups opened)."""
     labels: dict[str, str] = {}
-    for key, label in field.choices:
+    # The field normalises its choices to (value, label) pairs, a group's label to a list.
+    choices = cast("list[tuple[Any, Any]]", list(field.choices))  # type: ignore[arg-type]
+    for key, label in choices:
         if isinstance(label, list | tuple):
             labels.update((str(k), str(v)) for k, v in label)
         else:
