@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -185,3 +186,22 @@ def test_a_waiting_job_s_page_links_the_owner_s_jobs_that_hold_the_processes(
     ) in page
     assert f'Your jobs that hold them: <a href="/jobs/{mine.pk}/">#{mine.pk}</a></p>' in page
     assert f"#{theirs.pk}" not in page.split('id="job-snapshot"')[0]
+
+
+def test_overview_names_kinds_by_their_labels(alice_client: Client) -> None:
+    response = alice_client.get("/")
+    assert response.context["kind_labels"]["burn"] == "Burn CPU"
+    assert '<script id="kind-labels" type="application/json">' in response.content.decode()
+
+
+def test_one_nav_item_is_current_on_each_page(alice_client: Client) -> None:
+    for path, current in [
+        ("/", "Overview"),
+        ("/history/", "History"),
+        ("/jobs/new/", "New job"),
+        ("/tokens/", "API tokens"),
+        ("/uploads/", "Uploads"),
+    ]:
+        page = alice_client.get(path).content.decode()
+        nav = page.split('<nav aria-label="Main">')[1].split("</nav>")[0]
+        assert re.findall(r'aria-current="page">([^<]+)<', nav) == [current], path
