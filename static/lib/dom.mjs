@@ -48,6 +48,37 @@ export function localiseTimes(root = document) {
   }
 }
 
+// Tables that stack on a phone (`table.stack`, static/coreboard.css): each cell gets its
+// column's header as `data-label`, which the narrow layout shows before the value
+// ("Status: running"). Rows that scripts add later are labelled as they come. Only a
+// labelled table stacks: without this script it scrolls sideways instead.
+export function tablesStack(root = document) {
+  for (const table of root.querySelectorAll("table.stack")) {
+    tableLabel(table);
+    new MutationObserver(() => tableLabel(table)).observe(table, {
+      childList: true,
+      subtree: true,
+    });
+  }
+}
+
+function tableLabel(table) {
+  const headers = [];
+  for (const th of table.querySelectorAll(":scope > thead > tr > th")) {
+    const span = th.colSpan || 1;
+    for (let i = 0; i < span; i++) headers.push(th.textContent.trim());
+  }
+  for (const row of table.querySelectorAll(":scope > tbody > tr")) {
+    let column = 0;
+    for (const cell of row.cells) {
+      const label = cell.colSpan > 1 ? "" : headers[column] || "";
+      if (cell.dataset.label !== label) cell.dataset.label = label;
+      column += cell.colSpan || 1;
+    }
+  }
+  table.dataset.labelled = "true";
+}
+
 // Keyed, in-place list updates: existing elements stay (with their focus and scroll);
 // only new keys are created, gone keys removed and moved ones re-ordered.
 export function syncChildren(parent, items, keyOf, create, update) {
