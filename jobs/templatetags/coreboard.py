@@ -9,6 +9,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from jobs import kinds
 from jobs.views.presentation import duration_text
 
 register = template.Library()
@@ -41,6 +42,16 @@ def local_time(value: datetime | str | None) -> SafeString | str:
         value.isoformat(),
         value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
     )
+
+
+@register.filter
+def kind_label(name: str) -> str:
+    """A kind's label ("Burn CPU") from its name, as every page names a kind; a kind not
+    installed here reads as its name."""
+    try:
+        return kinds.get(name).label
+    except kinds.UnknownKind:
+        return name
 
 
 @register.filter

@@ -441,7 +441,7 @@ def test_history_page_links_export_and_compare_with_its_valid_filters(
         "/history/", {"kind": "burn", "status": "bogus", "sort": "speedup", "page": "1"}
     ).content.decode()
     assert 'href="/history/export.csv?kind=burn&amp;sort=speedup"' in page
-    assert 'href="/history/compare/?kind=burn">Compare burn runs' in page
+    assert 'href="/history/compare/?kind=burn">Compare Burn CPU runs' in page
     assert "/history/compare/" not in alice_client.get("/history/").content.decode()
 
 
@@ -486,7 +486,7 @@ def test_compare_shows_only_runs_the_person_may_see(
     assert ids(staff, kind="burn") == [alices.pk, bobs.pk]
     assert ids(staff, kind="burn", owner="bob") == [bobs.pk]
     assert (
-        "No succeeded burn runs"
+        "No succeeded Burn CPU runs"
         in client_for(mallory).get("/history/compare/", {"kind": "burn"}).content.decode()
     )
 
