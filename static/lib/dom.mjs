@@ -120,12 +120,16 @@ export function coalesced(render) {
 // A progress bar (`.progress` with a `.progress-fill`) and its text beside it. The fill is
 // compared with itself, not with aria-valuenow: the server writes the value into the page
 // (a finished job: 100) but cannot write the width (the CSP allows no inline style), so the
-// first render must set it whatever the value says.
+// first render must set it whatever the value says. That first width is drawn at once (a
+// finished job opens full, not filling up); later changes glide (`data-drawn`, the CSS).
 export function setProgress(bar, text, percent, status) {
   const value = String(percent);
   if (bar.getAttribute("aria-valuenow") !== value) bar.setAttribute("aria-valuenow", value);
   const fill = bar.querySelector(".progress-fill");
-  if (fill.style.width !== `${percent}%`) fill.style.width = `${percent}%`;
+  if (fill.style.width !== `${percent}%`) {
+    fill.style.width = `${percent}%`;
+    if (!bar.dataset.drawn) requestAnimationFrame(() => (bar.dataset.drawn = "true"));
+  }
   bar.dataset.status = status;
   setText(text, `${percent}%`);
 }
