@@ -516,7 +516,7 @@ def test_every_page_reads_on_a_phone_and_a_desktop(
     Job.objects.filter(pk=big.pk).update(kind="primes", params=big_params, result=None)
     log_in(page, daphne_server, "sam", "sam-password-1")
     done = ended_job(page, daphne_server, staff, {"chunks": 4, "ms": 50}, "succeeded")
-    failing = {"chunks": 2, "ms": 20, "fail_rate": 1}
+    failing: dict[str, object] = {"chunks": 2, "ms": 20, "fail_rate": 1}
     failed = ended_job(page, daphne_server, staff, failing, "failed")
     page.goto(f"{daphne_server}/uploads/")
     text = tmp_path / "a-rather-long-file-name-of-notes.txt"
