@@ -156,3 +156,13 @@ class CompareForm(forms.Form):
         self.fields["kind"] = _kind_field(kind_names, required=True)
         if show_owner:
             self.fields["owner"] = _owner_field()
+
+
+class UploadForm(forms.Form):
+    """The uploads page's file field; jobs.services.upload_create checks the file itself."""
+
+    file = forms.FileField(
+        label="Text file",
+        allow_empty_file=True,  # the service says why an empty file is refused
+        help_text="UTF-8 text, for a job kind that reads a file (e.g. Word count).",
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from django import forms
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
@@ -288,14 +288,17 @@ class JobKind:
         """Parameters as `(form label, value)` in the form's order, without internal keys.
 
         An upload shows what `params` holds there (jobs.views.presentation passes its file name).
-        Numbers are written plainly (no thousands separators), so the history search finds
-        what the page shows.
+        A choice shows its label, not the value stored; large numbers are grouped by
+        thousands (the history search reads `40,000,000` as `40000000`).
         """
         shown = []
         for name, form_field in self.form_class.base_fields.items():
             if name not in params:
                 continue
-            shown.append((str(form_field.label or pretty_name(name)), display_value(params[name])))
+            value = params[name]
+            if isinstance(form_field, forms.ChoiceField):
+                value = choice_labels(form_field).get(str(value), value)
+            shown.append((str(form_field.label or pretty_name(name)), display_value(value)))
         return shown
 
     def preview(self, params: Params, spec: Spec, partial: Any) -> File | None:
@@ -308,14 +311,35 @@ class JobKind:
 LIST_SHOWN = 5
 
 
+def choice_labels(field: forms.ChoiceField) -> dict[str, str]:
+    """A choice field's labels by stored value (groups opened)."""
+    labels: dict[str, str] = {}
+    # The field normalises its choices to (value, label) pairs, a group's label to a list.
+    choices = cast("list[tuple[Any, Any]]", list(field.choices))  # type: ignore[arg-type]
+    for key, label in choices:
+        if isinstance(label, list | tuple):
+            labels.update((str(k), str(v)) for k, v in label)
+        else:
+            labels[str(key)] = str(label)
+    return labels
+
+
+# From five digits on, numbers are grouped by thousands: 40,000,000 but 2026.
+GROUPED_FROM = 10_000
+
+
 def display_value(value: Any) -> str:
     """One parameter value as people read it."""
     if isinstance(value, bool):
         return "yes" if value else "no"
     if value is None or value == "":
         return "—"
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        value = int(value)
+    if isinstance(value, int):
+        return grouped(value) if abs(value) >= GROUPED_FROM else str(value)
     if isinstance(value, float):
-        return f"{value:g}"
+        return f"{value:,.2f}" if GROUPED_FROM <= abs(value) < 1e15 else f"{value:g}"
     if isinstance(value, list):
         # A long list parameter (a ListField) shows its first items and its length.
         shown = ", ".join(display_value(item) for item in value[:LIST_SHOWN])

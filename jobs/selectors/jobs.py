@@ -721,6 +721,9 @@ def _history_search(jobs: JobQuerySet, q: str) -> JobQuerySet:
         if found is None:
             continue
         value = found.group(1)
+        if re.fullmatch(r"-?\d{1,3}(,\d{3})+(\.\d+)?", value):
+            # As the pages write a large number (jobs.kinds.base.display_value); stored plain.
+            value = value.replace(",", "")
         rest = rest[: found.start()] + " " + rest[found.end() :]
         words &= Q(params_text__iregex=rf'"{re.escape(name)}": "?{re.escape(value)}"?[,}}]')
     if rest.split() == [q.lower()] == [q.casefold()]:

@@ -9,6 +9,9 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from jobs import kinds
+from jobs.views.presentation import duration_text
+
 register = template.Library()
 
 # Stands in for the id in `url_template`: no real id is this large.
@@ -16,19 +19,45 @@ _ID_PLACEHOLDER = 987_654_321_987
 
 
 @register.filter
-def local_time(value: datetime | None) -> SafeString | str:
+def local_time(value: datetime | str | None) -> SafeString | str:
     """A `<time>` that the page rewrites in the viewer's time zone (static/coreboard.mjs).
 
-    The server writes UTC with its zone, so the text is right without JavaScript too; the
-    script uses the one format of every page: `2026-11-26 09:12:03 GMT+1`.
+    The one way every page writes a moment: the server writes UTC with its zone, so the
+    text is right without JavaScript too; the script uses the one format of every page,
+    `2026-11-26 09:12:03 GMT+1` (static/lib/format.mjs formatTime). Takes a datetime or the
+    ISO 8601 text the protocol's states carry.
     """
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return "—"
     if value is None:
         return "—"
+    if value.tzinfo is None:
+        # Django stores aware times (USE_TZ); a naive one is UTC by the same rule.
+        value = value.replace(tzinfo=UTC)
     return format_html(
         '<time datetime="{}" class="local-time">{}</time>',
         value.isoformat(),
         value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
     )
+
+
+@register.filter
+def kind_label(name: str) -> str:
+    """A kind's label ("Burn CPU") from its name, as every page names a kind; a kind not
+    installed here reads as its name."""
+    try:
+        return kinds.get(name).label
+    except kinds.UnknownKind:
+        return name
+
+
+@register.filter
+def duration(seconds: float | None) -> str:
+    """A duration in the one format of every page (jobs/views/presentation.py)."""
+    return duration_text(seconds)
 
 
 _BYTE_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")

@@ -131,7 +131,7 @@ def _history_row(job: Job) -> _HistoryRow:
         url=reverse("jobs:detail", args=[job.pk]),
         kind_label=presentation.job_kind_label(job),
         owner=job.owner.get_username(),
-        wall="" if wall is None else f"{wall:.2f} s",
+        wall="" if wall is None else presentation.duration_text(wall),
         speedup="" if speedup is None else f"{speedup:.2f}×",
         params=presentation.job_params_text(job),
     )

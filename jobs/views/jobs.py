@@ -272,9 +272,14 @@ def _job_action(
     return redirect("jobs:detail", job_id=job.pk)
 
 
-@require_POST
+@require_http_methods(["GET", "HEAD", "POST"])
 def job_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
-    return _job_action(request, job_id, services.job_cancel, "Job {job.pk} cancelled.")
+    """GET asks for confirmation (as deleting does); POST cancels and goes back to the job."""
+    if request.method == "POST":
+        return _job_action(request, job_id, services.job_cancel, "Job {job.pk} cancelled.")
+    job = selectors.job_get_for_user(user=request.user, job_id=job_id)
+    context = {"job": job, "kind_label": presentation.job_kind_label(job)}
+    return render(request, "jobs/job_cancel.html", context)
 
 
 @require_POST
@@ -298,4 +303,5 @@ def job_delete(request: HttpRequest, job_id: int) -> HttpResponse:
             return refusals.refusal_redirect(request, refused, "jobs:detail", job_id=job.pk)
         messages.success(request, f"Job {job.pk} deleted.")
         return redirect("jobs:list")
-    return render(request, "jobs/job_delete.html", {"job": job})
+    context = {"job": job, "kind_label": presentation.job_kind_label(job)}
+    return render(request, "jobs/job_delete.html", context)

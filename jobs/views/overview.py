@@ -11,6 +11,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from jobs import kinds
 from jobs.engine import redis_clients, workers
 from jobs.selectors import jobs as selectors
 from jobs.services import nodes
@@ -33,6 +34,9 @@ def overview(request: HttpRequest) -> HttpResponse:
         "jobs/overview.html",
         {
             "initial": initial,
+            # Jobs are named by their kind's label, as on every other page; the state (and
+            # the socket) carries the kind's id, and a kind not installed here shows that.
+            "kind_labels": {kind.name: kind.label for kind in kinds.all_kinds()},
             "kind_failures": selectors.kind_failures_seen(initial["cluster"]),
             "broker": redis_clients.broker_status(),
         },

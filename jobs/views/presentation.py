@@ -7,12 +7,42 @@ show (and the history search finds) the same words.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from jobs import kinds, options
 from jobs.kinds.base import ResultDisplay, display_value
 from jobs.kinds.result_fields import result_fields
 from jobs.models import Job, Upload
+
+
+def duration_text(seconds: float | None) -> str:
+    """A duration as every page writes it: the rules of static/lib/format.mjs formatSeconds.
+
+    Rounded once, to the precision shown, before the unit is chosen, so 59.96 s reads
+    `1 min 0 s`, never `60.0 s` or `1 min 60 s`: two decimals under a second, one under a
+    minute, then minutes and seconds, then hours and minutes. Both sides are checked
+    against one table (tests/duration_cases.json). Rounding is half up, as JavaScript's
+    Math.round, not Python's half-to-even.
+    """
+    if seconds is None or not math.isfinite(seconds):
+        return "—"
+    value = max(0.0, float(seconds))
+    hundredths = _round_half_up(value * 100)
+    if hundredths < 100:
+        return f"{hundredths // 100}.{hundredths % 100:02d} s"
+    tenths = _round_half_up(value * 10)
+    if tenths < 600:
+        return f"{tenths // 10}.{tenths % 10} s"
+    whole = _round_half_up(value)
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60} s"
+    minutes = _round_half_up(value / 60)
+    return f"{minutes // 60} h {minutes % 60} min"
+
+
+def _round_half_up(value: float) -> int:
+    return math.floor(value + 0.5)
 
 
 def job_kind_label(job: Job) -> str:

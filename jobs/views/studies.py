@@ -7,7 +7,7 @@ import json
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 
 from jobs.models import ScalingStudy
 from jobs.selectors import jobs as selectors
@@ -49,9 +49,12 @@ def study_detail(request: HttpRequest, study_id: int) -> HttpResponse:
     )
 
 
-@require_POST
+@require_http_methods(["GET", "HEAD", "POST"])
 def study_cancel(request: HttpRequest, study_id: int) -> HttpResponse:
+    """GET asks for confirmation (as cancelling a job does); POST cancels the study."""
     study = study_or_404(request, study_id)
+    if request.method != "POST":
+        return render(request, "jobs/study_cancel.html", {"study": study})
     try:
         studies.study_cancel(study=study)
     except Refused as refused:

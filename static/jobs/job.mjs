@@ -12,6 +12,7 @@ import {
   setClass,
   setProgress,
   setText,
+  setTime,
   syncChildren,
 } from "../lib/dom.mjs";
 import { formatBytes, formatTime } from "../lib/format.mjs";
@@ -28,6 +29,7 @@ import {
   countsText,
   documentTitle,
   doneIndices,
+  endedText,
   dirtyTake,
   failingChunks,
   failureSummary,
@@ -64,7 +66,7 @@ let notifyWanted = false;
 
 // The element of each action jobActions() decides about.
 const ACTION_ELEMENTS = {
-  cancel: "cancel-form",
+  cancel: "cancel-link",
   notify: "notify-button",
   retry: "retry-form",
   delete: "delete-link",
@@ -126,7 +128,7 @@ function endingRender(percent) {
     if (notifyWanted && notificationsAvailable && Notification.permission === "granted") {
       const kind = document.querySelector("h1 small").textContent;
       new Notification(`Job ${job.id} ${job.status}`, {
-        body: `${kind}: ${$("counts").textContent}`,
+        body: `${kind}: ${endedText(state)}`,
         tag: `coreboard-job-${job.id}`,
       });
     }
@@ -508,6 +510,8 @@ function resourceChartsRender() {
 }
 
 function timingsRender() {
+  setTime($("job-started").querySelector("time"), state.job.started_at);
+  setTime($("job-finished").querySelector("time"), state.job.finished_at);
   const rows = timingRows(state);
   const dl = $("timings");
   if (dl.children.length !== rows.length * 2) {

@@ -292,6 +292,19 @@ export function countsText(state) {
   );
 }
 
+// What a browser notification says when the job ends: the job's own counters only (the
+// grid's running/pending counts may still wait for the last chunk's message), and its
+// wall time.
+export function endedText(state) {
+  const { job } = state;
+  const parts = [`${job.done_chunks} of ${job.total_chunks} chunks done`];
+  if (job.failed_chunks) parts.push(`${job.failed_chunks} failed`);
+  if (job.wall_seconds !== null && job.wall_seconds !== undefined) {
+    parts.push(`in ${formatSeconds(job.wall_seconds)}`);
+  }
+  return parts.join(" · ");
+}
+
 export function documentTitle(job, percent) {
   const marks = { succeeded: "✓", failed: "✗", cancelled: "⊘" };
   return JOB_ENDED.has(job.status)

@@ -25,6 +25,7 @@ import {
   jobPercent,
   nodeControl,
   nodeCpuLabel,
+  nodeLoadNote,
   nodeStateText,
   nodeWarning,
   overviewMessageApply,
@@ -47,11 +48,12 @@ const COLOURS = {
 const jobUrlTemplate = $("overview").dataset.jobUrl;
 const jobUrl = (id) => urlFill(jobUrlTemplate, { id });
 let state = pageJson("overview-initial");
+const kindLabels = pageJson("kind-labels") || {};
 const cpuCharts = new Map();
 let throughputChart = null;
 
 function jobLink(job) {
-  return el("a", { href: jobUrl(job.id), text: `#${job.id} ${job.kind}` });
+  return el("a", { href: jobUrl(job.id), text: `#${job.id} ${kindLabels[job.kind] ?? job.kind}` });
 }
 
 function progressRow(job) {
@@ -172,6 +174,7 @@ function nodeCreate(node) {
     info,
     el("p", { class: "node-warning" }),
     el("div", { class: "chart-box small" }, canvas),
+    el("p", { class: "legend node-load" }),
   );
   const template = $("node-control-template");
   if (template) {
@@ -188,7 +191,7 @@ function nodeCreate(node) {
       options: {
         animation: false,
         maintainAspectRatio: false,
-        scales: { y: { min: 0, max: 100, title: { display: true, text: "% busy" } } },
+        scales: { y: { min: 0, max: 100, title: { display: true, text: "% busy (machine)" } } },
         plugins: { legend: { display: false } },
       },
     }),
@@ -222,6 +225,7 @@ function nodeUpdate(card, node) {
   chart.data.datasets[0].data = node.cpus;
   chart.data.datasets[0].backgroundColor = node.state === "lost" ? COLOURS.cpuLost : COLOURS.cpu;
   chart.canvas.setAttribute("aria-label", nodeCpuLabel(node));
+  setText(card.querySelector(".node-load"), nodeLoadNote(node));
   chart.update("none");
 }
 

@@ -107,11 +107,23 @@ export function nodeControl(node) {
   };
 }
 
+// The bars are the machine's CPU (psutil, every program), not Coreboard's alone: said under
+// the chart, and said plainly when no Coreboard process there is busy yet the machine is.
+export const OTHER_LOAD_PERCENT = 25;
+
+export function nodeLoadNote(node) {
+  const base = "Whole machine, other programs included.";
+  if (node.state === "lost" || !node.cpus.length || node.busy) return base;
+  const mean = node.cpus.reduce((sum, value) => sum + value, 0) / node.cpus.length;
+  if (mean < OTHER_LOAD_PERCENT) return base;
+  return `${base} Coreboard's processes here are idle: the ${Math.round(mean)}% is other programs' load.`;
+}
+
 export function nodeCpuLabel(node) {
   const what =
     node.state === "lost"
       ? `Last CPU use per core on ${node.node} before it was lost`
-      : `CPU use per core on ${node.node}`;
+      : `CPU use per core on ${node.node} (the whole machine, other programs included)`;
   return `${what}: ${node.cpus.map((value, i) => `core ${i} ${Math.round(value)}%`).join(", ")}`;
 }
 

@@ -82,7 +82,7 @@ function render() {
     status.className = `status status-${state.status}`;
     if (state.status !== ACTIVE) {
       $("study-announcer").textContent = `The scaling study ${state.status}.`;
-      const cancel = $("study-cancel-form");
+      const cancel = $("study-cancel-link");
       if (cancel && !cancel.contains(document.activeElement)) cancel.hidden = true;
     }
   }

@@ -48,6 +48,37 @@ export function localiseTimes(root = document) {
   }
 }
 
+// Tables that stack on a phone (`table.stack`, static/coreboard.css): each cell gets its
+// column's header as `data-label`, which the narrow layout shows before the value
+// ("Status: running"). Rows that scripts add later are labelled as they come. Only a
+// labelled table stacks: without this script it scrolls sideways instead.
+export function tablesStack(root = document) {
+  for (const table of root.querySelectorAll("table.stack")) {
+    tableLabel(table);
+    new MutationObserver(() => tableLabel(table)).observe(table, {
+      childList: true,
+      subtree: true,
+    });
+  }
+}
+
+function tableLabel(table) {
+  const headers = [];
+  for (const th of table.querySelectorAll(":scope > thead > tr > th")) {
+    const span = th.colSpan || 1;
+    for (let i = 0; i < span; i++) headers.push(th.textContent.trim());
+  }
+  for (const row of table.querySelectorAll(":scope > tbody > tr")) {
+    let column = 0;
+    for (const cell of row.cells) {
+      const label = cell.colSpan > 1 ? "" : headers[column] || "";
+      if (cell.dataset.label !== label) cell.dataset.label = label;
+      column += cell.colSpan || 1;
+    }
+  }
+  table.dataset.labelled = "true";
+}
+
 // Keyed, in-place list updates: existing elements stay (with their focus and scroll);
 // only new keys are created, gone keys removed and moved ones re-ordered.
 export function syncChildren(parent, items, keyOf, create, update) {
@@ -86,11 +117,18 @@ export function coalesced(render) {
   };
 }
 
-// A progress bar (`.progress` with a `.progress-fill`) and its text beside it.
+// A progress bar (`.progress` with a `.progress-fill`) and its text beside it. The fill is
+// compared with itself, not with aria-valuenow: the server writes the value into the page
+// (a finished job: 100) but cannot write the width (the CSP allows no inline style), so the
+// first render must set it whatever the value says. That first width is drawn at once (a
+// finished job opens full, not filling up); later changes glide (`data-drawn`, the CSS).
 export function setProgress(bar, text, percent, status) {
-  if (bar.getAttribute("aria-valuenow") !== String(percent)) {
-    bar.setAttribute("aria-valuenow", String(percent));
-    bar.querySelector(".progress-fill").style.width = `${percent}%`;
+  const value = String(percent);
+  if (bar.getAttribute("aria-valuenow") !== value) bar.setAttribute("aria-valuenow", value);
+  const fill = bar.querySelector(".progress-fill");
+  if (fill.style.width !== `${percent}%`) {
+    fill.style.width = `${percent}%`;
+    if (!bar.dataset.drawn) requestAnimationFrame(() => (bar.dataset.drawn = "true"));
   }
   bar.dataset.status = status;
   setText(text, `${percent}%`);

@@ -20,13 +20,25 @@ export function formatTime(iso) {
   return `${p.year}-${p.month}-${p.day} ${p.hour}:${p.minute}:${p.second} ${p.timeZoneName}`;
 }
 
+// One duration format, the same rules as jobs/views/presentation.py duration_text (both
+// checked against tests/duration_cases.json): rounded once, to the precision shown, before
+// the unit is chosen, so that 59.96 s reads "1 min 0 s", never "60.0 s" or "1 min 60 s".
+// Under a second two decimals, under a minute one, then minutes and seconds, then hours and
+// minutes. A negative duration (clocks that disagree) reads as none.
 export function formatSeconds(seconds) {
-  if (seconds === null || seconds === undefined) return "—";
-  if (seconds < 60) return `${seconds.toFixed(1)} s`;
-  const minutes = Math.floor(seconds / 60);
-  if (minutes < 60) return `${minutes} min ${Math.round(seconds % 60)} s`;
+  if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) return "—";
+  const value = Math.max(0, seconds);
+  const hundredths = Math.round(value * 100);
+  if (hundredths < 100) return `${Math.floor(hundredths / 100)}.${pad2(hundredths % 100)} s`;
+  const tenths = Math.round(value * 10);
+  if (tenths < 600) return `${Math.floor(tenths / 10)}.${tenths % 10} s`;
+  const whole = Math.round(value);
+  if (whole < 3600) return `${Math.floor(whole / 60)} min ${whole % 60} s`;
+  const minutes = Math.round(value / 60);
   return `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
 }
+
+const pad2 = (n) => String(n).padStart(2, "0");
 
 // A figure with its unit, or `empty` when there is none (yet).
 export function formatFixed(value, digits, suffix = "", empty = "—") {

@@ -17,6 +17,7 @@ import {
   countsText,
   dirtyTake,
   doneIndices,
+  endedText,
   jobActions,
   jobPeakMemoryText,
   jobStateCreate,
@@ -289,6 +290,23 @@ describe("what the page shows", () => {
     );
     assert.equal(chunkCounts(state).pending, 2);
     assert.match(countsText(state), /^1 of 4 chunks done · 1 running · 2 pending · 0 failed/);
+  });
+
+  test("the ended job's notification says its own counts, never the grid's stale running", () => {
+    // The job's end came before the last chunk's delta: the grid still has one running.
+    const state = snapshotState(
+      [chunk(0, "done"), chunk(1, "done"), chunk(2, "done"), chunk(3, "running")],
+      { status: "succeeded", done_chunks: 4, wall_seconds: 119.6 },
+    );
+    assert.match(countsText(state), /1 running/);
+    assert.equal(endedText(state), "4 of 4 chunks done · in 2 min 0 s");
+    const failed = snapshotState([], {
+      status: "failed",
+      done_chunks: 1,
+      failed_chunks: 3,
+      wall_seconds: null,
+    });
+    assert.equal(endedText(failed), "1 of 4 chunks done · 3 failed");
   });
 
   test("pace comes from the server's live state, and only while the job runs", () => {

@@ -1,5 +1,6 @@
 // The shared helpers without a DOM (static/lib/).
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { test } from "node:test";
 
 import { translucent } from "../../static/lib/colours.mjs";
@@ -31,12 +32,19 @@ test("a CSS colour gets an alpha channel", () => {
 
 test("durations, figures and times", () => {
   assert.equal(formatSeconds(null), "—");
-  assert.equal(formatSeconds(59.94), "59.9 s");
-  assert.equal(formatSeconds(3725), "1 h 2 min");
   assert.equal(formatFixed(undefined, 2, "×"), "—");
   assert.equal(formatFixed(1.234, 2, "×"), "1.23×");
   assert.equal(formatTime("not a time"), "—");
   assert.match(formatTime("2026-11-26T08:12:03Z"), /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S+$/);
+});
+
+test("durations follow the rules the server shares, at every rounding edge", () => {
+  const table = JSON.parse(readFileSync(new URL("../duration_cases.json", import.meta.url)));
+  for (const [seconds, text] of table.cases) assert.equal(formatSeconds(seconds), text, seconds);
+  // No minute ever shows 60 seconds, nor an hour 60 minutes.
+  for (let tenths = 0; tenths < 80_000; tenths++) {
+    assert.doesNotMatch(formatSeconds(tenths / 10), /(min|h) 60 (s|min)$/);
+  }
 });
 
 test("memory reads in binary units, one decimal below ten", () => {

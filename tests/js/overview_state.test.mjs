@@ -6,6 +6,7 @@ import {
   activeSummary,
   jobCardText,
   nodeControl,
+  nodeLoadNote,
   nodeWarning,
   overviewMessageApply,
   processWork,
@@ -75,4 +76,16 @@ test("throughput is a rate over 5-second buckets, labelled now or minutes ago", 
   assert.equal(throughputTick(-120, 11), "-2 min");
   assert.equal(throughputTick(-120, 5), "");
   assert.equal(throughputTick(undefined, 0), "now");
+});
+
+test("the CPU bars say they are the machine's, and whose load it is when no worker is busy", () => {
+  const node = { node: "vm", state: "active", busy: 0, cpus: [100, 96] };
+  assert.equal(
+    nodeLoadNote(node),
+    "Whole machine, other programs included. Coreboard's processes here are idle: " +
+      "the 98% is other programs' load.",
+  );
+  assert.equal(nodeLoadNote({ ...node, busy: 2 }), "Whole machine, other programs included.");
+  assert.equal(nodeLoadNote({ ...node, cpus: [3, 5] }), "Whole machine, other programs included.");
+  assert.equal(nodeLoadNote({ ...node, state: "lost" }), "Whole machine, other programs included.");
 });

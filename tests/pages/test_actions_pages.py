@@ -39,14 +39,14 @@ def test_every_action_is_on_the_page_for_the_script_to_show(
     for job in (failed_job, running):
         page = alice_client.get(f"/jobs/{job.pk}/").content.decode()
         for element_id in (
-            "cancel-form",
+            "cancel-link",
             "notify-button",
             "retry-form",
             "rerun-link",
             "delete-link",
         ):
             assert not shown(page, element_id), element_id
-        assert f'action="/jobs/{job.pk}/cancel/"' in page
+        assert f'href="/jobs/{job.pk}/cancel/"' in page
         assert f'action="/jobs/{job.pk}/retry/"' in page
         assert "Retry</button>" in page
         assert f'href="/jobs/new/?rerun={job.pk}"' in page

@@ -447,7 +447,7 @@ def test_history_page_links_export_and_compare_with_its_valid_filters(
         "/history/", {"kind": "burn", "status": "bogus", "sort": "speedup", "page": "1"}
     ).content.decode()
     assert 'href="/history/export.csv?kind=burn&amp;sort=speedup"' in page
-    assert 'href="/history/compare/?kind=burn">Compare burn runs' in page
+    assert 'href="/history/compare/?kind=burn">Compare Burn CPU runs' in page
     assert "/history/compare/" not in alice_client.get("/history/").content.decode()
 
 
@@ -492,7 +492,7 @@ def test_compare_shows_only_runs_the_person_may_see(
     assert ids(staff, kind="burn") == [alices.pk, bobs.pk]
     assert ids(staff, kind="burn", owner="bob") == [bobs.pk]
     assert (
-        "No succeeded burn runs"
+        "No succeeded Burn CPU runs"
         in client_for(mallory).get("/history/compare/", {"kind": "burn"}).content.decode()
     )
 
@@ -628,3 +628,13 @@ def test_exports_take_turns_to_have_their_rows_written() -> None:
     again = services.export_turn_try()
     assert again is not None
     again.release()
+
+
+def test_a_large_number_reads_grouped_and_is_found_as_the_page_writes_it(
+    alice_client: Client, alice: User
+) -> None:
+    wanted = make_job(alice, "primes", start=0, stop=40_000_000, chunks=1)
+    make_job(alice, "primes", start=0, stop=100, chunks=1)
+    page = alice_client.get("/history/").content.decode()
+    assert "Stop 40,000,000" in page
+    assert listed(alice_client.get("/history/", {"q": "Stop 40,000,000"})) == [wanted.pk]

@@ -3,14 +3,22 @@ pages; CSP."""
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
+from types import SimpleNamespace
+
 import pytest
+from django import forms
 from django.contrib.auth.models import User
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.template.loader import render_to_string
 from django.test import Client
 
 from jobs import services
+from jobs.kinds.base import JobKind, display_value
 from jobs.models import Job
+from jobs.views.presentation import duration_text
 from tests.factories import SMALL_MANDELBROT, T0, finished, make_job
 
 pytestmark = pytest.mark.django_db
@@ -181,3 +189,43 @@ def test_a_result_without_a_display_is_a_table_of_its_fields_with_the_json_kept(
     assert '<th scope="col">n</th><th scope="col">y</th>' in page
     assert "<tr><td>4</td><td>0</td></tr><tr><td>5</td><td>1</td></tr>" in page
     assert "<summary>The result as JSON</summary>" in page
+
+
+# --- durations -------------------------------------------------------------------------------
+
+
+@pytest.mark.pages
+@pytest.mark.django_db(databases=[])
+def test_durations_follow_the_rules_the_script_shares() -> None:
+    table = json.loads((Path(__file__).parents[1] / "duration_cases.json").read_text())
+    for seconds, text in table["cases"]:
+        assert duration_text(seconds) == text, seconds
+    # No minute ever shows 60 seconds, nor an hour 60 minutes.
+    texts = (duration_text(tenths / 10) for tenths in range(80_000))
+    assert not [text for text in texts if re.search(r"(min|h) 60 (s|min)$", text)]
+
+
+@pytest.mark.pages
+@pytest.mark.django_db(databases=[])
+def test_parameters_read_as_people_write_them() -> None:
+    class Form(forms.Form):
+        mode = forms.ChoiceField(
+            label="Mode", choices=[("ok", "normal"), ("Rare", [("x9", "extreme")])]
+        )
+        samples = forms.IntegerField(label="Samples")
+        year = forms.IntegerField(label="Year")
+        rate = forms.FloatField(label="Rate")
+
+    kind = SimpleNamespace(form_class=Form)
+    params = {"mode": "ok", "samples": 40_000_000, "year": 2026, "rate": 0.25}
+    assert JobKind.params_display(kind, params) == [  # type: ignore[arg-type]
+        ("Mode", "normal"),
+        ("Samples", "40,000,000"),
+        ("Year", "2026"),
+        ("Rate", "0.25"),
+    ]
+    assert JobKind.params_display(kind, {"mode": "x9"}) == [("Mode", "extreme")]  # type: ignore[arg-type]
+    # A value no longer among the choices still shows, as stored.
+    assert JobKind.params_display(kind, {"mode": "gone"}) == [("Mode", "gone")]  # type: ignore[arg-type]
+    assert display_value(1e7) == "10,000,000"
+    assert display_value(12_345.678) == "12,345.68"

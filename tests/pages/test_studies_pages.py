@@ -98,3 +98,21 @@ def test_page_says_a_study_had_already_ended(
     assert "cancelled." in alice_client.post(cancel, follow=True).content.decode()
     again = alice_client.post(cancel, follow=True).content.decode()
     assert f"Scaling study {study.pk} has already ended (cancelled)." in again
+
+
+@pytest.mark.pages
+def test_cancelling_a_study_asks_first_and_changes_nothing_until_confirmed(
+    alice: User, alice_client: Client, dispatched: list[int]
+) -> None:
+    study = studies.study_create(owner=alice, job=_succeeded(alice), processes=2)
+    cancel = reverse("jobs:study-cancel", args=[study.pk])
+    page = alice_client.get(reverse("jobs:study", args=[study.pk])).content.decode()
+    assert f'id="study-cancel-link" href="{cancel}"' in page
+    confirm = alice_client.get(cancel).content.decode()
+    assert f"<h1>Cancel scaling study #{study.pk}?</h1>" in confirm
+    assert f'<form method="post" action="{cancel}"' in confirm
+    study.refresh_from_db()
+    assert study.status == ScalingStudy.Status.RUNNING
+    alice_client.post(cancel)
+    ended = alice_client.get(cancel).content.decode()
+    assert f"Scaling study #{study.pk} has already ended: it is cancelled." in ended

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth.models import User
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from rest_framework.test import APIClient
 
@@ -39,3 +40,22 @@ def test_the_uploads_page_says_why_an_upload_an_active_job_reads_is_kept(
     response = alice_client.post(f"/uploads/{upload_id}/delete/", follow=True)
     assert "is read by an active job; cancel it first." in response.content.decode()
     assert Upload.objects.filter(pk=upload_id).exists()
+
+
+@pytest.mark.pages
+def test_the_uploads_page_uploads_a_file_and_refuses_a_bad_one(alice_client: Client) -> None:
+    page = alice_client.get("/uploads/").content.decode()
+    assert 'enctype="multipart/form-data"' in page
+    assert '<button type="submit">Upload</button>' in page
+    sent = SimpleUploadedFile("poem.txt", b"the cat sat\n", content_type="text/plain")
+    response = alice_client.post("/uploads/", {"file": sent}, follow=True)
+    assert "Uploaded &#x27;poem.txt&#x27;." in response.content.decode()
+    assert Upload.objects.get().name == "poem.txt"
+    binary = SimpleUploadedFile("image.bin", b"\x89PNG\x00\x00")
+    refused = alice_client.post("/uploads/", {"file": binary})
+    assert refused.status_code == 400
+    assert "The file looks binary" in refused.content.decode()
+    assert Upload.objects.count() == 1
+    missing = alice_client.post("/uploads/", {})
+    assert missing.status_code == 400
+    assert "This field is required." in missing.content.decode()

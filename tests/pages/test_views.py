@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -113,7 +114,24 @@ def test_cancel_button_cancels(alice_client: Client, alice_job: Job) -> None:
     assert response.status_code == 302
     alice_job.refresh_from_db()
     assert alice_job.status == Job.Status.CANCELLED
-    assert alice_client.get(f"/jobs/{alice_job.pk}/cancel/").status_code == 405
+    ended = alice_client.get(f"/jobs/{alice_job.pk}/cancel/").content.decode()
+    assert f"Job #{alice_job.pk} has already ended: it is cancelled." in ended
+    assert 'id="confirm-cancel"' not in ended
+
+
+def test_cancel_asks_first_and_changes_nothing_until_confirmed(
+    alice_client: Client, alice_job: Job
+) -> None:
+    page = alice_client.get(f"/jobs/{alice_job.pk}/").content.decode()
+    assert f'id="cancel-link" href="/jobs/{alice_job.pk}/cancel/"' in page
+    confirm = alice_client.get(f"/jobs/{alice_job.pk}/cancel/")
+    assert confirm.status_code == 200
+    text = confirm.content.decode()
+    assert f"<h1>Cancel job #{alice_job.pk}?</h1>" in text
+    assert f'<form method="post" action="/jobs/{alice_job.pk}/cancel/"' in text
+    assert f'href="/jobs/{alice_job.pk}/">Keep it running</a>' in text
+    alice_job.refresh_from_db()
+    assert alice_job.status == Job.Status.PENDING
 
 
 def test_new_job_form_offers_a_chunk_time_limit_within_the_kind_s(
@@ -168,3 +186,22 @@ def test_a_waiting_job_s_page_links_the_owner_s_jobs_that_hold_the_processes(
     ) in page
     assert f'Your jobs that hold them: <a href="/jobs/{mine.pk}/">#{mine.pk}</a></p>' in page
     assert f"#{theirs.pk}" not in page.split('id="job-snapshot"')[0]
+
+
+def test_overview_names_kinds_by_their_labels(alice_client: Client) -> None:
+    response = alice_client.get("/")
+    assert response.context["kind_labels"]["burn"] == "Burn CPU"
+    assert '<script id="kind-labels" type="application/json">' in response.content.decode()
+
+
+def test_one_nav_item_is_current_on_each_page(alice_client: Client) -> None:
+    for path, current in [
+        ("/", "Overview"),
+        ("/history/", "History"),
+        ("/jobs/new/", "New job"),
+        ("/tokens/", "API tokens"),
+        ("/uploads/", "Uploads"),
+    ]:
+        page = alice_client.get(path).content.decode()
+        nav = page.split('<nav aria-label="Main">')[1].split("</nav>")[0]
+        assert re.findall(r'aria-current="page">([^<]+)<', nav) == [current], path
