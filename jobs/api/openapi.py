@@ -311,12 +311,17 @@ JobResourcesOut = typed_dict_serializer(protocol.JobResourcesState)
 class JobPreviewOut(serializers.Serializer[Any]):
     chunks = serializers.IntegerField(help_text="How many chunks the job would have.")
     cpu_seconds = serializers.FloatField(
-        help_text="CPU seconds the quotas would count for it: its kind's estimate, at most "
-        "chunks × the chunk time limit."
+        help_text="CPU seconds the quotas would count for it: its kind's estimate, or your "
+        "measured pace of the kind, at most chunks × the chunk time limit."
     )
     cpu_seconds_estimated = serializers.BooleanField(
-        help_text="Whether its kind estimated them (false: chunks × the chunk time limit, "
-        "for a kind that cannot estimate)."
+        help_text="Whether the CPU seconds are known (false: the kind gives no estimate and "
+        "you have no succeeded run of it yet, so none are counted)."
+    )
+    cpu_seconds_basis = serializers.ChoiceField(
+        choices=["kind", "pace", "none"],
+        help_text="Where cpu_seconds come from: the kind's estimate, your latest succeeded "
+        "runs of the kind (CPU seconds per chunk × chunks), or nothing known yet.",
     )
     quota_job_cpu_seconds = serializers.IntegerField(
         help_text="The most one job may ask for (COREBOARD_QUOTA_JOB_S)."

@@ -97,6 +97,7 @@ def _job_plan(
     except ValidationError as exc:
         raise Rejected({"params": exc.message_dict}) from None
     cost = quotas.job_cost(
+        owner=owner,
         kind=spec,
         params=resolved,
         chunks=len(specs),

@@ -24,6 +24,22 @@ from jobs.models import Chunk, Job, Upload, UploadReservation
 UPLOAD_RESERVATION_TTL = timedelta(hours=1)
 
 
+# How many of a person's latest succeeded jobs of a kind give its measured pace.
+PACE_JOBS = 20
+
+
+class Basis:
+    """Where a cost's CPU seconds come from."""
+
+    # The kind's `estimate_seconds` from the parameters.
+    KIND = "kind"
+    # The kind gives none: the person's latest succeeded runs of it, per chunk × chunks.
+    PACE = "pace"
+    # Neither: nothing is known yet, so no CPU seconds are counted (the chunk and
+    # active-job quotas and each chunk's time limit still bound the job).
+    NONE = "none"
+
+
 @dataclass(frozen=True)
 class Cost:
     """What admitting some work adds to a person's active work."""
@@ -32,28 +48,56 @@ class Cost:
     jobs: int
     # Chunks it makes pending.
     chunks: int
-    # Estimated CPU seconds of those chunks.
+    # Estimated CPU seconds of those chunks (0 when nothing is known: Basis.NONE).
     cpu_seconds: float
-    # Whether the kind estimated them (else: chunks × their time limit, an upper bound).
-    estimated: bool = True
-    # The chunk time limit the bound was counted with (when not estimated).
-    time_limit_s: int | None = None
+    # Where cpu_seconds come from (a Basis value).
+    basis: str = Basis.KIND
+    # The measured CPU seconds per chunk (Basis.PACE).
+    pace_s: float | None = None
+
+    @property
+    def estimated(self) -> bool:
+        """Whether the CPU seconds are known (by the kind, or by measured runs)."""
+        return self.basis != Basis.NONE
 
     def share(self, chunks: int, total: int) -> Cost:
         """The cost of `chunks` of a job of `total` chunks (chunks are taken as equal)."""
         seconds = self.cpu_seconds * chunks / total if total else 0.0
-        return Cost(1, chunks, seconds, self.estimated, self.time_limit_s)
+        return Cost(1, chunks, seconds, self.basis, self.pace_s)
 
 
-def job_cost(*, kind: kinds.JobKind, params: Params, chunks: int, time_limit_s: int) -> Cost:
+def kind_pace(*, owner: Any, kind: str) -> float | None:
+    """CPU seconds per chunk of `owner`'s latest succeeded jobs of `kind` (at most
+    PACE_JOBS of them), or None when there are none."""
+    rows = (
+        Job.objects.filter(owner=owner, kind=kind, status=Job.Status.SUCCEEDED, done_chunks__gt=0)
+        .order_by("-id")
+        .values_list("cpu_seconds", "done_chunks")[:PACE_JOBS]
+    )
+    seconds = chunks = 0.0
+    for cpu_seconds, done in rows:
+        seconds += cpu_seconds
+        chunks += done
+    return seconds / chunks if chunks else None
+
+
+def job_cost(
+    *, owner: Any, kind: kinds.JobKind, params: Params, chunks: int, time_limit_s: int
+) -> Cost:
     """The cost of a new job of `kind`: its kind's estimate from `params` (what `split`
     gets, uploads resolved), at most `chunks` × `time_limit_s` (a chunk that runs longer
-    is stopped); that bound when the kind cannot estimate (`estimate_seconds` is None)."""
+    is stopped). A kind that cannot estimate (`estimate_seconds` is None, as a team's
+    function may) is counted by the owner's measured pace of it, and by nothing until it
+    has one: counting such a job at chunks × its time limit would refuse any job of a
+    few hundred chunks of a team's own function (docs/decisions.md)."""
     bound = float(chunks * time_limit_s)
     estimate = kind.estimate_seconds(params)
-    if estimate is None:
-        return Cost(1, chunks, bound, estimated=False, time_limit_s=time_limit_s)
-    return Cost(1, chunks, min(max(float(estimate), 0.0), bound))
+    if estimate is not None:
+        return Cost(1, chunks, min(max(float(estimate), 0.0), bound))
+    pace = kind_pace(owner=owner, kind=kind.name)
+    if pace is None:
+        return Cost(1, chunks, 0.0, Basis.NONE)
+    return Cost(1, chunks, min(pace * chunks, bound), Basis.PACE, pace)
 
 
 @dataclass(frozen=True)
@@ -91,6 +135,7 @@ def cost_preview(*, owner: Any, cost: Cost) -> dict[str, Any]:
     return {
         "cpu_seconds": cost.cpu_seconds,
         "cpu_seconds_estimated": cost.estimated,
+        "cpu_seconds_basis": cost.basis,
         "quota_job_cpu_seconds": settings.COREBOARD_QUOTA_JOB_S,
         "quota_cpu_seconds": settings.COREBOARD_QUOTA_CHUNK_S,
         "active_cpu_seconds": active_work(owner).cpu_seconds,
@@ -102,10 +147,10 @@ def cost_words(cost: Cost) -> str:
     words = f"about {cost.cpu_seconds:,.0f} CPU seconds"
     if cost.cpu_seconds >= 3600:
         words += f" ({cost.cpu_seconds / 3600:,.1f} CPU-hours)"
-    if not cost.estimated:
+    if cost.basis == Basis.PACE and cost.pace_s is not None:
         words += (
-            f" (its kind gives no estimate, so {cost.chunks:,} chunks × their "
-            f"{cost.time_limit_s:,} s time limit; a lower chunk time limit lowers it)"
+            f" (its kind gives no estimate: your latest runs of it took {cost.pace_s:,.2f} "
+            f"CPU seconds per chunk, × {cost.chunks:,} chunks)"
         )
     return words
 
@@ -132,9 +177,7 @@ def quota_errors(*, owner: Any, cost: Cost) -> list[str]:
             "(COREBOARD_QUOTA_CHUNKS)."
         )
     job_limit = settings.COREBOARD_QUOTA_JOB_S
-    # A bound (a kind without an estimate) is no knowledge that the job is big: the total
-    # below counts it, this cap refuses only jobs estimated to be too big.
-    if cost.estimated and cost.cpu_seconds > job_limit:
+    if cost.cpu_seconds > job_limit:
         errors.append(
             f"This job asks for {cost_words(cost)}; one job may ask for at most "
             f"{job_limit:,} (COREBOARD_QUOTA_JOB_S)."

@@ -20,9 +20,12 @@ export function cpuSecondsText(seconds) {
 
 export function estimateText(answer) {
   const chunks = plural(answer.chunks, "chunk");
-  const cost = answer.cpu_seconds_estimated
-    ? `about ${cpuSecondsText(answer.cpu_seconds)}`
-    : `at most ${cpuSecondsText(answer.cpu_seconds)} (its kind gives no estimate: chunks × their time limit)`;
+  const cost =
+    answer.cpu_seconds_basis === "none"
+      ? "an unknown number of CPU seconds (its kind gives no estimate and you have no finished run of it yet; its chunks and their time limit bound it)"
+      : answer.cpu_seconds_basis === "pace"
+        ? `about ${cpuSecondsText(answer.cpu_seconds)} (measured on your latest runs of this kind)`
+        : `about ${cpuSecondsText(answer.cpu_seconds)}`;
   return (
     `This job will have ${chunks} and ask for ${cost}. ` +
     `Quota: ${GROUPED.format(answer.quota_job_cpu_seconds)} CPU seconds per job, ` +

@@ -88,6 +88,7 @@ def test_the_preview_tells_the_estimate_and_the_quotas(
         "chunks": 8,
         "cpu_seconds": pytest.approx(kind.estimate_seconds(kind.clean_params(params))),
         "cpu_seconds_estimated": True,
+        "cpu_seconds_basis": "kind",
         "quota_job_cpu_seconds": settings.COREBOARD_QUOTA_JOB_S,
         "quota_cpu_seconds": settings.COREBOARD_QUOTA_CHUNK_S,
         "active_cpu_seconds": pytest.approx(6.0),

@@ -7,6 +7,7 @@ const ANSWER = {
   chunks: 16,
   cpu_seconds: 8222.3,
   cpu_seconds_estimated: true,
+  cpu_seconds_basis: "kind",
   quota_job_cpu_seconds: 3600,
   quota_cpu_seconds: 86400,
   active_cpu_seconds: 120.4,
@@ -26,15 +27,23 @@ test("the estimate is shown with the quotas it is checked against", () => {
   );
 });
 
-test("a kind without an estimate is shown as its bound", () => {
-  const text = estimateText({
+test("a kind without an estimate is shown by its measured pace, or as unknown", () => {
+  const paced = estimateText({
     ...ANSWER,
     chunks: 1,
     cpu_seconds: 600,
-    cpu_seconds_estimated: false,
+    cpu_seconds_basis: "pace",
   });
   assert.match(
-    text,
-    /^This job will have 1 chunk and ask for at most 600 CPU seconds \(its kind gives no estimate/,
+    paced,
+    /^This job will have 1 chunk and ask for about 600 CPU seconds \(measured on your latest runs/,
   );
+  const unknown = estimateText({
+    ...ANSWER,
+    chunks: 1,
+    cpu_seconds: 0,
+    cpu_seconds_estimated: false,
+    cpu_seconds_basis: "none",
+  });
+  assert.match(unknown, /ask for an unknown number of CPU seconds \(its kind gives no estimate/);
 });

@@ -13,7 +13,6 @@ from django.db import connection
 from jobs import kinds, services
 from jobs.engine import workers
 from jobs.models import Chunk, Job, ScalingStudy
-from jobs.options import kind_time_limit_s
 from jobs.services import admission, quotas, studies
 from tests import kinds_function
 from tests.factories import (
@@ -58,37 +57,54 @@ def test_wordcount_estimates_from_the_uploads_size(alice: User) -> None:
 
 
 @pytest.mark.django_db
-def test_a_kind_without_an_estimate_counts_chunks_times_their_time_limit(alice: User) -> None:
+def test_a_kind_without_an_estimate_counts_nothing_until_it_has_a_measured_pace(
+    alice: User, bob: User
+) -> None:
     with kinds_function.registered():
         kind = kinds.get(kinds_function.SCALED_NAME)
         assert kind.estimate_seconds({"values": [1], "factor": 1}) is None
         body: dict[str, Any] = {"kind": kind.name, "params": {"values": [1, 2, 3], "chunks": 3}}
+        # No run of it yet: nothing known, nothing counted (not chunks × 600 s, which
+        # would refuse any job of a few hundred chunks of a team's own function).
         plan = services.job_plan(owner=alice, **body)
         assert not plan.cost.estimated
-        assert plan.cost.cpu_seconds == 3 * kind_time_limit_s(kind)
-        # A lower chunk time limit lowers the bound.
-        lower = services.job_plan(owner=alice, chunk_time_limit_s=5, **body)
-        assert lower.cost.cpu_seconds == 3 * 5
+        assert plan.cost.basis == quotas.Basis.NONE
+        assert plan.cost.cpu_seconds == 0
+        # Two succeeded runs: 10 CPU seconds over 4 chunks, 2 over 4 → 1.5 s per chunk.
+        for cpu_seconds in (10.0, 2.0):
+            job = make_job(alice, kind.name, values=[1, 2, 3, 4], chunks=4)
+            Job.objects.filter(pk=job.pk).update(
+                status=Job.Status.SUCCEEDED, done_chunks=4, cpu_seconds=cpu_seconds
+            )
+        paced = services.job_plan(owner=alice, **body)
+        assert paced.cost.basis == quotas.Basis.PACE
+        assert paced.cost.cpu_seconds == pytest.approx(3 * 1.5)
+        assert "1.50 CPU seconds per chunk" in quotas.cost_words(paced.cost)
+        # At most chunks × their time limit.
+        capped = services.job_plan(owner=alice, chunk_time_limit_s=1, **body)
+        assert capped.cost.cpu_seconds == pytest.approx(3 * 1)
+        # The pace is the person's own: another's runs tell nothing about theirs.
+        assert services.job_plan(owner=bob, **body).cost.basis == quotas.Basis.NONE
 
 
 @pytest.mark.django_db
-def test_a_bound_counts_against_the_total_not_the_per_job_cap(alice: User, settings: Any) -> None:
+def test_a_measured_pace_counts_against_both_quotas(alice: User, settings: Any) -> None:
     with kinds_function.registered():
         kind = kinds.get(kinds_function.SCALED_NAME)
+        job = make_job(alice, kind.name, values=[1, 2], chunks=2)
+        Job.objects.filter(pk=job.pk).update(
+            status=Job.Status.SUCCEEDED, done_chunks=2, cpu_seconds=20.0
+        )
         body: dict[str, Any] = {
             "kind": kind.name,
             "params": {"values": [1, 2, 3, 4], "chunks": 4},
         }
-        bound = 4 * kind_time_limit_s(kind)
-        settings.COREBOARD_QUOTA_JOB_S = bound - 1
-        settings.COREBOARD_QUOTA_CHUNK_S = bound
-        services.job_create(owner=alice, **body)
+        settings.COREBOARD_QUOTA_JOB_S = 39
         with pytest.raises(services.Rejected) as refused:
             services.job_create(owner=alice, **body)
     message = " ".join(refused.value.errors["quota"])
-    assert "its kind gives no estimate, so 4 chunks × their" in message
-    assert "COREBOARD_QUOTA_CHUNK_S" in message
-    assert "COREBOARD_QUOTA_JOB_S" not in message
+    assert "your latest runs of it took 10.00 CPU seconds per chunk, × 4 chunks" in message
+    assert "COREBOARD_QUOTA_JOB_S" in message
 
 
 @pytest.mark.django_db
