@@ -156,3 +156,32 @@ class CompareForm(forms.Form):
         self.fields["kind"] = _kind_field(kind_names, required=True)
         if show_owner:
             self.fields["owner"] = _owner_field()
+
+
+class NotificationSettingsForm(forms.Form):
+    """What a person wants to hear about (jobs.services.notifications)."""
+
+    email = forms.EmailField(
+        required=False,
+        label="E-mail address",
+        help_text="Notifications by e-mail go here; leave it empty for none.",
+    )
+    on_succeeded = forms.BooleanField(required=False, label="A job succeeded")
+    on_failed = forms.BooleanField(required=False, label="A job failed")
+    on_cancelled = forms.BooleanField(required=False, label="A job was cancelled")
+    min_minutes = forms.IntegerField(
+        min_value=0,
+        max_value=7 * 24 * 60,
+        initial=0,
+        label="Only jobs longer than (minutes)",
+        help_text="0: every job.",
+    )
+
+
+class WebhookForm(forms.Form):
+    url = forms.URLField(
+        max_length=2000,
+        label="Webhook URL",
+        assume_scheme="https",
+        help_text="Gets a signed JSON POST when one of your jobs ends as chosen above.",
+    )
