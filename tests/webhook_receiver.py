@@ -5,6 +5,7 @@ test lets it go (to kill the sender mid-delivery)."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from typing import Any
 class Received:
     headers: dict[str, str]
     body: bytes
+    at: float  # time.monotonic() when it arrived
 
     @property
     def delivery_id(self) -> str:
@@ -28,8 +30,9 @@ class Receiver:
     posts: list[Received] = field(default_factory=list)
     # Statuses of the next answers, in order; 200 once they are used up.
     statuses: list[int] = field(default_factory=list)
-    # Set: the next POST is held open (after it is recorded) until `release` is set.
-    hold_next: threading.Event = field(default_factory=threading.Event)
+    # The POSTs (1: the first) held open, once recorded, until `release` is set; `holding`
+    # is set while one is held.
+    hold_posts: set[int] = field(default_factory=set)
     holding: threading.Event = field(default_factory=threading.Event)
     release: threading.Event = field(default_factory=threading.Event)
     changed: threading.Condition = field(default_factory=threading.Condition)
@@ -54,13 +57,12 @@ def webhook_receiver(path: str = "/hook") -> Iterator[Receiver]:
             assert receiver is not None
             length = int(self.headers.get("Content-Length", "0"))
             body = self.rfile.read(length)
-            hold = receiver.hold_next.is_set()
             with receiver.changed:
-                receiver.posts.append(Received(dict(self.headers.items()), body))
+                receiver.posts.append(Received(dict(self.headers.items()), body, time.monotonic()))
+                hold = len(receiver.posts) in receiver.hold_posts
                 status = receiver.statuses.pop(0) if receiver.statuses else 200
                 receiver.changed.notify_all()
             if hold:
-                receiver.hold_next.clear()
                 receiver.holding.set()
                 receiver.release.wait(timeout=120)
             try:

@@ -189,10 +189,12 @@ def retry_delay(attempts: int) -> float:
     )
 
 
-def lease_s() -> float:
-    """How long one attempt may hold its delivery: the connect and read deadlines of a
-    webhook (or the SMTP timeout), plus a margin."""
-    return 2 * max(settings.COREBOARD_WEBHOOK_TIMEOUT_S, settings.EMAIL_TIMEOUT) + 5
+def lease_s(channel: str) -> float:
+    """How long one attempt may hold its delivery: twice the channel's timeout (to connect,
+    then for the answer), plus a margin."""
+    if channel == NotificationDelivery.Channel.EMAIL:
+        return 2 * settings.EMAIL_TIMEOUT + 5
+    return 2 * settings.COREBOARD_WEBHOOK_TIMEOUT_S + 5
 
 
 def delivery_send(*, pk: int) -> float | None:
@@ -201,8 +203,11 @@ def delivery_send(*, pk: int) -> float | None:
     are written to the delivery log."""
     now = timezone.now()
     pending = NotificationDelivery.objects.filter(pk=pk, status=NotificationDelivery.Status.PENDING)
+    channel = pending.values_list("channel", flat=True).first()
+    if channel is None:
+        return None
     claimed = pending.filter(Q(sending_until__isnull=True) | Q(sending_until__lt=now)).update(
-        sending_until=now + timedelta(seconds=lease_s()),
+        sending_until=now + timedelta(seconds=lease_s(channel)),
         sending_pid=os.getpid(),
         attempts=F("attempts") + 1,
         last_attempt_at=now,

@@ -5,6 +5,7 @@ schedule and the SSRF guard."""
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Iterator
@@ -114,6 +115,7 @@ def test_only_jobs_longer_than_the_threshold_notify(alice: User) -> None:
     assert not NotificationDelivery.objects.exists()
     long = make_job(alice, chunks=1)
     finish_job(long)
+    assert long.finished_at is not None
     Job.objects.filter(pk=long.pk).update(started_at=long.finished_at - timedelta(minutes=6))
     long.refresh_from_db()
     NotificationDelivery.objects.all().delete()
@@ -159,7 +161,7 @@ def test_a_delivery_is_a_signed_post_the_docs_snippet_verifies(
     }
     assert not verify(SECRET, old, post.body)
     assert post.delivery_id == str(delivery.delivery_id)
-    body = notify.json.loads(post.body)
+    body = json.loads(post.body)
     assert body["job"]["id"] == delivery.job_id
     assert body["event"] == "succeeded"
     assert body["job"]["url"].endswith(f"/jobs/{delivery.job_id}/")
