@@ -20,6 +20,7 @@ lookup that a DNS answer could change), no redirect is followed, the answer read
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import http.client
@@ -29,6 +30,7 @@ import logging
 import os
 import socket
 import ssl
+import threading
 import time
 import urllib.parse
 import uuid
@@ -218,7 +220,9 @@ def delivery_send(*, pk: int) -> float | None:
             return None
         # Another attempt holds it (or held it, and its process died): after its lease.
         return max((held - now).total_seconds(), 0.0) + 1.0
-    delivery = NotificationDelivery.objects.select_related("webhook", "job").get(pk=pk)
+    delivery = NotificationDelivery.objects.select_related("webhook", "job").filter(pk=pk).first()
+    if delivery is None:
+        return None  # deleted meanwhile (its hook, its job or its owner)
     answer: Answer | None = None
     error = ""
     final = False
@@ -252,10 +256,15 @@ def _delivery_settle(
         sending_until=None,
         next_attempt_at=now + timedelta(seconds=retry) if retry is not None else None,
         last_status_code=answer.status if answer is not None else None,
-        last_response=answer.body if answer is not None else "",
-        last_error=error,
+        last_response=_storable(answer.body) if answer is not None else "",
+        last_error=_storable(error)[:2000],
     )
     return retry
+
+
+def _storable(text: str) -> str:
+    """Text PostgreSQL can store (no NUL), whatever a receiver answered."""
+    return text.replace("\x00", "\ufffd")
 
 
 def worth_retrying(answer: Answer | None) -> bool:
@@ -400,15 +409,20 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
 
 
 def webhook_post(url: str, body: bytes, headers: dict[str, str]) -> Answer:
-    """POST `body` to `url` once: no redirect followed, COREBOARD_WEBHOOK_TIMEOUT_S to
-    connect and for the whole answer, at most COREBOARD_WEBHOOK_RESPONSE_BYTES read."""
+    """POST `body` to `url` once: no redirect followed, COREBOARD_WEBHOOK_TIMEOUT_S for
+    each socket operation and twice that for the whole exchange (a receiver that trickles
+    its answer is cut off, within the attempt's lease), at most
+    COREBOARD_WEBHOOK_RESPONSE_BYTES read."""
     parts, addresses = _url_addresses(url)
     timeout = float(settings.COREBOARD_WEBHOOK_TIMEOUT_S)
     port = parts.port or (443 if parts.scheme == "https" else 80)
     make = _PinnedHTTPSConnection if parts.scheme == "https" else _PinnedHTTPConnection
     connection = make(parts.hostname or "", port, address=addresses[0], timeout=timeout)
     path = urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, ""))
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + 2 * timeout
+    watchdog = threading.Timer(2 * timeout, _cut_off, args=(connection,))
+    watchdog.daemon = True
+    watchdog.start()
     try:
         connection.request("POST", path, body=body, headers=headers)
         response = connection.getresponse()
@@ -420,7 +434,18 @@ def webhook_post(url: str, body: bytes, headers: dict[str, str]) -> Answer:
                 break
             data += piece
         return Answer(status=response.status, body=data.decode("utf-8", "replace"))
+    except http.client.InvalidURL as error:
+        raise URLRefused(str(error)) from error
     except (OSError, http.client.HTTPException) as error:
         raise DeliveryError(f"{type(error).__name__}: {error}") from error
     finally:
+        watchdog.cancel()
         connection.close()
+
+
+def _cut_off(connection: http.client.HTTPConnection) -> None:
+    """Past the exchange's deadline: unblock the read by shutting the socket down."""
+    sock = connection.sock
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)

@@ -5,8 +5,12 @@ schedule and the SSRF guard."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
+import socket
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -344,3 +348,55 @@ def test_the_relay_resends_only_overdue_deliveries_nobody_holds(
     assert notify.deliveries_relay() == 1
     assert sent == [lost.pk]
     assert notify.deliveries_relay() == 0  # not again at every pass
+
+
+@pytest.fixture
+def trickler() -> Iterator[str]:
+    """A receiver on 127.0.0.1 that answers one header byte at a time, forever (slowloris
+    the other way round); its URL."""
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        connection, _ = server.accept()
+        with connection:
+            connection.recv(65536)
+            for byte in itertools.cycle(b"HTTP/1.1 200 OK\r\nX-Slow: "):
+                if stop.wait(0.2):
+                    return
+                try:
+                    connection.sendall(bytes([byte]))
+                except OSError:
+                    return
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}/"
+    stop.set()
+    server.close()
+    thread.join(timeout=5)
+
+
+def test_a_receiver_that_trickles_is_cut_off_within_the_lease(
+    alice: User, trickler: str, settings: Any
+) -> None:
+    settings.COREBOARD_WEBHOOK_ALLOW_PRIVATE = True
+    settings.COREBOARD_WEBHOOK_TIMEOUT_S = 1
+    wants(alice)
+    hook(alice, trickler)
+    job = make_job(alice, chunks=1)
+    finish_job(job)
+    delivery = NotificationDelivery.objects.get(job=job)
+    started = time.monotonic()
+    assert notify.delivery_send(pk=delivery.pk) is not None  # retried later
+    assert time.monotonic() - started < notify.lease_s("webhook")
+    delivery.refresh_from_db()
+    assert delivery.status == "pending"
+    assert delivery.last_error
+
+
+def test_an_answer_with_nul_bytes_is_logged(alice: User, receiver: Receiver) -> None:
+    delivery = delivery_to(receiver, alice)
+    notify._delivery_settle(delivery, notify.Answer(status=200, body="a\x00b"), "", final=False)
+    delivery.refresh_from_db()
+    assert delivery.last_response == "a\ufffdb"
