@@ -17,6 +17,7 @@ from tests.browser.test_browser import (  # noqa: F401 (fixtures)
     browser,
     log_in,
 )
+from tests.factories import make_job
 from tests.processes import ServerProcess
 from tests.services.test_notifications_services import docs_verify
 from tests.waiting import poll_until
@@ -91,6 +92,17 @@ def test_choose_events_add_a_hook_and_send_a_test_by_keyboard_on_a_phone(
     expect(log).to_contain_text("200 answer 200")
     expect(log).to_contain_text(post.delivery_id)
     assert_page_is_sound(page, "notifications with a delivery log")
+
+    # A job that ends: its e-mail (the console backend, in the worker) and its POST.
+    job = make_job(alice, committed=True, chunks=1, ms=1, parallelism=1)
+    receiver.wait_for(2, timeout=60)
+    poll_until(lambda: NotificationDelivery.objects.filter(job=job, status="sent").count() == 2)
+    page.reload()
+    expect(page.get_by_role("table", name="E-mail delivery log")).to_contain_text(
+        "alice@example.org"
+    )
+    expect(log).to_contain_text("succeeded")
+    assert_page_is_sound(page, "notifications with an e-mail and a webhook log")
 
     press(page, "button", f"Delete webhook {receiver.url}")
     expect(page.get_by_text("You have no webhooks.")).to_be_visible()
