@@ -7,15 +7,19 @@ outbox rows written with a job's final state or by `webhook_test`.
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from jobs.engine import notify
 from jobs.models import NotificationDelivery, NotificationSettings, Webhook
 from jobs.services.errors import Conflict, Rejected, TooMany
 
+# One test POST per hook at most this often.
+TEST_INTERVAL_S = 10
 # The longest threshold one may set (a week): longer is a typo, not a wish.
 MIN_MINUTES_MAX = 7 * 24 * 60
 
@@ -75,11 +79,18 @@ def webhook_delete(*, hook: Webhook) -> None:
 
 
 def webhook_test(*, hook: Webhook) -> NotificationDelivery:
-    """Queue a test POST to `hook`, sent by a worker; Conflict while one is pending."""
+    """Queue a test POST to `hook`, sent by a worker; Conflict while one is pending or
+    within TEST_INTERVAL_S of the last (the button must not make Coreboard a way to flood
+    somebody's URL)."""
     with transaction.atomic():
         Webhook.objects.select_for_update().get(pk=hook.pk)
-        if hook.deliveries.filter(
-            event=NotificationDelivery.Event.TEST, status=NotificationDelivery.Status.PENDING
-        ).exists():
+        tests = hook.deliveries.filter(event=NotificationDelivery.Event.TEST)
+        if tests.filter(status=NotificationDelivery.Status.PENDING).exists():
             raise Conflict("A test of this webhook is still being sent; see its delivery log.")
+        recent = timezone.now() - timedelta(seconds=TEST_INTERVAL_S)
+        if tests.filter(created_at__gt=recent).exists():
+            raise Conflict(
+                f"This webhook was tested less than {TEST_INTERVAL_S} seconds ago; "
+                "try again in a moment."
+            )
         return notify.delivery_test_record(hook=hook)

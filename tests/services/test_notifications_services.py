@@ -318,8 +318,15 @@ def test_send_test_queues_one_test_delivery_at_a_time(alice: User) -> None:
     made = hook(alice)
     delivery = notifications.webhook_test(hook=made)
     assert (delivery.event, delivery.job_id, delivery.status) == ("test", None, "pending")
-    with pytest.raises(services.Conflict):
+    with pytest.raises(services.Conflict, match="still being sent"):
         notifications.webhook_test(hook=made)
+    NotificationDelivery.objects.filter(pk=delivery.pk).update(status="sent")
+    with pytest.raises(services.Conflict, match="less than 10 seconds ago"):
+        notifications.webhook_test(hook=made)
+    NotificationDelivery.objects.filter(pk=delivery.pk).update(
+        created_at=timezone.now() - timedelta(seconds=notifications.TEST_INTERVAL_S + 1)
+    )
+    assert notifications.webhook_test(hook=made).pk != delivery.pk
 
 
 def test_the_relay_resends_only_overdue_deliveries_nobody_holds(
