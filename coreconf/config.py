@@ -981,11 +981,13 @@ register(
     "COREBOARD_NOTIFY_RETRY_MAX_S",
     "int",
     1800,
-    "the cap on one retry delay (below Redis's one-hour visibility timeout)",
+    "the cap on one retry delay (at most 3000: a retry waits in the worker, unacknowledged, "
+    "and must come before Redis's one-hour visibility timeout redelivers it)",
     section="notify",
     unit="s",
     minimum=1,
     shared=True,
+    check=lambda value: "" if value <= 3000 else "must be at most 3000",
 )
 register(
     "COREBOARD_WEBHOOKS_PER_PERSON",
