@@ -11,6 +11,7 @@ from jobs.history import HISTORY_DEFAULT_SORT, HISTORY_SORTS
 from jobs.kinds.base import JobKind
 from jobs.models import Job
 from jobs.options import chunk_time_limit_field, parallelism_field
+from jobs.services.notifications import MIN_MINUTES_MAX
 
 PARAMS_PREFIX = "params"
 
@@ -171,7 +172,7 @@ class NotificationSettingsForm(forms.Form):
     on_cancelled = forms.BooleanField(required=False, label="A job was cancelled")
     min_minutes = forms.IntegerField(
         min_value=0,
-        max_value=7 * 24 * 60,
+        max_value=MIN_MINUTES_MAX,
         initial=0,
         label="Only jobs longer than (minutes)",
         help_text="0: every job.",
