@@ -31,8 +31,9 @@ RECONCILER_LOCK = "coreboard:reconciler"
 
 def reconcile() -> int:
     """One pass: expired leases back to pending, jobs with nothing left to run finished
-    (a retried combine), scaling studies moved to their next run, missing slots sent, the
-    slot registries of ended jobs removed; the number of slots sent."""
+    (a retried combine), scaling studies moved to their next run, notifications whose task
+    message was lost sent again (jobs.engine.notify), missing slots sent, the slot
+    registries of ended jobs removed; the number of slots sent."""
     leases_reap()
     jobs_finish_idle()
     signals.reconciler_pass.send(sender=None)
