@@ -179,6 +179,7 @@ SECTIONS = {
     "engine": "Execution engine",
     "jobs": "Jobs, uploads and quotas",
     "web": "Web pages, API and websockets",
+    "notify": "Notifications (e-mail and webhooks)",
     "security": "Security",
     "django": "Django",
 }
@@ -872,6 +873,129 @@ register(
     "exports never take the cores that other people's pages need",
     section="web",
     minimum=1,
+)
+# Notifications (e-mail and webhooks); workers send them, so they share these.
+register(
+    "COREBOARD_PUBLIC_URL",
+    "str",
+    "http://localhost:8000",
+    "the site's address as people reach it: the job links in notifications start with it",
+    section="notify",
+    shared=True,
+)
+register(
+    "EMAIL_BACKEND",
+    "str",
+    "django.core.mail.backends.console.EmailBackend",
+    "Django's mail backend; the console one prints each e-mail in the worker's log, "
+    "`django.core.mail.backends.smtp.EmailBackend` sends it through `EMAIL_HOST`",
+    section="notify",
+    shared=True,
+)
+register("EMAIL_HOST", "str", "localhost", "the SMTP server", section="notify", shared=True)
+register(
+    "EMAIL_PORT", "int", 25, "the SMTP server's port", section="notify", minimum=1, shared=True
+)
+register("EMAIL_HOST_USER", "str", "", "the SMTP login", section="notify", shared=True)
+register(
+    "EMAIL_HOST_PASSWORD",
+    "str",
+    "",
+    "the SMTP password",
+    section="notify",
+    shared=True,
+    secret=True,
+)
+register("EMAIL_USE_TLS", "bool", False, "SMTP with STARTTLS", section="notify", shared=True)
+register("EMAIL_USE_SSL", "bool", False, "SMTP over TLS (port 465)", section="notify", shared=True)
+register(
+    "EMAIL_TIMEOUT",
+    "int",
+    10,
+    "longest wait for the SMTP server (a failure is retried like a webhook's)",
+    section="notify",
+    unit="s",
+    minimum=1,
+    shared=True,
+)
+register(
+    "DEFAULT_FROM_EMAIL",
+    "str",
+    "coreboard@localhost",
+    "the sender of notification e-mails",
+    section="notify",
+    shared=True,
+)
+register(
+    "COREBOARD_WEBHOOK_ALLOW_PRIVATE",
+    "bool",
+    False,
+    "allow webhook URLs whose host is (or resolves to) a loopback, private, link-local or "
+    "otherwise non-public address; off, people cannot make the workers call the machines "
+    "behind them (SSRF). Turn on only when every person may reach the internal network",
+    section="notify",
+    shared=True,
+)
+register(
+    "COREBOARD_WEBHOOK_TIMEOUT_S",
+    "int",
+    10,
+    "longest wait to connect to a webhook and for each read of its answer; no redirect is followed",
+    section="notify",
+    unit="s",
+    minimum=1,
+    shared=True,
+)
+register(
+    "COREBOARD_WEBHOOK_RESPONSE_BYTES",
+    "int",
+    4096,
+    "bytes of a webhook's answer read and kept in the delivery log; the rest is not read",
+    section="notify",
+    unit="bytes",
+    minimum=0,
+    shared=True,
+)
+register(
+    "COREBOARD_NOTIFY_MAX_RETRIES",
+    "int",
+    8,
+    "retries of a failed notification (network error, timeout, 5xx, 408, 429) before it is "
+    "given up; a 4xx answer is not retried",
+    section="notify",
+    minimum=0,
+    shared=True,
+)
+register(
+    "COREBOARD_NOTIFY_RETRY_BASE_S",
+    "int",
+    15,
+    "first retry delay; each next one doubles, up to the cap, with full jitter (Celery's "
+    "exponential backoff)",
+    section="notify",
+    unit="s",
+    minimum=1,
+    shared=True,
+)
+register(
+    "COREBOARD_NOTIFY_RETRY_MAX_S",
+    "int",
+    1800,
+    "the cap on one retry delay (at most 3000: a retry waits in the worker, unacknowledged, "
+    "and must come before Redis's one-hour visibility timeout redelivers it)",
+    section="notify",
+    unit="s",
+    minimum=1,
+    shared=True,
+    check=lambda value: "" if value <= 3000 else "must be at most 3000",
+)
+register(
+    "COREBOARD_WEBHOOKS_PER_PERSON",
+    "int",
+    10,
+    "webhooks one person may have",
+    section="notify",
+    minimum=0,
 )
 register(
     "COREBOARD_OVERVIEW_ACTIVE_MAX",

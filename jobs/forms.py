@@ -11,6 +11,7 @@ from jobs.history import HISTORY_DEFAULT_SORT, HISTORY_SORTS
 from jobs.kinds.base import JobKind
 from jobs.models import Job
 from jobs.options import chunk_time_limit_field, parallelism_field
+from jobs.services.notifications import MIN_MINUTES_MAX
 
 PARAMS_PREFIX = "params"
 
@@ -165,4 +166,33 @@ class UploadForm(forms.Form):
         label="Text file",
         allow_empty_file=True,  # the service says why an empty file is refused
         help_text="UTF-8 text, for a job kind that reads a file (e.g. Word count).",
+    )
+
+
+class NotificationSettingsForm(forms.Form):
+    """What a person wants to hear about (jobs.services.notifications)."""
+
+    email = forms.EmailField(
+        required=False,
+        label="E-mail address",
+        help_text="Notifications by e-mail go here; leave it empty for none.",
+    )
+    on_succeeded = forms.BooleanField(required=False, label="A job succeeded")
+    on_failed = forms.BooleanField(required=False, label="A job failed")
+    on_cancelled = forms.BooleanField(required=False, label="A job was cancelled")
+    min_minutes = forms.IntegerField(
+        min_value=0,
+        max_value=MIN_MINUTES_MAX,
+        initial=0,
+        label="Only jobs longer than (minutes)",
+        help_text="0: every job.",
+    )
+
+
+class WebhookForm(forms.Form):
+    url = forms.URLField(
+        max_length=2000,
+        label="Webhook URL",
+        assume_scheme="https",
+        help_text="Gets a signed JSON POST when one of your jobs ends as chosen above.",
     )

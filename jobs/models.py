@@ -392,3 +392,130 @@ class UploadReservation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.size:,} bytes reserved by user {self.owner_id}"
+
+
+class NotificationSettings(models.Model):
+    """What a person wants to hear about when their jobs end, and where.
+
+    The e-mail address is stored here, not read from auth_user, because the worker that
+    sends it logs in as a role that cannot read auth_user (launcher.least_privilege).
+    Empty `email`: no e-mail. The events apply to every channel (e-mail and each webhook).
+    """
+
+    owner = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notification_settings"
+    )
+    email = models.EmailField(blank=True)
+    on_succeeded = models.BooleanField(default=False)
+    on_failed = models.BooleanField(default=True)
+    on_cancelled = models.BooleanField(default=False)
+    # Only jobs that ran longer than this (wall minutes, from start to end); 0: every job.
+    min_minutes = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"Notification settings of user {self.owner_id}"
+
+    def wants(self, status: str) -> bool:
+        return bool(getattr(self, f"on_{status}", False))
+
+
+class Webhook(models.Model):
+    """A URL that gets a signed JSON POST when one of its owner's jobs ends.
+
+    The secret signs each body (HMAC-SHA256, jobs.engine.notify); it is shown once, when the
+    hook is made, and kept to sign with.
+    """
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="webhooks"
+    )
+    url = models.URLField(max_length=2000)
+    secret = models.CharField(max_length=128)
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"Webhook {self.pk} ({self.url})"
+
+
+class NotificationDelivery(models.Model):
+    """One notification to send (the outbox) and its delivery log.
+
+    Written in the same transaction as the job's final state (jobs.engine.job_state), at
+    most one per (webhook or e-mail, job, event: its end) by the unique constraints, then sent by a
+    worker (jobs.engine.notify). `delivery_id` is sent with every attempt: a receiver drops
+    a POST whose id it has seen (delivery is at least once, see docs/decisions.md).
+    A test delivery ("send test") has no job.
+    """
+
+    class Channel(models.TextChoices):
+        EMAIL = "email"
+        WEBHOOK = "webhook"
+
+    class Event(models.TextChoices):
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+        TEST = "test"
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SENT = "sent"
+        FAILED = "failed"
+
+    delivery_id = models.UUIDField(unique=True)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    job = models.ForeignKey(
+        Job, null=True, blank=True, on_delete=models.CASCADE, related_name="notifications"
+    )
+    event = models.CharField(max_length=16, choices=Event.choices)
+    # Which ending of the job: a failed job that is retried and ends again is a new event.
+    job_finished_at = models.DateTimeField(null=True, blank=True)
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    webhook = models.ForeignKey(
+        Webhook, null=True, blank=True, on_delete=models.CASCADE, related_name="deliveries"
+    )
+    # The address at the time of the event (e-mail only).
+    email = models.EmailField(blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    # Due for its next attempt at (null once it is sent or given up); an outbox relay on
+    # the reconciler re-sends the task of one overdue (its message was lost).
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # The process sending it holds it until then (a lease: a second message for the same
+    # delivery waits instead of sending twice at once).
+    sending_until = models.DateTimeField(null=True, blank=True)
+    sending_pid = models.PositiveIntegerField(null=True, blank=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_status_code = models.PositiveIntegerField(null=True, blank=True)
+    last_response = models.TextField(blank=True)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["webhook", "job", "event", "job_finished_at"],
+                condition=Q(job__isnull=False, webhook__isnull=False),
+                name="notification_once_per_hook_job_event",
+            ),
+            models.UniqueConstraint(
+                fields=["owner", "job", "event", "job_finished_at"],
+                condition=Q(job__isnull=False, channel="email"),
+                name="notification_once_per_email_job_event",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=Q(status="pending"),
+                name="notification_pending_due",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Delivery {self.delivery_id} ({self.channel}, {self.event})"

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from jobs.views import history, jobs, overview, studies, uploads
+from jobs.views import history, jobs, notifications, overview, studies, uploads
 
 app_name = "jobs"
 
@@ -25,5 +25,12 @@ urlpatterns = [
     path("studies/<int:study_id>/export.csv", studies.study_export_csv, name="study-export-csv"),
     path("studies/<int:study_id>/export.json", studies.study_export_json, name="study-export-json"),
     path("uploads/", uploads.upload_list, name="uploads"),
+    path("notifications/", notifications.notification_settings, name="notifications"),
+    path("notifications/hooks/<int:hook_id>/test/", notifications.webhook_test, name="hook-test"),
+    path(
+        "notifications/hooks/<int:hook_id>/delete/",
+        notifications.webhook_delete,
+        name="hook-delete",
+    ),
     path("uploads/<int:upload_id>/delete/", uploads.upload_delete, name="upload-delete"),
 ]

@@ -82,6 +82,21 @@ WORKER_TABLE_GRANTS: tuple[TableGrant, ...] = (
         ("SELECT",),
         "the worker's preflight: schema up to date, this database's identity",
     ),
+    TableGrant(
+        "jobs_notificationsettings",
+        ("SELECT",),
+        "who wants which notifications, and their e-mail address (a job's end)",
+    ),
+    TableGrant(
+        "jobs_webhook",
+        ("SELECT",),
+        "the webhooks a job's end is posted to, and their signing secrets",
+    ),
+    TableGrant(
+        "jobs_notificationdelivery",
+        ("SELECT", "INSERT", "UPDATE"),
+        "the notification outbox written with a job's end, its sending and delivery log",
+    ),
 )
 
 # Tables of the jobs app that workers never touch: a new model there must be named in one

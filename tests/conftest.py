@@ -292,6 +292,12 @@ def child_env(
     env["COREBOARD_JOB_KINDS"] = docs_example_kind
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(DOCS_KINDS_DIR), env.get("PYTHONPATH")]))
     env["MEDIA_ROOT"] = str(TEST_MEDIA_ROOT)
+    # Notifications: the suite's webhook receivers listen on 127.0.0.1 (the SSRF guard's
+    # operator switch), and retries and leases are short enough to watch.
+    env["COREBOARD_WEBHOOK_ALLOW_PRIVATE"] = "1"
+    env["COREBOARD_WEBHOOK_TIMEOUT_S"] = "3"
+    env["COREBOARD_NOTIFY_RETRY_BASE_S"] = "1"
+    env["COREBOARD_NOTIFY_RETRY_MAX_S"] = "2"
     return env
 
 

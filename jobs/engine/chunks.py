@@ -43,6 +43,7 @@ from jobs.engine.job_state import (
     chunks_cancel_unstarted,
     job_combine,
     job_combine_discard,
+    job_ended,
     job_finished,
     job_publish_after_commit,
     job_save,
@@ -484,6 +485,7 @@ def _chunks_not_done(
                 job.finished_at = timezone.now()
                 fields |= {"failed_chunks", "status", "error", "finished_at"}
                 chunks_cancel_unstarted(job)
+                job_ended(job)
         elif job.status != Job.Status.RUNNING:
             chunk.status = Chunk.Status.CANCELLED
             chunk.finished_at = timezone.now()

@@ -17,7 +17,7 @@ from django.db.models import Case, F, IntegerField, Value, When
 from django.utils import timezone
 
 from jobs import kinds, protocol, scaling
-from jobs.engine import events, signals
+from jobs.engine import events, notify, signals
 from jobs.engine.culprits import json_text, kind_traceback, not_json_message
 from jobs.models import Chunk, Job
 
@@ -149,10 +149,18 @@ def job_finished(job: Job) -> None:
     if job.status == Job.Status.SUCCEEDED:
         job_figures_settle(job)
     chunks_cancel_unstarted(job)
+    job_ended(job)
     transaction.on_commit(
         partial(signals.job_finished.send, sender=Job, job_id=job.pk, study_id=job.study_id),
         robust=True,
     )
+
+
+def job_ended(job: Job) -> None:
+    """Everything that happens in the transaction writing a job's final state (succeeded,
+    failed, cancelled), whichever way it ended: its notifications' outbox rows (jobs.engine.
+    notify), sent once it commits. Every writer of a final state calls this."""
+    notify.job_ended(job)
 
 
 def chunks_cancel_unstarted(job: Job) -> None:

@@ -18,7 +18,7 @@ import redis
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection
 
-from jobs.engine import redis_clients, signals, workers
+from jobs.engine import notify, redis_clients, signals, workers
 from jobs.engine.chunks import jobs_finish_idle, leases_reap, leases_release
 from jobs.engine.dispatch import jobs_top_up
 from jobs.engine.slot_registry import registries_sweep
@@ -31,11 +31,13 @@ RECONCILER_LOCK = "coreboard:reconciler"
 
 def reconcile() -> int:
     """One pass: expired leases back to pending, jobs with nothing left to run finished
-    (a retried combine), scaling studies moved to their next run, missing slots sent, the
-    slot registries of ended jobs removed; the number of slots sent."""
+    (a retried combine), scaling studies moved to their next run, notifications whose task
+    message was lost sent again (jobs.engine.notify), missing slots sent, the slot
+    registries of ended jobs removed; the number of slots sent."""
     leases_reap()
     jobs_finish_idle()
     signals.reconciler_pass.send(sender=None)
+    notify.deliveries_relay()
     active = list(Job.objects.filter(status__in=Job.ACTIVE_STATUSES).values_list("pk", flat=True))
     sent = jobs_top_up(active)
     registries_sweep(active=active)

@@ -16,6 +16,7 @@ from django.db import DatabaseError, connection
 from jobs.engine import (
     dispatch,
     live,
+    notify,
     output,
     reconciler,
     resources,
@@ -45,6 +46,28 @@ TELEMETRY = slots.SlotHooks(
     chunk_finished=live.chunk_finished,
     idle=live.process_idle,
 )
+
+
+# A notification (jobs.engine.notify): acknowledged after it ran and redelivered when its
+# process dies (kill -9 mid-POST), so it is sent at least once; its row says whether it is
+# settled, so a redelivered or duplicate message sends nothing twice once it is recorded.
+# Retries are Celery's own (`self.retry`, a countdown from Celery's exponential backoff
+# with jitter); their count and cap live in the delivery's row, which survives a lost
+# message, not in the message.
+@shared_task(
+    name=notify.DELIVER_TASK,
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    max_retries=None,
+)
+def notification_deliver(self: Task[[int], str], delivery_pk: int) -> str:
+    """One attempt at a notification; a retry after its backoff when it failed."""
+    wait = notify.delivery_send(pk=delivery_pk)
+    if wait is None:
+        return "settled"
+    raise self.retry(countdown=wait)
 
 
 # Acknowledged after it ran, and redelivered when its process dies (kill -9, OOM): a lost

@@ -18,6 +18,7 @@ from jobs.engine import dispatch
 from jobs.engine.job_state import (
     COMBINE_FAILED,
     chunks_cancel_unstarted,
+    job_ended,
     job_publish_after_commit,
     job_save,
 )
@@ -232,6 +233,7 @@ def job_cancel(*, job: Job) -> Job:
             )
         job.refresh_from_db()
         chunks_cancel_unstarted(job)
+        job_ended(job)
         job_publish_after_commit(job)
     return job
 

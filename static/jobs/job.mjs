@@ -127,6 +127,8 @@ function endingRender(percent) {
     $("job-announcer").textContent = `Job ${job.id} ${job.status}.`;
     if (notifyWanted && notificationsAvailable && Notification.permission === "granted") {
       const kind = document.querySelector("h1 small").textContent;
+      // From the state, not from #counts: this runs before the counts are drawn, so the
+      // page's text would still be the last update's.
       new Notification(`Job ${job.id} ${job.status}`, {
         body: `${kind}: ${endedText(state)}`,
         tag: `coreboard-job-${job.id}`,

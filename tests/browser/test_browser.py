@@ -734,7 +734,10 @@ def test_job_end_shows_in_the_title_is_announced_and_notifies(
         """
         window.__notified = [];
         window.Notification = class {
-          constructor(title) { window.__notified.push(title); }
+          constructor(title, options) {
+            window.__notified.push(title);
+            window.__notifiedBody = options.body;
+          }
           static get permission() { return window.__permission || "default"; }
           static requestPermission() {
             window.__permission = "granted";
@@ -757,6 +760,11 @@ def test_job_end_shows_in_the_title_is_announced_and_notifies(
     expect(page).to_have_title(f"✓ Job {job.pk} succeeded · Coreboard", timeout=60_000)
     expect(announcer).to_have_text(f"Job {job.pk} succeeded.")
     assert page.evaluate("window.__notified") == [f"Job {job.pk} succeeded"]
+    # Its body is the final state (the counts the page shows once it ended), not the last
+    # update's before it.
+    body = page.evaluate("window.__notifiedBody")
+    assert ": 6 of 6 chunks done · in " in body, body
+    assert "running" not in body and "pending" not in body, body
     # The result and the notes come in without a reload.
     expect(page.locator("#result-figures")).to_contain_text("Chunks burnt")
     page.reload()
