@@ -15,7 +15,6 @@ import itertools
 import json
 import zoneinfo
 from collections.abc import Mapping
-from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -27,6 +26,7 @@ from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
 from jobs.models import Job, Schedule
+from jobs.selectors.schedules import Timing
 from jobs.services.errors import RateLimited, Rejected
 from jobs.services.jobs import job_create, job_validate
 
@@ -38,17 +38,6 @@ UNITS: dict[str, int] = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 864
 # never sooner than this: a worker busy for a moment should not lose a fire.
 MIN_EXPIRY_S = 30
 NAME_MAX = 120
-
-
-@dataclass(frozen=True)
-class Timing:
-    """When a schedule fires: a cron expression (minute hour day-of-month month day-of-week,
-    read in `timezone`) or an interval of `every` `unit` (time zones do not change it)."""
-
-    cron: str = ""
-    every: int | None = None
-    unit: str = "minutes"
-    timezone: str = "UTC"
 
 
 @cache
@@ -125,35 +114,6 @@ def _timing_store(timing: Timing) -> dict[str, Any]:
         timezone=zoneinfo.ZoneInfo(timing.timezone),
     )
     return {"interval": None, "crontab": cron}
-
-
-def schedule_timing(schedule: Schedule) -> Timing:
-    """A stored schedule's timing, read back from its PeriodicTask."""
-    task = schedule.periodic_task
-    if task.interval is not None:
-        return Timing(
-            every=task.interval.every,
-            unit=task.interval.period,
-            timezone=str(_timezone_name(task)),
-        )
-    cron = task.crontab
-    if cron is None:
-        raise ValueError(f"schedule {schedule.pk} has neither an interval nor a crontab")
-    return Timing(
-        cron=" ".join(
-            (cron.minute, cron.hour, cron.day_of_month, cron.month_of_year, cron.day_of_week)
-        ),
-        timezone=str(cron.timezone),
-    )
-
-
-def _timezone_name(task: PeriodicTask) -> str:
-    # An interval has no time zone of its own; the one the person chose is kept in the
-    # task's description (shown back on the form), since an interval does not depend on it.
-    try:
-        return str(json.loads(task.description or "{}").get("timezone", "UTC"))
-    except ValueError:
-        return "UTC"
 
 
 def _input_errors(
@@ -249,6 +209,8 @@ def schedule_save(
             # Resumes at its next time, with no catch-up fire for the time it was off.
             task.last_run_at = None
         task.expire_seconds = expiry
+        # An interval has no time zone of its own: the one chosen is kept with the task
+        # (jobs.selectors.schedules reads it back for the form).
         task.description = json.dumps({"timezone": timing.timezone})
         task.save()
         if schedule is None:
