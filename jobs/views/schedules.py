@@ -37,6 +37,12 @@ def _own_jobs(request: HttpRequest) -> list[Job]:
     return list(Job.objects.filter(owner_id=request.user.pk).order_by("-pk")[:JOBS_OFFERED])
 
 
+def _job_label(job: Job) -> str:
+    """A job in the form's list: short enough for a phone's width."""
+    params = ", ".join(f"{k}={v}" for k, v in job.params.items())
+    return f"#{job.pk} {job.kind} {params[:24]}{'…' if len(params) > 24 else ''}"
+
+
 def _save(
     request: HttpRequest, form: ScheduleForm, *, job: Job | None, schedule: Schedule | None
 ) -> Schedule | None:
@@ -76,7 +82,7 @@ def schedule_new(request: HttpRequest) -> HttpResponse:
     form.fields["job"] = forms.TypedChoiceField(
         label="Job to repeat (its kind and parameters)",
         coerce=int,
-        choices=[(j.pk, f"#{j.pk} {j.kind} {j.params}") for j in jobs],
+        choices=[(j.pk, _job_label(j)) for j in jobs],
         initial=chosen,
     )
     form.order_fields(["job"])
