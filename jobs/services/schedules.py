@@ -27,8 +27,9 @@ from django_celery_beat.models import CrontabSchedule, IntervalSchedule, Periodi
 
 from jobs.models import Job, Schedule
 from jobs.selectors.schedules import Timing
+from jobs.services import admission
 from jobs.services.errors import RateLimited, Rejected
-from jobs.services.jobs import job_create, job_validate
+from jobs.services.jobs import JobPlan, job_create, job_validate
 
 # The task beat sends: jobs/tasks.py registers it under this name.
 FIRE_TASK = "jobs.tasks.schedule_fire"
@@ -116,7 +117,7 @@ def _timing_store(timing: Timing) -> dict[str, Any]:
     return {"interval": None, "crontab": cron}
 
 
-def _input_errors(
+def _input_clean(
     *,
     owner: Any,
     name: str,
@@ -125,15 +126,17 @@ def _input_errors(
     parallelism: Any,
     chunk_time_limit_s: Any,
     timing: Timing,
-) -> None:
+) -> JobPlan:
+    """The job a fire would make, as validated now; Rejected with every field's errors."""
     errors: dict[str, Any] = {}
     if not isinstance(name, str) or not name.strip():
         errors["name"] = ["A name is required."]
     elif len(name) > NAME_MAX:
         errors["name"] = [f"At most {NAME_MAX} characters."]
     errors |= _timing_errors(timing)
+    plan = None
     try:
-        job_validate(
+        plan = job_validate(
             owner=owner,
             kind=kind,
             params=params,
@@ -142,8 +145,9 @@ def _input_errors(
         )
     except Rejected as refusal:
         errors |= refusal.errors
-    if errors:
+    if errors or plan is None:
         raise Rejected(errors)
+    return plan
 
 
 def schedule_save(
@@ -167,7 +171,7 @@ def schedule_save(
 
     The parameters are validated as a job's would be; quotas are not checked here, but at
     every fire (a schedule is saved whatever its owner runs now)."""
-    _input_errors(
+    clean = _input_clean(
         owner=owner,
         name=name,
         kind=kind,
@@ -176,18 +180,11 @@ def schedule_save(
         chunk_time_limit_s=chunk_time_limit_s,
         timing=timing,
     )
-    clean = job_validate(
-        owner=owner,
-        kind=kind,
-        params=params,
-        parallelism=parallelism,
-        chunk_time_limit_s=chunk_time_limit_s,
-    )
     expiry = max(MIN_EXPIRY_S, timing_period_s(timing))
     with transaction.atomic():
         if schedule is None:
-            # Counted under the owner's row lock, so parallel creations never pass the quota.
-            get_user_model().objects.select_for_update().filter(pk=owner.pk).first()
+            # Counted under the owner's admission lock, so parallel creations never pass it.
+            admission.person_lock(owner)
             limit = settings.COREBOARD_QUOTA_SCHEDULES
             if Schedule.objects.filter(owner=owner).count() >= limit:
                 raise Rejected(
