@@ -246,6 +246,23 @@ def schedule_delete(*, schedule: Schedule) -> None:
         Schedule.objects.filter(pk=schedule.pk).delete()
 
 
+def schedule_deleted(*, instance: Schedule, **signal: Any) -> None:
+    """post_delete of a Schedule (also in a cascade from its owner): its PeriodicTask too,
+    so beat stops firing it."""
+    PeriodicTask.objects.filter(pk=instance.periodic_task_id).delete()
+
+
+def schedules_stop_if_inactive(*, instance: Any, **signal: Any) -> None:
+    """post_save of a user: a deactivated person's schedules are turned off (the fire runs
+    on a worker, which may not read auth_user to check); turned on again by their owner."""
+    if instance.is_active:
+        return
+    tasks = PeriodicTask.objects.filter(coreboard__owner_id=instance.pk, enabled=True)
+    for task in tasks:
+        task.enabled = False
+        task.save()
+
+
 def _owner_key(schedule: Schedule) -> Any:
     """The owner as its key alone (as jobs.services.studies does): the fire runs on a worker,
     whose database role may not read auth_user."""

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
 
 from jobs import beat
 from jobs.models import Job, Schedule
@@ -190,3 +191,16 @@ def test_skip_if_the_previous_run_is_active(alice: User, dispatched: list[int]) 
     assert f"job {first.pk}" in schedule.last_error
     Job.objects.filter(pk=first.pk).update(status=Job.Status.SUCCEEDED)
     assert schedules.schedule_fire(schedule_id=schedule.pk, fire_id="c") is not None
+
+
+def test_a_deactivated_persons_schedules_stop_and_a_deleted_ones_go(alice: User, bob: User) -> None:
+    mine, theirs = every_minute(alice), every_minute(bob)
+    alice.is_active = False
+    alice.save()
+    mine.refresh_from_db()
+    theirs.refresh_from_db()
+    assert not mine.periodic_task.enabled
+    assert theirs.periodic_task.enabled
+    bob.delete()
+    assert not Schedule.objects.filter(pk=theirs.pk).exists()
+    assert set(PeriodicTask.objects.values_list("pk", flat=True)) == {mine.periodic_task_id}
