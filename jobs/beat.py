@@ -29,6 +29,7 @@ from typing import Any
 
 import psycopg
 from celery.utils.time import maybe_make_aware
+from django.core.exceptions import ObjectDoesNotExist
 from django.db import DatabaseError, connections
 from django_celery_beat.schedulers import DatabaseScheduler, ModelEntry
 
@@ -128,14 +129,28 @@ class CoreboardScheduler(DatabaseScheduler):  # type: ignore[misc]
             self._holding = True
             self._initial_read = True
             self._heap = None
-        return float(super().tick(*args, **kwargs))
+        try:
+            return float(super().tick(*args, **kwargs))
+        except DatabaseError as error:
+            # The last run could not be written, so nothing was sent; celery beat's loop
+            # would end on the error. Read every schedule afresh at the next tick instead.
+            logger.warning("scheduler: database error (%s); reading schedules again", error)
+            self._initial_read = True
+            self._heap = None
+            return float(self.max_interval)
 
     def reserve(self, entry: Any) -> Any:
         new_entry = super().reserve(entry)
         # Written before the message goes (see the module's docstring); a failed write
-        # raises, and beat sends nothing for this entry now.
-        new_entry.save()
-        self._dirty.discard(new_entry.name)
+        # raises, and beat sends nothing for this entry now. One deleted since beat read it
+        # is sent: its fire finds no schedule and does nothing.
+        try:
+            with contextlib.suppress(ObjectDoesNotExist):
+                new_entry.save()
+        finally:
+            # Not left for beat's sync either: a last run whose write failed was not sent,
+            # and the schedule is read afresh (see tick), so it fires at the next tick.
+            self._dirty.discard(new_entry.name)
         return new_entry
 
     def close(self) -> None:

@@ -418,6 +418,9 @@ class ScheduleState(TypedDict):
     unit: Annotated[str | None, "seconds, minutes, hours or days; null: a cron expression."]
     timezone: Annotated[str, "IANA name; the cron expression is read in it."]
     enabled: bool
+    next_run_at: Annotated[
+        str | None, DateTime, "When it fires next, as beat reckons it; null while off."
+    ]
     skip_if_active: Annotated[bool, "No run while the previous one is pending or running."]
     source_job: Annotated[int | None, "The job it was saved from."]
     created_at: Annotated[str, DateTime]
@@ -436,6 +439,7 @@ def schedule_state(
     unit: str | None,
     timezone: str,
     enabled: bool,
+    next_run_at: datetime | None,
     runs: int,
     last_run: int | None,
 ) -> ScheduleState:
@@ -452,6 +456,7 @@ def schedule_state(
         "unit": unit,
         "timezone": timezone,
         "enabled": enabled,
+        "next_run_at": iso(next_run_at),
         "skip_if_active": schedule.skip_if_active,
         "source_job": schedule.source_id,
         "created_at": schedule.created_at.isoformat(),

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db.models import Count, Max, QuerySet
+from django.utils import timezone
 
 from jobs import protocol
 from jobs.models import Schedule
@@ -57,6 +59,24 @@ def schedule_timing(schedule: Schedule) -> Timing:
     return Timing(cron=" ".join(fields), timezone=str(cron.timezone))
 
 
+def schedule_next_run(schedule: Schedule) -> datetime | None:
+    """When beat fires it next: its period after its last fire (or after it was saved or
+    turned on), or now if that is past; None while off."""
+    task = schedule.periodic_task
+    if not task.enabled:
+        return None
+    last = task.last_run_at or task.date_changed
+    now = timezone.now()
+    if last is None:
+        return now
+    timing = task.schedule
+    # Reckoned at one instant: celery's schedules read their own clock otherwise.
+    zone = getattr(timing, "tz", None)
+    timing.nowfun = (lambda: now.astimezone(zone)) if zone else (lambda: now)
+    remaining: timedelta = timing.remaining_estimate(last)
+    return max(now, now + remaining)
+
+
 def schedule_as_dict(schedule: Schedule) -> protocol.ScheduleState:
     """The one shape of a schedule, for its page and the API."""
     timing = schedule_timing(schedule)
@@ -69,6 +89,7 @@ def schedule_as_dict(schedule: Schedule) -> protocol.ScheduleState:
         unit=timing.unit if timing.every is not None else None,
         timezone=timing.timezone,
         enabled=schedule.periodic_task.enabled,
+        next_run_at=schedule_next_run(schedule),
         runs=annotated.run_count if counted else schedule.runs.count(),
         last_run=(
             annotated.newest_run

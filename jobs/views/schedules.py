@@ -113,7 +113,13 @@ def schedule_detail(request: HttpRequest, schedule_id: int) -> HttpResponse:
     return render(
         request,
         "jobs/schedule_detail.html",
-        {"schedule": schedule, "state": state, "form": form, "runs": runs},
+        {
+            "schedule": schedule,
+            "state": state,
+            "form": form,
+            "runs": runs,
+            "next_run_at": selectors.schedule_next_run(schedule),
+        },
     )
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 from rest_framework.test import APIClient
 
@@ -34,6 +36,8 @@ def test_create_by_interval_then_read_it_back(alice_api: APIClient) -> None:
     assert body["cron"] is None
     assert body["enabled"] is True
     assert body["runs"] == 0
+    next_run = datetime.fromisoformat(body["next_run_at"]) - timezone.now()
+    assert timedelta(minutes=59) < next_run <= timedelta(hours=1)
     task = PeriodicTask.objects.get(coreboard__pk=body["id"])
     assert task.task == schedules.FIRE_TASK
     assert task.interval is not None
@@ -116,6 +120,7 @@ def test_patch_turns_off_and_changes_timing_then_delete_keeps_runs(
     assert off.status_code == 200
     assert off.json()["enabled"] is False
     assert off.json()["every"] == 1
+    assert off.json()["next_run_at"] is None
     cron = alice_api.patch(one, {"cron": "0 * * * *"}, format="json").json()
     assert (cron["cron"], cron["every"], cron["enabled"]) == ("0 * * * *", None, False)
     bad = alice_api.patch(one, {"timezone": "Nowhere"}, format="json")

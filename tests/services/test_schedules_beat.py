@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.db import OperationalError
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
@@ -204,3 +205,30 @@ def test_a_deactivated_persons_schedules_stop_and_a_deleted_ones_go(alice: User,
     bob.delete()
     assert not Schedule.objects.filter(pk=theirs.pk).exists()
     assert set(PeriodicTask.objects.values_list("pk", flat=True)) == {mine.periodic_task_id}
+
+
+def test_a_database_error_while_firing_sends_nothing_and_beat_goes_on(
+    alice: User,
+    clock: Clock,
+    fired: list[datetime],
+    new_beat: Any,
+    dispatched: list[int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    every_minute(alice)
+    scheduler = new_beat()
+    failures = [OperationalError("server closed the connection unexpectedly")]
+    save = beat.ClockedEntry.save
+
+    def save_or_fail(entry: Any) -> None:
+        if failures:
+            raise failures.pop()
+        save(entry)
+
+    monkeypatch.setattr(beat.ClockedEntry, "save", save_or_fail)
+    run_for(clock, 60, scheduler)
+    assert fired == [], "its last run could not be written: nothing sent"
+    run_for(clock, 5, scheduler)
+    assert len(fired) == 1, "sent at the next tick, once"
+    run_for(clock, 60, scheduler)
+    assert len(fired) == 2
