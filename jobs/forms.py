@@ -231,6 +231,15 @@ class ScheduleForm(forms.Form):
         required=False, label="Skip a run while the previous one is still active"
     )
 
+    def clean(self) -> dict[str, Any]:
+        cleaned: dict[str, Any] = super().clean() or {}
+        how = cleaned.get("how")
+        if how == "every" and cleaned.get("every") is None and "every" not in self.errors:
+            self.add_error("every", "How many units between runs.")
+        if how == "cron" and not cleaned.get("cron") and "cron" not in self.errors:
+            self.add_error("cron", "A cron expression, e.g. 0 3 * * *.")
+        return cleaned
+
     def schedule_data(self) -> dict[str, Any]:
         """The cleaned values as the service's fields (one timing, the other null)."""
         data = dict(self.cleaned_data)

@@ -63,6 +63,15 @@ def test_a_bad_cron_expression_is_shown_beside_its_field_and_nothing_is_saved(
     assert not PeriodicTask.objects.exists()
 
 
+def test_the_chosen_timing_is_required_beside_its_field(alice: User, alice_client: Client) -> None:
+    job = make_job(alice, "burn")
+    every = alice_client.post("/schedules/new/", {**FORM, "job": job.pk, "how": "every"})
+    assert "every" in every.context["form"].errors
+    cron = alice_client.post("/schedules/new/", {**FORM, "job": job.pk, "cron": ""})
+    assert "cron" in cron.context["form"].errors
+    assert not Schedule.objects.exists()
+
+
 def test_another_persons_job_cannot_be_scheduled(bob: User, alice_client: Client) -> None:
     job = make_job(bob, "burn")
     response = alice_client.post("/schedules/new/", {**FORM, "job": job.pk})
