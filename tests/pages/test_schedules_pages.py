@@ -136,6 +136,10 @@ def test_turn_off_edit_and_see_runs_and_refusals_then_delete(
     assert f"#{run.pk}" in body
     assert "COREBOARD_QUOTA_ACTIVE_JOBS" in body
     assert "(scheduled)" in alice_client.get("/history/").content.decode()
+    assert (
+        f'href="/schedules/{schedule.pk}/">a schedule'
+        in alice_client.get(f"/jobs/{run.pk}/").content.decode()
+    )
 
     assert alice_client.post(f"{page}delete/").status_code == 302
     assert not Schedule.objects.exists()
