@@ -31,6 +31,18 @@ from jobs.services import admission
 from jobs.services.errors import RateLimited, Rejected
 from jobs.services.jobs import JobPlan, job_create, job_validate
 
+__all__ = [
+    "FIRE_TASK",
+    "Timing",
+    "schedule_delete",
+    "schedule_deleted",
+    "schedule_fire",
+    "schedule_save",
+    "schedule_set_enabled",
+    "schedules_stop_if_inactive",
+    "timing_period_s",
+]
+
 # The task beat sends: jobs/tasks.py registers it under this name.
 FIRE_TASK = "jobs.tasks.schedule_fire"
 
