@@ -751,6 +751,23 @@ register(
     default_doc="`209715200` (200 MiB)",
 )
 register(
+    "COREBOARD_QUOTA_SCHEDULES",
+    "int",
+    20,
+    "schedules per person (enabled or not)",
+    section="jobs",
+    minimum=0,
+)
+register(
+    "COREBOARD_SCHEDULE_MIN_INTERVAL_S",
+    "int",
+    60,
+    "shortest interval a schedule may have, in seconds (a cron expression fires at most "
+    "once a minute)",
+    section="jobs",
+    minimum=1,
+)
+register(
     "COREBOARD_QUOTA_ACTIVE_JOBS",
     "int",
     10,

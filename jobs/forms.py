@@ -196,3 +196,97 @@ class WebhookForm(forms.Form):
         assume_scheme="https",
         help_text="Gets a signed JSON POST when one of your jobs ends as chosen above.",
     )
+
+
+# --- schedules ----------------------------------------------------------------------------------
+
+# What a schedule's body may hold (the API's JSON, the page's form after its own parsing), with
+# the JSON type of each; jobs.services.schedules validates the values.
+SCHEDULE_FIELDS: dict[str, tuple[type | tuple[type, ...], str]] = {
+    "name": (str, "a string"),
+    "kind": (str, "a string"),
+    "params": (dict, "an object"),
+    "parallelism": ((int, type(None)), "an integer or null"),
+    "chunk_time_limit_s": ((int, type(None)), "an integer or null"),
+    "cron": ((str, type(None)), "a string or null"),
+    "every": ((int, type(None)), "an integer or null"),
+    "unit": ((str, type(None)), "a string or null"),
+    "timezone": (str, "a string"),
+    "enabled": (bool, "true or false"),
+    "skip_if_active": (bool, "true or false"),
+}
+SCHEDULE_UNITS = ("seconds", "minutes", "hours", "days")
+
+
+def schedule_input(data: Any, *, current: dict[str, Any]) -> dict[str, Any]:
+    """A schedule's fields from `data` over `current` (the defaults, or a stored schedule's
+    values for a partial change): errors by field, naming the expected type, for unknown
+    fields and wrong JSON types (a bool is no integer). Returns the merged values."""
+    if not isinstance(data, dict):
+        raise ValidationError({"non_field_errors": ["Expected a JSON object."]})
+    errors: dict[str, list[str]] = {}
+    for name in sorted(set(data) - set(SCHEDULE_FIELDS)):
+        errors[name] = [f"Unknown field; expected some of: {', '.join(SCHEDULE_FIELDS)}."]
+    for name, value in data.items():
+        if name not in SCHEDULE_FIELDS:
+            continue
+        types, words = SCHEDULE_FIELDS[name]
+        is_bool = isinstance(value, bool)
+        if not isinstance(value, types) or (is_bool and bool not in _as_tuple(types)):
+            errors[name] = [f"Must be {words}."]
+    if errors:
+        raise ValidationError(errors)
+    merged = {**current, **data}
+    # One timing: giving a cron expression clears an interval, and the other way round.
+    if data.get("cron"):
+        merged["every"] = data.get("every")
+    elif data.get("every") is not None:
+        merged["cron"] = data.get("cron")
+    return merged
+
+
+def _as_tuple(types: type | tuple[type, ...]) -> tuple[type, ...]:
+    return types if isinstance(types, tuple) else (types,)
+
+
+class ScheduleForm(forms.Form):
+    """The schedules page's form: a schedule's timing and switches (its kind and parameters
+    come from a job, or stay those of the schedule being edited)."""
+
+    name = forms.CharField(max_length=120)
+    how = forms.ChoiceField(
+        label="Runs", choices=[("every", "Every …"), ("cron", "By a cron expression")]
+    )
+    every = forms.IntegerField(required=False, min_value=1)
+    unit = forms.ChoiceField(required=False, choices=[(u, u) for u in SCHEDULE_UNITS])
+    cron = forms.CharField(
+        required=False,
+        max_length=120,
+        label="Cron expression",
+        help_text="minute hour day-of-month month day-of-week, e.g. 0 3 * * *",
+    )
+    timezone = forms.CharField(max_length=64, initial="UTC", label="Time zone")
+    enabled = forms.BooleanField(required=False, initial=True)
+    skip_if_active = forms.BooleanField(
+        required=False, label="Skip a run while the previous one is still active"
+    )
+
+    def clean(self) -> dict[str, Any]:
+        cleaned: dict[str, Any] = super().clean() or {}
+        how = cleaned.get("how")
+        if how == "every" and cleaned.get("every") is None and "every" not in self.errors:
+            self.add_error("every", "How many units between runs.")
+        if how == "cron" and not cleaned.get("cron") and "cron" not in self.errors:
+            self.add_error("cron", "A cron expression, e.g. 0 3 * * *.")
+        return cleaned
+
+    def schedule_data(self) -> dict[str, Any]:
+        """The cleaned values as the service's fields (one timing, the other null)."""
+        data = dict(self.cleaned_data)
+        how = data.pop("how")
+        if how == "cron":
+            data["every"] = None
+        else:
+            data["cron"] = None
+            data["unit"] = data.get("unit") or "minutes"
+        return data

@@ -95,6 +95,10 @@ class Job(models.Model):
     study = models.ForeignKey(
         "ScalingStudy", null=True, blank=True, on_delete=models.CASCADE, related_name="runs"
     )
+    # A run a schedule started (jobs.services.schedules); kept when the schedule is deleted.
+    schedule = models.ForeignKey(
+        "Schedule", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs"
+    )
     # Set when the job succeeds (jobs.engine.job_state.job_figures_settle), null before:
     # the worker processes that ran its done chunks (scaling.PROCESSES_USED), and the time
     # one process would take when a parallelism-1 run of the same kind and parameters
@@ -519,3 +523,48 @@ class NotificationDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"Delivery {self.delivery_id} ({self.channel}, {self.event})"
+
+
+class Schedule(models.Model):
+    """A person's job saved to run again and again: its kind and parameters here, its timing
+    (cron expression or interval, time zone, enabled) in the django-celery-beat PeriodicTask
+    it owns, which celery beat (jobs.beat) reads. One fact, one place: whether a schedule is
+    enabled and when it runs next are the PeriodicTask's, never copied here.
+
+    jobs.services.schedules writes both together; a fire runs on a worker
+    (`schedule_fire`), admitted like any job with `by=None` (quotas, no rate).
+    """
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="schedules"
+    )
+    name = models.CharField(max_length=120)
+    kind = models.CharField(max_length=64)
+    params = models.JSONField(default=dict)
+    parallelism = models.PositiveIntegerField(null=True, blank=True)
+    chunk_time_limit_s = models.PositiveIntegerField(null=True, blank=True)
+    # Skip a fire while the previous run of this schedule is still pending or running.
+    skip_if_active = models.BooleanField(default=False)
+    # The job it was saved from ("Schedule this"), if any.
+    source = models.ForeignKey(
+        Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="schedules_saved"
+    )
+    periodic_task = models.OneToOneField(
+        "django_celery_beat.PeriodicTask", on_delete=models.CASCADE, related_name="coreboard"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    # The last fire's outcome, as the worker recorded it: when it fired, and why it made no
+    # run if it did not (a quota, a parameter no longer valid, the previous run still active).
+    last_fired_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    # The Celery message id of the last fire handled: a redelivered message (a worker lost
+    # after the fire committed) makes no second run.
+    last_fire_id = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["owner", "-created_at"], name="schedule_owner_created")]
+
+    def __str__(self) -> str:
+        return f"Schedule {self.pk} ({self.name})"

@@ -25,7 +25,7 @@ from django.urls import reverse
 
 from jobs import scaling
 from jobs.kinds.loading import LoadFailure
-from jobs.models import Chunk, Job, ScalingStudy, Upload
+from jobs.models import Chunk, Job, ScalingStudy, Schedule, Upload
 from jobs.scaling import ScalingAnalysis, ScalingPoint
 
 # --- public message types (websocket `type`) ---------------------------------------------------
@@ -399,6 +399,73 @@ class StudyState(TypedDict):
     max_speedup: Annotated[float | None, "1 / f."]
     fit_note: Annotated[str | None, "Why there is no Amdahl fit; null when there is one."]
     runs: list[StudyRunState]
+
+
+class ScheduleState(TypedDict):
+    """A schedule, for its page and the API (built by `schedule_state`)."""
+
+    id: int
+    url: Annotated[str, "Its page."]
+    name: str
+    kind: str
+    params: dict[str, Any]
+    parallelism: Annotated[int | None, "Null: the default."]
+    chunk_time_limit_s: Annotated[int | None, "Null: the kind's limit."]
+    cron: Annotated[
+        str | None, "Minute hour day-of-month month day-of-week, in `timezone`; null: an interval."
+    ]
+    every: Annotated[int | None, "The interval, in `unit`; null: a cron expression."]
+    unit: Annotated[str | None, "seconds, minutes, hours or days; null: a cron expression."]
+    timezone: Annotated[str, "IANA name; the cron expression is read in it."]
+    enabled: bool
+    next_run_at: Annotated[
+        str | None, DateTime, "When it fires next, as beat reckons it; null while off."
+    ]
+    skip_if_active: Annotated[bool, "No run while the previous one is pending or running."]
+    source_job: Annotated[int | None, "The job it was saved from."]
+    created_at: Annotated[str, DateTime]
+    last_fired_at: Annotated[str | None, DateTime, "When it last fired (a run made or not)."]
+    last_error: Annotated[str, "Why its last refused or skipped fire made no run."]
+    last_error_at: Annotated[str | None, DateTime]
+    runs: Annotated[int, "Jobs it made."]
+    last_run: Annotated[int | None, "Its newest job."]
+
+
+def schedule_state(
+    schedule: Schedule,
+    *,
+    cron: str | None,
+    every: int | None,
+    unit: str | None,
+    timezone: str,
+    enabled: bool,
+    next_run_at: datetime | None,
+    runs: int,
+    last_run: int | None,
+) -> ScheduleState:
+    return {
+        "id": schedule.pk,
+        "url": reverse("jobs:schedule", args=[schedule.pk]),
+        "name": schedule.name,
+        "kind": schedule.kind,
+        "params": schedule.params,
+        "parallelism": schedule.parallelism,
+        "chunk_time_limit_s": schedule.chunk_time_limit_s,
+        "cron": cron,
+        "every": every,
+        "unit": unit,
+        "timezone": timezone,
+        "enabled": enabled,
+        "next_run_at": iso(next_run_at),
+        "skip_if_active": schedule.skip_if_active,
+        "source_job": schedule.source_id,
+        "created_at": schedule.created_at.isoformat(),
+        "last_fired_at": iso(schedule.last_fired_at),
+        "last_error": schedule.last_error,
+        "last_error_at": iso(schedule.last_error_at),
+        "runs": runs,
+        "last_run": last_run,
+    }
 
 
 class UploadState(TypedDict):

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from jobs.views import history, jobs, notifications, overview, studies, uploads
+from jobs.views import history, jobs, notifications, overview, schedules, studies, uploads
 
 app_name = "jobs"
 
@@ -24,6 +24,11 @@ urlpatterns = [
     path("studies/<int:study_id>/cancel/", studies.study_cancel, name="study-cancel"),
     path("studies/<int:study_id>/export.csv", studies.study_export_csv, name="study-export-csv"),
     path("studies/<int:study_id>/export.json", studies.study_export_json, name="study-export-json"),
+    path("schedules/", schedules.schedule_list, name="schedules"),
+    path("schedules/new/", schedules.schedule_new, name="schedule-new"),
+    path("schedules/<int:schedule_id>/", schedules.schedule_detail, name="schedule"),
+    path("schedules/<int:schedule_id>/toggle/", schedules.schedule_toggle, name="schedule-toggle"),
+    path("schedules/<int:schedule_id>/delete/", schedules.schedule_delete, name="schedule-delete"),
     path("uploads/", uploads.upload_list, name="uploads"),
     path("notifications/", notifications.notification_settings, name="notifications"),
     path("notifications/hooks/<int:hook_id>/test/", notifications.webhook_test, name="hook-test"),

@@ -78,6 +78,17 @@ WORKER_TABLE_GRANTS: tuple[TableGrant, ...] = (
         "resolving an upload id to its stored file when a study's run splits it",
     ),
     TableGrant(
+        "jobs_schedule",
+        ("SELECT", "UPDATE"),
+        "a schedule's fire: its run's parameters, its last fire and refusal (a worker task)",
+    ),
+    TableGrant(
+        "django_celery_beat_periodictask",
+        ("SELECT",),
+        "a schedule's fire: whether it was turned off since beat sent it (celery beat "
+        "itself, which writes this table, runs with the owner's account on the main machine)",
+    ),
+    TableGrant(
         "django_migrations",
         ("SELECT",),
         "the worker's preflight: schema up to date, this database's identity",

@@ -30,7 +30,7 @@ from typing import Any
 
 from coreconf import config, paths
 from launcher import join, parent, reload, runfiles, stack, supervisor
-from launcher.worker import default_node_name, node_id_file, worker_command
+from launcher.worker import beat_command, default_node_name, node_id_file, worker_command
 
 
 def daphne_command(port: int, bind: str = "127.0.0.1") -> list[str]:
@@ -87,9 +87,14 @@ def service_env(*, database_url: str, redis_url: str) -> dict[str, str]:
 RELOAD_STOP_S = 1.0
 WORKER = "celery worker"
 DAPHNE = "daphne"
+BEAT = "celery beat"
 # Their files under var/run (launcher.runfiles), and how a leftover of each is stopped:
 # the worker cold (SIGQUIT: its running chunks run again elsewhere, as after a reload).
-RUN_FILES = {WORKER: ("worker", signal.SIGQUIT), DAPHNE: ("daphne", signal.SIGTERM)}
+RUN_FILES = {
+    WORKER: ("worker", signal.SIGQUIT),
+    DAPHNE: ("daphne", signal.SIGTERM),
+    BEAT: ("beat", signal.SIGTERM),
+}
 
 
 class _Child:
@@ -139,8 +144,8 @@ class _Child:
 
 
 def stop_leftovers() -> None:
-    """Stop the worker and daphne an earlier `make run` of this checkout left running (it
-    was killed before it could), saying so."""
+    """Stop the worker, daphne and beat an earlier `make run` of this checkout left running
+    (it was killed before it could), saying so."""
     for name, (run_file, sig) in RUN_FILES.items():
         pid = runfiles.stop_leftover(run_file, sig=sig)
         if pid is not None:
@@ -372,6 +377,12 @@ def main() -> int:
             workers = "web only: no local worker, COREBOARD_WORKER_CONCURRENCY=0"
         daphne = _Child(DAPHNE, daphne_command(port, bind), env, user, 10.0, port=(port_host, port))
         watcher.add(daphne.component)
+        # People's schedules. With the owner's accounts, like daphne: beat writes
+        # django-celery-beat's tables (last run times), and the runs it fires are created
+        # by the workers (jobs.tasks), with theirs. Only one beat in a cluster fires
+        # (jobs.beat's PostgreSQL lock); another machine's `make run` waits to take over.
+        beat = _Child(BEAT, beat_command(), env, user, 10.0)
+        watcher.add(beat.component)
         # Asked while daphne and the worker start: it takes a Django start of its own.
         report = kinds_report(env)
         stack.wait_for_port(port, what="daphne", host=port_host)

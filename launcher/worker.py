@@ -51,6 +51,13 @@ def worker_command(concurrency: int, *extra: str) -> list[str]:
     ]
 
 
+def beat_command() -> list[str]:
+    """Celery beat with people's schedules (the scheduler is CELERY_BEAT_SCHEDULER,
+    jobs.beat): every main machine may run one; only the holder of the cluster's scheduler
+    lock fires, the others wait to take over."""
+    return [str(VENV_BIN / "celery"), "-A", "project", "beat", "--loglevel=INFO"]
+
+
 class WorkerOptionError(ValueError):
     """A `make worker` option that cannot be used; the message names it and the rule."""
 

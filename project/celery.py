@@ -23,6 +23,8 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 # would look for `<app>.engine.tasks` in every installed app and stop at daphne's missing
 # `daphne.engine` (Celery ignores only a missing last part).
 app.autodiscover_tasks(["jobs.engine"])
+# The services' adapters (a schedule's fire): `jobs.tasks`.
+app.autodiscover_tasks(["jobs"])
 
 
 @signals.task_prerun.connect

@@ -58,6 +58,8 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "csp",
     "axes",
+    # People's schedules: stored in PostgreSQL, read by celery beat (jobs.beat).
+    "django_celery_beat",
     "jobs",
     "tokens",
 ]
@@ -266,6 +268,16 @@ CELERY_TASK_SEND_SENT_EVENT = COREBOARD_TASK_EVENTS
 # set; reconnecting (SCRAM auth, a new backend) cost ~6 ms per chunk here. Connections are
 # checked around each task instead (project.celery), honouring CONN_MAX_AGE.
 CELERY_DB_REUSE_MAX = 10_000
+# People's schedules (jobs.beat): celery beat reads django-celery-beat's tables, and only
+# the process holding the cluster's scheduler lock fires them.
+CELERY_BEAT_SCHEDULER = "jobs.beat:CoreboardScheduler"
+# How often a beat that does not hold the lock tries again, and the longest a holder sleeps
+# (so it notices a new or changed schedule within that).
+CELERY_BEAT_MAX_LOOP_INTERVAL = 5
+# No result backend, so no nightly `celery.backend_cleanup` entry for beat to install.
+CELERY_RESULT_EXPIRES = None
+COREBOARD_SCHEDULE_MIN_INTERVAL_S = config.integer("COREBOARD_SCHEDULE_MIN_INTERVAL_S")
+COREBOARD_QUOTA_SCHEDULES = config.integer("COREBOARD_QUOTA_SCHEDULES")
 
 # --- Coreboard ------------------------------------------------------------------------------
 # One line per knob that code reads as `settings.X`, so that django-stubs types it; what

@@ -217,6 +217,7 @@ def add_components(result: dict[str, Any], **_: Any) -> dict[str, Any]:
         "KindOut",
         "StudyOut",
         "StudyRunOut",
+        "ScheduleOut",
         "Conflict",
     ):
         schemas[name]["additionalProperties"] = False
@@ -540,4 +541,75 @@ study_cancel = extend_schema(
 study_export_csv = extend_schema(
     summary="A scaling study's figures as CSV",
     responses={(200, "text/csv"): {"type": "string"}, **_ONE_STUDY},
+)
+
+
+# --- schedules (jobs/api/schedules.py, shape: jobs.selectors.schedules.schedule_as_dict) ------
+
+ScheduleOut = typed_dict_serializer(protocol.ScheduleState)
+
+
+class ScheduleIn(serializers.Serializer[Any]):
+    """A schedule's fields (jobs.forms.SCHEDULE_FIELDS); on PATCH, any of them."""
+
+    job = serializers.IntegerField(
+        min_value=0,
+        required=False,
+        help_text="Creation only: a job of yours whose kind, parameters and options to use "
+        "(the fields below override them).",
+    )
+    name = serializers.CharField(max_length=120, required=False)
+    kind = serializers.CharField(required=False, help_text="Without `job`: required.")
+    params = serializers.JSONField(required=False, help_text="The kind's parameters.")
+    parallelism = serializers.IntegerField(required=False, allow_null=True)
+    chunk_time_limit_s = serializers.IntegerField(required=False, allow_null=True)
+    cron = serializers.CharField(
+        required=False,
+        allow_null=True,
+        help_text="Minute hour day-of-month month day-of-week (read in `timezone`); "
+        "give this or `every`.",
+    )
+    every = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        help_text="An interval in `unit` (at least COREBOARD_SCHEDULE_MIN_INTERVAL_S seconds).",
+    )
+    unit = serializers.ChoiceField(
+        choices=["seconds", "minutes", "hours", "days"], required=False, default="minutes"
+    )
+    timezone = serializers.CharField(required=False, default="UTC", help_text="IANA name.")
+    enabled = serializers.BooleanField(required=False, default=True)
+    skip_if_active = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Skip a fire while the previous run is pending or running.",
+    )
+
+
+_ONE_SCHEDULE = {
+    **_COMMON,
+    404: OpenApiResponse(_ref("Detail"), description="No such schedule (or not yours)."),
+}
+schedule_list = extend_schema(
+    summary="Your schedules, newest first",
+    responses={200: ScheduleOut(many=True), 404: INVALID_PAGE, **_COMMON},
+)
+schedule_create = extend_schema(
+    summary="Save a job's parameters as a schedule (cron expression or interval)",
+    request=ScheduleIn,
+    responses={201: ScheduleOut, 400: BAD_INPUT, **_COMMON},
+)
+schedule_retrieve = extend_schema(
+    summary="One schedule, with its last fire and refusal",
+    responses={200: ScheduleOut, **_ONE_SCHEDULE},
+)
+schedule_update = extend_schema(
+    summary="Change a schedule, or turn it on or off (`enabled`)",
+    request=ScheduleIn,
+    responses={200: ScheduleOut, 400: BAD_INPUT, **_ONE_SCHEDULE},
+)
+schedule_delete = extend_schema(
+    summary="Delete a schedule (the runs it made stay)",
+    responses={204: None, **_ONE_SCHEDULE},
 )

@@ -4,6 +4,7 @@ from django.urls import path
 
 from jobs.api import jobs as api
 from jobs.api import kinds as api_kinds
+from jobs.api import schedules as api_schedules
 from jobs.api import studies as api_studies
 
 urlpatterns = [
@@ -32,6 +33,12 @@ urlpatterns = [
     path("uploads/", api.UploadListCreate.as_view(), name="api-uploads"),
     path("uploads/<int:upload_id>/", api.UploadDetail.as_view(), name="api-upload"),
     path("kinds/", api_kinds.KindList.as_view(), name="api-kinds"),
+    path("schedules/", api_schedules.ScheduleListCreate.as_view(), name="api-schedules"),
+    path(
+        "schedules/<int:schedule_id>/",
+        api_schedules.ScheduleDetail.as_view(),
+        name="api-schedule",
+    ),
     path("studies/", api_studies.StudyListCreate.as_view(), name="api-studies"),
     path("studies/<int:study_id>/", api_studies.StudyDetail.as_view(), name="api-study"),
     path(

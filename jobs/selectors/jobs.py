@@ -657,6 +657,8 @@ def _lost_node_name(node: str, seen: Mapping[str, float], now: datetime) -> str:
 HISTORY_COLUMNS = (
     "id",
     "kind",
+    # A run a schedule started is marked so in the history.
+    "schedule",
     "status",
     "params",
     "parallelism",

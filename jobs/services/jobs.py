@@ -23,7 +23,7 @@ from jobs.engine.job_state import (
     job_save,
 )
 from jobs.kinds.base import Params, Spec, json_type_error
-from jobs.models import Chunk, Job, ScalingStudy, Upload
+from jobs.models import Chunk, Job, ScalingStudy, Schedule, Upload
 from jobs.options import chunk_time_limit_field, parallelism_field
 from jobs.services import admission, quotas, splitting
 from jobs.services.errors import Conflict, Rejected
@@ -73,6 +73,25 @@ def job_plan(
     if over := quotas.quota_errors(owner=owner, cost=plan.cost):
         raise Rejected({"quota": over})
     return plan
+
+
+def job_validate(
+    *,
+    owner: Any,
+    kind: str,
+    params: Mapping[str, Any],
+    parallelism: int | None = None,
+    chunk_time_limit_s: int | None = None,
+) -> JobPlan:
+    """`job_plan` without the quotas: whether the input would make a job at all (a schedule
+    is saved whatever its owner runs now; each of its runs is admitted when it fires)."""
+    return _job_plan(
+        owner=owner,
+        kind=kind,
+        params=params,
+        parallelism=parallelism,
+        chunk_time_limit_s=chunk_time_limit_s,
+    )
 
 
 def _job_plan(
@@ -152,6 +171,7 @@ def job_create(
     chunk_time_limit_s: int | None = None,
     rerun_of: Job | None = None,
     study: ScalingStudy | None = None,
+    schedule: Schedule | None = None,
     by: Any | None = None,
 ) -> Job:
     """Validate, admit, store the job and its chunks, and dispatch it after commit.
@@ -188,6 +208,7 @@ def job_create(
             estimated_cpu_seconds=plan.cost.cpu_seconds,
             rerun_of=rerun_of,
             study=study,
+            schedule=schedule,
         )
         Chunk.objects.bulk_create(
             (Chunk(job=job, index=i, spec=s) for i, s in enumerate(plan.specs)), batch_size=1000

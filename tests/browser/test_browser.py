@@ -1130,3 +1130,35 @@ def test_api_docs_list_every_operation_under_the_sites_policy(
         assert_page_is_sound(page, "/api/docs/ with an operation open, on a phone")
     finally:
         context.close()
+
+
+def test_schedules_page_by_keyboard_on_a_phone(page: Page, daphne_server: str, alice: User) -> None:
+    """Issue 23: "Schedule this" on a job's page, a cron schedule saved by keyboard (a bad
+    expression first: its error beside the field), listed, turned off; axe-clean at 360 px."""
+    job = make_job(alice, "burn", committed=True, chunks=1, ms=1)
+    page.set_viewport_size({"width": 360, "height": 800})
+    log_in(page, daphne_server, "alice", "alice-password-1")
+    page.goto(f"{daphne_server}/jobs/{job.pk}/")
+    page.get_by_role("link", name="Schedule this").focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="New schedule")).to_be_visible()
+    assert_page_is_sound(page, "the new schedule form at 360 px")
+    page.get_by_label("Name").fill("nightly burn")
+    page.get_by_label("Runs").select_option("cron")
+    page.get_by_label("Cron expression").fill("0 25 * * *")
+    page.get_by_label("Time zone").fill("Europe/Paris")
+    page.get_by_label("Time zone").press("Enter")
+    expect(page.get_by_text("Not a cron expression")).to_be_visible()
+    assert_page_is_sound(page, "the schedule form with an error at 360 px")
+    page.get_by_label("Cron expression").fill("0 3 * * *")
+    page.get_by_label("Cron expression").press("Enter")
+    expect(page.get_by_role("heading", name="Schedule “nightly burn”")).to_be_visible()
+    expect(page.locator("#schedule-state")).to_have_text("on")
+    assert_page_is_sound(page, "a schedule's page at 360 px")
+    page.get_by_role("button", name="Turn off").focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#schedule-state")).to_have_text("off")
+    page.get_by_role("link", name="Schedules", exact=True).click()
+    expect(page.get_by_role("cell", name="nightly burn")).to_be_visible()
+    assert_page_is_sound(page, "the schedules list at 360 px")
+    screenshot(page, "schedules.png")

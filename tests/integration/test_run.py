@@ -153,8 +153,13 @@ def test_the_local_worker_logs_in_with_the_workers_accounts_daphne_with_the_owne
             urllib.parse.urlsplit(environ["REDIS_URL"]).username,
         )
 
-    assert users("celery") == (least_privilege.WORKER_ROLE, least_privilege.WORKER_REDIS_USER)
+    assert users("--pool=prefork") == (
+        least_privilege.WORKER_ROLE,
+        least_privilege.WORKER_REDIS_USER,
+    )
     assert users("launcher.server") == ("coreboard", "")
+    # Beat writes django-celery-beat's tables: the owner's accounts, as daphne's (jobs.beat).
+    assert users(" beat ") == ("coreboard", "")
     password = (RUN_VAR / "secrets" / "redis-password").read_text().strip()
     registry = redis.Redis(port=int(env["COREBOARD_REDIS_PORT"]), password=password)
     poll_until(lambda: registry.zcard(workers.NODES) or None, timeout=60)
