@@ -750,6 +750,15 @@ register(
     default_doc="`209715200` (200 MiB)",
 )
 register(
+    "COREBOARD_SWEEP_MAX_RUNS",
+    "int",
+    100,
+    "jobs one sweep may create (its grid's product, or its list's sets); each also counts "
+    "against COREBOARD_QUOTA_ACTIVE_JOBS and the other quotas, summed",
+    section="jobs",
+    minimum=1,
+)
+register(
     "COREBOARD_QUOTA_ACTIVE_JOBS",
     "int",
     10,

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from jobs.views import history, jobs, overview, studies, uploads
+from jobs.views import history, jobs, overview, studies, sweeps, uploads
 
 app_name = "jobs"
 
@@ -24,6 +24,10 @@ urlpatterns = [
     path("studies/<int:study_id>/cancel/", studies.study_cancel, name="study-cancel"),
     path("studies/<int:study_id>/export.csv", studies.study_export_csv, name="study-export-csv"),
     path("studies/<int:study_id>/export.json", studies.study_export_json, name="study-export-json"),
+    path("sweeps/new/", sweeps.sweep_new, name="sweep-new"),
+    path("sweeps/<int:sweep_id>/", sweeps.sweep_detail, name="sweep"),
+    path("sweeps/<int:sweep_id>/cancel/", sweeps.sweep_cancel, name="sweep-cancel"),
+    path("sweeps/<int:sweep_id>/export.csv", sweeps.sweep_export_csv, name="sweep-export-csv"),
     path("uploads/", uploads.upload_list, name="uploads"),
     path("uploads/<int:upload_id>/delete/", uploads.upload_delete, name="upload-delete"),
 ]

@@ -87,6 +87,8 @@ def job_history(
     created_from: date | None = None,
     created_to: date | None = None,
     sort: str = "-created",
+    sweep: int | None = None,
+    sweeps_collapsed: bool = False,
 ) -> JobQuerySet:
     """The jobs `user` may see, searched, filtered and sorted (history page, CSV, API).
 
@@ -94,8 +96,17 @@ def job_history(
     the kind and in the parameters' JSON, ignoring case. Dates are whole days in the current
     time zone, both ends included. `sort` is a key of HISTORY_SORTS (unknown: newest first);
     jobs without a duration come last in duration and speedup orders, either direction.
+
+    `sweep` keeps the jobs of that sweep. `sweeps_collapsed` (the history page) lists each
+    sweep once, as its run 0, while nothing but the sweep's shared facts (kind, owner,
+    dates) is filtered on: a text search or a status filter matches jobs one by one, so
+    then each of a sweep's jobs that matches is listed.
     """
     jobs = jobs_visible_to(user).select_related("owner").with_timings()
+    if sweep is not None:
+        jobs = jobs.filter(sweep_id=sweep)
+    elif sweeps_collapsed and not q.strip() and not status:
+        jobs = jobs.filter(Q(sweep__isnull=True) | Q(sweep_index=0))
     if q.strip():
         jobs = _history_search(jobs, q.strip())
     if status:
@@ -673,6 +684,8 @@ HISTORY_COLUMNS = (
     "baseline_job",
     "owner",
     "owner__username",
+    "sweep",
+    "sweep_index",
 )
 HISTORY_COMPARE_LIMIT = 500
 _BIGINT_MAX = 2**63 - 1

@@ -22,7 +22,7 @@ from jobs.engine.job_state import (
     job_save,
 )
 from jobs.kinds.base import Params, Spec, json_type_error
-from jobs.models import Chunk, Job, ScalingStudy, Upload
+from jobs.models import Chunk, Job, ScalingStudy, Sweep, Upload
 from jobs.options import chunk_time_limit_field, parallelism_field
 from jobs.services import admission, quotas, splitting
 from jobs.services.errors import Conflict, Rejected
@@ -72,6 +72,25 @@ def job_plan(
     if over := quotas.quota_errors(owner=owner, cost=plan.cost):
         raise Rejected({"quota": over})
     return plan
+
+
+def job_plan_unadmitted(
+    *,
+    owner: Any,
+    kind: str,
+    params: Mapping[str, Any],
+    parallelism: int | None,
+    chunk_time_limit_s: int | None,
+) -> JobPlan:
+    """`job_plan` without its quota check: for work admitted as a whole (a sweep's jobs,
+    whose summed cost jobs.services.admission checks), validated and split the same way."""
+    return _job_plan(
+        owner=owner,
+        kind=kind,
+        params=params,
+        parallelism=parallelism,
+        chunk_time_limit_s=chunk_time_limit_s,
+    )
 
 
 def _job_plan(
@@ -176,21 +195,41 @@ def job_create(
     )
     with transaction.atomic():
         admission.admit(owner=owner, cost=plan.cost, by=by, scope=scope)
-        job = Job.objects.create(
-            owner=owner,
-            kind=plan.kind,
-            params=plan.params,
-            parallelism=plan.parallelism,
-            chunk_time_limit_s=plan.chunk_time_limit_s,
-            total_chunks=len(plan.specs),
-            estimated_cpu_seconds=plan.cost.cpu_seconds,
-            rerun_of=rerun_of,
-            study=study,
-        )
-        Chunk.objects.bulk_create(
-            (Chunk(job=job, index=i, spec=s) for i, s in enumerate(plan.specs)), batch_size=1000
-        )
-        transaction.on_commit(partial(dispatch.job_dispatch, job_id=job.pk))
+        return job_store(owner=owner, plan=plan, rerun_of=rerun_of, study=study)
+
+
+def job_store(
+    *,
+    owner: Any,
+    plan: JobPlan,
+    rerun_of: Job | None = None,
+    study: ScalingStudy | None = None,
+    sweep: Sweep | None = None,
+    sweep_index: int | None = None,
+) -> Job:
+    """Store an admitted plan's job and chunks and dispatch it after commit.
+
+    Only in the transaction that admitted it (jobs.services.admission.admit): `job_create`
+    for one job, jobs.services.sweeps for the N jobs of a sweep admitted as one."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("job_store outside the admitting transaction")
+    job = Job.objects.create(
+        owner=owner,
+        kind=plan.kind,
+        params=plan.params,
+        parallelism=plan.parallelism,
+        chunk_time_limit_s=plan.chunk_time_limit_s,
+        total_chunks=len(plan.specs),
+        estimated_cpu_seconds=plan.cost.cpu_seconds,
+        rerun_of=rerun_of,
+        study=study,
+        sweep=sweep,
+        sweep_index=sweep_index,
+    )
+    Chunk.objects.bulk_create(
+        (Chunk(job=job, index=i, spec=s) for i, s in enumerate(plan.specs)), batch_size=1000
+    )
+    transaction.on_commit(partial(dispatch.job_dispatch, job_id=job.pk))
     return job
 
 

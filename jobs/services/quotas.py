@@ -38,11 +38,35 @@ class Cost:
     estimated: bool = True
     # The chunk time limit the bound was counted with (when not estimated).
     time_limit_s: int | None = None
+    # Of several jobs admitted as one (`total`): the largest estimate of one of them, which
+    # COREBOARD_QUOTA_JOB_S caps (None: this cost is one job's).
+    largest_job_cpu_seconds: float | None = None
 
     def share(self, chunks: int, total: int) -> Cost:
         """The cost of `chunks` of a job of `total` chunks (chunks are taken as equal)."""
         seconds = self.cpu_seconds * chunks / total if total else 0.0
         return Cost(1, chunks, seconds, self.estimated, self.time_limit_s)
+
+    @classmethod
+    def total(cls, costs: list[Cost]) -> Cost:
+        """The cost of several jobs admitted as one unit (a sweep): their jobs, chunks and
+        CPU seconds summed; estimated only if every one was (else its bound counts)."""
+        bounded = [cost for cost in costs if not cost.estimated]
+        return cls(
+            jobs=sum(cost.jobs for cost in costs),
+            chunks=sum(cost.chunks for cost in costs),
+            cpu_seconds=sum(cost.cpu_seconds for cost in costs),
+            estimated=not bounded,
+            time_limit_s=bounded[0].time_limit_s if bounded else None,
+            largest_job_cpu_seconds=max(
+                (cost.cpu_seconds for cost in costs if cost.estimated), default=0.0
+            ),
+        )
+
+    @property
+    def subject(self) -> str:
+        """What the quota messages call this work."""
+        return "This job" if self.jobs <= 1 else f"This sweep of {self.jobs} jobs"
 
 
 def job_cost(*, kind: kinds.JobKind, params: Params, chunks: int, time_limit_s: int) -> Cost:
@@ -127,22 +151,28 @@ def quota_errors(*, owner: Any, cost: Cost) -> list[str]:
     chunk_limit = settings.COREBOARD_QUOTA_CHUNKS
     if cost.chunks and active.chunks + cost.chunks > chunk_limit:
         errors.append(
-            f"This job has {cost.chunks:,} chunks to run and your active jobs still have "
+            f"{cost.subject} has {cost.chunks:,} chunks to run and your active jobs still have "
             f"{active.chunks:,}; the quota is {chunk_limit:,} chunks waiting or running "
             "(COREBOARD_QUOTA_CHUNKS)."
         )
     job_limit = settings.COREBOARD_QUOTA_JOB_S
     # A bound (a kind without an estimate) is no knowledge that the job is big: the total
     # below counts it, this cap refuses only jobs estimated to be too big.
-    if cost.estimated and cost.cpu_seconds > job_limit:
+    largest = cost.largest_job_cpu_seconds
+    if largest is None and cost.estimated and cost.cpu_seconds > job_limit:
         errors.append(
             f"This job asks for {cost_words(cost)}; one job may ask for at most "
             f"{job_limit:,} (COREBOARD_QUOTA_JOB_S)."
         )
+    elif largest is not None and largest > job_limit:
+        errors.append(
+            f"The largest job of {cost.subject.lower()} asks for about {largest:,.0f} CPU "
+            f"seconds; one job may ask for at most {job_limit:,} (COREBOARD_QUOTA_JOB_S)."
+        )
     seconds_limit = settings.COREBOARD_QUOTA_CHUNK_S
     if cost.cpu_seconds and cost.cpu_seconds + active.cpu_seconds > seconds_limit:
         errors.append(
-            f"This job asks for {cost_words(cost)} and your active jobs for "
+            f"{cost.subject} asks for {cost_words(cost)} and your active jobs for "
             f"{active.cpu_seconds:,.0f} more; the quota is {seconds_limit:,} across active "
             "jobs (COREBOARD_QUOTA_CHUNK_S)."
         )
