@@ -19,6 +19,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from django.urls.resolvers import RegexPattern, RoutePattern
 from rest_framework.test import APIClient
 
+from jobs.services import sweeps
 from tests.factories import api_client_for_token, client_for, make_job
 from tokens import services as token_services
 
@@ -30,6 +31,7 @@ SAMPLES = {
     "job_id": "{job}",
     "index": "0",
     "study_id": "{missing}",
+    "sweep_id": "{sweep}",
     "upload_id": "{missing}",
     "token_id": "{token}",
     # The admin's.
@@ -84,7 +86,8 @@ def test_no_method_on_any_route_is_a_server_error(
     # The token of the token client is not the one the route may revoke.
     key = token_services.token_create(user=alice, name="client").key
     other = token_services.token_create(user=alice, name="sample")
-    ids = {"job": job.pk, "token": other.token.pk, "missing": 2**31 - 1}
+    sweep = sweeps.sweep_create(owner=alice, kind="burn", grid={"chunks": [1, 2], "ms": [1]})
+    ids = {"job": job.pk, "token": other.token.pk, "missing": 2**31 - 1, "sweep": sweep.pk}
     path = _path(route, ids)
     clients: dict[str, Client | APIClient] = {
         "anonymous": Client(),
