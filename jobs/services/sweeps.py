@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
+import time
 from collections.abc import Mapping
 from typing import Any, NoReturn
 
@@ -131,19 +132,38 @@ def sweep_plans(
     chunk_time_limit_s: int | None = None,
 ) -> list[JobPlan]:
     """Each run validated and split as a job would be; Rejected when any is invalid, each
-    parameter's first error saying which run's values it came from."""
+    parameter's first error saying which run's values it came from.
+
+    The splits run in the web process, one after another: together they get the CPU
+    budget of one job's split (COREBOARD_SPLIT_CPU_MS, checked between runs, so at most
+    one split's budget more), and planning stops as soon as the runs' chunks pass what one
+    person may have waiting (COREBOARD_QUOTA_CHUNKS), so a sweep costs the web process no
+    more memory or CPU than the largest job it could admit."""
     plans: list[JobPlan] = []
     errors: dict[str, Any] = {}
+    budget_s = settings.COREBOARD_SPLIT_CPU_MS / 1000
+    chunk_limit = settings.COREBOARD_QUOTA_CHUNKS
+    began = time.thread_time()
+    chunks = 0
     for index, run in enumerate(runs):
+        if time.thread_time() - began > budget_s:
+            raise Rejected(
+                {
+                    "kind": [
+                        f"Splitting the first {index} runs of this sweep took more than "
+                        f"{settings.COREBOARD_SPLIT_CPU_MS:,} ms of CPU together "
+                        "(COREBOARD_SPLIT_CPU_MS, for all of a sweep's runs), so it was "
+                        "stopped: sweep fewer or smaller jobs."
+                    ]
+                }
+            )
         try:
-            plans.append(
-                job_plan_unadmitted(
-                    owner=owner,
-                    kind=kind,
-                    params=run,
-                    parallelism=parallelism,
-                    chunk_time_limit_s=chunk_time_limit_s,
-                )
+            plan = job_plan_unadmitted(
+                owner=owner,
+                kind=kind,
+                params=run,
+                parallelism=parallelism,
+                chunk_time_limit_s=chunk_time_limit_s,
             )
         except Rejected as rejected:
             if "params" not in rejected.errors:
@@ -153,6 +173,19 @@ def sweep_plans(
             for name, messages in rejected.errors["params"].items():
                 if name not in by_param:
                     by_param[name] = [f"Run {index} ({where}): {m}" for m in messages]
+            continue
+        plans.append(plan)
+        chunks += len(plan.specs)
+        if chunks > chunk_limit:
+            raise Rejected(
+                {
+                    "quota": [
+                        f"The first {index + 1} runs of this sweep already have {chunks:,} "
+                        f"chunks; the quota is {chunk_limit:,} chunks waiting or running "
+                        "(COREBOARD_QUOTA_CHUNKS)."
+                    ]
+                }
+            )
     if errors:
         raise Rejected(errors)
     return plans
@@ -180,6 +213,10 @@ def sweep_create(
     if by is not None:
         admission.rate_check(person=by, scope=scope)
     swept, runs = sweep_param_sets(kind=kind, params=params, grid=grid, sets=sets)
+    # Refused before any run is split when its count alone is over the active-jobs quota
+    # (checked again, with everything, under the lock below).
+    if over := quotas.quota_errors(owner=owner, cost=quotas.Cost(len(runs), 0, 0.0)):
+        raise Rejected({"quota": over})
     plans = sweep_plans(
         owner=owner,
         kind=kind,

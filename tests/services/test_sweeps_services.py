@@ -238,3 +238,39 @@ def test_history_lists_a_sweep_once_unless_jobs_are_matched_one_by_one(alice: Us
     assert selectors.job_history(user=alice, sweeps_collapsed=True, sweep=sweep.pk).count() == 9
     assert selectors.job_history(user=alice, sweeps_collapsed=True, status="pending").count() == 10
     assert selectors.job_history(user=alice).count() == 10
+
+
+def test_planning_stops_once_the_runs_chunks_pass_the_chunk_quota(
+    alice: User, settings: Any
+) -> None:
+    settings.COREBOARD_QUOTA_CHUNKS = 100
+    with pytest.raises(Rejected) as refused:
+        sweeps.sweep_create(owner=alice, kind="burn", grid={"chunks": [60, 60, 60, 60]})
+    (message,) = refused.value.errors["quota"]
+    assert message.startswith("The first 2 runs of this sweep already have 120 chunks")
+    assert "COREBOARD_QUOTA_CHUNKS" in message
+    assert nothing_stored()
+
+
+def test_a_sweep_over_the_active_jobs_quota_is_refused_before_any_split(
+    alice: User, settings: Any
+) -> None:
+    settings.COREBOARD_QUOTA_ACTIVE_JOBS = 3
+    # Run 1's value is invalid: refused by the quota first, so no run was planned.
+    with pytest.raises(Rejected) as refused:
+        sweeps.sweep_create(owner=alice, kind="burn", grid={"chunks": [1, -1, 1, 1]})
+    assert list(refused.value.errors) == ["quota"]
+
+
+def test_the_runs_splits_share_one_splits_cpu_budget(alice: User, settings: Any) -> None:
+    # Each 20,000-chunk split takes a few ms of CPU (well within 40 ms); 40 of them do not.
+    settings.COREBOARD_SPLIT_CPU_MS = 40
+    settings.COREBOARD_QUOTA_ACTIVE_JOBS = 40
+    settings.COREBOARD_QUOTA_CHUNKS = 10_000_000
+    with pytest.raises(Rejected) as refused:
+        sweeps.sweep_create(
+            owner=alice, kind="burn", params={"ms": 0}, sets=[{"chunks": 20_000}] * 40
+        )
+    (message,) = refused.value.errors["kind"]
+    assert "ms of CPU together (COREBOARD_SPLIT_CPU_MS" in message
+    assert nothing_stored()
