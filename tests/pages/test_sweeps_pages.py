@@ -101,6 +101,9 @@ def test_the_sweep_page_lists_every_run_and_is_private(
         assert mallory_client.get(url).status_code == 404
     assert mallory_client.post(reverse("jobs:sweep-cancel", args=[sweep.pk])).status_code == 404
     assert staff_client.get(reverse("jobs:sweep", args=[sweep.pk])).status_code == 200
+    run = sweep.runs.get(sweep_index=4)
+    job_page = alice_client.get(reverse("jobs:detail", args=[run.pk])).content.decode()
+    assert f'Run 4 of <a href="{reverse("jobs:sweep", args=[sweep.pk])}">' in job_page
     cancelled = alice_client.post(reverse("jobs:sweep-cancel", args=[sweep.pk]))
     assert cancelled.status_code == 302
     assert set(sweep.runs.values_list("status", flat=True)) == {"cancelled"}
