@@ -96,7 +96,7 @@ class Job(models.Model):
         "ScalingStudy", null=True, blank=True, on_delete=models.CASCADE, related_name="runs"
     )
     # A run of a sweep (jobs.services.sweeps) and its place in the sweep's parameter sets
-    # (0 to N-1): the history lists a sweep once, as its run 0.
+    # (0 to N-1): the history lists a sweep once, as its first job that exists.
     sweep = models.ForeignKey(
         "Sweep", null=True, blank=True, on_delete=models.CASCADE, related_name="runs"
     )

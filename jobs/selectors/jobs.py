@@ -14,7 +14,19 @@ from typing import Any, cast
 import redis
 from django.conf import settings
 from django.db import connection
-from django.db.models import Count, F, Func, Lookup, Max, Min, Q, QuerySet, TextField
+from django.db.models import (
+    Count,
+    Exists,
+    F,
+    Func,
+    Lookup,
+    Max,
+    Min,
+    OuterRef,
+    Q,
+    QuerySet,
+    TextField,
+)
 from django.db.models.expressions import RawSQL
 from django.forms.utils import pretty_name
 from django.http import Http404
@@ -106,7 +118,12 @@ def job_history(
     if sweep is not None:
         jobs = jobs.filter(sweep_id=sweep)
     elif sweeps_collapsed and not q.strip() and not status:
-        jobs = jobs.filter(Q(sweep__isnull=True) | Q(sweep_index=0))
+        # The sweep's first job that still exists stands for it (run 0 may be deleted);
+        # the unique (sweep, sweep_index) index answers the test.
+        earlier = Job.objects.filter(
+            sweep_id=OuterRef("sweep_id"), sweep_index__lt=OuterRef("sweep_index")
+        )
+        jobs = jobs.filter(Q(sweep__isnull=True) | ~Exists(earlier))
     if q.strip():
         jobs = _history_search(jobs, q.strip())
     if status:

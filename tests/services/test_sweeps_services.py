@@ -238,6 +238,10 @@ def test_history_lists_a_sweep_once_unless_jobs_are_matched_one_by_one(alice: Us
     assert selectors.job_history(user=alice, sweeps_collapsed=True, sweep=sweep.pk).count() == 9
     assert selectors.job_history(user=alice, sweeps_collapsed=True, status="pending").count() == 10
     assert selectors.job_history(user=alice).count() == 10
+    # Its run 0 deleted, the next job stands for the sweep.
+    sweep.runs.get(sweep_index=0).delete()
+    leads = selectors.job_history(user=alice, sweeps_collapsed=True).filter(sweep=sweep)
+    assert [job.sweep_index for job in leads] == [1]
 
 
 def test_planning_stops_once_the_runs_chunks_pass_the_chunk_quota(
