@@ -204,33 +204,55 @@ def job_store(
     plan: JobPlan,
     rerun_of: Job | None = None,
     study: ScalingStudy | None = None,
-    sweep: Sweep | None = None,
-    sweep_index: int | None = None,
 ) -> Job:
-    """Store an admitted plan's job and chunks and dispatch it after commit.
+    """Store an admitted plan's job and chunks and dispatch it after commit (only in the
+    transaction that admitted it: jobs.services.admission.admit)."""
+    (job,) = jobs_store(owner=owner, plans=[plan], rerun_of=rerun_of, study=study)
+    return job
 
-    Only in the transaction that admitted it (jobs.services.admission.admit): `job_create`
-    for one job, jobs.services.sweeps for the N jobs of a sweep admitted as one."""
+
+def jobs_store(
+    *,
+    owner: Any,
+    plans: list[JobPlan],
+    rerun_of: Job | None = None,
+    study: ScalingStudy | None = None,
+    sweep: Sweep | None = None,
+) -> list[Job]:
+    """Store admitted plans' jobs (a sweep's: their `sweep_index` their place in `plans`)
+    and chunks in two statements, and dispatch each after commit.
+
+    Only in the transaction that admitted them all (jobs.services.admission.admit):
+    `job_create` for one job, jobs.services.sweeps for the N jobs of a sweep."""
     if not transaction.get_connection().in_atomic_block:
-        raise RuntimeError("job_store outside the admitting transaction")
-    job = Job.objects.create(
-        owner=owner,
-        kind=plan.kind,
-        params=plan.params,
-        parallelism=plan.parallelism,
-        chunk_time_limit_s=plan.chunk_time_limit_s,
-        total_chunks=len(plan.specs),
-        estimated_cpu_seconds=plan.cost.cpu_seconds,
-        rerun_of=rerun_of,
-        study=study,
-        sweep=sweep,
-        sweep_index=sweep_index,
+        raise RuntimeError("jobs_store outside the admitting transaction")
+    jobs = Job.objects.bulk_create(
+        Job(
+            owner=owner,
+            kind=plan.kind,
+            params=plan.params,
+            parallelism=plan.parallelism,
+            chunk_time_limit_s=plan.chunk_time_limit_s,
+            total_chunks=len(plan.specs),
+            estimated_cpu_seconds=plan.cost.cpu_seconds,
+            rerun_of=rerun_of,
+            study=study,
+            sweep=sweep,
+            sweep_index=None if sweep is None else index,
+        )
+        for index, plan in enumerate(plans)
     )
     Chunk.objects.bulk_create(
-        (Chunk(job=job, index=i, spec=s) for i, s in enumerate(plan.specs)), batch_size=1000
+        (
+            Chunk(job=job, index=i, spec=spec)
+            for job, plan in zip(jobs, plans, strict=True)
+            for i, spec in enumerate(plan.specs)
+        ),
+        batch_size=1000,
     )
-    transaction.on_commit(partial(dispatch.job_dispatch, job_id=job.pk))
-    return job
+    for job in jobs:
+        transaction.on_commit(partial(dispatch.job_dispatch, job_id=job.pk))
+    return jobs
 
 
 def _uploads_resolve(*, owner: Any, kind: kinds.JobKind, params: Params) -> Params:

@@ -27,7 +27,7 @@ from jobs.kinds.base import display_value
 from jobs.models import Job, Sweep
 from jobs.services import admission, quotas
 from jobs.services.errors import Conflict, Rejected
-from jobs.services.jobs import JobPlan, job_cancel, job_plan_unadmitted, job_store
+from jobs.services.jobs import JobPlan, job_cancel, job_plan_unadmitted, jobs_store
 
 
 def max_runs() -> int:
@@ -238,8 +238,7 @@ def sweep_create(
             parallelism=first.parallelism,
             chunk_time_limit_s=first.chunk_time_limit_s,
         )
-        for index, plan in enumerate(plans):
-            job_store(owner=owner, plan=plan, sweep=sweep, sweep_index=index)
+        jobs_store(owner=owner, plans=plans, sweep=sweep)
     return sweep
 
 

@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from rest_framework.throttling import SimpleRateThrottle
 
 from jobs.models import Chunk, Job, Sweep
@@ -278,3 +280,16 @@ def test_the_runs_splits_share_one_splits_cpu_budget(alice: User, settings: Any)
     (message,) = refused.value.errors["kind"]
     assert "ms of CPU together (COREBOARD_SPLIT_CPU_MS" in message
     assert nothing_stored()
+
+
+def test_storing_a_sweep_takes_the_same_statements_for_3_runs_as_for_30(
+    alice: User, settings: Any
+) -> None:
+    settings.COREBOARD_QUOTA_ACTIVE_JOBS = 100
+    counted = []
+    for runs in (3, 30):
+        with CaptureQueriesContext(connection) as queries:
+            sweeps.sweep_create(owner=alice, kind="burn", sets=[{"chunks": 2}] * runs)
+        counted.append(len(queries))
+        Job.objects.all().delete()
+    assert counted[0] == counted[1]
