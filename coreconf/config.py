@@ -768,6 +768,15 @@ register(
     minimum=1,
 )
 register(
+    "COREBOARD_SWEEP_MAX_RUNS",
+    "int",
+    100,
+    "jobs one sweep may create (its grid's product, or its list's sets); each also counts "
+    "against COREBOARD_QUOTA_ACTIVE_JOBS and the other quotas, summed",
+    section="jobs",
+    minimum=1,
+)
+register(
     "COREBOARD_QUOTA_ACTIVE_JOBS",
     "int",
     10,

@@ -8,7 +8,7 @@ from django.core.exceptions import ValidationError
 
 from jobs import kinds
 from jobs.history import HISTORY_DEFAULT_SORT, HISTORY_SORTS
-from jobs.kinds.base import JobKind
+from jobs.kinds.base import JobKind, params_from_form_values
 from jobs.models import Job
 from jobs.options import chunk_time_limit_field, parallelism_field
 from jobs.services.notifications import MIN_MINUTES_MAX
@@ -106,6 +106,10 @@ class HistoryFilterForm(forms.Form):
         widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
     )
     sort = forms.ChoiceField(label="Sort by", choices=HISTORY_SORT_CHOICES, required=False)
+    # The jobs of one sweep (its page links here); without it a sweep is one row.
+    sweep = forms.IntegerField(
+        required=False, min_value=1, max_value=2**63 - 1, widget=forms.HiddenInput
+    )
 
     def __init__(
         self, *args: Any, kind_names: list[tuple[str, str]], show_owner: bool, **kwargs: Any
@@ -116,7 +120,7 @@ class HistoryFilterForm(forms.Form):
         if show_owner:
             self.fields["owner"] = _owner_field()
             order.append("owner")
-        self.order_fields([*order, "created_from", "created_to", "sort"])
+        self.order_fields([*order, "created_from", "created_to", "sort", "sweep"])
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
@@ -137,6 +141,7 @@ class HistoryFilterForm(forms.Form):
             "created_from": data.get("created_from"),
             "created_to": data.get("created_to"),
             "sort": data.get("sort") or HISTORY_DEFAULT_SORT,
+            "sweep": data.get("sweep"),
         }
 
 
@@ -290,3 +295,58 @@ class ScheduleForm(forms.Form):
             data["cron"] = None
             data["unit"] = data.get("unit") or "minutes"
         return data
+
+
+# How the sweep form separates a parameter's values.
+SWEEP_VALUE_SEPARATOR = ","
+
+
+class SweepParamsForm(forms.Form):
+    """A kind's parameters, each taking one value or several separated by commas: a new
+    job's form in sweep mode. `grid_and_params()` types each value as the job form would
+    (jobs.kinds.base.params_from_form_values); the kind validates them per run when the
+    sweep is created. A value that itself holds a comma can be swept through the API."""
+
+    def __init__(self, *args: Any, kind: JobKind, initial_params: Any = None, **kwargs: Any):
+        kwargs.setdefault("prefix", PARAMS_PREFIX)
+        super().__init__(*args, **kwargs)
+        self.kind_fields = kind.form_class.base_fields
+        for name, field in self.kind_fields.items():
+            initial = field.initial() if callable(field.initial) else field.initial
+            if initial_params and name in initial_params:
+                initial = initial_params[name]
+            self.fields[name] = forms.CharField(
+                label=field.label or name.replace("_", " ").capitalize(),
+                required=field.required,
+                initial="" if initial is None else str(initial),
+                help_text=(f"{field.help_text} " if field.help_text else "")
+                + "One value, or several separated by commas to sweep it.",
+                max_length=10_000,
+            )
+
+    def grid_and_params(self) -> tuple[dict[str, list[Any]], dict[str, Any]]:
+        """The swept parameters' values and the shared ones', typed; ValidationError by
+        field for a value that is not of its parameter's type. Call after is_valid()."""
+        grid: dict[str, list[Any]] = {}
+        shared: dict[str, Any] = {}
+        errors: dict[str, list[str]] = {}
+        for name, text in self.cleaned_data.items():
+            pieces = [piece.strip() for piece in text.split(SWEEP_VALUE_SEPARATOR)]
+            pieces = [piece for piece in pieces if piece]
+            if not pieces:
+                continue
+            try:
+                values = [
+                    params_from_form_values(self.kind_fields, {name: piece})[name]
+                    for piece in pieces
+                ]
+            except ValidationError as error:
+                errors[name] = [m for ms in error.message_dict.values() for m in ms]
+                continue
+            if len(values) > 1:
+                grid[name] = values
+            else:
+                shared[name] = values[0]
+        if errors:
+            raise ValidationError(errors)
+        return grid, shared

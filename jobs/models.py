@@ -99,6 +99,12 @@ class Job(models.Model):
     schedule = models.ForeignKey(
         "Schedule", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs"
     )
+    # A run of a sweep (jobs.services.sweeps) and its place in the sweep's parameter sets
+    # (0 to N-1): the history lists a sweep once, as its first job that exists.
+    sweep = models.ForeignKey(
+        "Sweep", null=True, blank=True, on_delete=models.CASCADE, related_name="runs"
+    )
+    sweep_index = models.PositiveIntegerField(null=True, blank=True)
     # Set when the job succeeds (jobs.engine.job_state.job_figures_settle), null before:
     # the worker processes that ran its done chunks (scaling.PROCESSES_USED), and the time
     # one process would take when a parallelism-1 run of the same kind and parameters
@@ -145,7 +151,17 @@ class Job(models.Model):
                 fields=["study", "parallelism"],
                 name="job_one_run_per_study_level",
                 condition=Q(study__isnull=False),
-            )
+            ),
+            models.UniqueConstraint(
+                fields=["sweep", "sweep_index"],
+                name="job_one_run_per_sweep_index",
+                condition=Q(sweep__isnull=False),
+            ),
+            models.CheckConstraint(
+                condition=Q(sweep__isnull=True, sweep_index__isnull=True)
+                | Q(sweep__isnull=False, sweep_index__isnull=False),
+                name="job_sweep_index_with_sweep",
+            ),
         ]
         indexes = [
             models.Index(fields=["status", "-created_at"], name="job_status_created"),
@@ -278,6 +294,32 @@ class ScalingStudy(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status == self.Status.RUNNING
+
+
+class Sweep(models.Model):
+    """N jobs of one kind, one per parameter set: a grid's cartesian product of values per
+    parameter, or an explicit list of sets (jobs.services.sweeps). Admitted as one unit;
+    its status is its runs' (jobs.selectors.sweeps), not stored."""
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sweeps"
+    )
+    kind = models.CharField(max_length=64)
+    # The parameters every run shares, and the swept ones in the order they vary: a grid's
+    # `{name: [values]}`; for a list of sets, the names whose values differ between sets.
+    base_params = models.JSONField(default=dict)
+    swept = models.JSONField(default=list)
+    grid = models.JSONField(null=True, blank=True)
+    parallelism = models.PositiveIntegerField()
+    chunk_time_limit_s = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["owner", "-created_at"], name="sweep_owner_created")]
+
+    def __str__(self) -> str:
+        return f"Sweep {self.pk} ({self.kind})"
 
 
 class Chunk(models.Model):

@@ -25,7 +25,7 @@ from django.urls import reverse
 
 from jobs import scaling
 from jobs.kinds.loading import LoadFailure
-from jobs.models import Chunk, Job, ScalingStudy, Schedule, Upload
+from jobs.models import Chunk, Job, ScalingStudy, Schedule, Sweep, Upload
 from jobs.scaling import ScalingAnalysis, ScalingPoint
 
 # --- public message types (websocket `type`) ---------------------------------------------------
@@ -466,6 +466,44 @@ def schedule_state(
         "runs": runs,
         "last_run": last_run,
     }
+
+
+# A sweep's status, from its jobs': running while any is active, then succeeded when all
+# did, failed when any failed, else cancelled (jobs.selectors.sweeps.sweep_status).
+SweepStatus = Literal["running", "succeeded", "failed", "cancelled"]
+
+
+class SweepRunState(TypedDict):
+    """One job of a sweep and its figures as jobs/scaling.py defines them (built by
+    `sweep_run_state`; the CSV export has these figures after the parameters)."""
+
+    index: Annotated[int, "Its place in the sweep, 0 to N-1."]
+    job: int
+    url: Annotated[str, "Its job page."]
+    status: Annotated[str, Job.Status]
+    params: Annotated[dict[str, Any], "Every parameter of the run."]
+    wall_seconds: Annotated[float | None, "Started to finished."]
+    cpu_seconds: float
+    speedup: Annotated[float | None, scaling.SPEEDUP.definition]
+    result: Annotated[str, "The kind's result in one line; empty until done."]
+
+
+class SweepState(TypedDict):
+    """A sweep, for its page, the API and the CSV export (built by `sweep_state`)."""
+
+    id: int
+    url: Annotated[str, "Its page."]
+    status: Annotated[str, SweepStatus]
+    kind: str
+    owner: str
+    params: Annotated[dict[str, Any], "The parameters every run shares."]
+    swept: Annotated[list[str], "The parameters that vary, in the grid's order."]
+    grid: Annotated[dict[str, list[Any]] | None, "Values per swept parameter; null for a list."]
+    parallelism: int
+    chunk_time_limit_s: int | None
+    created_at: Annotated[str, DateTime]
+    counts: Annotated[dict[str, int], "Jobs by status."]
+    runs: list[SweepRunState]
 
 
 class UploadState(TypedDict):
@@ -1010,6 +1048,40 @@ def study_state(study: ScalingStudy, analysis: ScalingAnalysis, runs: dict[int, 
         "max_speedup": rounded(analysis.max_speedup),
         "fit_note": analysis.fit_note,
         "runs": [study_run_state(point, runs.get(point.parallelism)) for point in analysis.points],
+    }
+
+
+def sweep_run_state(run: Job, result: str) -> SweepRunState:
+    return {
+        "index": run.sweep_index or 0,
+        "job": run.pk,
+        "url": reverse("jobs:detail", args=[run.pk]),
+        "status": run.status,
+        "params": run.params,
+        "wall_seconds": rounded(run.wall_seconds),
+        "cpu_seconds": rounded(run.cpu_seconds) or 0.0,
+        "speedup": rounded(run.speedup),
+        "result": result,
+    }
+
+
+def sweep_state(
+    sweep: Sweep, *, owner: str, status: str, counts: dict[str, int], runs: list[SweepRunState]
+) -> SweepState:
+    return {
+        "id": sweep.pk,
+        "url": reverse("jobs:sweep", args=[sweep.pk]),
+        "status": status,
+        "kind": sweep.kind,
+        "owner": owner,
+        "params": sweep.base_params,
+        "swept": sweep.swept,
+        "grid": sweep.grid,
+        "parallelism": sweep.parallelism,
+        "chunk_time_limit_s": sweep.chunk_time_limit_s,
+        "created_at": sweep.created_at.isoformat(),
+        "counts": counts,
+        "runs": runs,
     }
 
 

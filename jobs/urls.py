@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from jobs.views import history, jobs, notifications, overview, schedules, studies, uploads
+from jobs.views import history, jobs, notifications, overview, schedules, studies, sweeps, uploads
 
 app_name = "jobs"
 
@@ -29,6 +29,10 @@ urlpatterns = [
     path("schedules/<int:schedule_id>/", schedules.schedule_detail, name="schedule"),
     path("schedules/<int:schedule_id>/toggle/", schedules.schedule_toggle, name="schedule-toggle"),
     path("schedules/<int:schedule_id>/delete/", schedules.schedule_delete, name="schedule-delete"),
+    path("sweeps/new/", sweeps.sweep_new, name="sweep-new"),
+    path("sweeps/<int:sweep_id>/", sweeps.sweep_detail, name="sweep"),
+    path("sweeps/<int:sweep_id>/cancel/", sweeps.sweep_cancel, name="sweep-cancel"),
+    path("sweeps/<int:sweep_id>/export.csv", sweeps.sweep_export_csv, name="sweep-export-csv"),
     path("uploads/", uploads.upload_list, name="uploads"),
     path("notifications/", notifications.notification_settings, name="notifications"),
     path("notifications/hooks/<int:hook_id>/test/", notifications.webhook_test, name="hook-test"),

@@ -116,6 +116,9 @@ WORKER_TABLE_GRANTS: tuple[TableGrant, ...] = (
 WEB_ONLY_JOB_TABLES: tuple[str, ...] = (
     # An upload's quota reservation while its file is written: only the web stores uploads.
     "jobs_uploadreservation",
+    # Sweeps are created, read and cancelled by the web; a worker reads and writes a sweep's
+    # jobs as any other job (their sweep_id and sweep_index it never changes).
+    "jobs_sweep",
 )
 
 # What the workers' Redis user may do, as ACL SETUSER rules after `reset`: every key and

@@ -613,3 +613,57 @@ schedule_delete = extend_schema(
     summary="Delete a schedule (the runs it made stay)",
     responses={204: None, **_ONE_SCHEDULE},
 )
+
+
+# --- sweeps (jobs/api/sweeps.py, shape: jobs.selectors.sweeps.sweep_as_dict) --------------------
+
+
+SweepRunOut = typed_dict_serializer(protocol.SweepRunState)
+SweepOut = typed_dict_serializer(protocol.SweepState)
+
+
+class SweepCreateIn(serializers.Serializer[Any]):
+    kind = serializers.CharField(help_text="The kind every run is of.")
+    params = serializers.JSONField(
+        required=False, help_text="Parameters every run shares (an object)."
+    )
+    grid = serializers.JSONField(
+        required=False,
+        help_text='Values per swept parameter (`{"n": [1, 2, 3]}`): one run per combination, '
+        "the first parameter varying slowest. Give this or `sets`.",
+    )
+    sets = serializers.JSONField(
+        required=False,
+        help_text="A list of parameter objects, one run each (with `params` added). Give this "
+        "or `grid`.",
+    )
+    parallelism = serializers.IntegerField(required=False, help_text="Of every run.")
+    chunk_time_limit_s = serializers.IntegerField(required=False, help_text="Of every run.")
+
+
+_ONE_SWEEP = {
+    **_COMMON,
+    404: OpenApiResponse(_ref("Detail"), description="No such sweep (or not yours)."),
+}
+sweep_list = extend_schema(
+    summary="Your sweeps (everybody's for staff), newest first",
+    responses={200: SweepOut(many=True), 404: INVALID_PAGE, **_COMMON},
+)
+sweep_create = extend_schema(
+    summary="Run a kind over a grid or a list of parameter sets: N jobs admitted as one "
+    "(all or none; at most COREBOARD_SWEEP_MAX_RUNS)",
+    request=SweepCreateIn,
+    responses={201: SweepOut, 400: BAD_INPUT, 429: THROTTLED, **_COMMON},
+)
+sweep_retrieve = extend_schema(
+    summary="One sweep, every run's parameters and figures", responses={200: SweepOut, **_ONE_SWEEP}
+)
+sweep_cancel = extend_schema(
+    summary="Cancel a sweep's active jobs",
+    request=None,
+    responses={200: SweepOut, 409: CONFLICT_RESPONSE, **_ONE_SWEEP},
+)
+sweep_export_csv = extend_schema(
+    summary="A sweep's runs as CSV: params.<name> columns (swept first), then its figures",
+    responses={(200, "text/csv"): {"type": "string"}, **_ONE_SWEEP},
+)

@@ -6,6 +6,7 @@ from jobs.api import jobs as api
 from jobs.api import kinds as api_kinds
 from jobs.api import schedules as api_schedules
 from jobs.api import studies as api_studies
+from jobs.api import sweeps as api_sweeps
 
 urlpatterns = [
     path("jobs/", api.JobListCreate.as_view(), name="api-jobs"),
@@ -50,5 +51,15 @@ urlpatterns = [
         "studies/<int:study_id>/export.csv",
         api_studies.StudyExportCsv.as_view(),
         name="api-study-export-csv",
+    ),
+    path("sweeps/", api_sweeps.SweepListCreate.as_view(), name="api-sweeps"),
+    path("sweeps/<int:sweep_id>/", api_sweeps.SweepDetail.as_view(), name="api-sweep"),
+    path(
+        "sweeps/<int:sweep_id>/cancel/", api_sweeps.SweepCancel.as_view(), name="api-sweep-cancel"
+    ),
+    path(
+        "sweeps/<int:sweep_id>/export.csv",
+        api_sweeps.SweepExportCsv.as_view(),
+        name="api-sweep-export-csv",
     ),
 ]

@@ -14,7 +14,19 @@ from typing import Any, cast
 import redis
 from django.conf import settings
 from django.db import connection
-from django.db.models import Count, F, Func, Lookup, Max, Min, Q, QuerySet, TextField
+from django.db.models import (
+    Count,
+    Exists,
+    F,
+    Func,
+    Lookup,
+    Max,
+    Min,
+    OuterRef,
+    Q,
+    QuerySet,
+    TextField,
+)
 from django.db.models.expressions import RawSQL
 from django.forms.utils import pretty_name
 from django.http import Http404
@@ -87,6 +99,8 @@ def job_history(
     created_from: date | None = None,
     created_to: date | None = None,
     sort: str = "-created",
+    sweep: int | None = None,
+    sweeps_collapsed: bool = False,
 ) -> JobQuerySet:
     """The jobs `user` may see, searched, filtered and sorted (history page, CSV, API).
 
@@ -94,8 +108,22 @@ def job_history(
     the kind and in the parameters' JSON, ignoring case. Dates are whole days in the current
     time zone, both ends included. `sort` is a key of HISTORY_SORTS (unknown: newest first);
     jobs without a duration come last in duration and speedup orders, either direction.
+
+    `sweep` keeps the jobs of that sweep. `sweeps_collapsed` (the history page) lists each
+    sweep once, as its run 0, while nothing but the sweep's shared facts (kind, owner,
+    dates) is filtered on: a text search or a status filter matches jobs one by one, so
+    then each of a sweep's jobs that matches is listed.
     """
     jobs = jobs_visible_to(user).select_related("owner").with_timings()
+    if sweep is not None:
+        jobs = jobs.filter(sweep_id=sweep)
+    elif sweeps_collapsed and not q.strip() and not status:
+        # The sweep's first job that still exists stands for it (run 0 may be deleted);
+        # the unique (sweep, sweep_index) index answers the test.
+        earlier = Job.objects.filter(
+            sweep_id=OuterRef("sweep_id"), sweep_index__lt=OuterRef("sweep_index")
+        )
+        jobs = jobs.filter(Q(sweep__isnull=True) | ~Exists(earlier))
     if q.strip():
         jobs = _history_search(jobs, q.strip())
     if status:
@@ -675,6 +703,8 @@ HISTORY_COLUMNS = (
     "baseline_job",
     "owner",
     "owner__username",
+    "sweep",
+    "sweep_index",
 )
 HISTORY_COMPARE_LIMIT = 500
 _BIGINT_MAX = 2**63 - 1

@@ -23,7 +23,7 @@ from jobs.engine.job_state import (
     job_save,
 )
 from jobs.kinds.base import Params, Spec, json_type_error
-from jobs.models import Chunk, Job, ScalingStudy, Schedule, Upload
+from jobs.models import Chunk, Job, ScalingStudy, Schedule, Sweep, Upload
 from jobs.options import chunk_time_limit_field, parallelism_field
 from jobs.services import admission, quotas, splitting
 from jobs.services.errors import Conflict, Rejected
@@ -75,7 +75,7 @@ def job_plan(
     return plan
 
 
-def job_validate(
+def job_plan_unadmitted(
     *,
     owner: Any,
     kind: str,
@@ -83,8 +83,10 @@ def job_validate(
     parallelism: int | None = None,
     chunk_time_limit_s: int | None = None,
 ) -> JobPlan:
-    """`job_plan` without the quotas: whether the input would make a job at all (a schedule
-    is saved whatever its owner runs now; each of its runs is admitted when it fires)."""
+    """`job_plan` without its quota check, validated and split the same way: for work
+    admitted as a whole (a sweep's jobs, whose summed cost jobs.services.admission checks)
+    and for a schedule, saved whatever its owner runs now (each run is admitted as it
+    fires)."""
     return _job_plan(
         owner=owner,
         kind=kind,
@@ -198,7 +200,43 @@ def job_create(
     )
     with transaction.atomic():
         admission.admit(owner=owner, cost=plan.cost, by=by, scope=scope)
-        job = Job.objects.create(
+        return job_store(owner=owner, plan=plan, rerun_of=rerun_of, study=study, schedule=schedule)
+
+
+def job_store(
+    *,
+    owner: Any,
+    plan: JobPlan,
+    rerun_of: Job | None = None,
+    study: ScalingStudy | None = None,
+    schedule: Schedule | None = None,
+) -> Job:
+    """Store an admitted plan's job and chunks and dispatch it after commit (only in the
+    transaction that admitted it: jobs.services.admission.admit)."""
+    (job,) = jobs_store(
+        owner=owner, plans=[plan], rerun_of=rerun_of, study=study, schedule=schedule
+    )
+    return job
+
+
+def jobs_store(
+    *,
+    owner: Any,
+    plans: list[JobPlan],
+    rerun_of: Job | None = None,
+    study: ScalingStudy | None = None,
+    schedule: Schedule | None = None,
+    sweep: Sweep | None = None,
+) -> list[Job]:
+    """Store admitted plans' jobs (a sweep's: their `sweep_index` their place in `plans`)
+    and chunks in two statements, and dispatch each after commit.
+
+    Only in the transaction that admitted them all (jobs.services.admission.admit):
+    `job_create` for one job, jobs.services.sweeps for the N jobs of a sweep."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("jobs_store outside the admitting transaction")
+    jobs = Job.objects.bulk_create(
+        Job(
             owner=owner,
             kind=plan.kind,
             params=plan.params,
@@ -209,12 +247,22 @@ def job_create(
             rerun_of=rerun_of,
             study=study,
             schedule=schedule,
+            sweep=sweep,
+            sweep_index=None if sweep is None else index,
         )
-        Chunk.objects.bulk_create(
-            (Chunk(job=job, index=i, spec=s) for i, s in enumerate(plan.specs)), batch_size=1000
-        )
+        for index, plan in enumerate(plans)
+    )
+    Chunk.objects.bulk_create(
+        (
+            Chunk(job=job, index=i, spec=spec)
+            for job, plan in zip(jobs, plans, strict=True)
+            for i, spec in enumerate(plan.specs)
+        ),
+        batch_size=1000,
+    )
+    for job in jobs:
         transaction.on_commit(partial(dispatch.job_dispatch, job_id=job.pk))
-    return job
+    return jobs
 
 
 def _uploads_resolve(*, owner: Any, kind: kinds.JobKind, params: Params) -> Params:

@@ -54,6 +54,9 @@ class Cost:
     basis: str = Basis.KIND
     # The measured CPU seconds per chunk (Basis.PACE).
     pace_s: float | None = None
+    # Of several jobs admitted as one (`total`): the largest estimate of one of them, which
+    # COREBOARD_QUOTA_JOB_S caps (None: this cost is one job's).
+    largest_job_cpu_seconds: float | None = None
 
     @property
     def estimated(self) -> bool:
@@ -64,6 +67,26 @@ class Cost:
         """The cost of `chunks` of a job of `total` chunks (chunks are taken as equal)."""
         seconds = self.cpu_seconds * chunks / total if total else 0.0
         return Cost(1, chunks, seconds, self.basis, self.pace_s)
+
+    @classmethod
+    def total(cls, costs: list[Cost]) -> Cost:
+        """The cost of several jobs admitted as one unit (a sweep): their jobs, chunks and
+        CPU seconds summed."""
+        bases = {cost.basis for cost in costs}
+        return cls(
+            jobs=sum(cost.jobs for cost in costs),
+            chunks=sum(cost.chunks for cost in costs),
+            cpu_seconds=sum(cost.cpu_seconds for cost in costs),
+            # One kind, so one basis (a mix counts as the kind's own estimate).
+            basis=bases.pop() if len(bases) == 1 else Basis.KIND,
+            pace_s=costs[0].pace_s if costs else None,
+            largest_job_cpu_seconds=max((cost.cpu_seconds for cost in costs), default=0.0),
+        )
+
+    @property
+    def subject(self) -> str:
+        """What the quota messages call this work."""
+        return "This job" if self.jobs <= 1 else f"This sweep of {self.jobs} jobs"
 
 
 def kind_pace(*, owner: Any, kind: str) -> float | None:
@@ -172,20 +195,26 @@ def quota_errors(*, owner: Any, cost: Cost) -> list[str]:
     chunk_limit = settings.COREBOARD_QUOTA_CHUNKS
     if cost.chunks and active.chunks + cost.chunks > chunk_limit:
         errors.append(
-            f"This job has {cost.chunks:,} chunks to run and your active jobs still have "
+            f"{cost.subject} has {cost.chunks:,} chunks to run and your active jobs still have "
             f"{active.chunks:,}; the quota is {chunk_limit:,} chunks waiting or running "
             "(COREBOARD_QUOTA_CHUNKS)."
         )
     job_limit = settings.COREBOARD_QUOTA_JOB_S
-    if cost.cpu_seconds > job_limit:
+    largest = cost.largest_job_cpu_seconds
+    if largest is None and cost.cpu_seconds > job_limit:
         errors.append(
             f"This job asks for {cost_words(cost)}; one job may ask for at most "
             f"{job_limit:,} (COREBOARD_QUOTA_JOB_S)."
         )
+    elif largest is not None and largest > job_limit:
+        errors.append(
+            f"The largest job of {cost.subject.lower()} asks for about {largest:,.0f} CPU "
+            f"seconds; one job may ask for at most {job_limit:,} (COREBOARD_QUOTA_JOB_S)."
+        )
     seconds_limit = settings.COREBOARD_QUOTA_CHUNK_S
     if cost.cpu_seconds and cost.cpu_seconds + active.cpu_seconds > seconds_limit:
         errors.append(
-            f"This job asks for {cost_words(cost)} and your active jobs for "
+            f"{cost.subject} asks for {cost_words(cost)} and your active jobs for "
             f"{active.cpu_seconds:,.0f} more; the quota is {seconds_limit:,} across active "
             "jobs (COREBOARD_QUOTA_CHUNK_S)."
         )

@@ -29,7 +29,7 @@ from jobs.models import Job, Schedule
 from jobs.selectors.schedules import Timing
 from jobs.services import admission
 from jobs.services.errors import RateLimited, Rejected
-from jobs.services.jobs import JobPlan, job_create, job_validate
+from jobs.services.jobs import JobPlan, job_create, job_plan_unadmitted
 
 __all__ = [
     "FIRE_TASK",
@@ -148,7 +148,7 @@ def _input_clean(
     errors |= _timing_errors(timing)
     plan = None
     try:
-        plan = job_validate(
+        plan = job_plan_unadmitted(
             owner=owner,
             kind=kind,
             params=params,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +17,7 @@ from jobs.forms import CompareForm, HistoryFilterForm, history_filter_form
 from jobs.history import HISTORY_SORT_COLUMNS
 from jobs.models import Job
 from jobs.selectors import jobs as selectors
+from jobs.selectors import sweeps as sweep_selectors
 from jobs.views import presentation
 
 PAGE_SIZE = 25
@@ -122,11 +123,21 @@ class _HistoryRow:
     wall: str
     speedup: str
     params: str
+    # A sweep listed as one row (its run 0 stands for it): its page, jobs by status.
+    sweep_url: str = ""
+    sweep_status: str = ""
+    sweep_jobs: int = 0
+    sweep_done: int = 0
+    sweep_swept: str = ""
 
 
-def _history_row(job: Job) -> _HistoryRow:
+def _history_row(
+    job: Job,
+    sweep_counts: dict[int, dict[str, int]] | None = None,
+    sweep_swept: dict[int, list[str]] | None = None,
+) -> _HistoryRow:
     wall, speedup = job.wall_seconds, job.speedup
-    return _HistoryRow(
+    row = _HistoryRow(
         job=job,
         url=reverse("jobs:detail", args=[job.pk]),
         kind_label=presentation.job_kind_label(job),
@@ -134,17 +145,35 @@ def _history_row(job: Job) -> _HistoryRow:
         wall="" if wall is None else presentation.duration_text(wall),
         speedup="" if speedup is None else f"{speedup:.2f}×",
         params=presentation.job_params_text(job),
+        sweep_url=reverse("jobs:sweep", args=[job.sweep_id]) if job.sweep_id else "",
+    )
+    if sweep_counts is None or job.sweep_id is None:
+        return row
+    counts = sweep_counts.get(job.sweep_id, {})
+    return replace(
+        row,
+        wall="",
+        speedup="",
+        sweep_status=sweep_selectors.sweep_status(counts),
+        sweep_jobs=sum(counts.values()),
+        sweep_done=sum(n for status, n in counts.items() if status not in Job.ACTIVE_STATUSES),
+        sweep_swept=", ".join((sweep_swept or {}).get(job.sweep_id, [])),
     )
 
 
 def job_list(request: HttpRequest) -> HttpResponse:
     form = _filter_form(request)
     filters = form.filters()
-    jobs = selectors.job_history_rows(user=request.user, **filters)
+    jobs = selectors.job_history_rows(user=request.user, sweeps_collapsed=True, **filters)
     searching = bool(filters["q"].strip())
     page = IdsFirstPaginator(
         jobs, PAGE_SIZE, count_limit=SEARCH_LISTED_MAX if searching else None
     ).get_page(request.GET.get("page"))
+    # The same rule as job_history's: sweeps are one row unless jobs are matched one by one.
+    collapsed = filters["sweep"] is None and not searching and not filters["status"]
+    sweep_ids = {job.sweep_id for job in page if job.sweep_id} if collapsed else set()
+    sweep_counts = sweep_selectors.sweep_counts(sweep_ids) if collapsed else None
+    sweep_swept = sweep_selectors.sweep_swept_names(sweep_ids) if sweep_ids else {}
     page_query = request.GET.copy()
     page_query.pop("page", None)
     valid_query = _valid_query(request, form)
@@ -158,7 +187,7 @@ def job_list(request: HttpRequest) -> HttpResponse:
         "jobs/job_list.html",
         {
             "page": page,
-            "rows": [_history_row(job) for job in page],
+            "rows": [_history_row(job, sweep_counts, sweep_swept) for job in page],
             "filters": form,
             "query": page_query.urlencode(),
             "export_query": valid_query.urlencode(),

@@ -78,7 +78,7 @@ def job_new(request: HttpRequest) -> HttpResponse:
         request,
         "jobs/job_new.html",
         {
-            "error_summary": _error_summary(params_form, options_form),
+            "error_summary": form_error_summary(params_form, options_form),
             "kinds": available,
             "kind": kind,
             "params_form": params_form,
@@ -91,7 +91,7 @@ def job_new(request: HttpRequest) -> HttpResponse:
     return refusals.refusal_status(refused, response)
 
 
-def _error_summary(*forms_: forms.Form) -> list[dict[str, str]]:
+def form_error_summary(*forms_: forms.Form) -> list[dict[str, str]]:
     """Every error of a refused form, worded as beside its field: `Label: message`."""
     summary: list[dict[str, str]] = []
     for form in forms_:

@@ -20,7 +20,7 @@ from django.urls.resolvers import RegexPattern, RoutePattern
 from rest_framework.test import APIClient
 
 from jobs.selectors.schedules import Timing
-from jobs.services import schedules
+from jobs.services import schedules, sweeps
 from tests.factories import api_client_for_token, client_for, make_job
 from tokens import services as token_services
 
@@ -33,6 +33,7 @@ SAMPLES = {
     "index": "0",
     "study_id": "{missing}",
     "schedule_id": "{schedule}",
+    "sweep_id": "{sweep}",
     "upload_id": "{missing}",
     "token_id": "{token}",
     # The admin's.
@@ -94,7 +95,14 @@ def test_no_method_on_any_route_is_a_server_error(
         params={"chunks": 1, "ms": 1},
         timing=Timing(every=1, unit="hours"),
     )
-    ids = {"job": job.pk, "token": other.token.pk, "schedule": schedule.pk, "missing": 2**31 - 1}
+    sweep = sweeps.sweep_create(owner=alice, kind="burn", grid={"chunks": [1, 2], "ms": [1]})
+    ids = {
+        "job": job.pk,
+        "token": other.token.pk,
+        "schedule": schedule.pk,
+        "sweep": sweep.pk,
+        "missing": 2**31 - 1,
+    }
     path = _path(route, ids)
     clients: dict[str, Client | APIClient] = {
         "anonymous": Client(),

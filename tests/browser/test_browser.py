@@ -1162,3 +1162,76 @@ def test_schedules_page_by_keyboard_on_a_phone(page: Page, daphne_server: str, a
     expect(page.get_by_role("cell", name="nightly burn")).to_be_visible()
     assert_page_is_sound(page, "the schedules list at 360 px")
     screenshot(page, "schedules.png")
+
+
+def test_a_3x3_sweep_by_keyboard_is_one_history_row_and_charts_a_figure(
+    browser: Browser, page: Page, daphne_server: str, alice: User
+) -> None:
+    """Issue 23's must-show: a 3 × 3 sweep creates 9 jobs, appears as one unit in history,
+    and its page charts a figure against a parameter (live, as its runs finish)."""
+    log_in(page, daphne_server, "alice", "alice-password-1")
+    page.goto(f"{daphne_server}/jobs/new/?kind=burn")
+    page.locator("#sweep-mode").focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="New sweep")).to_be_visible()
+    page.get_by_label("Chunks").fill("1, 2, 3")
+    page.get_by_label("Milliseconds per chunk").fill("10, 20, 30")
+    page.get_by_label("Milliseconds per chunk").press("Enter")
+    expect(page.get_by_role("heading", name=re.compile(r"Sweep #\d+"))).to_be_visible()
+    sweep_path = page.url.removeprefix(daphne_server)
+    sweep_id = int(sweep_path.strip("/").split("/")[-1])
+    assert Job.objects.filter(sweep_id=sweep_id).count() == 9
+    rows = page.locator("#sweep-table tbody tr")
+    expect(rows).to_have_count(9)
+    # Live: the runs end and the chart fills in without a reload.
+    expect(page.locator("#sweep-status")).to_have_text("succeeded", timeout=120_000)
+    expect(page.locator("#sweep-chart-note")).to_have_text(re.compile(r"^9 of 9 runs"))
+    chart = "Chart.getChart('sweep-chart')"
+    page.wait_for_function(f"{chart}.data.datasets.reduce((n, d) => n + d.data.length, 0) === 9")
+    assert page.evaluate(f"{chart}.options.scales.x.title.text") == "chunks"
+    assert page.evaluate(f"{chart}.data.datasets.map((d) => d.label)") == [
+        "ms = 10",
+        "ms = 20",
+        "ms = 30",
+    ]
+    # Any figure against any swept parameter, chosen by keyboard.
+    page.locator("#sweep-chart-x").focus()
+    page.keyboard.press("ArrowDown")
+    page.locator("#sweep-chart-y").select_option("cpu_seconds")
+    assert page.evaluate(f"{chart}.options.scales.x.title.text") == "ms"
+    assert page.evaluate(f"{chart}.options.scales.y.title.text") == "CPU time (s)"
+    # Sortable by keyboard: by ms, descending after a second press.
+    heading = page.locator('#sweep-table th:has(button[data-sort="params.ms"])')
+    heading.locator("button").focus()
+    page.keyboard.press("Enter")
+    expect(heading).to_have_attribute("aria-sort", "ascending")
+    page.keyboard.press("Enter")
+    expect(heading).to_have_attribute("aria-sort", "descending")
+    expect(rows.first.locator("td").nth(1)).to_have_text("30")
+    assert page.evaluate("document.activeElement.dataset.sort") == "params.ms"
+    csv_url = page.locator("#sweep-export-csv").get_attribute("href")
+    exported = page.request.get(f"{daphne_server}{csv_url}").text().splitlines()
+    assert exported[0].startswith("index,params.chunks,params.ms,")
+    assert len(exported) == 10
+    screenshot(page, "sweep.png")
+    # History: one row for the sweep, linking to its page, none for its nine jobs.
+    page.goto(f"{daphne_server}/history/")
+    sweep_row = page.locator(f'tr[data-sweep-id="{sweep_id}"]')
+    expect(sweep_row).to_have_count(1)
+    expect(sweep_row).to_contain_text("9/9 jobs")
+    expect(page.locator("tr[data-job-id]")).to_have_count(0)
+    sweep_row.get_by_role("link").click()
+    expect(page.get_by_role("heading", name=f"Sweep #{sweep_id}")).to_be_visible()
+    cookies = page.context.cookies()
+    for name, options in [
+        ("desktop", {"viewport": {"width": 1280, "height": 900}}),
+        ("phone", {"viewport": {"width": 360, "height": 740}, "is_mobile": True}),
+    ]:
+        context = browser.new_context(**options)  # type: ignore[arg-type]
+        context.add_init_script(CSP_WATCH)
+        context.add_cookies(cookies)  # type: ignore[arg-type]
+        tab = context.new_page()
+        for path in (sweep_path, "/sweeps/new/?kind=burn", "/history/"):
+            tab.goto(f"{daphne_server}{path}")
+            assert_page_is_sound(tab, f"{path} ({name})")
+        context.close()
