@@ -19,6 +19,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from django.urls.resolvers import RegexPattern, RoutePattern
 from rest_framework.test import APIClient
 
+from jobs.models import Webhook
 from jobs.selectors.schedules import Timing
 from jobs.services import schedules, sweeps
 from tests.factories import api_client_for_token, client_for, make_job
@@ -34,6 +35,7 @@ SAMPLES = {
     "study_id": "{missing}",
     "schedule_id": "{schedule}",
     "sweep_id": "{sweep}",
+    "hook_id": "{hook}",
     "upload_id": "{missing}",
     "token_id": "{token}",
     # The admin's.
@@ -96,8 +98,10 @@ def test_no_method_on_any_route_is_a_server_error(
         timing=Timing(every=1, unit="hours"),
     )
     sweep = sweeps.sweep_create(owner=alice, kind="burn", grid={"chunks": [1, 2], "ms": [1]})
+    hook = Webhook.objects.create(owner=alice, url="https://example.com/hook", secret="s")
     ids = {
         "job": job.pk,
+        "hook": hook.pk,
         "token": other.token.pk,
         "schedule": schedule.pk,
         "sweep": sweep.pk,

@@ -764,7 +764,8 @@ def test_job_end_shows_in_the_title_is_announced_and_notifies(
     # update's before it.
     body = page.evaluate("window.__notifiedBody")
     assert ": 6 of 6 chunks done · in " in body, body
-    assert "running" not in body and "pending" not in body, body
+    assert "running" not in body, body
+    assert "pending" not in body, body
     # The result and the notes come in without a reload.
     expect(page.locator("#result-figures")).to_contain_text("Chunks burnt")
     page.reload()
