@@ -564,6 +564,42 @@ def job_version_and_live(*, job_id: int) -> tuple[int, LiveState] | None:
     return None if job is None else (job.version, job_live(job))
 
 
+def jobs_code_ran(job_ids: Sequence[int]) -> dict[int, list[protocol.CodeRan]]:
+    """For each job, the code its claimed chunks ran with last (one grouped read for all),
+    most chunks first."""
+    rows = (
+        Chunk.objects.filter(job_id__in=job_ids, attempts__gt=0)
+        .values("job_id", "kind_source", "coreboard_commit")
+        .annotate(chunks=Count("id"))
+        .order_by("job_id", "-chunks", "kind_source", "coreboard_commit")
+    )
+    ran: dict[int, list[protocol.CodeRan]] = {}
+    for row in rows:
+        ran.setdefault(row["job_id"], []).append(
+            {
+                "kind_source": row["kind_source"],
+                "coreboard_commit": row["coreboard_commit"],
+                "chunks": row["chunks"],
+            }
+        )
+    return ran
+
+
+def job_code(job: Job) -> protocol.JobCode:
+    """The job's code version: submitted with, and ran with (jobs_code_ran)."""
+    return protocol.job_code(job, jobs_code_ran([job.pk]).get(job.pk, []))
+
+
+def job_kind_source_ran(job: Job) -> str:
+    """The kind source that computed the job's result: what its chunks ran with when they
+    all ran one code, else (none ran yet, or nodes differed) what it was submitted with."""
+    ran = jobs_code_ran([job.pk]).get(job.pk, [])
+    sources = {entry["kind_source"] for entry in ran}
+    if len(sources) == 1 and "" not in sources:
+        return sources.pop()
+    return job.kind_source
+
+
 def job_as_api_dict(job: Job) -> JobApiState:
     """A job as the JSON API shows it: protocol.job_state and, while it is active and makes no
     progress, why (`waiting`, from jobs_live; null otherwise)."""
@@ -577,9 +613,11 @@ def jobs_as_api_dicts(jobs: list[Job]) -> list[JobApiState]:
     # Read after jobs_live, whose registry read (if it timed out) already told.
     broker = redis_clients.broker_status() if active else None
     note = broker.text if broker is not None and not broker.available else None
+    ran = jobs_code_ran([job.pk for job in jobs])
     return [
         protocol.job_api_state(
             protocol.job_state(job),
+            code=protocol.job_code(job, ran.get(job.pk, [])),
             waiting=live[job.pk]["waiting"] if job.pk in live else None,
             broker_unavailable=note if job.is_active else None,
         )
@@ -673,6 +711,8 @@ HISTORY_COLUMNS = (
     "baseline_job",
     "owner",
     "owner__username",
+    "kind_source",
+    "coreboard_commit",
 )
 HISTORY_COMPARE_LIMIT = 500
 _BIGINT_MAX = 2**63 - 1

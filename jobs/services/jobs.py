@@ -14,7 +14,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from jobs import kinds, options
-from jobs.engine import dispatch
+from jobs.engine import dispatch, workers
 from jobs.engine.job_state import (
     COMBINE_FAILED,
     chunks_cancel_unstarted,
@@ -174,11 +174,15 @@ def job_create(
         parallelism=parallelism,
         chunk_time_limit_s=chunk_time_limit_s,
     )
+    version = kinds.version(plan.kind)
     with transaction.atomic():
         admission.admit(owner=owner, cost=plan.cost, by=by, scope=scope)
         job = Job.objects.create(
             owner=owner,
             kind=plan.kind,
+            kind_package=version.package,
+            kind_source=version.source,
+            coreboard_commit=workers.coreboard_commit(),
             params=plan.params,
             parallelism=plan.parallelism,
             chunk_time_limit_s=plan.chunk_time_limit_s,

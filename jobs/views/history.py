@@ -122,6 +122,7 @@ class _HistoryRow:
     wall: str
     speedup: str
     params: str
+    code: list[str]
 
 
 def _history_row(job: Job) -> _HistoryRow:
@@ -134,6 +135,7 @@ def _history_row(job: Job) -> _HistoryRow:
         wall="" if wall is None else f"{wall:.2f} s",
         speedup="" if speedup is None else f"{speedup:.2f}×",
         params=presentation.job_params_text(job),
+        code=presentation.job_code_lines(job),
     )
 
 

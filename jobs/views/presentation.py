@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from jobs import kinds, options
+from jobs import kinds, options, protocol
+from jobs.engine import workers
 from jobs.kinds.base import ResultDisplay, display_value
 from jobs.kinds.result_fields import result_fields
+from jobs.kinds.versions import SHORT
 from jobs.models import Job, Upload
 
 
@@ -89,3 +91,88 @@ def result_context(job: Job) -> dict[str, Any]:
         else None,
         "result_json": job_result_json(job) if job.result is not None else "",
     }
+
+
+# --- code versions ---------------------------------------------------------------------------
+
+
+def code_short(value: str) -> str:
+    """A digest or commit as people read it: its first SHORT digits, "unknown" for none."""
+    return value[:SHORT] if value else "unknown"
+
+
+# Lists (history) show digests and commits shorter than a job's page: two narrow lines in the
+# Kind column keep the table within 1280 px.
+LIST_SHORT = 8
+
+
+def job_code_lines(job: Job) -> list[str]:
+    """A job's submitted code for lists: its kind's source digest and the Coreboard commit."""
+    if not (job.kind_source or job.coreboard_commit):
+        return ["code not recorded"]
+    return [
+        f"source {code_short(job.kind_source)[:LIST_SHORT]}",
+        f"commit {code_short(job.coreboard_commit)[:LIST_SHORT]}",
+    ]
+
+
+def job_code_display(job: Job, code: protocol.JobCode) -> list[tuple[str, str]]:
+    """`(label, value)` pairs of a job's code version for its page."""
+    rows = [
+        ("Kind package", code["kind_package"] or "none (not from an installed package)"),
+        ("Kind source", code_short(code["kind_source"])),
+        ("Coreboard commit", code_short(code["coreboard_commit"])),
+    ]
+    if not (code["kind_source"] or code["coreboard_commit"]):
+        rows = [("Code version", "not recorded (submitted before versions were kept)")]
+    for entry in code["ran"]:
+        if (entry["kind_source"], entry["coreboard_commit"]) != (
+            code["kind_source"],
+            code["coreboard_commit"],
+        ) or len(code["ran"]) > 1:
+            rows.append(
+                (
+                    "Ran with",
+                    f"kind source {code_short(entry['kind_source'])}, Coreboard "
+                    f"{code_short(entry['coreboard_commit'])} "
+                    f"({entry['chunks']} chunk{'s' if entry['chunks'] != 1 else ''})",
+                )
+            )
+    return rows
+
+
+def code_changes(*, earlier: Job, earlier_source: str, now: Job | None = None) -> list[str]:
+    """What changed in the code since `earlier` ran (`earlier_source`: the kind source that
+    computed its result, selectors.job_kind_source_ran): compared with the job `now` when
+    given (a rerun's own page), else with the code this process has loaded (the rerun form).
+    Empty when nothing changed."""
+    if now is not None:
+        source, package, commit = now.kind_source, now.kind_package, now.coreboard_commit
+    else:
+        try:
+            version = kinds.version(earlier.kind)
+        except kinds.UnknownKind:
+            return [f"The {earlier.kind} kind is no longer installed."]
+        source, package, commit = version.source, version.package, workers.coreboard_commit()
+    if not earlier_source:
+        return [
+            f"Job #{earlier.pk} ran before code versions were recorded: whether its kind's "
+            "code changed since is unknown."
+        ]
+    notes = []
+    if source != earlier_source:
+        notes.append(
+            f"The kind's code changed since job #{earlier.pk} ran: its source was "
+            f"{code_short(earlier_source)}, now {code_short(source)}; results may differ."
+        )
+    if earlier.kind_package and package != earlier.kind_package:
+        notes.append(
+            f"The kind's package changed since job #{earlier.pk}: "
+            f"{earlier.kind_package} then, {package or 'none'} now."
+        )
+    if earlier.coreboard_commit and commit and commit != earlier.coreboard_commit:
+        notes.append(
+            f"Coreboard itself changed since job #{earlier.pk}: commit "
+            f"{code_short(earlier.coreboard_commit)} then, {code_short(commit)} now."
+        )
+    return notes
