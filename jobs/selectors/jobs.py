@@ -14,8 +14,9 @@ from typing import Any, cast
 import redis
 from django.conf import settings
 from django.db import connection
-from django.db.models import Count, F, Func, Lookup, Max, Min, Q, QuerySet, TextField
+from django.db.models import Count, F, Func, Lookup, Max, Min, Q, QuerySet, TextField, Window
 from django.db.models.expressions import RawSQL
+from django.db.models.functions import RowNumber
 from django.forms.utils import pretty_name
 from django.http import Http404
 from django.urls import reverse
@@ -927,15 +928,89 @@ def job_runs_compared(
             "url": reverse("jobs:detail", args=[job.pk]),
             "owner": job.owner.get_username(),
             "finished_at": job.finished_at,
-            "wall_seconds": protocol.rounded(job.wall_seconds),
-            "cpu_seconds": protocol.rounded(job.cpu_seconds),
-            "speedup": protocol.rounded(job.speedup),
-            "speedup_baseline": job.speedup_baseline,
-            "parallelism_achieved": protocol.rounded(job.parallelism_achieved),
-            "processes_used": job.processes_used,
-            "efficiency": protocol.rounded(job.efficiency),
-            "parallelism": job.parallelism,
-            "total_chunks": job.total_chunks,
+            **job_figures(job),
         }
         for job in reversed(list(latest))
     ]
+
+
+# --- Comparing chosen runs side by side --------------------------------------------------------
+
+# A compared run brings at most this many chunks (lowest index first) for its chunk-time
+# distribution and task stream: enough to see a shape, bounded for a job of 100,000 chunks.
+COMPARE_CHUNKS_MAX = 5_000
+
+
+def jobs_compared(*, user: Any, job_ids: Sequence[int]) -> list[Job]:
+    """The jobs `job_ids` in that order, with their timings, if `user` may see every one;
+    Http404 otherwise (another person's job and a missing one alike, as job_get_for_user)."""
+    found = (
+        jobs_visible_to(user)
+        .filter(pk__in=job_ids)
+        .select_related("owner")
+        .with_timings()
+        .in_bulk()
+    )
+    if len(found) != len(set(job_ids)):
+        raise Http404("No such job.")
+    return [found[job_id] for job_id in job_ids]
+
+
+def job_figures(job: Job) -> dict[str, Any]:
+    """A run's figures as compare pages show them (jobs.scaling's definitions, through the
+    Job properties and with_timings)."""
+    return {
+        "wall_seconds": protocol.rounded(job.wall_seconds),
+        "cpu_seconds": protocol.rounded(job.cpu_seconds),
+        "speedup": protocol.rounded(job.speedup),
+        "speedup_baseline": job.speedup_baseline,
+        "parallelism_achieved": protocol.rounded(job.parallelism_achieved),
+        "processes_used": job.processes_used,
+        "efficiency": protocol.rounded(job.efficiency),
+        "parallelism": job.parallelism,
+        "total_chunks": job.total_chunks,
+    }
+
+
+def jobs_compared_chunks(
+    job_ids: Sequence[int], *, limit: int = COMPARE_CHUNKS_MAX
+) -> dict[int, list[dict[str, Any]]]:
+    """For each job, its first `limit` chunks that started, as the task stream draws them
+    (times in ISO 8601) plus `seconds` (the run's wall time, null while it runs): one read."""
+    ranked = (
+        Chunk.objects.filter(job_id__in=job_ids, started_at__isnull=False)
+        .annotate(rank=Window(RowNumber(), partition_by=[F("job_id")], order_by=F("index").asc()))
+        .values(
+            "job_id",
+            "index",
+            "status",
+            "attempts",
+            "worker",
+            "pid",
+            "queued_at",
+            "started_at",
+            "finished_at",
+            "rank",
+        )
+    )
+    chunks: dict[int, list[dict[str, Any]]] = {job_id: [] for job_id in job_ids}
+    for row in ranked.filter(rank__lte=limit).order_by("job_id", "index"):
+        started, finished = row["started_at"], row["finished_at"]
+        chunks[row["job_id"]].append(
+            {
+                "index": row["index"],
+                "status": row["status"],
+                "attempts": row["attempts"],
+                "worker": row["worker"],
+                "pid": row["pid"],
+                "queued_at": protocol.iso(row["queued_at"]),
+                "started_at": protocol.iso(started),
+                "finished_at": protocol.iso(finished),
+                "seconds": (
+                    protocol.rounded((finished - started).total_seconds())
+                    if finished is not None
+                    else None
+                ),
+            }
+        )
+    return chunks

@@ -9,12 +9,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django.urls import reverse
+
 from jobs import kinds, options, protocol
 from jobs.engine import workers
 from jobs.kinds.base import ResultDisplay, display_value
 from jobs.kinds.result_fields import result_fields
 from jobs.kinds.versions import SHORT
 from jobs.models import Job, Upload
+from jobs.selectors.jobs import job_figures
 
 
 def job_kind_label(job: Job) -> str:
@@ -176,3 +179,72 @@ def code_changes(*, earlier: Job, earlier_source: str, now: Job | None = None) -
             f"{code_short(earlier.coreboard_commit)} then, {code_short(commit)} now."
         )
     return notes
+
+
+# --- comparing chosen runs ---------------------------------------------------------------------
+
+
+def compared_params(jobs: list[Job]) -> list[dict[str, Any]]:
+    """The compare page's parameter rows: the kind, each parameter any of the jobs has (in
+    the order first met), parallelism, chunk time limit and code; `differs` when the jobs'
+    values are not all the same (a parameter a job lacks reads "—")."""
+    shown = [dict(job_params_display(job)) for job in jobs]
+    labels: list[str] = []
+    for params in shown:
+        labels.extend(label for label in params if label not in labels)
+    rows: list[tuple[str, list[str]]] = [("Kind", [job_kind_label(job) for job in jobs])]
+    rows += [(label, [params.get(label, "—") for params in shown]) for label in labels]
+    rows += [
+        ("Parallelism", [str(job.parallelism or "all processes") for job in jobs]),
+        ("Chunk time limit", [job_time_limit_text(job) for job in jobs]),
+        ("Kind source", [code_short(job.kind_source) for job in jobs]),
+        ("Coreboard commit", [code_short(job.coreboard_commit) for job in jobs]),
+    ]
+    return [
+        {"label": label, "values": values, "differs": len(set(values)) > 1}
+        for label, values in rows
+    ]
+
+
+def _quantile(ordered: list[float], q: float) -> float:
+    """The q-quantile of sorted values by linear interpolation (numpy's default)."""
+    position = (len(ordered) - 1) * q
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def compared_run(
+    job: Job, *, chunks: list[dict[str, Any]], code: protocol.JobCode
+) -> dict[str, Any]:
+    """One column of the compare page (and its JSON for the charts): the job, its figures,
+    its code and its finished chunks' times (count, min, median, 90th percentile, max)."""
+    seconds = sorted(chunk["seconds"] for chunk in chunks if chunk["seconds"] is not None)
+    stats = (
+        {
+            "min": seconds[0],
+            "median": protocol.rounded(_quantile(seconds, 0.5)),
+            "p90": protocol.rounded(_quantile(seconds, 0.9)),
+            "max": seconds[-1],
+        }
+        if seconds
+        else None
+    )
+    return {
+        "id": job.pk,
+        "url": reverse("jobs:detail", args=[job.pk]),
+        "kind_label": job_kind_label(job),
+        "owner": job.owner.get_username(),
+        "status": job.status,
+        "started_at": protocol.iso(job.started_at),
+        "finished_at": protocol.iso(job.finished_at),
+        "figures": job_figures(job),
+        "code_ran": [
+            f"kind source {code_short(entry['kind_source'])}, Coreboard "
+            f"{code_short(entry['coreboard_commit'])} ({entry['chunks']} chunks)"
+            for entry in code["ran"]
+        ],
+        "chunk_seconds": seconds,
+        "chunk_stats": stats,
+        "chunks_shown": len(chunks),
+    }

@@ -444,6 +444,7 @@ def test_every_page_is_accessible_and_fits_a_phone(
         "/history/",
         "/history/?q=zzz&created_from=nonsense",
         "/history/compare/?kind=burn",
+        f"/history/compare/runs/?job={done}&job={failed}",
         *[f"/jobs/new/?kind={kind}" for kind in
           ("burn", "hash_search", "mandelbrot", "montecarlo_pi", "primes", "wordcount")],
         f"/jobs/{done}/",
@@ -973,3 +974,50 @@ def test_api_docs_list_every_operation_under_the_sites_policy(
         assert_page_is_sound(page, "/api/docs/ with an operation open, on a phone")
     finally:
         context.close()
+
+
+def test_compare_chosen_jobs_by_keyboard_on_a_phone(
+    page: Page, daphne_server: str, alice: User
+) -> None:
+    """Issue 23, item 6: tick jobs in History and compare them, keyboard only; the page
+    marks differing parameters, draws chunk times and each task stream, passes axe and
+    fits 360 px."""
+    log_in(page, daphne_server, "alice", "alice-password-1")
+    first = ended_job(page, daphne_server, alice, {"chunks": 3, "ms": 40}, "succeeded")
+    second = ended_job(page, daphne_server, alice, {"chunks": 5, "ms": 40}, "succeeded")
+    page.goto(f"{daphne_server}/history/")
+    for job_id in (first, second):
+        box = page.get_by_label(f"Compare job #{job_id}")
+        box.focus()
+        page.keyboard.press("Space")
+        expect(box).to_be_checked()
+    page.get_by_role("button", name="Compare selected").focus()
+    page.keyboard.press("Enter")
+
+    expect(page.get_by_role("heading", name=f"Compare jobs #{first}, #{second}")).to_be_visible()
+    differs = page.locator("#compare-params tr.differs th")
+    expect(differs).to_have_count(1)
+    expect(differs).to_contain_text("Chunks")
+    for job_id, chunks in ((first, 3), (second, 5)):
+        stream = page.get_by_role("img", name=re.compile(f"Timeline of {chunks} chunks on"))
+        expect(stream).to_have_attribute("data-running", "0")
+        expect(page.locator(f"#stream-{job_id}")).to_be_visible()
+    page.wait_for_function(
+        "globalThis.Chart && Chart.getChart(document.getElementById('chunk-times-chart'))"
+    )
+    assert (
+        page.evaluate(
+            "Chart.getChart(document.getElementById('chunk-times-chart')).data.datasets.length"
+        )
+        == 2
+    )
+    assert_page_is_sound(page, "compare jobs (1280 px)")
+    screenshot(page, "compare-runs.png")
+
+    page.set_viewport_size({"width": 360, "height": 800})
+    page.reload()
+    expect(page.locator("#compare-params")).to_be_visible()
+    assert_page_is_sound(page, "compare jobs (360 px)")
+    page.goto(f"{daphne_server}/history/compare/runs/?job={first}")
+    expect(page.get_by_role("alert")).to_contain_text("Choose at least two jobs")
+    assert_page_is_sound(page, "compare jobs refused")
