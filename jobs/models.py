@@ -98,6 +98,10 @@ class Job(models.Model):
     kind_package = models.CharField(max_length=255, blank=True)
     kind_source = models.CharField(max_length=64, blank=True)
     coreboard_commit = models.CharField(max_length=40, blank=True)
+    # What its chunks ran with (protocol.CodeRan list), stored when the job finishes
+    # (jobs.engine.job_state.job_finished) so lists read it without grouping its chunks;
+    # null while it runs (read from the chunks then) and for jobs that ended otherwise.
+    code_ran = models.JSONField(null=True, blank=True)
     # A run of a scaling study: the study's work at one parallelism (jobs.services.studies).
     study = models.ForeignKey(
         "ScalingStudy", null=True, blank=True, on_delete=models.CASCADE, related_name="runs"

@@ -23,7 +23,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from jobs import kinds, protocol, scaling
-from jobs.engine import redis_clients
+from jobs.engine import job_state, redis_clients
 from jobs.engine import workers as worker_registry
 from jobs.engine.chunks import LOCK_HOLD_MAX_MS, LOCK_HOLDER_PREFIX
 from jobs.history import HISTORY_DEFAULT_SORT, HISTORY_SORTS
@@ -565,36 +565,25 @@ def job_version_and_live(*, job_id: int) -> tuple[int, LiveState] | None:
     return None if job is None else (job.version, job_live(job))
 
 
-def jobs_code_ran(job_ids: Sequence[int]) -> dict[int, list[protocol.CodeRan]]:
-    """For each job, the code its claimed chunks ran with last (one grouped read for all),
-    most chunks first."""
-    rows = (
-        Chunk.objects.filter(job_id__in=job_ids, attempts__gt=0)
-        .values("job_id", "kind_source", "coreboard_commit")
-        .annotate(chunks=Count("id"))
-        .order_by("job_id", "-chunks", "kind_source", "coreboard_commit")
-    )
-    ran: dict[int, list[protocol.CodeRan]] = {}
-    for row in rows:
-        ran.setdefault(row["job_id"], []).append(
-            {
-                "kind_source": row["kind_source"],
-                "coreboard_commit": row["coreboard_commit"],
-                "chunks": row["chunks"],
-            }
-        )
+def jobs_code_ran(jobs: Sequence[Job]) -> dict[int, list[protocol.CodeRan]]:
+    """For each job, the code its claimed chunks ran with: as stored when it finished
+    (Job.code_ran), else read from its chunks (one grouped read for all such jobs)."""
+    ran = {job.pk: job.code_ran for job in jobs if job.code_ran is not None}
+    unsettled = [job.pk for job in jobs if job.code_ran is None]
+    if unsettled:
+        ran.update(job_state.jobs_code_ran_read(unsettled))
     return ran
 
 
 def job_code(job: Job) -> protocol.JobCode:
     """The job's code version: submitted with, and ran with (jobs_code_ran)."""
-    return protocol.job_code(job, jobs_code_ran([job.pk]).get(job.pk, []))
+    return protocol.job_code(job, jobs_code_ran([job]).get(job.pk, []))
 
 
 def job_kind_source_ran(job: Job) -> str:
     """The kind source that computed the job's result: what its chunks ran with when they
     all ran one code, else (none ran yet, or nodes differed) what it was submitted with."""
-    ran = jobs_code_ran([job.pk]).get(job.pk, [])
+    ran = jobs_code_ran([job]).get(job.pk, [])
     sources = {entry["kind_source"] for entry in ran}
     if len(sources) == 1 and "" not in sources:
         return sources.pop()
@@ -614,7 +603,7 @@ def jobs_as_api_dicts(jobs: list[Job]) -> list[JobApiState]:
     # Read after jobs_live, whose registry read (if it timed out) already told.
     broker = redis_clients.broker_status() if active else None
     note = broker.text if broker is not None and not broker.available else None
-    ran = jobs_code_ran([job.pk for job in jobs])
+    ran = jobs_code_ran(jobs)
     return [
         protocol.job_api_state(
             protocol.job_state(job),

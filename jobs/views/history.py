@@ -235,7 +235,7 @@ def job_compare_runs(request: HttpRequest) -> HttpResponse:
         )
     jobs = selectors.jobs_compared(user=request.user, job_ids=form.cleaned_data["job"])
     chunks = selectors.jobs_compared_chunks([job.pk for job in jobs])
-    codes = selectors.jobs_code_ran([job.pk for job in jobs])
+    codes = selectors.jobs_code_ran(jobs)
     runs = [
         presentation.compared_run(
             job,

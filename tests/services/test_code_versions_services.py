@@ -14,7 +14,7 @@ from django.contrib.auth.models import User
 from jobs import kinds
 from jobs.engine import chunks, workers
 from jobs.kinds import versions
-from jobs.models import Job
+from jobs.models import Chunk, Job
 from jobs.selectors import jobs as selectors
 from jobs.views import presentation
 from tests.factories import claim_one, complete, make_job, start
@@ -138,6 +138,12 @@ def test_a_claim_stamps_the_code_of_the_claiming_process(alice: User) -> None:
     rows = dict(presentation.job_code_display(job, code))
     assert "Ran with" in rows
     assert selectors.job_kind_source_ran(job) == job.kind_source
+    # Finishing stored it: lists read the job's row, not its chunks.
+    job.refresh_from_db()
+    assert job.status == Job.Status.SUCCEEDED
+    assert job.code_ran == code["ran"]
+    Chunk.objects.filter(job=job).update(kind_source="changed later")
+    assert selectors.job_code(job)["ran"] == code["ran"]
 
 
 @pytest.mark.django_db
