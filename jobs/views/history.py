@@ -234,12 +234,15 @@ def job_compare_runs(request: HttpRequest) -> HttpResponse:
             status=400,
         )
     jobs = selectors.jobs_compared(user=request.user, job_ids=form.cleaned_data["job"])
-    chunks = selectors.jobs_compared_chunks([job.pk for job in jobs])
+    ids = [job.pk for job in jobs]
+    chunks = selectors.jobs_compared_chunks(ids)
     codes = selectors.jobs_code_ran(jobs)
+    times, histogram = selectors.jobs_chunk_times(ids)
     runs = [
         presentation.compared_run(
             job,
-            chunks=chunks[job.pk],
+            chunks_shown=len(chunks[job.pk]),
+            chunk_times=times.get(job.pk),
             code=protocol.job_code(job, codes.get(job.pk, [])),
         )
         for job in jobs
@@ -253,6 +256,7 @@ def job_compare_runs(request: HttpRequest) -> HttpResponse:
             "runs": runs,
             "param_rows": presentation.compared_params(jobs),
             "chunks_max": selectors.COMPARE_CHUNKS_MAX,
+            "histogram": histogram,
             "streams": [
                 {
                     "id": run["id"],

@@ -206,30 +206,16 @@ def compared_params(jobs: list[Job]) -> list[dict[str, Any]]:
     ]
 
 
-def _quantile(ordered: list[float], q: float) -> float:
-    """The q-quantile of sorted values by linear interpolation (numpy's default)."""
-    position = (len(ordered) - 1) * q
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-
-
 def compared_run(
-    job: Job, *, chunks: list[dict[str, Any]], code: protocol.JobCode
+    job: Job,
+    *,
+    chunks_shown: int,
+    chunk_times: dict[str, Any] | None,
+    code: protocol.JobCode,
 ) -> dict[str, Any]:
     """One column of the compare page (and its JSON for the charts): the job, its figures,
-    its code and its finished chunks' times (count, min, median, 90th percentile, max)."""
-    seconds = sorted(chunk["seconds"] for chunk in chunks if chunk["seconds"] is not None)
-    stats = (
-        {
-            "min": seconds[0],
-            "median": protocol.rounded(_quantile(seconds, 0.5)),
-            "p90": protocol.rounded(_quantile(seconds, 0.9)),
-            "max": seconds[-1],
-        }
-        if seconds
-        else None
-    )
+    its code, its finished chunks' times (selectors.jobs_chunk_times: count, min, median,
+    90th percentile, max; None when none finished) and how many chunks its stream shows."""
     return {
         "id": job.pk,
         "url": reverse("jobs:detail", args=[job.pk]),
@@ -244,7 +230,6 @@ def compared_run(
             f"{code_short(entry['coreboard_commit'])} ({entry['chunks']} chunks)"
             for entry in code["ran"]
         ],
-        "chunk_seconds": seconds,
-        "chunk_stats": stats,
-        "chunks_shown": len(chunks),
+        "chunk_stats": chunk_times,
+        "chunks_shown": chunks_shown,
     }

@@ -3,19 +3,19 @@
 // (json_script); the tables hold the same figures.
 import { chartDefaultsApply, cssColour } from "../lib/colours.mjs";
 import { byId, pageJson } from "../lib/dom.mjs";
-import { binLabel, chunkTimeHistogram } from "./compare_runs_state.mjs";
+import { binLabel, histogramSeries } from "./compare_runs_state.mjs";
 import { chunkLabel } from "./job_state.mjs";
 import { TaskStream, streamColours } from "./task_stream.mjs";
 
 const runs = pageJson("compare-runs-data") || [];
 const streams = pageJson("compare-streams") || [];
+const histogram = pageJson("compare-histogram");
 const Chart = globalThis.Chart;
-// Colours and bar patterns differ per job; the legend names them.
+// One colour per job (repeating past six); the legend and the quantile table name them.
 const PALETTE = ["--accent", "--ok", "--warn", "--bad", "--queued", "--idle"];
 
 if (Chart) {
   chartDefaultsApply(Chart);
-  const histogram = chunkTimeHistogram(runs);
   const canvas = byId("chunk-times-chart");
   if (histogram && canvas) {
     const labels = histogram.edges.slice(0, -1).map((_, i) => binLabel(histogram.edges, i));
@@ -23,11 +23,11 @@ if (Chart) {
       type: "bar",
       data: {
         labels,
-        datasets: runs.map((run, i) => {
+        datasets: histogramSeries(histogram, runs).map((counts, i) => {
           const colour = cssColour(PALETTE[i % PALETTE.length]);
           return {
-            label: `#${run.id}`,
-            data: histogram.counts[run.id],
+            label: `#${runs[i].id}`,
+            data: counts,
             backgroundColor: colour,
             borderColor: colour,
           };

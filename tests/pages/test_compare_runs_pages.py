@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
+from jobs.models import Chunk
+from jobs.selectors import jobs as selectors
 from tests.factories import complete_next, make_job, start
 
 pytestmark = [pytest.mark.pages, pytest.mark.django_db]
@@ -48,11 +51,39 @@ def test_parameters_side_by_side_with_differences_marked(alice: User, alice_clie
     assert '<th scope="row">Milliseconds per chunk</th>' in page  # the same: not marked
     runs = _page_json(page, "compare-runs-data")
     assert [run["id"] for run in runs] == [one, two]
-    assert [len(run["chunk_seconds"]) for run in runs] == [2, 3]
+    assert [run["chunk_stats"]["count"] for run in runs] == [2, 3]
+    histogram = _page_json(page, "compare-histogram")
+    assert [sum(histogram["counts"][str(i)]) for i in (one, two)] == [2, 3]
     assert all(run["figures"]["total_chunks"] for run in runs)
     streams = _page_json(page, "compare-streams")
     assert [len(stream["chunks"]) for stream in streams] == [2, 3]
     assert f'id="stream-{one}"' in page
+
+
+def test_chunk_times_count_every_chunk_on_shared_bins(alice: User) -> None:
+    job_ids = [_finished(alice, chunks=4, ms=5), _finished(alice, chunks=2, ms=5)]
+    seconds = {0: 0.1, 1: 0.2, 2: 0.3, 3: 1.1}
+    for index, took in seconds.items():
+        chunk = Chunk.objects.get(job_id=job_ids[0], index=index)
+        assert chunk.started_at is not None
+        Chunk.objects.filter(pk=chunk.pk).update(
+            finished_at=chunk.started_at + timedelta(seconds=took)
+        )
+    for index in (0, 1):
+        chunk = Chunk.objects.get(job_id=job_ids[1], index=index)
+        assert chunk.started_at is not None
+        Chunk.objects.filter(pk=chunk.pk).update(
+            finished_at=chunk.started_at + timedelta(seconds=0.5)
+        )
+
+    stats, histogram = selectors.jobs_chunk_times(job_ids, bins=4)
+
+    assert stats[job_ids[0]] == {"count": 4, "min": 0.1, "median": 0.25, "p90": 0.86, "max": 1.1}
+    assert stats[job_ids[1]]["median"] == 0.5
+    assert histogram is not None
+    assert histogram["edges"] == [0.1, 0.35, 0.6, 0.85, 1.1]
+    # The slowest chunk sits in the last bin, not past it.
+    assert histogram["counts"] == {job_ids[0]: [3, 0, 0, 1], job_ids[1]: [0, 2, 0, 0]}
 
 
 def test_another_persons_job_is_404_and_staff_see_any(
