@@ -194,7 +194,8 @@ class JobCode(TypedDict):
     kind_package: Annotated[
         str,
         "The installed distribution the kind came from at submission, as `name version`; "
-        "empty when it comes from no installed package (a kinds folder).",
+        "`built into Coreboard` for a built-in kind; empty when it comes from no installed "
+        "package (a kinds folder).",
     ]
     kind_source: Annotated[
         str, "sha256 of the kind's source files at submission (hex); empty: unknown."

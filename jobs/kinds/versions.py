@@ -26,6 +26,8 @@ from pathlib import Path
 COREBOARD_PACKAGES = frozenset({"jobs", "project", "tokens", "launcher", "coreconf", "coreboard"})
 # The package the kinds folder's modules are imported under (jobs.kinds.loading).
 FOLDER_PACKAGE = "coreboard_kinds"
+# The package of a kind that comes with Coreboard (its commit says which code).
+BUILT_IN = "built into Coreboard"
 # A digest is shown by this many hex digits (like a short commit); stored whole.
 SHORT = 12
 # A kinds-folder package of more files than this is digested by its first ones only
@@ -95,6 +97,9 @@ def package_version(module_name: str) -> str:
     """ "name version" of the installed distribution that provides `module_name`'s
     top-level package; "" when none does (a kinds folder, a test module)."""
     top = module_name.partition(".")[0]
+    if top in COREBOARD_PACKAGES:
+        # A built-in kind: Coreboard's own code, versioned by its commit.
+        return BUILT_IN
     for name in _distributions().get(top, []):
         try:
             return f"{name} {metadata.version(name)}"

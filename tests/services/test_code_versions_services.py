@@ -98,6 +98,7 @@ def test_a_built_in_kind_is_digested_by_its_own_module() -> None:
     burn = kinds.get("burn")
     expected = versions.source_digest([Path(sys.modules[type(burn).__module__].__file__ or "")])
     assert kinds.version("burn").source == expected != ""
+    assert kinds.version("burn").package == versions.BUILT_IN
 
 
 def test_package_version_names_the_installed_distribution() -> None:
