@@ -986,6 +986,12 @@ def test_compare_chosen_jobs_by_keyboard_on_a_phone(
     first = ended_job(page, daphne_server, alice, {"chunks": 3, "ms": 40}, "succeeded")
     second = ended_job(page, daphne_server, alice, {"chunks": 5, "ms": 40}, "succeeded")
     page.goto(f"{daphne_server}/history/")
+    # The compare column and the code lines keep History within 1280 px (issue 22).
+    table, room = page.evaluate(
+        "(() => { const t = document.querySelector('table.history');"
+        " return [t.scrollWidth, t.parentElement.clientWidth]; })()"
+    )
+    assert table <= room, f"History's table is {table} px wide in {room} px"
     for job_id in (first, second):
         box = page.get_by_label(f"Compare job #{job_id}")
         box.focus()
