@@ -161,6 +161,11 @@ def _niceness(value: int) -> str:
     return "" if value <= 19 else "must be at most 19 (Linux's lowest priority)"
 
 
+def _compare_runs_max(value: int) -> str:
+    # Each run brings its chunks' times and its task stream: a page of hundreds would crawl.
+    return "" if value <= 50 else "must be at most 50 (each run brings its chunks' times)"
+
+
 def _header_and_value(value: list[str]) -> str:
     return "" if len(value) in (0, 2) else "must be 'Header-Name,value'"
 
@@ -889,6 +894,16 @@ register(
     "together); one more is refused with 429 until one ends",
     section="web",
     minimum=1,
+)
+register(
+    "COREBOARD_COMPARE_RUNS_MAX",
+    "int",
+    8,
+    "jobs one compare page shows side by side (chosen in history); more are refused with "
+    "a message naming the limit",
+    section="web",
+    minimum=2,
+    check=_compare_runs_max,
 )
 register(
     "COREBOARD_EXPORTS_AT_ONCE",

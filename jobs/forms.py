@@ -350,3 +350,49 @@ class SweepParamsForm(forms.Form):
         if errors:
             raise ValidationError(errors)
         return grid, shared
+
+
+class JobIdsField(forms.Field):
+    """Job ids given as repeated `job` values (`?job=3&job=7`), each a positive integer,
+    duplicates dropped, in the order given."""
+
+    widget = forms.MultipleHiddenInput
+
+    def to_python(self, value: Any) -> list[int]:
+        values = value if isinstance(value, list | tuple) else ([value] if value else [])
+        ids: list[int] = []
+        for raw in values:
+            text = str(raw).strip().lstrip("#")
+            if not text.isdigit() or not 0 < int(text) < 2**63:
+                raise ValidationError(f"{str(raw)[:40]!r} is not a job number.", code="invalid")
+            if int(text) not in ids:
+                ids.append(int(text))
+        return ids
+
+
+class RunsCompareForm(forms.Form):
+    """Which jobs the compare page shows side by side: two to COREBOARD_COMPARE_RUNS_MAX,
+    oldest first."""
+
+    job = JobIdsField(label="Jobs", required=False)
+
+    def __init__(self, *args: Any, limit: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.limit = limit
+
+    def clean_job(self) -> list[int]:
+        ids: list[int] = self.cleaned_data["job"]
+        if len(ids) < 2:
+            raise ValidationError(
+                "Choose at least two jobs to compare (tick them in History, then Compare "
+                f"selected); you chose {len(ids)}.",
+                code="too_few",
+            )
+        if len(ids) > self.limit:
+            raise ValidationError(
+                f"At most {self.limit} jobs can be compared at once "
+                f"(COREBOARD_COMPARE_RUNS_MAX); you chose {len(ids)}.",
+                code="too_many",
+            )
+        # Oldest first, whatever order the boxes were ticked or the URL lists them in.
+        return sorted(ids)

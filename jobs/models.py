@@ -91,6 +91,17 @@ class Job(models.Model):
     rerun_of = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reruns"
     )
+    # The code the job was submitted with, as the web process that created it had loaded
+    # it (jobs.kinds.versions): the kind's distribution ("name version", "" when it comes
+    # from no installed package), the sha256 of its source, and the Coreboard commit. ""
+    # for jobs created before versions were kept. What each chunk ran with is on the chunk.
+    kind_package = models.CharField(max_length=255, blank=True)
+    kind_source = models.CharField(max_length=64, blank=True)
+    coreboard_commit = models.CharField(max_length=40, blank=True)
+    # What its chunks ran with (protocol.CodeRan list), stored when the job finishes
+    # (jobs.engine.job_state.job_finished) so lists read it without grouping its chunks;
+    # null while it runs (read from the chunks then) and for jobs that ended otherwise.
+    code_ran = models.JSONField(null=True, blank=True)
     # A run of a scaling study: the study's work at one parallelism (jobs.services.studies).
     study = models.ForeignKey(
         "ScalingStudy", null=True, blank=True, on_delete=models.CASCADE, related_name="runs"
@@ -351,6 +362,11 @@ class Chunk(models.Model):
     retry_at = models.DateTimeField(null=True, blank=True)
     worker = models.CharField(max_length=255, blank=True)
     pid = models.PositiveIntegerField(null=True, blank=True)
+    # The code the worker that claimed the chunk last ran it with (its kind's source digest
+    # and its Coreboard commit, as that worker process loaded them): what computed the
+    # result, so nodes running different code show on the job's page.
+    kind_source = models.CharField(max_length=64, blank=True)
+    coreboard_commit = models.CharField(max_length=40, blank=True)
     queued_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

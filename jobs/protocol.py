@@ -177,8 +177,37 @@ class JobState(TypedDict):
     result_file: Annotated[str | None, "URL of the result file."]
 
 
+class CodeRan(TypedDict):
+    """Code that ran some of a job's chunks, as the worker process that claimed them had
+    loaded it."""
+
+    kind_source: Annotated[str, "sha256 of the kind's source files (hex); empty: unknown."]
+    coreboard_commit: Annotated[str, "The worker's Coreboard commit; empty: unknown."]
+    chunks: Annotated[int, "How many of the job's claimed chunks ran last with this code."]
+
+
+class JobCode(TypedDict):
+    """The code version of a job: what it was submitted with (the web process's) and what
+    its chunks ran with (each worker's). More than one entry in `ran` means nodes ran
+    different code."""
+
+    kind_package: Annotated[
+        str,
+        "The installed distribution the kind came from at submission, as `name version`; "
+        "`built into Coreboard` for a built-in kind; empty when it comes from no installed "
+        "package (a kinds folder).",
+    ]
+    kind_source: Annotated[
+        str, "sha256 of the kind's source files at submission (hex); empty: unknown."
+    ]
+    coreboard_commit: Annotated[str, "The Coreboard commit at submission; empty: unknown."]
+    ran: list[CodeRan]
+
+
 class JobApiState(JobState):
-    """A job as the JSON API shows it: its state, and why it waits."""
+    """A job as the JSON API shows it: its state, its code version, and why it waits."""
+
+    code: JobCode
 
     waiting: Annotated[
         WaitingState | None,
@@ -778,9 +807,22 @@ def job_state(job: Job) -> JobState:
 
 
 def job_api_state(
-    state: JobState, *, waiting: WaitingState | None, broker_unavailable: str | None = None
+    state: JobState,
+    *,
+    code: JobCode,
+    waiting: WaitingState | None,
+    broker_unavailable: str | None = None,
 ) -> JobApiState:
-    return {**state, "waiting": waiting, "broker_unavailable": broker_unavailable}
+    return {**state, "code": code, "waiting": waiting, "broker_unavailable": broker_unavailable}
+
+
+def job_code(job: Job, ran: list[CodeRan]) -> JobCode:
+    return {
+        "kind_package": job.kind_package,
+        "kind_source": job.kind_source,
+        "coreboard_commit": job.coreboard_commit,
+        "ran": ran,
+    }
 
 
 def chunk_output_bytes(chunk: Chunk) -> int:

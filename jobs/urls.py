@@ -12,6 +12,7 @@ urlpatterns = [
     path("history/", history.job_list, name="list"),
     path("history/export.csv", history.job_export_csv, name="export"),
     path("history/compare/", history.job_compare, name="compare"),
+    path("history/compare/runs/", history.job_compare_runs, name="compare-runs"),
     path("jobs/new/", jobs.job_new, name="new"),
     path("jobs/<int:job_id>/", jobs.job_detail, name="detail"),
     path("jobs/<int:job_id>/summary/", jobs.job_summary, name="summary"),

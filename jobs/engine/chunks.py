@@ -131,6 +131,9 @@ class Claimer:
     process: str
     worker: str
     pid: int
+    # The code this process runs the job's kind with (Chunk.kind_source, coreboard_commit).
+    kind_source: str = ""
+    coreboard_commit: str = ""
 
 
 @dataclass
@@ -179,6 +182,7 @@ WITH picked AS (
 UPDATE jobs_chunk c
 SET status = 'running', attempts = c.attempts + 1, lease_owner = %(owner)s,
     lease_expires_at = %(lease_until)s, worker = %(worker)s, pid = %(pid)s,
+    kind_source = %(kind_source)s, coreboard_commit = %(coreboard_commit)s,
     queued_at = statement_timestamp(), started_at = statement_timestamp(),
     finished_at = NULL, retry_at = NULL
 FROM picked WHERE c.id = picked.id
@@ -209,6 +213,8 @@ def _claim(job_id: int, claimer: Claimer, limit: int, share: int = 1) -> list[Cl
                 "owner": claimer.process,
                 "worker": claimer.worker,
                 "pid": claimer.pid,
+                "kind_source": claimer.kind_source,
+                "coreboard_commit": claimer.coreboard_commit,
                 "limit": limit,
                 "share": max(1, share),
                 "lease_until": _lease_until(),

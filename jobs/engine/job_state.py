@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any, TypeVar
 
@@ -13,7 +13,7 @@ import psycopg.errors
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import OperationalError, transaction
-from django.db.models import Case, F, IntegerField, Value, When
+from django.db.models import Case, Count, F, IntegerField, Value, When
 from django.utils import timezone
 
 from jobs import kinds, protocol, scaling
@@ -138,7 +138,13 @@ def job_combine_discard(job: Job) -> None:
 
 
 # What job_finished may change besides the status, result and error: the caller saves these.
-JOB_FINISHED_FIELDS = ["finished_at", "processes_used", "baseline_seconds", "baseline_job"]
+JOB_FINISHED_FIELDS = [
+    "finished_at",
+    "processes_used",
+    "baseline_seconds",
+    "baseline_job",
+    "code_ran",
+]
 
 
 def job_finished(job: Job) -> None:
@@ -146,6 +152,7 @@ def job_finished(job: Job) -> None:
     one's figures are settled, its unstarted chunks are cancelled, and who waits for it is
     told after the commit."""
     job.finished_at = timezone.now()
+    job.code_ran = jobs_code_ran_read([job.pk]).get(job.pk, [])
     if job.status == Job.Status.SUCCEEDED:
         job_figures_settle(job)
     chunks_cancel_unstarted(job)
@@ -161,6 +168,27 @@ def job_ended(job: Job) -> None:
     failed, cancelled), whichever way it ended: its notifications' outbox rows (jobs.engine.
     notify), sent once it commits. Every writer of a final state calls this."""
     notify.job_ended(job)
+
+
+def jobs_code_ran_read(job_ids: Sequence[int]) -> dict[int, list[protocol.CodeRan]]:
+    """For each job, the code its claimed chunks ran with last (one grouped read for all),
+    most chunks first: what job_finished stores as Job.code_ran."""
+    rows = (
+        Chunk.objects.filter(job_id__in=job_ids, attempts__gt=0)
+        .values("job_id", "kind_source", "coreboard_commit")
+        .annotate(chunks=Count("id"))
+        .order_by("job_id", "-chunks", "kind_source", "coreboard_commit")
+    )
+    ran: dict[int, list[protocol.CodeRan]] = {}
+    for row in rows:
+        ran.setdefault(row["job_id"], []).append(
+            {
+                "kind_source": row["kind_source"],
+                "coreboard_commit": row["coreboard_commit"],
+                "chunks": row["chunks"],
+            }
+        )
+    return ran
 
 
 def chunks_cancel_unstarted(job: Job) -> None:

@@ -31,7 +31,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TypeVar
 
@@ -406,6 +406,16 @@ class _SlotRun:
         if self.worker_kinds is not None and kind.name not in self.worker_kinds:
             return "lacks-kind"
         self.limit_s = options.chunk_time_limit_s(kind, job["chunk_time_limit_s"])
+        # Each chunk claimed records the code that runs it here: what computed its result.
+        plan = self.books.plan
+        self.books.plan = replace(
+            plan,
+            claimer=replace(
+                plan.claimer,
+                kind_source=kinds.version(kind.name).source,
+                coreboard_commit=workers.coreboard_commit(),
+            ),
+        )
         if job["status"] == Job.Status.PENDING:
             self.books.database(lambda: job_start_if_pending(job_id=self.job_id))
         books = self.books

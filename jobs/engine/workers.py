@@ -269,6 +269,13 @@ def code_version() -> str:
     return settings.COREBOARD_CODE_VERSION or join.code_version() or "unknown"
 
 
+def coreboard_commit() -> str:
+    """This process's Coreboard commit as stored with a job or a chunk: "" when unknown
+    (shown as "unknown"; stored empty so that two unknowns never read as the same commit)."""
+    version = code_version()
+    return "" if version == "unknown" else version[:40]
+
+
 @cache
 def coreboard_version() -> str:
     try:

@@ -11,10 +11,20 @@ from jobs.kinds.loading import (
     load_configured,
     load_failures,
 )
-from jobs.kinds.registry import UnknownKind, all_kinds, get, register, temporary, unregister
+from jobs.kinds.registry import (
+    UnknownKind,
+    all_kinds,
+    get,
+    register,
+    temporary,
+    unregister,
+    version,
+)
+from jobs.kinds.versions import KindVersion
 
 __all__ = [
     "JobKind",
+    "KindVersion",
     "LoadFailure",
     "Params",
     "Progress",
@@ -29,4 +39,5 @@ __all__ = [
     "register",
     "temporary",
     "unregister",
+    "version",
 ]

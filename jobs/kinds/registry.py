@@ -6,8 +6,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from jobs.kinds.base import JobKind
+from jobs.kinds.versions import KindVersion, kind_version_of
 
 _registry: dict[str, JobKind] = {}
+# Each registered kind's version, taken when it was registered (jobs.kinds.versions).
+_versions: dict[str, KindVersion] = {}
 
 
 class UnknownKind(LookupError):
@@ -19,6 +22,8 @@ def register(cls: type[JobKind]) -> type[JobKind]:
         raise ValueError(f"job kind {cls!r} needs a `name` that is an identifier")
     if cls.name in _registry and type(_registry[cls.name]) is not cls:
         raise ValueError(f"job kind {cls.name!r} is registered twice")
+    if cls.name not in _registry or type(_registry[cls.name]) is not cls:
+        _versions[cls.name] = kind_version_of(cls)
     _registry[cls.name] = cls()
     return cls
 
@@ -33,7 +38,7 @@ def temporary(*classes: type[JobKind]) -> Iterator[None]:
     """Register `classes` for the block; at its end the registry is again what it was, so
     any kind registered inside (by these or by code run there) is forgotten and any kind
     unregistered there is back. For tests and trials."""
-    saved = dict(_registry)
+    saved, saved_versions = dict(_registry), dict(_versions)
     try:
         for cls in classes:
             register(cls)
@@ -41,6 +46,8 @@ def temporary(*classes: type[JobKind]) -> Iterator[None]:
     finally:
         _registry.clear()
         _registry.update(saved)
+        _versions.clear()
+        _versions.update(saved_versions)
 
 
 def get(name: str) -> JobKind:
@@ -52,3 +59,9 @@ def get(name: str) -> JobKind:
 
 def all_kinds() -> list[JobKind]:
     return sorted(_registry.values(), key=lambda kind: kind.name)
+
+
+def version(name: str) -> KindVersion:
+    """The code version of the kind called `name` as this process loaded it."""
+    get(name)
+    return _versions[name]

@@ -26,15 +26,17 @@ from django.db.models import (
     Q,
     QuerySet,
     TextField,
+    Window,
 )
 from django.db.models.expressions import RawSQL
+from django.db.models.functions import RowNumber
 from django.forms.utils import pretty_name
 from django.http import Http404
 from django.urls import reverse
 from django.utils import timezone
 
 from jobs import kinds, protocol, scaling
-from jobs.engine import redis_clients
+from jobs.engine import job_state, redis_clients
 from jobs.engine import workers as worker_registry
 from jobs.engine.chunks import LOCK_HOLD_MAX_MS, LOCK_HOLDER_PREFIX
 from jobs.history import HISTORY_DEFAULT_SORT, HISTORY_SORTS
@@ -592,6 +594,31 @@ def job_version_and_live(*, job_id: int) -> tuple[int, LiveState] | None:
     return None if job is None else (job.version, job_live(job))
 
 
+def jobs_code_ran(jobs: Sequence[Job]) -> dict[int, list[protocol.CodeRan]]:
+    """For each job, the code its claimed chunks ran with: as stored when it finished
+    (Job.code_ran), else read from its chunks (one grouped read for all such jobs)."""
+    ran = {job.pk: job.code_ran for job in jobs if job.code_ran is not None}
+    unsettled = [job.pk for job in jobs if job.code_ran is None]
+    if unsettled:
+        ran.update(job_state.jobs_code_ran_read(unsettled))
+    return ran
+
+
+def job_code(job: Job) -> protocol.JobCode:
+    """The job's code version: submitted with, and ran with (jobs_code_ran)."""
+    return protocol.job_code(job, jobs_code_ran([job]).get(job.pk, []))
+
+
+def job_kind_source_ran(job: Job) -> str:
+    """The kind source that computed the job's result: what its chunks ran with when they
+    all ran one code, else (none ran yet, or nodes differed) what it was submitted with."""
+    ran = jobs_code_ran([job]).get(job.pk, [])
+    sources = {entry["kind_source"] for entry in ran}
+    if len(sources) == 1 and "" not in sources:
+        return sources.pop()
+    return job.kind_source
+
+
 def job_as_api_dict(job: Job) -> JobApiState:
     """A job as the JSON API shows it: protocol.job_state and, while it is active and makes no
     progress, why (`waiting`, from jobs_live; null otherwise)."""
@@ -605,9 +632,11 @@ def jobs_as_api_dicts(jobs: list[Job]) -> list[JobApiState]:
     # Read after jobs_live, whose registry read (if it timed out) already told.
     broker = redis_clients.broker_status() if active else None
     note = broker.text if broker is not None and not broker.available else None
+    ran = jobs_code_ran(jobs)
     return [
         protocol.job_api_state(
             protocol.job_state(job),
+            code=protocol.job_code(job, ran.get(job.pk, [])),
             waiting=live[job.pk]["waiting"] if job.pk in live else None,
             broker_unavailable=note if job.is_active else None,
         )
@@ -705,6 +734,8 @@ HISTORY_COLUMNS = (
     "owner__username",
     "sweep",
     "sweep_index",
+    "kind_source",
+    "coreboard_commit",
 )
 HISTORY_COMPARE_LIMIT = 500
 _BIGINT_MAX = 2**63 - 1
@@ -922,15 +953,142 @@ def job_runs_compared(
             "url": reverse("jobs:detail", args=[job.pk]),
             "owner": job.owner.get_username(),
             "finished_at": job.finished_at,
-            "wall_seconds": protocol.rounded(job.wall_seconds),
-            "cpu_seconds": protocol.rounded(job.cpu_seconds),
-            "speedup": protocol.rounded(job.speedup),
-            "speedup_baseline": job.speedup_baseline,
-            "parallelism_achieved": protocol.rounded(job.parallelism_achieved),
-            "processes_used": job.processes_used,
-            "efficiency": protocol.rounded(job.efficiency),
-            "parallelism": job.parallelism,
-            "total_chunks": job.total_chunks,
+            **job_figures(job),
         }
         for job in reversed(list(latest))
     ]
+
+
+# --- Comparing chosen runs side by side --------------------------------------------------------
+
+# A compared run's task stream draws at most this many chunks (lowest index first): the
+# stream merges bars above 300 anyway, and 8 runs × 5,000 chunks made a 10 MB, 3 s page.
+# Its chunk-time distribution counts every finished chunk (in PostgreSQL).
+COMPARE_CHUNKS_MAX = 1_000
+# The chunk-time histogram's bins, one width shared by every compared run.
+CHUNK_TIME_BINS = 20
+
+_CHUNK_SECONDS = "extract(epoch FROM finished_at - started_at)::float8"
+_CHUNK_TIME_STATS_SQL = f"""
+SELECT job_id, count(*), min({_CHUNK_SECONDS}),
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY {_CHUNK_SECONDS}),
+       percentile_cont(0.9) WITHIN GROUP (ORDER BY {_CHUNK_SECONDS}),
+       max({_CHUNK_SECONDS})
+FROM jobs_chunk
+WHERE job_id = ANY(%(ids)s) AND status = 'done' AND started_at IS NOT NULL
+  AND finished_at IS NOT NULL
+GROUP BY job_id
+"""  # noqa: S608 - constant text; the values are parameters
+_CHUNK_TIME_BINS_SQL = f"""
+SELECT job_id, least(width_bucket({_CHUNK_SECONDS}, %(lo)s, %(hi)s, %(bins)s), %(bins)s) AS bin,
+       count(*)
+FROM jobs_chunk
+WHERE job_id = ANY(%(ids)s) AND status = 'done' AND started_at IS NOT NULL
+  AND finished_at IS NOT NULL
+GROUP BY job_id, bin
+"""  # noqa: S608 - constant text; the values are parameters
+
+
+def jobs_chunk_times(
+    job_ids: Sequence[int], *, bins: int = CHUNK_TIME_BINS
+) -> tuple[dict[int, dict[str, Any]], dict[str, Any] | None]:
+    """Every finished (done) chunk's run time of each job, summed up in PostgreSQL: per job
+    `{count, min, median, p90, max}` (seconds), and a histogram on bins shared by all the
+    jobs, `{edges: [lo, …, hi], counts: {job_id: [n per bin]}}` (None when no chunk
+    finished; equal times make one bin). Two grouped reads, whatever the jobs' sizes."""
+    ids = list(job_ids)
+    with connection.cursor() as cursor:
+        cursor.execute(_CHUNK_TIME_STATS_SQL, {"ids": ids})
+        stats = {
+            row[0]: {
+                "count": row[1],
+                "min": protocol.rounded(row[2]),
+                "median": protocol.rounded(row[3]),
+                "p90": protocol.rounded(row[4]),
+                "max": protocol.rounded(row[5]),
+            }
+            for row in cursor.fetchall()
+        }
+        if not stats:
+            return stats, None
+        lo = min(float(row["min"] or 0) for row in stats.values())
+        hi = max(float(row["max"] or 0) for row in stats.values())
+        count = bins if hi > lo else 1
+        top = hi if hi > lo else lo + 1
+        cursor.execute(_CHUNK_TIME_BINS_SQL, {"ids": ids, "lo": lo, "hi": top, "bins": count})
+        counts = {job_id: [0] * count for job_id in ids}
+        for job_id, bucket, n in cursor.fetchall():
+            # width_bucket: 1..count inside, count + 1 at the top edge (folded into count).
+            counts[job_id][max(1, bucket) - 1] += n
+    width = (top - lo) / count
+    edges = [protocol.rounded(lo + i * width) for i in range(count + 1)]
+    return stats, {"edges": edges, "counts": counts}
+
+
+def jobs_compared(*, user: Any, job_ids: Sequence[int]) -> list[Job]:
+    """The jobs `job_ids` in that order, with their timings, if `user` may see every one;
+    Http404 otherwise (another person's job and a missing one alike, as job_get_for_user)."""
+    found = (
+        jobs_visible_to(user)
+        .filter(pk__in=job_ids)
+        .select_related("owner")
+        .with_timings()
+        .in_bulk()
+    )
+    if len(found) != len(set(job_ids)):
+        raise Http404("No such job.")
+    return [found[job_id] for job_id in job_ids]
+
+
+def job_figures(job: Job) -> dict[str, Any]:
+    """A run's figures as compare pages show them (jobs.scaling's definitions, through the
+    Job properties and with_timings)."""
+    return {
+        "wall_seconds": protocol.rounded(job.wall_seconds),
+        "cpu_seconds": protocol.rounded(job.cpu_seconds),
+        "speedup": protocol.rounded(job.speedup),
+        "speedup_baseline": job.speedup_baseline,
+        "parallelism_achieved": protocol.rounded(job.parallelism_achieved),
+        "processes_used": job.processes_used,
+        "efficiency": protocol.rounded(job.efficiency),
+        "parallelism": job.parallelism,
+        "total_chunks": job.total_chunks,
+    }
+
+
+def jobs_compared_chunks(
+    job_ids: Sequence[int], *, limit: int = COMPARE_CHUNKS_MAX
+) -> dict[int, list[dict[str, Any]]]:
+    """For each job, its first `limit` chunks that started, as the task stream draws them
+    (times in ISO 8601): one read."""
+    ranked = (
+        Chunk.objects.filter(job_id__in=job_ids, started_at__isnull=False)
+        .annotate(rank=Window(RowNumber(), partition_by=[F("job_id")], order_by=F("index").asc()))
+        .values(
+            "job_id",
+            "index",
+            "status",
+            "attempts",
+            "worker",
+            "pid",
+            "queued_at",
+            "started_at",
+            "finished_at",
+            "rank",
+        )
+    )
+    chunks: dict[int, list[dict[str, Any]]] = {job_id: [] for job_id in job_ids}
+    for row in ranked.filter(rank__lte=limit).order_by("job_id", "index"):
+        chunks[row["job_id"]].append(
+            {
+                "index": row["index"],
+                "status": row["status"],
+                "attempts": row["attempts"],
+                "worker": row["worker"],
+                "pid": row["pid"],
+                "queued_at": protocol.iso(row["queued_at"]),
+                "started_at": protocol.iso(row["started_at"]),
+                "finished_at": protocol.iso(row["finished_at"]),
+            }
+        )
+    return chunks

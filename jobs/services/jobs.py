@@ -14,7 +14,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from jobs import kinds, options
-from jobs.engine import dispatch
+from jobs.engine import dispatch, workers
 from jobs.engine.job_state import (
     COMBINE_FAILED,
     chunks_cancel_unstarted,
@@ -235,10 +235,15 @@ def jobs_store(
     `job_create` for one job, jobs.services.sweeps for the N jobs of a sweep."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("jobs_store outside the admitting transaction")
+    # What the web process has loaded of each kind (the worker stamps each chunk with its own).
+    versions = {plan.kind: kinds.version(plan.kind) for plan in plans}
     jobs = Job.objects.bulk_create(
         Job(
             owner=owner,
             kind=plan.kind,
+            kind_package=versions[plan.kind].package,
+            kind_source=versions[plan.kind].source,
+            coreboard_commit=workers.coreboard_commit(),
             params=plan.params,
             parallelism=plan.parallelism,
             chunk_time_limit_s=plan.chunk_time_limit_s,

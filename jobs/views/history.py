@@ -6,14 +6,15 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
 from django.core.handlers.asgi import ASGIRequest
 from django.core.paginator import Page, Paginator
 from django.http import HttpRequest, HttpResponse, QueryDict, StreamingHttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 
-from jobs import kinds, services
-from jobs.forms import CompareForm, HistoryFilterForm, history_filter_form
+from jobs import kinds, protocol, services
+from jobs.forms import CompareForm, HistoryFilterForm, RunsCompareForm, history_filter_form
 from jobs.history import HISTORY_SORT_COLUMNS
 from jobs.models import Job
 from jobs.selectors import jobs as selectors
@@ -123,6 +124,7 @@ class _HistoryRow:
     wall: str
     speedup: str
     params: str
+    code: list[str]
     # A sweep listed as one row (its run 0 stands for it): its page, jobs by status.
     sweep_url: str = ""
     sweep_status: str = ""
@@ -145,6 +147,7 @@ def _history_row(
         wall="" if wall is None else presentation.duration_text(wall),
         speedup="" if speedup is None else f"{speedup:.2f}×",
         params=presentation.job_params_text(job),
+        code=presentation.job_code_lines(job),
         sweep_url=reverse("jobs:sweep", args=[job.sweep_id]) if job.sweep_id else "",
     )
     if sweep_counts is None or job.sweep_id is None:
@@ -193,6 +196,7 @@ def job_list(request: HttpRequest) -> HttpResponse:
             "export_query": valid_query.urlencode(),
             "compare_query": compare_query.urlencode(),
             "sort_headers": _sort_headers(valid_query, filters["sort"]),
+            "compare_runs_max": settings.COREBOARD_COMPARE_RUNS_MAX,
         },
     )
 
@@ -242,4 +246,53 @@ def job_compare(request: HttpRequest) -> HttpResponse:
         request,
         "jobs/compare.html",
         {"form": form, "runs": runs, "limit": selectors.HISTORY_COMPARE_LIMIT},
+    )
+
+
+def job_compare_runs(request: HttpRequest) -> HttpResponse:
+    """Chosen jobs side by side: parameters (differences marked), figures, chunk-time
+    distributions and task streams. Two to COREBOARD_COMPARE_RUNS_MAX of the viewer's own
+    jobs (staff: anybody's); a job the viewer may not see is a 404, as on its own page."""
+    limit = settings.COREBOARD_COMPARE_RUNS_MAX
+    form = RunsCompareForm(request.GET, limit=limit)
+    if not form.is_valid():
+        return render(
+            request,
+            "jobs/compare_runs.html",
+            {"form": form, "limit": limit, "runs": []},
+            status=400,
+        )
+    jobs = selectors.jobs_compared(user=request.user, job_ids=form.cleaned_data["job"])
+    ids = [job.pk for job in jobs]
+    chunks = selectors.jobs_compared_chunks(ids)
+    codes = selectors.jobs_code_ran(jobs)
+    times, histogram = selectors.jobs_chunk_times(ids)
+    runs = [
+        presentation.compared_run(
+            job,
+            chunks_shown=len(chunks[job.pk]),
+            chunk_times=times.get(job.pk),
+            code=protocol.job_code(job, codes.get(job.pk, [])),
+        )
+        for job in jobs
+    ]
+    return render(
+        request,
+        "jobs/compare_runs.html",
+        {
+            "form": form,
+            "limit": limit,
+            "runs": runs,
+            "param_rows": presentation.compared_params(jobs),
+            "chunks_max": selectors.COMPARE_CHUNKS_MAX,
+            "histogram": histogram,
+            "streams": [
+                {
+                    "id": run["id"],
+                    "job": {"started_at": run["started_at"], "finished_at": run["finished_at"]},
+                    "chunks": chunks[run["id"]],
+                }
+                for run in runs
+            ],
+        },
     )

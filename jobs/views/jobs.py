@@ -84,6 +84,7 @@ def job_new(request: HttpRequest) -> HttpResponse:
             "params_form": params_form,
             "options_form": options_form,
             "rerun": rerun,
+            "code_changes": _rerun_code_changes(rerun) if rerun is not None else [],
             "kept_uploads": _kept_uploads(request, kind, params_form),
         },
         status=400 if request.method == "POST" else 200,
@@ -238,6 +239,8 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
             "kind_label": presentation.job_kind_label(job),
             "params_display": presentation.job_params_display(job),
             "time_limit_text": presentation.job_time_limit_text(job),
+            "code_display": presentation.job_code_display(job, selectors.job_code(job)),
+            "code_changes": _rerun_code_changes(job.rerun_of, now=job) if job.rerun_of else [],
             "preview_url": _preview_url_template(job),
             **_output_urls(job),
             # Every chunk's status comes over the socket (job.snapshot), packed.
@@ -247,6 +250,12 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
                 "live": live,
             },
         },
+    )
+
+
+def _rerun_code_changes(earlier: Job, *, now: Job | None = None) -> list[str]:
+    return presentation.code_changes(
+        earlier=earlier, earlier_source=selectors.job_kind_source_ran(earlier), now=now
     )
 
 

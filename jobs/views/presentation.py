@@ -10,10 +10,15 @@ import json
 import math
 from typing import Any
 
-from jobs import kinds, options
+from django.urls import reverse
+
+from jobs import kinds, options, protocol
+from jobs.engine import workers
 from jobs.kinds.base import ResultDisplay, display_value
 from jobs.kinds.result_fields import result_fields
+from jobs.kinds.versions import SHORT
 from jobs.models import Job, Upload
+from jobs.selectors.jobs import job_figures
 
 
 def duration_text(seconds: float | None) -> str:
@@ -118,4 +123,143 @@ def result_context(job: Job) -> dict[str, Any]:
         if display is None and job.result is not None
         else None,
         "result_json": job_result_json(job) if job.result is not None else "",
+    }
+
+
+# --- code versions ---------------------------------------------------------------------------
+
+
+def code_short(value: str) -> str:
+    """A digest or commit as people read it: its first SHORT digits, "unknown" for none."""
+    return value[:SHORT] if value else "unknown"
+
+
+# Lists (history) show digests and commits shorter than a job's page: two narrow lines in the
+# Kind column keep the table within 1280 px.
+LIST_SHORT = 8
+
+
+def job_code_lines(job: Job) -> list[str]:
+    """A job's submitted code for lists: its kind's source digest and the Coreboard commit."""
+    if not (job.kind_source or job.coreboard_commit):
+        return ["code not recorded"]
+    return [
+        f"source {code_short(job.kind_source)[:LIST_SHORT]}",
+        f"commit {code_short(job.coreboard_commit)[:LIST_SHORT]}",
+    ]
+
+
+def job_code_display(job: Job, code: protocol.JobCode) -> list[tuple[str, str]]:
+    """`(label, value)` pairs of a job's code version for its page."""
+    rows = [
+        ("Kind package", code["kind_package"] or "none (not from an installed package)"),
+        ("Kind source", code_short(code["kind_source"])),
+        ("Coreboard commit", code_short(code["coreboard_commit"])),
+    ]
+    if not (code["kind_source"] or code["coreboard_commit"]):
+        rows = [("Code version", "not recorded (submitted before versions were kept)")]
+    for entry in code["ran"]:
+        if (entry["kind_source"], entry["coreboard_commit"]) != (
+            code["kind_source"],
+            code["coreboard_commit"],
+        ) or len(code["ran"]) > 1:
+            rows.append(
+                (
+                    "Ran with",
+                    f"kind source {code_short(entry['kind_source'])}, Coreboard "
+                    f"{code_short(entry['coreboard_commit'])} "
+                    f"({entry['chunks']} chunk{'s' if entry['chunks'] != 1 else ''})",
+                )
+            )
+    return rows
+
+
+def code_changes(*, earlier: Job, earlier_source: str, now: Job | None = None) -> list[str]:
+    """What changed in the code since `earlier` ran (`earlier_source`: the kind source that
+    computed its result, selectors.job_kind_source_ran): compared with the job `now` when
+    given (a rerun's own page), else with the code this process has loaded (the rerun form).
+    Empty when nothing changed."""
+    if now is not None:
+        source, package, commit = now.kind_source, now.kind_package, now.coreboard_commit
+    else:
+        try:
+            version = kinds.version(earlier.kind)
+        except kinds.UnknownKind:
+            return [f"The {earlier.kind} kind is no longer installed."]
+        source, package, commit = version.source, version.package, workers.coreboard_commit()
+    if not earlier_source:
+        return [
+            f"Job #{earlier.pk} ran before code versions were recorded: whether its kind's "
+            "code changed since is unknown."
+        ]
+    notes = []
+    if source != earlier_source:
+        notes.append(
+            f"The kind's code changed since job #{earlier.pk} ran: its source was "
+            f"{code_short(earlier_source)}, now {code_short(source)}; results may differ."
+        )
+    if earlier.kind_package and package != earlier.kind_package:
+        notes.append(
+            f"The kind's package changed since job #{earlier.pk}: "
+            f"{earlier.kind_package} then, {package or 'none'} now."
+        )
+    if earlier.coreboard_commit and commit and commit != earlier.coreboard_commit:
+        notes.append(
+            f"Coreboard itself changed since job #{earlier.pk}: commit "
+            f"{code_short(earlier.coreboard_commit)} then, {code_short(commit)} now."
+        )
+    return notes
+
+
+# --- comparing chosen runs ---------------------------------------------------------------------
+
+
+def compared_params(jobs: list[Job]) -> list[dict[str, Any]]:
+    """The compare page's parameter rows: the kind, each parameter any of the jobs has (in
+    the order first met), parallelism, chunk time limit and code; `differs` when the jobs'
+    values are not all the same (a parameter a job lacks reads "—")."""
+    shown = [dict(job_params_display(job)) for job in jobs]
+    labels: list[str] = []
+    for params in shown:
+        labels.extend(label for label in params if label not in labels)
+    rows: list[tuple[str, list[str]]] = [("Kind", [job_kind_label(job) for job in jobs])]
+    rows += [(label, [params.get(label, "—") for params in shown]) for label in labels]
+    rows += [
+        ("Parallelism", [str(job.parallelism or "all processes") for job in jobs]),
+        ("Chunk time limit", [job_time_limit_text(job) for job in jobs]),
+        ("Kind source", [code_short(job.kind_source) for job in jobs]),
+        ("Coreboard commit", [code_short(job.coreboard_commit) for job in jobs]),
+    ]
+    return [
+        {"label": label, "values": values, "differs": len(set(values)) > 1}
+        for label, values in rows
+    ]
+
+
+def compared_run(
+    job: Job,
+    *,
+    chunks_shown: int,
+    chunk_times: dict[str, Any] | None,
+    code: protocol.JobCode,
+) -> dict[str, Any]:
+    """One column of the compare page (and its JSON for the charts): the job, its figures,
+    its code, its finished chunks' times (selectors.jobs_chunk_times: count, min, median,
+    90th percentile, max; None when none finished) and how many chunks its stream shows."""
+    return {
+        "id": job.pk,
+        "url": reverse("jobs:detail", args=[job.pk]),
+        "kind_label": job_kind_label(job),
+        "owner": job.owner.get_username(),
+        "status": job.status,
+        "started_at": protocol.iso(job.started_at),
+        "finished_at": protocol.iso(job.finished_at),
+        "figures": job_figures(job),
+        "code_ran": [
+            f"kind source {code_short(entry['kind_source'])}, Coreboard "
+            f"{code_short(entry['coreboard_commit'])} ({entry['chunks']} chunks)"
+            for entry in code["ran"]
+        ],
+        "chunk_stats": chunk_times,
+        "chunks_shown": chunks_shown,
     }

@@ -2,7 +2,7 @@
 // output_state.mjs, and the CPU/memory samples, resources_state.mjs), which the socket's
 // messages and the API's answers change; the task stream is task_stream.mjs, the CPU and
 // memory charts resource_charts.mjs. Rendering is coalesced to one frame.
-import { chartDefaultsApply, cssColour, translucent } from "../lib/colours.mjs";
+import { chartDefaultsApply, cssColour } from "../lib/colours.mjs";
 import {
   byId as $,
   el,
@@ -54,7 +54,7 @@ import {
 } from "./output_state.mjs";
 import { resourcesRows, resourcesSeries, resourcesSummaryText } from "./resources_state.mjs";
 import { ResourceCharts } from "./resource_charts.mjs";
-import { TaskStream } from "./task_stream.mjs";
+import { TaskStream, streamColours } from "./task_stream.mjs";
 import { CELL, ChunkGrid, PAD, cellAt, cellOrigin, gridMove } from "./chunk_grid.mjs";
 
 const state = jobStateCreate(pageJson("job-snapshot"));
@@ -593,23 +593,6 @@ function previewRender() {
     const after = [...holder.children].find((node) => Number(node.dataset.index) > index);
     holder.insertBefore(img, after || null);
   }
-}
-
-// Chunk colours, as the grid's (static/coreboard.css).
-function streamColours() {
-  const status = {
-    queued: cssColour("--queued"),
-    running: cssColour("--chunk-running"),
-    done: cssColour("--chunk-done"),
-    failed: cssColour("--chunk-failed"),
-    cancelled: cssColour("--chunk-cancelled"),
-  };
-  return {
-    status,
-    wait: translucent(status.queued, 0.45),
-    retried: cssColour("--bad"),
-    other: cssColour("--pending"),
-  };
 }
 
 const Chart = globalThis.Chart;

@@ -3,6 +3,25 @@
 // worked out by pure functions (`taskStreamBars`, `barsAggregate`); `TaskStream` draws them
 // with Chart.js (the page's global `Chart`, from node_modules).
 
+import { cssColour, translucent } from "../lib/colours.mjs";
+
+// Chunk colours, as the grid's (static/coreboard.css).
+export function streamColours() {
+  const status = {
+    queued: cssColour("--queued"),
+    running: cssColour("--chunk-running"),
+    done: cssColour("--chunk-done"),
+    failed: cssColour("--chunk-failed"),
+    cancelled: cssColour("--chunk-cancelled"),
+  };
+  return {
+    status,
+    wait: translucent(status.queued, 0.45),
+    retried: cssColour("--bad"),
+    other: cssColour("--pending"),
+  };
+}
+
 // Above this many bars, neighbouring finished chunks of a lane are merged into one.
 export const AGGREGATE_ABOVE = 300;
 

@@ -41,6 +41,8 @@ def test_checks_catch_a_500_and_an_undocumented_field() -> None:
         b' "speedup": null, "speedup_baseline": null, "baseline_seconds": null,'
         b' "baseline_job": null, "parallelism_achieved": null, "processes_used": null,'
         b' "efficiency": null, "version": 0, "result_file": null,'
+        b' "code": {"kind_package": "", "kind_source": "", "coreboard_commit": "",'
+        b' "ran": []},'
         b' "waiting": null, "broker_unavailable": null}'
     )
     case.validate_response(_response(200, job), checks=CHECKS)  # the real shape passes

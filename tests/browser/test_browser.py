@@ -547,6 +547,7 @@ def test_every_page_reads_on_a_phone_and_a_desktop(
     paths += [
         "/history/?q=zzz&created_from=nonsense",
         "/history/compare/?kind=burn",
+        f"/history/compare/runs/?job={done}&job={failed}",
         f"/jobs/{failed}/",
         f"/jobs/{big.pk}/",
         "/jobs/987654321/",
@@ -1236,3 +1237,56 @@ def test_a_3x3_sweep_by_keyboard_is_one_history_row_and_charts_a_figure(
             tab.goto(f"{daphne_server}{path}")
             assert_page_is_sound(tab, f"{path} ({name})")
         context.close()
+
+
+def test_compare_chosen_jobs_by_keyboard_on_a_phone(
+    page: Page, daphne_server: str, alice: User
+) -> None:
+    """Issue 23, item 6: tick jobs in History and compare them, keyboard only; the page
+    marks differing parameters, draws chunk times and each task stream, passes axe and
+    fits 360 px."""
+    log_in(page, daphne_server, "alice", "alice-password-1")
+    first = ended_job(page, daphne_server, alice, {"chunks": 3, "ms": 40}, "succeeded")
+    second = ended_job(page, daphne_server, alice, {"chunks": 5, "ms": 40}, "succeeded")
+    page.goto(f"{daphne_server}/history/")
+    # The compare column and the code lines keep History within 1280 px (issue 22).
+    table, room = page.evaluate(
+        "(() => { const t = document.querySelector('table.history');"
+        " return [t.scrollWidth, t.parentElement.clientWidth]; })()"
+    )
+    assert table <= room, f"History's table is {table} px wide in {room} px"
+    for job_id in (first, second):
+        box = page.get_by_label(f"Compare job #{job_id}")
+        box.focus()
+        page.keyboard.press("Space")
+        expect(box).to_be_checked()
+    page.get_by_role("button", name="Compare selected").focus()
+    page.keyboard.press("Enter")
+
+    expect(page.get_by_role("heading", name=f"Compare jobs #{first}, #{second}")).to_be_visible()
+    differs = page.locator("#compare-params tr.differs th")
+    expect(differs).to_have_count(1)
+    expect(differs).to_contain_text("Chunks")
+    for job_id, chunks in ((first, 3), (second, 5)):
+        stream = page.get_by_role("img", name=re.compile(f"Timeline of {chunks} chunks on"))
+        expect(stream).to_have_attribute("data-running", "0")
+        expect(page.locator(f"#stream-{job_id}")).to_be_visible()
+    page.wait_for_function(
+        "globalThis.Chart && Chart.getChart(document.getElementById('chunk-times-chart'))"
+    )
+    assert (
+        page.evaluate(
+            "Chart.getChart(document.getElementById('chunk-times-chart')).data.datasets.length"
+        )
+        == 2
+    )
+    assert_page_is_sound(page, "compare jobs (1280 px)")
+    screenshot(page, "compare-runs.png")
+
+    page.set_viewport_size({"width": 360, "height": 800})
+    page.reload()
+    expect(page.locator("#compare-params")).to_be_visible()
+    assert_page_is_sound(page, "compare jobs (360 px)")
+    page.goto(f"{daphne_server}/history/compare/runs/?job={first}")
+    expect(page.get_by_role("alert")).to_contain_text("Choose at least two jobs")
+    assert_page_is_sound(page, "compare jobs refused")
