@@ -95,6 +95,7 @@ def test_a_normal_job_finishes_while_high_ones_keep_arriving(alice: User, bob: U
             services.job_cancel(job=job)
     assert normal.status == Job.Status.SUCCEEDED
     assert normal.done_chunks == 8
+    assert normal.finished_at is not None
     # High jobs really did keep arriving, and went ahead of it meanwhile.
     finished_highs = Job.objects.filter(
         pk__in=highs, status=Job.Status.SUCCEEDED, finished_at__lt=normal.finished_at
