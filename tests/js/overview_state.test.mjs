@@ -8,6 +8,7 @@ import {
   nodeControl,
   nodeWarning,
   overviewMessageApply,
+  priorityText,
   processWork,
   throughputBuckets,
   throughputTick,
@@ -75,4 +76,12 @@ test("throughput is a rate over 5-second buckets, labelled now or minutes ago", 
   assert.equal(throughputTick(-120, 11), "-2 min");
   assert.equal(throughputTick(-120, 5), "");
   assert.equal(throughputTick(undefined, 0), "now");
+});
+
+test("a card names a job's priority unless it is normal", () => {
+  assert.equal(priorityText({ priority: "high" }), "high priority");
+  assert.equal(priorityText({ priority: "urgent" }), "urgent priority");
+  assert.equal(priorityText({ priority: "low" }), "low priority");
+  assert.equal(priorityText({ priority: "normal" }), "");
+  assert.equal(priorityText({}), "");
 });
