@@ -72,6 +72,7 @@ def job_plan(
         parallelism=parallelism,
         chunk_time_limit_s=chunk_time_limit_s,
         priority=priority,
+        asker=owner,
     )
     if over := quotas.quota_errors(owner=owner, cost=plan.cost):
         raise Rejected({"quota": over})
@@ -86,6 +87,7 @@ def _job_plan(
     parallelism: int | None,
     chunk_time_limit_s: int | None,
     priority: Any = None,
+    asker: Any | None = None,
 ) -> JobPlan:
     try:
         spec = kinds.get(kind)
@@ -94,7 +96,7 @@ def _job_plan(
         raise Rejected({"kind": [f"Unknown kind {kind!r}; choose one of: {names}."]}) from None
     parallelism = _parallelism_clean(parallelism)
     time_limit = _chunk_time_limit_clean(spec, chunk_time_limit_s)
-    chosen = _priority_clean(owner, priority)
+    chosen = _priority_clean(priority, asker=asker)
     try:
         clean = spec.clean_params(params)
         # The estimate sees what split sees: an upload's size, not only its id.
@@ -148,11 +150,15 @@ def _chunk_time_limit_clean(kind: kinds.JobKind, value: Any) -> int | None:
     return None if cleaned is None else int(cleaned)
 
 
-def _priority_clean(owner: Any, value: Any) -> int:
+def _priority_clean(value: Any, *, asker: Any | None) -> int:
     """A job's priority as jobs.options' field validates it (`"low"`, `"normal"`, `"high"`,
     `"urgent"`; empty: normal), after the JSON type check every API value gets; urgent only
-    for an owner staff allowed (jobs.options.may_submit_urgent). A Job.Priority number (a
-    rerun's stored value) is taken by its name."""
+    when the person asking is one staff allowed (jobs.options.may_submit_urgent). A
+    Job.Priority number (a rerun's stored value) is taken by its name.
+
+    `asker` None: work Coreboard starts by itself (a study's runs, a schedule), possibly
+    in a worker, which cannot read auth's tables: its priority was checked when a person
+    set it up."""
     if isinstance(value, Job.Priority):
         value = priority_name(value)
     field = options.priority_field()
@@ -164,7 +170,11 @@ def _priority_clean(owner: Any, value: Any) -> int:
         raise Rejected({"priority": error.messages}) from None
     if cleaned is None:
         return int(Job.Priority.NORMAL)
-    if cleaned == Job.Priority.URGENT and not options.may_submit_urgent(owner):
+    if (
+        cleaned == Job.Priority.URGENT
+        and asker is not None
+        and not options.may_submit_urgent(asker)
+    ):
         raise Rejected(
             {
                 "priority": [
@@ -210,6 +220,7 @@ def job_create(
         parallelism=parallelism,
         chunk_time_limit_s=chunk_time_limit_s,
         priority=priority,
+        asker=by,
     )
     with transaction.atomic():
         admission.admit(owner=owner, cost=plan.cost, by=by, scope=scope)

@@ -75,38 +75,60 @@ def test_the_broker_priorities_are_the_transports_steps() -> None:
     assert get_args(protocol.PriorityName) == tuple(PRIORITY_NAMES)
 
 
+def _asked(person: User, priority: object) -> Job:
+    """A job `person` asks for (as the pages and the API do: `by` the person)."""
+    return services.job_create(
+        owner=person, kind="burn", params={"chunks": 2, "ms": 1}, priority=priority, by=person
+    )
+
+
+def _allow_urgent(person: User) -> User:
+    person.user_permissions.add(Permission.objects.get(codename="submit_urgent"))
+    return User.objects.get(pk=person.pk)  # (the permission cache)
+
+
 @pytest.mark.django_db
 def test_priority_is_validated_by_name_and_urgent_needs_the_permission(alice: User) -> None:
-    job = make_job(alice, priority="high")
-    assert job.priority == Job.Priority.HIGH
-    assert make_job(alice).priority == Job.Priority.NORMAL
+    assert _asked(alice, "high").priority == Job.Priority.HIGH
+    assert _asked(alice, None).priority == Job.Priority.NORMAL
     for bad, words in [("highest", "Must be one of low, normal, high, urgent"), (3, "JSON string")]:
         before = Job.objects.count()
         with pytest.raises(services.Rejected) as refused:
-            make_job(alice, priority=bad)  # type: ignore[arg-type]
+            _asked(alice, bad)
         assert words in refused.value.errors["priority"][0]
         assert Job.objects.count() == before
     with pytest.raises(services.Rejected) as refused:
-        make_job(alice, priority="urgent")
+        _asked(alice, "urgent")
     assert "Can submit urgent jobs" in refused.value.errors["priority"][0]
-    alice.user_permissions.add(Permission.objects.get(codename="submit_urgent"))
-    alice = User.objects.get(pk=alice.pk)  # (the permission cache)
-    assert make_job(alice, priority="urgent").priority == Job.Priority.URGENT
+    # The preview refuses it the same way.
+    with pytest.raises(services.Rejected) as refused:
+        services.job_plan(owner=alice, kind="burn", params={}, priority="urgent")
+    assert "priority" in refused.value.errors
+    assert _asked(_allow_urgent(alice), "urgent").priority == Job.Priority.URGENT
+
+
+@pytest.mark.django_db
+def test_work_coreboard_starts_itself_is_not_asked_for_the_permission(bob: User) -> None:
+    """A study's runs or a schedule (by=None) may run in a worker, which cannot read auth's
+    tables: the priority was checked when a person set that work up."""
+    assert make_job(bob, priority="urgent").priority == Job.Priority.URGENT
 
 
 @pytest.mark.django_db
 def test_a_rerun_keeps_the_priority_and_asks_for_the_permission_again(alice: User) -> None:
-    alice.user_permissions.add(Permission.objects.get(codename="submit_urgent"))
-    alice = User.objects.get(pk=alice.pk)
-    urgent = make_job(alice, priority="urgent")
-    assert services.job_rerun(job=urgent, owner=alice).priority == Job.Priority.URGENT
-    low = make_job(alice, priority="low")
-    assert services.job_rerun(job=low, owner=alice).priority == Job.Priority.LOW
+    alice = _allow_urgent(alice)
+    urgent = _asked(alice, "urgent")
+    rerun = services.job_rerun(job=urgent, owner=alice, by=alice)
+    assert rerun.priority == Job.Priority.URGENT
+    low = _asked(alice, "low")
+    assert services.job_rerun(job=low, owner=alice, by=alice).priority == Job.Priority.LOW
     alice.user_permissions.clear()
     alice = User.objects.get(pk=alice.pk)
+    before = Job.objects.count()
     with pytest.raises(services.Rejected) as refused:
-        services.job_rerun(job=urgent, owner=alice)
+        services.job_rerun(job=urgent, owner=alice, by=alice)
     assert "priority" in refused.value.errors
+    assert Job.objects.count() == before
 
 
 @pytest.mark.django_db
