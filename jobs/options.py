@@ -93,6 +93,8 @@ def priority_field(*, may_urgent: bool = True) -> forms.TypedChoiceField:
         coerce=lambda name: PRIORITY_NAMES[name],
         required=False,
         empty_value=None,
+        # Shown chosen on a new form (a select has no empty choice to fall back on).
+        initial="normal",
         error_messages={
             "invalid_choice": f"Must be one of {', '.join(PRIORITY_NAMES)} (got “%(value)s”)."
         },

@@ -20,6 +20,7 @@ def test_the_form_offers_urgent_only_to_people_staff_allowed(
     form = alice_client.get("/jobs/new/", {"kind": "primes"}).content.decode()
     assert 'name="priority"' in form
     assert 'value="high"' in form
+    assert '<option value="normal" selected>' in form
     assert 'value="urgent"' not in form
     # Posted anyway: refused beside the field, nothing created.
     refused = alice_client.post("/jobs/new/", {**PRIMES, "priority": "urgent"})
