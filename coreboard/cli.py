@@ -45,6 +45,8 @@ from coreboard.client import (
 )
 
 STATUSES = ("pending", "running", "succeeded", "failed", "cancelled")
+# A job's priorities, lowest first (the server's jobs.options.PRIORITY_NAMES; a test checks).
+PRIORITIES = ("low", "normal", "high", "urgent")
 
 console = Console(highlight=False)
 errors = Console(stderr=True, highlight=False)
@@ -121,9 +123,11 @@ def _print_json(value: Any) -> None:
 
 
 def _summary(job: dict[str, Any]) -> str:
+    priority = job.get("priority", "normal")
     return (
         f"job {job['id']} ({job['kind']}): {job['status']}, "
         f"{job['done_chunks']}/{job['total_chunks']} chunks"
+        + ("" if priority == "normal" else f", {priority} priority")
     )
 
 
@@ -342,6 +346,12 @@ def kinds(ctx: click.Context) -> None:
     metavar="SECONDS",
     help="Stop a chunk (its process) after this long; at most the kind's limit.",
 )
+@click.option(
+    "--priority",
+    type=click.Choice(PRIORITIES),
+    help="Which waiting work the workers take first (default normal; urgent needs a "
+    "permission staff grant).",
+)
 @click.option("--wait", is_flag=True, help="Watch the job until it ends.")
 @click.pass_context
 def submit(
@@ -350,6 +360,7 @@ def submit(
     params: tuple[str, ...],
     parallelism: int | None,
     chunk_time_limit_s: int | None,
+    priority: str | None,
     wait: bool,
 ) -> None:
     """Create a job of KIND.
@@ -363,7 +374,11 @@ def submit(
             errors.print(f"{name}={json.dumps(value)} (the form's suggestion)", markup=False)
             values[name] = value
         job = client.submit(
-            kind, values, parallelism=parallelism, chunk_time_limit_s=chunk_time_limit_s
+            kind,
+            values,
+            parallelism=parallelism,
+            chunk_time_limit_s=chunk_time_limit_s,
+            priority=priority,
         )
         if not wait:
             if as_json:
@@ -400,12 +415,13 @@ def list_jobs(ctx: click.Context, status: str | None, limit: int) -> None:
     if as_json:
         _print_json(found)
         return
-    table = Table("id", "kind", "status", "chunks", "created", "wall s", "speedup")
+    table = Table("id", "kind", "status", "priority", "chunks", "created", "wall s", "speedup")
     for job in found:
         table.add_row(
             str(job["id"]),
             job["kind"],
             job["status"],
+            job.get("priority", ""),
             f"{job['done_chunks']}/{job['total_chunks']}",
             job["created_at"][:19].replace("T", " "),
             "" if job["wall_seconds"] is None else f"{job['wall_seconds']:.2f}",

@@ -194,8 +194,11 @@ class Client:
         *,
         parallelism: int | None = None,
         chunk_time_limit_s: int | None = None,
+        priority: str | None = None,
     ) -> dict[str, Any]:
         body: dict[str, Any] = {"kind": kind, "params": dict(params)}
+        if priority is not None:
+            body["priority"] = priority
         if parallelism is not None:
             body["parallelism"] = parallelism
         if chunk_time_limit_s is not None:

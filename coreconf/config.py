@@ -615,6 +615,17 @@ register(
     shared=True,
 )
 register(
+    "COREBOARD_PRIORITY_AGING_S",
+    "int",
+    30,
+    "a slot waiting this long in its queue moves up one priority step, and again after "
+    "each further period (no job starves behind higher ones); 0: never",
+    section="engine",
+    unit="s",
+    minimum=0,
+    shared=True,
+)
+register(
     "COREBOARD_OWNER_MAX_SLOTS",
     "int",
     0,

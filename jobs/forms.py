@@ -10,7 +10,12 @@ from jobs import kinds
 from jobs.history import HISTORY_DEFAULT_SORT, HISTORY_SORTS
 from jobs.kinds.base import JobKind, params_from_form_values
 from jobs.models import Job
-from jobs.options import chunk_time_limit_field, parallelism_field
+from jobs.options import (
+    chunk_time_limit_field,
+    may_submit_urgent,
+    parallelism_field,
+    priority_field,
+)
 from jobs.services.notifications import MIN_MINUTES_MAX
 
 PARAMS_PREFIX = "params"
@@ -29,15 +34,19 @@ class UploadWidget(forms.ClearableFileInput):
 class JobOptionsForm(forms.Form):
     """Options every job has, shown beside the kind's own parameter form.
 
-    Its fields (`parallelism`, and `chunk_time_limit_s` within `kind`'s limit) are
-    jobs.options' one definitions, which the services validate every job's with
-    (jobs.services.jobs.job_plan), whether it came from a page or the API.
+    Its fields (`parallelism`, `chunk_time_limit_s` within `kind`'s limit, and `priority`,
+    offering urgent only to a `user` staff allowed) are jobs.options' one definitions, which
+    the services validate every job's with (jobs.services.jobs.job_plan), whether it came
+    from a page or the API.
     """
 
-    def __init__(self, *args: Any, kind: JobKind | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, kind: JobKind | None = None, user: Any = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.fields["parallelism"] = parallelism_field()
         self.fields["chunk_time_limit_s"] = chunk_time_limit_field(kind)
+        self.fields["priority"] = priority_field(may_urgent=may_submit_urgent(user))
 
 
 HISTORY_SORT_CHOICES = [(key, sort.label) for key, sort in HISTORY_SORTS.items()]

@@ -56,6 +56,16 @@ class Job(models.Model):
         FAILED = "failed"
         CANCELLED = "cancelled"
 
+    class Priority(models.IntegerChoices):
+        """Which job's slots a worker takes first (jobs.engine.dispatch.broker_priority);
+        within one job nothing changes. URGENT needs the `jobs.submit_urgent` permission,
+        which staff grant in the admin (to a person or a group)."""
+
+        LOW = 1
+        NORMAL = 2
+        HIGH = 3
+        URGENT = 4
+
     ACTIVE_STATUSES = (Status.PENDING, Status.RUNNING)
     # `parallelism` of a job that uses every live worker process with its kind, counted
     # afresh while it runs (the reconciler tops it up as machines come and go).
@@ -68,6 +78,7 @@ class Job(models.Model):
     params = models.JSONField(default=dict)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     parallelism = models.PositiveIntegerField()
+    priority = models.PositiveSmallIntegerField(choices=Priority.choices, default=Priority.NORMAL)
     total_chunks = models.PositiveIntegerField(default=0)
     done_chunks = models.PositiveIntegerField(default=0)
     failed_chunks = models.PositiveIntegerField(default=0)
@@ -156,6 +167,7 @@ class Job(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        permissions = [("submit_urgent", "Can submit urgent jobs")]
         constraints = [
             # One run per level: advancing a study twice cannot start a level twice.
             models.UniqueConstraint(
@@ -266,6 +278,12 @@ class Job(models.Model):
         return scaling.job_efficiency(  # type: ignore[no-any-return]
             speedup=self.speedup, processes_used=self.processes_used, sql=False
         )
+
+
+def priority_name(value: int) -> str:
+    """`Job.priority` as people write it (form, API, command line, messages): its choice's
+    name in lower case (`"high"`)."""
+    return Job.Priority(value).name.lower()
 
 
 class ScalingStudy(models.Model):

@@ -1,5 +1,5 @@
-"""Options every job has, whatever its kind: the one definition of a valid `parallelism`
-and of a chunk's time limit.
+"""Options every job has, whatever its kind: the one definition of a valid `parallelism`,
+of a chunk's time limit and of a priority.
 
 The services validate every job's parallelism with this field, whether it came from a page
 or the API, and the new-job page's form shows the same field; both import it from here.
@@ -7,10 +7,13 @@ or the API, and the new-job page's form shows the same field; both import it fro
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.conf import settings
 
 from jobs.kinds.base import JobKind
+from jobs.models import Job, priority_name
 
 
 def parallelism_field() -> forms.IntegerField:
@@ -65,4 +68,39 @@ def chunk_time_limit_field(kind: JobKind | None = None) -> forms.IntegerField:
             f"empty means the kind's limit, {limit} s."
         ),
         widget=forms.NumberInput(attrs={"placeholder": str(limit)}),
+    )
+
+
+# --- priority -------------------------------------------------------------------------------
+
+# A priority as people write it (form, API, command line): the choice's name in lower case.
+PRIORITY_NAMES: dict[str, Job.Priority] = {priority_name(p): p for p in Job.Priority}
+URGENT_PERMISSION = "jobs.submit_urgent"
+
+
+def may_submit_urgent(user: Any) -> bool:
+    """Whether `user` may give a job URGENT priority: staff grant the `jobs.submit_urgent`
+    permission in the admin (to the person or a group; superusers have it)."""
+    return bool(user is not None and user.has_perm(URGENT_PERMISSION))
+
+
+def priority_field(*, may_urgent: bool = True) -> forms.TypedChoiceField:
+    """A job's `priority` field (empty: normal); urgent is offered to those who may use it
+    (the services check the permission again, whatever the page offered)."""
+    names = [name for name in PRIORITY_NAMES if may_urgent or name != "urgent"]
+    return forms.TypedChoiceField(
+        choices=[(name, Job.Priority[name.upper()].label) for name in names],
+        coerce=lambda name: PRIORITY_NAMES[name],
+        required=False,
+        empty_value=None,
+        # Shown chosen on a new form (a select has no empty choice to fall back on).
+        initial="normal",
+        error_messages={
+            "invalid_choice": f"Must be one of {', '.join(PRIORITY_NAMES)} (got “%(value)s”)."
+        },
+        help_text=(
+            "Which waiting work the workers take first: a higher priority's slots go ahead "
+            "of lower ones, and a running lower one gives way after its current chunk. "
+            "Urgent needs a permission staff grant."
+        ),
     )

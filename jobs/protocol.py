@@ -25,7 +25,7 @@ from django.urls import reverse
 
 from jobs import scaling
 from jobs.kinds.loading import LoadFailure
-from jobs.models import Chunk, Job, ScalingStudy, Schedule, Sweep, Upload
+from jobs.models import Chunk, Job, ScalingStudy, Schedule, Sweep, Upload, priority_name
 from jobs.scaling import ScalingAnalysis, ScalingPoint
 
 # --- public message types (websocket `type`) ---------------------------------------------------
@@ -136,6 +136,10 @@ class WaitingState(TypedDict):
     ]
 
 
+# A job's priority as people write it (jobs.models.priority_name of Job.Priority).
+PriorityName = Literal["low", "normal", "high", "urgent"]
+
+
 class JobState(TypedDict):
     """A job as the pages, the sockets and the API show it (built by `job_state`)."""
 
@@ -152,6 +156,10 @@ class JobState(TypedDict):
         int | None,
         "Seconds one chunk may run before its process is stopped and the chunk fails, as the "
         "job asked (at most its kind's limit); null: its kind's limit.",
+    ]
+    priority: Annotated[
+        PriorityName,
+        "Which waiting work the workers take first; within one job nothing changes.",
     ]
     result: Annotated[Any, "The kind's result, once done."]
     error: str
@@ -787,6 +795,7 @@ def job_state(job: Job) -> JobState:
         "failed_chunks": job.failed_chunks,
         "parallelism": job.parallelism,
         "chunk_time_limit_s": job.chunk_time_limit_s,
+        "priority": cast(PriorityName, priority_name(job.priority)),
         "result": job.result,
         "error": job.error,
         "created_at": job.created_at.isoformat(),

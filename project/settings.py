@@ -232,6 +232,12 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     # guarded calls come first (the slot registry), so a hung Redis is usually found there.
     "socket_timeout": 5,
     "socket_connect_timeout": 2,
+    # Message priorities (kombu: 0 first): one Redis list per step and queue, BRPOP naming
+    # the steps first to last. Exactly jobs.engine.dispatch.BROKER_PRIORITIES' values (a
+    # test checks). Queues themselves stay round robin: "priority" ordering of queues
+    # would let one kind's queue starve the others'.
+    "priority_steps": [0, 3, 6, 9],
+    "queue_order_strategy": "round_robin",
 }
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
@@ -356,6 +362,7 @@ COREBOARD_SLOT_SLICE_MS = config.integer("COREBOARD_SLOT_SLICE_MS")
 COREBOARD_FLUSH_MS = config.integer("COREBOARD_FLUSH_MS")
 COREBOARD_BATCH_TARGET_MS = config.integer("COREBOARD_BATCH_TARGET_MS")
 COREBOARD_OWNER_MAX_SLOTS = config.integer("COREBOARD_OWNER_MAX_SLOTS")
+COREBOARD_PRIORITY_AGING_S = config.integer("COREBOARD_PRIORITY_AGING_S")
 COREBOARD_TOKEN_EXPIRY_DAYS = config.integer("COREBOARD_TOKEN_EXPIRY_DAYS")
 # /metrics: besides a staff member's API token, addresses (or networks) that may scrape.
 COREBOARD_METRICS_ALLOWED_IPS = config.strings("COREBOARD_METRICS_ALLOWED_IPS")

@@ -50,6 +50,7 @@ def make_job(
     parallelism: int | None = 2,
     committed: bool = False,
     chunk_time_limit_s: int | None = None,
+    priority: str | None = None,
     **params: Any,
 ) -> Job:
     """A job made the way people make one (the service: validated, split into chunks).
@@ -67,6 +68,7 @@ def make_job(
             params=params,
             parallelism=parallelism,
             chunk_time_limit_s=chunk_time_limit_s,
+            priority=priority,
         )
 
 

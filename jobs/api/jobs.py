@@ -42,6 +42,7 @@ class JobCreateSerializer(serializers.Serializer[Any]):
     # "12" and full-width digits).
     parallelism = serializers.JSONField(required=False, allow_null=True, default=None)
     chunk_time_limit_s = serializers.JSONField(required=False, allow_null=True, default=None)
+    priority = serializers.JSONField(required=False, allow_null=True, default=None)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         data = self.initial_data

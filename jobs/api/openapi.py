@@ -33,7 +33,7 @@ from jobs import kinds, protocol
 from jobs.history import HISTORY_SORTS
 from jobs.kinds.base import ListField, UploadField
 from jobs.models import Job
-from jobs.options import kind_time_limit_s
+from jobs.options import PRIORITY_NAMES, kind_time_limit_s
 
 COMPONENTS = "#/components/schemas/"
 
@@ -122,6 +122,7 @@ def kind_components() -> dict[str, dict[str, Any]]:
                 "params": {"$ref": f"{COMPONENTS}{name}Params"},
                 "parallelism": parallelism_schema(),
                 "chunk_time_limit_s": chunk_time_limit_schema(kind),
+                "priority": priority_schema(),
             },
             "required": ["kind", "params"],
         }
@@ -150,6 +151,21 @@ def parallelism_schema() -> dict[str, Any]:
             "Most worker processes the job uses at once; null or absent: "
             "COREBOARD_DEFAULT_PARALLELISM, by default every live worker process that has "
             "the job's kind, counted while it runs (stored as 0)."
+        ),
+    }
+
+
+def priority_schema() -> dict[str, Any]:
+    return {
+        "type": "string",
+        "nullable": True,
+        "enum": [*PRIORITY_NAMES, None],
+        "description": (
+            "Which waiting work the workers take first: a higher priority's slots go ahead "
+            "of lower ones, and a running lower one gives way after its current chunk; a slot "
+            "waiting COREBOARD_PRIORITY_AGING_S moves up a step, so none starves. `urgent` "
+            "needs the `jobs.submit_urgent` permission, which staff grant. Null or absent: "
+            "`normal`."
         ),
     }
 

@@ -6,7 +6,8 @@ the chunks compute, so a core never sits idle on a round trip:
 
 - the next chunks are claimed shortly before the ones in hand run out (when the work
   left in hand, at the chunks' measured pace, is down to a few claim round trips), under
-  the node's claim permit, with the slice's yield check;
+  the node's claim permit, with the slice's yield check; the permit's round trip also
+  looks for a higher priority's slot waiting, and then the slot gives way at once;
 - outcomes are recorded at most every COREBOARD_FLUSH_MS, in the claim's transaction when
   one is due, and at once when the main thread has nothing left to run (the job's end);
 - the job's status is looked at every COREBOARD_CANCEL_POLL_MS while no record says it,
@@ -144,7 +145,11 @@ class SlotPlan:
     token: str | None
     node: str
     claimer: Claimer
-    queues: tuple[str, ...]
+    # The Redis lists whose waiting messages end the slot's turn: at its slice end, those of
+    # its priority and higher ones (`yield_lists`); at any batch boundary, those of a
+    # higher one (`outranked_lists`); slot_registry.priority_lists of its worker's queues.
+    yield_lists: tuple[str, ...]
+    outranked_lists: tuple[str, ...]
     slice_s: float
     hard_end: float
     flush_s: float
@@ -369,7 +374,7 @@ class Bookkeeper:
         now = time.monotonic()
         stop = now >= self.plan.hard_end
         if not stop and now >= self.slice_end:
-            if slot_registry.slot_should_yield(self.plan.node, self.plan.queues):
+            if slot_registry.slot_should_yield(self.plan.node, self.plan.yield_lists):
                 stop = True
             else:
                 self.slice_end = now + self.plan.slice_s
@@ -400,6 +405,7 @@ class Bookkeeper:
         if recorded is not None and not recorded.job_active:
             ended = OVER
         elif permit is None:
+            # Its slice is over, a higher priority waits, or its node drains: it gives way.
             ended = DISOWNED if self.disowned else SLICE
         elif not claims and not self._wait_for_retry():
             ended = DRAINED
@@ -427,6 +433,8 @@ class Bookkeeper:
         return claims
 
     disowned = False
+    # How often a higher priority's waiting slot made this one give way.
+    outranked = 0
 
     def _record_and_tell(self, outcomes: list[Outcome]) -> None:
         recorded = self._record(outcomes)
@@ -564,7 +572,11 @@ class Bookkeeper:
                 permit = slot_registry.ClaimPermit(owned=True, permitted=True)
         elif wanted and plan.token is not None:
             asked = slot_registry.slot_claim_permit(
-                plan.job_id, plan.token, plan.node, plan.claimer.process
+                plan.job_id,
+                plan.token,
+                plan.node,
+                plan.claimer.process,
+                above=plan.outranked_lists,
             )
             if not asked.owned:
                 self.disowned = True
@@ -575,6 +587,9 @@ class Bookkeeper:
                 )
                 if asked.permitted:
                     workers.claim_done(plan.node, plan.claimer.process)
+            elif asked.permitted and asked.outranked:
+                self.outranked += 1
+                workers.claim_done(plan.node, plan.claimer.process)
             elif asked.permitted:
                 permit = asked
         try:

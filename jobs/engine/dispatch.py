@@ -12,6 +12,13 @@ never receives work it cannot run; a job whose kind no live worker has gets no s
 waits. Sent slots are registered in jobs.engine.slot_registry; the reconciler
 (jobs.engine.reconciler) tops up every active job with this module, so a lost message or
 machine costs seconds, not a stuck job.
+
+Priorities are Celery's own message priorities on the Redis transport: a slot message
+carries its job's `broker_priority` (kombu's, where 0 comes first), each queue is a list
+per priority step, and a worker's BRPOP names the steps first to last, so a higher
+priority's slots are taken before lower ones on every queue it consumes. A slot that
+waited COREBOARD_PRIORITY_AGING_S in its queue moves up a step (`slots_age`), so no job
+starves behind a stream of higher ones.
 """
 
 from __future__ import annotations
@@ -28,7 +35,12 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from jobs.engine import redis_clients, workers
-from jobs.engine.slot_registry import slot_forget_if_unchanged, slot_send, slots_of
+from jobs.engine.slot_registry import (
+    slot_forget_if_unchanged,
+    slot_raise,
+    slot_send,
+    slots_of,
+)
 from jobs.models import Chunk, Job
 
 logger = logging.getLogger(__name__)
@@ -49,6 +61,31 @@ def worker_kind_queues(worker_kinds: Iterable[str]) -> list[str]:
 # --- how many slots a job should have --------------------------------------------------------
 
 
+# --- priorities --------------------------------------------------------------------------------
+
+# Job.Priority → kombu's message priority on the Redis transport (0 first; its default
+# priority_steps, CELERY_BROKER_TRANSPORT_OPTIONS', are exactly these).
+BROKER_PRIORITIES: dict[int, int] = {
+    Job.Priority.URGENT: 0,
+    Job.Priority.HIGH: 3,
+    Job.Priority.NORMAL: 6,
+    Job.Priority.LOW: 9,
+}
+PRIORITY_STEPS: tuple[int, ...] = tuple(sorted(BROKER_PRIORITIES.values()))
+NORMAL_BROKER_PRIORITY = BROKER_PRIORITIES[Job.Priority.NORMAL]
+
+
+def broker_priority(priority: int) -> int:
+    """The message priority a job of `priority` sends its slots with."""
+    return BROKER_PRIORITIES[priority]
+
+
+def broker_priority_raised(step: int) -> int:
+    """The next step up from `step` (the first stays)."""
+    higher = [each for each in PRIORITY_STEPS if each < step]
+    return higher[-1] if higher else PRIORITY_STEPS[0]
+
+
 def claimable_chunks() -> Q:
     return Q(status=Chunk.Status.PENDING) & (
         Q(retry_at__isnull=True) | Q(retry_at__lte=timezone.now())
@@ -66,13 +103,14 @@ def job_dispatch(*, job_id: int) -> int:
 
 
 def jobs_top_up(job_ids: Iterable[int]) -> int:
-    """Send the slots these jobs (the active ones with claimable chunks) are missing."""
+    """Send the slots these jobs (the active ones with claimable chunks) are missing,
+    higher priorities first (an owner's cap then goes to their most urgent work)."""
     claimable = Chunk.objects.filter(claimable_chunks(), job_id=OuterRef("pk"))
     jobs = list(
         Job.objects.filter(pk__in=list(job_ids), status__in=Job.ACTIVE_STATUSES)
         .filter(Exists(claimable))
-        .order_by("created_at", "pk")
-        .values_list("pk", "kind", "parallelism", "owner_id")
+        .order_by("-priority", "created_at", "pk")
+        .values_list("pk", "kind", "parallelism", "owner_id", "priority")
     )
     if not jobs:
         return 0
@@ -87,10 +125,10 @@ def jobs_top_up(job_ids: Iterable[int]) -> int:
     owner_cap = settings.COREBOARD_OWNER_MAX_SLOTS
     owner_live: dict[int, int] = {}
     if owner_cap:
-        for owner_id in {owner for *_, owner in jobs}:
+        for owner_id in {owner for _, _, _, owner, _ in jobs}:
             owner_live[owner_id] = _owner_live_slots(owner_id, now, live_nodes)
     sent = 0
-    for job_id, kind, parallelism, owner_id in jobs:
+    for job_id, kind, parallelism, owner_id, priority in jobs:
         wanted = (
             job_slots_wanted(parallelism, workers.kind_capacity(live, kind)) - live_by_job[job_id]
         )
@@ -99,7 +137,7 @@ def jobs_top_up(job_ids: Iterable[int]) -> int:
         pending = Chunk.objects.filter(claimable_chunks(), job_id=job_id)[: max(wanted, 0)]
         wanted = min(wanted, pending.count())
         for _ in range(max(wanted, 0)):
-            slot_send(job_id, uuid.uuid4().hex, kind_queue(kind))
+            slot_send(job_id, uuid.uuid4().hex, kind_queue(kind), broker_priority(priority))
             sent += 1
             if owner_cap:
                 owner_live[owner_id] += 1
@@ -153,3 +191,28 @@ def _owner_live_slots(owner_id: int, now: float, live_nodes: set[str]) -> int:
     return sum(
         _live_slots(job_id, now, live_nodes, holders.get(job_id, set())) for job_id in active
     )
+
+
+def slots_age(job_ids: Iterable[int]) -> int:
+    """Move up a step every slot of these jobs that waited COREBOARD_PRIORITY_AGING_S in
+    its queue (so a normal job still finishes while high ones keep arriving); how many.
+
+    A waiting message cannot be reordered in Redis: the slot is sent again under a new
+    token one step up, and the old message, whose token is gone, does nothing when it is
+    taken (jobs.engine.slot_registry.slot_raise)."""
+    aging_s = settings.COREBOARD_PRIORITY_AGING_S
+    ids = list(job_ids)
+    if not aging_s or not ids:
+        return 0
+    kinds = dict(Job.objects.filter(pk__in=ids).values_list("pk", "kind"))
+    now = time.time()
+    raised = 0
+    for job_id, kind in kinds.items():
+        for state in slots_of(job_id):
+            step = state.queued_step
+            if step is None or step == PRIORITY_STEPS[0] or now - state.queued_at < aging_s:
+                continue
+            raised += slot_raise(
+                job_id, state, uuid.uuid4().hex, kind_queue(kind), broker_priority_raised(step)
+            )
+    return raised

@@ -2,8 +2,9 @@
 Redis lock) doing a pass every COREBOARD_RECONCILE_MS.
 
 A pass returns expired leases to pending, finishes jobs with nothing left to run, moves
-scaling studies to their next run and tops up the slots of active jobs
-(jobs.engine.dispatch), so a lost message or machine costs seconds, not a stuck job.
+scaling studies to their next run, tops up the slots of active jobs and raises the priority
+of slots that waited too long (jobs.engine.dispatch), so a lost message or machine costs
+seconds, not a stuck job.
 Every machine's thread also hands back at once the chunks of its own processes that are
 gone (a killed prefork child), without waiting for their leases to expire.
 """
@@ -20,7 +21,7 @@ from django.db import DatabaseError, close_old_connections, connection
 
 from jobs.engine import notify, redis_clients, signals, workers
 from jobs.engine.chunks import jobs_finish_idle, leases_reap, leases_release
-from jobs.engine.dispatch import jobs_top_up
+from jobs.engine.dispatch import jobs_top_up, slots_age
 from jobs.engine.slot_registry import registries_sweep
 from jobs.models import Chunk, Job
 
@@ -32,14 +33,16 @@ RECONCILER_LOCK = "coreboard:reconciler"
 def reconcile() -> int:
     """One pass: expired leases back to pending, jobs with nothing left to run finished
     (a retried combine), scaling studies moved to their next run, notifications whose task
-    message was lost sent again (jobs.engine.notify), missing slots sent, the slot
-    registries of ended jobs removed; the number of slots sent."""
+    message was lost sent again (jobs.engine.notify), missing slots sent, slots that waited
+    COREBOARD_PRIORITY_AGING_S raised a step, the slot registries of ended jobs removed; the
+    number of slots sent."""
     leases_reap()
     jobs_finish_idle()
     signals.reconciler_pass.send(sender=None)
     notify.deliveries_relay()
     active = list(Job.objects.filter(status__in=Job.ACTIVE_STATUSES).values_list("pk", flat=True))
     sent = jobs_top_up(active)
+    slots_age(active)
     registries_sweep(active=active)
     return sent
 

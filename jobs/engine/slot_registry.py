@@ -1,11 +1,12 @@
 """The slot registry: every slot message a job has, by a random token, in a Redis hash per
 job in the broker's database.
 
-It shares the fate of the messages: when Redis loses its data, the registry is lost with
-the messages it described. A slot's state has a phase: `q` (sent), `v|<node>` (reserved by
-a worker) or `r|<node>|<process>|<time>` (running, refreshed every HEARTBEAT_S). A slot
-counts as live while it is queued, reserved by a node that still beats, or running with
-a refresh younger than LOST_AFTER_S (jobs.engine.workers).
+It shares the fate of the messages: when Redis loses its data, the registry is lost with the
+messages it described. A slot's state has a phase: `q|<time>|<priority>` (sent, with its
+message's priority), `v|<node>` (reserved by a worker) or `r|<node>|<process>|<time>`
+(running, refreshed every HEARTBEAT_S). A slot counts as live while it is queued, reserved
+by a node that still beats, or running with a refresh younger than LOST_AFTER_S
+(jobs.engine.workers).
 
 Parallelism is an invariant, so every change of a slot's state is a compare-and-set (a
 Lua script, atomic in Redis): a reservation never overwrites a running state; a slot
@@ -28,6 +29,7 @@ import redis
 from celery import current_app
 from django.conf import settings
 from django.utils import timezone
+from kombu.transport.redis import Channel as RedisChannel
 
 from jobs.engine import redis_clients, workers
 from jobs.engine.chunks import leases_release
@@ -128,6 +130,16 @@ if phase == 'q|' or phase == 'v|' or own then
 end
 return 0
 """
+# Aging: replace a queued slot (ARGV[1], still ARGV[2]) by a new token (ARGV[3], state
+# ARGV[4]); the old message then finds no entry and does nothing.
+_RAISE = """
+if redis.call('hget', KEYS[1], ARGV[1]) == ARGV[2] then
+  redis.call('hdel', KEYS[1], ARGV[1])
+  redis.call('hset', KEYS[1], ARGV[3], ARGV[4])
+  return 1
+end
+return 0
+"""
 # A registry the sweep emptied leaves the index (one that gained a slot meanwhile stays).
 _UNINDEX_IF_EMPTY = """
 if redis.call('exists', KEYS[1]) == 0 then
@@ -156,6 +168,24 @@ class SlotState:
         """The running process (`r` states), a workers.process_id."""
         parts = self.value.split("|")
         return "|".join(parts[2:5]) if self.phase == "r" and len(parts) >= 6 else ""
+
+    @property
+    def queued_at(self) -> float:
+        """When a queued slot was sent (0.0 for other phases)."""
+        parts = self.value.split("|")
+        try:
+            return float(parts[1]) if self.phase == "q" and len(parts) > 1 else 0.0
+        except ValueError:
+            return 0.0
+
+    @property
+    def queued_step(self) -> int | None:
+        """The message priority a queued slot was sent with (None: not queued, or sent
+        before priorities existed)."""
+        parts = self.value.split("|")
+        if self.phase != "q" or len(parts) < 3 or not parts[2].isdigit():
+            return None
+        return int(parts[2])
 
     def is_live(self, *, now: float, live_nodes: set[str]) -> bool:
         parts = self.value.split("|")
@@ -189,22 +219,45 @@ def slots_of(job_id: int) -> list[SlotState]:
     return [SlotState(token, value) for token, value in values.items()]
 
 
-def slot_send(job_id: int, token: str, queue: str) -> None:
-    """Queue one slot message on `queue` (its kind's): registered first, so a worker never
+def queued_state(priority: int) -> str:
+    return f"q|{time.time():.3f}|{priority}"
+
+
+def slot_send(job_id: int, token: str, queue: str, priority: int) -> None:
+    """Queue one slot message on `queue` (its kind's) with the message `priority` (kombu's:
+    0 first; jobs.engine.dispatch.broker_priority): registered first, so a worker never
     finds it unknown."""
     key = registry_key(job_id)
     client = redis_clients.broker()
     pipe = client.pipeline(transaction=False)
-    pipe.hset(key, token, f"q|{time.time():.3f}")
+    pipe.hset(key, token, queued_state(priority))
     pipe.expire(key, REGISTRY_TTL_S)
     pipe.sadd(REGISTERED_JOBS, job_id)
     pipe.expire(REGISTERED_JOBS, REGISTRY_TTL_S)
     pipe.execute()
     try:
-        current_app.send_task(SLOT_TASK, args=[job_id, token], queue=queue)
+        current_app.send_task(SLOT_TASK, args=[job_id, token], queue=queue, priority=priority)
     except Exception:
         client.hdel(key, token)
         raise
+
+
+def slot_raise(job_id: int, state: SlotState, token: str, queue: str, priority: int) -> int:
+    """Send a queued slot again at a higher message `priority` under a new `token`, if it
+    is still queued as `state` (1: raised, 0: it moved on). Its old message stays in the
+    lower list until a worker takes it, and then does nothing (STALE)."""
+    client = redis_clients.broker()
+    key = registry_key(job_id)
+    queued = queued_state(priority)
+    if not client.eval(_RAISE, 1, key, state.token, state.value, token, queued):
+        return 0
+    try:
+        current_app.send_task(SLOT_TASK, args=[job_id, token], queue=queue, priority=priority)
+    except Exception:
+        # Back to the old entry, whose message is still queued.
+        client.eval(_RAISE, 1, key, token, queued, state.token, state.value)
+        raise
+    return 1
 
 
 def slot_reserved(job_id: int, token: str, node: str) -> bool:
@@ -293,12 +346,18 @@ class ClaimPermit:
     # The job's running slots, this one included: a claim takes at most a share of what
     # is left among them (jobs.engine.chunks.chunks_claim).
     slots: int = 1
+    # A slot of a higher priority waits on a queue its worker consumes: give way now.
+    outranked: bool = False
 
 
-def slot_claim_permit(job_id: int, token: str, node: str, process: str) -> ClaimPermit:
+def slot_claim_permit(
+    job_id: int, token: str, node: str, process: str, *, above: Iterable[str] = ()
+) -> ClaimPermit:
     """At a batch boundary, in one round trip: refresh the slot's entry if it is still
-    this process's, and ask for the node's claim permit (marking the process claiming
-    until workers.claim_done). A slot that no longer owns its entry must claim no more.
+    this process's, ask for the node's claim permit (marking the process claiming
+    until workers.claim_done), and look whether messages wait in the lists `above` (the
+    higher priorities of the queues its worker consumes, `priority_lists`). A slot that
+    no longer owns its entry must claim no more; one outranked gives way.
     A Redis error owns and permits (the work goes on, as claim_permit does), and while
     Redis is known not to answer neither is asked for (jobs.engine.redis_clients)."""
     if not redis_clients.broker_usable():
@@ -314,12 +373,20 @@ def slot_claim_permit(job_id: int, token: str, node: str, process: str) -> Claim
     )
     workers.claim_permit_read(pipe, node, process)
     pipe.hvals(registry_key(job_id))
+    above = list(above)
+    for name in above:
+        pipe.llen(name)
     try:
-        owned, permitted, states = pipe.execute()
+        owned, permitted, states, *waiting = pipe.execute()
     except redis.RedisError:
         return ClaimPermit(owned=True, permitted=True)
     running = sum(1 for state in states if state.startswith(RUNNING))
-    return ClaimPermit(owned=bool(owned), permitted=bool(permitted), slots=max(1, running))
+    return ClaimPermit(
+        owned=bool(owned),
+        permitted=bool(permitted),
+        slots=max(1, running),
+        outranked=any(waiting),
+    )
 
 
 def slot_end(job_id: int, token: str, node: str, process: str) -> None:
@@ -340,19 +407,22 @@ DISOWNED = "disowned"
 NOT_SENT = "not-sent"
 
 
-def slot_requeue(job_id: int, token: str, queue: str, *, node: str = "", process: str = "") -> str:
-    """Put the slot back at the end of its queue (its time slice is over, or its node
-    drains): REQUEUED, DISOWNED or NOT_SENT. A running slot (`node` and `process` given)
+def slot_requeue(
+    job_id: int, token: str, queue: str, *, priority: int, node: str = "", process: str = ""
+) -> str:
+    """Put the slot back at the end of its queue, at the message `priority` of its job
+    (its time slice is over, a higher priority waits, or its node drains): REQUEUED,
+    DISOWNED or NOT_SENT. A running slot (`node` and `process` given)
     goes back only from its own running state; a reserved one only from a queued or
     reserved state, so a duplicate message never re-queues a slot that runs elsewhere."""
     key = registry_key(job_id)
     own = running_prefix(node, process) if process else ""
-    queued = f"q|{time.time():.3f}"
+    queued = queued_state(priority)
     client = redis_clients.broker()
     try:
         if not client.eval(_REQUEUE, 1, key, token, own, queued):
             return DISOWNED
-        current_app.send_task(SLOT_TASK, args=[job_id, token], queue=queue)
+        current_app.send_task(SLOT_TASK, args=[job_id, token], queue=queue, priority=priority)
     except Exception:
         logger.warning("could not requeue slot of job %s; it keeps running", job_id)
         try:
@@ -404,13 +474,23 @@ def registries_sweep(*, active: Iterable[int]) -> int:
     return removed
 
 
-def slot_should_yield(node: str, queues: Iterable[str] = ()) -> bool:
-    """Whether a slot whose time slice is over should give its process back: other
-    messages wait on a queue its worker consumes (`queues`: its kinds' queues and its
-    default or -Q ones; kombu keeps priority 0 under the queue's own name), so they could
-    run in this process, or its node drains (then the re-queued slot runs elsewhere or
-    later)."""
+def priority_lists(queues: Iterable[str], priorities: Iterable[int]) -> list[str]:
+    """The Redis lists that hold the messages of `queues` at these message priorities, as
+    kombu's Redis transport names them (a queue's priority 0 under its own name, the
+    others after its separator)."""
+    sep = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("sep", RedisChannel.sep)
     names = sorted(set(queues) or {settings.CELERY_TASK_DEFAULT_QUEUE})
+    return [f"{name}{sep}{step}" if step else name for step in priorities for name in names]
+
+
+def slot_should_yield(node: str, lists: Iterable[str] = ()) -> bool:
+    """Whether a slot whose time slice is over should give its process back: other
+    messages wait in `lists` (`priority_lists` of the queues its worker consumes, its
+    kinds' queues and its default or -Q ones, at its priority and the higher ones), so
+    they could run in this process, or its node drains (then the re-queued slot runs
+    elsewhere or later). Lower priorities wait: they would be taken after this slot's own
+    message anyway."""
+    names = list(lists) or [settings.CELERY_TASK_DEFAULT_QUEUE]
     try:
         pipe = redis_clients.broker().pipeline(transaction=False)
         for name in names:

@@ -4,8 +4,10 @@ A slot runs its job's chunks one after another in this process's main thread, wh
 process's bookkeeping thread (jobs.engine.bookkeeping) claims the next ones before those
 in hand run out and records outcomes (at most every COREBOARD_FLUSH_MS), so no chunk
 waits for a round trip. It goes on until the job has nothing left or its time slice
-(COREBOARD_SLOT_SLICE_MS) is over while other messages wait; then it puts itself back at
-the end of the queue, so several people's jobs interleave. Live pages hear of a chunk as
+(COREBOARD_SLOT_SLICE_MS) is over while other messages of its priority or a higher one
+wait, or, at any batch boundary, a higher priority's slot waits; then it puts itself back
+at the end of its queue at its job's priority, so several people's jobs interleave and an
+urgent one goes first. Live pages hear of a chunk as
 it starts (a long one) and as it ends, not when it is recorded.
 
 A slot that reaches a worker without its job's kind (two kinds routed to one queue, or a
@@ -261,18 +263,24 @@ def slot_run(
     hooks: SlotHooks | None = None,
     worker_kinds: frozenset[str] | None = None,
     queues: Iterable[str] = (),
+    priority: int | None = None,
 ) -> str:
     """Run one slot of a job in this process; how it ended (for logs and tests).
 
     `worker_kinds`: the kinds this worker runs (None: every kind registered here);
-    `queues`: the queues it consumes, whose waiting messages make a slot yield.
+    `queues`: the queues it consumes, whose waiting messages make a slot yield;
+    `priority`: the message priority it came with (None: its job's), which it keeps
+    until it goes back to its queue, at its job's.
     """
     hooks = hooks or SlotHooks()
     queues = tuple(queues)
     process = workers.process_id(node=node)
-    parallelism = Job.objects.filter(pk=job_id).values_list("parallelism", flat=True).first()
-    if parallelism is None:
+    row = Job.objects.filter(pk=job_id).values_list("parallelism", "priority").first()
+    if row is None:
         return slot_registry.STALE
+    parallelism, job_priority = row
+    home = dispatch.broker_priority(job_priority)
+    step = home if priority is None else min(int(priority), home)
     began = slot_registry.slot_begin(job_id, token, node, process, parallelism=parallelism)
     if began != slot_registry.BEGUN:
         if began != slot_registry.STALE:
@@ -294,6 +302,7 @@ def slot_run(
                 hooks=hooks,
                 worker_kinds=worker_kinds,
                 queues=queues,
+                step=step,
                 chunk_s=chunk_s,
             )
             try:
@@ -306,7 +315,12 @@ def slot_run(
             with keepalive.lock:
                 keepalive.slot = None
             requeue = slot_registry.slot_requeue(
-                job_id, token, dispatch.kind_queue(run.kind_name), node=node, process=process
+                job_id,
+                token,
+                dispatch.kind_queue(run.kind_name),
+                priority=home,
+                node=node,
+                process=process,
             )
             requeued = requeue == slot_registry.REQUEUED
             if requeued:
@@ -335,9 +349,11 @@ class _SlotRun:
         hooks: SlotHooks,
         worker_kinds: frozenset[str] | None = None,
         queues: tuple[str, ...] = (),
+        step: int = dispatch.PRIORITY_STEPS[-1],
         chunk_s: float | None = None,
     ) -> None:
-        """`chunk_s`: the job's chunks' pace so far (its slot's previous slice)."""
+        """`step`: the slot's message priority (kombu's, 0 first); `chunk_s`: the job's
+        chunks' pace so far (its slot's previous slice)."""
         self.job_id = job_id
         self.node = node
         self.hooks = hooks
@@ -353,7 +369,16 @@ class _SlotRun:
                 token=token,
                 node=node,
                 claimer=Claimer(process=process, worker=self.worker, pid=self.pid),
-                queues=queues,
+                yield_lists=tuple(
+                    slot_registry.priority_lists(
+                        queues, [each for each in dispatch.PRIORITY_STEPS if each <= step]
+                    )
+                ),
+                outranked_lists=tuple(
+                    slot_registry.priority_lists(
+                        queues, [each for each in dispatch.PRIORITY_STEPS if each < step]
+                    )
+                ),
                 slice_s=settings.COREBOARD_SLOT_SLICE_MS / 1000,
                 hard_end=time.monotonic() + settings.COREBOARD_SLOT_MAX_S,
                 flush_s=settings.COREBOARD_FLUSH_MS / 1000,

@@ -88,13 +88,21 @@ def slot_run(self: Task[[int, str], str], job_id: int, token: str) -> str:
     service answers again.
     """
     node = _Node.name or self.request.hostname or ""
+    delivery = self.request.delivery_info or {}
+    # The message priority it was sent with (a job's, or raised by aging).
+    priority = delivery.get("priority")
     try:
         if workers.node_is_draining(node):
             # Reserved before an operator drained this node: back to the queue it came
-            # from, unrun, so a draining node takes no more chunks.
-            delivery = self.request.delivery_info or {}
+            # from, unrun, at the priority it came with, so a draining node takes no more
+            # chunks.
             queue = delivery.get("routing_key") or settings.CELERY_TASK_DEFAULT_QUEUE
-            slot_registry.slot_requeue(job_id, token, queue)
+            slot_registry.slot_requeue(
+                job_id,
+                token,
+                queue,
+                priority=dispatch.NORMAL_BROKER_PRIORITY if priority is None else int(priority),
+            )
             return "requeued"
         return slots.slot_run(
             job_id=job_id,
@@ -103,6 +111,7 @@ def slot_run(self: Task[[int, str], str], job_id: int, token: str) -> str:
             hooks=TELEMETRY,
             worker_kinds=_Node.kinds,
             queues=_Node.queues,
+            priority=None if priority is None else int(priority),
         )
     except DatabaseError as error:
         connection.close()

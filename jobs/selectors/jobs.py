@@ -719,6 +719,7 @@ HISTORY_COLUMNS = (
     "status",
     "params",
     "parallelism",
+    "priority",
     "total_chunks",
     "done_chunks",
     "failed_chunks",

@@ -23,7 +23,7 @@ from jobs.engine.job_state import (
     job_save,
 )
 from jobs.kinds.base import Params, Spec, json_type_error
-from jobs.models import Chunk, Job, ScalingStudy, Schedule, Sweep, Upload
+from jobs.models import Chunk, Job, ScalingStudy, Schedule, Sweep, Upload, priority_name
 from jobs.options import chunk_time_limit_field, parallelism_field
 from jobs.services import admission, quotas, splitting
 from jobs.services.errors import Conflict, Rejected
@@ -45,6 +45,8 @@ class JobPlan:
     cost: quotas.Cost
     # Seconds one chunk may run (None: its kind's limit).
     chunk_time_limit_s: int | None = None
+    # Which waiting work the workers take first (Job.Priority).
+    priority: int = Job.Priority.NORMAL
 
 
 def job_plan(
@@ -54,12 +56,13 @@ def job_plan(
     params: Mapping[str, Any],
     parallelism: int | None = None,
     chunk_time_limit_s: int | None = None,
+    priority: Any = None,
 ) -> JobPlan:
     """Validate a job's input, split it into chunk specs and estimate its cost, writing
     nothing; Rejected, as creating it would be, when it is invalid or over a quota now.
 
-    Raises Rejected naming the field (`kind`, `parallelism`, `chunk_time_limit_s`, or
-    `params` by parameter, or `quota`). Upload ids are resolved (and their ownership
+    Raises Rejected naming the field (`kind`, `parallelism`, `chunk_time_limit_s`,
+    `priority`, or `params` by parameter, or `quota`). Upload ids are resolved (and their ownership
     checked) as for a real job, so a preview and a creation reject the same input with
     the same errors.
     """
@@ -69,6 +72,8 @@ def job_plan(
         params=params,
         parallelism=parallelism,
         chunk_time_limit_s=chunk_time_limit_s,
+        priority=priority,
+        asker=owner,
     )
     if over := quotas.quota_errors(owner=owner, cost=plan.cost):
         raise Rejected({"quota": over})
@@ -103,6 +108,8 @@ def _job_plan(
     params: Mapping[str, Any],
     parallelism: int | None,
     chunk_time_limit_s: int | None,
+    priority: Any = None,
+    asker: Any | None = None,
 ) -> JobPlan:
     try:
         spec = kinds.get(kind)
@@ -111,6 +118,7 @@ def _job_plan(
         raise Rejected({"kind": [f"Unknown kind {kind!r}; choose one of: {names}."]}) from None
     parallelism = _parallelism_clean(parallelism)
     time_limit = _chunk_time_limit_clean(spec, chunk_time_limit_s)
+    chosen = _priority_clean(priority, asker=asker)
     try:
         clean = spec.clean_params(params)
         # The estimate sees what split sees: an upload's size, not only its id.
@@ -132,6 +140,7 @@ def _job_plan(
         parallelism=parallelism,
         cost=cost,
         chunk_time_limit_s=time_limit,
+        priority=chosen,
     )
 
 
@@ -164,6 +173,42 @@ def _chunk_time_limit_clean(kind: kinds.JobKind, value: Any) -> int | None:
     return None if cleaned is None else int(cleaned)
 
 
+def _priority_clean(value: Any, *, asker: Any | None) -> int:
+    """A job's priority as jobs.options' field validates it (`"low"`, `"normal"`, `"high"`,
+    `"urgent"`; empty: normal), after the JSON type check every API value gets; urgent only
+    when the person asking is one staff allowed (jobs.options.may_submit_urgent). A
+    Job.Priority number (a rerun's stored value) is taken by its name.
+
+    `asker` None: work Coreboard starts by itself (a study's runs, a schedule), possibly
+    in a worker, which cannot read auth's tables: its priority was checked when a person
+    set it up."""
+    if isinstance(value, Job.Priority):
+        value = priority_name(value)
+    field = options.priority_field()
+    try:
+        if (error := json_type_error(field, value)) is not None:
+            raise ValidationError(error)
+        cleaned = field.clean(value)
+    except ValidationError as error:
+        raise Rejected({"priority": error.messages}) from None
+    if cleaned is None:
+        return int(Job.Priority.NORMAL)
+    if (
+        cleaned == Job.Priority.URGENT
+        and asker is not None
+        and not options.may_submit_urgent(asker)
+    ):
+        raise Rejected(
+            {
+                "priority": [
+                    "Urgent is for people staff allowed (the “Can submit urgent jobs” "
+                    "permission); choose low, normal or high."
+                ]
+            }
+        )
+    return int(cleaned)
+
+
 def job_create(
     *,
     owner: Any,
@@ -171,6 +216,7 @@ def job_create(
     params: Mapping[str, Any],
     parallelism: int | None = None,
     chunk_time_limit_s: int | None = None,
+    priority: Any = None,
     rerun_of: Job | None = None,
     study: ScalingStudy | None = None,
     schedule: Schedule | None = None,
@@ -182,7 +228,7 @@ def job_create(
     creation's, or a rerun's when `rerun_of` is given outside a study; None for work
     Coreboard starts by itself (a study's later runs), which the quotas alone admit.
     Raises Rejected naming the field (`kind`, `parallelism`, `chunk_time_limit_s`,
-    `params` by parameter, or `quota`) or RateLimited; nothing is stored or queued then.
+    `priority`, `params` by parameter, or `quota`) or RateLimited; nothing is stored or queued then.
     """
     scope = (
         admission.Scope.JOB_ACTION
@@ -197,6 +243,8 @@ def job_create(
         params=params,
         parallelism=parallelism,
         chunk_time_limit_s=chunk_time_limit_s,
+        priority=priority,
+        asker=by,
     )
     with transaction.atomic():
         admission.admit(owner=owner, cost=plan.cost, by=by, scope=scope)
@@ -247,6 +295,7 @@ def jobs_store(
             params=plan.params,
             parallelism=plan.parallelism,
             chunk_time_limit_s=plan.chunk_time_limit_s,
+            priority=plan.priority,
             total_chunks=len(plan.specs),
             estimated_cpu_seconds=plan.cost.cpu_seconds,
             rerun_of=rerun_of,
@@ -405,12 +454,13 @@ def _job_retry_combine(locked: Job, *, by: Any | None) -> bool:
 
 
 def job_rerun(*, job: Job, owner: Any, by: Any | None = None) -> Job:
-    """Create a new job with `job`'s kind, parameters and parallelism, owned by `owner`.
+    """Create a new job with `job`'s kind, parameters, parallelism and priority, owned
+    by `owner`.
 
     Validated and admitted afresh like any new job (Rejected by field, RateLimited): an
     upload must still exist and belong to `owner`, the parallelism must be within today's
-    limit, and the whole job's estimate counts against `owner`'s quotas; `by`, the person
-    asking, spends a rerun.
+    limit, an urgent priority needs `owner`'s permission today, and the whole job's
+    estimate counts against `owner`'s quotas; `by`, the person asking, spends a rerun.
     """
     return job_create(
         owner=owner,
@@ -420,6 +470,7 @@ def job_rerun(*, job: Job, owner: Any, by: Any | None = None) -> Job:
         # An all-processes job runs again with the default (all processes unless set).
         parallelism=job.parallelism or None,
         chunk_time_limit_s=job.chunk_time_limit_s,
+        priority=Job.Priority(job.priority),
         rerun_of=job,
         by=by,
     )

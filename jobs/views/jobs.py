@@ -17,7 +17,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from jobs import kinds, protocol, services
 from jobs.engine import redis_clients
 from jobs.forms import PARAMS_PREFIX, JobOptionsForm, UploadWidget
-from jobs.models import Job
+from jobs.models import Job, priority_name
 from jobs.selectors import jobs as selectors
 from jobs.services import admission
 from jobs.views import insights, presentation, refusals
@@ -49,13 +49,14 @@ def job_new(request: HttpRequest) -> HttpResponse:
         options_initial = {
             "parallelism": rerun.parallelism or None,
             "chunk_time_limit_s": rerun.chunk_time_limit_s,
+            "priority": priority_name(rerun.priority),
         }
     params_form = kind.form_class(data, initial=params_initial, prefix=PARAMS_PREFIX)
     for name in kind.upload_fields():
         params_form.fields[name].widget = UploadWidget()
     for name, errors in upload_errors.items():
         params_form.add_error(name, errors)
-    options_form = JobOptionsForm(data, initial=options_initial, kind=kind)
+    options_form = JobOptionsForm(data, initial=options_initial, kind=kind, user=request.user)
     if refused is not None:
         refusals.form_add_refusal(refused, params_form, options_form)
     elif request.method == "POST" and params_form.is_valid() and options_form.is_valid():
@@ -66,6 +67,7 @@ def job_new(request: HttpRequest) -> HttpResponse:
                 params=params_form.cleaned_data,
                 parallelism=options_form.cleaned_data["parallelism"],
                 chunk_time_limit_s=options_form.cleaned_data["chunk_time_limit_s"],
+                priority=options_form.cleaned_data["priority"],
                 rerun_of=rerun,
                 by=request.user,
             )

@@ -23,6 +23,7 @@ import {
   activeSummary,
   jobCardText,
   jobPercent,
+  priorityText,
   nodeControl,
   nodeCpuLabel,
   nodeLoadNote,
@@ -72,7 +73,15 @@ function cardCreate(job) {
   return el(
     "li",
     { class: "job-card", "data-job-id": String(job.id) },
-    el("div", { class: "job-card-head" }, jobLink(job), " ", el("span", { class: "status" })),
+    el(
+      "div",
+      { class: "job-card-head" },
+      jobLink(job),
+      " ",
+      el("span", { class: "status" }),
+      " ",
+      el("span", { class: "priority" }),
+    ),
     progressRow(job),
     el("div", { class: "counts" }),
   );
@@ -80,6 +89,10 @@ function cardCreate(job) {
 
 function cardUpdate(card, job) {
   setStatusBadge(card.querySelector(".status"), job.status);
+  const priority = card.querySelector(".priority");
+  setText(priority, priorityText(job));
+  priority.hidden = !priorityText(job);
+  priority.className = `priority priority-${job.priority}`;
   const row = card.querySelector(".progress-row");
   setProgress(
     row.querySelector(".progress"),

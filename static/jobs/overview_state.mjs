@@ -27,6 +27,11 @@ export function jobCardText(job) {
   return `${job.done_chunks}/${job.total_chunks} chunks · ${pace}`;
 }
 
+// A job's priority as its card says it: nothing for normal, the usual case.
+export function priorityText(job) {
+  return job.priority && job.priority !== "normal" ? `${job.priority} priority` : "";
+}
+
 export function jobPercent(job) {
   return Math.round(job.progress * 1000) / 10;
 }

@@ -35,7 +35,7 @@ def test_checks_catch_a_500_and_an_undocumented_field() -> None:
     job = (
         b'{"id": 1, "kind": "burn", "params": {}, "status": "pending", "progress": 0.0,'
         b' "total_chunks": 1, "done_chunks": 0, "failed_chunks": 0, "parallelism": 1,'
-        b' "chunk_time_limit_s": null,'
+        b' "chunk_time_limit_s": null, "priority": "normal",'
         b' "result": null, "error": "", "created_at": "2026-01-01T00:00:00Z",'
         b' "started_at": null, "finished_at": null, "wall_seconds": null, "cpu_seconds": 0.0,'
         b' "speedup": null, "speedup_baseline": null, "baseline_seconds": null,'

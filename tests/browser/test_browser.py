@@ -287,6 +287,32 @@ def test_overview_shows_running_jobs_and_the_cluster(
     expect(card).to_have_count(0)
 
 
+def test_a_jobs_priority_is_chosen_by_keyboard_and_shown_on_a_phone(
+    page: Page, daphne_server: str, alice: User
+) -> None:
+    page.set_viewport_size({"width": 360, "height": 800})
+    log_in(page, daphne_server, "alice", "alice-password-1")
+    page.goto(f"{daphne_server}/jobs/new/?kind=burn")
+    priority = page.get_by_label("Priority")
+    # Urgent is not offered to someone staff did not allow.
+    expect(priority.locator("option")).to_have_count(3)
+    expect(priority).to_have_value("normal")
+    priority.focus()
+    page.keyboard.press("End")  # the last choice: high
+    expect(priority).to_have_value("high")
+    page.get_by_label("Milliseconds per chunk").fill("1500")
+    page.get_by_label("Chunks").fill("4")
+    page.get_by_role("button", name="Start job").press("Enter")
+    expect(page.locator("#priority-value")).to_have_text("High")
+    assert_page_is_sound(page, "a high-priority job's page")
+    page.goto(f"{daphne_server}/")
+    expect(page.locator("#active-jobs .priority")).to_have_text("high priority")
+    assert_page_is_sound(page, "the overview with a high-priority job")
+    page.goto(f"{daphne_server}/history/")
+    expect(page.locator("tbody .priority")).to_have_text("high priority")
+    assert_page_is_sound(page, "the history with a high-priority job")
+
+
 def test_job_page_reconnects_after_daphne_restarts(
     page: Page, child_env: dict[str, str], alice: User
 ) -> None:

@@ -159,7 +159,7 @@ def test_duplicate_slot_messages_never_exceed_the_parallelism(
                 slot_registry.SLOT_TASK, args=[job.pk, running.token], queue=queue
             )
         current_app.send_task(slot_registry.SLOT_TASK, args=[job.pk, uuid.uuid4().hex], queue=queue)
-        slot_registry.slot_send(job.pk, uuid.uuid4().hex, queue)
+        slot_registry.slot_send(job.pk, uuid.uuid4().hex, queue, dispatch.NORMAL_BROKER_PRIORITY)
         job = poll_until(
             lambda: Job.objects.filter(pk=job.pk, status__in=FINAL).first(), timeout=90
         )

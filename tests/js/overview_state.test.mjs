@@ -9,6 +9,7 @@ import {
   nodeLoadNote,
   nodeWarning,
   overviewMessageApply,
+  priorityText,
   processWork,
   throughputBuckets,
   throughputTick,
@@ -88,4 +89,12 @@ test("the CPU bars say they are the machine's, and whose load it is when no work
   assert.equal(nodeLoadNote({ ...node, busy: 2 }), "Whole machine, other programs included.");
   assert.equal(nodeLoadNote({ ...node, cpus: [3, 5] }), "Whole machine, other programs included.");
   assert.equal(nodeLoadNote({ ...node, state: "lost" }), "Whole machine, other programs included.");
+});
+
+test("a card names a job's priority unless it is normal", () => {
+  assert.equal(priorityText({ priority: "high" }), "high priority");
+  assert.equal(priorityText({ priority: "urgent" }), "urgent priority");
+  assert.equal(priorityText({ priority: "low" }), "low priority");
+  assert.equal(priorityText({ priority: "normal" }), "");
+  assert.equal(priorityText({}), "");
 });

@@ -28,6 +28,7 @@ pytestmark = [pytest.mark.services]
 
 INFO = workers.node_info(concurrency=2, queues=["coreboard"], node_kinds=["burn"])
 JOB_ID = 987_654_321  # a registry needs no job row, except where the test says so
+NORMAL = dispatch.NORMAL_BROKER_PRIORITY
 
 
 @pytest.fixture
@@ -90,10 +91,13 @@ def test_a_slot_running_in_a_live_process_is_never_taken_over(node: str, token: 
     # Nor by a refresh, an end or a re-queue of the duplicate.
     assert not slot_registry.slot_refresh(JOB_ID, token, node, me)
     slot_registry.slot_end(JOB_ID, token, node, me)
-    assert slot_registry.slot_requeue(JOB_ID, token, "nowhere", node=node, process=me) == (
-        slot_registry.DISOWNED
+    assert slot_registry.slot_requeue(
+        JOB_ID, token, "nowhere", priority=NORMAL, node=node, process=me
+    ) == (slot_registry.DISOWNED)
+    assert (
+        slot_registry.slot_requeue(JOB_ID, token, "nowhere", priority=NORMAL)
+        == slot_registry.DISOWNED
     )
-    assert slot_registry.slot_requeue(JOB_ID, token, "nowhere") == slot_registry.DISOWNED
     assert _state(JOB_ID, token) == before
     # Its owner refreshes it.
     assert slot_registry.slot_refresh(JOB_ID, token, node, parent)
@@ -207,21 +211,21 @@ def test_a_running_slot_ends_and_requeues_only_its_own_entry(node: str, token: s
     _register(JOB_ID, token, "q|1.0")
     assert slot_registry.slot_begin(JOB_ID, token, node, me) == slot_registry.BEGUN
     try:
-        assert slot_registry.slot_requeue(JOB_ID, token, queue, node=node, process=me) == (
-            slot_registry.REQUEUED
-        )
+        assert slot_registry.slot_requeue(
+            JOB_ID, token, queue, priority=NORMAL, node=node, process=me
+        ) == (slot_registry.REQUEUED)
         assert str(_state(JOB_ID, token)).startswith("q|")
-        assert broker.llen(queue) == 1
+        assert broker.llen(slot_registry.priority_lists([queue], [NORMAL])[0]) == 1
     finally:
-        broker.delete(queue)
+        broker.delete(*slot_registry.priority_lists([queue], dispatch.PRIORITY_STEPS))
     # A message that was lost with the registry (FLUSHALL) is not brought back by a
     # re-queue: the reconciler sends the job a new one.
     broker.delete(slot_registry.registry_key(JOB_ID))
-    assert slot_registry.slot_requeue(JOB_ID, token, queue, node=node, process=me) == (
-        slot_registry.DISOWNED
-    )
+    assert slot_registry.slot_requeue(
+        JOB_ID, token, queue, priority=NORMAL, node=node, process=me
+    ) == (slot_registry.DISOWNED)
     assert _state(JOB_ID, token) is None
-    assert broker.llen(queue) == 0
+    assert broker.llen(slot_registry.priority_lists([queue], [NORMAL])[0]) == 0
     _register(JOB_ID, token, "q|1.0")
     assert slot_registry.slot_begin(JOB_ID, token, node, me) == slot_registry.BEGUN
     slot_registry.slot_end(JOB_ID, token, node, me)
