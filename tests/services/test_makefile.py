@@ -63,9 +63,16 @@ def test_the_test_targets_add_the_development_group(checkout: Path, target: str)
 
 def test_run_after_test_installs_nothing(checkout: Path) -> None:
     # What the test targets' installs leave: both stamps (the full sync stamps the runtime one).
-    for stamp in (".venv/.synced-dev", ".venv/.synced", "node_modules/.installed-dev"):
+    # Stamped at a set time after the inputs (1,000,000): a file's time is only as fine as
+    # the kernel's clock tick, so "touched just before" could read as the same time.
+    for stamp in (
+        ".venv/.synced-dev",
+        ".venv/.synced",
+        "node_modules/.installed-dev",
+        "node_modules/.installed",
+    ):
         (checkout / stamp).touch()
-    (checkout / "node_modules/.installed").touch()
+        os.utime(checkout / stamp, (2_000_000, 2_000_000))
     planned = _planned(checkout, "run")
     assert "uv sync" not in planned
     assert "npm ci" not in planned
