@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
@@ -24,7 +25,7 @@ pytestmark = pytest.mark.django_db
 def test_study_of_a_primes_job_runs_to_the_end_on_two_processes(alice: User) -> None:
     from tests.waiting import poll_until, wait_for_job
 
-    params = {"start": 0, "stop": 30_000_000, "chunks": 8}
+    params: dict[str, Any] = {"start": 0, "stop": 30_000_000, "chunks": 8}
     job = wait_for_job(make_job(alice, "primes", committed=True, **params).pk, until={"succeeded"})
     study = studies.study_create(owner=alice, job=job, processes=2)
     assert study.levels == [1, 2]
