@@ -18,9 +18,10 @@ from django.db import transaction
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from jobs import kinds, services
-from jobs.models import Job
+from jobs.models import Job, Webhook
 from jobs.selectors import jobs as selectors
-from jobs.services import nodes
+from jobs.selectors.schedules import Timing
+from jobs.services import nodes, schedules, sweeps
 from launcher import stack
 from tests.factories import finished, make_ended_job, make_job
 from tests.processes import ServerProcess, start_celery_worker, start_daphne
@@ -565,7 +566,24 @@ def test_every_page_reads_on_a_phone_and_a_desktop(
     with transaction.atomic():
         study = studies.study_create(owner=staff, job=Job.objects.get(pk=done), processes=2)
     token_services.token_create(user=staff, name="laptop", expires_in_days=30)
-    values = {"job_id": done, "study_id": study.pk, "upload_id": 0, "token_id": 0}
+    schedule = schedules.schedule_save(
+        owner=staff,
+        name="nightly",
+        kind="burn",
+        params={"chunks": 1, "ms": 1},
+        timing=Timing(every=1, unit="hours"),
+    )
+    sweep = sweeps.sweep_create(owner=staff, kind="burn", grid={"chunks": [1, 2], "ms": [1]})
+    hook = Webhook.objects.create(owner=staff, url="https://example.com/hook", secret="s")
+    values = {
+        "job_id": done,
+        "study_id": study.pk,
+        "upload_id": 0,
+        "token_id": 0,
+        "schedule_id": schedule.pk,
+        "sweep_id": sweep.pk,
+        "hook_id": hook.pk,
+    }
     paths = pages_to_check(page, daphne_server, every_page(values))
     # The ones this test knows of are among them (the URL conf was read).
     for known in ("/", "/history/", f"/jobs/{done}/", "/uploads/", "/tokens/", "/studies/"):
