@@ -269,13 +269,15 @@ def test_a_sweep_over_the_active_jobs_quota_is_refused_before_any_split(
 
 
 def test_the_runs_splits_share_one_splits_cpu_budget(alice: User, settings: Any) -> None:
-    # Each 20,000-chunk split takes a few ms of CPU (well within 40 ms); 40 of them do not.
-    settings.COREBOARD_SPLIT_CPU_MS = 40
-    settings.COREBOARD_QUOTA_ACTIVE_JOBS = 40
-    settings.COREBOARD_QUOTA_CHUNKS = 10_000_000
+    # Each 20,000-chunk split takes a few ms of CPU (well within 200 ms, also on a busy
+    # machine); 400 of them do not (planning stops once the runs' splits pass it).
+    settings.COREBOARD_SPLIT_CPU_MS = 200
+    settings.COREBOARD_QUOTA_ACTIVE_JOBS = 400
+    settings.COREBOARD_SWEEP_MAX_RUNS = 400
+    settings.COREBOARD_QUOTA_CHUNKS = 100_000_000
     with pytest.raises(Rejected) as refused:
         sweeps.sweep_create(
-            owner=alice, kind="burn", params={"ms": 0}, sets=[{"chunks": 20_000}] * 40
+            owner=alice, kind="burn", params={"ms": 0}, sets=[{"chunks": 20_000}] * 400
         )
     (message,) = refused.value.errors["kind"]
     assert "ms of CPU together (COREBOARD_SPLIT_CPU_MS" in message
