@@ -55,11 +55,16 @@ PROCESS_LAYERS = {"integration", "browser"}
 PROCESS_FIXTURES = {"child_env", "celery_worker", "daphne_server"}
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> Iterator[None]:
     """Refuse the run when a test has no layer, several, one that is not its folder's, or
     starts processes outside the process layers: a new module must say where it belongs
-    (`pytestmark = pytest.mark.api`) and sit there (tests/api/)."""
+    (`pytestmark = pytest.mark.api`) and sit there (tests/api/).
+
+    Then, after the other plugins' ordering (pytest-django's), the process layers go last
+    (a stable sort: the order within each part stays): the suite's shared worker, started by
+    the first of them, runs every committed job of a kind it has, so an in-process test's
+    committed jobs must not meet it (they would end while the test counts them)."""
     problems = set()
     for item in items:
         test = item.nodeid.split("[")[0]
@@ -81,6 +86,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         raise pytest.UsageError(
             f"test layers ({', '.join(LAYERS)}):\n  " + "\n  ".join(sorted(problems))
         )
+    yield
+    items.sort(key=lambda item: any(item.get_closest_marker(layer) for layer in PROCESS_LAYERS))
 
 
 def _in_its_folder(path: Path, layer: str) -> bool:
