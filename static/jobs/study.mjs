@@ -2,7 +2,7 @@
 // and, while the study runs, its state polled from the API every two seconds. Cells and list
 // items are updated in place (no element is replaced), so focus stays where it is.
 import { chartDefaultsApply, cssColour } from "../lib/colours.mjs";
-import { byId as $, pageJson, setClass, setText } from "../lib/dom.mjs";
+import { byId as $, pageJson, pollWhileActive, setClass, setText } from "../lib/dom.mjs";
 import { formatFixed, formatPercent } from "../lib/format.mjs";
 import { urlFill } from "../lib/urls.mjs";
 
@@ -123,22 +123,13 @@ function render() {
   chartDraw();
 }
 
-async function poll() {
-  try {
-    // The study as the API gives it: the same shape as the page's `study-state`.
-    const response = await fetch($("study-status").dataset.stateUrl, {
-      headers: { Accept: "application/json" },
-      credentials: "same-origin",
-    });
-    if (response.ok) {
-      state = await response.json();
-      render();
-    }
-  } catch {
-    // Offline for a moment: the next poll tries again.
-  }
-  if (state.status === ACTIVE) setTimeout(poll, POLL_MS);
-}
-
 chartDraw();
-if (state.status === ACTIVE) setTimeout(poll, POLL_MS);
+pollWhileActive($("study-status").dataset.stateUrl, state, {
+  // The study as the API gives it: the same shape as the page's `study-state`.
+  onState: (next) => {
+    state = next;
+    render();
+  },
+  active: (current) => current.status === ACTIVE,
+  everyMs: POLL_MS,
+});

@@ -2,7 +2,7 @@
 // parameter, and, while any run is active, its state polled from the API every two seconds.
 // Cells are updated in place and rows move only when a person sorts, so focus stays put.
 import { chartDefaultsApply, cssColour } from "../lib/colours.mjs";
-import { byId as $, pageJson, setClass, setText } from "../lib/dom.mjs";
+import { byId as $, pageJson, pollWhileActive, setClass, setText } from "../lib/dom.mjs";
 import { formatFixed } from "../lib/format.mjs";
 import { chartSeries, runsSorted } from "./sweep_state.mjs";
 
@@ -125,22 +125,13 @@ table.querySelector("thead").addEventListener("click", (event) => {
 $("sweep-chart-x").addEventListener("change", chartDraw);
 $("sweep-chart-y").addEventListener("change", chartDraw);
 
-async function poll() {
-  try {
-    // The sweep as the API gives it: the same shape as the page's `sweep-state`.
-    const response = await fetch($("sweep-status").dataset.stateUrl, {
-      headers: { Accept: "application/json" },
-      credentials: "same-origin",
-    });
-    if (response.ok) {
-      state = await response.json();
-      render();
-    }
-  } catch {
-    // Offline for a moment: the next poll tries again.
-  }
-  if (state.status === ACTIVE) setTimeout(poll, POLL_MS);
-}
-
 chartDraw();
-if (state.status === ACTIVE) setTimeout(poll, POLL_MS);
+pollWhileActive($("sweep-status").dataset.stateUrl, state, {
+  // The sweep as the API gives it: the same shape as the page's `sweep-state`.
+  onState: (next) => {
+    state = next;
+    render();
+  },
+  active: (current) => current.status === ACTIVE,
+  everyMs: POLL_MS,
+});

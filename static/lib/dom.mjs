@@ -138,3 +138,26 @@ export function setStatusBadge(badge, status, prefix = "status") {
   setText(badge, status);
   setClass(badge, `status ${prefix}-${status}`);
 }
+
+// Fetch a page's state from `url` (JSON, the same shape as the page's embedded state) every
+// `everyMs` while `active(state)` holds, handing each answer to `onState`. A failed fetch
+// (offline for a moment) waits for the next turn. Starts only if `active(first)`.
+export function pollWhileActive(url, first, { onState, active, everyMs = 2000 }) {
+  let state = first;
+  async function poll() {
+    try {
+      const response = await fetch(url, {
+        headers: { Accept: "application/json" },
+        credentials: "same-origin",
+      });
+      if (response.ok) {
+        state = await response.json();
+        onState(state);
+      }
+    } catch {
+      // Offline for a moment: the next poll tries again.
+    }
+    if (active(state)) setTimeout(poll, everyMs);
+  }
+  if (active(state)) setTimeout(poll, everyMs);
+}

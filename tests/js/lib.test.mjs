@@ -4,6 +4,7 @@ import { readFileSync } from "node:fs";
 import { test } from "node:test";
 
 import { translucent } from "../../static/lib/colours.mjs";
+import { pollWhileActive } from "../../static/lib/dom.mjs";
 import { formatBytes, formatFixed, formatSeconds, formatTime } from "../../static/lib/format.mjs";
 import { CLOSE_CODES, TOO_MANY_RETRY_MS, afterClose } from "../../static/lib/live.mjs";
 import { socketUrl, urlFill } from "../../static/lib/urls.mjs";
@@ -74,4 +75,40 @@ test("a closed socket stops, backs off, or waits long when the person has too ma
   assert.equal(refused.delay, TOO_MANY_RETRY_MS);
   assert.match(refused.text, /too many open pages/);
   assert.equal(refused.backoff, 500);
+});
+
+test("a page's state is polled while it is active, and a failed fetch waits a turn", async () => {
+  const answers = [
+    new Error("offline"),
+    { status: "running", n: 1 },
+    { status: "succeeded", n: 2 },
+  ];
+  const asked = [];
+  const seen = [];
+  globalThis.fetch = async (url) => {
+    asked.push(url);
+    const answer = answers.shift();
+    if (answer instanceof Error) throw answer;
+    return { ok: true, json: async () => answer };
+  };
+  await new Promise((done) => {
+    pollWhileActive(
+      "/api/x/",
+      { status: "running" },
+      {
+        onState: (state) => {
+          seen.push(state.n);
+          if (state.status !== "running") setTimeout(done, 20);
+        },
+        active: (state) => state.status === "running",
+        everyMs: 1,
+      },
+    );
+  });
+  assert.deepEqual(seen, [1, 2]);
+  assert.equal(asked.length, 3); // not again once it ended
+  pollWhileActive("/api/x/", { status: "succeeded" }, { onState() {}, active: () => false });
+  await new Promise((done) => setTimeout(done, 10));
+  assert.equal(asked.length, 3); // never starts for a finished one
+  delete globalThis.fetch;
 });
