@@ -18,6 +18,7 @@ from django.core.management.base import CommandError
 from django.db import connection
 from django.test import Client, TransactionTestCase, override_settings
 from rest_framework.test import APIClient
+from rest_framework.throttling import SimpleRateThrottle
 
 from coreconf import paths
 from jobs import kinds
@@ -221,6 +222,14 @@ def mallory_api(mallory: User) -> APIClient:
 def alice_job(alice: User) -> Job:
     """Pending: four chunks of primes below 1000."""
     return make_job(alice, "primes", start=0, stop=1000, chunks=4)
+
+
+@pytest.fixture
+def rates(monkeypatch: pytest.MonkeyPatch) -> dict[str, str | None]:
+    """The throttle rates, changeable per test (DRF reads them once, at import)."""
+    changed = dict(SimpleRateThrottle.THROTTLE_RATES)
+    monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES", changed)
+    return changed
 
 
 @pytest.fixture

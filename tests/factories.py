@@ -375,3 +375,17 @@ def in_parallel(attempt: Callable[[int], T], times: int = 20) -> list[T]:
 
     with ThreadPoolExecutor(max_workers=times) as pool:
         return list(pool.map(run, range(times)))
+
+
+def make_failed_job(owner: User) -> Job:
+    """A burn job of two chunks whose first failed for good."""
+    job = make_job(owner, chunks=2)
+    start(job)
+    fail_next(job)
+    job.refresh_from_db()
+    assert job.status == Job.Status.FAILED
+    return job
+
+
+def active_jobs(owner: User) -> int:
+    return Job.objects.filter(owner=owner, status__in=Job.ACTIVE_STATUSES).count()

@@ -9,17 +9,16 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 from rest_framework.test import APIClient
-from rest_framework.throttling import SimpleRateThrottle
 
 from jobs import kinds, services
 from jobs.models import Job, ScalingStudy
 from tests.factories import (
     BURN,
+    active_jobs,
     api_client_for,
-    fail_next,
     in_parallel,
+    make_failed_job,
     make_job,
-    start,
     succeeded_job,
     workers_alive,
 )
@@ -31,28 +30,6 @@ MANDELBROT_INSIDE = {
     "width": 4096, "height": 2048, "max_iter": 10_000,
     "x_min": -0.2, "x_max": 0.1, "y_min": -0.2, "y_max": 0.2, "chunks": 64,
 }  # fmt: skip
-
-
-@pytest.fixture
-def rates(monkeypatch: pytest.MonkeyPatch) -> dict[str, str | None]:
-    """The throttle rates, changeable per test (DRF reads them once, at import)."""
-    changed = dict(SimpleRateThrottle.THROTTLE_RATES)
-    monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES", changed)
-    return changed
-
-
-def failed_job(owner: User) -> Job:
-    """A burn job of two chunks whose first failed for good."""
-    job = make_job(owner, chunks=2)
-    start(job)
-    fail_next(job)
-    job.refresh_from_db()
-    assert job.status == Job.Status.FAILED
-    return job
-
-
-def active_jobs(owner: User) -> int:
-    return Job.objects.filter(owner=owner, status__in=Job.ACTIVE_STATUSES).count()
 
 
 # --- estimates ------------------------------------------------------------------------------------
@@ -115,7 +92,7 @@ def test_20_parallel_api_retries_never_pass_the_quota(
     alice: User, rates: dict[str, str | None]
 ) -> None:
     rates["job-action"] = "1000/minute"
-    failed = [failed_job(alice) for _ in range(20)]
+    failed = [make_failed_job(alice) for _ in range(20)]
     for _ in range(8):
         services.job_create(owner=alice, **BURN)
     responses = in_parallel(
@@ -180,7 +157,7 @@ def assert_throttled(response: Any, variable: str) -> None:
 @pytest.mark.django_db
 def test_api_retries_are_throttled(alice: User, rates: dict[str, str | None]) -> None:
     rates["job-action"] = "2/minute"
-    failed = [failed_job(alice) for _ in range(3)]
+    failed = [make_failed_job(alice) for _ in range(3)]
     api = api_client_for(alice)
     assert [api.post(f"/api/jobs/{job.pk}/retry/").status_code for job in failed[:2]] == [200] * 2
     assert_throttled(api.post(f"/api/jobs/{failed[2].pk}/retry/"), "COREBOARD_RATE_JOB_ACTION")

@@ -9,7 +9,6 @@ import pytest
 from django.contrib.auth.models import User
 from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
-from rest_framework.throttling import SimpleRateThrottle
 
 from jobs import services
 from jobs.models import Job, Upload
@@ -106,14 +105,6 @@ def test_upload_count_and_bytes_are_capped(
 
 
 # --- rate limits --------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def rates(monkeypatch: pytest.MonkeyPatch) -> dict[str, str | None]:
-    """The throttle rates, changeable per test (DRF reads them once, at import)."""
-    changed = dict(SimpleRateThrottle.THROTTLE_RATES)
-    monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES", changed)
-    return changed
 
 
 @pytest.mark.api

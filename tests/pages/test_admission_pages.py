@@ -11,18 +11,16 @@ from django.contrib.auth.models import User
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
-from rest_framework.throttling import SimpleRateThrottle
 
 from jobs import kinds, services
 from jobs.models import Job, ScalingStudy, Upload
 from tests.factories import (
     BURN,
+    active_jobs,
     api_client_for,
     client_for,
-    fail_next,
     in_parallel,
-    make_job,
-    start,
+    make_failed_job,
     succeeded_job,
     workers_alive,
 )
@@ -30,28 +28,6 @@ from tests.factories import (
 pytestmark = [pytest.mark.pages, pytest.mark.usefixtures("dispatched")]
 
 BURN_FORM = {"kind": "burn", "params-chunks": "2", "params-ms": "1", "params-fail_rate": "0"}
-
-
-@pytest.fixture
-def rates(monkeypatch: pytest.MonkeyPatch) -> dict[str, str | None]:
-    """The throttle rates, changeable per test (DRF reads them once, at import)."""
-    changed = dict(SimpleRateThrottle.THROTTLE_RATES)
-    monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES", changed)
-    return changed
-
-
-def failed_job(owner: User) -> Job:
-    """A burn job of two chunks whose first failed for good."""
-    job = make_job(owner, chunks=2)
-    start(job)
-    fail_next(job)
-    job.refresh_from_db()
-    assert job.status == Job.Status.FAILED
-    return job
-
-
-def active_jobs(owner: User) -> int:
-    return Job.objects.filter(owner=owner, status__in=Job.ACTIVE_STATUSES).count()
 
 
 def assert_throttled_page(response: Any, variable: str) -> None:
@@ -92,7 +68,7 @@ def test_20_parallel_page_retries_never_pass_the_quota(
     alice: User, rates: dict[str, str | None]
 ) -> None:
     rates["job-action"] = "1000/minute"
-    failed = [failed_job(alice) for _ in range(20)]
+    failed = [make_failed_job(alice) for _ in range(20)]
     for _ in range(8):
         services.job_create(owner=alice, **BURN)
     in_parallel(lambda i: client_for(alice).post(reverse("jobs:retry", args=[failed[i].pk])))
@@ -163,7 +139,7 @@ def test_page_retries_are_throttled(
     alice: User, alice_client: Client, rates: dict[str, str | None]
 ) -> None:
     rates["job-action"] = "2/minute"
-    failed = [failed_job(alice) for _ in range(3)]
+    failed = [make_failed_job(alice) for _ in range(3)]
     for job in failed[:2]:
         assert alice_client.post(reverse("jobs:retry", args=[job.pk])).status_code == 302
     response = alice_client.post(reverse("jobs:retry", args=[failed[2].pk]))
@@ -257,7 +233,7 @@ def test_35_page_retries_in_a_row_stop_at_the_quota_and_then_the_rate(
     alice: User, alice_client: Client
 ) -> None:
     """The probe's page retry accepted 35 in a row, past the quota of 10 active jobs."""
-    failed = [failed_job(alice) for _ in range(35)]
+    failed = [make_failed_job(alice) for _ in range(35)]
     retry = [reverse("jobs:retry", args=[job.pk]) for job in failed]
     codes = [alice_client.post(url).status_code for url in retry[:10]]
     eleventh = alice_client.post(retry[10], follow=True)
