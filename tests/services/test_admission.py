@@ -17,11 +17,10 @@ from jobs.services import admission, quotas, studies
 from tests import kinds_function
 from tests.factories import (
     BURN,
-    fail_next,
     finish_job,
     in_parallel,
+    make_failed_job,
     make_job,
-    start,
     succeeded_job,
 )
 
@@ -215,7 +214,7 @@ def test_20_parallel_creations_never_pass_the_active_jobs_quota(alice: User) -> 
 
 @pytest.mark.django_db(transaction=True)
 def test_20_parallel_retries_never_pass_the_active_jobs_quota(alice: User) -> None:
-    failed = [_failed_job(alice) for _ in range(20)]
+    failed = [make_failed_job(alice) for _ in range(20)]
     for _ in range(8):
         services.job_create(owner=alice, **BURN)
 
@@ -249,16 +248,6 @@ def test_20_parallel_studies_never_pass_the_active_jobs_quota(
     assert sum(in_parallel(attempt)) == 4
     assert ScalingStudy.objects.count() == 4
     assert Job.objects.filter(owner=alice, status__in=Job.ACTIVE_STATUSES).count() == 10
-
-
-def _failed_job(owner: User) -> Job:
-    """A burn job of two chunks whose first failed for good (the second cancelled)."""
-    job = make_job(owner, chunks=2)
-    start(job)
-    fail_next(job)
-    job.refresh_from_db()
-    assert job.status == Job.Status.FAILED
-    return job
 
 
 def _text(data: bytes) -> SimpleUploadedFile:
