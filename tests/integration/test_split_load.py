@@ -29,9 +29,11 @@ def roomy_daphne(child_env: dict[str, str]) -> Iterator[tuple[ServerProcess, str
 def test_a_20_mb_whitespace_free_wordcount_leaves_other_pages_fast(
     roomy_daphne: tuple[ServerProcess, str], celery_worker: ServerProcess, alice: User, bob: User
 ) -> None:
-    """The other person's p95 stays under 100 ms (printed with their pace alone before, which
-    on a machine busy with other work may itself be over it), and daphne's CPU for a
-    256-chunk preview of 20 MB is milliseconds (it was 126 s)."""
+    """The requests add under 100 ms to the other person's p95 (against their pace alone,
+    measured just before in the same run: on a machine busy with other work that pace may
+    itself be over 100 ms, so the issue's absolute figure lives in `make bench`'s big-upload
+    row, tests/benchmarks/big_upload.py), and daphne's CPU for a 256-chunk preview of 20 MB
+    is milliseconds (it was 126 s, and the other person's p95 6.2 s)."""
     server, url = roomy_daphne
     token = token_create(user=alice, name="big upload", expires_in_days=1).key
     cookie = f"sessionid={client_for(bob).cookies['sessionid'].value}"
@@ -50,4 +52,5 @@ def test_a_20_mb_whitespace_free_wordcount_leaves_other_pages_fast(
     assert (result["total_words"], result["distinct_words"]) == (1, 1)
     assert result["top"] == [["a" * WORD_SHOWN_MAX + "…", 1]]
     assert figures.previews_cpu_s / PREVIEWS < 0.050, figures.summary()
-    assert figures.page_percentile(0.95) < 0.100, figures.summary()
+    alone = figures.page_percentile(0.95, figures.baseline)
+    assert figures.page_percentile(0.95) - alone < 0.100, figures.summary()
