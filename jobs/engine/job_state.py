@@ -6,6 +6,7 @@ import logging
 import time
 import traceback
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
@@ -13,7 +14,17 @@ import psycopg.errors
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import OperationalError, transaction
-from django.db.models import Case, Count, F, IntegerField, Value, When
+from django.db.models import (
+    BooleanField,
+    Case,
+    Count,
+    ExpressionWrapper,
+    F,
+    IntegerField,
+    Q,
+    Value,
+    When,
+)
 from django.utils import timezone
 
 from jobs import kinds, protocol, scaling
@@ -152,9 +163,10 @@ def job_finished(job: Job) -> None:
     one's figures are settled, its unstarted chunks are cancelled, and who waits for it is
     told after the commit."""
     job.finished_at = timezone.now()
-    job.code_ran = jobs_code_ran_read([job.pk]).get(job.pk, [])
+    groups = _chunk_groups(job)
+    job.code_ran = _code_ran(groups)
     if job.status == Job.Status.SUCCEEDED:
-        job_figures_settle(job)
+        job_figures_settle(job, groups=groups)
     chunks_cancel_unstarted(job)
     job_ended(job)
     transaction.on_commit(
@@ -168,6 +180,58 @@ def job_ended(job: Job) -> None:
     failed, cancelled), whichever way it ended: its notifications' outbox rows (jobs.engine.
     notify), sent once it commits. Every writer of a final state calls this."""
     notify.job_ended(job)
+
+
+@dataclass(frozen=True)
+class _ChunkGroup:
+    """The chunks of a job that ran, by process, code and outcome (one grouped read serves
+    the code they ran and the processes that did them)."""
+
+    worker: str
+    pid: int | None
+    kind_source: str
+    coreboard_commit: str
+    done: bool
+    # Claimed at least once (what Job.code_ran counts).
+    ran: bool
+    chunks: int
+
+
+def _chunk_groups(job: Job) -> list[_ChunkGroup]:
+    rows = (
+        job.chunks.filter(Q(attempts__gt=0) | Q(status=Chunk.Status.DONE))
+        .annotate(ran=ExpressionWrapper(Q(attempts__gt=0), output_field=BooleanField()))
+        .values("worker", "pid", "kind_source", "coreboard_commit", "status", "ran")
+        .annotate(chunks=Count("id"))
+        .order_by()
+    )
+    return [
+        _ChunkGroup(
+            row["worker"],
+            row["pid"],
+            row["kind_source"],
+            row["coreboard_commit"],
+            row["status"] == Chunk.Status.DONE,
+            row["ran"],
+            row["chunks"],
+        )
+        for row in rows
+    ]
+
+
+def _code_ran(groups: list[_ChunkGroup]) -> list[protocol.CodeRan]:
+    """As jobs_code_ran_read, from groups already read: most chunks first."""
+    counts: dict[tuple[str, str], int] = {}
+    for group in groups:
+        if not group.ran:
+            continue
+        code = (group.kind_source, group.coreboard_commit)
+        counts[code] = counts.get(code, 0) + group.chunks
+    ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    return [
+        {"kind_source": source, "coreboard_commit": commit, "chunks": chunks}
+        for (source, commit), chunks in ordered
+    ]
 
 
 def jobs_code_ran_read(job_ids: Sequence[int]) -> dict[int, list[protocol.CodeRan]]:
@@ -198,7 +262,7 @@ def chunks_cancel_unstarted(job: Job) -> None:
     )
 
 
-def job_figures_settle(job: Job) -> None:
+def job_figures_settle(job: Job, *, groups: list[_ChunkGroup] | None = None) -> None:
     """Set a succeeded job's stored figures (nothing is saved; its finished_at is set):
     the processes that ran it (scaling.PROCESSES_USED) and its speedup's baseline.
 
@@ -209,12 +273,9 @@ def job_figures_settle(job: Job) -> None:
     run would tell who ran what, and how long it took. A parallelism-1 run that succeeds
     later becomes the baseline of those without one (job_baseline_share, after commit).
     """
-    processes = (
-        job.chunks.filter(status=Chunk.Status.DONE, pid__isnull=False)
-        .values("worker", "pid")
-        .distinct()
-        .count()
-    )
+    if groups is None:
+        groups = _chunk_groups(job)
+    processes = len({(g.worker, g.pid) for g in groups if g.done and g.pid is not None})
     job.processes_used = scaling.job_processes_used(
         processes=processes, parallelism=job.parallelism
     )
