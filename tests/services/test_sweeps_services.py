@@ -268,19 +268,22 @@ def test_a_sweep_over_the_active_jobs_quota_is_refused_before_any_split(
     assert list(refused.value.errors) == ["quota"]
 
 
-def test_the_runs_splits_share_one_splits_cpu_budget(alice: User, settings: Any) -> None:
-    # Each 20,000-chunk split takes a few ms of CPU (well within 200 ms, also on a busy
-    # machine); 400 of them do not (planning stops once the runs' splits pass it).
+def test_the_runs_splits_share_one_splits_cpu_budget(
+    alice: User, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The sweep reads its thread's CPU clock between runs; here that clock says each run's
+    # split took 30 ms, so each fits the 200 ms budget of one split and the first seven do not
+    # (a real clock would make this depend on how busy the machine is).
     settings.COREBOARD_SPLIT_CPU_MS = 200
     settings.COREBOARD_QUOTA_ACTIVE_JOBS = 400
     settings.COREBOARD_SWEEP_MAX_RUNS = 400
-    settings.COREBOARD_QUOTA_CHUNKS = 100_000_000
+    used = iter(range(0, 10_000, 30))
+    monkeypatch.setattr(time, "thread_time", lambda: next(used) / 1000)
     with pytest.raises(Rejected) as refused:
-        sweeps.sweep_create(
-            owner=alice, kind="burn", params={"ms": 0}, sets=[{"chunks": 20_000}] * 400
-        )
+        sweeps.sweep_create(owner=alice, kind="burn", params={"ms": 0}, sets=[{"chunks": 2}] * 400)
     (message,) = refused.value.errors["kind"]
-    assert "ms of CPU together (COREBOARD_SPLIT_CPU_MS" in message
+    assert message.startswith("Splitting the first 6 runs of this sweep took more than 200 ms")
+    assert "of CPU together (COREBOARD_SPLIT_CPU_MS" in message
     assert nothing_stored()
 
 
