@@ -32,9 +32,10 @@ pytestmark = pytest.mark.integration
 VAR = TEST_VAR / "make-run-supervise"
 # The issue's promise: the stack works again within this of the failed part being back.
 RECOVERY_S = 10.0
-# A worker and daphne whose `make run` died end within this (measured 1 to 5 s on a loaded
-# 2-core machine: the worker's cold shutdown takes the longest).
-PARENT_DEATH_S = 10.0
+# A worker, its pool, beat and daphne whose `make run` died end within this. The worker's
+# cold shutdown takes the longest: 3.5 s on a quiet 2-core machine, 1 to 5 s loaded, and
+# once more than 10 s in a fresh machine's suite (the failure names what is left).
+PARENT_DEATH_S = 20.0
 PORT_VARIABLES = ("COREBOARD_PG_PORT", "COREBOARD_REDIS_PORT")
 
 
@@ -146,6 +147,16 @@ def _wait_for_new_line(run: ServerProcess, seen: int, needle: str, *, timeout: f
     )
 
 
+def _role(process: psutil.Process, supervisor: int) -> str:
+    """daphne, beat, the worker's main process, or one of its pool's processes."""
+    command = " ".join(process.cmdline())
+    if "launcher.server" in command:
+        return "daphne"
+    if " beat " in command:
+        return "beat"
+    return "worker" if process.ppid() == supervisor else "pool process"
+
+
 def _running_chunks(client: Client, job_id: int) -> int:
     chunks = client._request("GET", f"/api/jobs/{job_id}/chunks/").json()["results"]
     return len([chunk for chunk in chunks if chunk["status"] == "running"])
@@ -219,6 +230,7 @@ def test_make_run_killed_takes_its_worker_and_daphne_and_the_next_adopts_the_res
         long_job = client.submit("burn", {"chunks": 2, "ms": 4000})
         poll_until(lambda: _running_chunks(client, long_job["id"]), timeout=60)
     tied = {p.pid for p in worker + daphne}
+    names = {p.pid: f"{_role(p, run.process.pid)} {p.pid}" for p in worker + daphne}
 
     run.process.send_signal(signal.SIGKILL)
     killed = time.monotonic()
@@ -226,13 +238,16 @@ def test_make_run_killed_takes_its_worker_and_daphne_and_the_next_adopts_the_res
     ended: dict[str, float] = {}
 
     def each_gone() -> bool:
-        for process in worker + daphne:
-            name = "daphne" if process in daphne else f"worker {process.pid}"
-            if name not in ended and not psutil.pid_exists(process.pid):
+        for pid, name in names.items():
+            if name not in ended and not psutil.pid_exists(pid):
                 ended[name] = time.monotonic() - killed
         return _gone(tied)
 
-    poll_until(each_gone, timeout=PARENT_DEATH_S, every=0.05)
+    try:
+        poll_until(each_gone, timeout=PARENT_DEATH_S, every=0.05)
+    except TimeoutError:
+        left = [name for name in names.values() if name not in ended]
+        pytest.fail(f"still running {PARENT_DEATH_S:.0f} s after make run died: {left}; {ended}")
     print(f"\nmake run killed: its children ended after (s) {ended}")
     assert psutil.pid_exists(postmaster)
     assert psutil.pid_exists(redis_pid)
