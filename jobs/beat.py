@@ -33,6 +33,8 @@ from django.core.exceptions import ObjectDoesNotExist
 from django.db import DatabaseError, connections
 from django_celery_beat.schedulers import DatabaseScheduler, ModelEntry
 
+from launcher import parent
+
 logger = logging.getLogger(__name__)
 
 # pg_try_advisory_lock(bigint): one key for the cluster's scheduler ("Beat" in ASCII), in
@@ -118,6 +120,9 @@ class CoreboardScheduler(DatabaseScheduler):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
+        if parent.supervisor_gone():
+            logger.warning("the make run that started this beat has ended: beat stops")
+            raise SystemExit(0)  # beat's own loop saves its state and ends
         if not self.lock.held():
             if self._holding:
                 logger.warning("scheduler lock lost: this beat stops firing")

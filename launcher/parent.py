@@ -1,9 +1,10 @@
 """Processes `make run` starts end when it dies, even by SIGKILL (a parent-death signal).
 
-The supervisor (launcher.run) puts its pid in COREBOARD_SUPERVISOR_PID of the worker's
-and daphne's environment; each calls `exit_with_parent` first thing in its own startup
-(launcher.server for daphne, project.celery for the worker's main process), which asks
-Linux to send it a signal when its parent ends (prctl PR_SET_PDEATHSIG).
+The supervisor (launcher.run) puts its pid in COREBOARD_SUPERVISOR_PID of the worker's,
+beat's and daphne's environment; each calls `exit_with_parent` early in its own startup
+(launcher.server for daphne; project.celery's worker_init and beat_init for the worker's
+main process and beat), which asks Linux to send it a signal, the one that stops it
+cleanly, when its parent ends (prctl PR_SET_PDEATHSIG).
 
 Why in the child's startup and not in a `preexec_fn`: the child may be started as the
 service user (Popen's `user=`), and Linux clears the parent-death signal whenever a
@@ -28,12 +29,20 @@ SUPERVISOR_PID_ENV = "COREBOARD_SUPERVISOR_PID"
 _PR_SET_PDEATHSIG = 1
 
 
+# The supervisor that started this process, once exit_with_parent has read it.
+_supervisor: int | None = None
+
+
 def exit_with_parent(sig: int) -> bool:
     """Get `sig` when the supervisor that started this process ends; at once when it
     already has. False (and nothing set) when not started by the supervisor or not on
     Linux."""
+    global _supervisor
     supervisor = os.environ.pop(SUPERVISOR_PID_ENV, "")
-    if not supervisor.isdigit() or not sys.platform.startswith("linux"):
+    if not supervisor.isdigit():
+        return False
+    _supervisor = int(supervisor)
+    if not sys.platform.startswith("linux"):
         return False
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
@@ -44,3 +53,11 @@ def exit_with_parent(sig: int) -> bool:
             os.kill(os.getpid(), sig)
         return True
     return False
+
+
+def supervisor_gone() -> bool:
+    """Whether the supervisor that started this process (as exit_with_parent read it) has
+    ended: for a process that also looks for itself, where it loops anyway (beat, at each
+    tick), should the signal not come (not Linux, or lost: a fresh machine's suite once
+    saw beat outlive its `make run` by 20 s)."""
+    return _supervisor is not None and os.getppid() != _supervisor

@@ -11,6 +11,7 @@ as the worker's task would.
 from __future__ import annotations
 
 import itertools
+import os
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -25,6 +26,7 @@ from django_celery_beat.models import PeriodicTask
 from jobs import beat
 from jobs.models import Job, Schedule
 from jobs.services import schedules
+from launcher import parent
 from project.celery import app
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
@@ -232,3 +234,22 @@ def test_a_database_error_while_firing_sends_nothing_and_beat_goes_on(
     assert len(fired) == 1, "sent at the next tick, once"
     run_for(clock, 60, scheduler)
     assert len(fired) == 2
+
+
+def test_a_beat_whose_make_run_ended_stops_at_its_next_tick(
+    alice: User, clock: Clock, fired: list[datetime], new_beat: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    every_minute(alice)
+    scheduler = new_beat()
+    # Started by a `make run` that is this process's parent: it goes on.
+    monkeypatch.setattr(parent, "_supervisor", None)
+    monkeypatch.setenv(parent.SUPERVISOR_PID_ENV, str(os.getppid()))
+    assert parent.exit_with_parent(0)  # signal 0: no parent-death signal
+    run_for(clock, 60, scheduler)
+    assert len(fired) == 1
+    # That `make run` ended (this process has another parent now): beat stops, firing nothing.
+    monkeypatch.setattr(parent, "_supervisor", os.getppid() + 1)
+    clock.now += STEP * 12
+    with pytest.raises(SystemExit):
+        scheduler.tick()
+    assert len(fired) == 1
