@@ -12,6 +12,7 @@ import psycopg
 import pytest
 from channels import DEFAULT_CHANNEL_LAYER
 from channels.layers import channel_layers
+from django.conf import settings as django_settings
 from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.core.management.base import CommandError
@@ -22,7 +23,7 @@ from rest_framework.throttling import SimpleRateThrottle
 
 from coreconf import paths
 from jobs import kinds
-from jobs.engine import bookkeeping, events
+from jobs.engine import bookkeeping, events, redis_clients
 from jobs.engine import preflight as worker_preflight
 from jobs.kinds import loading as kinds_loading
 from jobs.models import Job
@@ -38,6 +39,7 @@ from tests.factories import (
 from tests.fake_redis import FakeRedis
 from tests.processes import ServerProcess, start_celery_worker, start_daphne
 from tests.services_plugin import TEST_MEDIA_ROOT, TEST_VAR
+from tests.waiting import poll_until
 
 DOCS_KINDS_DIR = TEST_VAR / "docs-kinds"
 # Small, so tests can send a body over the limit to the real daphne cheaply.
@@ -135,7 +137,12 @@ def in_memory_channel_layer(settings: Any, monkeypatch: pytest.MonkeyPatch) -> N
 
 @pytest.fixture(autouse=True)
 def _fresh_cache() -> None:
-    """Throttle counters and login failures live in the cache (Redis): none carry over."""
+    """Throttle counters and login failures live in the cache (Redis): none carry over.
+    Nor does an earlier test's Redis timeout: one call past COREBOARD_REDIS_TIMEOUT_MS on a
+    loaded machine opens this process's breaker until its probe hears Redis again (within
+    about a second, redis_clients.PROBE_EVERY_S), and calls made meanwhile are refused."""
+    location = str(django_settings.CACHES["default"]["LOCATION"])
+    poll_until(lambda: redis_clients.usable(location), timeout=10)
     cache.clear()
 
 

@@ -219,13 +219,22 @@ def test_mandelbrot_fills_in_band_by_band(page: Page, daphne_server: str, alice:
     expect(band).to_be_visible()
     screenshot(page, "mandelbrot-running.png")
     assert_page_is_sound(page, "a Mandelbrot job filling in")
-    # Beside the progress bar, above the grid, at its real size.
-    band_box = band.bounding_box()
-    assert band_box is not None
+    # Beside the progress bar, above the grid, at its real size: a band that has loaded,
+    # measured with the grid in one task (bands that finish later are inserted in index
+    # order, possibly before it, and are not drawn until they load).
+    band_box = page.wait_for_function(
+        """() => {
+          const band = [...document.querySelectorAll("#preview img")].find(
+            (img) => img.complete && img.naturalWidth > 0,
+          );
+          if (!band) return null;
+          const { x, y, width } = band.getBoundingClientRect();
+          const grid = document.getElementById("chunk-grid").getBoundingClientRect();
+          return { x, y, width, gridY: grid.y };
+        }"""
+    ).json_value()
     assert band_box["width"] == 360
-    grid_box = page.locator("#chunk-grid").bounding_box()
-    assert grid_box is not None
-    assert band_box["y"] < grid_box["y"]
+    assert band_box["y"] < band_box["gridY"]
     expect(page.locator("#chunk-grid")).to_have_attribute("data-done", "12", timeout=60_000)
     result = page.get_by_role("img", name="Result of job")
     expect(result).to_be_visible()
