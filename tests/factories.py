@@ -30,7 +30,9 @@ from rest_framework.test import APIClient
 
 from jobs import kinds, protocol, services
 from jobs.engine import chunks, job_state, workers
-from jobs.models import Chunk, Job, ScalingStudy
+from jobs.models import Chunk, Job, ScalingStudy, Webhook
+from jobs.selectors.schedules import Timing
+from jobs.services import schedules, sweeps
 
 T = TypeVar("T")
 
@@ -389,3 +391,18 @@ def make_failed_job(owner: User) -> Job:
 
 def active_jobs(owner: User) -> int:
     return Job.objects.filter(owner=owner, status__in=Job.ACTIVE_STATUSES).count()
+
+
+def make_schedule_sweep_and_hook(owner: User) -> dict[str, int]:
+    """One of each of the person's standing things, for tests that visit every route: an
+    hourly burn schedule, a two-run burn sweep and a webhook; their ids by name."""
+    schedule = schedules.schedule_save(
+        owner=owner,
+        name="sample",
+        kind="burn",
+        params={"chunks": 1, "ms": 1},
+        timing=Timing(every=1, unit="hours"),
+    )
+    sweep = sweeps.sweep_create(owner=owner, kind="burn", grid={"chunks": [1, 2], "ms": [1]})
+    hook = Webhook.objects.create(owner=owner, url="https://example.com/hook", secret="s")
+    return {"schedule": schedule.pk, "sweep": sweep.pk, "hook": hook.pk}

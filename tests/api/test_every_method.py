@@ -19,10 +19,12 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from django.urls.resolvers import RegexPattern, RoutePattern
 from rest_framework.test import APIClient
 
-from jobs.models import Webhook
-from jobs.selectors.schedules import Timing
-from jobs.services import schedules, sweeps
-from tests.factories import api_client_for_token, client_for, make_job
+from tests.factories import (
+    api_client_for_token,
+    client_for,
+    make_job,
+    make_schedule_sweep_and_hook,
+)
 from tokens import services as token_services
 
 pytestmark = [pytest.mark.api, pytest.mark.django_db]
@@ -90,21 +92,10 @@ def test_no_method_on_any_route_is_a_server_error(
     # The token of the token client is not the one the route may revoke.
     key = token_services.token_create(user=alice, name="client").key
     other = token_services.token_create(user=alice, name="sample")
-    schedule = schedules.schedule_save(
-        owner=alice,
-        name="sample",
-        kind="burn",
-        params={"chunks": 1, "ms": 1},
-        timing=Timing(every=1, unit="hours"),
-    )
-    sweep = sweeps.sweep_create(owner=alice, kind="burn", grid={"chunks": [1, 2], "ms": [1]})
-    hook = Webhook.objects.create(owner=alice, url="https://example.com/hook", secret="s")
     ids = {
         "job": job.pk,
-        "hook": hook.pk,
         "token": other.token.pk,
-        "schedule": schedule.pk,
-        "sweep": sweep.pk,
+        **make_schedule_sweep_and_hook(alice),
         "missing": 2**31 - 1,
     }
     path = _path(route, ids)

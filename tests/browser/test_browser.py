@@ -18,12 +18,11 @@ from django.db import transaction
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from jobs import kinds, services
-from jobs.models import Job, Webhook
+from jobs.models import Job
 from jobs.selectors import jobs as selectors
-from jobs.selectors.schedules import Timing
-from jobs.services import nodes, schedules, sweeps
+from jobs.services import nodes
 from launcher import stack
-from tests.factories import finished, make_ended_job, make_job
+from tests.factories import finished, make_ended_job, make_job, make_schedule_sweep_and_hook
 from tests.processes import ServerProcess, start_celery_worker, start_daphne
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -575,23 +574,12 @@ def test_every_page_reads_on_a_phone_and_a_desktop(
     with transaction.atomic():
         study = studies.study_create(owner=staff, job=Job.objects.get(pk=done), processes=2)
     token_services.token_create(user=staff, name="laptop", expires_in_days=30)
-    schedule = schedules.schedule_save(
-        owner=staff,
-        name="nightly",
-        kind="burn",
-        params={"chunks": 1, "ms": 1},
-        timing=Timing(every=1, unit="hours"),
-    )
-    sweep = sweeps.sweep_create(owner=staff, kind="burn", grid={"chunks": [1, 2], "ms": [1]})
-    hook = Webhook.objects.create(owner=staff, url="https://example.com/hook", secret="s")
     values = {
         "job_id": done,
         "study_id": study.pk,
         "upload_id": 0,
         "token_id": 0,
-        "schedule_id": schedule.pk,
-        "sweep_id": sweep.pk,
-        "hook_id": hook.pk,
+        **{f"{name}_id": pk for name, pk in make_schedule_sweep_and_hook(staff).items()},
     }
     paths = pages_to_check(page, daphne_server, every_page(values))
     # The ones this test knows of are among them (the URL conf was read).
