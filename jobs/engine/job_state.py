@@ -220,13 +220,17 @@ def _chunk_groups(job: Job) -> list[_ChunkGroup]:
 
 
 def _code_ran(groups: list[_ChunkGroup]) -> list[protocol.CodeRan]:
-    """As jobs_code_ran_read, from groups already read: most chunks first."""
+    """As jobs_code_ran_read, from groups already read."""
     counts: dict[tuple[str, str], int] = {}
     for group in groups:
-        if not group.ran:
-            continue
-        code = (group.kind_source, group.coreboard_commit)
-        counts[code] = counts.get(code, 0) + group.chunks
+        if group.ran:
+            code = (group.kind_source, group.coreboard_commit)
+            counts[code] = counts.get(code, 0) + group.chunks
+    return _code_ran_ordered(counts)
+
+
+def _code_ran_ordered(counts: dict[tuple[str, str], int]) -> list[protocol.CodeRan]:
+    """Chunks by (kind source, Coreboard commit) as Job.code_ran: most chunks first."""
     ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
     return [
         {"kind_source": source, "coreboard_commit": commit, "chunks": chunks}
@@ -235,24 +239,18 @@ def _code_ran(groups: list[_ChunkGroup]) -> list[protocol.CodeRan]:
 
 
 def jobs_code_ran_read(job_ids: Sequence[int]) -> dict[int, list[protocol.CodeRan]]:
-    """For each job, the code its claimed chunks ran with last (one grouped read for all),
-    most chunks first: what job_finished stores as Job.code_ran."""
+    """For each job, the code its claimed chunks ran with last (one grouped read for all):
+    what job_finished stores as Job.code_ran."""
     rows = (
         Chunk.objects.filter(job_id__in=job_ids, attempts__gt=0)
-        .values("job_id", "kind_source", "coreboard_commit")
+        .values_list("job_id", "kind_source", "coreboard_commit")
         .annotate(chunks=Count("id"))
-        .order_by("job_id", "-chunks", "kind_source", "coreboard_commit")
+        .order_by()
     )
-    ran: dict[int, list[protocol.CodeRan]] = {}
-    for row in rows:
-        ran.setdefault(row["job_id"], []).append(
-            {
-                "kind_source": row["kind_source"],
-                "coreboard_commit": row["coreboard_commit"],
-                "chunks": row["chunks"],
-            }
-        )
-    return ran
+    counts: dict[int, dict[tuple[str, str], int]] = {}
+    for job_id, source, commit, chunks in rows:
+        counts.setdefault(job_id, {})[(source, commit)] = chunks
+    return {job_id: _code_ran_ordered(by_code) for job_id, by_code in counts.items()}
 
 
 def chunks_cancel_unstarted(job: Job) -> None:
